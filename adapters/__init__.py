@@ -1,0 +1,1 @@
+"""Protocol adapters. They meet only in ``relay`` types; only the composition root imports them."""

@@ -1,0 +1,1 @@
+"""Discord side: gateway (sans-I/O + trio shard), REST client + rate limiter, Discord ⇄ envelope."""

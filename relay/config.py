@@ -1,0 +1,200 @@
+"""Configuration model (``bridge.toml``): frozen attrs classes with defaults.
+
+Secrets (the Discord token, the mirai verify key) are ``repr=False`` and normally come from environment
+variables named in the file (``token_env`` / ``verify_key_env``), never from the file itself.
+
+Loading, validation (every problem with its TOML path), and precedence (CLI > environment > file >
+defaults) live in :mod:`relay.configload`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+# Discord gateway intents (discord.md §5). The default set is what the bridge needs to map every event of
+# DESIGN.md §3: GUILDS | GUILD_MEMBERS | GUILD_MODERATION | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT.
+INTENT_BITS: dict[str, int] = {
+    "GUILDS": 1 << 0,
+    "GUILD_MEMBERS": 1 << 1,
+    "GUILD_MODERATION": 1 << 2,
+    "GUILD_EXPRESSIONS": 1 << 3,
+    "GUILD_INTEGRATIONS": 1 << 4,
+    "GUILD_WEBHOOKS": 1 << 5,
+    "GUILD_INVITES": 1 << 6,
+    "GUILD_VOICE_STATES": 1 << 7,
+    "GUILD_PRESENCES": 1 << 8,
+    "GUILD_MESSAGES": 1 << 9,
+    "GUILD_MESSAGE_REACTIONS": 1 << 10,
+    "GUILD_MESSAGE_TYPING": 1 << 11,
+    "DIRECT_MESSAGES": 1 << 12,
+    "DIRECT_MESSAGE_REACTIONS": 1 << 13,
+    "DIRECT_MESSAGE_TYPING": 1 << 14,
+    "MESSAGE_CONTENT": 1 << 15,
+    "GUILD_SCHEDULED_EVENTS": 1 << 16,
+    "AUTO_MODERATION_CONFIGURATION": 1 << 20,
+    "AUTO_MODERATION_EXECUTION": 1 << 21,
+    "GUILD_MESSAGE_POLLS": 1 << 24,
+    "DIRECT_MESSAGE_POLLS": 1 << 25,
+}
+PRIVILEGED_INTENTS: frozenset[str] = frozenset({"GUILD_MEMBERS", "GUILD_PRESENCES", "MESSAGE_CONTENT"})
+DEFAULT_INTENTS: tuple[str, ...] = (
+    "GUILDS",
+    "GUILD_MEMBERS",
+    "GUILD_MODERATION",
+    "GUILD_MESSAGES",
+    "DIRECT_MESSAGES",
+    "MESSAGE_CONTENT",
+)
+
+
+def intents_value(names: tuple[str, ...]) -> int:
+    value = 0
+    for name in names:
+        value |= INTENT_BITS[name]
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class BackoffConfig:
+    """Exponential backoff with full jitter: delay = uniform(0, min(cap, initial * factor**attempt))."""
+
+    initial: float = 1.0
+    factor: float = 2.0
+    cap: float = 60.0
+
+
+@attrs.frozen(kw_only=True)
+class DiscordConfig:
+    token: str = attrs.field(default="", repr=False)  #: prefer token_env; never logged
+    token_env: str = "DISCORD_TOKEN"
+    intents: tuple[str, ...] = DEFAULT_INTENTS
+    shard_count: int | None = None  #: None = "auto" (from GET /gateway/bot)
+    shard_ids: tuple[int, ...] = ()  #: empty = all shards of shard_count
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = ""  #: empty = from GET /gateway/bot
+    compress: bool = True  #: zlib-stream transport compression
+    large_threshold: int = 250
+    max_message_bytes: int = 64 * 1024 * 1024  #: largest gateway message accepted
+    request_timeout: float = 15.0  #: per REST request
+    max_rate_limit_wait: float = 300.0  #: give up on a request rather than wait longer than this
+    global_rate_limit: int = 50  #: REST requests per second (Discord's default global limit)
+    max_retries: int = 3  #: for 5xx / network errors on requests safe to repeat
+    max_upload_bytes: int = 10 * 1024 * 1024
+    identify_reserve: int = 5  #: never spend the last N identifies of the daily budget
+    reconnect: BackoffConfig = BackoffConfig()
+
+    @property
+    def intents_value(self) -> int:
+        return intents_value(self.intents)
+
+
+class Protocol(enum.Enum):
+    WS = "ws"
+    WSS = "wss"
+
+
+@attrs.frozen(kw_only=True)
+class DestinationConfig:
+    """One bot framework's websocket server (mirai-api-http ``reverse-ws`` destination)."""
+
+    name: str = ""  #: label in logs and the outbox cursor; default "host:port/path"
+    host: str = "localhost"
+    port: int = 8080
+    path: str = "/"
+    protocol: Protocol = Protocol.WS
+    method: str = "GET"
+    extra_parameters: dict[str, str] = attrs.field(factory=dict)
+    extra_headers: dict[str, str] = attrs.field(factory=dict, repr=False)  #: may carry credentials
+    ca_file: str = ""  #: extra CA bundle for wss (system trust store otherwise)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}{self.path}"
+
+
+@attrs.frozen(kw_only=True)
+class ReverseWsConfig:
+    destinations: tuple[DestinationConfig, ...] = ()
+    extra_parameters: dict[str, str] = attrs.field(factory=dict)
+    extra_headers: dict[str, str] = attrs.field(factory=dict, repr=False)
+    reconnect: BackoffConfig = BackoffConfig(initial=1.0, factor=2.0, cap=30.0)
+    connect_timeout: float = 10.0
+
+
+@attrs.frozen(kw_only=True)
+class MiraiConfig:
+    verify_key: str = attrs.field(default="", repr=False)  #: prefer verify_key_env; never logged
+    verify_key_env: str = "MIRAI_VERIFY_KEY"
+    enable_verify: bool = True
+    single_mode: bool = False
+    bot_id: int = 0  #: the qq the bridge presents; 0 = the Discord bot user id
+    send_qq_header: bool = True  #: send the bot id as a `qq` header when dialing
+    reserved_sync_id: str = "-1"
+    command_timeout: float = 30.0
+    max_frame_bytes: int = 16 * 1024 * 1024
+    reverse_ws: ReverseWsConfig = ReverseWsConfig()
+
+
+@attrs.frozen(kw_only=True)
+class StoreConfig:
+    path: str = ""  #: empty = <user data dir>/discord-mirai-relay/bridge.sqlite3
+    message_retention_days: int = 30
+
+
+@attrs.frozen(kw_only=True)
+class OutboxConfig:
+    max_events: int = 200_000
+    max_age_seconds: int = 7 * 24 * 3600
+
+
+class ThreadMode(enum.Enum):
+    OWN_GROUP = "own_group"  #: a thread is a group of its own (id = thread id)
+    PARENT = "parent"  #: thread messages appear in the parent channel's group
+
+
+class LongMessageMode(enum.Enum):
+    SPLIT = "split"
+    REFUSE = "refuse"
+
+
+class WebhookMessageMode(enum.Enum):
+    FORWARD = "forward"  #: forwarded as GroupMessage from a member named after the webhook
+    IGNORE = "ignore"
+
+
+@attrs.frozen(kw_only=True)
+class MappingConfig:
+    threads: ThreadMode = ThreadMode.OWN_GROUP
+    long_messages: LongMessageMode = LongMessageMode.SPLIT
+    #: where guild-level events (member join/leave/mute...) go: "system" (system channel, else the first
+    #: text channel) or a channel id
+    guild_events: str = "system"
+    admin_role: str = ""  #: role name or id that memberAdmin assigns; empty = memberAdmin unsupported
+    allow_mention_all: bool = False  #: may frameworks send AtAll (@everyone)?
+    webhook_messages: WebhookMessageMode = WebhookMessageMode.FORWARD
+    #: channels to bridge (ids); empty = every text channel the bot can see
+    channels: tuple[int, ...] = ()
+
+
+class LogFormat(enum.Enum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@attrs.frozen(kw_only=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: LogFormat = LogFormat.TEXT
+    status_interval: float = 60.0  #: seconds between status lines at INFO
+
+
+@attrs.frozen(kw_only=True)
+class BridgeConfig:
+    discord: DiscordConfig = DiscordConfig()
+    mirai: MiraiConfig = MiraiConfig()
+    store: StoreConfig = StoreConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    mapping: MappingConfig = MappingConfig()
+    logging: LoggingConfig = LoggingConfig()

@@ -1,0 +1,214 @@
+"""The one error hierarchy of the bridge.
+
+Every error the bridge raises on purpose derives from :class:`RelayError`. Constructors take the
+facts as fields (so callers can act on them) and build a message that says what to do next.
+Nothing here may ever hold a secret in its message or ``repr``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+
+class RelayError(Exception):
+    """Root of every error raised by the bridge."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigError(RelayError):
+    """The configuration is invalid. ``problems`` lists *every* problem, each prefixed by its TOML path."""
+
+    def __init__(self, source: str, problems: Iterable[str]) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{source}: {count} configuration {noun}:\n{lines}")
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+class ProtocolError(RelayError):
+    """A protocol rule was broken. Use a subclass: who broke it matters."""
+
+    def __init__(self, message: str) -> None:
+        if type(self) is ProtocolError:
+            raise TypeError("ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError")
+        super().__init__(message)
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol (or the state machine's current state) forbids: our bug."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol forbids. ``hint`` may carry a suggested reply."""
+
+    def __init__(self, message: str, *, hint: object | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """An incoming frame exceeded the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"incoming frame of {size} bytes exceeds the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+# --------------------------------------------------------------------------- Discord
+
+
+class DiscordError(RelayError):
+    """Root of the errors that come from talking to Discord."""
+
+
+class GatewayClosed(DiscordError):
+    """The gateway connection ended. ``fatal`` ones stop the bridge; ``advice`` says what to do."""
+
+    def __init__(self, code: int | None, reason: str, *, fatal: bool, advice: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        self.fatal = fatal
+        self.advice = advice
+        text = f"Discord gateway closed (code {code}): {reason}"
+        if advice:
+            text += f" — {advice}"
+        super().__init__(text)
+
+
+class IdentifyBudgetExhausted(DiscordError):
+    """Discord's daily identify budget is (nearly) spent; identifying again risks a token reset."""
+
+    def __init__(self, remaining: int, reset_after: float) -> None:
+        self.remaining = remaining
+        self.reset_after = reset_after
+        super().__init__(
+            f"only {remaining} gateway identifies left today; refusing to identify until the budget "
+            f"resets in {reset_after:.0f} s (Discord resets the token of bots that exhaust it)"
+        )
+
+
+class HTTPError(DiscordError):
+    """A Discord REST request failed.
+
+    ``status`` is the HTTP status, ``code`` Discord's JSON error code (0 when absent), ``message``
+    Discord's message, ``field_errors`` the flattened ``errors`` tree of a 400 (``"content: too long"``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        method: str = "",
+        route: str = "",
+        field_errors: tuple[str, ...] = (),
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.method = method
+        self.route = route
+        self.field_errors = field_errors
+        where = f"{method} {route}: " if method else ""
+        text = f"{where}HTTP {status}, Discord error {code}: {message}"
+        if field_errors:
+            text += " (" + "; ".join(field_errors) + ")"
+        super().__init__(text)
+
+
+class RateLimitedTooLong(DiscordError):
+    """Honouring a rate limit would mean waiting longer than the configured maximum."""
+
+    def __init__(self, route: str, retry_after: float, limit: float) -> None:
+        self.route = route
+        self.retry_after = retry_after
+        self.limit = limit
+        super().__init__(
+            f"{route}: Discord asks to wait {retry_after:.1f} s, more than the {limit:.0f} s allowed; "
+            "giving up on this request"
+        )
+
+
+class CloudflareBanned(DiscordError):
+    """Discord's edge answered with a non-JSON 429/403: the IP is temporarily banned. Stop, do not retry."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        wait = f"; retry after {retry_after:.0f} s" if retry_after else ""
+        super().__init__(
+            f"Discord's edge (Cloudflare) refused the request with HTTP {status} and no JSON body: this IP "
+            f"is temporarily banned for too many invalid requests{wait}. All REST requests are paused."
+        )
+
+
+class InvalidRequestGuard(DiscordError):
+    """Our own guard refused a request because the invalid-request (401/403/429) budget is nearly spent."""
+
+    def __init__(self, count: int, limit: int, window: float) -> None:
+        self.count = count
+        self.limit = limit
+        self.window = window
+        super().__init__(
+            f"refusing REST request: {count} invalid (401/403/429) responses in the last {window:.0f} s; "
+            f"Discord bans the IP at {limit}"
+        )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class FailureKind(enum.Enum):
+    """Why a command failed, in words both sides understand. The mirai side maps these to status codes."""
+
+    #: target group/friend/member/message unknown (mirai 5)
+    NOT_FOUND = "not_found"
+    #: the bot lacks a permission (mirai 10)
+    NO_PERMISSION = "no_permission"
+    #: the bot is timed out where it tried to act (mirai 20)
+    BOT_MUTED = "bot_muted"
+    #: message too long and splitting is disabled (mirai 30)
+    TOO_LONG = "too_long"
+    #: the request was malformed or had bad values (mirai 400)
+    BAD_INPUT = "bad_input"
+    #: no Discord meaning (mirai 6)
+    UNSUPPORTED = "unsupported"
+    #: timed out waiting for Discord (mirai 500)
+    TIMEOUT = "timeout"
+    #: anything else (mirai 500)
+    INTERNAL = "internal"
+
+
+class CommandFailed(RelayError):
+    """A command could not be carried out. ``kind`` says why; the message is readable by a bot author."""
+
+    def __init__(self, kind: FailureKind, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(f"{kind.value}: {message}")
+
+
+class RequestTimeout(RelayError):
+    """A command was not answered within its deadline."""
+
+    def __init__(self, sync_id: str, seconds: float) -> None:
+        self.sync_id = sync_id
+        self.seconds = seconds
+        super().__init__(f"command {sync_id!r} did not finish within {seconds:g} s")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class StoreError(RelayError):
+    """The SQLite store failed (disk full, corrupt file, locked by another process)."""

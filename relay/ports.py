@@ -1,0 +1,46 @@
+"""The interfaces adapters and the relay meet at (no trio here: these are only shapes).
+
+Data flow (DESIGN.md §1):
+
+* Discord adapter → ``EventSink.publish_nowait(event)``: never blocks (the gateway reader must keep
+  answering heartbeats). The relay allocates message ids in the store, encodes the event for the
+  frameworks and appends it to the durable outbox.
+* mirai adapter → ``CommandService.execute(command)``: the relay resolves message ids through the store,
+  runs the command on a ``CommandExecutor`` (the Discord adapter) and records sent messages.
+* Failures are raised as :class:`relay.errors.CommandFailed`; every other exception is a bug and is
+  answered as an internal error by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from relay.envelope import Command, Event, Result
+
+
+class EventSink(Protocol):
+    def publish_nowait(self, event: Event) -> None:
+        """Hand one event to the relay. Never blocks; never raises for a full queue (the outbox is durable)."""
+
+
+class CommandExecutor(Protocol):
+    """Carries out envelope commands on a platform (Discord)."""
+
+    async def execute(self, command: Command) -> Result:
+        """Run ``command``; raise ``CommandFailed`` with a readable message when it cannot be done."""
+
+
+class CommandService(Protocol):
+    """What an outbound adapter calls: the relay's id-resolving front of a ``CommandExecutor``."""
+
+    async def execute(self, command: Command) -> Result: ...
+
+
+class BotIdentity(Protocol):
+    """Who the bot is, once the Discord side knows it (0 before the first READY)."""
+
+    @property
+    def bot_id(self) -> int: ...
+
+    @property
+    def bot_name(self) -> str: ...
