@@ -1,0 +1,699 @@
+"""Loading and validating ``bridge.toml``.
+
+Two layers, towncrier style:
+
+* :func:`load_config` does the I/O: read the file, parse TOML (syntax errors carry line and column), then
+  hand the mapping to :func:`parse_config`.
+* :func:`parse_config` is pure: it layers the sources (CLI overrides > environment > file > defaults),
+  checks every value against the schema in :mod:`relay.config`, collects **every** problem with its TOML
+  path (``mirai.reverse_ws.destinations[1].port: expected an integer 1–65535, got "80a"``), and only then
+  structures the checked mapping into the frozen attrs classes with the cattrs config converter.
+
+Secrets (``discord.token``, ``mirai.verify_key``, header values) are never echoed in problem messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import os
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+from cattrs.preconf.tomllib import make_converter
+
+from relay.config import (
+    INTENT_BITS,
+    BackoffConfig,
+    BridgeConfig,
+    DestinationConfig,
+    DiscordConfig,
+    LoggingConfig,
+    MappingConfig,
+    MiraiConfig,
+    OutboxConfig,
+    StoreConfig,
+)
+from relay.errors import ConfigError
+
+if sys.version_info >= (3, 11):  # noqa: UP036 - kept so the tomli fallback works if requires-python drops
+    import tomllib
+else:  # pragma: no cover - the declared dependency tomli fills in on older interpreters
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_OVERRIDES",
+    "LOG_LEVELS",
+    "Override",
+    "default_store_path",
+    "load_config",
+    "make_config_converter",
+    "parse_config",
+    "secrets_of",
+]
+
+APP_DIR_NAME: Final = "discord-mirai-relay"
+STORE_FILE_NAME: Final = "bridge.sqlite3"
+
+#: Log level names accepted in ``[logging] level`` and ``--log-level`` (TRACE = 5 is ours, see relay.logs).
+LOG_LEVELS: Final[tuple[str, ...]] = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Environment variables that override a file value (and are overridden by CLI flags). The secrets have
+#: their own variables, named in the file by ``token_env`` / ``verify_key_env``.
+ENV_OVERRIDES: Final[Mapping[str, str]] = {
+    "RELAY_LOG_LEVEL": "logging.level",
+    "RELAY_LOG_FORMAT": "logging.format",
+    "RELAY_STORE_PATH": "store.path",
+}
+
+#: Paths whose values must never be echoed in a problem message.
+_SECRET_KEYS: Final = frozenset({"token", "verify_key"})
+_SECRET_TABLES: Final = frozenset({"extra_headers"})
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_HTTP_METHOD = re.compile(r"[A-Z]+\Z")
+_MAX_SNOWFLAKE: Final = 2**63 - 1
+
+
+@attrs.frozen
+class Override:
+    """One value set from outside the file: ``path`` is a dotted TOML path, ``origin`` names where it came
+    from (``--log-level``, ``environment variable RELAY_LOG_LEVEL``) so problems can point at it."""
+
+    path: str
+    value: object
+    origin: str
+
+
+def make_config_converter() -> cattrs.Converter:
+    """The CONFIG converter: TOML-shaped data to the frozen config classes; unknown keys are errors."""
+    return make_converter(forbid_extra_keys=True)
+
+
+_CONVERTER: Final = make_config_converter()
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str],
+    overrides: Sequence[Override] = (),
+    require_secrets: bool = True,
+) -> BridgeConfig:
+    """Read, check and build the configuration from ``path``.
+
+    Raises :class:`ConfigError` listing every problem (file missing, TOML syntax with line and column,
+    unknown keys, wrong types, out-of-range values, missing secrets).
+    """
+    source = os.fspath(path)
+    file = Path(source)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [f"file not found; create one with `discord-mirai-relay init {source}`"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc}"]) from None
+    try:
+        mapping = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [_describe_toml_error(exc, text)]) from None
+    return parse_config(
+        mapping,
+        source=source,
+        env=env,
+        overrides=overrides,
+        base_dir=file.resolve().parent,
+        require_secrets=require_secrets,
+    )
+
+
+def parse_config(
+    mapping: Mapping[str, Any],
+    *,
+    source: str,
+    env: Mapping[str, str],
+    overrides: Sequence[Override] = (),
+    base_dir: str | os.PathLike[str] | None = None,
+    require_secrets: bool = True,
+) -> BridgeConfig:
+    """Check ``mapping`` (the parsed TOML) and build a :class:`BridgeConfig`.
+
+    Layering: ``overrides`` (CLI) > ``env`` (:data:`ENV_OVERRIDES`, and the secrets' variables) > the
+    mapping > defaults. A relative ``store.path`` is taken relative to ``base_dir`` (the config file's
+    folder; the current directory when None). With ``require_secrets`` a missing Discord token, or a
+    missing verify key while ``enable_verify`` is on, is a problem that names the variable to set.
+    """
+    checker = _Checker()
+    data = _deep_copy(mapping)
+    layered: list[Override] = [
+        Override(dotted, env[var], f"environment variable {var}")
+        for var, dotted in ENV_OVERRIDES.items()
+        if env.get(var)
+    ]
+    layered.extend(overrides)
+    for override in layered:
+        if _set_dotted(data, override.path, override.value):
+            checker.origins[override.path] = override.origin
+        else:
+            checker.add(override.path, f"cannot be set by {override.origin}: a parent key is not a table")
+
+    normalized = checker.table(BridgeConfig, data, "", BridgeConfig())
+    if checker.problems:
+        raise ConfigError(source, checker.problems)
+
+    _cross_checks(checker, normalized)
+    _resolve_store_path(normalized, env, base_dir)
+    _apply_secrets(checker, normalized, env, require_secrets=require_secrets)
+    if checker.problems:
+        raise ConfigError(source, checker.problems)
+
+    try:
+        return _CONVERTER.structure(normalized, BridgeConfig)
+    except Exception as exc:  # the checks above should make this unreachable; never show a raw traceback
+        problems = cattrs.transform_error(exc, path="config") if isinstance(exc, cattrs.BaseValidationError) else []
+        raise ConfigError(source, problems or [f"cannot build the configuration: {type(exc).__name__}"]) from None
+
+
+def default_store_path(env: Mapping[str, str]) -> str:
+    """``$XDG_DATA_HOME/discord-mirai-relay/bridge.sqlite3``, else ``~/.local/share/...`` (XDG base dirs)."""
+    data_home = env.get("XDG_DATA_HOME", "")
+    if not data_home or not os.path.isabs(data_home):  # the XDG spec says relative values are ignored
+        home = env.get("HOME") or os.path.expanduser("~")
+        data_home = os.path.join(home, ".local", "share")
+    return os.path.join(data_home, APP_DIR_NAME, STORE_FILE_NAME)
+
+
+def secrets_of(config: BridgeConfig) -> tuple[str, ...]:
+    """Every secret value in ``config``, for the log redaction filter: the token, the verify key and the
+    values of extra headers (which often carry credentials)."""
+    found: list[str] = [config.discord.token, config.mirai.verify_key]
+    reverse_ws = config.mirai.reverse_ws
+    found.extend(reverse_ws.extra_headers.values())
+    for destination in reverse_ws.destinations:
+        found.extend(destination.extra_headers.values())
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+# --------------------------------------------------------------------------- the checker
+
+
+class _Invalid(Exception):
+    """Internal: a value failed a check. ``expected`` completes "expected ..."."""
+
+    def __init__(self, expected: str, *, hint: str = "", show_value: bool = True) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.hint = hint
+        self.show_value = show_value
+
+
+Rule = Callable[[object], object]
+
+
+@attrs.define
+class _Checker:
+    problems: list[str] = attrs.Factory(list)
+    origins: dict[str, str] = attrs.Factory(dict)
+
+    def add(self, path: str, message: str) -> None:
+        origin = self.origins.get(_strip_indexes(path)) or self.origins.get(path)
+        where = f"{path} (from {origin})" if origin else path
+        self.problems.append(f"{where}: {message}")
+
+    def table(self, cls: type, data: object, path: str, default: object) -> dict[str, Any]:
+        """Check one TOML table against attrs class ``cls``; return it normalized, defaults filled in from
+        ``default`` (so a partial ``[mirai.reverse_ws.reconnect]`` keeps that section's own defaults)."""
+        if not isinstance(data, Mapping):
+            self.add(path or "(top level)", f"expected a table, got {_describe(data, secret=False)}")
+            return {}
+        fields = attrs.fields_dict(cls)
+        hints = typing.get_type_hints(cls)
+        names = list(fields)
+        for key in data:
+            if key not in fields:
+                self.add(_join(path, str(key)), f"unknown key{_did_you_mean(str(key), names)}")
+        out: dict[str, Any] = {}
+        for name in names:
+            child = _join(path, name)
+            default_value = getattr(default, name)
+            if name not in data:
+                if (cls, name) in _REQUIRED:
+                    self.add(child, f"missing; {_REQUIRED[(cls, name)]}")
+                    continue
+                out[name] = _CONVERTER.unstructure(default_value)
+                continue
+            value = data[name]
+            field_type = hints[name]
+            secret = name in _SECRET_KEYS or path.rsplit(".", 1)[-1] in _SECRET_TABLES
+            if attrs.has(field_type):
+                out[name] = self.table(field_type, value, child, default_value)
+            elif typing.get_origin(field_type) is tuple and attrs.has(typing.get_args(field_type)[0]):
+                out[name] = self.array_of_tables(typing.get_args(field_type)[0], value, child)
+            elif typing.get_origin(field_type) is dict:
+                out[name] = self.string_table(value, child, secret_values=name in _SECRET_TABLES)
+            else:
+                rule = _RULES.get((cls, name)) or _rule_for_type(field_type)
+                try:
+                    out[name] = rule(value)
+                except _Invalid as bad:
+                    shown = _describe(value, secret=secret or not bad.show_value)
+                    self.add(child, f"expected {bad.expected}, got {shown}{bad.hint}")
+        return out
+
+    def array_of_tables(self, cls: type, data: object, path: str) -> list[dict[str, Any]]:
+        if not isinstance(data, list):
+            self.add(path, f"expected an array of tables ([[{path}]]), got {_describe(data, secret=False)}")
+            return []
+        return [self.table(cls, item, f"{path}[{i}]", cls()) for i, item in enumerate(data)]
+
+    def string_table(self, data: object, path: str, *, secret_values: bool) -> dict[str, str]:
+        if not isinstance(data, Mapping):
+            self.add(path, f"expected a table of strings, got {_describe(data, secret=False)}")
+            return {}
+        out: dict[str, str] = {}
+        for key, value in data.items():
+            if isinstance(value, str):
+                out[str(key)] = value
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                out[str(key)] = str(value)  # `port = 8080` in extra_parameters means the text "8080"
+            else:
+                shown = _describe(value, secret=secret_values)
+                self.add(_join(path, str(key)), f"expected a string, got {shown}")
+        return out
+
+
+# --------------------------------------------------------------------------- leaf rules
+
+
+def _rule_for_type(field_type: object) -> Rule:
+    if field_type is bool:
+        return _boolean
+    if field_type is int:
+        return _int_range(0, None)
+    if field_type is float:
+        return _positive_number
+    if field_type is str:
+        return _string
+    if isinstance(field_type, type) and issubclass(field_type, enum.Enum):
+        return _choice(tuple(str(m.value) for m in field_type))
+    raise AssertionError(f"no config rule for type {field_type!r}; add one to relay.configload")
+
+
+def _boolean(value: object) -> object:
+    if not isinstance(value, bool):
+        raise _Invalid("true or false")
+    return value
+
+
+def _string(value: object) -> object:
+    if not isinstance(value, str):
+        raise _Invalid("a string")
+    return value
+
+
+def _non_empty_string(value: object) -> object:
+    if not isinstance(value, str) or not value:
+        raise _Invalid("a non-empty string")
+    return value
+
+
+def _int_range(low: int, high: int | None) -> Rule:
+    expected = f"an integer {low}–{high}" if high is not None else f"an integer ≥ {low}"
+
+    def rule(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(expected)
+        if value < low or (high is not None and value > high):
+            raise _Invalid(expected)
+        return value
+
+    return rule
+
+
+def _positive_number(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value == float("inf"):
+        raise _Invalid("a positive number (seconds)")
+    return float(value)
+
+
+def _number_at_least(low: float) -> Rule:
+    def rule(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise _Invalid(f"a number ≥ {low:g}")
+        return float(value)
+
+    return rule
+
+
+def _choice(options: tuple[str, ...], *, fold_case: bool = False) -> Rule:
+    listed = ", ".join(json.dumps(o) for o in options)
+
+    def rule(value: object) -> object:
+        if isinstance(value, str):
+            candidate = value.upper() if fold_case else value
+            if candidate in options:
+                return candidate
+            raise _Invalid(f"one of {listed}", hint=_did_you_mean(candidate, options))
+        raise _Invalid(f"one of {listed}")
+
+    return rule
+
+
+def _env_var_name(value: object) -> object:
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise _Invalid("the name of an environment variable (letters, digits, _)")
+    return value
+
+
+def _http_url(value: object) -> object:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _Invalid('an http:// or https:// URL such as "https://discord.com/api/v10"')
+    return value.rstrip("/")
+
+
+def _ws_url_or_empty(value: object) -> object:
+    if not isinstance(value, str) or (value and not value.startswith(("ws://", "wss://"))):
+        raise _Invalid('a ws:// or wss:// URL, or "" to ask Discord (GET /gateway/bot)')
+    return value
+
+
+def _intents(value: object) -> object:
+    """A list of intent names (case-insensitive) or an integer bitfield; normalized to a tuple of names."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise _Invalid("a list of intent names or a non-negative integer bitfield")
+        known = sum(INTENT_BITS.values())
+        if value & ~known:
+            unknown_bits = [str(bit) for bit in range(value.bit_length()) if value & ~known & (1 << bit)]
+            raise _Invalid(
+                "an integer made of known intent bits",
+                hint=f" (unknown bit{'s' if len(unknown_bits) > 1 else ''} {', '.join(unknown_bits)})",
+            )
+        return [name for name, bit in INTENT_BITS.items() if value & bit]
+    if not isinstance(value, list):
+        raise _Invalid("a list of intent names or an integer bitfield")
+    names: list[str] = []
+    unknown: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _Invalid("a list of intent names (strings) or an integer bitfield")
+        name = item.upper()
+        if name in INTENT_BITS:
+            if name not in names:
+                names.append(name)
+        else:
+            unknown.append(f"{json.dumps(item)}{_did_you_mean(name, list(INTENT_BITS))}")
+    if unknown:
+        raise _Invalid("known intent names", hint=f" with unknown {'; '.join(unknown)}", show_value=False)
+    return names
+
+
+def _shard_count(value: object) -> object:
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _Invalid('"auto" or an integer ≥ 1')
+    return value
+
+
+def _shard_ids(value: object) -> object:
+    if not isinstance(value, list) or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in value):
+        raise _Invalid("a list of shard ids (integers ≥ 0)")
+    if len(set(value)) != len(value):
+        raise _Invalid("a list of distinct shard ids")
+    return value
+
+
+def _snowflake(value: object) -> int | None:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_SNOWFLAKE:
+        return value
+    return None
+
+
+def _channel_ids(value: object) -> object:
+    if not isinstance(value, list):
+        raise _Invalid("a list of channel ids")
+    ids = [_snowflake(item) for item in value]
+    if any(i is None for i in ids):
+        raise _Invalid("a list of channel ids (positive integers)")
+    return ids
+
+
+def _guild_events(value: object) -> object:
+    if value == "system":
+        return value
+    channel = _snowflake(value)
+    if channel is None:
+        raise _Invalid('"system" or a channel id')
+    return str(channel)
+
+
+def _role(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise _Invalid('a role name, a role id, or "" (memberAdmin unsupported)')
+
+
+def _host(value: object) -> object:
+    if not isinstance(value, str) or not value:
+        raise _Invalid("a host name or address")
+    if "://" in value or "/" in value:
+        raise _Invalid("a bare host name or address", hint=" (put the scheme in `protocol` and the path in `path`)")
+    return value
+
+
+def _ws_path(value: object) -> object:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise _Invalid('a path starting with "/"')
+    return value
+
+
+def _http_method(value: object) -> object:
+    if not isinstance(value, str) or not _HTTP_METHOD.match(value.upper()):
+        raise _Invalid('an HTTP method such as "GET"')
+    return value.upper()
+
+
+_PORT = _int_range(1, 65535)
+_POSITIVE_INT = _int_range(1, None)
+
+#: Field-specific rules, keyed by (class, field name). Fields not listed get the rule of their type.
+_RULES: Final[dict[tuple[type, str], Rule]] = {
+    (BackoffConfig, "factor"): _number_at_least(1.0),
+    (DiscordConfig, "token"): _string,
+    (DiscordConfig, "token_env"): _env_var_name,
+    (DiscordConfig, "intents"): _intents,
+    (DiscordConfig, "shard_count"): _shard_count,
+    (DiscordConfig, "shard_ids"): _shard_ids,
+    (DiscordConfig, "api_base_url"): _http_url,
+    (DiscordConfig, "gateway_url"): _ws_url_or_empty,
+    (DiscordConfig, "large_threshold"): _int_range(50, 250),  # discord.md §5 (IDENTIFY: 50–250)
+    (DiscordConfig, "max_message_bytes"): _POSITIVE_INT,
+    (DiscordConfig, "global_rate_limit"): _POSITIVE_INT,
+    (DiscordConfig, "max_upload_bytes"): _POSITIVE_INT,
+    (DestinationConfig, "host"): _host,
+    (DestinationConfig, "port"): _PORT,
+    (DestinationConfig, "path"): _ws_path,
+    (DestinationConfig, "method"): _http_method,
+    (MiraiConfig, "verify_key"): _string,
+    (MiraiConfig, "verify_key_env"): _env_var_name,
+    (MiraiConfig, "bot_id"): _int_range(0, _MAX_SNOWFLAKE),
+    (MiraiConfig, "reserved_sync_id"): _non_empty_string,
+    (MiraiConfig, "max_frame_bytes"): _POSITIVE_INT,
+    (StoreConfig, "message_retention_days"): _POSITIVE_INT,
+    (OutboxConfig, "max_events"): _POSITIVE_INT,
+    (OutboxConfig, "max_age_seconds"): _POSITIVE_INT,
+    (MappingConfig, "guild_events"): _guild_events,
+    (MappingConfig, "admin_role"): _role,
+    (MappingConfig, "channels"): _channel_ids,
+    (LoggingConfig, "level"): _choice(LOG_LEVELS, fold_case=True),
+}
+
+#: Keys that must be written explicitly, with what to do about it.
+_REQUIRED: Final[dict[tuple[type, str], str]] = {
+    (DestinationConfig, "host"): 'give the host of the framework\'s websocket server, e.g. host = "127.0.0.1"',
+    (DestinationConfig, "port"): "give the port of the framework's websocket server, e.g. port = 8080",
+}
+
+
+# --------------------------------------------------------------------------- whole-config checks
+
+
+def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
+    discord = data["discord"]
+    count, ids = discord["shard_count"], discord["shard_ids"]
+    if ids and count is None:
+        checker.add("discord.shard_ids", 'needs an explicit shard_count (not "auto")')
+    elif ids and any(i >= count for i in ids):
+        too_big = ", ".join(str(i) for i in ids if i >= count)
+        checker.add("discord.shard_ids", f"expected ids below shard_count = {count}, got {too_big}")
+
+    for path, backoff in (
+        ("discord.reconnect", discord["reconnect"]),
+        ("mirai.reverse_ws.reconnect", data["mirai"]["reverse_ws"]["reconnect"]),
+    ):
+        if backoff["cap"] < backoff["initial"]:
+            checker.add(f"{path}.cap", f"expected a cap ≥ initial ({backoff['initial']:g}), got {backoff['cap']:g}")
+
+    destinations = data["mirai"]["reverse_ws"]["destinations"]
+    if not destinations:
+        checker.add(
+            "mirai.reverse_ws.destinations",
+            "missing; add at least one [[mirai.reverse_ws.destinations]] table (the framework's websocket server)",
+        )
+    seen: dict[str, int] = {}
+    for index, destination in enumerate(destinations):
+        label = destination["name"] or f"{destination['host']}:{destination['port']}{destination['path']}"
+        if label in seen:
+            checker.add(
+                f"mirai.reverse_ws.destinations[{index}]",
+                f"same label {json.dumps(label)} as destinations[{seen[label]}]; give each a distinct `name`",
+            )
+        else:
+            seen[label] = index
+
+
+def _resolve_store_path(data: dict[str, Any], env: Mapping[str, str], base_dir: str | os.PathLike[str] | None) -> None:
+    store = data["store"]
+    raw: str = store["path"]
+    if not raw:
+        store["path"] = default_store_path(env)
+        return
+    if raw.startswith("~"):
+        home = env.get("HOME") or os.path.expanduser("~")
+        raw = home + raw[1:] if raw == "~" or raw.startswith("~/") else os.path.expanduser(raw)
+    if not os.path.isabs(raw):
+        raw = os.path.join(os.fspath(base_dir) if base_dir is not None else os.getcwd(), raw)
+    store["path"] = os.path.normpath(raw)
+
+
+def _apply_secrets(checker: _Checker, data: dict[str, Any], env: Mapping[str, str], *, require_secrets: bool) -> None:
+    discord, mirai = data["discord"], data["mirai"]
+    token_env: str = discord["token_env"]
+    if env.get(token_env):
+        discord["token"] = env[token_env]
+        checker.origins["discord.token"] = f"environment variable {token_env}"
+    token: str = discord["token"]
+    if any(c.isspace() for c in token):
+        checker.add(
+            "discord.token", "must be the bare bot token without spaces or a 'Bot ' prefix (the bridge adds it)"
+        )
+    if require_secrets and not token:
+        checker.add(
+            "discord.token",
+            f"missing; set the environment variable {token_env} to the bot token "
+            "(Discord Developer Portal → your application → Bot → Reset Token)",
+        )
+
+    key_env: str = mirai["verify_key_env"]
+    if env.get(key_env):
+        mirai["verify_key"] = env[key_env]
+    if require_secrets and mirai["enable_verify"] and not mirai["verify_key"]:
+        checker.add(
+            "mirai.verify_key",
+            f"missing; set the environment variable {key_env} to the verifyKey your framework uses "
+            "(or set enable_verify = false under [mirai])",
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
+    # Python 3.14 exposes lineno/colno; older versions only put "(at line L, column C)" in the message.
+    message = str(exc)
+    line = getattr(exc, "lineno", None)
+    column = getattr(exc, "colno", None)
+    found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if line is None and found:
+        line, column = int(found.group(1)), int(found.group(2))
+    reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", getattr(exc, "msg", message))
+    if line is None:
+        return f"TOML syntax error: {reason}"
+    lines = text.splitlines()
+    snippet = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+    shown = f" near `{snippet[:60]}`" if snippet and not _looks_secret_line(snippet) else ""
+    return f"line {line}, column {column}: TOML syntax error: {reason}{shown}"
+
+
+def _looks_secret_line(line: str) -> bool:
+    key = line.split("=", 1)[0].strip().strip('"').lower()
+    return key in _SECRET_KEYS or "header" in key or "token" in key or "key" in key
+
+
+def _describe(value: object, *, secret: bool) -> str:
+    kind = _kind(value)
+    if secret or isinstance(value, dict | list):
+        return kind
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {json.dumps(close[0])}?)" if close else ""
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _strip_indexes(path: str) -> str:
+    return re.sub(r"\[\d+\]", "", path)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: object) -> bool:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            return False
+        node = child
+    node[leaf] = value
+    return True
+
+
+def _deep_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    def copy(item: object) -> object:
+        if isinstance(item, Mapping):
+            return {k: copy(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [copy(v) for v in item]
+        return item
+
+    return {k: copy(v) for k, v in value.items()}
