@@ -82,6 +82,8 @@ class DiscordConfig:
     global_rate_limit: int = 50  #: REST requests per second (Discord's default global limit)
     max_retries: int = 3  #: for 5xx / network errors on requests safe to repeat
     max_upload_bytes: int = 10 * 1024 * 1024
+    invalid_request_warn: int = 5000  #: warn at this many 401/403/429 in 10 min (Discord bans at 10,000)
+    invalid_request_refuse: int = 9000  #: refuse REST requests from this many on, before Discord's ban
     identify_reserve: int = 5  #: never spend the last N identifies of the daily budget
     reconnect: BackoffConfig = BackoffConfig()
 

@@ -165,6 +165,34 @@ class InvalidRequestGuard(DiscordError):
         )
 
 
+class PayloadTooLarge(DiscordError):
+    """An upload or download exceeds a limit; checked before (or while) transferring, never after."""
+
+    def __init__(self, what: str, size: int, limit: int, *, unit: str = "bytes") -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        self.unit = unit
+        super().__init__(
+            f"{what} is {size} {unit}, more than the limit of {limit} {unit}; "
+            "send something smaller (or raise the limit in the configuration if Discord allows it)"
+        )
+
+
+class DiscordUnreachable(DiscordError):
+    """A REST request got no usable answer (network error, timeout, 5xx) even after the allowed retries."""
+
+    def __init__(self, method: str, route: str, reason: str, *, attempts: int) -> None:
+        self.method = method
+        self.route = route
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(
+            f"{method} {route}: no usable answer from Discord after {attempts} attempt(s): {reason}; "
+            "check connectivity to Discord and retry later"
+        )
+
+
 # --------------------------------------------------------------------------- commands
 
 
