@@ -1,0 +1,108 @@
+"""The commented ``bridge.toml`` that ``discord-mirai-relay init`` writes.
+
+The repository's own ``bridge.toml`` is exactly this text (a test checks it), and a test parses it and
+compares it with the defaults of :mod:`relay.config`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["BRIDGE_TOML"]
+
+BRIDGE_TOML: Final = """\
+# bridge.toml — configuration of discord-mirai-relay.
+#
+# Every key is listed with its default value. Delete what you do not change, or keep it as a reminder.
+# Check this file with:   discord-mirai-relay check bridge.toml
+# Secrets do NOT belong here: the Discord token and the mirai verify key are read from environment
+# variables (DISCORD_TOKEN and MIRAI_VERIFY_KEY unless renamed below).
+# Some values can also be set by environment variables (RELAY_LOG_LEVEL, RELAY_LOG_FORMAT,
+# RELAY_STORE_PATH) and by command-line flags; flags win over the environment, which wins over this file.
+
+[discord]
+# token = "..."                  # possible, but keep the token in the environment variable instead
+token_env = "DISCORD_TOKEN"      # name of the environment variable holding the bot token
+# Gateway intents: names, or one integer bitfield. MESSAGE_CONTENT and GUILD_MEMBERS are privileged:
+# enable them for your bot in the Developer Portal (Bot → Privileged Gateway Intents) or Discord refuses
+# to connect (close code 4014).
+intents = ["GUILDS", "GUILD_MEMBERS", "GUILD_MODERATION", "GUILD_MESSAGES", "DIRECT_MESSAGES", "MESSAGE_CONTENT"]
+shard_count = "auto"             # "auto" (Discord's recommendation) or a number of shards
+shard_ids = []                   # shards this process runs; [] = all of them (needs a number above if set)
+api_base_url = "https://discord.com/api/v10"  # REST base URL; change only for a Discord-compatible server
+gateway_url = ""                 # "" = ask Discord (GET /gateway/bot); or a ws:// / wss:// URL
+compress = true                  # zlib-stream transport compression on the gateway
+large_threshold = 250            # 50–250: guilds bigger than this send only part of their member list
+max_message_bytes = 67108864     # largest gateway message accepted (64 MiB)
+request_timeout = 15.0           # seconds for one REST request
+max_rate_limit_wait = 300.0      # give up on a request rather than wait longer than this for a rate limit
+global_rate_limit = 50           # REST requests per second across all routes (Discord's global limit)
+max_retries = 3                  # retries of a request after a 5xx or network error, when safe to repeat
+max_upload_bytes = 10485760      # largest attachment uploaded (10 MiB)
+identify_reserve = 5             # never spend the last N gateway identifies of the daily budget
+
+[discord.reconnect]              # backoff between gateway reconnects: random(0, min(cap, initial * factor^n))
+initial = 1.0
+factor = 2.0
+cap = 60.0
+
+[mirai]
+# verify_key = "..."             # possible, but keep the key in the environment variable instead
+verify_key_env = "MIRAI_VERIFY_KEY"  # name of the environment variable holding the verifyKey
+enable_verify = true             # frameworks must send the verifyKey (as mirai-api-http's enableVerify)
+single_mode = false              # mirai-api-http singleMode: one shared session "SINGLE_SESSION"
+bot_id = 0                       # the bot "qq" presented to frameworks; 0 = the Discord bot user id
+send_qq_header = true            # send the bot id as a `qq` header when dialing a framework
+reserved_sync_id = "-1"          # syncId of pushed events (mirai-api-http's reservedSyncId)
+command_timeout = 30.0           # seconds a framework command may take before it fails
+max_frame_bytes = 16777216       # largest websocket frame accepted from a framework (16 MiB)
+
+[mirai.reverse_ws]
+# Added to every destination; a destination's own values are added after these (same key: the
+# destination's value wins).
+extra_parameters = {}            # URL query parameters, e.g. { token = "abc" }
+extra_headers = {}               # request headers, e.g. { Authorization = "..." }; masked in logs
+connect_timeout = 10.0           # seconds to open the websocket connection
+
+[mirai.reverse_ws.reconnect]     # backoff between reconnects to a framework
+initial = 1.0
+factor = 2.0
+cap = 30.0
+
+# One table per bot framework websocket server the bridge dials (it is the client). Repeat the table
+# for more. host and port are required; the rest shows the defaults.
+# Example: a Graia Ariadne bot whose websocket server listens on 127.0.0.1:8080 at /ws.
+[[mirai.reverse_ws.destinations]]
+name = ""                        # label in logs and in the outbox; "" = "host:port/path"
+host = "127.0.0.1"
+port = 8080
+path = "/ws"
+protocol = "ws"                  # "ws" or "wss"
+method = "GET"                   # HTTP method of the upgrade request
+extra_parameters = {}
+extra_headers = {}
+ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the system trust store
+
+[store]
+path = ""                        # SQLite file; "" = $XDG_DATA_HOME/discord-mirai-relay/bridge.sqlite3
+                                 # (~/.local/share/...); a relative path is relative to this file
+message_retention_days = 30      # how long message ids stay resolvable (quote, recall, messageFromId)
+
+[outbox]                         # events kept while a framework is away, replayed when it returns
+max_events = 200000              # oldest events are dropped (and counted, and logged) beyond this
+max_age_seconds = 604800         # events older than this (7 days) are dropped
+
+[mapping]
+threads = "own_group"            # "own_group": a thread is a group of its own; "parent": its parent channel's
+long_messages = "split"          # text over 2000 characters: "split" into several messages or "refuse" (code 30)
+guild_events = "system"          # where member join/leave/mute... go: "system" channel, or a channel id
+admin_role = ""                  # role name or id that memberAdmin assigns; "" = memberAdmin unsupported
+allow_mention_all = false        # may frameworks send AtAll (@everyone)?
+webhook_messages = "forward"     # webhook messages: "forward" as group messages, or "ignore"
+channels = []                    # channel ids to bridge; [] = every text channel the bot can see
+
+[logging]
+level = "INFO"                   # TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL
+format = "text"                  # "text", or "json" (one JSON object per line, for log shippers)
+status_interval = 60.0           # seconds between status lines at INFO
+"""
