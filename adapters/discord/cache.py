@@ -1,0 +1,617 @@
+"""A bounded cache of the Discord state the translators need (issue 3, last bullet; discord.md §6).
+
+Pure: no trio, no clock, no I/O. Fed by the dispatches of the gateway (through
+:class:`adapters.discord.translate.DiscordTranslator`) and by REST answers (through the command executor).
+
+What it holds:
+
+* the bot user, and the guild ids READY announced (to tell "bot joined a guild" from a lazy GUILD_CREATE);
+* guilds: name, owner, system channel, roles (name, permissions, position), the bot's own member;
+* channels (guild channels, threads, DM channels): name, type, parent, overwrites, guild;
+* members "as far as seen or fetched", in a per-guild LRU under a global cap (discord.md §6.4: caching every
+  member of large guilds is what costs discord.py users gigabytes), plus a small LRU of users;
+* the bridge's image ids → attachment URLs (so a framework can send back an image it received).
+
+Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) are never cached.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+# --------------------------------------------------------------------------- bounds (memory)
+
+#: Members kept per guild. A member costs ~0.5 KB here; 5,000 covers every active speaker of a busy guild.
+MAX_MEMBERS_PER_GUILD = 5_000
+#: Members kept over all guilds (~50 MB worst case): bots in thousands of guilds stay bounded.
+MAX_MEMBERS_TOTAL = 100_000
+#: Users kept outside guild member lists (DM partners, profile lookups).
+MAX_USERS = 20_000
+#: Image/audio ids the bridge issued whose URL is remembered (a framework usually echoes an image soon after).
+MAX_MEDIA_IDS = 20_000
+
+# --------------------------------------------------------------------------- Discord constants
+
+# discord.md §6.3 channel types
+TEXT_CHANNEL_TYPES = frozenset({0, 5})  # GUILD_TEXT, GUILD_ANNOUNCEMENT
+THREAD_CHANNEL_TYPES = frozenset({10, 11, 12})  # ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD
+DM_CHANNEL_TYPE = 1
+# discord.md §2.5 (channel obfuscation, discord-api-docs PR #8454)
+OBFUSCATED_CHANNEL_NAME = "___hidden___"
+CHANNEL_FLAG_OBFUSCATED = 1 << 17
+
+# discord.md §9.2 permission bits
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+ALL_PERMISSIONS = (1 << 64) - 1
+
+#: Discord epoch in ms (discord.md §10).
+DISCORD_EPOCH_MS = 1420070400000
+
+
+def snowflake_time(snowflake: int) -> float:
+    """Creation time of a snowflake, epoch seconds (discord.md §10)."""
+    return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000.0
+
+
+def snowflake_at(epoch_seconds: float) -> int:
+    """The smallest snowflake created at ``epoch_seconds`` (for ``before``/``after`` pagination; §10)."""
+    ms = int(epoch_seconds * 1000) - DISCORD_EPOCH_MS
+    return max(ms, 0) << 22
+
+
+def parse_iso_time(value: object) -> float:
+    """ISO8601 timestamp → epoch seconds; 0.0 when absent or unreadable (Discord sends ``null`` often)."""
+    if not isinstance(value, str) or not value:
+        return 0.0
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def to_int(value: object, default: int = 0) -> int:
+    """Snowflakes and permission bitfields arrive as decimal strings (discord.md §6.3, §10)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return default
+    return default
+
+
+# --------------------------------------------------------------------------- cached objects
+
+
+@attrs.define(slots=True)
+class CachedUser:
+    id: int
+    username: str = ""
+    global_name: str = ""
+    is_bot: bool = False
+    avatar: str = ""
+
+    @property
+    def name(self) -> str:
+        """global_name → username (discord.md §6.3)."""
+        return self.global_name or self.username
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        if "username" in data:
+            self.username = data.get("username") or ""
+        if "global_name" in data:
+            self.global_name = data.get("global_name") or ""
+        if "bot" in data:
+            self.is_bot = bool(data.get("bot"))
+        if "avatar" in data:
+            self.avatar = data.get("avatar") or ""
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> CachedUser:
+        user = cls(to_int(data.get("id")))
+        user.update(data)
+        return user
+
+
+@attrs.define(slots=True)
+class CachedMember:
+    user: CachedUser
+    nick: str = ""
+    roles: tuple[int, ...] = ()
+    joined_at: float = 0.0
+    timeout_until: float = 0.0  #: epoch seconds; 0 = never timed out
+    last_spoke_at: float = 0.0
+
+    @property
+    def display_name(self) -> str:
+        """nick → global_name → username (discord.md §6.3)."""
+        return self.nick or self.user.global_name or self.user.username
+
+    def copy(self) -> CachedMember:
+        return attrs.evolve(self, user=attrs.evolve(self.user))
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """Apply a (possibly partial) member payload; fields absent from the payload are kept."""
+        user = data.get("user")
+        if isinstance(user, Mapping):
+            self.user.update(user)
+        if "nick" in data:
+            self.nick = data.get("nick") or ""
+        roles = data.get("roles")
+        if isinstance(roles, list):
+            self.roles = tuple(to_int(r) for r in roles)
+        if "joined_at" in data:
+            self.joined_at = parse_iso_time(data.get("joined_at"))
+        if "communication_disabled_until" in data:
+            self.timeout_until = parse_iso_time(data.get("communication_disabled_until"))
+
+
+@attrs.define(slots=True)
+class CachedRole:
+    id: int
+    name: str = ""
+    permissions: int = 0
+    position: int = 0
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> CachedRole:
+        return cls(
+            id=to_int(data.get("id")),
+            name=str(data.get("name") or ""),
+            permissions=to_int(data.get("permissions")),
+            position=to_int(data.get("position")),
+        )
+
+
+@attrs.frozen
+class Overwrite:
+    """A channel permission overwrite (discord.md §6.3): ``type`` 0 = role, 1 = member."""
+
+    id: int
+    type: int
+    allow: int
+    deny: int
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any]) -> Overwrite:
+        return cls(
+            to_int(data.get("id")), to_int(data.get("type")), to_int(data.get("allow")), to_int(data.get("deny"))
+        )
+
+
+@attrs.define(slots=True)
+class CachedChannel:
+    id: int
+    type: int
+    guild_id: int = 0
+    name: str = ""
+    parent_id: int = 0
+    position: int = 0
+    overwrites: dict[int, Overwrite] = attrs.field(factory=dict)
+    recipient_id: int = 0  #: DM channels: the other user
+
+    @property
+    def is_text(self) -> bool:
+        return self.type in TEXT_CHANNEL_TYPES
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_CHANNEL_TYPES
+
+
+def is_obfuscated(data: Mapping[str, Any]) -> bool:
+    return data.get("name") == OBFUSCATED_CHANNEL_NAME or bool(to_int(data.get("flags")) & CHANNEL_FLAG_OBFUSCATED)
+
+
+def channel_from_payload(data: Mapping[str, Any], guild_id: int = 0) -> CachedChannel:
+    overwrites = {}
+    for raw in data.get("permission_overwrites") or ():
+        if isinstance(raw, Mapping):
+            ow = Overwrite.from_payload(raw)
+            overwrites[ow.id] = ow
+    recipient_id = 0
+    recipients = data.get("recipients")
+    if isinstance(recipients, list) and recipients and isinstance(recipients[0], Mapping):
+        recipient_id = to_int(recipients[0].get("id"))
+    return CachedChannel(
+        id=to_int(data.get("id")),
+        type=to_int(data.get("type")),
+        guild_id=to_int(data.get("guild_id")) or guild_id,
+        name=str(data.get("name") or ""),
+        parent_id=to_int(data.get("parent_id")),
+        position=to_int(data.get("position")),
+        overwrites=overwrites,
+        recipient_id=recipient_id,
+    )
+
+
+@attrs.define(slots=True)
+class CachedGuild:
+    id: int
+    name: str = ""
+    owner_id: int = 0
+    system_channel_id: int = 0
+    roles: dict[int, CachedRole] = attrs.field(factory=dict)
+    channel_ids: set[int] = attrs.field(factory=set)
+    #: LRU: least recently used first. The bot's own member lives in ``bot_member`` and is never evicted.
+    members: collections.OrderedDict[int, CachedMember] = attrs.field(factory=collections.OrderedDict)
+    bot_member: CachedMember | None = None
+    unavailable: bool = False
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        if "name" in data:
+            self.name = str(data.get("name") or "")
+        if "owner_id" in data:
+            self.owner_id = to_int(data.get("owner_id"))
+        if "system_channel_id" in data:
+            self.system_channel_id = to_int(data.get("system_channel_id"))
+        roles = data.get("roles")
+        if isinstance(roles, list):
+            self.roles = {r.id: r for r in (CachedRole.from_payload(x) for x in roles if isinstance(x, Mapping))}
+
+    def base_permissions(self, member: CachedMember) -> int:
+        """Guild-level permissions (discord.md §9.2): owner → all; @everyone | member roles; ADMINISTRATOR → all."""
+        if member.user.id == self.owner_id and self.owner_id:
+            return ALL_PERMISSIONS
+        everyone = self.roles.get(self.id)
+        perms = everyone.permissions if everyone else 0
+        for role_id in member.roles:
+            role = self.roles.get(role_id)
+            if role is not None:
+                perms |= role.permissions
+        if perms & ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        return perms
+
+    def role_id_by_name_or_id(self, wanted: str) -> int:
+        """Resolve a configured role (``MappingConfig.admin_role``): an id, else a name; 0 when not found."""
+        wanted = wanted.strip()
+        if not wanted:
+            return 0
+        if wanted.isdigit() and int(wanted) in self.roles:
+            return int(wanted)
+        for role in self.roles.values():
+            if role.name == wanted:
+                return role.id
+        return 0
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class _BoundedMap(collections.OrderedDict[Any, Any]):
+    """An LRU mapping that forgets its oldest entry past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class DiscordCache:
+    """The bounded Discord state cache. All methods are cheap, synchronous and never raise on odd payloads."""
+
+    def __init__(
+        self,
+        *,
+        max_members_per_guild: int = MAX_MEMBERS_PER_GUILD,
+        max_members_total: int = MAX_MEMBERS_TOTAL,
+        max_users: int = MAX_USERS,
+        max_media_ids: int = MAX_MEDIA_IDS,
+    ) -> None:
+        self.max_members_per_guild = max_members_per_guild
+        self.max_members_total = max_members_total
+        self.bot_user: CachedUser | None = None
+        self.ready_guild_ids: set[int] = set()
+        self.guilds: dict[int, CachedGuild] = {}
+        self.channels: dict[int, CachedChannel] = {}
+        self.users: _BoundedMap = _BoundedMap(max_users)
+        self.media_urls: _BoundedMap = _BoundedMap(max_media_ids)
+        #: global member LRU over (guild_id, user_id), oldest first; mirrors every guild's ``members``
+        self._member_lru: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+        self.members_evicted = 0
+
+    # ---------------------------------------------------------------- identity
+
+    @property
+    def bot_id(self) -> int:
+        return self.bot_user.id if self.bot_user else 0
+
+    @property
+    def bot_name(self) -> str:
+        return self.bot_user.name if self.bot_user else ""
+
+    def on_ready(self, data: Mapping[str, Any]) -> None:
+        user = data.get("user")
+        if isinstance(user, Mapping):
+            self.set_bot_user(user)
+        for guild in data.get("guilds") or ():
+            if isinstance(guild, Mapping):
+                guild_id = to_int(guild.get("id"))
+                self.ready_guild_ids.add(guild_id)
+                known = self.guilds.get(guild_id)
+                if known is not None:
+                    known.unavailable = True  # a GUILD_CREATE follows and refreshes it (discord.md §2.6)
+
+    def set_bot_user(self, data: Mapping[str, Any]) -> None:
+        if self.bot_user is not None and self.bot_user.id == to_int(data.get("id")):
+            self.bot_user.update(data)
+        else:
+            self.bot_user = CachedUser.from_payload(data)
+
+    # ---------------------------------------------------------------- guilds
+
+    def upsert_guild(self, data: Mapping[str, Any]) -> CachedGuild:
+        """GUILD_CREATE / GUILD_UPDATE (and REST ``get_guild``). Channels and members inside are cached too."""
+        guild_id = to_int(data.get("id"))
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            guild = self.guilds[guild_id] = CachedGuild(guild_id)
+        guild.update(data)
+        guild.unavailable = False
+        channels = data.get("channels")
+        if isinstance(channels, list):
+            self.replace_guild_channels(guild_id, channels)
+        threads = data.get("threads")
+        if isinstance(threads, list):
+            for thread in threads:
+                if isinstance(thread, Mapping):
+                    self.upsert_channel(thread, guild_id)
+        for member in data.get("members") or ():
+            if isinstance(member, Mapping):
+                self.upsert_member(guild_id, member)
+        return guild
+
+    def replace_guild_channels(self, guild_id: int, channels: list[Any]) -> None:
+        """A full channel list (GUILD_CREATE, REST): channels missing from it are forgotten (threads kept)."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            guild = self.guilds[guild_id] = CachedGuild(guild_id)
+        seen: set[int] = set()
+        for raw in channels:
+            if isinstance(raw, Mapping):
+                channel = self.upsert_channel(raw, guild_id)
+                if channel is not None:
+                    seen.add(channel.id)
+        for channel_id in list(guild.channel_ids):
+            known = self.channels.get(channel_id)
+            if channel_id not in seen and (known is None or not known.is_thread):
+                self.remove_channel(channel_id)
+
+    def mark_unavailable(self, guild_id: int) -> None:
+        guild = self.guilds.get(guild_id)
+        if guild is not None:
+            guild.unavailable = True
+
+    def remove_guild(self, guild_id: int) -> CachedGuild | None:
+        guild = self.guilds.pop(guild_id, None)
+        self.ready_guild_ids.discard(guild_id)
+        if guild is None:
+            return None
+        for channel_id in guild.channel_ids:
+            self.channels.pop(channel_id, None)
+        for user_id in guild.members:
+            self._member_lru.pop((guild_id, user_id), None)
+        return guild
+
+    def upsert_role(self, guild_id: int, data: Mapping[str, Any]) -> None:
+        guild = self.guilds.get(guild_id)
+        if guild is not None:
+            role = CachedRole.from_payload(data)
+            guild.roles[role.id] = role
+
+    def remove_role(self, guild_id: int, role_id: int) -> None:
+        guild = self.guilds.get(guild_id)
+        if guild is not None:
+            guild.roles.pop(role_id, None)
+
+    # ---------------------------------------------------------------- channels
+
+    def upsert_channel(self, data: Mapping[str, Any], guild_id: int = 0) -> CachedChannel | None:
+        """Cache a channel/thread/DM channel. Obfuscated channels are dropped (and forgotten if known)."""
+        if is_obfuscated(data):
+            self.remove_channel(to_int(data.get("id")))
+            return None
+        channel = channel_from_payload(data, guild_id)
+        if channel.type == DM_CHANNEL_TYPE:
+            known = self.channels.get(channel.id)
+            if not channel.recipient_id and known is not None:
+                channel.recipient_id = known.recipient_id
+        self.channels[channel.id] = channel
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
+        if guild is not None:
+            guild.channel_ids.add(channel.id)
+        return channel
+
+    def remove_channel(self, channel_id: int) -> CachedChannel | None:
+        channel = self.channels.pop(channel_id, None)
+        if channel is not None and channel.guild_id:
+            guild = self.guilds.get(channel.guild_id)
+            if guild is not None:
+                guild.channel_ids.discard(channel_id)
+        return channel
+
+    def note_dm_channel(self, channel_id: int, user_id: int) -> None:
+        known = self.channels.get(channel_id)
+        if known is None:
+            self.channels[channel_id] = CachedChannel(id=channel_id, type=DM_CHANNEL_TYPE, recipient_id=user_id)
+        elif not known.recipient_id:
+            known.recipient_id = user_id
+
+    def guild_channels(self, guild_id: int) -> list[CachedChannel]:
+        """The guild's cached channels in display order (position, then id)."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return []
+        found = [self.channels[c] for c in guild.channel_ids if c in self.channels]
+        found.sort(key=lambda c: (c.position, c.id))
+        return found
+
+    # ---------------------------------------------------------------- members and users
+
+    def member(self, guild_id: int, user_id: int) -> CachedMember | None:
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return None
+        if guild.bot_member is not None and user_id == guild.bot_member.user.id:
+            return guild.bot_member
+        return guild.members.get(user_id)
+
+    def upsert_member(
+        self, guild_id: int, data: Mapping[str, Any], user: Mapping[str, Any] | None = None
+    ) -> tuple[CachedMember | None, CachedMember] | None:
+        """Apply a member payload; returns ``(previous copy or None, current)``, or None for an unknown guild.
+
+        ``user`` supplies the user object for partial members (MESSAGE_CREATE's ``member`` has no ``user``).
+        """
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return None
+        raw_user = data.get("user")
+        if not isinstance(raw_user, Mapping):
+            raw_user = user
+        if not isinstance(raw_user, Mapping):
+            return None
+        user_id = to_int(raw_user.get("id"))
+        if self.bot_user is not None and user_id == self.bot_user.id:
+            old_bot = guild.bot_member.copy() if guild.bot_member is not None else None
+            if guild.bot_member is None:
+                guild.bot_member = CachedMember(CachedUser(user_id))
+            guild.bot_member.user.update(raw_user)
+            guild.bot_member.update(data)
+            return old_bot, guild.bot_member
+        member = guild.members.get(user_id)
+        previous = member.copy() if member is not None else None
+        if member is None:
+            member = CachedMember(CachedUser(user_id))
+            guild.members[user_id] = member
+        member.user.update(raw_user)
+        member.update(data)
+        self._touch_member(guild, user_id)
+        return previous, member
+
+    def touch_message_author(
+        self, guild_id: int, author: Mapping[str, Any], member: Mapping[str, Any] | None, spoke_at: float
+    ) -> CachedMember | None:
+        """The MESSAGE_CREATE hot path: refresh the author's member entry cheaply and return it."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return None
+        user_id = to_int(author.get("id"))
+        cached = guild.members.get(user_id)
+        if cached is None and guild.bot_member is not None and guild.bot_member.user.id == user_id:
+            cached = guild.bot_member
+        if cached is None:
+            cached = CachedMember(CachedUser(user_id))
+            if self.bot_user is not None and user_id == self.bot_user.id:
+                guild.bot_member = cached
+            else:
+                guild.members[user_id] = cached
+        cached.user.update(author)
+        if member is not None:
+            cached.update(member)
+        cached.last_spoke_at = spoke_at
+        if cached is not guild.bot_member:
+            self._touch_member(guild, user_id)
+        return cached
+
+    def remove_member(self, guild_id: int, user_id: int) -> CachedMember | None:
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return None
+        self._member_lru.pop((guild_id, user_id), None)
+        return guild.members.pop(user_id, None)
+
+    def _touch_member(self, guild: CachedGuild, user_id: int) -> None:
+        key = (guild.id, user_id)
+        lru = self._member_lru
+        if key in lru:
+            lru.move_to_end(key)
+            guild.members.move_to_end(user_id)
+            return
+        lru[key] = None
+        # per-guild bound first, then the global one (the oldest member of whichever guild it belongs to)
+        while len(guild.members) > self.max_members_per_guild:
+            old_id, _ = guild.members.popitem(last=False)
+            lru.pop((guild.id, old_id), None)
+            self.members_evicted += 1
+        while len(lru) > self.max_members_total:
+            (old_guild_id, old_user_id), _ = lru.popitem(last=False)
+            owner = self.guilds.get(old_guild_id)
+            if owner is not None:
+                owner.members.pop(old_user_id, None)
+            self.members_evicted += 1
+
+    def user(self, user_id: int) -> CachedUser | None:
+        if self.bot_user is not None and user_id == self.bot_user.id:
+            return self.bot_user
+        found: CachedUser | None = self.users.get(user_id)
+        return found
+
+    def upsert_user(self, data: Mapping[str, Any]) -> CachedUser:
+        user_id = to_int(data.get("id"))
+        if self.bot_user is not None and user_id == self.bot_user.id:
+            self.bot_user.update(data)
+            return self.bot_user
+        known: CachedUser | None = self.users.get(user_id)
+        if known is None:
+            known = CachedUser.from_payload(data)
+        else:
+            known.update(data)
+        self.users.put(user_id, known)
+        return known
+
+    def find_user(self, user_id: int) -> CachedUser | None:
+        """A user from the user LRU or any guild's member cache."""
+        found = self.user(user_id)
+        if found is not None:
+            return found
+        for guild in self.guilds.values():
+            member = guild.members.get(user_id)
+            if member is not None:
+                return member.user
+        return None
+
+    # ---------------------------------------------------------------- media ids
+
+    def remember_media(self, media_id: str, url: str) -> None:
+        self.media_urls.put(media_id, url)
+
+    def media_url(self, media_id: str) -> str | None:
+        url: str | None = self.media_urls.get(media_id)
+        return url
+
+    # ---------------------------------------------------------------- introspection
+
+    def iter_members(self, guild_id: int) -> Iterator[CachedMember]:
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return
+        if guild.bot_member is not None:
+            yield guild.bot_member
+        yield from guild.members.values()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "guilds": len(self.guilds),
+            "channels": len(self.channels),
+            "members": len(self._member_lru),
+            "members_evicted": self.members_evicted,
+            "users": len(self.users),
+            "media_ids": len(self.media_urls),
+        }
