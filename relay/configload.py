@@ -505,6 +505,9 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (DiscordConfig, "max_message_bytes"): _POSITIVE_INT,
     (DiscordConfig, "global_rate_limit"): _POSITIVE_INT,
     (DiscordConfig, "max_upload_bytes"): _POSITIVE_INT,
+    # discord.md: Cloudflare bans an IP after 10,000 invalid requests in 10 minutes
+    (DiscordConfig, "invalid_request_warn"): _int_range(1, 10_000),
+    (DiscordConfig, "invalid_request_refuse"): _int_range(1, 10_000),
     (DestinationConfig, "host"): _host,
     (DestinationConfig, "port"): _PORT,
     (DestinationConfig, "path"): _ws_path,
@@ -541,6 +544,13 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
     elif ids and any(i >= count for i in ids):
         too_big = ", ".join(str(i) for i in ids if i >= count)
         checker.add("discord.shard_ids", f"expected ids below shard_count = {count}, got {too_big}")
+
+    if discord["invalid_request_warn"] > discord["invalid_request_refuse"]:
+        checker.add(
+            "discord.invalid_request_warn",
+            f"expected at most invalid_request_refuse ({discord['invalid_request_refuse']}), "
+            f"got {discord['invalid_request_warn']}",
+        )
 
     for path, backoff in (
         ("discord.reconnect", discord["reconnect"]),

@@ -39,6 +39,8 @@ max_rate_limit_wait = 300.0      # give up on a request rather than wait longer 
 global_rate_limit = 50           # REST requests per second across all routes (Discord's global limit)
 max_retries = 3                  # retries of a request after a 5xx or network error, when safe to repeat
 max_upload_bytes = 10485760      # largest attachment uploaded (10 MiB)
+invalid_request_warn = 5000      # warn at this many 401/403/429 answers in 10 minutes (Discord bans at 10,000)
+invalid_request_refuse = 9000    # refuse REST requests from this many on, before Discord's ban
 identify_reserve = 5             # never spend the last N gateway identifies of the daily budget
 
 [discord.reconnect]              # backoff between gateway reconnects: random(0, min(cap, initial * factor^n))
