@@ -1,0 +1,507 @@
+"""The mirai reverse-ws client (trio shell): the bridge dials each framework's websocket server.
+
+One loop per configured destination (mirai-api-http.md §3.2, §3.6), all in one nursery; a destination that is
+down never affects the others. Per connection:
+
+* the **reader** (the connection's main task) feeds every message to the sans-I/O
+  :class:`~adapters.mirai.session.MiraiSession`, sends handshake replies directly, and starts one task per
+  command (at most :data:`MAX_CONCURRENT_COMMANDS` run at once; the rest wait their turn, none is dropped);
+* the **writer** (started once the framework has verified) first replays every outbox frame after the
+  destination's cursor, then keeps sending new outbox frames and command responses. A frame counts as
+  delivered once ``send_message`` returned on this verified connection (see :mod:`relay.outbox`); the cursor
+  moves only then;
+* the **expiry** task answers commands that outlive ``mirai.command_timeout`` with a code-500 response
+  (:class:`~relay.correlator.CommandCorrelator`), so every command gets exactly one response.
+
+Memory stays bounded when a framework stops reading: events wait in the durable outbox (the writer only reads
+:data:`WRITE_BATCH` at a time), and at most :data:`MAX_UNANSWERED_COMMANDS` commands may be unanswered before
+the reader stops reading (TCP backpressure to the framework). Incoming frames larger than
+``mirai.max_frame_bytes`` make trio-websocket close the connection with 1009 (Message Too Big); the client
+logs it and reconnects.
+
+Any error — refused connection, refused handshake, TLS failure, dropped socket — ends the connection and the
+destination reconnects forever with exponential backoff, full jitter and a cap (``[mirai.reverse_ws.reconnect]``;
+mirai-api-http itself gives up on several of these, §3.6). The dial waits until the bot id is known (Discord
+READY, or ``mirai.bot_id``), because a framework binds to that id when it verifies.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import ssl
+import urllib.parse
+from typing import Final
+
+import attrs
+import trio
+import trio_websocket
+
+from adapters.mirai import codec
+from adapters.mirai.codec import IncomingFrame
+from adapters.mirai.session import (
+    CommandDispatcher,
+    Execute,
+    FrameRejected,
+    Ignored,
+    MiraiSession,
+    SendFrame,
+    SessionState,
+    Verified,
+)
+from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, Protocol
+from relay.correlator import CommandCorrelator, Response, Ticket
+from relay.errors import RelayError
+from relay.outbox import Outbox
+from relay.ports import BotIdentity
+
+log = logging.getLogger(__name__)
+
+#: commands of one connection running at the same time; 256 so a burst of a few hundred (each waiting on
+#: Discord's rate limiter) never queues behind one slow call
+MAX_CONCURRENT_COMMANDS: Final = 256
+#: commands received but not yet answered on one connection; beyond this the reader stops reading, so a
+#: framework that floods commands without reading responses cannot grow memory without bound
+MAX_UNANSWERED_COMMANDS: Final = 4_096
+#: outbox frames read per writer round (memory per round ~ this many frames)
+WRITE_BATCH: Final = 256
+#: trio-websocket's queue of received messages; small: the reader drains it continuously
+RECEIVE_QUEUE_SIZE: Final = 16
+#: how often to look again whether Discord READY told us the bot id, before dialing
+BOT_ID_POLL_INTERVAL: Final = 0.5
+#: a command whose timeout response was sent is cancelled this long after its deadline (late results dropped)
+LATE_COMPLETION_GRACE: Final = 5.0
+#: seconds granted to the closing handshake when a connection ends
+CLOSE_GRACE: Final = 2.0
+#: RFC 6455 §7.4.1: 1001 "going away" — the bridge is leaving or reconnecting (explicit, never 1006)
+CLOSE_GOING_AWAY: Final = 1001
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def backoff_delay(config: BackoffConfig, attempt: int, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: ``uniform(0, min(cap, initial * factor**attempt))``."""
+    ceiling = min(config.cap, config.initial * config.factor ** min(attempt, 64))
+    return rng.uniform(0.0, ceiling)
+
+
+def merged(adapter_wide: dict[str, str], per_destination: dict[str, str]) -> dict[str, str]:
+    """Adapter-wide values, overridden by the destination's (mirai-api-http.md §3.2, documented semantics).
+
+    Keys compare case-insensitively (HTTP header names), keeping the destination's spelling.
+    """
+    result: dict[str, str] = {}
+    lower_to_key: dict[str, str] = {}
+    for source in (adapter_wide, per_destination):
+        for key, value in source.items():
+            previous = lower_to_key.pop(key.lower(), None)
+            if previous is not None:
+                del result[previous]
+            result[key] = value
+            lower_to_key[key.lower()] = key
+    return result
+
+
+def destination_url(config: MiraiConfig, destination: DestinationConfig) -> str:
+    """``{protocol}://{host}:{port}{path}`` plus the merged ``extra_parameters`` as the query string."""
+    path = destination.path if destination.path.startswith("/") else "/" + destination.path
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    url = f"{destination.protocol.value}://{host}:{destination.port}{path}"
+    params = merged(config.reverse_ws.extra_parameters, destination.extra_parameters)
+    if params:
+        url += ("&" if "?" in path else "?") + urllib.parse.urlencode(params)
+    return url
+
+
+def destination_headers(config: MiraiConfig, destination: DestinationConfig, bot_id: int) -> list[tuple[bytes, bytes]]:
+    """The merged ``extra_headers``, plus ``qq: <bot id>`` unless ``mirai.send_qq_header`` is false."""
+    headers = merged(config.reverse_ws.extra_headers, destination.extra_headers)
+    if config.send_qq_header and not any(key.lower() == "qq" for key in headers):
+        headers["qq"] = str(bot_id)
+    return [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
+
+
+def ssl_context_for(destination: DestinationConfig) -> ssl.SSLContext | None:
+    """Certificate-verifying TLS for ``wss`` (system trust store, plus ``ca_file``); never disabled."""
+    if destination.protocol is not Protocol.WSS:
+        return None
+    context = ssl.create_default_context()
+    if destination.ca_file:
+        try:
+            context.load_verify_locations(cafile=destination.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise RelayError(
+                f"destination {destination.label}: cannot load ca_file {destination.ca_file!r}: {exc}; "
+                "fix the path or remove ca_file to use the system trust store"
+            ) from None
+    return context
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@attrs.frozen(kw_only=True)
+class DestinationStatistics:
+    label: str
+    connected: bool
+    verified: bool
+    delivered_seq: int  #: the destination's outbox cursor
+    backlog: int  #: outbox frames not yet delivered to it
+    commands_in_flight: int
+    responses_queued: int
+    connections: int  #: successful websocket handshakes so far
+    verifications: int
+    timed_out_commands: int
+
+
+# --------------------------------------------------------------------------- one connection
+
+
+class _Connection:
+    """State of one websocket connection (lives exactly as long as the socket)."""
+
+    def __init__(self, client: DestinationClient, ws: trio_websocket.WebSocketConnection) -> None:
+        self.client = client
+        self.ws = ws
+        config = client.config
+        self.session = MiraiSession(
+            verify_key=config.verify_key,
+            enable_verify=config.enable_verify,
+            single_mode=config.single_mode,
+            reserved_sync_id=config.reserved_sync_id,
+            max_frame_bytes=config.max_frame_bytes,
+            rng=client.rng,
+        )
+        self.correlator = CommandCorrelator(timeout=config.command_timeout)
+        self.limiter = trio.CapacityLimiter(MAX_CONCURRENT_COMMANDS)
+        # one token per unanswered command / queued response; released when the response is written
+        self.unanswered = trio.Semaphore(MAX_UNANSWERED_COMMANDS)
+        self.responses: collections.deque[str] = collections.deque()
+        self.wake = trio.Event()
+        self.deadline_changed = trio.Event()
+        self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
+
+    @property
+    def verified(self) -> bool:
+        return self.session.state is SessionState.VERIFIED
+
+    def _wake_writer(self, _seq: int = 0) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        client = self.client
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._expire_commands)
+            while True:
+                try:
+                    message = await self.ws.get_message()
+                except trio_websocket.ConnectionClosed as exc:
+                    reason = exc.reason
+                    if reason is not None and reason.code == 1009:
+                        log.warning(
+                            "%s: the framework sent a frame larger than mirai.max_frame_bytes=%d; connection "
+                            "closed with 1009 (raise the limit if such frames are legitimate)",
+                            client.label,
+                            client.config.max_frame_bytes,
+                        )
+                    raise
+                for action in self.session.receive(message, bot_id=client.bot_id()):
+                    await self._apply(action, nursery)
+
+    async def _apply(
+        self, action: SendFrame | Verified | Execute | Ignored | FrameRejected, nursery: trio.Nursery
+    ) -> None:
+        client = self.client
+        if isinstance(action, SendFrame):
+            if self.writing:
+                await self._queue_response(action.text)
+            else:
+                await self.ws.send_message(action.text)  # handshake replies: the writer is not running yet
+        elif isinstance(action, Execute):
+            await self.unanswered.acquire()
+            ticket = self.correlator.begin(action.frame.sync_id, action.frame.command, now=trio.current_time())
+            self.deadline_changed.set()
+            nursery.start_soon(self._run_command, ticket, action.frame)
+        elif isinstance(action, Verified):
+            client.verifications += 1
+            log.info(
+                "%s: framework verified (bot %d); delivering from outbox seq %d",
+                client.label,
+                self.session.bot_id,
+                client.outbox.cursor(client.label) + 1,
+            )
+            self.writing = True
+            nursery.start_soon(self._write)
+        elif isinstance(action, FrameRejected):
+            log.warning("%s: bad frame from the framework answered with code 400: %s", client.label, action.reason)
+        else:
+            log.debug("%s: %s", client.label, action.reason)
+
+    async def _queue_response(self, text: str) -> None:
+        await self.unanswered.acquire()
+        self.responses.append(text)
+        self.wake.set()
+
+    def _answer(self, response: Response | None) -> None:
+        """Queue a command's response (its ``unanswered`` token was taken when the command arrived)."""
+        if response is None:
+            return  # already answered by a timeout; the correlator logged it
+        self.responses.append(codec.encode_response(response.sync_id, response.data))
+        self.wake.set()
+
+    async def _run_command(self, ticket: Ticket, frame: IncomingFrame) -> None:
+        client = self.client
+        hard_stop = trio.current_time() + client.config.command_timeout + LATE_COMPLETION_GRACE
+        with trio.move_on_at(hard_stop):
+            async with self.limiter:
+                try:
+                    data = await client.dispatcher.dispatch(frame.command, frame.sub_command, frame.content)
+                except Exception as exc:
+                    log.exception("%s: command %r (syncId %r) failed", client.label, frame.command, frame.sync_id)
+                    self._answer(self.correlator.fail(ticket, f"internal error in {frame.command}: {exc}"))
+                    return
+            self._answer(self.correlator.complete(ticket, data))
+
+    async def _expire_commands(self) -> None:
+        while True:
+            deadline = self.correlator.next_deadline()
+            self.deadline_changed = trio.Event()
+            if deadline is None:
+                await self.deadline_changed.wait()
+                continue
+            with trio.move_on_at(deadline):
+                await self.deadline_changed.wait()
+            for response in self.correlator.expire(now=trio.current_time()):
+                self.client.timed_out += 1
+                self._answer(response)
+
+    async def _write(self) -> None:
+        """Replay the backlog after the cursor, then stream new events and responses (the only writer)."""
+        client = self.client
+        outbox = client.outbox
+        label = client.label
+        cursor = outbox.cursor(label)
+        outbox.add_append_listener(self._wake_writer)
+        try:
+            while True:
+                self.wake = trio.Event()
+                while self.responses:
+                    await self.ws.send_message(self.responses.popleft())
+                    self.unanswered.release()
+                batch = outbox.read_after(cursor, WRITE_BATCH)
+                for seq, frame in batch:
+                    await self.ws.send_message(frame)
+                    cursor = seq
+                    outbox.ack(label, seq)  # delivered: written to a verified connection's socket
+                if not batch and not self.responses:
+                    await self.wake.wait()
+        finally:
+            outbox.remove_append_listener(self._wake_writer)
+
+
+# --------------------------------------------------------------------------- one destination
+
+
+class DestinationClient:
+    """The connection loop of one destination. Use :func:`serve_destination` or :func:`serve_reverse_ws`."""
+
+    def __init__(
+        self,
+        *,
+        destination: DestinationConfig,
+        config: MiraiConfig,
+        outbox: Outbox,
+        dispatcher: CommandDispatcher,
+        identity: BotIdentity,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.destination = destination
+        self.config = config
+        self.outbox = outbox
+        self.dispatcher = dispatcher
+        self.identity = identity
+        self.rng = rng if rng is not None else random.Random()
+        self.label = destination.label
+        self.connections = 0
+        self.verifications = 0
+        self.timed_out = 0
+        self._connection: _Connection | None = None
+
+    def bot_id(self) -> int:
+        """The qq the bridge presents: ``mirai.bot_id`` when set, else the Discord bot user id (0 before READY)."""
+        return self.config.bot_id or self.identity.bot_id
+
+    def statistics(self) -> DestinationStatistics:
+        conn = self._connection
+        cursor = self.outbox.cursor(self.label) if self.label in self.outbox.statistics().cursors else 0
+        return DestinationStatistics(
+            label=self.label,
+            connected=conn is not None,
+            verified=conn is not None and conn.verified,
+            delivered_seq=cursor,
+            backlog=max(0, self.outbox.last_seq - cursor),
+            commands_in_flight=conn.correlator.in_flight if conn else 0,
+            responses_queued=len(conn.responses) if conn else 0,
+            connections=self.connections,
+            verifications=self.verifications,
+            timed_out_commands=self.timed_out,
+        )
+
+    async def serve(self, *, task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, serve, reconnect — forever. Ready (``started``) once the destination's cursor exists."""
+        self.outbox.register(self.label)
+        task_status.started(self)
+        attempt = 0
+        while True:
+            await self._wait_for_bot_id()
+            verifications_before = self.verifications
+            try:
+                await self._connect_and_serve()
+                log.info("%s: connection ended", self.label)
+            except trio_websocket.ConnectionRejected as exc:
+                log.warning("%s: the framework refused the websocket handshake (HTTP %s)", self.label, exc.status_code)
+            except trio_websocket.HandshakeError as exc:
+                log.warning("%s: websocket handshake failed: %s", self.label, _describe(exc))
+            except trio_websocket.ConnectionClosed as exc:
+                log.info("%s: disconnected (%s)", self.label, exc.reason)
+            except (OSError, ssl.SSLError, trio.BrokenResourceError, RelayError) as exc:
+                log.warning("%s: connection failed: %s", self.label, _describe(exc))
+            except Exception:  # reconnect on ANY error (DESIGN.md §5), but show what went wrong
+                log.exception("%s: unexpected error on the connection", self.label)
+            finally:
+                self._connection = None
+            if self.verifications > verifications_before:
+                attempt = 0  # a verified session resets the backoff
+            delay = backoff_delay(self.config.reverse_ws.reconnect, attempt, self.rng)
+            attempt += 1
+            log.info("%s: reconnecting in %.1f s", self.label, delay)
+            await trio.sleep(delay)
+
+    async def _wait_for_bot_id(self) -> None:
+        if self.bot_id():
+            return
+        log.info("%s: waiting for the Discord bot id (READY) before dialing the framework", self.label)
+        while not self.bot_id():
+            await trio.sleep(BOT_ID_POLL_INTERVAL)
+
+    async def _connect_and_serve(self) -> None:
+        config = self.config
+        url = destination_url(config, self.destination)
+        safe_url = f"{self.destination.protocol.value}://{self.destination.host}:{self.destination.port}"
+        log.info("%s: connecting to %s%s", self.label, safe_url, self.destination.path)
+        async with trio_websocket.open_websocket_url(
+            url,
+            ssl_context_for(self.destination),
+            extra_headers=destination_headers(config, self.destination, self.bot_id()),
+            message_queue_size=RECEIVE_QUEUE_SIZE,
+            max_message_size=config.max_frame_bytes,
+            connect_timeout=config.reverse_ws.connect_timeout,
+            disconnect_timeout=CLOSE_GRACE,
+        ) as ws:
+            self.connections += 1
+            log.info("%s: connected; waiting for the framework's verify", self.label)
+            connection = _Connection(self, ws)
+            self._connection = connection
+            try:
+                await connection.run()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
+                    await ws.aclose(CLOSE_GOING_AWAY, "relay connection closing")
+
+
+def _describe(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    text = f"{type(exc).__name__}: {exc}"
+    if cause is not None and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+# --------------------------------------------------------------------------- all destinations
+
+
+class ReverseWsClient:
+    """Every configured destination; ``statistics()`` gives one record per destination."""
+
+    def __init__(self, destinations: tuple[DestinationClient, ...]) -> None:
+        self.destinations = destinations
+
+    def statistics(self) -> tuple[DestinationStatistics, ...]:
+        return tuple(d.statistics() for d in self.destinations)
+
+
+async def serve_destination(
+    *,
+    destination: DestinationConfig,
+    config: MiraiConfig,
+    outbox: Outbox,
+    dispatcher: CommandDispatcher,
+    identity: BotIdentity,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one destination's connection loop forever (``started(DestinationClient)``)."""
+    client = DestinationClient(
+        destination=destination, config=config, outbox=outbox, dispatcher=dispatcher, identity=identity, rng=rng
+    )
+    await client.serve(task_status=task_status)
+
+
+async def serve_reverse_ws(
+    *,
+    config: MiraiConfig,
+    outbox: Outbox,
+    dispatcher: CommandDispatcher,
+    identity: BotIdentity,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[ReverseWsClient] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
+
+    Frames larger than ``config.max_frame_bytes`` close the offending connection (1009) and it reconnects.
+    """
+    shared_rng = rng if rng is not None else random.Random()
+    async with trio.open_nursery() as nursery:
+        clients: list[DestinationClient] = []
+        for destination in config.reverse_ws.destinations:
+            client = await nursery.start(
+                _serve_client,
+                DestinationClient(
+                    destination=destination,
+                    config=config,
+                    outbox=outbox,
+                    dispatcher=dispatcher,
+                    identity=identity,
+                    rng=shared_rng,
+                ),
+            )
+            clients.append(client)
+        task_status.started(ReverseWsClient(tuple(clients)))
+        if not clients:
+            log.warning("no [[mirai.reverse_ws.destinations]] configured: events are kept in the outbox only")
+            await trio.sleep_forever()
+
+
+async def _serve_client(
+    client: DestinationClient, *, task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await client.serve(task_status=task_status)
+
+
+__all__ = [
+    "BOT_ID_POLL_INTERVAL",
+    "MAX_CONCURRENT_COMMANDS",
+    "MAX_UNANSWERED_COMMANDS",
+    "WRITE_BATCH",
+    "DestinationClient",
+    "DestinationStatistics",
+    "ReverseWsClient",
+    "backoff_delay",
+    "destination_headers",
+    "destination_url",
+    "serve_destination",
+    "serve_reverse_ws",
+    "ssl_context_for",
+]

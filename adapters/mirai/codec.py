@@ -1,0 +1,230 @@
+"""mirai-api-http v2 websocket frame codec (sans-I/O): text/bytes ⇄ frame models.
+
+What travels on a reverse-ws connection (mirai-api-http.md §3.3–§3.5):
+
+* incoming (framework → bridge): ``{"syncId": ..., "command": ..., "subCommand": ..., "content": ...}``;
+* outgoing responses: ``{"syncId": "<same, always a JSON string>", "data": {...}}``;
+* outgoing pushed events: ``{"syncId": "<reserved, default \\"-1\\">", "data": {"type": ...}}``;
+* outgoing *raw* frames with no ``syncId`` wrapper, for pre-auth rejections and malformed input.
+
+Frames are compact JSON, UTF-8, non-ASCII not escaped (mirai-api-http.md §2 "Frames"). Binary frames are decoded
+like text frames. Decoding is lenient as DESIGN.md §4 asks: a numeric ``syncId`` becomes its string form, a
+lowercase ``subcommand`` is accepted, ``subCommand: null`` means none, unknown keys are ignored.
+
+This module never imports trio and never reads the clock. All JSON (de)serialization of the mirai side of the
+bridge goes through :data:`WIRE` so that switching the JSON library is a one-line change.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+from cattrs.preconf.json import JsonConverter
+from cattrs.preconf.json import make_converter as make_json_converter
+
+from relay.errors import FrameTooLarge, RemoteProtocolError
+
+# --------------------------------------------------------------------------- protocol constants
+
+#: mirai-api-http.md §5.2: StateCode values and their exact messages.
+CODE_SUCCESS: Final = 0
+CODE_AUTH_KEY_FAIL: Final = 1
+CODE_NO_BOT: Final = 2
+CODE_NO_OPERATE_SUPPORT: Final = 6
+CODE_INVALID_PARAMETER: Final = 400
+CODE_INTERNAL_ERROR: Final = 500
+
+#: raw (unwrapped) frames, mirai-api-http.md §3.3 / §3.5
+AUTH_KEY_FAIL: Final[dict[str, object]] = {"code": CODE_AUTH_KEY_FAIL, "msg": "Auth Key错误"}
+NO_BOT: Final[dict[str, object]] = {"code": CODE_NO_BOT, "msg": "指定Bot不存在"}
+INVALID_PARAMETER: Final[dict[str, object]] = {"code": CODE_INVALID_PARAMETER, "msg": "无效参数"}
+#: wrapped in ``data``: unknown command, or ``verify`` again after auth (mirai-api-http.md §3.5)
+NO_OPERATE_SUPPORT: Final[dict[str, object]] = {"code": CODE_NO_OPERATE_SUPPORT, "msg": "指定操作不支持"}
+
+#: the version reported by ``about``: a plain dotted version, because Ariadne parses it with
+#: ``tuple(map(int, version.split(".")))`` (mirai-api-http.md §3.7)
+MIRAI_API_HTTP_VERSION: Final = "2.10.0"
+
+#: session key in single mode (mirai-api-http.md §3.3 row c)
+SINGLE_SESSION_KEY: Final = "SINGLE_SESSION"
+
+
+# --------------------------------------------------------------------------- models
+
+
+@attrs.frozen
+class IncomingFrame:
+    """One command frame from a framework, after lenient decoding.
+
+    ``sync_id`` is ``None`` only when the frame carried ``"syncId": null`` (answered with ``null``, as
+    mirai-api-http does); ``content`` is the raw JSON value of ``content`` (``None`` when absent).
+    """
+
+    sync_id: str | None
+    command: str
+    sub_command: str | None
+    content: object
+
+
+@attrs.frozen
+class VerifyContent:
+    """``content`` of a ``verify`` command (mirai-api-http.md §3.3, ``ReverseAuthDTO``); every key optional here."""
+
+    verify_key: str | None = attrs.field(default=None, repr=False)
+    session_key: str | None = attrs.field(default=None, repr=False)
+    qq: int | None = None
+
+
+# --------------------------------------------------------------------------- converter
+
+
+def _structure_lenient_qq(value: object, _type: object) -> int | None:
+    """``qq`` as a number or a numeric string (mirai-api-http.md §3.3: the docs show a string)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("qq must be a number, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise TypeError(f"qq must be a number or a numeric string, got {type(value).__name__}")
+
+
+def _structure_optional_str(value: object, _type: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)  # kotlinx "isLenient": a JSON number is accepted where a String is expected (§2)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def make_wire_converter() -> JsonConverter:
+    """The converter for mirai wire JSON: renames (``verifyKey``...) live here, not on the models."""
+    converter = make_json_converter()
+    converter.register_structure_hook(
+        VerifyContent,
+        make_dict_structure_fn(
+            VerifyContent,
+            converter,
+            verify_key=override(rename="verifyKey", struct_hook=_structure_optional_str),
+            session_key=override(rename="sessionKey", struct_hook=_structure_optional_str),
+            qq=override(struct_hook=_structure_lenient_qq),
+        ),
+    )
+    return converter
+
+
+WIRE: Final = make_wire_converter()
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def check_frame_size(data: str | bytes, limit: int) -> None:
+    """Raise :class:`FrameTooLarge` when ``len(data)`` exceeds ``limit`` (measured like trio-websocket does)."""
+    if len(data) > limit:
+        raise FrameTooLarge(len(data), limit)
+
+
+def loads(data: str | bytes) -> object:
+    """Parse JSON text; raise :class:`RemoteProtocolError` (never a bare ValueError) when it is not JSON."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RemoteProtocolError(f"frame is not valid UTF-8 JSON: {exc}") from None
+
+
+def decode_frame(data: str | bytes, *, max_frame_bytes: int) -> IncomingFrame:
+    """Decode one incoming websocket message into an :class:`IncomingFrame`.
+
+    Raises :class:`FrameTooLarge` for an oversize frame and :class:`RemoteProtocolError` for anything that is
+    not a command frame (not JSON, not an object, no string ``command``, a ``syncId`` that is neither string,
+    number nor null). A missing ``syncId`` key is tolerated as ``None`` (lenient, DESIGN.md §4).
+    """
+    check_frame_size(data, max_frame_bytes)
+    obj = loads(data)
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"frame must be a JSON object, got {type(obj).__name__}")
+    command = obj.get("command")
+    if not isinstance(command, str) or not command:
+        raise RemoteProtocolError("frame has no string 'command'")
+    raw_sync_id = obj.get("syncId")
+    sync_id: str | None
+    if raw_sync_id is None or isinstance(raw_sync_id, str):
+        sync_id = raw_sync_id
+    elif isinstance(raw_sync_id, int | float) and not isinstance(raw_sync_id, bool):
+        sync_id = str(raw_sync_id)  # numeric syncId 123 is answered as "123" (mirai-api-http.md §2)
+    else:
+        raise RemoteProtocolError(f"'syncId' must be a string or a number, got {type(raw_sync_id).__name__}")
+    raw_sub = obj["subCommand"] if "subCommand" in obj else obj.get("subcommand")
+    if raw_sub is not None and not isinstance(raw_sub, str):
+        raise RemoteProtocolError(f"'subCommand' must be a string or null, got {type(raw_sub).__name__}")
+    return IncomingFrame(sync_id=sync_id, command=command, sub_command=raw_sub or None, content=obj.get("content"))
+
+
+def decode_verify_content(content: object) -> VerifyContent:
+    """Structure ``verify`` content leniently; raise :class:`RemoteProtocolError` when it cannot be used."""
+    if content is None:
+        return VerifyContent()
+    if not isinstance(content, dict):
+        raise RemoteProtocolError(f"verify content must be an object, got {type(content).__name__}")
+    try:
+        return WIRE.structure(content, VerifyContent)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"verify content is invalid: {exc}") from None
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def dumps(obj: object) -> str:
+    """Compact JSON, non-ASCII unescaped (mirai-api-http.md §2 "Frames")."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_response(sync_id: str | None, data: object) -> str:
+    """``{"syncId": <same>, "data": {...}}``; the syncId is always a JSON string (or null if it was null)."""
+    return dumps({"syncId": sync_id, "data": data})
+
+
+def encode_event(reserved_sync_id: str, data: object) -> str:
+    """A pushed event frame: ``{"syncId": "<reserved>", "data": {"type": ...}}`` (mirai-api-http.md §3.4)."""
+    return dumps({"syncId": reserved_sync_id, "data": data})
+
+
+def encode_raw(data: object) -> str:
+    """A raw frame with no syncId wrapper (pre-auth rejections, malformed input)."""
+    return dumps(data)
+
+
+def error_data(code: int, msg: str) -> dict[str, object]:
+    """The ``{code, msg}`` error shape (mirai-api-http.md §5.3)."""
+    return {"code": code, "msg": msg}
+
+
+def about_data() -> dict[str, object]:
+    """``data`` of the ``about`` response (mirai-api-http.md §6.1)."""
+    return {"code": CODE_SUCCESS, "msg": "", "data": {"version": MIRAI_API_HTTP_VERSION}}
+
+
+def bot_list_data(bot_id: int) -> dict[str, object]:
+    """``data`` of the ``botList`` response (mirai-api-http.md §6.1); empty before Discord READY."""
+    return {"code": CODE_SUCCESS, "msg": "", "data": [bot_id] if bot_id else []}
+
+
+def verify_success_data(session_key: str) -> dict[str, object]:
+    """``data`` of a successful ``verify`` (mirai-api-http.md §3.3)."""
+    return {"code": CODE_SUCCESS, "session": session_key}
+
+
+def bot_online_event_data(bot_id: int) -> dict[str, object]:
+    """``BotOnlineEvent`` pushed right after verify so Ariadne becomes usable (mirai-api-http.md §3.7, §9.2)."""
+    return {"type": "BotOnlineEvent", "qq": bot_id}

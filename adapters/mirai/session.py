@@ -1,0 +1,191 @@
+"""mirai-api-http reverse-ws session state machine (sans-I/O).
+
+The bridge dials the framework's websocket server; the framework authenticates with ``verify``. This machine
+reproduces mirai-api-http's ``handleReverseWs`` (mirai-api-http.md §3.3, §3.5), with the leniencies of
+DESIGN.md §4:
+
+``AWAITING_VERIFY`` (the bridge never speaks first)
+    * ``verify`` → check the verifyKey when ``enable_verify`` (constant-time compare); single mode →
+      session ``"SINGLE_SESSION"``; otherwise ``qq`` (number, numeric string or missing) must be the bot id
+      (else the raw code-2 frame) and a fresh 8-char ``[A-Za-z0-9]`` session key is drawn from the injected rng.
+      Success → the wrapped ``{"code":0,"session":...}`` reply, then a pushed ``BotOnlineEvent``, then
+      :class:`Verified`. A wrong key → the raw code-1 frame; the connection stays open (as in mirai-api-http).
+    * ``about`` / ``botList`` → answered (wrapped, same syncId); still unauthenticated.
+    * any other command → the raw ``{"code":1,"msg":"Auth Key错误"}`` frame.
+    * junk (not JSON, no ``command``) → ignored, no reply.
+
+``VERIFIED``
+    * ``about`` / ``botList`` → answered by the session itself, exactly as before verify (a choice: they do not
+      depend on Discord state beyond the bot id);
+    * ``verify`` again → wrapped code 6 (it is an unknown command once authenticated, mirai-api-http.md §3.5);
+    * malformed JSON / no ``command`` / oversize → the raw ``{"code":400,"msg":"无效参数"}`` frame;
+    * every other command → :class:`Execute`, for the shell to dispatch concurrently.
+
+The machine never reads the clock, never imports trio and draws randomness only from the injected rng.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import random
+import string
+from typing import Final, Protocol, TypeAlias
+
+import attrs
+
+from adapters.mirai import codec
+from adapters.mirai.codec import IncomingFrame
+from relay.errors import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+#: mirai-api-http.md §5.1: session keys are 8 random [A-Za-z0-9] characters
+SESSION_KEY_ALPHABET: Final = string.ascii_letters + string.digits
+SESSION_KEY_LENGTH: Final = 8
+
+
+class CommandDispatcher(Protocol):
+    """Runs one authenticated mirai command and returns the ``data`` object of its response.
+
+    Implemented by ``adapters/mirai/handlers.py`` (decode → envelope command → relay → encode). ``data`` is the
+    whole result object (``{"code":0,"msg":"success","messageId":5}``, a bare profile, ...). Command failures
+    are returned as ``{"code": N, "msg": ...}``; an exception escaping ``dispatch`` is a bug and is answered
+    with code 500 by the client.
+    """
+
+    async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]: ...
+
+
+class SessionState(enum.Enum):
+    AWAITING_VERIFY = "awaiting_verify"
+    VERIFIED = "verified"
+
+
+# --------------------------------------------------------------------------- actions (outputs)
+
+
+@attrs.frozen
+class SendFrame:
+    """Write this text frame to the socket (handshake replies, rejections, immediate answers)."""
+
+    text: str
+
+
+@attrs.frozen
+class Verified:
+    """The framework is authenticated; the shell starts delivering events (after the frames before this)."""
+
+    session_key: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Execute:
+    """Dispatch this command and answer it with the same syncId."""
+
+    frame: IncomingFrame
+
+
+@attrs.frozen
+class Ignored:
+    """Nothing to send; ``reason`` is for a debug log line."""
+
+    reason: str
+
+
+@attrs.frozen
+class FrameRejected:
+    """An incoming frame broke the rules after verify (the raw code-400 frame precedes this action)."""
+
+    reason: str
+
+
+SessionAction: TypeAlias = SendFrame | Verified | Execute | Ignored | FrameRejected
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+@attrs.define
+class MiraiSession:
+    """One connection's pre-auth/auth state. Feed it every received message with :meth:`receive`."""
+
+    verify_key: str = attrs.field(repr=False)
+    enable_verify: bool
+    single_mode: bool
+    reserved_sync_id: str
+    max_frame_bytes: int
+    rng: random.Random = attrs.field(repr=False)
+    state: SessionState = SessionState.AWAITING_VERIFY
+    session_key: str | None = attrs.field(default=None, repr=False)
+    bot_id: int = 0  #: the bot the session is bound to (set on verify)
+
+    def receive(self, data: str | bytes, *, bot_id: int) -> list[SessionAction]:
+        """Process one incoming message. ``bot_id`` is the identity the bridge presents right now."""
+        if self.state is SessionState.AWAITING_VERIFY:
+            return self._receive_pre_auth(data, bot_id)
+        return self._receive_verified(data, bot_id)
+
+    # ----------------------------------------------------------------- pre-auth
+
+    def _receive_pre_auth(self, data: str | bytes, bot_id: int) -> list[SessionAction]:
+        try:
+            frame = codec.decode_frame(data, max_frame_bytes=self.max_frame_bytes)
+        except RemoteProtocolError as exc:  # includes FrameTooLarge: mirai-api-http ignores unparseable frames
+            return [Ignored(f"pre-auth frame ignored: {exc}")]
+        if frame.command == "verify":
+            return self._verify(frame, bot_id)
+        if frame.command in ("about", "botList"):
+            return [SendFrame(self._answer_builtin(frame, bot_id))]
+        return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]
+
+    def _verify(self, frame: IncomingFrame, bot_id: int) -> list[SessionAction]:
+        try:
+            content = codec.decode_verify_content(frame.content)
+        except RemoteProtocolError as exc:
+            log.warning("verify rejected: %s", exc)
+            return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]  # row a
+        if self.enable_verify and not _keys_equal(content.verify_key, self.verify_key):
+            log.warning("verify rejected: wrong verifyKey (check mirai.verify_key against the framework's)")
+            return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]  # row b
+        if self.single_mode:
+            session_key = codec.SINGLE_SESSION_KEY  # row c: qq / sessionKey ignored
+        else:
+            # rows d/d'/e: the bridge has exactly one bot; a missing qq binds to it (lenient), a different qq
+            # (or any qq before Discord READY told us who the bot is) is an unknown bot.
+            if bot_id == 0 or (content.qq is not None and content.qq != bot_id):
+                log.warning("verify rejected: qq %s is not this bridge's bot (%s)", content.qq, bot_id)
+                return [SendFrame(codec.encode_raw(codec.NO_BOT))]
+            session_key = "".join(self.rng.choice(SESSION_KEY_ALPHABET) for _ in range(SESSION_KEY_LENGTH))
+        self.state = SessionState.VERIFIED
+        self.session_key = session_key
+        self.bot_id = bot_id
+        return [
+            SendFrame(codec.encode_response(frame.sync_id, codec.verify_success_data(session_key))),
+            SendFrame(codec.encode_event(self.reserved_sync_id, codec.bot_online_event_data(bot_id))),
+            Verified(session_key),
+        ]
+
+    # ----------------------------------------------------------------- verified
+
+    def _receive_verified(self, data: str | bytes, bot_id: int) -> list[SessionAction]:
+        try:
+            frame = codec.decode_frame(data, max_frame_bytes=self.max_frame_bytes)
+        except RemoteProtocolError as exc:  # includes FrameTooLarge
+            return [SendFrame(codec.encode_raw(codec.INVALID_PARAMETER)), FrameRejected(str(exc))]
+        if frame.command == "verify":
+            return [SendFrame(codec.encode_response(frame.sync_id, codec.NO_OPERATE_SUPPORT))]
+        if frame.command in ("about", "botList"):
+            return [SendFrame(self._answer_builtin(frame, bot_id))]
+        return [Execute(frame)]
+
+    def _answer_builtin(self, frame: IncomingFrame, bot_id: int) -> str:
+        if frame.command == "about":
+            return codec.encode_response(frame.sync_id, codec.about_data())
+        return codec.encode_response(frame.sync_id, codec.bot_list_data(bot_id))
+
+
+def _keys_equal(given: str | None, expected: str) -> bool:
+    """Constant-time comparison so the verify key cannot be guessed byte by byte from reply timing."""
+    return hmac.compare_digest((given or "").encode("utf-8"), expected.encode("utf-8"))

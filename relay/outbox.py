@@ -1,0 +1,341 @@
+"""The durable outbox: every event frame for the frameworks, in order, with one cursor per destination.
+
+DESIGN.md §5: no event is lost while a framework is down or slow. The app appends each already-encoded event
+frame (``{"syncId":"-1","data":{...}}``) with :meth:`Outbox.append`; every reverse-ws destination reads the
+frames after its cursor with :meth:`Outbox.read_after` and acknowledges them with :meth:`Outbox.ack`.
+
+**Delivered** means: written to the socket of a *verified* connection (the websocket ``send_message`` call
+returned). A destination's cursor only moves after that write succeeded, so after a reconnect + verify it
+replays, in order, everything after its cursor. Whether the framework processed the frame is unknowable at
+this layer (mirai has no event acks), so a frame lost in the kernel buffer of a dying connection is lost.
+
+Durability and cost:
+
+* ``append`` never touches the disk on the per-event path: frames are buffered in memory and written by
+  :meth:`Outbox.flush` in one transaction per batch (the :func:`serve_outbox` task flushes every
+  :data:`FLUSH_INTERVAL`; ``append`` flushes by itself only when :data:`MAX_PENDING_WRITES` are buffered).
+  SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
+  the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
+  may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
+* Recent frames (:data:`TAIL_CAPACITY`) are also kept in memory so live delivery never reads the disk;
+  a destination that fell further behind reads from SQLite in batches.
+
+Bounds (``[outbox]`` ``max_events`` / ``max_age_seconds``): the oldest frames beyond either bound are deleted
+even if some destination has not received them; every such frame is counted (``dropped``) and logged at
+WARNING at most once per :data:`DROP_LOG_INTERVAL`. Frames every registered destination has received are
+deleted as well (that is garbage collection, not a drop).
+
+Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
+``outbox_cursors``, ``outbox_state``. All calls must come from one thread (the trio thread).
+
+The trio part is at the end: :func:`serve_outbox` (the periodic flusher) — the :class:`Outbox` itself is
+plain synchronous code.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+import trio
+
+from relay.config import OutboxConfig
+from relay.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+#: seconds between flushes by serve_outbox: bounds the frames a crash can lose, keeps commits batched
+FLUSH_INTERVAL: Final = 0.05
+#: append flushes by itself at this many buffered frames, so a stalled flusher cannot grow memory
+MAX_PENDING_WRITES: Final = 5_000
+#: if the disk keeps failing, buffered frames beyond this are dropped (counted) rather than exhaust memory
+MAX_PENDING_WRITES_HARD: Final = 200_000
+#: recent frames kept in memory for live delivery (>= MAX_PENDING_WRITES so unflushed frames are always here)
+TAIL_CAPACITY: Final = 8_192
+#: drops are logged at most this often (seconds)
+DROP_LOG_INTERVAL: Final = 60.0
+#: the age bound is checked at most this often (seconds): it needs a range scan
+AGE_CHECK_INTERVAL: Final = 1.0
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@attrs.frozen(kw_only=True)
+class OutboxStatistics:
+    last_seq: int  #: sequence of the newest frame (0 = none ever)
+    oldest_seq: int  #: sequence of the oldest retained frame (last_seq + 1 when empty)
+    retained: int  #: frames retained (on disk or waiting to be written)
+    pending_writes: int  #: frames not yet written to SQLite
+    dropped: int  #: frames deleted by the bounds before every destination received them (this process)
+    cursors: dict[str, int]  #: registered destination → last delivered seq
+
+
+class Outbox:
+    """Durable, bounded, append-only frame log with per-destination cursors (synchronous core)."""
+
+    def __init__(
+        self,
+        path: str,
+        config: OutboxConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._path = path
+        try:
+            self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM outbox_state WHERE key = 'last_seq'").fetchone()
+            stored_last = row[0] if row else 0
+            max_row = self._db.execute("SELECT MIN(seq), MAX(seq) FROM outbox_events").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the outbox in {path!r}: {exc}; check the path and permissions") from None
+        self._last_seq: int = max(stored_last, max_row[1] or 0)
+        self._oldest_seq: int = max_row[0] if max_row[0] is not None else self._last_seq + 1
+        self._pending: list[tuple[int, float, str]] = []
+        self._tail: collections.deque[tuple[int, str]] = collections.deque(maxlen=TAIL_CAPACITY)
+        self._cursors: dict[str, int] = {}
+        self._dirty_cursors: set[str] = set()
+        self._listeners: list[Callable[[int], None]] = []
+        self._dropped = 0
+        self._unlogged_drops = 0
+        self._last_drop_log = float("-inf")
+        self._last_age_check = float("-inf")
+        self._closed = False
+
+    # ----------------------------------------------------------------- writing
+
+    def append(self, frame: str) -> int:
+        """Add one encoded event frame; returns its sequence number. Never waits on disk per event."""
+        if self._closed:
+            raise StoreError("the outbox is closed; events can no longer be queued")
+        self._last_seq += 1
+        seq = self._last_seq
+        self._pending.append((seq, self._clock(), frame))
+        self._tail.append((seq, frame))
+        if len(self._pending) >= MAX_PENDING_WRITES:
+            try:
+                self.flush()
+            except StoreError as exc:
+                log.error("outbox: %s; keeping %d frames in memory and retrying", exc, len(self._pending))
+                self._shed_pending_overflow()
+        for listener in self._listeners:
+            listener(seq)
+        return seq
+
+    def flush(self) -> None:
+        """Write buffered frames and cursors in one transaction, then apply the bounds."""
+        if not self._pending and not self._dirty_cursors:
+            self._enforce_bounds()
+            return
+        pending = self._pending
+        cursors = [(dest, self._cursors[dest]) for dest in self._dirty_cursors]
+        try:
+            self._db.execute("BEGIN")
+            if pending:
+                self._db.executemany("INSERT INTO outbox_events (seq, created, frame) VALUES (?, ?, ?)", pending)
+                self._db.execute(
+                    "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (pending[-1][0],),
+                )
+            if cursors:
+                self._db.executemany(
+                    "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
+                    "ON CONFLICT(destination) DO UPDATE SET seq = excluded.seq",
+                    cursors,
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(f"writing {len(pending)} outbox frames to {self._path!r} failed: {exc}") from None
+        self._pending = []
+        self._dirty_cursors.clear()
+        self._enforce_bounds()
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._db.close()
+
+    # ----------------------------------------------------------------- reading and cursors
+
+    def register(self, destination: str) -> int:
+        """Declare a destination (from the config) and return its cursor.
+
+        A destination never seen before starts at the current end: it receives events appended from now on.
+        Only registered destinations hold back garbage collection.
+        """
+        if destination not in self._cursors:
+            try:
+                row = self._db.execute(
+                    "SELECT seq FROM outbox_cursors WHERE destination = ?", (destination,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading the outbox cursor of {destination!r} failed: {exc}") from None
+            if row is None:
+                self._cursors[destination] = self._last_seq
+                self._dirty_cursors.add(destination)
+            else:
+                self._cursors[destination] = min(row[0], self._last_seq)
+        return self._cursors[destination]
+
+    def cursor(self, destination: str) -> int:
+        """The last sequence delivered to ``destination`` (it must be registered)."""
+        return self._cursors[destination]
+
+    def ack(self, destination: str, seq: int) -> None:
+        """``destination`` has been delivered every frame up to ``seq`` (persisted with the next flush)."""
+        if seq > self._cursors.get(destination, 0):
+            self._cursors[destination] = seq
+            self._dirty_cursors.add(destination)
+
+    def read_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` retained frames with sequence > ``seq``, in order.
+
+        If frames after ``seq`` were dropped by the bounds, reading resumes at the oldest retained frame.
+        """
+        start = max(seq + 1, self._oldest_seq)
+        if start > self._last_seq or limit <= 0:
+            return []
+        if self._tail and self._tail[0][0] <= start:
+            offset = start - self._tail[0][0]
+            return list(itertools.islice(self._tail, offset, offset + limit))
+        try:
+            rows = self._db.execute(
+                "SELECT seq, frame FROM outbox_events WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the outbox from {self._path!r} failed: {exc}") from None
+        return [(int(s), str(f)) for s, f in rows]
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def add_append_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(seq)`` after every append (synchronously; it must not block)."""
+        self._listeners.append(listener)
+
+    def remove_append_listener(self, listener: Callable[[int], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def statistics(self) -> OutboxStatistics:
+        return OutboxStatistics(
+            last_seq=self._last_seq,
+            oldest_seq=self._oldest_seq,
+            retained=self._last_seq - self._oldest_seq + 1,
+            pending_writes=len(self._pending),
+            dropped=self._dropped,
+            cursors=dict(self._cursors),
+        )
+
+    # ----------------------------------------------------------------- bounds
+
+    def _enforce_bounds(self) -> None:
+        now = self._clock()
+        delivered_to_all = min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
+        cut_for_size = self._last_seq - self._config.max_events
+        cut_for_age = self._oldest_seq - 1
+        if now - self._last_age_check >= AGE_CHECK_INTERVAL:
+            self._last_age_check = now
+            cut_for_age = self._age_cut(now - self._config.max_age_seconds)
+        bound_cut = max(cut_for_size, cut_for_age)
+        cut = max(bound_cut, delivered_to_all)
+        if cut < self._oldest_seq:
+            self._log_drops(now)
+            return
+        try:
+            self._db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
+        except sqlite3.Error as exc:
+            log.warning("outbox: deleting old frames failed (%s); will retry", exc)
+            return
+        dropped = max(0, bound_cut - max(delivered_to_all, self._oldest_seq - 1))
+        self._oldest_seq = cut + 1
+        while self._tail and self._tail[0][0] <= cut:
+            self._tail.popleft()
+        if dropped:
+            self._dropped += dropped
+            self._unlogged_drops += dropped
+        self._log_drops(now)
+
+    def _age_cut(self, cutoff: float) -> int:
+        try:
+            row = self._db.execute(
+                "SELECT MAX(seq) FROM outbox_events WHERE seq >= ? AND created < ?", (self._oldest_seq, cutoff)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            log.warning("outbox: checking the age bound failed (%s); will retry", exc)
+            return self._oldest_seq - 1
+        return int(row[0]) if row and row[0] is not None else self._oldest_seq - 1
+
+    def _log_drops(self, now: float) -> None:
+        if self._unlogged_drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            log.warning(
+                "outbox: dropped %d undelivered events (%d in total) to stay within max_events=%d / "
+                "max_age_seconds=%d; a destination was down or too slow — raise [outbox] bounds to keep more",
+                self._unlogged_drops,
+                self._dropped,
+                self._config.max_events,
+                self._config.max_age_seconds,
+            )
+            self._unlogged_drops = 0
+            self._last_drop_log = now
+
+    def _shed_pending_overflow(self) -> None:
+        excess = len(self._pending) - MAX_PENDING_WRITES_HARD
+        if excess > 0:
+            del self._pending[:excess]
+            self._oldest_seq = max(self._oldest_seq, self._pending[0][0])
+            self._dropped += excess
+            self._unlogged_drops += excess
+            self._log_drops(self._clock())
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("outbox: rollback after a failed write also failed", exc_info=True)
+
+
+# --------------------------------------------------------------------------- trio shell
+
+
+async def serve_outbox(outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Flush ``outbox`` every :data:`FLUSH_INTERVAL` until cancelled; flush once more on the way out.
+
+    Run this in the app's nursery next to the adapters. Flush failures are logged and retried (nothing is
+    lost while the frames fit in memory).
+    """
+    task_status.started()
+    try:
+        while True:
+            await trio.sleep(FLUSH_INTERVAL)
+            try:
+                outbox.flush()
+            except StoreError as exc:
+                log.error("outbox: %s; retrying in %.2f s", exc, FLUSH_INTERVAL)
+    finally:
+        try:
+            outbox.flush()  # synchronous: no await, so cancellation cannot interrupt it
+        except StoreError as exc:
+            log.error("outbox: final flush failed: %s", exc)
