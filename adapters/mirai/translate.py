@@ -816,7 +816,16 @@ def _decode_chain(chain: object, where: str = "messageChain") -> list[Segment]:
         raise _bad(where, "must be a list of message elements")
     segments: list[Segment] = []
     for index, element in enumerate(chain):
-        segments.extend(_decode_element(element, f"{where}[{index}]"))
+        element_where = f"{where}[{index}]"
+        try:
+            segments.extend(_decode_element(element, element_where))
+        except _BadContent as problem:
+            if element_where in problem.msg:
+                raise
+            # a field of the element (``text``, ``target``...): name it with its path in the chain
+            prefix = f"{MSG_BAD_INPUT}: "
+            msg = problem.msg.replace(prefix, f"{prefix}{element_where}.", 1)
+            raise _BadContent(problem.code, msg) from None
     return segments
 
 
