@@ -45,7 +45,7 @@ def test_lowercase_subcommand_is_accepted() -> None:
 
 
 def test_binary_frames_decode_like_text() -> None:
-    frame = decode('{"syncId":"1","command":"botList"}'.encode())
+    frame = decode('{"syncId":"1","command":"botList","x":"中"}'.encode())
     assert frame.command == "botList"
 
 
