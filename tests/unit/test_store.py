@@ -1,0 +1,266 @@
+"""The message-id store: Int32 ids per conversation, batching, restarts, lookups, retention (relay/store.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from relay.envelope import (
+    INT32_MAX,
+    ConversationRef,
+    Emoji,
+    Group,
+    Image,
+    Member,
+    Mention,
+    Message,
+    MessageRef,
+    Quote,
+    Role,
+    Sticker,
+    Text,
+    User,
+)
+from relay.errors import StoreError
+from relay.store import MessageStore
+
+GROUP = Group(id=222, name="Dev", bot_role=Role.MEMBER, guild_id=1)
+ALICE = Member(user_id=111, display_name="Alice", role=Role.MEMBER, group=GROUP)
+G = ConversationRef.group(222)
+DM = ConversationRef.private(444)
+DAY = 86_400
+T0 = 1_700_000_000
+
+
+def msg(platform_id: int, *, conversation: ConversationRef = G, time: int = T0, **kw: object) -> Message:
+    fields: dict[str, object] = {
+        "conversation": conversation,
+        "channel_id": conversation.id if conversation.kind.value == "group" else 777,
+        "platform_id": platform_id,
+        "time": time,
+        "sender": ALICE if conversation == G else User(id=444, name="Bob"),
+        "segments": (Text(f"m{platform_id}"),),
+        "group": GROUP if conversation == G else None,
+    }
+    fields.update(kw)
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "bridge.sqlite3")
+
+
+def test_ids_start_at_one_per_conversation_and_are_idempotent(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    assert store.record(msg(1001)).local_id == 1
+    assert store.record(msg(1002)).local_id == 2
+    assert store.record(msg(2001, conversation=DM)).local_id == 1  # ids are per conversation
+    assert store.record(msg(1001)).local_id == 1  # the same Discord message keeps its id
+    assert store.record(msg(1003)).local_id == 3
+    store.close()
+
+
+def test_record_is_memory_only_until_flush(db_path: str) -> None:
+    store = MessageStore.open(db_path, batch_size=100)
+    store.record(msg(1))
+    store.record(msg(2))
+    assert store.pending == 2
+    count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM messages_map").fetchone()[0]
+    assert count == 0
+    assert store.flush() == 2
+    assert store.pending == 0
+    count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM messages_map").fetchone()[0]
+    assert count == 2
+    assert store.flush() == 0
+    store.close()
+
+
+def test_flushes_by_itself_when_the_batch_is_full(db_path: str) -> None:
+    store = MessageStore.open(db_path, batch_size=3)
+    for platform_id in range(1, 8):
+        store.record(msg(platform_id))
+    assert store.pending == 1  # two batches of 3 went to SQLite
+    count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM messages_map").fetchone()[0]
+    assert count == 6
+    store.close()
+
+
+def test_ids_and_lookups_survive_a_restart(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    quoted = store.record(msg(500, segments=(Text("original"), Emoji(id=99, name="e"))))
+    reply = store.record(
+        msg(
+            501,
+            segments=(Mention(user_id=111), Text(" yes"), Image(url="https://cdn/a.png", data=b"big", width=3)),
+            quote=Quote(ref=MessageRef(conversation=G, platform_id=500), author_id=111),
+        )
+    )
+    assert reply.quote is not None
+    assert reply.quote.ref.local_id == quoted.local_id == 1
+    store.close()
+
+    reopened = MessageStore.open(db_path, cache_size=1, batch_size=1)  # tiny cache: lookups must hit SQLite
+    assert reopened.record(msg(501)).local_id == 2  # a replayed event keeps its id
+    assert reopened.record(msg(502)).local_id == 3  # the counter continued, no reuse
+    found = reopened.lookup_local(G, 2)
+    assert found is not None
+    assert (found.platform_id, found.channel_id, found.author_id, found.time) == (501, 222, 111, T0)
+    assert found.segments == (Mention(user_id=111), Text(" yes"), Image(url="https://cdn/a.png", width=3))
+    assert found.quote is not None and found.quote.ref.local_id == 1
+    rebuilt = found.to_message()
+    assert rebuilt.sender == ALICE
+    assert rebuilt.group == GROUP
+    assert rebuilt.local_id == 2 and rebuilt.conversation == G
+    by_platform = reopened.lookup_platform(500)
+    assert by_platform is not None
+    assert by_platform.local_id == 1
+    assert by_platform.segments == (Text("original"), Emoji(id=99, name="e"))
+    assert reopened.lookup_local(G, 99) is None
+    assert reopened.lookup_platform(12345) is None
+    reopened.close()
+
+
+def test_lookup_by_bare_conversation_id_finds_the_real_kind(db_path: str) -> None:
+    # recall {target, messageId} does not say whether target is a group or a friend
+    store = MessageStore.open(db_path)
+    store.record(msg(7, conversation=DM))
+    store.close()
+    store = MessageStore.open(db_path)
+    found = store.lookup_local(ConversationRef.group(444), 1)
+    assert found is not None
+    assert found.conversation == DM
+    assert found.ref == MessageRef(conversation=DM, local_id=1, platform_id=7, channel_id=777)
+    assert store.lookup_local(444, 1) == found
+    store.close()
+
+
+def test_unknown_quoted_message_gets_an_id_and_resolves_after_restart(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    reply = store.record(
+        msg(
+            601,
+            quote=Quote(
+                ref=MessageRef(conversation=G, platform_id=77, channel_id=222),
+                author_id=5,
+                origin=(Text("before the bridge"), Sticker(id=10**18, name="s")),
+            ),
+        )
+    )
+    assert reply.quote is not None
+    assert reply.quote.ref.local_id == 1
+    assert reply.local_id == 2
+    store.close()
+    store = MessageStore.open(db_path)
+    quoted = store.lookup_local(G, 1)
+    assert quoted is not None
+    assert (quoted.platform_id, quoted.author_id) == (77, 5)
+    assert quoted.segments == (Text("before the bridge"), Sticker(id=10**18, name="s"))
+    assert quoted.to_message().sender == User(id=5, name="")
+    store.close()
+
+
+def test_record_sent(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    store.record(msg(1))
+    local = store.record_sent(
+        G, channel_id=222, platform_id=9001, author_id=900, time=T0 + 1, segments=[Text("from the framework")]
+    )
+    assert local == 2
+    again = store.record_sent(G, channel_id=222, platform_id=9001, author_id=900, time=T0 + 1, segments=[])
+    assert again == 2
+    store.close()
+    store = MessageStore.open(db_path)
+    found = store.lookup_local(G, 2)
+    assert found is not None
+    assert found.author_id == 900 and found.segments == (Text("from the framework"),)
+    store.close()
+
+
+def test_int32_bounds_wrap_to_one_never_zero_or_negative(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    store.record(msg(1))  # id 1 in G: will be reused after the wrap
+    store.close()
+    with sqlite3.connect(db_path) as db:  # force the conversation near the Int32 limit
+        db.execute("UPDATE messages_counter SET last_id = ? WHERE conversation_id = 222", (INT32_MAX - 2,))
+    store = MessageStore.open(db_path)
+    ids = [store.record(msg(100 + n)).local_id for n in range(4)]
+    assert ids == [INT32_MAX - 1, INT32_MAX, 1, 2]
+    assert all(0 < i <= INT32_MAX for i in ids)
+    # id 1 now points at the new message; the old mapping was overwritten, not duplicated
+    reused = store.lookup_local(G, 1)
+    assert reused is not None and reused.platform_id == 102
+    store.close()
+    store = MessageStore.open(db_path)
+    reused = store.lookup_local(G, 1)
+    assert reused is not None and reused.platform_id == 102
+    assert store.lookup_platform(1) is None
+    assert store.record(msg(200)).local_id == 3  # the wrapped counter was persisted
+    store.close()
+
+
+def test_history_window_order_and_limit(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    for n in range(10):
+        store.record(msg(n + 1, time=T0 + n))
+    store.record(msg(99, conversation=DM, time=T0 + 5))
+    window = store.history(G, T0 + 2, T0 + 6, 100)
+    assert [m.local_id for m in window] == [3, 4, 5, 6, 7]
+    assert [m.local_id for m in store.history(G, 0, 2**63 - 1, 3)] == [8, 9, 10]  # the newest, oldest first
+    assert [m.local_id for m in store.history(444, 0, 2**63 - 1, 100)] == [1]
+    assert store.history(G, T0 + 100, T0 + 200, 10) == []
+    store.close()
+
+
+def test_forget(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    store.record(msg(1))
+    store.record(msg(2))
+    assert store.forget(G, 1) is True
+    assert store.lookup_local(G, 1) is None
+    assert store.lookup_platform(1) is None
+    assert store.forget(G, 1) is False
+    store.close()
+    store = MessageStore.open(db_path)
+    assert store.lookup_local(G, 1) is None
+    assert store.lookup_local(G, 2) is not None
+    assert store.record(msg(3)).local_id == 3  # a forgotten id is not reissued
+    store.close()
+
+
+def test_retention_pruning(db_path: str) -> None:
+    store = MessageStore.open(db_path, retention_days=7)
+    store.record(msg(1, time=T0))
+    store.record(msg(2, time=T0 + 6 * DAY))
+    now = T0 + 8 * DAY
+    assert store.prune(now) == 1
+    assert store.lookup_local(G, 1) is None
+    assert store.lookup_platform(1) is None
+    assert store.lookup_local(G, 2) is not None
+    assert store.prune(now) == 0
+    store.close()
+    store = MessageStore.open(db_path, retention_days=7)
+    assert store.lookup_local(G, 1) is None
+    assert store.record(msg(3, time=now)).local_id == 3  # pruning never rewinds the counter
+    assert store.retention_days == 7
+    store.close()
+
+
+def test_closed_store_and_unopenable_path(tmp_path: Path, db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        store.record(msg(1))
+    with pytest.raises(StoreError, match="cannot open the message store"):
+        MessageStore.open(str(tmp_path / "no-such-dir" / "x.sqlite3"))
+
+
+def test_wal_mode_and_table_prefix(db_path: str) -> None:
+    MessageStore.open(db_path).close()
+    db = sqlite3.connect(db_path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"messages_map", "messages_counter"}
