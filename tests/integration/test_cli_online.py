@@ -1,0 +1,147 @@
+"""``check --online`` against a loopback HTTP server standing in for Discord and loopback listeners standing
+in for framework websocket servers (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relay.cli import main
+
+TOKEN = "online-check-token-abcdefghijklmnop"
+ENV = {"DISCORD_TOKEN": TOKEN, "MIRAI_VERIFY_KEY": "online-check-verify-key", "HOME": "/home/u"}
+
+
+class FakeDiscord(http.server.BaseHTTPRequestHandler):
+    """Answers GET /api/v10/users/@me like Discord: 200 with the bot user for the right token, else 401."""
+
+    seen_headers: list[dict[str, str]] = []  # noqa: RUF012 - shared with the test on purpose
+
+    def do_GET(self) -> None:
+        FakeDiscord.seen_headers.append(dict(self.headers))
+        if self.path != "/api/v10/users/@me":
+            self._reply(404, {"message": "404: Not Found", "code": 0})
+        elif self.headers.get("Authorization") == f"Bot {TOKEN}":
+            self._reply(200, {"id": "1234567890", "username": "relay-bot", "bot": True})
+        else:
+            self._reply(401, {"message": "401: Unauthorized", "code": 0})
+
+    def _reply(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def discord_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeDiscord)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeDiscord.seen_headers.clear()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v10"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()  # nothing listens there any more: connecting is refused
+    return port
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx honours proxy variables; a machine's proxy must not stand between the test and 127.0.0.1."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def write_config(tmp_path: Path, api: str, ports: list[int]) -> Path:
+    text = f'[discord]\napi_base_url = "{api}"\n'
+    for port in ports:
+        text += f'[[mirai.reverse_ws.destinations]]\nhost = "127.0.0.1"\nport = {port}\n'
+    path = tmp_path / "bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_online_check_passes(
+    tmp_path: Path, discord_url: str, listener: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, discord_url, [listener])
+    assert main(["check", "--online", str(path)], env=ENV) == 0
+    out = capsys.readouterr().out
+    assert "[ok] discord: token accepted, logged in as relay-bot (id 1234567890)" in out
+    assert f"[ok] destination 127.0.0.1:{listener}/ (127.0.0.1:{listener}): accepts TCP connections" in out
+    (headers,) = FakeDiscord.seen_headers
+    assert headers["User-Agent"].startswith("DiscordBot (")
+    assert TOKEN not in out
+
+
+def test_online_check_reports_each_failure(
+    tmp_path: Path, discord_url: str, listener: int, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, discord_url, [listener, closed_port])
+    env = {**ENV, "DISCORD_TOKEN": "a-wrong-token-value"}
+    assert main(["check", "--online", str(path)], env=env) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] discord: the token was rejected (HTTP 401)" in out
+    assert f"[ok] destination 127.0.0.1:{listener}/" in out
+    assert f"[FAIL] destination 127.0.0.1:{closed_port}/ (127.0.0.1:{closed_port}): cannot connect" in out
+    assert "a-wrong-token-value" not in out
+
+
+def test_online_check_when_discord_is_unreachable(
+    tmp_path: Path, closed_port: int, listener: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [listener])
+    assert main(["check", "--online", str(path)], env=ENV) == 1
+    out = capsys.readouterr().out
+    assert f"[FAIL] discord: cannot reach http://127.0.0.1:{closed_port}/api/v10/users/@me: ConnectError" in out
+
+
+def test_online_check_on_a_non_discord_answer(
+    tmp_path: Path, discord_url: str, listener: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, discord_url.replace("/api/v10", "/elsewhere"), [listener])
+    assert main(["check", "--online", str(path)], env=ENV) == 1
+    assert "answered HTTP 404: 404: Not Found" in capsys.readouterr().out
