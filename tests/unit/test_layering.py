@@ -1,0 +1,164 @@
+"""The house rules of DESIGN.md §1, checked by walking every import with ``ast``.
+
+1. Sans-I/O modules never import trio, trio_websocket or httpx (they take ``now`` and payloads).
+2. An adapter never imports another adapter; adapters meet only in ``relay`` types.
+3. Only the composition root imports ``adapters`` from outside ``adapters/``.
+
+The module lists are data: extend them as modules appear. Listed modules that do not exist yet are skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: I/O libraries a sans-I/O module must not import.
+IO_LIBRARIES = ("trio", "trio_websocket", "httpx")
+
+#: Modules that must stay sans-I/O.
+SANS_IO_MODULES = (
+    "relay/errors.py",
+    "relay/envelope.py",
+    "relay/config.py",
+    "relay/configload.py",
+    "relay/ports.py",
+    "relay/correlator.py",
+    "relay/template.py",
+    "adapters/discord/gateway.py",
+    "adapters/discord/ratelimit.py",
+    "adapters/discord/translate.py",
+    "adapters/discord/cache.py",
+    "adapters/mirai/codec.py",
+    "adapters/mirai/session.py",
+    "adapters/mirai/translate.py",
+)
+
+#: Modules that do blocking I/O of their own (SQLite) but must not depend on trio: the trio side drives them.
+NO_TRIO_MODULES = (
+    "relay/store.py",
+    "relay/outbox.py",
+)
+
+#: Where `adapters` may be imported from, besides adapters/ itself (one adapter's own package).
+COMPOSITION_ROOT = (
+    "relay/app.py",
+    "relay/cli.py",
+    "relay/__main__.py",
+)
+COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")
+
+ADAPTERS = ("discord", "mirai")
+
+
+def imported_modules(path: Path, package: str | None = None) -> list[tuple[int, str]]:
+    """Every absolute module name ``path`` imports (``import a.b`` → a.b; ``from a.b import c`` → a.b.c),
+    with its line, including imports inside functions and ``if TYPE_CHECKING`` blocks. Relative imports
+    are resolved against ``package`` (default: the file's package in the repository)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    if package is None:
+        package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this file's package
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def is_within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def python_files() -> list[Path]:
+    files: list[Path] = []
+    for folder in ("relay", "adapters", "scripts", "tests"):
+        files.extend(sorted((ROOT / folder).rglob("*.py")))
+    return files
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def existing(paths: tuple[str, ...]) -> list[str]:
+    return [p for p in paths if (ROOT / p).exists()]
+
+
+@pytest.mark.parametrize("module", existing(SANS_IO_MODULES))
+def test_sans_io_modules_import_no_io_library(module: str) -> None:
+    bad = [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(ROOT / module)
+        if any(is_within(name, lib) for lib in IO_LIBRARIES)
+    ]
+    assert bad == []
+
+
+@pytest.mark.parametrize("module", existing(NO_TRIO_MODULES))
+def test_sqlite_modules_do_not_import_trio(module: str) -> None:
+    bad = [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(ROOT / module)
+        if any(is_within(name, lib) for lib in ("trio", "trio_websocket"))
+    ]
+    assert bad == []
+
+
+def test_adapters_do_not_import_each_other() -> None:
+    bad: list[str] = []
+    for adapter in ADAPTERS:
+        others = [f"adapters.{other}" for other in ADAPTERS if other != adapter]
+        for path in sorted((ROOT / "adapters" / adapter).rglob("*.py")):
+            bad.extend(
+                f"{rel(path)}:{line} imports {name}"
+                for line, name in imported_modules(path)
+                if any(is_within(name, other) for other in others)
+            )
+    assert bad == []
+
+
+def test_only_the_composition_root_imports_adapters() -> None:
+    bad: list[str] = []
+    for path in python_files():
+        name = rel(path)
+        if name in COMPOSITION_ROOT or name.split("/")[0] in COMPOSITION_ROOT_FOLDERS:
+            continue
+        if name.startswith("adapters/"):
+            continue  # inside an adapter; cross-adapter imports are the test above
+        bad.extend(
+            f"{name}:{line} imports {module}"
+            for line, module in imported_modules(path)
+            if is_within(module, "adapters")
+        )
+    assert bad == []
+
+
+def test_the_walker_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """The checks above are only as good as imported_modules(): prove it on a sample."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import trio\n"
+        "import os.path as p\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from httpx import Client\n"
+        "def f():\n"
+        "    from adapters.discord import rest\n"
+        "from . import envelope\n"
+        "from .errors import RelayError\n",
+        encoding="utf-8",
+    )
+    names = {name for _, name in imported_modules(sample, package="relay")}
+    assert {"trio", "os.path", "httpx.Client", "adapters.discord.rest", "relay.envelope", "relay.errors"} <= names
