@@ -1,0 +1,462 @@
+"""Trio shell around :class:`adapters.discord.gateway.ShardSession` (discord.md §1, §2.12).
+
+Per connection there are two tasks in one nursery:
+
+* the **reader** awaits websocket messages, decodes them, feeds the state machine and hands every event to
+  ``on_event`` synchronously. It never awaits the consumer, so heartbeat ACKs keep being processed even when
+  the framework side is stalled (DESIGN.md §5);
+* the **pump** sleeps until the machine's next deadline (or until woken), runs ``tick`` (heartbeats, zombie
+  detection), sends the frames the send limiter releases, and closes the socket with the machine's resumable
+  close code when it asks to.
+
+The supervisor loop around them reconnects with backoff, waits for identify slots from the shared
+:class:`IdentifyGate`, and raises :class:`relay.errors.GatewayClosed` on fatal close codes.
+
+``on_event`` must not block (it is a plain function; do slow work elsewhere). An exception it raises is a bug
+in the consumer and stops the gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn
+
+import attrs
+import trio
+import trio_websocket
+
+from adapters.discord.gateway import (
+    RESUMABLE_CLOSE_CODE,
+    DispatchReceived,
+    GatewayBotInfo,
+    GatewayEvent,
+    IdentifyPacer,
+    PayloadDecoder,
+    SessionState,
+    ShardConnected,
+    ShardDisconnected,
+    ShardReady,
+    ShardResumed,
+    ShardSession,
+    ShardStatistics,
+)
+from relay.config import DiscordConfig
+from relay.errors import ConfigError, GatewayClosed, RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+#: seconds allowed for the TCP + TLS + websocket handshake of one connection attempt
+CONNECT_TIMEOUT = 30.0
+#: seconds a close handshake may take before we drop the socket (shielded cleanup is bounded by this)
+CLOSE_GRACE = 5.0
+#: bytes per socket read: larger than trio-websocket's 4 KiB default, fewer wake-ups on a busy stream
+RECEIVE_BUFFER_SIZE = 64 * 1024
+#: trio-websocket's internal message queue; 1 is enough because our reader drains it without awaiting anyone
+MESSAGE_QUEUE_SIZE = 1
+
+OnEvent = Callable[[GatewayEvent], None]
+
+
+class IdentifyGate:
+    """Shared identify pacing for every shard of the process (trio wrapper of :class:`IdentifyPacer`)."""
+
+    def __init__(self, pacer: IdentifyPacer) -> None:
+        self.pacer = pacer
+
+    @classmethod
+    def for_gateway(cls, info: GatewayBotInfo, *, reserve: int) -> IdentifyGate:
+        return cls(IdentifyPacer.from_limit(info.session_start_limit, now=trio.current_time(), reserve=reserve))
+
+    async def wait_for_budget(self, shard_id: int) -> None:
+        """Wait until the daily identify budget allows an identify (without taking it)."""
+        while True:
+            now = trio.current_time()
+            delay = self.pacer.budget_delay(now)
+            if delay <= 0:
+                return
+            log.warning("shard %d: %s; waiting %.0f s", shard_id, self.pacer.budget_error(now), delay)
+            await trio.sleep(delay)
+
+    async def wait_for_slot(self, shard_id: int) -> None:
+        """Wait for, and take, an identify slot (budget and max_concurrency bucket)."""
+        while True:
+            now = trio.current_time()
+            delay = self.pacer.acquire(shard_id, now)
+            if delay <= 0:
+                return
+            log.debug("shard %d: identify slot in %.2f s", shard_id, delay)
+            await trio.sleep(delay)
+
+
+@attrs.define(eq=False)
+class Shard:
+    """One shard: its state machine and the tasks that drive it. Build with :func:`serve_shard`."""
+
+    config: DiscordConfig
+    machine: ShardSession
+    on_event: OnEvent
+    identify_gate: IdentifyGate
+    _wakeup: trio.Event = attrs.field(factory=trio.Event)
+    _ready: trio.Event = attrs.field(factory=trio.Event)
+    _identify_task_running: bool = False
+
+    @property
+    def shard_id(self) -> int:
+        return self.machine.shard_id
+
+    def session(self) -> SessionState | None:
+        """The current resumable session (persist it on shutdown to resume after a quick restart)."""
+        return self.machine.session_state()
+
+    def statistics(self) -> ShardStatistics:
+        return self.machine.statistics()
+
+    def send_nowait(self, payload: Mapping[str, Any]) -> None:
+        """Queue an application payload (op 3 presence, op 8 member request...); it goes out within the
+        120/60 s limit once the shard is connected. Raises trio.WouldBlock when the queue is full.
+        """
+        if not self.machine.queue_send(payload):
+            raise trio.WouldBlock
+        self._wakeup.set()
+
+    async def wait_ready(self) -> None:
+        """Wait until the shard first reached READY or RESUMED."""
+        await self._ready.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED) -> NoReturn:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._supervise)
+            await self._ready.wait()
+            task_status.started(self)
+        raise AssertionError("unreachable: _supervise never returns")  # pragma: no cover
+
+    # ----------------------------------------------------------------- supervisor
+
+    async def _supervise(self) -> NoReturn:
+        machine = self.machine
+        while True:
+            if machine.will_identify:
+                # hold no socket open while the daily budget is spent (it can take hours)
+                await self.identify_gate.wait_for_budget(machine.shard_id)
+            url = machine.connect_url()
+            code: int | None = None
+            reason = ""
+            try:
+                code = await self._run_connection(url)
+            except trio_websocket.HandshakeError as exc:
+                reason = f"could not connect: {type(exc).__name__}"
+                if isinstance(exc, trio_websocket.ConnectionRejected):
+                    reason = f"could not connect: HTTP {exc.status_code}"
+            except (OSError, trio.BrokenResourceError) as exc:
+                reason = f"network error: {type(exc).__name__}"
+            self._identify_task_running = False
+            events = machine.connection_lost(code, now=trio.current_time(), reason=reason)
+            self._emit(events)
+            if machine.fatal_error is not None:
+                raise machine.fatal_error
+            delay = 0.0
+            for event in events:
+                if isinstance(event, ShardDisconnected) and event.will_retry_in is not None:
+                    delay = event.will_retry_in
+            await trio.sleep(delay)
+
+    async def _run_connection(self, url: str) -> int | None:
+        """One websocket connection; returns Discord's close code (None: no close frame)."""
+        machine = self.machine
+        decoder = PayloadDecoder(compressed=self.config.compress, max_size=self.config.max_message_bytes)
+        async with trio_websocket.open_websocket_url(
+            url,
+            max_message_size=self.config.max_message_bytes,
+            message_queue_size=MESSAGE_QUEUE_SIZE,
+            receive_buffer_size=RECEIVE_BUFFER_SIZE,
+            connect_timeout=CONNECT_TIMEOUT,
+            disconnect_timeout=CLOSE_GRACE,
+        ) as ws:
+            try:
+                self._wakeup = trio.Event()
+                self._emit(machine.connection_opened(now=trio.current_time()))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, ws)
+                    code = await self._read(ws, decoder, nursery)
+                    nursery.cancel_scope.cancel(reason="connection closed")
+                return code
+            finally:
+                # Never leave open_websocket_url with its default close code 1000: that ends the Discord
+                # session (discord.md §2.12). aclose is idempotent, so after a normal close this is a no-op.
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
+                    await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
+
+    async def _read(
+        self, ws: trio_websocket.WebSocketConnection, decoder: PayloadDecoder, nursery: trio.Nursery
+    ) -> int | None:
+        machine = self.machine
+        on_event = self.on_event
+        while True:
+            try:
+                message = await ws.get_message()
+            except trio_websocket.ConnectionClosed as exc:
+                return exc.reason.code if exc.reason is not None else None
+            try:
+                payload = decoder.feed(message)
+                if payload is None:
+                    continue  # a zlib-stream payload split over several messages
+                events = machine.receive(payload, now=trio.current_time())
+            except RemoteProtocolError as exc:
+                log.warning("shard %d: %s; reconnecting to resume", machine.shard_id, exc)
+                machine.abort(str(exc), now=trio.current_time())
+                self._wakeup.set()
+                continue
+            for event in events:
+                if type(event) is DispatchReceived:
+                    on_event(event)  # the hot path: no logging, no awaiting
+                else:
+                    self._emit([event])
+            if machine.has_work:
+                self._wakeup.set()
+            if machine.identify_pending and not self._identify_task_running:
+                self._identify_task_running = True
+                nursery.start_soon(self._identify_when_allowed)
+
+    async def _identify_when_allowed(self) -> None:
+        await self.identify_gate.wait_for_slot(self.machine.shard_id)
+        self.machine.identify_now(now=trio.current_time())
+        self._wakeup.set()
+
+    async def _pump(self, ws: trio_websocket.WebSocketConnection) -> None:
+        machine = self.machine
+        while True:
+            deadline = machine.next_deadline()
+            if deadline > trio.current_time():
+                with trio.move_on_at(deadline):
+                    await self._wakeup.wait()
+            # replace the event *before* working, so a set() during the work wakes the next wait
+            self._wakeup = trio.Event()
+            now = trio.current_time()
+            self._emit(machine.tick(now=now))
+            try:
+                for frame in machine.frames_to_send(now=now):
+                    await ws.send_message(frame)
+            except trio_websocket.ConnectionClosed:
+                return  # the reader sees the close too and ends the connection
+            if machine.close_code is not None:
+                with trio.move_on_after(CLOSE_GRACE):
+                    await ws.aclose(machine.close_code)
+                return
+            await trio.lowlevel.checkpoint()
+
+    # ----------------------------------------------------------------- events
+
+    def _emit(self, events: list[GatewayEvent]) -> None:
+        shard_id = self.machine.shard_id
+        for event in events:
+            if isinstance(event, ShardConnected):
+                log.info(
+                    "shard %d: connected to %s (%s)",
+                    shard_id,
+                    event.url,
+                    "resuming" if event.resuming else "new session",
+                )
+            elif isinstance(event, ShardReady):
+                log.info(
+                    "shard %d: READY as user %s, %d guilds, session %s",
+                    shard_id,
+                    event.user.get("id"),
+                    len(event.guild_ids),
+                    event.session.session_id,
+                )
+                self._ready.set()
+            elif isinstance(event, ShardResumed):
+                log.info(
+                    "shard %d: resumed session %s (%d events replayed)",
+                    shard_id,
+                    event.session.session_id,
+                    event.replayed,
+                )
+                self._ready.set()
+            elif isinstance(event, ShardDisconnected):
+                if event.will_retry_in is None:
+                    log.error("shard %d: gateway closed with fatal code %s (%s)", shard_id, event.code, event.reason)
+                else:
+                    log.info(
+                        "shard %d: disconnected (%s); reconnecting in %.1f s to %s",
+                        shard_id,
+                        event.reason,
+                        event.will_retry_in,
+                        event.action.value,
+                    )
+            self.on_event(event)
+
+
+async def serve_shard(
+    *,
+    config: DiscordConfig,
+    token: str,
+    shard_id: int,
+    shard_count: int,
+    gateway_url: str,
+    on_event: OnEvent,
+    identify_gate: IdentifyGate,
+    initial_session: SessionState | None = None,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run one shard forever; ``task_status.started(shard)`` once it first reached READY or RESUMED.
+
+    ``gateway_url`` is the main URL (``/gateway/bot``'s ``url`` or ``config.gateway_url``). Raises
+    :class:`GatewayClosed` (``fatal=True``) on a fatal close code.
+    """
+    shard = _build_shard(
+        config=config,
+        token=token,
+        shard_id=shard_id,
+        shard_count=shard_count,
+        gateway_url=gateway_url,
+        on_event=on_event,
+        identify_gate=identify_gate,
+        initial_session=initial_session,
+        rng=rng or random.Random(),
+    )
+    try:
+        await shard.run(task_status=task_status)
+    except BaseExceptionGroup as group:
+        _raise_fatal_from(group)
+        raise
+
+
+@attrs.define(eq=False)
+class Gateway:
+    """The running shards of this process (``task_status`` value of :func:`serve_gateway`)."""
+
+    shards: dict[int, Shard]
+    shard_count: int
+
+    def sessions(self) -> dict[int, SessionState]:
+        """Resumable sessions by shard id (persist them on shutdown; pass back as ``initial_sessions``)."""
+        out: dict[int, SessionState] = {}
+        for shard_id, shard in self.shards.items():
+            session = shard.session()
+            if session is not None:
+                out[shard_id] = session
+        return out
+
+    def send_nowait(self, shard_id: int, payload: Mapping[str, Any]) -> None:
+        """Queue an application payload on one shard (see :meth:`Shard.send_nowait`)."""
+        shard = self.shards.get(shard_id)
+        if shard is None:
+            raise ConfigError("discord.shard_ids", [f"shard {shard_id} is not run by this process"])
+        shard.send_nowait(payload)
+
+    def statistics(self) -> dict[int, ShardStatistics]:
+        return {shard_id: shard.statistics() for shard_id, shard in self.shards.items()}
+
+
+async def serve_gateway(
+    *,
+    config: DiscordConfig,
+    token: str,
+    fetch_gateway_info: Callable[[], Awaitable[GatewayBotInfo]],
+    on_event: OnEvent,
+    initial_sessions: Mapping[int, SessionState] | None = None,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run every shard of this process in one nursery, forever.
+
+    Shard count: ``config.shard_count`` or, when None ("auto"), ``/gateway/bot``'s ``shards``; shard ids:
+    ``config.shard_ids`` or all. ``task_status.started(gateway)`` once every shard reached READY or RESUMED.
+    Raises :class:`GatewayClosed` (``fatal=True``, with ``advice``) on a fatal close code of any shard, and
+    :class:`ConfigError` for shard ids outside the shard count.
+    """
+    info = await fetch_gateway_info()
+    shard_count = config.shard_count if config.shard_count is not None else info.shards
+    shard_ids = tuple(config.shard_ids) if config.shard_ids else tuple(range(shard_count))
+    bad = [f"shard id {sid} is outside 0..{shard_count - 1}" for sid in shard_ids if not 0 <= sid < shard_count]
+    if shard_count < 1:
+        bad.append(f"shard count must be at least 1, got {shard_count}")
+    if bad:
+        raise ConfigError("discord.shard_ids", bad)
+    url = config.gateway_url or info.url
+    limit = info.session_start_limit
+    log.info(
+        "gateway: %d of %d shards, %d/%d identifies left (resets in %.0f s), max_concurrency %d",
+        len(shard_ids),
+        shard_count,
+        limit.remaining,
+        limit.total,
+        limit.reset_after,
+        limit.max_concurrency,
+    )
+    gate = IdentifyGate.for_gateway(info, reserve=config.identify_reserve)
+    base_rng = rng or random.Random()
+    sessions = initial_sessions or {}
+    shards = {
+        sid: _build_shard(
+            config=config,
+            token=token,
+            shard_id=sid,
+            shard_count=shard_count,
+            gateway_url=url,
+            on_event=on_event,
+            identify_gate=gate,
+            initial_session=sessions.get(sid),
+            rng=random.Random(base_rng.random()),
+        )
+        for sid in shard_ids
+    }
+    gateway = Gateway(shards=shards, shard_count=shard_count)
+    try:
+        async with trio.open_nursery() as nursery:
+            for shard in shards.values():
+                nursery.start_soon(_run_shard, shard)
+            for shard in shards.values():
+                await shard.wait_ready()
+            log.info("gateway: all %d shards ready", len(shards))
+            task_status.started(gateway)
+    except BaseExceptionGroup as group:
+        _raise_fatal_from(group)
+        raise
+    raise AssertionError("unreachable: shards never return")  # pragma: no cover
+
+
+async def _run_shard(shard: Shard) -> None:
+    await shard.run()
+
+
+def _build_shard(
+    *,
+    config: DiscordConfig,
+    token: str,
+    shard_id: int,
+    shard_count: int,
+    gateway_url: str,
+    on_event: OnEvent,
+    identify_gate: IdentifyGate,
+    initial_session: SessionState | None,
+    rng: random.Random,
+) -> Shard:
+    machine = ShardSession(
+        shard_id=shard_id,
+        shard_count=shard_count,
+        token=token,
+        intents=config.intents_value,
+        gateway_url=gateway_url,
+        rng=rng,
+        compress=config.compress,
+        large_threshold=config.large_threshold,
+        intent_names=config.intents,
+        backoff=config.reconnect,
+        initial_session=initial_session,
+    )
+    return Shard(config=config, machine=machine, on_event=on_event, identify_gate=identify_gate)
+
+
+def _raise_fatal_from(group: BaseExceptionGroup[BaseException]) -> None:
+    """Our nurseries are an implementation detail: surface a fatal GatewayClosed as itself (trio docs)."""
+    matched, rest = group.split(GatewayClosed)
+    if matched is not None and rest is None:
+        first = matched.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None

@@ -1,0 +1,472 @@
+"""The Discord shard against a fake gateway over real loopback websockets (127.0.0.1, port 0).
+
+Time-dependent tests use trio's autojump clock: heartbeats, backoff and identify waits run in virtual time.
+Every test is wrapped in ``trio.fail_after`` so a hang fails instead of blocking.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from adapters.discord.gateway import (
+    CloseAction,
+    DispatchReceived,
+    GatewayBotInfo,
+    GatewayEvent,
+    SessionState,
+    ShardDisconnected,
+    ShardReady,
+    ShardResumed,
+)
+from adapters.discord.shard import Gateway, serve_gateway
+from relay.config import DiscordConfig
+from relay.errors import GatewayClosed
+from tests.fakes.fake_gateway import FakeGateway
+
+TOKEN = "test-token.abc.def"
+
+
+@attrs.define
+class Collector:
+    events: list[GatewayEvent] = attrs.field(factory=list)
+
+    def __call__(self, event: GatewayEvent) -> None:
+        self.events.append(event)
+
+    def dispatches(self, name: str | None = None, shard_id: int | None = None) -> list[DispatchReceived]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, DispatchReceived)
+            and (name is None or e.name == name)
+            and (shard_id is None or e.shard_id == shard_id)
+        ]
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def start_fake(nursery: trio.Nursery, **kwargs: Any) -> FakeGateway:
+    fake = FakeGateway(token=TOKEN, **kwargs)
+    await nursery.start(fake.serve)
+    return fake
+
+
+async def start_gateway(
+    nursery: trio.Nursery,
+    fake: FakeGateway,
+    collector: Collector,
+    initial_sessions: dict[int, SessionState] | None = None,
+    **config: Any,
+) -> Gateway:
+    info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+
+    async def fetch() -> GatewayBotInfo:
+        return info
+
+    cfg = DiscordConfig(**config)
+    gateway: Gateway = await nursery.start(
+        partial(
+            serve_gateway,
+            config=cfg,
+            token=TOKEN,
+            fetch_gateway_info=fetch,
+            on_event=collector,
+            initial_sessions=initial_sessions,
+            rng=random.Random(7),
+        )
+    )
+    return gateway
+
+
+async def wait_for_seq_count(fake: FakeGateway, collector: Collector, name: str, count: int) -> None:
+    while len(collector.dispatches(name)) < count:
+        await trio.sleep(0.01)
+
+
+def message(i: int) -> dict[str, Any]:
+    return {"id": str(10_000 + i), "channel_id": "42", "content": f"message {i}", "author": {"id": "7"}}
+
+
+def assert_exactly_once_in_order(collector: Collector, shard_id: int = 0) -> None:
+    seqs = [e.seq for e in collector.dispatches(shard_id=shard_id)]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == len(set(seqs))
+
+
+async def test_identify_ready_then_messages_in_order(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        fake = await start_fake(nursery, ready_guilds=[{"id": "555", "name": "g"}])
+        collector = Collector()
+        gateway = await start_gateway(nursery, fake, collector)
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(50)])
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 50)
+
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(50)]
+    names = [e.name for e in collector.dispatches()]
+    assert names[:2] == ["READY", "GUILD_CREATE"]
+    ready = collector.of(ShardReady)[0]
+    assert ready.guild_ids == (555,)
+    assert ready.user["id"] == "1000"
+    assert ready.session.resume_url.endswith("/resume")
+    # the connect URL and the identify payload
+    assert fake.connections[0].path == "/"
+    assert fake.connections[0].query == {"v": "10", "encoding": "json", "compress": "zlib-stream"}
+    d = fake.identifies[0].payload["d"]
+    cfg = DiscordConfig()
+    assert d["token"] == TOKEN
+    assert d["intents"] == cfg.intents_value
+    assert d["shard"] == [0, 1]
+    assert d["compress"] is False
+    assert d["large_threshold"] == 250
+    assert set(d["properties"]) == {"os", "browser", "device"}
+    assert gateway.sessions()[0].session_id == ready.session.session_id
+    assert gateway.sessions()[0].seq == collector.dispatches()[-1].seq
+    assert_exactly_once_in_order(collector)
+
+
+async def test_heartbeats_carry_last_seq_and_first_is_jittered(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(600):
+        fake = await start_fake(nursery, heartbeat_interval=10.0)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        connected_at = fake.connections[0].time
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(3)])
+        await fake.wait_until(lambda: len(fake.heartbeats) >= 3)
+    first = fake.heartbeats[0].time - connected_at
+    assert 0 <= first < 10.0
+    gaps = [b.time - a.time for a, b in zip(fake.heartbeats, fake.heartbeats[1:], strict=False)]
+    assert all(abs(gap - 10.0) < 0.5 for gap in gaps)
+    assert fake.heartbeats[-1].payload["d"] == collector.dispatches()[-1].seq
+
+
+async def test_zombie_connection_is_dropped_and_resumed(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(600):
+        fake = await start_fake(nursery, heartbeat_interval=5.0)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5)])
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 5)
+        fake.ack_heartbeats = False
+        await fake.wait_until(lambda: len(fake.client_closes) >= 1)
+        fake.ack_heartbeats = True
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5, 10)])
+        await fake.wait_until(lambda: len(fake.resumes) >= 1)
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 10)
+        while not collector.of(ShardResumed):
+            await trio.sleep(0.1)
+
+    assert fake.client_closes[0][1] == 4000  # resumable close, never 1000/1001
+    assert len(fake.identifies) == 1
+    disconnected = collector.of(ShardDisconnected)[0]
+    assert "zombie" in disconnected.reason
+    assert disconnected.action is CloseAction.RESUME
+    assert fake.connections[-1].path == "/resume"
+    assert fake.connections[-1].query["compress"] == "zlib-stream"
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(10)]
+    assert_exactly_once_in_order(collector)
+
+
+async def test_three_socket_drops_mid_stream_deliver_everything_exactly_once(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    total = 0
+    with trio.fail_after(600):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        for round_ in range(3):
+            await fake.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(100)])
+            total += 100
+            await trio.sleep(0)  # part of the batch is on the wire, part still queued
+            await fake.drop_connection()
+            # dispatched while the shard is away: must come back through the resume replay
+            await fake.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(20)])
+            total += 20
+            await fake.wait_until(lambda r=round_: len(fake.resumes) >= r + 1 and bool(fake.live_shards()))
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", total)
+        await trio.sleep(1)
+
+    contents = [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")]
+    assert contents == [f"message {i}" for i in range(total)]
+    assert len(fake.identifies) == 1
+    assert len(fake.resumes) == 3
+    assert len(collector.of(ShardResumed)) == 3
+    assert_exactly_once_in_order(collector)
+
+
+async def test_op7_reconnect_resumes(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.dispatch("MESSAGE_CREATE", message(0))
+        await fake.send_reconnect()
+        await fake.dispatch("MESSAGE_CREATE", message(1))
+        await fake.wait_until(lambda: len(fake.resumes) == 1)
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
+    assert fake.client_closes[0][1] == 4000
+    assert fake.resumes[0].payload["d"]["session_id"] == collector.of(ShardReady)[0].session.session_id
+    assert len(fake.identifies) == 1
+    assert_exactly_once_in_order(collector)
+
+
+async def test_op9_resumable_resumes_after_a_pause(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.invalidate_session(True)
+        sent_at = trio.current_time()
+        await fake.wait_until(lambda: len(fake.resumes) == 1)
+    assert 1.0 <= fake.resumes[0].time - sent_at <= 5.5
+    assert len(fake.identifies) == 1
+
+
+async def test_op9_not_resumable_identifies_again_on_main_url(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.dispatch("MESSAGE_CREATE", message(0))
+        await fake.invalidate_session(False)
+        sent_at = trio.current_time()
+        await fake.wait_until(lambda: len(fake.identifies) == 2)
+        while len(collector.of(ShardReady)) < 2:
+            await trio.sleep(0.1)
+        await fake.dispatch("MESSAGE_CREATE", message(1))
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
+    assert 1.0 <= fake.identifies[1].time - sent_at <= 5.5
+    assert fake.resumes == []
+    assert fake.connections[-1].path == "/"
+    first, second = collector.of(ShardReady)
+    assert first.session.session_id != second.session.session_id
+    # the new session's sequence starts again at 1 and its events are not taken for duplicates
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == ["message 0", "message 1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "expect_identifies", "expect_resumes"),
+    [(4000, 1, 1), (1001, 1, 1), (4008, 1, 1), (4009, 2, 0), (4007, 2, 0)],
+)
+async def test_recoverable_close_codes(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, code: int, expect_identifies: int, expect_resumes: int
+) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.close_with(code)
+        await fake.wait_until(lambda: len(fake.identifies) + len(fake.resumes) >= 2 and bool(fake.live_shards()))
+        await trio.sleep(1)
+    assert len(fake.identifies) == expect_identifies
+    assert len(fake.resumes) == expect_resumes
+    disconnected = collector.of(ShardDisconnected)[0]
+    assert disconnected.code == code
+    assert disconnected.will_retry_in is not None
+
+
+async def run_until_fatal(
+    fake: FakeGateway, collector: Collector, after_ready: Callable[[], Awaitable[None]] | None = None
+) -> GatewayClosed:
+    """Run serve_gateway in this task until it raises GatewayClosed; ``after_ready`` runs once a shard is live."""
+    info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+
+    async def fetch() -> GatewayBotInfo:
+        return info
+
+    async with trio.open_nursery() as helper:
+        if after_ready is not None:
+
+            async def act() -> None:
+                await fake.wait_until(lambda: bool(fake.live_shards()))
+                await after_ready()
+
+            helper.start_soon(act)
+        with pytest.raises(GatewayClosed) as raised:
+            await serve_gateway(
+                config=DiscordConfig(), token=TOKEN, fetch_gateway_info=fetch, on_event=collector, rng=random.Random(1)
+            )
+        helper.cancel_scope.cancel()
+    return raised.value
+
+
+@pytest.mark.parametrize("code", [4004, 4010, 4011, 4012, 4013, 4014])
+async def test_fatal_close_codes_stop_with_advice(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, code: int
+) -> None:
+    collector = Collector()
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        error = await run_until_fatal(fake, collector, partial(fake.close_with, code))
+    assert error.fatal
+    assert error.code == code
+    assert error.advice
+    assert TOKEN not in str(error)
+    assert len(fake.identifies) == 1  # no reconnect loop
+    assert len(fake.connections) == 1
+    disconnected = collector.of(ShardDisconnected)[-1]
+    assert disconnected.action is CloseAction.FATAL
+    assert disconnected.will_retry_in is None
+    if code == 4014:
+        assert "Server Members Intent" in error.advice
+        assert "Message Content Intent" in error.advice
+        assert "Developer Portal" in error.advice
+
+
+async def test_disallowed_intents_on_identify_is_fatal(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        fake = await start_fake(nursery, allowed_intents=1 << 1)  # members allowed, message content not
+        error = await run_until_fatal(fake, Collector())
+    assert error.code == 4014
+    assert "Message Content Intent (MESSAGE_CONTENT)" in error.advice
+
+
+async def test_bad_token_is_fatal_and_not_logged(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    with trio.fail_after(60):
+        fake = FakeGateway(token="the-right-token")
+        await nursery.start(fake.serve)
+        error = await run_until_fatal(fake, Collector())
+    assert error.code == 4004
+    assert "Reset Token" in error.advice
+    assert len(fake.identifies) == 1
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(error)
+
+
+async def test_identify_budget_exhausted_waits_for_reset(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(600):
+        fake = await start_fake(nursery, identify_remaining=0, identify_reset_after=120.0)
+        started = trio.current_time()
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+    assert len(fake.identifies) == 1
+    assert fake.identifies[0].time - started >= 120.0
+    assert fake.server_closes == []  # the fake would have closed 4004 for an identify over budget
+
+
+async def test_send_burst_is_spread_over_the_window(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(900):
+        fake = await start_fake(nursery, heartbeat_interval=20.0)
+        collector = Collector()
+        gateway = await start_gateway(nursery, fake, collector)
+        for i in range(200):
+            gateway.send_nowait(
+                0, {"op": 3, "d": {"since": None, "activities": [], "status": "online", "afk": i % 2 == 0}}
+            )
+        await fake.wait_until(lambda: sum(1 for s in fake.sends if s.payload["op"] == 3) >= 200)
+        await trio.sleep(30)
+    times = [s.time for s in fake.sends]
+    for i, start in enumerate(times):
+        in_window = sum(1 for t in times[i:] if t < start + 60.0)
+        assert in_window <= 120
+    assert fake.server_closes == []  # no 4008
+    assert len(fake.heartbeats) >= 4  # heartbeats kept flowing during the burst
+    assert len(fake.resumes) == 0
+
+
+async def test_two_shards_identify_in_separate_buckets(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery, shards=2, max_concurrency=1)
+        collector = Collector()
+        gateway = await start_gateway(nursery, fake, collector)
+        await fake.dispatch("MESSAGE_CREATE", message(0), shard_id=0)
+        await fake.dispatch("MESSAGE_CREATE", message(1), shard_id=1)
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
+    shard_ids = sorted(i.payload["d"]["shard"][0] for i in fake.identifies)
+    assert shard_ids == [0, 1]
+    assert all(i.payload["d"]["shard"][1] == 2 for i in fake.identifies)
+    # max_concurrency 1: one bucket, so the identifies are at least 5 s apart and Discord never said op 9
+    assert abs(fake.identifies[1].time - fake.identifies[0].time) >= 5.0
+    assert fake.invalid_sessions == []
+    assert set(gateway.sessions()) == {0, 1}
+    assert [e.shard_id for e in collector.dispatches("MESSAGE_CREATE")] in ([0, 1], [1, 0])
+
+
+async def test_two_shards_with_max_concurrency_two_identify_together(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery, shards=2, max_concurrency=2)
+        await start_gateway(nursery, fake, Collector())
+    assert len(fake.identifies) == 2
+    assert abs(fake.identifies[1].time - fake.identifies[0].time) < 5.0
+    assert fake.invalid_sessions == []
+
+
+async def test_fixed_shard_subset(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        fake = await start_fake(nursery, shards=1)
+        gateway = await start_gateway(nursery, fake, Collector(), shard_count=3, shard_ids=(2,))
+    assert [i.payload["d"]["shard"] for i in fake.identifies] == [[2, 3]]
+    assert set(gateway.sessions()) == {2}
+
+
+async def test_zlib_payload_split_over_several_frames(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        fake = await start_fake(nursery, split_frames=5)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector)
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(20)])
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 20)
+        frames = fake.frames_sent()
+    assert frames >= 5 * 20
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(20)]
+
+
+@pytest.mark.parametrize("compress", [True, False])
+async def test_message_larger_than_one_mib(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, compress: bool
+) -> None:
+    rng = random.Random(3)
+    # incompressible text, so the message is > 1 MiB on the wire with and without zlib
+    big = "".join(rng.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(1_600_000))
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector, compress=compress)
+        await fake.dispatch("GUILD_CREATE", {"id": "9", "blob": big})
+        await fake.dispatch("MESSAGE_CREATE", message(0))
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 1)
+    assert collector.dispatches("GUILD_CREATE")[0].data["blob"] == big
+    assert fake.connections[0].query.get("compress") == ("zlib-stream" if compress else None)
+    assert len(fake.connections) == 1  # no 1009 close and reconnect
+
+
+async def test_shutdown_closes_resumably_and_a_restart_resumes(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        first = Collector()
+        async with trio.open_nursery() as inner:
+            gateway = await start_gateway(inner, fake, first)
+            await fake.dispatch("MESSAGE_CREATE", message(0))
+            await wait_for_seq_count(fake, first, "MESSAGE_CREATE", 1)
+            saved = gateway.sessions()
+            inner.cancel_scope.cancel()  # Ctrl-C
+        await fake.wait_until(lambda: len(fake.client_closes) == 1)
+        assert fake.client_closes[0][1] == 4000  # never 1000: the session stays resumable
+        await fake.dispatch("MESSAGE_CREATE", message(1))  # happens while the bridge is down
+
+        second = Collector()
+        await start_gateway(nursery, fake, second, initial_sessions=saved)
+        await wait_for_seq_count(fake, second, "MESSAGE_CREATE", 1)
+    assert len(fake.identifies) == 1
+    assert len(fake.resumes) == 1
+    assert [e.data["content"] for e in second.dispatches("MESSAGE_CREATE")] == ["message 1"]
+    assert second.of(ShardResumed)[0].replayed == 1
