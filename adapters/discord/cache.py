@@ -134,7 +134,7 @@ class CachedMember:
 
     @property
     def display_name(self) -> str:
-        """nick → global_name → username (discord.md §6.3)."""
+        """Nick → global_name → username (discord.md §6.3)."""
         return self.nick or self.user.global_name or self.user.username
 
     def copy(self) -> CachedMember:
@@ -185,7 +185,10 @@ class Overwrite:
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Overwrite:
         return cls(
-            to_int(data.get("id")), to_int(data.get("type")), to_int(data.get("allow")), to_int(data.get("deny"))
+            to_int(data.get("id")),
+            to_int(data.get("type")),
+            to_int(data.get("allow")),
+            to_int(data.get("deny")),
         )
 
 
@@ -247,6 +250,8 @@ class CachedGuild:
     members: collections.OrderedDict[int, CachedMember] = attrs.field(factory=collections.OrderedDict)
     bot_member: CachedMember | None = None
     unavailable: bool = False
+    #: True while ``members`` holds every member (after a full REST listing that fit, until one is evicted)
+    members_complete: bool = False
 
     def update(self, data: Mapping[str, Any]) -> None:
         if "name" in data:
@@ -473,7 +478,10 @@ class DiscordCache:
         return guild.members.get(user_id)
 
     def upsert_member(
-        self, guild_id: int, data: Mapping[str, Any], user: Mapping[str, Any] | None = None
+        self,
+        guild_id: int,
+        data: Mapping[str, Any],
+        user: Mapping[str, Any] | None = None,
     ) -> tuple[CachedMember | None, CachedMember] | None:
         """Apply a member payload; returns ``(previous copy or None, current)``, or None for an unknown guild.
 
@@ -506,7 +514,11 @@ class DiscordCache:
         return previous, member
 
     def touch_message_author(
-        self, guild_id: int, author: Mapping[str, Any], member: Mapping[str, Any] | None, spoke_at: float
+        self,
+        guild_id: int,
+        author: Mapping[str, Any],
+        member: Mapping[str, Any] | None,
+        spoke_at: float,
     ) -> CachedMember | None:
         """The MESSAGE_CREATE hot path: refresh the author's member entry cheaply and return it."""
         guild = self.guilds.get(guild_id)
@@ -549,12 +561,14 @@ class DiscordCache:
         while len(guild.members) > self.max_members_per_guild:
             old_id, _ = guild.members.popitem(last=False)
             lru.pop((guild.id, old_id), None)
+            guild.members_complete = False
             self.members_evicted += 1
         while len(lru) > self.max_members_total:
             (old_guild_id, old_user_id), _ = lru.popitem(last=False)
             owner = self.guilds.get(old_guild_id)
             if owner is not None:
                 owner.members.pop(old_user_id, None)
+                owner.members_complete = False
             self.members_evicted += 1
 
     def user(self, user_id: int) -> CachedUser | None:

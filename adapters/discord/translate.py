@@ -119,7 +119,7 @@ _TOKEN = re.compile(
     r"|<#(?P<channel>\d+)>"
     r"|<(?P<anim>a?):(?P<ename>\w+):(?P<eid>\d+)>"
     r"|<t:(?P<ts>-?\d+)(?::(?P<style>[tTdDfFsSR]))?>"
-    r"|@(?P<all>everyone|here)"
+    r"|@(?P<all>everyone|here)",
 )
 
 _TIME_STYLES = {
@@ -223,13 +223,20 @@ class DiscordTranslator:
         """The bridge (or an audit-log entry) says this member is being kicked/banned."""
         self._remember(self._kicks, (guild_id, user_id), operator_id, limit=MAX_PENDING_KICKS)
 
+    def forget_kicked(self, guild_id: int, user_id: int) -> None:
+        """The kick noted with :meth:`note_kicked` failed: a later removal is a quit again."""
+        self._kicks.pop((guild_id, user_id), None)
+
     def note_left_guild(self, guild_id: int) -> None:
         """The bridge itself is leaving this guild (LeaveGroup): the GUILD_DELETE is not a kick."""
         self._left_by_bridge.add(guild_id)
 
     @staticmethod
     def _remember(
-        store: collections.OrderedDict[Any, Any], key: Any, value: Any = None, limit: int = MAX_SENT_IDS
+        store: collections.OrderedDict[Any, Any],
+        key: Any,
+        value: Any = None,
+        limit: int = MAX_SENT_IDS,
     ) -> None:
         store[key] = value
         while len(store) > limit:
@@ -559,7 +566,10 @@ class DiscordTranslator:
                 partial = data.get("member")
                 cached = (
                     self.cache.touch_message_author(
-                        guild_id, author, partial if isinstance(partial, Mapping) else None, time
+                        guild_id,
+                        author,
+                        partial if isinstance(partial, Mapping) else None,
+                        time,
                     )
                     if live or isinstance(partial, Mapping)
                     else self.cache.member(guild_id, author_id)
@@ -598,7 +608,11 @@ class DiscordTranslator:
         )
 
     def _quote_of(
-        self, data: Mapping[str, Any], conversation: ConversationRef, channel_id: int, guild_id: int
+        self,
+        data: Mapping[str, Any],
+        conversation: ConversationRef,
+        channel_id: int,
+        guild_id: int,
     ) -> Quote | None:
         reference = data.get("message_reference")
         if not isinstance(reference, Mapping) or reference.get("type", 0) == REFERENCE_FORWARD:
@@ -622,7 +636,11 @@ class DiscordTranslator:
     # ----------------------------------------------------------------- segments
 
     def segments_of(
-        self, data: Mapping[str, Any], guild_id: int, channel_id: int, message_id: int
+        self,
+        data: Mapping[str, Any],
+        guild_id: int,
+        channel_id: int,
+        message_id: int,
     ) -> tuple[Segment, ...]:
         """Content markup, attachments, stickers, embeds (from bots), poll — in that order, nothing dropped."""
         content = data.get("content") or ""
@@ -649,7 +667,7 @@ class DiscordTranslator:
                         id=to_int(sticker.get("id")),
                         name=str(sticker.get("name") or ""),
                         format=to_int(sticker.get("format_type"), 1),
-                    )
+                    ),
                 )
         author = data.get("author")
         from_bot = isinstance(author, Mapping) and (bool(author.get("bot")) or data.get("webhook_id") is not None)
@@ -660,7 +678,9 @@ class DiscordTranslator:
                     text = embed_text(embed)
                     if text:
                         segments.append(
-                            RichContent(text=text, title=str(embed.get("title") or ""), url=str(embed.get("url") or ""))
+                            RichContent(
+                                text=text, title=str(embed.get("title") or ""), url=str(embed.get("url") or "")
+                            ),
                         )
         poll = data.get("poll")
         if isinstance(poll, Mapping):
@@ -801,7 +821,7 @@ class DiscordTranslator:
         return self.member_role(guild, bot)
 
     def member_role(self, guild: CachedGuild, member: CachedMember) -> Role:
-        """owner → OWNER; ADMINISTRATOR/MANAGE_GUILD or the configured admin role → ADMINISTRATOR (§9.2)."""
+        """Owner → OWNER; ADMINISTRATOR/MANAGE_GUILD or the configured admin role → ADMINISTRATOR (§9.2)."""
         if guild.owner_id and member.user.id == guild.owner_id:
             return Role.OWNER
         perms = guild.base_permissions(member)
@@ -948,7 +968,7 @@ _MESSAGE_ONLY = frozenset(
         "GUILD_MEMBER_ADD",
         "GUILD_MEMBER_REMOVE",
         "RESUMED",
-    }
+    },
 )
 DiscordTranslator._handlers = {
     "READY": DiscordTranslator._on_ready,

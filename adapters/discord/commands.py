@@ -1,0 +1,995 @@
+"""Envelope commands → Discord REST calls (DESIGN.md §3, second table; discord.md §7, §9).
+
+Two layers:
+
+* pure helpers (no I/O, no clock): message rendering (:func:`render_segments`, :func:`split_text`,
+  :func:`build_message_bodies`), the mute-all overwrite arithmetic (:func:`mute_all_overwrite`), timeout
+  clamping (:func:`timeout_until`), and the error mapping (:func:`command_failure`);
+* :class:`DiscordCommandExecutor`, the async shell implementing :class:`relay.ports.CommandExecutor`.
+
+Decisions (documented for framework authors):
+
+* Text is sent **as is**: no Discord-markdown escaping (frameworks send plain text and expect it shown; a
+  framework that wants literal ``*`` can escape it itself).
+* ``allowed_mentions`` is always explicit: ``parse: []``, ``users`` = exactly the users mentioned through
+  Mention segments, ``replied_user: false``. A framework can never mass-ping by putting ``@everyone`` or
+  ``<@&role>`` in text.
+* MentionAll is rendered as ``@everyone``/``@here`` text; it pings only when ``MappingConfig.allow_mention_all``
+  is true (then ``"everyone"`` is added to ``parse``). Otherwise the text is shown without notifying anyone —
+  the message is still delivered (refusing it would break frameworks that prefix announcements with AtAll).
+* Text over 2000 characters is split at line, then space boundaries (``LongMessageMode.SPLIT``) or refused
+  with ``FailureKind.TOO_LONG`` (``REFUSE``). The quote goes on the first part, uploads/stickers/embeds on the
+  last; the result's ``ref`` is the first part, ``extra`` the rest.
+* Images/audio/files: ``data`` is uploaded; ``url`` is downloaded (bounded by ``max_upload_bytes``) and uploaded;
+  an ``id`` the bridge issued (``{channel}-{message}-{attachment}.ext``, see ``translate.media_id``) is resolved
+  to the remembered CDN URL, or — when forgotten or expired — by re-fetching the message it came from.
+* Announcements are pinned messages: publish = post + pin, list = pins, delete = unpin (the message stays).
+* DeleteFriend is UNSUPPORTED: Discord bots have no friends list; a DM channel cannot be "unfriended".
+* UpdateMember.special_title has no Discord meaning → UNSUPPORTED. ListMembers leaves out the bot itself
+  (mirai's memberList does too).
+* Mutes longer than Discord's 28-day maximum are clamped (logged at WARNING).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from adapters.discord.cache import (
+    CachedChannel,
+    CachedMember,
+    CachedUser,
+    DiscordCache,
+    Overwrite,
+    parse_iso_time,
+    snowflake_at,
+    snowflake_time,
+    to_int,
+)
+from adapters.discord.rest import RestClient, UploadFile
+from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator, parse_media_id
+from relay.config import BridgeConfig, LongMessageMode, MappingConfig
+from relay.envelope import (
+    Announcement,
+    AnnouncementList,
+    AnnouncementPublished,
+    Audio,
+    Command,
+    ConversationKind,
+    ConversationRef,
+    DeleteAnnouncement,
+    DeleteFriend,
+    Done,
+    Emoji,
+    File,
+    FriendList,
+    GetBotProfile,
+    GetGroupConfig,
+    GetHistory,
+    GetMember,
+    GetMessage,
+    GetUserProfile,
+    Group,
+    GroupConfig,
+    GroupList,
+    Image,
+    KickMember,
+    LeaveGroup,
+    ListAnnouncements,
+    ListFriends,
+    ListGroups,
+    ListMembers,
+    Member,
+    MemberFound,
+    MemberList,
+    Mention,
+    MentionAll,
+    Message,
+    MessageFound,
+    MessageList,
+    MessageRef,
+    MessageSent,
+    MuteMember,
+    PinMessage,
+    Profile,
+    ProfileFound,
+    PublishAnnouncement,
+    RecallMessage,
+    Result,
+    RichContent,
+    Segment,
+    SendMessage,
+    SetMemberAdmin,
+    SetMuteAll,
+    Sticker,
+    Text,
+    UnmuteMember,
+    Unsupported,
+    UpdateGroupConfig,
+    UpdateMember,
+    User,
+)
+from relay.errors import (
+    CommandFailed,
+    DiscordError,
+    DiscordUnreachable,
+    FailureKind,
+    HTTPError,
+    PayloadTooLarge,
+    RateLimitedTooLong,
+)
+
+log = logging.getLogger(__name__)
+
+# discord.md §7.3 limits
+MAX_CONTENT = 2000
+MAX_FILES_PER_MESSAGE = 10
+MAX_STICKERS_PER_MESSAGE = 3
+MAX_EMBED_DESCRIPTION = 4096
+MAX_EMBED_TITLE = 256
+MAX_ALLOWED_MENTION_USERS = 100  # discord.md §7.2
+# discord.md §9 (mute row): Discord timeouts last at most 28 days
+MAX_TIMEOUT_SECONDS = 28 * 24 * 3600
+# discord.md §9 (history): 1–100 per page
+HISTORY_PAGE = 100
+#: The most messages one GetHistory may return (each 100 costs one rate-limited request).
+MAX_HISTORY = 1000
+#: Users whose profile ListFriends may fetch in one call when they are not cached (each costs a request).
+MAX_FRIEND_FETCHES = 50
+# discord.md §8.2 error codes
+NOT_FOUND_CODES = frozenset({10003, 10004, 10007, 10008, 10011, 10013, 10026})
+NO_PERMISSION_CODES = frozenset({50001, 50013, 50007, 50278})
+EVERYONE_OVERWRITE_TYPE = 0  # role overwrite; the @everyone role id is the guild id (discord.md §6.3)
+
+_MIME_BY_EXT = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".wav": "audio/wav",
+    ".amr": "audio/amr",
+    ".silk": "audio/silk",
+    ".m4a": "audio/mp4",
+}
+
+
+# =========================================================================== pure helpers
+
+
+@attrs.frozen(kw_only=True)
+class Rendered:
+    """Segments turned into Discord parts: text, users to allow pinging, and what still needs uploading."""
+
+    content: str
+    mention_users: tuple[int, ...] = ()
+    mention_everyone: bool = False
+    media: tuple[Image | Audio | File, ...] = ()
+    sticker_ids: tuple[int, ...] = ()
+    embeds: tuple[dict[str, Any], ...] = ()
+
+
+def render_segments(segments: Sequence[Segment], *, allow_mention_all: bool) -> Rendered:
+    """Envelope segments → Discord markup (discord.md §7.1). Media are returned for upload, not rendered."""
+    parts: list[str] = []
+    users: list[int] = []
+    everyone = False
+    media: list[Image | Audio | File] = []
+    stickers: list[int] = []
+    embeds: list[dict[str, Any]] = []
+    for segment in segments:
+        if isinstance(segment, Text):
+            parts.append(segment.text)
+        elif isinstance(segment, Mention):
+            parts.append(f"<@{segment.user_id}>")
+            if segment.user_id not in users:
+                users.append(segment.user_id)
+        elif isinstance(segment, MentionAll):
+            parts.append("@here" if segment.here else "@everyone")
+            everyone = everyone or allow_mention_all
+        elif isinstance(segment, Emoji):
+            parts.append(f"<{'a' if segment.animated else ''}:{segment.name}:{segment.id}>")
+        elif isinstance(segment, (Image, Audio, File)):
+            media.append(segment)
+        elif isinstance(segment, Sticker):
+            stickers.append(segment.id)
+        elif isinstance(segment, RichContent):
+            embed: dict[str, Any] = {"description": segment.text[:MAX_EMBED_DESCRIPTION]}
+            if segment.title:
+                embed["title"] = segment.title[:MAX_EMBED_TITLE]
+            if segment.url:
+                embed["url"] = segment.url
+            embeds.append(embed)
+        elif isinstance(segment, Unsupported):
+            parts.append(segment.fallback)
+    return Rendered(
+        content="".join(parts),
+        mention_users=tuple(users),
+        mention_everyone=everyone,
+        media=tuple(media),
+        sticker_ids=tuple(stickers),
+        embeds=tuple(embeds),
+    )
+
+
+def allowed_mentions(users: Sequence[int], everyone: bool) -> dict[str, Any]:
+    """Exactly these users (and @everyone/@here only when allowed) may be pinged (discord.md §7.2)."""
+    return {
+        "parse": ["everyone"] if everyone else [],
+        "users": [str(u) for u in users[:MAX_ALLOWED_MENTION_USERS]],
+        "replied_user": False,
+    }
+
+
+def split_text(text: str, limit: int = MAX_CONTENT) -> list[str]:
+    """Split at the last newline, else the last space, within ``limit``; hard-cut only a single huge word.
+
+    Mention/emoji tokens contain no spaces, so they are only cut when a word longer than ``limit`` forces it.
+    """
+    if len(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = window.rfind("\n")
+        if cut <= 0:
+            cut = window.rfind(" ")
+        if cut <= 0:
+            chunks.append(rest[:limit])
+            rest = rest[limit:]
+            continue
+        chunks.append(rest[:cut])
+        rest = rest[cut + 1 :]  # the separator itself is dropped: it would start the next message
+    if rest:
+        chunks.append(rest)
+    return chunks
+
+
+def build_message_bodies(
+    rendered: Rendered,
+    *,
+    quote_message_id: int | None,
+    upload_names: Sequence[str],
+    config: MappingConfig,
+) -> list[dict[str, Any]]:
+    """The JSON bodies of Create Message for one SendMessage (discord.md §7.3, §7.4).
+
+    ``upload_names`` are the file names of the uploads (files[0..n]) that go with the last body.
+    Raises CommandFailed(TOO_LONG) in refuse mode, CommandFailed(BAD_INPUT) when nothing would be sent.
+    """
+    content = rendered.content
+    if len(content) > MAX_CONTENT and config.long_messages == LongMessageMode.REFUSE:
+        raise CommandFailed(
+            FailureKind.TOO_LONG,
+            f"message text is {len(content)} characters; Discord allows {MAX_CONTENT} and "
+            '[mapping] long_messages = "refuse" (set it to "split" to send it in parts)',
+        )
+    if len(upload_names) > MAX_FILES_PER_MESSAGE:
+        raise CommandFailed(
+            FailureKind.BAD_INPUT,
+            f"{len(upload_names)} attachments; Discord allows {MAX_FILES_PER_MESSAGE} per message",
+        )
+    if len(rendered.sticker_ids) > MAX_STICKERS_PER_MESSAGE:
+        raise CommandFailed(
+            FailureKind.BAD_INPUT,
+            f"{len(rendered.sticker_ids)} stickers; Discord allows {MAX_STICKERS_PER_MESSAGE} per message",
+        )
+    chunks = split_text(content) if content else []
+    has_extras = bool(upload_names or rendered.sticker_ids or rendered.embeds)
+    if not chunks and not has_extras:
+        raise CommandFailed(FailureKind.BAD_INPUT, "the message is empty: nothing to send")
+    if not chunks:
+        chunks = [""]
+    mentions = allowed_mentions(rendered.mention_users, rendered.mention_everyone)
+    bodies: list[dict[str, Any]] = []
+    for index, chunk in enumerate(chunks):
+        body: dict[str, Any] = {"allowed_mentions": mentions}
+        if chunk:
+            body["content"] = chunk
+        if index == 0 and quote_message_id:
+            body["message_reference"] = {"message_id": str(quote_message_id), "fail_if_not_exists": False}
+        if index == len(chunks) - 1:
+            if upload_names:
+                body["attachments"] = [{"id": n, "filename": name} for n, name in enumerate(upload_names)]
+            if rendered.sticker_ids:
+                body["sticker_ids"] = [str(s) for s in rendered.sticker_ids]
+            if rendered.embeds:
+                body["embeds"] = [dict(e) for e in rendered.embeds]
+        bodies.append(body)
+    return bodies
+
+
+def mute_all_overwrite(existing: Overwrite | None, muted: bool) -> tuple[int, int] | None:
+    """The @everyone overwrite ``(allow, deny)`` after muting/unmuting, or None: delete it (it is empty).
+
+    Muting ORs the mute-all deny bits in and takes them out of ``allow`` (an allow would win over the deny,
+    discord.md §9.2); every other bit is kept. Unmuting removes those deny bits only. An overwrite with no
+    bits left is equivalent to none, so it is deleted rather than stored empty.
+    """
+    allow = existing.allow if existing is not None else 0
+    deny = existing.deny if existing is not None else 0
+    if muted:
+        allow &= ~MUTE_ALL_DENY
+        deny |= MUTE_ALL_DENY
+    else:
+        deny &= ~MUTE_ALL_DENY
+    if allow == 0 and deny == 0:
+        return None
+    return allow, deny
+
+
+def timeout_until(now: float, seconds: int) -> tuple[str, int]:
+    """ISO8601 end of a timeout starting at ``now``, clamped to 28 days; returns (iso, applied seconds)."""
+    applied = min(seconds, MAX_TIMEOUT_SECONDS)
+    end = datetime.datetime.fromtimestamp(now + applied, datetime.UTC)
+    return end.isoformat(), applied
+
+
+def command_failure(exc: DiscordError, *, bot_timed_out: bool = False) -> CommandFailed:
+    """A Discord failure as a readable :class:`CommandFailed` (DESIGN.md §3, last paragraph)."""
+    if isinstance(exc, HTTPError):
+        if exc.code in NOT_FOUND_CODES or (exc.status == 404 and exc.code == 0):
+            return CommandFailed(FailureKind.NOT_FOUND, f"Discord does not know the target: {exc}")
+        if exc.code in NO_PERMISSION_CODES or exc.status == 403:
+            if bot_timed_out:
+                return CommandFailed(FailureKind.BOT_MUTED, f"the bot is timed out in this guild: {exc}")
+            return CommandFailed(
+                FailureKind.NO_PERMISSION,
+                f"the bot lacks a permission or is below the target in the role hierarchy: {exc}",
+            )
+        if exc.code == 50035 or exc.status == 400:
+            return CommandFailed(FailureKind.BAD_INPUT, f"Discord rejected the request: {exc}")
+        return CommandFailed(FailureKind.INTERNAL, f"Discord refused the request: {exc}")
+    if isinstance(exc, PayloadTooLarge):
+        return CommandFailed(FailureKind.BAD_INPUT, str(exc))
+    if isinstance(exc, (DiscordUnreachable, RateLimitedTooLong)):
+        return CommandFailed(FailureKind.TIMEOUT, str(exc))
+    return CommandFailed(FailureKind.INTERNAL, str(exc))
+
+
+def guess_content_type(filename: str, data: bytes = b"") -> str:
+    """Content type from magic bytes, else the file extension, else octet-stream."""
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"OggS"):
+        return "audio/ogg"
+    if data.startswith(b"#!AMR"):
+        return "audio/amr"
+    dot = filename.rfind(".")
+    if dot >= 0:
+        return _MIME_BY_EXT.get(filename[dot:].lower(), "application/octet-stream")
+    return "application/octet-stream"
+
+
+_EXT_BY_MIME = {mime: ext for ext, mime in _MIME_BY_EXT.items() if ext != ".jpeg"}
+
+
+def _default_name(kind: str, content_type: str) -> str:
+    return kind + _EXT_BY_MIME.get(content_type.split(";", maxsplit=1)[0].strip(), ".bin")
+
+
+def _url_filename(url: str) -> str:
+    path = url.split("?", 1)[0].rstrip("/")
+    name = path.rsplit("/", 1)[-1]
+    return name if name and "." in name else ""
+
+
+# =========================================================================== the executor
+
+
+class DiscordCommandExecutor:
+    """Runs envelope commands against Discord's REST API (implements ``relay.ports.CommandExecutor``)."""
+
+    def __init__(
+        self,
+        rest: RestClient,
+        cache: DiscordCache,
+        translator: DiscordTranslator,
+        config: BridgeConfig,
+        *,
+        clock: Any = time.time,
+    ) -> None:
+        self.rest = rest
+        self.cache = cache
+        self.translator = translator
+        self.config = config
+        self.mapping = config.mapping
+        self._clock = clock
+        self._handlers: dict[type[Any], Any] = {
+            SendMessage: self._send_message,
+            RecallMessage: self._recall_message,
+            GetMessage: self._get_message,
+            GetHistory: self._get_history,
+            ListFriends: self._list_friends,
+            ListGroups: self._list_groups,
+            ListMembers: self._list_members,
+            GetMember: self._get_member,
+            GetBotProfile: self._get_bot_profile,
+            GetUserProfile: self._get_user_profile,
+            MuteMember: self._mute_member,
+            UnmuteMember: self._unmute_member,
+            KickMember: self._kick_member,
+            LeaveGroup: self._leave_group,
+            SetMuteAll: self._set_mute_all,
+            PinMessage: self._pin_message,
+            GetGroupConfig: self._get_group_config,
+            UpdateGroupConfig: self._update_group_config,
+            UpdateMember: self._update_member,
+            SetMemberAdmin: self._set_member_admin,
+            ListAnnouncements: self._list_announcements,
+            PublishAnnouncement: self._publish_announcement,
+            DeleteAnnouncement: self._delete_announcement,
+            DeleteFriend: self._delete_friend,
+        }
+
+    async def execute(self, command: Command) -> Result:
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise CommandFailed(FailureKind.UNSUPPORTED, f"{type(command).__name__} is not a Discord command")
+        guild_id = 0
+        try:
+            result: Result = await handler(command)
+        except CommandFailed:
+            raise
+        except DiscordError as exc:
+            guild_id = self._guild_hint(command)
+            raise command_failure(exc, bot_timed_out=self._bot_timed_out(guild_id)) from exc
+        return result
+
+    # ------------------------------------------------------------------ resolution helpers
+
+    def _new_nonce(self) -> str:
+        """A nonce (≤ 25 chars, discord.md §7.3) announced to the translator so the echo is dropped."""
+        nonce = secrets.token_hex(12)
+        self.translator.expect_nonce(nonce)
+        return nonce
+
+    def _guild_hint(self, command: Command) -> int:
+        group_id = getattr(command, "group_id", None)
+        if group_id is None:
+            conversation = getattr(command, "conversation", None) or getattr(
+                getattr(command, "ref", None), "conversation", None
+            )
+            if isinstance(conversation, ConversationRef) and conversation.kind == ConversationKind.GROUP:
+                group_id = conversation.id
+        channel = self.cache.channels.get(group_id) if isinstance(group_id, int) else None
+        return channel.guild_id if channel is not None else 0
+
+    def _bot_timed_out(self, guild_id: int) -> bool:
+        guild = self.cache.guilds.get(guild_id)
+        bot = guild.bot_member if guild is not None else None
+        return bot is not None and bot.timeout_until > self._clock()
+
+    async def _group_channel(self, group_id: int) -> CachedChannel:
+        """The bridged guild channel of a group id (fetched and cached when unknown)."""
+        channel = self.cache.channels.get(group_id)
+        if channel is None:
+            try:
+                data = await self.rest.get_channel(group_id)
+            except HTTPError as exc:
+                if exc.code in NOT_FOUND_CODES or exc.status in (403, 404):
+                    raise CommandFailed(
+                        FailureKind.NOT_FOUND, f"group {group_id} is not a channel the bot can see: {exc}"
+                    ) from exc
+                raise
+            channel = self.cache.upsert_channel(data)
+        if channel is None or not channel.guild_id:
+            raise CommandFailed(FailureKind.NOT_FOUND, f"group {group_id} is not a guild text channel")
+        if self.translator.group_for_channel(channel.id, channel.guild_id) is None:
+            raise CommandFailed(FailureKind.NOT_FOUND, f"group {group_id} is not bridged (see [mapping] channels)")
+        return channel
+
+    def _group_of(self, channel: CachedChannel) -> Group:
+        group = self.translator.group_for_channel(channel.id, channel.guild_id)
+        if group is None:  # _group_channel checked it; kept for the type checker
+            raise CommandFailed(FailureKind.NOT_FOUND, f"group {channel.id} is not bridged")
+        return group
+
+    async def _dm_channel(self, user_id: int) -> int:
+        if user_id == self.cache.bot_id:
+            raise CommandFailed(FailureKind.BAD_INPUT, "the bot cannot send a direct message to itself")
+        try:
+            channel_id = await self.rest.dm_channel_id(user_id)
+        except HTTPError as exc:
+            if exc.code in NOT_FOUND_CODES:
+                raise CommandFailed(FailureKind.NOT_FOUND, f"user {user_id} is unknown to Discord: {exc}") from exc
+            raise
+        self.cache.note_dm_channel(channel_id, user_id)
+        return channel_id
+
+    async def _conversation_channel(self, conversation: ConversationRef) -> int:
+        if conversation.kind == ConversationKind.GROUP:
+            return (await self._group_channel(conversation.id)).id
+        return await self._dm_channel(conversation.id)
+
+    async def _ref_channel(self, ref: MessageRef) -> tuple[int, int]:
+        if ref.platform_id is None:
+            raise CommandFailed(FailureKind.NOT_FOUND, "the message is unknown (no Discord message id for it)")
+        channel_id = ref.channel_id or await self._conversation_channel(ref.conversation)
+        return channel_id, ref.platform_id
+
+    async def _member_data(self, guild_id: int, user_id: int, *, fresh: bool = False) -> CachedMember:
+        if not fresh:
+            cached = self.cache.member(guild_id, user_id)
+            if cached is not None and cached.joined_at:
+                return cached
+        data = await self.rest.get_guild_member(guild_id, user_id)
+        result = self.cache.upsert_member(guild_id, data)
+        if result is None:
+            member = CachedMember(CachedUser(user_id))
+            member.update(data)
+            return member
+        return result[1]
+
+    # ------------------------------------------------------------------ messages
+
+    async def _send_message(self, command: SendMessage) -> MessageSent:
+        channel_id = await self._conversation_channel(command.conversation)
+        rendered = render_segments(command.segments, allow_mention_all=self.mapping.allow_mention_all)
+        if rendered.content.count("@everyone") + rendered.content.count("@here") and not rendered.mention_everyone:
+            log.debug("AtAll sent as plain text without a ping ([mapping] allow_mention_all = false)")
+        quote_id = None
+        if command.quote is not None:
+            if command.quote.platform_id is None:
+                raise CommandFailed(FailureKind.NOT_FOUND, "the quoted message is unknown")
+            quote_id = command.quote.platform_id
+        # validate the text before any download, so a refused message costs nothing
+        build_message_bodies(
+            rendered, quote_message_id=quote_id, upload_names=["x"] * len(rendered.media), config=self.mapping
+        )
+        uploads = [await self._upload_of(segment) for segment in rendered.media]
+        bodies = build_message_bodies(
+            rendered,
+            quote_message_id=quote_id,
+            upload_names=[u.filename for u in uploads],
+            config=self.mapping,
+        )
+        refs: list[MessageRef] = []
+        first_time = 0
+        for index, body in enumerate(bodies):
+            nonce = self._new_nonce()
+            body["nonce"] = nonce
+            body["enforce_nonce"] = True  # a retried POST returns the first message (discord.md §7.3)
+            files = uploads if index == len(bodies) - 1 else ()
+            sent = await self.rest.create_message(channel_id, body, files)
+            message_id = to_int(sent.get("id"))
+            self.translator.note_sent(channel_id, message_id)
+            if not refs:
+                first_time = int(snowflake_time(message_id))
+            refs.append(MessageRef(conversation=command.conversation, platform_id=message_id, channel_id=channel_id))
+        return MessageSent(ref=refs[0], time=first_time, extra=tuple(refs[1:]))
+
+    async def _upload_of(self, segment: Image | Audio | File) -> UploadFile:
+        kind = "image" if isinstance(segment, Image) else "audio" if isinstance(segment, Audio) else "file"
+        name = segment.name if isinstance(segment, File) else segment.filename
+        data = None if isinstance(segment, File) else segment.data
+        content_type = "" if isinstance(segment, File) else segment.content_type
+        limit = self.config.discord.max_upload_bytes
+        if data is not None:
+            if len(data) > limit:
+                raise CommandFailed(
+                    FailureKind.BAD_INPUT, f"{kind} of {len(data)} bytes exceeds the upload limit of {limit} bytes"
+                )
+        elif segment.url:
+            data, content_type = await self.rest.download(segment.url, max_bytes=limit)
+            name = name or _url_filename(segment.url)
+        elif segment.id:
+            data, content_type, found_name = await self._download_issued(segment.id, kind, limit)
+            name = name or found_name
+        else:
+            raise CommandFailed(FailureKind.BAD_INPUT, f"{kind} segment has neither data, url nor id")
+        content_type = content_type or guess_content_type(name, data)
+        name = name or _default_name(kind, content_type)
+        return UploadFile(name, data, content_type)
+
+    async def _download_issued(self, issued: str, kind: str, limit: int) -> tuple[bytes, str, str]:
+        """Bytes of an attachment the bridge issued an id for (mirai imageId/voiceId echoed back)."""
+        where = parse_media_id(issued)
+        url = self.cache.media_url(issued)
+        if url:
+            try:
+                data, content_type = await self.rest.download(url, max_bytes=limit)
+                return data, content_type, _url_filename(url)
+            except HTTPError as exc:
+                if where is None or exc.status not in (403, 404, 410):
+                    raise
+                log.info("cached URL of %s expired (HTTP %s); re-fetching its message", issued, exc.status)
+        if where is None:
+            raise CommandFailed(
+                FailureKind.NOT_FOUND,
+                f"{kind} id {issued!r} was not issued by this bridge "
+                "(or is forgotten); send the image by url or base64 instead",
+            )
+        channel_id, message_id, attachment_id = where
+        try:
+            message = await self.rest.get_message(channel_id, message_id)
+        except HTTPError as exc:
+            if exc.code in NOT_FOUND_CODES or exc.status in (403, 404):
+                raise CommandFailed(
+                    FailureKind.NOT_FOUND, f"the message holding {kind} {issued!r} is gone: {exc}"
+                ) from exc
+            raise
+        for attachment in message.get("attachments") or ():
+            if to_int(attachment.get("id")) == attachment_id:
+                fresh_url = str(attachment.get("url") or "")
+                self.cache.remember_media(issued, fresh_url)
+                data, content_type = await self.rest.download(fresh_url, max_bytes=limit)
+                return data, content_type, str(attachment.get("filename") or "")
+        raise CommandFailed(FailureKind.NOT_FOUND, f"{kind} {issued!r} no longer exists on its message")
+
+    async def _recall_message(self, command: RecallMessage) -> Done:
+        channel_id, message_id = await self._ref_channel(command.ref)
+        await self.rest.delete_message(channel_id, message_id)
+        return Done()
+
+    async def _get_message(self, command: GetMessage) -> MessageFound:
+        channel_id, message_id = await self._ref_channel(command.ref)
+        if command.ref.conversation.kind == ConversationKind.PRIVATE:
+            self.cache.note_dm_channel(channel_id, command.ref.conversation.id)
+        data = await self.rest.get_message(channel_id, message_id)
+        message = self.translator.message_from_payload(data)
+        if message is None:
+            raise CommandFailed(FailureKind.NOT_FOUND, f"message {message_id} is a system message or not bridged")
+        return MessageFound(message=message)
+
+    async def _get_history(self, command: GetHistory) -> MessageList:
+        channel_id = await self._conversation_channel(command.conversation)
+        wanted = max(0, min(command.limit, MAX_HISTORY))
+        start = max(command.time_start, 0)
+        before: int | None = None
+        if command.time_end < 2**41 // 1000:  # beyond the snowflake range: "now"
+            before = snowflake_at(command.time_end + 1)
+        oldest_allowed = snowflake_at(start) if start else 0
+        collected: list[dict[str, Any]] = []
+        while len(collected) < wanted:
+            page_size = min(HISTORY_PAGE, wanted - len(collected))
+            page = await self.rest.get_channel_messages(channel_id, limit=page_size, before=before)
+            if not page:
+                break
+            ids = [to_int(m.get("id")) for m in page]
+            collected.extend(m for m, i in zip(page, ids, strict=True) if i >= oldest_allowed)
+            before = min(ids)
+            if before < oldest_allowed or len(page) < page_size:
+                break
+        collected.sort(key=lambda m: to_int(m.get("id")))
+        messages: list[Message] = []
+        for data in collected[-wanted:] if wanted else []:
+            message = self.translator.message_from_payload(data)
+            if message is not None:
+                messages.append(message)
+        return MessageList(messages=tuple(messages))
+
+    async def _pin_message(self, command: PinMessage) -> Done:
+        channel_id, message_id = await self._ref_channel(command.ref)
+        await self.rest.pin_message(channel_id, message_id)
+        return Done()
+
+    # ------------------------------------------------------------------ contacts
+
+    async def _list_friends(self, command: ListFriends) -> FriendList:
+        user_ids = dict(self.rest.cached_dm_users())
+        for channel in self.cache.channels.values():
+            if channel.recipient_id:
+                user_ids.setdefault(channel.recipient_id, channel.id)
+        friends: list[User] = []
+        fetches = 0
+        for user_id in sorted(user_ids):
+            user = self.cache.find_user(user_id)
+            if user is None and fetches < MAX_FRIEND_FETCHES:
+                fetches += 1
+                user = self.cache.upsert_user(await self.rest.get_user(user_id))
+            if user is None:
+                friends.append(User(id=user_id, name=""))
+            else:
+                friends.append(User(id=user.id, name=user.name, username=user.username, is_bot=user.is_bot))
+        return FriendList(friends=tuple(friends))
+
+    async def _list_groups(self, command: ListGroups) -> GroupList:
+        return GroupList(groups=tuple(self.translator.all_groups()))
+
+    async def _list_members(self, command: ListMembers) -> MemberList:
+        channel = await self._group_channel(command.group_id)
+        group = self._group_of(channel)
+        guild_id = channel.guild_id
+        now = self._clock()
+        bot_id = self.cache.bot_id
+        members: list[Member] = []
+        if command.user_ids:
+            for user_id in command.user_ids:
+                try:
+                    cached = await self._member_data(guild_id, user_id, fresh=command.fresh)
+                except HTTPError as exc:
+                    if exc.code in NOT_FOUND_CODES:
+                        continue  # not a member: left out, like mirai does for unknown ids
+                    raise
+                members.append(self.translator.member_of(guild_id, cached, group, now))
+            return MemberList(members=tuple(members))
+        guild = self.cache.guilds.get(guild_id)
+        if not command.fresh and guild is not None and guild.members_complete:
+            found = [m for m in self.cache.iter_members(guild_id) if m.user.id != bot_id]
+        else:
+            raw = await self.rest.iter_all_guild_members(guild_id)
+            found = []
+            for data in raw:
+                result = self.cache.upsert_member(guild_id, data)
+                if result is None:
+                    continue
+                if result[1].user.id != bot_id:
+                    found.append(result[1].copy())
+            guild = self.cache.guilds.get(guild_id)
+            if guild is not None:
+                guild.members_complete = len(raw) <= self.cache.max_members_per_guild
+        members = [self.translator.member_of(guild_id, m, group, now) for m in found]
+        return MemberList(members=tuple(members))
+
+    async def _get_member(self, command: GetMember) -> MemberFound:
+        channel = await self._group_channel(command.group_id)
+        cached = await self._member_data(channel.guild_id, command.user_id)
+        return MemberFound(
+            member=self.translator.member_of(channel.guild_id, cached, self._group_of(channel), self._clock())
+        )
+
+    async def _get_bot_profile(self, command: GetBotProfile) -> ProfileFound:
+        data = await self.rest.get_current_user()
+        self.cache.set_bot_user(data)
+        return ProfileFound(profile=_profile(data))
+
+    async def _get_user_profile(self, command: GetUserProfile) -> ProfileFound:
+        data = await self.rest.get_user(command.user_id)
+        self.cache.upsert_user(data)
+        return ProfileFound(profile=_profile(data))
+
+    async def _delete_friend(self, command: DeleteFriend) -> Result:
+        raise CommandFailed(
+            FailureKind.UNSUPPORTED,
+            "Discord bots have no friends list: a user stays reachable by DM while they share a guild with "
+            "the bot and allow DMs; there is nothing to delete",
+        )
+
+    # ------------------------------------------------------------------ moderation
+
+    async def _mute_member(self, command: MuteMember) -> Done:
+        if command.seconds <= 0:
+            raise CommandFailed(
+                FailureKind.BAD_INPUT,
+                f"mute time must be positive (got {command.seconds} s); use unmute to lift a mute",
+            )
+        channel = await self._group_channel(command.group_id)
+        until, applied = timeout_until(self._clock(), command.seconds)
+        if applied < command.seconds:
+            log.warning(
+                "mute of %s s for user %s clamped to Discord's maximum of 28 days (%s s)",
+                command.seconds,
+                command.user_id,
+                applied,
+            )
+        await self.rest.modify_guild_member(channel.guild_id, command.user_id, communication_disabled_until=until)
+        return Done()
+
+    async def _unmute_member(self, command: UnmuteMember) -> Done:
+        channel = await self._group_channel(command.group_id)
+        await self.rest.modify_guild_member(channel.guild_id, command.user_id, communication_disabled_until=None)
+        return Done()
+
+    async def _kick_member(self, command: KickMember) -> Done:
+        channel = await self._group_channel(command.group_id)
+        guild_id = channel.guild_id
+        reason = command.reason or None
+        # noted first: the GUILD_MEMBER_REMOVE may arrive before the REST answer
+        self.translator.note_kicked(guild_id, command.user_id)
+        try:
+            if command.ban:
+                await self.rest.create_guild_ban(guild_id, command.user_id, reason=reason)
+            else:
+                await self.rest.remove_guild_member(guild_id, command.user_id, reason=reason)
+        except DiscordError:
+            self.translator.forget_kicked(guild_id, command.user_id)
+            raise
+        return Done()
+
+    async def _leave_group(self, command: LeaveGroup) -> Done:
+        channel = await self._group_channel(command.group_id)
+        guild_id = channel.guild_id
+        guild = self.cache.guilds.get(guild_id)
+        if guild is not None and guild.owner_id and guild.owner_id == self.cache.bot_id:
+            raise CommandFailed(
+                FailureKind.NO_PERMISSION,
+                "the bot owns this guild and cannot leave it (transfer ownership or delete the guild first)",
+            )
+        self.translator.note_left_guild(guild_id)
+        await self.rest.leave_guild(guild_id)
+        return Done()
+
+    async def _set_mute_all(self, command: SetMuteAll) -> Done:
+        channel = await self._group_channel(command.group_id)
+        await self._apply_mute_all(channel, command.muted)
+        return Done()
+
+    async def _apply_mute_all(self, channel: CachedChannel, muted: bool) -> None:
+        # read-modify-write: PUT replaces the whole overwrite (discord.md §9, mute all row)
+        fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
+        everyone = channel.guild_id
+        existing = fresh.overwrites.get(everyone)
+        wanted = mute_all_overwrite(existing, muted)
+        if wanted is None:
+            if existing is not None:
+                await self.rest.delete_channel_permission(channel.id, everyone)
+            return
+        allow, deny = wanted
+        if existing is not None and (existing.allow, existing.deny) == (allow, deny):
+            return  # already as asked
+        await self.rest.edit_channel_permissions(
+            channel.id, everyone, allow=allow, deny=deny, type=EVERYONE_OVERWRITE_TYPE
+        )
+
+    # ------------------------------------------------------------------ group and member settings
+
+    async def _get_group_config(self, command: GetGroupConfig) -> GroupConfig:
+        channel = await self._group_channel(command.group_id)
+        fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
+        return GroupConfig(name=fresh.name, mute_all=self.translator.channel_muted_all(fresh))
+
+    async def _update_group_config(self, command: UpdateGroupConfig) -> Done:
+        channel = await self._group_channel(command.group_id)
+        if command.name is not None and command.name != channel.name:
+            if not 1 <= len(command.name) <= 100:
+                raise CommandFailed(FailureKind.BAD_INPUT, "a channel name must be 1–100 characters")
+            data = await self.rest.modify_channel(channel.id, name=command.name)
+            if isinstance(data, dict) and data.get("id"):
+                self.cache.upsert_channel(data, channel.guild_id)
+        if command.mute_all is not None:
+            await self._apply_mute_all(channel, command.mute_all)
+        return Done()
+
+    async def _update_member(self, command: UpdateMember) -> Done:
+        if command.special_title:
+            raise CommandFailed(
+                FailureKind.UNSUPPORTED,
+                "Discord has no special titles (群头衔); set a nickname instead, or give the member a role",
+            )
+        channel = await self._group_channel(command.group_id)
+        if command.nickname is not None:
+            if len(command.nickname) > 32:
+                raise CommandFailed(FailureKind.BAD_INPUT, "a Discord nickname is at most 32 characters")
+            await self.rest.modify_guild_member(channel.guild_id, command.user_id, nick=command.nickname or None)
+        return Done()
+
+    async def _set_member_admin(self, command: SetMemberAdmin) -> Done:
+        if not self.mapping.admin_role:
+            raise CommandFailed(
+                FailureKind.UNSUPPORTED,
+                "Discord has no built-in group admin: set [mapping] admin_role to the role (name or id) "
+                "that memberAdmin should grant",
+            )
+        channel = await self._group_channel(command.group_id)
+        guild_id = channel.guild_id
+        guild = self.cache.guilds.get(guild_id)
+        role_id = guild.role_id_by_name_or_id(self.mapping.admin_role) if guild is not None else 0
+        if not role_id:
+            roles = await self.rest.get_guild_roles(guild_id)
+            for raw in roles:
+                self.cache.upsert_role(guild_id, raw)
+            guild = self.cache.guilds.get(guild_id)
+            role_id = guild.role_id_by_name_or_id(self.mapping.admin_role) if guild is not None else 0
+            if not role_id:
+                for raw in roles:  # guild not cached: resolve from the REST answer directly
+                    if str(raw.get("id")) == self.mapping.admin_role or raw.get("name") == self.mapping.admin_role:
+                        role_id = to_int(raw.get("id"))
+        if not role_id:
+            raise CommandFailed(
+                FailureKind.NOT_FOUND,
+                f"the admin role {self.mapping.admin_role!r} of [mapping] "
+                "admin_role does not exist in this guild; create it or fix the setting",
+            )
+        if command.admin:
+            await self.rest.add_guild_member_role(guild_id, command.user_id, role_id)
+        else:
+            await self.rest.remove_guild_member_role(guild_id, command.user_id, role_id)
+        return Done()
+
+    # ------------------------------------------------------------------ announcements (pins)
+
+    async def _list_announcements(self, command: ListAnnouncements) -> AnnouncementList:
+        channel = await self._group_channel(command.group_id)
+        group = self._group_of(channel)
+        found: list[Announcement] = []
+        before: str | None = None
+        wanted = command.offset + max(command.size, 0)
+        while len(found) < wanted:
+            page = await self.rest.get_pins(channel.id, before=before, limit=50)
+            items = page.get("items") or []
+            for item in items:
+                message = item.get("message") or {}
+                author = message.get("author") or {}
+                found.append(
+                    Announcement(
+                        group=group,
+                        content=str(message.get("content") or ""),
+                        sender_id=to_int(author.get("id")),
+                        id=str(message.get("id") or ""),
+                        published_at=int(
+                            parse_iso_time(item.get("pinned_at")) or snowflake_time(to_int(message.get("id")))
+                        ),
+                        pinned=True,
+                    )
+                )
+            if not page.get("has_more") or not items:
+                break
+            before = str(items[-1].get("pinned_at") or "") or None
+            if before is None:
+                break
+        return AnnouncementList(announcements=tuple(found[command.offset : wanted]))
+
+    async def _publish_announcement(self, command: PublishAnnouncement) -> AnnouncementPublished:
+        channel = await self._group_channel(command.group_id)
+        if not command.content:
+            raise CommandFailed(FailureKind.BAD_INPUT, "an announcement needs content")
+        if len(command.content) > MAX_CONTENT:
+            raise CommandFailed(
+                FailureKind.TOO_LONG,
+                f"an announcement is one pinned message: at most {MAX_CONTENT} characters (got {len(command.content)})",
+            )
+        body = {
+            "content": command.content,
+            "allowed_mentions": allowed_mentions((), False),
+            "nonce": self._new_nonce(),
+            "enforce_nonce": True,
+        }
+        sent = await self.rest.create_message(channel.id, body)
+        message_id = to_int(sent.get("id"))
+        self.translator.note_sent(channel.id, message_id)
+        await self.rest.pin_message(channel.id, message_id)
+        return AnnouncementPublished(
+            announcement=Announcement(
+                group=self._group_of(channel),
+                content=command.content,
+                sender_id=self.cache.bot_id or to_int((sent.get("author") or {}).get("id")),
+                id=str(message_id),
+                published_at=int(snowflake_time(message_id)),
+                pinned=True,
+            )
+        )
+
+    async def _delete_announcement(self, command: DeleteAnnouncement) -> Done:
+        channel = await self._group_channel(command.group_id)
+        if not command.announcement_id.isdigit():
+            raise CommandFailed(
+                FailureKind.BAD_INPUT,
+                f"announcement id {command.announcement_id!r} is not one "
+                "this bridge issued (they are Discord message ids)",
+            )
+        await self.rest.unpin_message(channel.id, int(command.announcement_id))
+        return Done()
+
+
+def _profile(data: dict[str, Any]) -> Profile:
+    return Profile(nickname=str(data.get("global_name") or data.get("username") or ""))
+
+
+__all__ = [
+    "DiscordCommandExecutor",
+    "Rendered",
+    "allowed_mentions",
+    "build_message_bodies",
+    "command_failure",
+    "mute_all_overwrite",
+    "render_segments",
+    "split_text",
+    "timeout_until",
+]
