@@ -275,9 +275,37 @@ def _encode_segment(segment: Segment) -> dict[str, object]:
     return {"type": "Plain", "text": str(segment)}
 
 
+#: segments that become mirai elements which must stand alone in a chain. Ariadne refuses a whole event
+#: whose chain holds more than one element outside {Plain, Image, Face, At, AtAll, Source, Quote}
+#: ("An MessageChain can only contain *one* special element"), while one Discord message may carry
+#: several attachments and stickers. The first keeps its element; the rest become readable Plain text.
+_SPECIAL_SEGMENTS = (Audio, File, Sticker)
+
+
+def _special_as_text(segment: Segment) -> dict[str, object]:
+    if isinstance(segment, Audio):
+        text = f"[Voice] {segment.url}" if segment.url else "[Voice]"
+    elif isinstance(segment, File):
+        text = f"[File: {segment.name}] {segment.url}" if segment.url else f"[File: {segment.name}]"
+    elif isinstance(segment, Sticker):
+        text = f"[Sticker: {segment.name}]"
+    else:
+        text = str(segment)
+    return {"type": "Plain", "text": text}
+
+
 def encode_chain(segments: Sequence[Segment]) -> list[dict[str, object]]:
-    """Segments → mirai elements, in order (no Source/Quote)."""
-    return [_encode_segment(s) for s in segments]
+    """Segments → mirai elements, in order (no Source/Quote); at most one stand-alone element."""
+    elements: list[dict[str, object]] = []
+    special_seen = False
+    for segment in segments:
+        if isinstance(segment, _SPECIAL_SEGMENTS):
+            if special_seen:
+                elements.append(_special_as_text(segment))
+                continue
+            special_seen = True
+        elements.append(_encode_segment(segment))
+    return elements
 
 
 def _quote_element(message: Message, *, bot_id: int) -> dict[str, object]:
@@ -298,7 +326,7 @@ def _quote_element(message: Message, *, bot_id: int) -> dict[str, object]:
         "groupId": group_id,
         "senderId": quote.author_id,
         "targetId": target_id,
-        "origin": [_encode_segment(s) for s in quote.origin],
+        "origin": encode_chain(quote.origin),
     }
 
 
@@ -307,7 +335,7 @@ def _message_chain(message: Message, *, bot_id: int) -> list[dict[str, object]]:
     chain: list[dict[str, object]] = [{"type": "Source", "id": message.local_id, "time": _clamp32(message.time)}]
     if message.quote is not None:
         chain.append(_quote_element(message, bot_id=bot_id))
-    chain.extend([_encode_segment(s) for s in message.segments])
+    chain.extend(encode_chain(message.segments))
     return chain
 
 

@@ -188,13 +188,43 @@ def test_every_segment_in_order_with_source_first_and_quote_second() -> None:
             "isEmoji": False,
         },
         {"type": "Voice", "voiceId": "v.ogg", "url": "https://cdn/v.ogg", "path": None, "base64": None, "length": 3},
-        {"type": "File", "id": "f1", "name": "notes.txt", "size": 12},
-        {"type": "MarketFace", "id": -1, "name": "<sticker:Wave:987654321987654321>"},
+        # only one stand-alone element per chain (Ariadne rejects more): later ones become readable text
+        {"type": "Plain", "text": "[File: notes.txt] https://cdn/notes.txt"},
+        {"type": "Plain", "text": "[Sticker: Wave]"},
         {"type": "Plain", "text": "Embed title\nbody"},
         {"type": "Plain", "text": "[poll: best pet?]"},
     ]
     # every element starts with its type
     assert all(next(iter(element)) == "type" for element in data["messageChain"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        ((File(id="f1", name="a.txt", size=3),), [{"type": "File", "id": "f1", "name": "a.txt", "size": 3}]),
+        (
+            (Text("look"), Sticker(id=987654321987654321, name="Wave")),
+            [
+                {"type": "Plain", "text": "look"},
+                {"type": "MarketFace", "id": -1, "name": "<sticker:Wave:987654321987654321>"},
+            ],
+        ),
+        (
+            (File(id="1", name="a.txt"), File(id="2", name="b.txt", url="https://cdn/b.txt"), Audio(id="v")),
+            [
+                {"type": "File", "id": "1", "name": "a.txt", "size": 0},
+                {"type": "Plain", "text": "[File: b.txt] https://cdn/b.txt"},
+                {"type": "Plain", "text": "[Voice]"},
+            ],
+        ),
+        (
+            (Sticker(id=1, name="s"), Sticker(id=2, name="t")),
+            [{"type": "MarketFace", "id": -1, "name": "<sticker:s:1>"}, {"type": "Plain", "text": "[Sticker: t]"}],
+        ),
+    ],
+)
+def test_at_most_one_stand_alone_element(segments: tuple[object, ...], expected: list[dict[str, object]]) -> None:
+    assert encode_chain(segments) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

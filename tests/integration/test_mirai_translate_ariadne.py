@@ -1,0 +1,147 @@
+"""Every pushed event the translator produces must parse in real Graia Ariadne (mirai-api-http.md §3.7).
+
+Ariadne lives in its own venv (/work/ariadne-venv, or $ARIADNE_PYTHON); the check runs there in a
+subprocess fed with the encoded events, so the bridge's venv needs no Ariadne. Skipped when absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.mirai.translate import encode_event
+from tests.unit.test_mirai_translate import BOT, EVENT_CASES, group_message
+
+from relay.envelope import (  # isort: skip
+    Audio,
+    ConversationRef,
+    Emoji,
+    File,
+    Image,
+    Mention,
+    MentionAll,
+    Message,
+    MessageReceived,
+    MessageRef,
+    Quote,
+    RichContent,
+    Sticker,
+    Text,
+    Unsupported,
+    User,
+)
+
+pytestmark = pytest.mark.ariadne
+
+ARIADNE_PYTHON = Path(os.environ.get("ARIADNE_PYTHON", "/work/ariadne-venv/bin/python"))
+
+# Runs inside Ariadne's venv: parse each event, report class names and key facts of message chains.
+CHECKER = r"""
+import json, sys
+from graia.ariadne.connection.util import build_event
+from graia.ariadne.event.message import MessageEvent
+out = []
+for data in json.load(sys.stdin):
+    event = build_event(data)
+    fact = {"class": type(event).__name__}
+    if isinstance(event, MessageEvent):
+        chain = event.message_chain
+        fact["source_id"] = event.source.id
+        fact["quote_id"] = event.quote.id if event.quote else None
+        fact["elements"] = [type(e).__name__ for e in chain.content]
+        fact["display"] = str(chain)
+    out.append(fact)
+json.dump(out, sys.stdout, ensure_ascii=False)
+"""
+
+
+def run_ariadne(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    if not ARIADNE_PYTHON.exists():
+        pytest.skip(f"Graia Ariadne venv not found at {ARIADNE_PYTHON} (set ARIADNE_PYTHON)")
+    completed = subprocess.run(
+        [str(ARIADNE_PYTHON), "-c", CHECKER],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout)  # type: ignore[no-any-return]
+
+
+def test_every_event_kind_parses_in_ariadne() -> None:
+    events = [encode_event(event, bot_id=BOT) for event, _ in EVENT_CASES]  # type: ignore[arg-type]
+    facts = run_ariadne([e for e in events if e is not None])
+    assert [f["class"] for f in facts] == [e["type"] for e in events if e is not None]
+
+
+def test_messages_with_every_segment_parse_in_ariadne() -> None:
+    segments = (
+        Mention(user_id=111),
+        Text(" hi "),
+        MentionAll(),
+        Emoji(id=1234567890123456789, name="blob"),
+        Image(id="a.png", url="https://cdn/a.png", content_type="image/png", width=1, height=1, size=3),
+        Image(url="https://cdn/b.gif"),
+        Audio(id="v.ogg", url="https://cdn/v.ogg", duration=2.0),
+        File(id="f", name="n.txt", size=1),
+        Sticker(id=10**18, name="Wave"),
+        RichContent(text="embed"),
+        Unsupported(fallback="[poll]"),
+    )
+    quote = Quote(
+        ref=MessageRef(conversation=ConversationRef.group(222), local_id=4), author_id=111, origin=(Text("old"),)
+    )
+    group = encode_event(MessageReceived(message=group_message(segments=segments, quote=quote)), bot_id=BOT)
+    friend = encode_event(
+        MessageReceived(
+            message=Message(
+                conversation=ConversationRef.private(444),
+                channel_id=7,
+                platform_id=8,
+                local_id=2,
+                time=3,
+                sender=User(id=444, name="Bob"),
+                segments=(Text("dm"),),
+            )
+        ),
+        bot_id=BOT,
+    )
+    sync = encode_event(MessageReceived(message=group_message(from_self=True)), bot_id=BOT)
+    sticker = encode_event(
+        MessageReceived(message=group_message(segments=(Text("look "), Sticker(id=10**18, name="Wave")))), bot_id=BOT
+    )
+    emoji = encode_event(MessageReceived(message=group_message(segments=(Emoji(id=10**18, name="blob"),))), bot_id=BOT)
+    facts = run_ariadne([group, friend, sync, sticker, emoji])  # type: ignore[list-item]
+    assert facts[0]["class"] == "GroupMessage"
+    assert facts[0]["source_id"] == 12345
+    assert facts[0]["quote_id"] == 4
+    assert facts[0]["elements"] == [
+        "At",
+        "Plain",
+        "AtAll",
+        "Face",
+        "Image",
+        "Image",
+        "Voice",
+        "Plain",  # File: only one stand-alone element per chain
+        "Plain",  # Sticker
+        "Plain",
+        "Plain",
+    ]
+    assert facts[1]["class"] == "FriendMessage"
+    assert facts[1]["display"] == "dm"
+    assert facts[2]["class"] == "GroupSyncMessage"
+    assert facts[3]["elements"] == ["Plain", "MarketFace"]
+    assert facts[4]["elements"] == ["Face"]
+    assert facts[4]["display"] == "[表情: <:blob:1000000000000000000>]"
+
+
+if __name__ == "__main__":  # pragma: no cover - manual run
+    sys.exit(pytest.main([__file__, "-q"]))
