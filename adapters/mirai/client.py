@@ -74,6 +74,9 @@ BOT_ID_POLL_INTERVAL: Final = 0.5
 LATE_COMPLETION_GRACE: Final = 5.0
 #: seconds granted to the closing handshake when a connection ends
 CLOSE_GRACE: Final = 2.0
+#: seconds to put our close frame on the wire when the connection's tasks are being cancelled (shutdown): the
+#: peer's reply cannot be read any more then, so waiting the full CLOSE_GRACE would only delay the exit
+CLOSE_FRAME_GRACE: Final = 0.25
 #: RFC 6455 §7.4.1: 1001 "going away" — the bridge is leaving or reconnecting (explicit, never 1006)
 CLOSE_GOING_AWAY: Final = 1001
 
@@ -407,7 +410,7 @@ class DestinationClient:
             try:
                 await connection.run()
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_FRAME_GRACE):
                     await ws.aclose(CLOSE_GOING_AWAY, "relay connection closing")
 
 
