@@ -188,7 +188,7 @@ async def test_verify_with_number_or_string_qq_then_bot_online_pushed_with_strin
                 assert len(session) == 8 and session.isalnum()
                 # the bridge spoke only after verify: first the wrapped reply, then BotOnlineEvent with "-1"
                 assert json.loads(conn.frames[0]) == {"syncId": "#", "data": {"code": 0, "session": session}}
-                assert conn.frames[1] == '{"syncId":"-1","data":{"type":"BotOnlineEvent","qq":%d}}' % BOT
+                assert conn.frames[1] == '{"syncId":"-1","data":{"type":"BotOnlineEvent","qq":' + str(BOT) + "}}"
                 (stats,) = client.statistics()
                 assert stats.verified and stats.connections == 1
 
