@@ -158,15 +158,22 @@ class StoredMessage:
         )
 
 
+_SEGMENTS_TYPE = tuple[Segment, ...]
+_SENDER_TYPE = Member | User
+#: one reusable encoder: json.dumps with options builds a new encoder per call
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _payload(stored: StoredMessage) -> str:
+    unstructure = segment_converter.unstructure
     data = {
-        "segments": segment_converter.unstructure(stored.segments, tuple[Segment, ...]),
-        "sender": None if stored.sender is None else segment_converter.unstructure(stored.sender, Member | User),
-        "group": None if stored.group is None else segment_converter.unstructure(stored.group, Group),
-        "quote": None if stored.quote is None else segment_converter.unstructure(stored.quote, Quote),
+        "segments": unstructure(stored.segments, _SEGMENTS_TYPE),
+        "sender": None if stored.sender is None else unstructure(stored.sender, _SENDER_TYPE),
+        "group": None if stored.group is None else unstructure(stored.group, Group),
+        "quote": None if stored.quote is None else unstructure(stored.quote, Quote),
         "from_self": stored.from_self,
     }
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _JSON.encode(data)
 
 
 def _from_row(row: tuple[int, int, str, int, int, int, int, str]) -> StoredMessage:
@@ -182,8 +189,8 @@ def _from_row(row: tuple[int, int, str, int, int, int, int, str]) -> StoredMessa
         platform_id=platform_id,
         author_id=author_id,
         time=time,
-        segments=segment_converter.structure(data.get("segments", []), tuple[Segment, ...]),
-        sender=None if sender is None else segment_converter.structure(sender, Member | User),  # type: ignore[arg-type]
+        segments=segment_converter.structure(data.get("segments", []), _SEGMENTS_TYPE),
+        sender=None if sender is None else segment_converter.structure(sender, _SENDER_TYPE),  # type: ignore[arg-type]
         group=None if group is None else segment_converter.structure(group, Group),
         quote=None if quote is None else segment_converter.structure(quote, Quote),
         from_self=bool(data.get("from_self", False)),
@@ -316,9 +323,9 @@ class MessageStore:
         with self._lock:
             self._check_open()
             known = self._known(message.platform_id)
+            quote = self._resolve_quote(message) if message.quote is not None else None
             if known is not None:
-                return attrs.evolve(message, local_id=known.local_id, quote=self._resolve_quote(message))
-            quote = self._resolve_quote(message)
+                return attrs.evolve(message, local_id=known.local_id, quote=quote)
             conversation_id = message.conversation.id
             local_id = self._allocate(conversation_id)
             sender = message.sender
