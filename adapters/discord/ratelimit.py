@@ -30,6 +30,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from typing import NoReturn
 
 import attrs
 
@@ -311,6 +312,9 @@ class RateLimiter:
         if status == 401:
             # discord.md §8.6.8: a rejected token stays rejected; hammering with it only counts toward a ban.
             self._unauthorized = True
+        if status == 403 and body.strip() and not _is_json(body):
+            # discord.md §8.6.6: an HTML 403 from the edge is Cloudflare's ban page, not a Discord error.
+            self._ban(reservation, 403, parsed.retry_after, now)
         if status != 429:
             self._learn(reservation, parsed, now)
             return False
@@ -383,15 +387,7 @@ class RateLimiter:
         retry_after, body_global = _parse_429_body(body)
         if retry_after is None:
             # discord.md §8.3/§8.5: an HTML (or otherwise non-JSON) 429 comes from Cloudflare, not Discord.
-            pause = parsed.retry_after if parsed.retry_after else DEFAULT_CLOUDFLARE_PAUSE
-            self._banned_until = now + pause
-            self._banned_status = 429
-            log.error(
-                "Discord's edge answered %s with a non-JSON 429: IP banned; pausing all REST for %.0f s",
-                reservation.route,
-                pause,
-            )
-            raise CloudflareBanned(429, pause)
+            self._ban(reservation, 429, parsed.retry_after, now)
         if parsed.is_global or body_global or parsed.scope == "global":
             self._global_blocked_until = max(self._global_blocked_until, now + retry_after)
             log.warning("global rate limit hit on %s; all requests wait %.2f s", reservation.route, retry_after)
@@ -410,6 +406,18 @@ class RateLimiter:
         if retry_after > self.max_wait:
             raise RateLimitedTooLong(reservation.route, retry_after, self.max_wait)
         return True
+
+    def _ban(self, reservation: Reservation, status: int, retry_after: float | None, now: float) -> NoReturn:
+        pause = retry_after if retry_after else DEFAULT_CLOUDFLARE_PAUSE
+        self._banned_until = now + pause
+        self._banned_status = status
+        log.error(
+            "Discord's edge answered %s with a non-JSON %d: the IP is banned; pausing all REST for %.0f s",
+            reservation.route,
+            status,
+            pause,
+        )
+        raise CloudflareBanned(status, pause)
 
     # ------------------------------------------------------------------ invalid-request guard
 
@@ -453,6 +461,14 @@ def _float_or_none(value: str | None) -> float | None:
     except ValueError:
         return None
     return result if math.isfinite(result) and result >= 0 else None
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 def _parse_429_body(body: bytes) -> tuple[float | None, bool]:

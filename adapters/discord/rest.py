@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import secrets
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,8 @@ MESSAGE_PAGE_LIMIT = 100
 #: discord.md §8.4: retries back off exponentially from this base up to this cap (hikari uses 2 s / 16 s).
 RETRY_BACKOFF_BASE = 0.5
 RETRY_BACKOFF_CAP = 16.0
+#: A request answered 429 this many times in a row (each wait obeyed) fails instead of looping forever.
+MAX_RATE_LIMITED_RETRIES = 10
 #: 5xx statuses worth another attempt (discord.md §8.2: 502 gateway unavailable, §8.5: 500/502/504/524).
 RETRYABLE_STATUSES: Final = frozenset({500, 502, 503, 504, 520, 522, 524})
 #: Downloads are read in chunks of this size so an oversized body is refused before it is all in memory.
@@ -102,10 +105,14 @@ class Route:
     method: str
     template: str
     params: Mapping[str, int | str] = attrs.field(factory=dict)
+    #: splits a route into Discord's hidden sub-buckets (discord.md §8.3: message deletes by message age)
+    bucket_hint: str = ""
 
     @property
     def key(self) -> str:
-        return f"{self.method} {self.template}"
+        """The rate-limit route: method, template and any sub-bucket hint."""
+        base = f"{self.method} {self.template}"
+        return f"{base} [{self.bucket_hint}]" if self.bucket_hint else base
 
     @property
     def major(self) -> str:
@@ -140,7 +147,11 @@ async def open_rest_client(
         transport=http_transport,
         follow_redirects=False,
     ) as http:
-        yield RestClient(config, token, http)
+        log.info("Discord REST client ready for %s", config.api_base_url)
+        try:
+            yield RestClient(config, token, http)
+        finally:
+            log.info("Discord REST client closed")
 
 
 class RestClient:
@@ -205,6 +216,7 @@ class RestClient:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
             headers["Content-Type"] = "application/json"
         attempt = 0
+        rate_limited = 0
         outcome_unknown = False  # a previous attempt may have reached Discord without us seeing the answer
         while True:
             reservation = await self._acquire(route)
@@ -249,6 +261,16 @@ class RestClient:
                 self._wake_waiters()
             status = response.status_code
             if retry:
+                rate_limited += 1
+                if rate_limited > MAX_RATE_LIMITED_RETRIES:
+                    raise HTTPError(
+                        429,
+                        0,
+                        f"still rate limited after {MAX_RATE_LIMITED_RETRIES} waits; another client may be using "
+                        "this token, or Discord applies a limit its headers do not show — retry later",
+                        method=route.method,
+                        route=route.template,
+                    )
                 continue
             if status in RETRYABLE_STATUSES:
                 if attempt >= self._config.max_retries:
@@ -339,7 +361,7 @@ class RestClient:
         body = dict(payload)
         if "nonce" not in body:
             body["nonce"] = _new_nonce()
-            body["enforce_nonce"] = True
+        body.setdefault("enforce_nonce", True)  # without it a retried send could post twice
         if len(files) > MAX_FILES_PER_MESSAGE:
             raise PayloadTooLarge("the message's attachment count", len(files), MAX_FILES_PER_MESSAGE, unit="files")
         lock = self._channel_send_locks.get(channel_id)
@@ -366,6 +388,7 @@ class RestClient:
             "DELETE",
             "/channels/{channel_id}/messages/{message_id}",
             {"channel_id": channel_id, "message_id": message_id},
+            bucket_hint=_delete_age_class(message_id, time.time()),
         )
         await self.request(route, reason=reason)
 
@@ -631,6 +654,22 @@ class RestClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+#: discord.md §10: snowflakes count milliseconds from 2015-01-01T00:00:00Z.
+DISCORD_EPOCH_MS = 1_420_070_400_000
+#: discord.md §8.3: deletes of messages younger than 10 s / older than 14 days have their own hidden buckets.
+_YOUNG_MESSAGE_SECONDS = 10.0
+_OLD_MESSAGE_SECONDS = 14 * 24 * 3600.0
+
+
+def _delete_age_class(message_id: int, now_epoch: float) -> str:
+    age = now_epoch - ((message_id >> 22) + DISCORD_EPOCH_MS) / 1000
+    if age < _YOUNG_MESSAGE_SECONDS:
+        return "sub-10-seconds"
+    if age > _OLD_MESSAGE_SECONDS:
+        return "older-than-two-weeks"
+    return ""
 
 
 def _new_nonce() -> str:

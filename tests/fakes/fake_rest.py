@@ -786,11 +786,29 @@ class FakeDiscordRest:
         attachments = self._store_attachments(channel_id, body.get("attachments") or [], files)
         message = self.add_message(channel_id, content, reply_to=reply_to, attachments=attachments)
         message["embeds"] = embeds
+        self._resolve_mentions(message, body.get("allowed_mentions"))
         if nonce is not None:
             message["nonce"] = nonce
             if body.get("enforce_nonce"):
                 self._nonces[(channel_id, str(nonce))] = int(message["id"])
         return 200, message
+
+    def _resolve_mentions(self, message: JSON, allowed: Any) -> None:
+        """Like Discord: ``mentions`` lists users named as ``<@id>`` in the content; ``mention_everyone`` is set
+        only when ``allowed_mentions`` (default: parse everything) permits it (discord.md §7.2)."""
+        parse = ["users", "roles", "everyone"]
+        explicit_users: list[str] = []
+        if isinstance(allowed, dict):
+            parse = list(allowed.get("parse") or [])
+            explicit_users = [str(u) for u in allowed.get("users") or []]
+        content = message["content"]
+        mentioned = []
+        for user_id in dict.fromkeys(re.findall(r"<@!?([0-9]+)>", content)):
+            if int(user_id) in self.users and ("users" in parse or user_id in explicit_users):
+                mentioned.append(self.users[int(user_id)])
+        message["mentions"] = mentioned
+        message["mention_roles"] = [r for r in dict.fromkeys(re.findall(r"<@&([0-9]+)>", content)) if "roles" in parse]
+        message["mention_everyone"] = "everyone" in parse and ("@everyone" in content or "@here" in content)
 
     def _store_attachments(self, channel_id: int, listed: list[Any], files: list[MultipartPart]) -> list[JSON]:
         by_id = {str(a.get("id")): a for a in listed if isinstance(a, dict)}

@@ -546,3 +546,27 @@ async def test_channel_edits_and_permission_overwrites(autojump_clock: trio.abc.
     assert bad_name.value.field_errors and bad_name.value.field_errors[0].startswith("name:")
     assert info.shards == 1 and info.url == fake.gateway_url
     assert MISSING is not None
+
+
+async def test_mentions_follow_allowed_mentions(autojump_clock: trio.abc.Clock) -> None:
+    fake = make_fake()
+    with trio.fail_after(60):
+        async with running(fake) as client:
+            loud = await client.create_message(CHANNEL, {"content": f"<@{ALICE}> @everyone"})
+            quiet = await client.create_message(
+                CHANNEL, {"content": f"<@{ALICE}> @everyone", "allowed_mentions": {"parse": [], "users": [str(ALICE)]}}
+            )
+    assert [u["id"] for u in loud["mentions"]] == [str(ALICE)] and loud["mention_everyone"] is True
+    assert [u["id"] for u in quiet["mentions"]] == [str(ALICE)] and quiet["mention_everyone"] is False
+
+
+async def test_repeated_429s_fail_instead_of_looping(autojump_clock: trio.abc.Clock) -> None:
+    fake = make_fake()
+    fake.inject("GET /users/@me", *[RateLimit(retry_after=0.5, scope="shared")] * 20)
+    with trio.fail_after(120):
+        async with running(fake) as client:
+            with pytest.raises(HTTPError) as info:
+                await client.get_current_user()
+            assert client.statistics().invalid_requests_window == 0  # scope=shared is not counted
+    assert info.value.status == 429
+    assert len(fake.requests_to("GET /users/@me")) == 11

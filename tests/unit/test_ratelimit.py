@@ -271,3 +271,28 @@ def test_bad_guard_thresholds_are_a_config_error() -> None:
         RateLimiter(invalid_warn=5000, invalid_refuse=10_000)
     with pytest.raises(ConfigError):
         RateLimiter(global_limit=0)
+
+
+def test_html_403_is_a_cloudflare_ban_but_a_json_403_is_not() -> None:
+    limiter = RateLimiter()
+    r = granted(limiter, SEND, CHAN_A, 0.0)
+    limiter.update(r, 403, {}, b'{"message": "Missing Permissions", "code": 50013}', 0.0)
+    r = granted(limiter, SEND, CHAN_B, 0.0)
+    with pytest.raises(CloudflareBanned) as info:
+        limiter.update(r, 403, {"Content-Type": "text/html"}, b"<html>Access denied</html>", 0.0)
+    assert info.value.status == 403
+    with pytest.raises(CloudflareBanned):
+        limiter.reserve(SEND, CHAN_A, 10.0)
+
+
+def test_message_delete_age_classes_split_the_route() -> None:
+    from adapters.discord.rest import Route, _delete_age_class
+
+    created = 1_790_000_000.0
+    snowflake = (int(created * 1000) - 1_420_070_400_000) << 22
+    assert _delete_age_class(snowflake, created + 5) == "sub-10-seconds"
+    assert _delete_age_class(snowflake, created + 3600) == ""
+    assert _delete_age_class(snowflake, created + 15 * 86400) == "older-than-two-weeks"
+    young = Route("DELETE", "/channels/{channel_id}/messages/{message_id}", {"channel_id": 1}, "sub-10-seconds")
+    normal = Route("DELETE", "/channels/{channel_id}/messages/{message_id}", {"channel_id": 1})
+    assert young.key != normal.key and young.major == normal.major == "channel_id=1"
