@@ -149,8 +149,9 @@ def parse_config(
     """Check ``mapping`` (the parsed TOML) and build a :class:`BridgeConfig`.
 
     Layering: ``overrides`` (CLI) > ``env`` (:data:`ENV_OVERRIDES`, and the secrets' variables) > the
-    mapping > defaults. A relative ``store.path`` is taken relative to ``base_dir`` (the config file's
-    folder; the current directory when None). With ``require_secrets`` a missing Discord token, or a
+    mapping > defaults. A relative ``store.path`` written in the mapping is taken relative to ``base_dir``
+    (the config file's folder; the current directory when None); one given by an override or the
+    environment, relative to the current directory. With ``require_secrets`` a missing Discord token, or a
     missing verify key while ``enable_verify`` is on, is a problem that names the variable to set.
     """
     checker = _Checker()
@@ -172,7 +173,8 @@ def parse_config(
         raise ConfigError(source, checker.problems)
 
     _cross_checks(checker, normalized)
-    _resolve_store_path(normalized, env, base_dir)
+    # A relative path from the file is relative to the file; one from a flag or variable, to the current folder.
+    _resolve_store_path(normalized, env, None if "store.path" in checker.origins else base_dir)
     _apply_secrets(checker, normalized, env, require_secrets=require_secrets)
     if checker.problems:
         raise ConfigError(source, checker.problems)
@@ -348,7 +350,7 @@ def _positive_number(value: object) -> object:
 
 def _number_at_least(low: float) -> Rule:
     def rule(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < float("inf"):
             raise _Invalid(f"a number ≥ {low:g}")
         return float(value)
 

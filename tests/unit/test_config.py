@@ -460,3 +460,27 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
     shown = repr(config) + str(config)
     for secret in secrets_of(config):
         assert secret not in shown
+
+
+def test_relative_store_path_from_a_flag_is_relative_to_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    path = config_dir / "bridge.toml"
+    path.write_text('[store]\npath = "in-file.db"\n' + MINIMAL, encoding="utf-8")
+    assert load_config(path, env=ENV).store.path == str(config_dir / "in-file.db")
+    flag = [Override("store.path", "from-flag.db", "--store-path")]
+    assert load_config(path, env=ENV, overrides=flag).store.path == str(work / "from-flag.db")
+    assert load_config(path, env={**ENV, "RELAY_STORE_PATH": "env.db"}).store.path == str(work / "env.db")
+
+
+def test_nan_and_infinity_are_refused(tmp_path: Path) -> None:
+    text = "[discord]\nrequest_timeout = inf\n[discord.reconnect]\nfactor = nan\n" + MINIMAL
+    assert problems_of(tmp_path, text) == (
+        "discord.request_timeout: expected a positive number (seconds), got inf",
+        "discord.reconnect.factor: expected a number ≥ 1, got nan",
+    )
