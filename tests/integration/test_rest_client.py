@@ -19,7 +19,7 @@ import trio.testing
 
 from adapters.discord.rest import MISSING, RestClient, UploadFile, open_rest_client
 from relay.config import DiscordConfig
-from relay.errors import CloudflareBanned, HTTPError, InvalidRequestGuard, PayloadTooLarge
+from relay.errors import CloudflareBanned, DiscordUnreachable, HTTPError, InvalidRequestGuard, PayloadTooLarge
 from tests.fakes.fake_rest import CloudflareBan, Drop, Fail, FakeDiscordRest, RateLimit, Slow
 
 TOKEN = "secret-token-abc.def.ghi"
@@ -570,3 +570,28 @@ async def test_repeated_429s_fail_instead_of_looping(autojump_clock: trio.abc.Cl
             assert client.statistics().invalid_requests_window == 0  # scope=shared is not counted
     assert info.value.status == 429
     assert len(fake.requests_to("GET /users/@me")) == 11
+
+
+async def test_dropped_connections_are_retried(autojump_clock: trio.abc.Clock) -> None:
+    fake = make_fake()
+    fake.inject("GET /guilds/{guild_id}", Drop())
+    fake.inject(SEND, Drop(after_handling=True))
+    with trio.fail_after(60):
+        async with running(fake) as client:
+            guild = await client.get_guild(GUILD)
+            message = await client.create_message(CHANNEL, {"content": "reset after create"})
+            assert client.statistics().retries == 2
+    assert guild["id"] == str(GUILD)
+    assert [r.status for r in fake.requests_to(SEND)] == [0, 200]
+    assert [m["id"] for m in fake.messages[CHANNEL].values()] == [message["id"]]
+
+
+async def test_network_errors_give_up_with_a_typed_error(autojump_clock: trio.abc.Clock) -> None:
+    fake = make_fake()
+    fake.inject("GET /users/@me", Drop(), Drop(), Drop())
+    with trio.fail_after(60):
+        async with running(fake, max_retries=2) as client:
+            with pytest.raises(DiscordUnreachable) as info:
+                await client.get_current_user()
+    assert info.value.attempts == 3
+    assert "GET /users/@me" in str(info.value)
