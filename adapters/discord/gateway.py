@@ -519,6 +519,14 @@ class IdentifyPacer:
         """The error describing the current budget wait (for a log line)."""
         return IdentifyBudgetExhausted(self.remaining, max(0.0, self.reset_at - now))
 
+    def slot_delay(self, shard_id: int, now: float) -> float:
+        """Seconds until ``acquire`` would likely succeed for this shard, without taking anything."""
+        wait = self.budget_delay(now)
+        last = self._last_identify.get(shard_id % self.max_concurrency)
+        if last is not None:
+            wait = max(wait, last + IDENTIFY_WINDOW_SECONDS - now)
+        return max(0.0, wait)
+
     def acquire(self, shard_id: int, now: float) -> float:
         """0.0: the shard may identify now (the slot is taken); else the seconds to wait before asking again."""
         wait = self.budget_delay(now)

@@ -69,14 +69,19 @@ class IdentifyGate:
     def for_gateway(cls, info: GatewayBotInfo, *, reserve: int) -> IdentifyGate:
         return cls(IdentifyPacer.from_limit(info.session_start_limit, now=trio.current_time(), reserve=reserve))
 
-    async def wait_for_budget(self, shard_id: int) -> None:
-        """Wait until the daily identify budget allows an identify (without taking it)."""
+    async def wait_until_identify_likely(self, shard_id: int) -> None:
+        """Wait (without taking a slot) until the daily budget and the shard's concurrency bucket would allow
+        an identify, so no socket sits open for a long wait; the slot itself is taken after HELLO."""
         while True:
             now = trio.current_time()
-            delay = self.pacer.budget_delay(now)
+            budget_wait = self.pacer.budget_delay(now)
+            if budget_wait > 0:
+                log.warning("shard %d: %s; waiting %.0f s", shard_id, self.pacer.budget_error(now), budget_wait)
+                await trio.sleep(budget_wait)
+                continue
+            delay = self.pacer.slot_delay(shard_id, now)
             if delay <= 0:
                 return
-            log.warning("shard %d: %s; waiting %.0f s", shard_id, self.pacer.budget_error(now), delay)
             await trio.sleep(delay)
 
     async def wait_for_slot(self, shard_id: int) -> None:
@@ -138,8 +143,8 @@ class Shard:
         machine = self.machine
         while True:
             if machine.will_identify:
-                # hold no socket open while the daily budget is spent (it can take hours)
-                await self.identify_gate.wait_for_budget(machine.shard_id)
+                # hold no socket open while the daily budget is spent (it can take hours) or the bucket is busy
+                await self.identify_gate.wait_until_identify_likely(machine.shard_id)
             url = machine.connect_url()
             code: int | None = None
             reason = ""

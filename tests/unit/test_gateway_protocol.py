@@ -602,3 +602,12 @@ def test_dispatch_with_non_object_data_is_counted_not_fatal() -> None:
 def test_next_deadline_is_infinite_when_disconnected() -> None:
     gw = make_session()
     assert gw.next_deadline() == math.inf
+
+
+def test_slot_delay_peeks_without_taking() -> None:
+    pacer = IdentifyPacer.from_limit(limit(max_concurrency=1), now=0.0, reserve=5)
+    assert pacer.slot_delay(0, now=0.0) == 0.0
+    assert pacer.slot_delay(0, now=0.0) == 0.0  # still free: peeking took nothing
+    assert pacer.acquire(0, now=0.0) == 0.0
+    assert pacer.slot_delay(1, now=2.0) == pytest.approx(3.0)
+    assert pacer.remaining == 999
