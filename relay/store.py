@@ -16,8 +16,10 @@ Lookups read the in-memory cache of recent messages first, then SQLite. On open,
 with the most recent rows so a replayed gateway event after a restart still finds its old id without
 touching disk on the hot path.
 
-**Threads.** The store is synchronous. A trio app may run :meth:`flush`/:meth:`prune` in a worker thread
-(``trio.to_thread.run_sync``); every public method holds one internal lock, so that is safe.
+**Threads.** The store is synchronous and thread-safe. A trio app should run :meth:`flush`, :meth:`prune`
+and :meth:`history` in a worker thread (``trio.to_thread.run_sync``) and pass ``on_batch_full`` to
+:meth:`MessageStore.open` so a full batch wakes its flusher instead of being written inline. While a flush
+writes, :meth:`record` keeps going: the flush holds the memory lock only to swap the pending list.
 
 **Conversation keys.** Rows are keyed by the conversation *id* alone: Discord snowflakes never collide
 between channels and users, and mirai commands such as ``recall {target, messageId}`` do not say whether
@@ -32,7 +34,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 import cattrs
@@ -204,7 +206,12 @@ _COLUMNS = "conversation_id, local_id, conversation_kind, channel_id, platform_i
 
 
 class MessageStore:
-    """Int32 message ids per conversation, batched into SQLite. Build with :meth:`open`."""
+    """Int32 message ids per conversation, batched into SQLite. Build with :meth:`open`.
+
+    Two locks: ``_mem`` guards the in-memory maps and is only ever held for microseconds (the event path
+    takes nothing else unless a quoted message must be looked up on disk); ``_db`` serializes use of the
+    SQLite connection. Lock order is always ``_db`` → ``_mem``; code holding ``_mem`` never waits for ``_db``.
+    """
 
     def __init__(
         self,
@@ -213,12 +220,17 @@ class MessageStore:
         retention_days: int,
         batch_size: int,
         cache_size: int,
+        on_batch_full: Callable[[], None] | None,
     ) -> None:
-        self._db = db
-        self._lock = threading.RLock()
+        self._conn = db
+        self._mem = threading.Lock()
+        self._db = threading.RLock()
         self._retention_seconds = retention_days * _SECONDS_PER_DAY
         self._batch_size = max(1, batch_size)
+        # pending rows are the newest cache entries, so eviction (oldest first) never drops an unflushed row
+        # while fewer than cache_size/2 are pending; lookups also scan pending rows on a miss
         self._cache_size = max(2 * self._batch_size, cache_size)
+        self._on_batch_full = on_batch_full
         #: (conversation id, local id) → message; insertion order = age (oldest first, evicted first)
         self._by_local: dict[tuple[int, int], StoredMessage] = {}
         #: Discord snowflake → (conversation id, local id)
@@ -239,45 +251,63 @@ class MessageStore:
         retention_days: int = 30,
         batch_size: int = DEFAULT_BATCH_SIZE,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        on_batch_full: Callable[[], None] | None = None,
+        busy_timeout: float = 5.0,
     ) -> MessageStore:
-        """Open (creating if needed) the store in the SQLite file ``path`` (``":memory:"`` for tests)."""
+        """Open (creating if needed) the store in the SQLite file ``path`` (``":memory:"`` for tests).
+
+        ``on_batch_full``: called (instead of an inline :meth:`flush`) when ``batch_size`` rows are pending,
+        so an async app can wake its flusher and run :meth:`flush` in a worker thread rather than on the
+        event path. It must not block and must not call back into the store. ``None`` = flush inline.
+        ``busy_timeout``: seconds to wait for a write lock held by another process before failing.
+        """
         try:
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, fast commits
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives app crashes, commits stay cheap
             db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the message store {path!r}: {exc}; check the path and permissions") from exc
-        store = cls(db, retention_days=retention_days, batch_size=batch_size, cache_size=cache_size)
+        store = cls(
+            db,
+            retention_days=retention_days,
+            batch_size=batch_size,
+            cache_size=cache_size,
+            on_batch_full=on_batch_full,
+        )
         store._load()
         log.info("message store open: %s (%d conversations)", path, len(store._counters))
         return store
 
     def _load(self) -> None:
         try:
-            self._counters = dict(self._db.execute("SELECT conversation_id, last_id FROM messages_counter"))
+            counters = dict(self._conn.execute("SELECT conversation_id, last_id FROM messages_counter"))
             warm = min(WARM_ROWS, self._cache_size)
-            rows = self._db.execute(
+            rows = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM (SELECT * FROM messages_map ORDER BY time DESC LIMIT ?) ORDER BY time",
                 (warm,),
             ).fetchall()
-        except sqlite3.Error as exc:
+            warmed = [_from_row(row) for row in rows]
+        except (sqlite3.Error, ValueError, cattrs.BaseValidationError) as exc:
             raise StoreError(f"the message store is unreadable: {exc}; move the file aside to start afresh") from exc
-        for row in rows:
-            self._cache(_from_row(row))
+        with self._mem:
+            self._counters = counters
+            for stored in warmed:
+                self._cache(stored)
 
     def close(self) -> None:
         """Flush what is pending and close the file. Idempotent."""
-        with self._lock:
+        with self._db:
             if self._closed:
                 return
             try:
                 self.flush()
             finally:
-                self._closed = True
-                self._db.close()
+                with self._mem:
+                    self._closed = True
+                self._conn.close()
 
-    # ------------------------------------------------------------------ writing
+    # ------------------------------------------------------------------ writing (memory only)
 
     def _allocate(self, conversation_id: int) -> int:
         last = self._counters.get(conversation_id, 0)
@@ -285,8 +315,8 @@ class MessageStore:
         self._counters[conversation_id] = local_id
         self._dirty_counters.add(conversation_id)
         evicted = self._by_local.pop((conversation_id, local_id), None)
-        if evicted is not None:
-            self._by_platform.pop(evicted.platform_id, None)
+        if evicted is not None and self._by_platform.get(evicted.platform_id) == (conversation_id, local_id):
+            del self._by_platform[evicted.platform_id]
         return local_id
 
     def _cache(self, stored: StoredMessage) -> None:
@@ -294,82 +324,100 @@ class MessageStore:
         self._by_local[key] = stored
         self._by_platform[stored.platform_id] = key
         if len(self._by_local) > self._cache_size:
-            # Evict the oldest. cache_size >= 2 * batch_size, so it is already in SQLite (pending rows are the newest).
             oldest_key = next(iter(self._by_local))
             oldest = self._by_local.pop(oldest_key)
             if self._by_platform.get(oldest.platform_id) == oldest_key:
                 del self._by_platform[oldest.platform_id]
 
-    def _add(self, stored: StoredMessage) -> None:
+    def _add(self, stored: StoredMessage) -> bool:
+        """Cache and queue one row; True when the batch is full (the caller flushes outside the lock)."""
         self._cache(stored)
         self._pending.append(stored)
-        if len(self._pending) >= self._batch_size:
-            try:
-                self.flush()
-            except StoreError:
-                # Keep the rows pending (nothing lost); the next flush retries. The hot path must not raise.
-                log.warning("message store flush failed; %d rows stay pending", len(self._pending), exc_info=True)
+        return len(self._pending) >= self._batch_size
+
+    def _batch_full(self) -> None:
+        if self._on_batch_full is not None:
+            self._on_batch_full()
+            return
+        try:
+            self.flush()
+        except StoreError:
+            # Rows stay pending (nothing lost); the next flush retries. The event path must not raise.
+            log.warning("message store flush failed; %d rows stay pending", self.pending, exc_info=True)
 
     def _known(self, platform_id: int) -> StoredMessage | None:
         key = self._by_platform.get(platform_id)
         return None if key is None else self._by_local.get(key)
 
+    def _needs_disk_lookup(self, platform_id: int) -> bool:
+        with self._mem:
+            self._check_open()
+            return self._known(platform_id) is None
+
     def record(self, message: Message) -> Message:
-        """Give ``message`` its Int32 id (existing one if this Discord message is already known).
+        """Give ``message`` its Int32 id (its existing one if this Discord message is already known).
 
         A quoted message that is not known yet gets an id too (a reference-only row built from the
         quote), so frameworks can quote or recall it later.
         """
-        with self._lock:
-            self._check_open()
-            known = self._known(message.platform_id)
-            quote = self._resolve_quote(message) if message.quote is not None else None
-            if known is not None:
-                return attrs.evolve(message, local_id=known.local_id, quote=quote)
-            conversation_id = message.conversation.id
-            local_id = self._allocate(conversation_id)
-            sender = message.sender
-            author_id = sender.user_id if isinstance(sender, Member) else sender.id
-            self._add(
-                StoredMessage(
-                    conversation=message.conversation,
-                    local_id=local_id,
-                    channel_id=message.channel_id,
-                    platform_id=message.platform_id,
-                    author_id=author_id,
-                    time=message.time,
-                    segments=message.segments,
-                    sender=sender,
-                    group=message.group,
-                    quote=quote,
-                    from_self=message.from_self,
-                )
-            )
-            return attrs.evolve(message, local_id=local_id, quote=quote)
-
-    def _resolve_quote(self, message: Message) -> Quote | None:
         quote = message.quote
-        if quote is None or quote.ref.local_id is not None or quote.ref.platform_id is None:
-            return quote
-        platform_id = quote.ref.platform_id
-        found = self._known(platform_id) or self._select_platform(platform_id)
+        quoted_on_disk: StoredMessage | None = None
+        quoted_pid = quote.ref.platform_id if quote is not None and quote.ref.local_id is None else None
+        if quoted_pid is not None and self._needs_disk_lookup(quoted_pid):
+            quoted_on_disk = self._select_platform(quoted_pid)  # rare: older than the memory cache
+        with self._mem:
+            self._check_open()
+            full = False
+            if quote is not None and quoted_pid is not None:
+                quote, full = self._resolve_quote(message, quote, quoted_pid, quoted_on_disk)
+            known = self._known(message.platform_id)
+            if known is not None:
+                local_id = known.local_id
+            else:
+                local_id = self._allocate(message.conversation.id)
+                sender = message.sender
+                full = self._add(
+                    StoredMessage(
+                        conversation=message.conversation,
+                        local_id=local_id,
+                        channel_id=message.channel_id,
+                        platform_id=message.platform_id,
+                        author_id=sender.user_id if isinstance(sender, Member) else sender.id,
+                        time=message.time,
+                        segments=message.segments,
+                        sender=sender,
+                        group=message.group,
+                        quote=quote,
+                        from_self=message.from_self,
+                    )
+                )
+        if full:
+            self._batch_full()
+        if quote is message.quote:
+            return attrs.evolve(message, local_id=local_id)
+        return attrs.evolve(message, local_id=local_id, quote=quote)
+
+    def _resolve_quote(
+        self, message: Message, quote: Quote, platform_id: int, on_disk: StoredMessage | None
+    ) -> tuple[Quote, bool]:
+        full = False
+        found = self._known(platform_id) or on_disk
         if found is None:
             conversation = message.conversation
-            channel_id = quote.ref.channel_id if quote.ref.channel_id is not None else message.channel_id
             local_id = self._allocate(conversation.id)
             found = StoredMessage(
                 conversation=conversation,
                 local_id=local_id,
-                channel_id=channel_id,
+                channel_id=quote.ref.channel_id if quote.ref.channel_id is not None else message.channel_id,
                 platform_id=platform_id,
                 author_id=quote.author_id,
                 time=message.time,  # the quoted message's own time is unknown; retention counts from here
                 segments=quote.origin,
                 group=message.group,
             )
-            self._add(found)
+            full = self._add(found)
         ref = attrs.evolve(quote.ref, local_id=found.local_id, channel_id=found.channel_id)
-        return attrs.evolve(quote, ref=ref)
+        return attrs.evolve(quote, ref=ref), full
 
     def record_sent(
         self,
@@ -384,13 +432,14 @@ class MessageStore:
         group: Group | None = None,
     ) -> int:
         """Record a message the bot sent through the bridge; returns its Int32 id (idempotent)."""
-        with self._lock:
+        on_disk = self._select_platform(platform_id) if self._needs_disk_lookup(platform_id) else None
+        with self._mem:
             self._check_open()
-            known = self._known(platform_id) or self._select_platform(platform_id)
+            known = self._known(platform_id) or on_disk
             if known is not None:
                 return known.local_id
             local_id = self._allocate(conversation.id)
-            self._add(
+            full = self._add(
                 StoredMessage(
                     conversation=conversation,
                     local_id=local_id,
@@ -403,14 +452,26 @@ class MessageStore:
                     group=group,
                 )
             )
-            return local_id
+        if full:
+            self._batch_full()
+        return local_id
+
+    # ------------------------------------------------------------------ writing (SQLite)
 
     def flush(self) -> int:
-        """Write pending rows and counters in one transaction; returns how many rows were written."""
-        with self._lock:
-            if self._closed or (not self._pending and not self._dirty_counters):
-                return 0
-            batch = self._pending
+        """Write pending rows and counters in one transaction; returns how many rows were written.
+
+        Safe to call from a worker thread: recording continues meanwhile (only a list swap is locked).
+        On failure the rows go back to the pending batch and :class:`~relay.errors.StoreError` is raised.
+        """
+        with self._db:
+            with self._mem:
+                if self._closed or (not self._pending and not self._dirty_counters):
+                    return 0
+                batch = self._pending
+                self._pending = []
+                counters = [(cid, self._counters[cid]) for cid in self._dirty_counters]
+                self._dirty_counters = set()
             rows = [
                 (
                     s.conversation.id,
@@ -420,62 +481,70 @@ class MessageStore:
                     s.platform_id,
                     s.author_id,
                     s.time,
-                    _payload(s),
+                    _safe_payload(s),
                 )
                 for s in batch
             ]
-            counters = [(cid, self._counters[cid]) for cid in self._dirty_counters]
             try:
-                with self._transaction():
-                    self._db.executemany(
+                with _Transaction(self._conn):
+                    self._conn.executemany(
                         f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows
                     )
-                    self._db.executemany(
+                    self._conn.executemany(
                         "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
                         "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id",
                         counters,
                     )
             except sqlite3.Error as exc:
+                with self._mem:
+                    self._pending[:0] = batch
+                    self._dirty_counters.update(cid for cid, _ in counters)
                 raise StoreError(
                     f"could not write {len(rows)} message-id rows: {exc}; they stay pending and are retried "
                     "on the next flush (check free disk space)"
                 ) from exc
-            self._pending = []
-            self._dirty_counters = set()
             return len(rows)
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
     # ------------------------------------------------------------------ reading
 
     def lookup_local(self, conversation: ConversationRef | int, local_id: int) -> StoredMessage | None:
         """The message with mirai id ``local_id`` in ``conversation`` (a ref or a bare conversation id)."""
         conversation_id = conversation if isinstance(conversation, int) else conversation.id
-        with self._lock:
+        key = (conversation_id, local_id)
+        with self._mem:
             self._check_open()
-            cached = self._by_local.get((conversation_id, local_id))
+            cached = self._by_local.get(key)
             if cached is not None:
                 return cached
-            return self._select_one(
-                "WHERE conversation_id = ? AND local_id = ?",
-                (conversation_id, local_id),
-            )
+        found = self._select_one("WHERE conversation_id = ? AND local_id = ?", key)
+        if found is None:
+            with self._mem:  # evicted from the cache but not flushed yet (flusher behind)
+                return next((p for p in self._pending if (p.conversation.id, p.local_id) == key), None)
+        return found
 
     def lookup_platform(self, platform_id: int) -> StoredMessage | None:
         """The mapping of one Discord message (snowflakes are globally unique, so no channel is needed)."""
-        with self._lock:
+        with self._mem:
             self._check_open()
-            return self._known(platform_id) or self._select_platform(platform_id)
+            known = self._known(platform_id)
+            if known is not None:
+                return known
+        found = self._select_platform(platform_id)
+        if found is None:
+            with self._mem:
+                return next((p for p in self._pending if p.platform_id == platform_id), None)
+        return found
 
     def _select_platform(self, platform_id: int) -> StoredMessage | None:
         return self._select_one("WHERE platform_id = ? ORDER BY time DESC LIMIT 1", (platform_id,))
 
     def _select_one(self, where: str, params: tuple[int, ...]) -> StoredMessage | None:
-        try:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM messages_map {where}", params).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"message store lookup failed: {exc}") from exc
+        with self._db:
+            self._check_open()
+            try:
+                row = self._conn.execute(f"SELECT {_COLUMNS} FROM messages_map {where}", params).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else _from_row(row)
 
     def history(
@@ -484,11 +553,11 @@ class MessageStore:
         """Messages of a conversation with ``time_start <= time <= time_end``, oldest first, at most ``limit``
         (the newest ``limit`` when more match)."""
         conversation_id = conversation if isinstance(conversation, int) else conversation.id
-        with self._lock:
+        with self._db:
             self._check_open()
             self.flush()
             try:
-                rows = self._db.execute(
+                rows = self._conn.execute(
                     f"SELECT {_COLUMNS} FROM (SELECT * FROM messages_map WHERE conversation_id = ? "
                     "AND time >= ? AND time <= ? ORDER BY time DESC, local_id DESC LIMIT ?) "
                     "ORDER BY time, local_id",
@@ -496,54 +565,63 @@ class MessageStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"message store history query failed: {exc}") from exc
-            return [_from_row(row) for row in rows]
+        return [_from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ removal
 
     def forget(self, conversation: ConversationRef | int, local_id: int) -> bool:
-        """Drop one mapping (e.g. after the message was deleted and its recall event was pushed)."""
+        """Drop one mapping (e.g. after the message was deleted and its recall event was pushed).
+
+        The id is not reissued (the conversation's counter never goes back).
+        """
         conversation_id = conversation if isinstance(conversation, int) else conversation.id
-        with self._lock:
+        key = (conversation_id, local_id)
+        with self._db:
             self._check_open()
             self.flush()
-            cached = self._by_local.pop((conversation_id, local_id), None)
-            if cached is not None and self._by_platform.get(cached.platform_id) == (conversation_id, local_id):
-                del self._by_platform[cached.platform_id]
+            with self._mem:
+                cached = self._by_local.pop(key, None)
+                if cached is not None and self._by_platform.get(cached.platform_id) == key:
+                    del self._by_platform[cached.platform_id]
             try:
-                with self._transaction():
-                    cursor = self._db.execute(
-                        "DELETE FROM messages_map WHERE conversation_id = ? AND local_id = ?",
-                        (conversation_id, local_id),
+                with _Transaction(self._conn):
+                    cursor = self._conn.execute(
+                        "DELETE FROM messages_map WHERE conversation_id = ? AND local_id = ?", key
                     )
             except sqlite3.Error as exc:
                 raise StoreError(f"message store delete failed: {exc}") from exc
-            return cached is not None or cursor.rowcount > 0
+        return cached is not None or cursor.rowcount > 0
 
     def prune(self, now: float) -> int:
         """Delete mappings older than the retention (by message time); returns how many rows went."""
         cutoff = int(now) - self._retention_seconds
-        with self._lock:
+        with self._db:
             self._check_open()
             self.flush()
-            for key, stored in list(self._by_local.items()):
-                if stored.time < cutoff:
-                    del self._by_local[key]
-                    if self._by_platform.get(stored.platform_id) == key:
-                        del self._by_platform[stored.platform_id]
+            with self._mem:
+                for key, stored in list(self._by_local.items()):
+                    if stored.time < cutoff:
+                        del self._by_local[key]
+                        if self._by_platform.get(stored.platform_id) == key:
+                            del self._by_platform[stored.platform_id]
             try:
-                with self._transaction():
-                    cursor = self._db.execute("DELETE FROM messages_map WHERE time < ?", (cutoff,))
+                with _Transaction(self._conn):
+                    cursor = self._conn.execute("DELETE FROM messages_map WHERE time < ?", (cutoff,))
             except sqlite3.Error as exc:
                 raise StoreError(f"message store prune failed: {exc}") from exc
-            if cursor.rowcount:
-                log.info("message store: pruned %d mappings older than %d days", cursor.rowcount, self.retention_days)
-            return cursor.rowcount
+        if cursor.rowcount:
+            log.info("message store: pruned %d mappings older than %d days", cursor.rowcount, self.retention_days)
+        return cursor.rowcount
 
     # ------------------------------------------------------------------ misc
 
     @property
     def retention_days(self) -> int:
         return self._retention_seconds // _SECONDS_PER_DAY
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
 
     @property
     def pending(self) -> int:
@@ -553,6 +631,15 @@ class MessageStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the message store is closed; open it again with MessageStore.open()")
+
+
+def _safe_payload(stored: StoredMessage) -> str:
+    """The row payload; a segment the converter cannot handle must not wedge every later flush."""
+    try:
+        return _payload(stored)
+    except (TypeError, ValueError, cattrs.BaseValidationError):
+        log.exception("message %d: content not storable; keeping the id mapping only", stored.platform_id)
+        return _payload(attrs.evolve(stored, segments=(), quote=None))
 
 
 class _Transaction:

@@ -264,3 +264,69 @@ def test_wal_mode_and_table_prefix(db_path: str) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"messages_map", "messages_counter"}
+
+
+def test_full_batch_calls_the_hook_instead_of_flushing_inline(db_path: str) -> None:
+    calls: list[int] = []
+    store = MessageStore.open(db_path, batch_size=2, cache_size=4, on_batch_full=lambda: calls.append(1))
+    for platform_id in range(1, 11):
+        store.record(msg(platform_id))
+    assert store.pending == 10  # nothing written inline
+    assert len(calls) == 9  # every record from the second on found the batch full
+    # rows evicted from the 4-entry cache but not flushed yet are still found
+    first = store.lookup_local(G, 1)
+    assert first is not None and first.platform_id == 1
+    by_platform = store.lookup_platform(2)
+    assert by_platform is not None and by_platform.local_id == 2
+    assert store.flush() == 10
+    assert store.lookup_local(G, 1) is not None
+    store.close()
+
+
+def test_failed_flush_keeps_rows_pending_and_retries(db_path: str) -> None:
+    store = MessageStore.open(db_path, busy_timeout=0.01)
+    store.record(msg(1))
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    with pytest.raises(StoreError, match="stay pending"):
+        store.flush()
+    assert store.pending == 1
+    assert store.record(msg(2)).local_id == 2
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert store.flush() == 2
+    store.close()
+    store = MessageStore.open(db_path)
+    assert [m.platform_id for m in store.history(G, 0, 2**63 - 1, 10)] == [1, 2]
+    assert store.record(msg(3)).local_id == 3
+    store.close()
+
+
+def test_flushing_from_another_thread_while_recording(db_path: str) -> None:
+    import threading
+
+    store = MessageStore.open(db_path, batch_size=10**9)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def flusher() -> None:
+        try:
+            while not stop.is_set():
+                store.flush()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+            raise
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        ids = [store.record(msg(n, conversation=G if n % 2 else DM)).local_id for n in range(1, 3001)]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors
+    store.close()
+    assert sorted(ids[0::2]) == list(range(1, 1501))  # group: odd platform ids
+    assert sorted(ids[1::2]) == list(range(1, 1501))  # DM
+    count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM messages_map").fetchone()[0]
+    assert count == 3000
