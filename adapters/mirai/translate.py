@@ -416,7 +416,9 @@ _BOT_STATUS_TYPES = {
 def encode_event(event: Event, *, bot_id: int) -> dict[str, object] | None:
     """The ``data`` object of the pushed frame for ``event``; ``None`` when mirai has nothing to say.
 
-    ``None`` only for a recall of a message that never received a mirai id.
+    ``bot_id`` is the qq presented to frameworks (``BotOnlineEvent.qq``, the receiver in private quotes).
+    ``None`` only for a recall of a message that never received a mirai id (resolve refs through the
+    store first).
     """
     if isinstance(event, MessageReceived):
         message = event.message
@@ -495,7 +497,8 @@ def encode_event(event: Event, *, bot_id: int) -> dict[str, object] | None:
             }
         return {"type": "BotLeaveEventActive", "group": _group(event.group)}
     if isinstance(event, BotStatusChanged):
-        return {"type": _BOT_STATUS_TYPES[event.status], "qq": event.bot_id}
+        # the qq frameworks bound to (config mirai.bot_id may differ from the Discord user id)
+        return {"type": _BOT_STATUS_TYPES[event.status], "qq": bot_id or event.bot_id}
     raise LocalProtocolError(
         f"encode_event: no mirai event for {type(event).__name__}; extend adapters/mirai/translate"
     )

@@ -469,6 +469,12 @@ def test_frame_is_compact_with_string_sync_id_and_unescaped_unicode() -> None:
     assert parsed == {"syncId": "-1", "data": encode_event(MessageReceived(message=message), bot_id=BOT)}
 
 
+def test_bot_events_carry_the_presented_qq() -> None:
+    event = BotStatusChanged(bot_id=BOT, status=BotStatus.RELOGIN)
+    assert encode_event(event, bot_id=12345) == {"type": "BotReloginEvent", "qq": 12345}
+    assert encode_event(event, bot_id=0) == {"type": "BotReloginEvent", "qq": BOT}
+
+
 def test_frame_with_custom_reserved_sync_id() -> None:
     frame = encode_event_frame(BotStatusChanged(bot_id=BOT, status=BotStatus.ONLINE), bot_id=BOT, reserved_sync_id="ev")
     assert frame == '{"syncId":"ev","data":{"type":"BotOnlineEvent","qq":900}}'
