@@ -453,14 +453,15 @@ class SendRateLimiter:
 
     def delay(self, now: float, *, priority: bool) -> float:
         """Seconds until one more send of this lane is allowed (0.0: now)."""
-        horizon = now - self.window
         sent = self._sent
-        while sent and sent[0] <= horizon:
+        window = self.window
+        # same arithmetic as available_at(), so "available at t" really means "delay(t) == 0"
+        while sent and sent[0] + window <= now:
             sent.popleft()
         allowed = self.limit if priority else self.limit - self.reserve
         if len(sent) < allowed:
             return 0.0
-        return sent[len(sent) - allowed] + self.window - now
+        return sent[len(sent) - allowed] + window - now
 
     def record(self, now: float) -> None:
         self._sent.append(now)

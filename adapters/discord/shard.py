@@ -154,6 +154,8 @@ class Shard:
                 reason = f"could not connect: {type(exc).__name__}"
                 if isinstance(exc, trio_websocket.ConnectionRejected):
                     reason = f"could not connect: HTTP {exc.status_code}"
+            except trio_websocket.ConnectionClosed as exc:
+                code = exc.reason.code if exc.reason is not None else None
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
             self._identify_task_running = False
@@ -282,7 +284,8 @@ class Shard:
                 self._ready.set()
             elif isinstance(event, ShardDisconnected):
                 if event.will_retry_in is None:
-                    log.error("shard %d: gateway closed with fatal code %s (%s)", shard_id, event.code, event.reason)
+                    # WARNING, not ERROR: the GatewayClosed raised next carries the advice and is reported once
+                    log.warning("shard %d: fatal close code %s (%s), stopping", shard_id, event.code, event.reason)
                 else:
                     log.info(
                         "shard %d: disconnected (%s); reconnecting in %.1f s to %s",

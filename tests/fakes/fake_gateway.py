@@ -67,6 +67,11 @@ class _Session:
     conn: _Connection | None = None
 
 
+@attrs.frozen
+class _RawText:
+    text: str
+
+
 @attrs.define(eq=False)
 class _Connection:
     ws: trio_websocket.WebSocketConnection
@@ -77,13 +82,21 @@ class _Connection:
     shard_id: int | None = None
     session: _Session | None = None
     sent_times: deque[float] = attrs.field(factory=deque)
-    _outgoing: deque[str] = attrs.field(factory=deque)
+    _outgoing: deque[str | bytes | _RawText] = attrs.field(factory=deque)  #: bytes/_RawText go out as-is
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _compressor: Any = attrs.field(factory=zlib.compressobj)
     frames_sent: int = 0
 
     def queue(self, text: str) -> None:
         self._outgoing.append(text)
+        self._wakeup.set()
+
+    def queue_raw_text(self, text: str) -> None:
+        self._outgoing.append(_RawText(text))
+        self._wakeup.set()
+
+    def queue_raw(self, data: bytes) -> None:
+        self._outgoing.append(data)
         self._wakeup.set()
 
     def queue_many(self, texts: Iterable[str]) -> None:
@@ -97,6 +110,10 @@ class _Connection:
                 self._wakeup = trio.Event()
                 while self._outgoing:
                     text = self._outgoing.popleft()
+                    if isinstance(text, bytes | _RawText):
+                        await self.ws.send_message(text.text if isinstance(text, _RawText) else text)
+                        self.frames_sent += 1
+                        continue
                     if not self.compress:
                         await self.ws.send_message(text)
                         self.frames_sent += 1
@@ -226,6 +243,15 @@ class FakeGateway:
         conn = self._conn_for(shard_id)
         self._detach(conn)
         await conn.stream.aclose()
+
+    async def send_raw(self, message: str | bytes, *, shard_id: int = 0) -> None:
+        """Send a websocket message as-is (text or binary, never compressed): for bad-input tests."""
+        conn = self._conn_for(shard_id)
+        if isinstance(message, str):
+            conn.queue_raw_text(message)
+        else:
+            conn.queue_raw(message)
+        await trio.lowlevel.checkpoint()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds; re-checked whenever the fake records something."""

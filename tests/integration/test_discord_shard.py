@@ -470,3 +470,51 @@ async def test_shutdown_closes_resumably_and_a_restart_resumes(
     assert len(fake.resumes) == 1
     assert [e.data["content"] for e in second.dispatches("MESSAGE_CREATE")] == ["message 1"]
     assert second.of(ShardResumed)[0].replayed == 1
+
+
+async def test_unreachable_gateway_backs_off_and_keeps_trying(autojump_clock: trio.abc.Clock) -> None:
+    with trio.socket.socket() as probe:  # a port with nothing listening
+        await probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    collector = Collector()
+    info = GatewayBotInfo.from_json(
+        {
+            "url": f"ws://127.0.0.1:{dead_port}",
+            "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 1000, "max_concurrency": 1},
+        }
+    )
+
+    async def fetch() -> GatewayBotInfo:
+        return info
+
+    with trio.move_on_after(300), trio.fail_after(600):
+        await serve_gateway(
+            config=DiscordConfig(), token=TOKEN, fetch_gateway_info=fetch, on_event=collector, rng=random.Random(2)
+        )
+    failures = collector.of(ShardDisconnected)
+    assert len(failures) >= 5
+    assert all("could not connect" in f.reason for f in failures)
+    assert all(f.will_retry_in is not None and f.will_retry_in <= 60.0 for f in failures)
+    assert not collector.of(ShardReady)
+
+
+@pytest.mark.parametrize(
+    ("compress", "garbage"),
+    [(False, "{this is not json"), (False, '["not", "an", "object"]'), (True, b"\x00\x01 not zlib \x00\x00\xff\xff")],
+)
+async def test_garbage_from_the_gateway_reconnects_and_loses_nothing(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock, compress: bool, garbage: str | bytes
+) -> None:
+    with trio.fail_after(120):
+        fake = await start_fake(nursery)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector, compress=compress)
+        await fake.dispatch("MESSAGE_CREATE", message(0))
+        await fake.send_raw(garbage)
+        await fake.dispatch("MESSAGE_CREATE", message(1))
+        await fake.wait_until(lambda: len(fake.resumes) == 1)
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
+    assert fake.client_closes[0][1] == 4000
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == ["message 0", "message 1"]
+    assert_exactly_once_in_order(collector)
