@@ -32,6 +32,7 @@ import logging
 import random
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -185,6 +186,7 @@ class _Connection:
         self.wake = trio.Event()
         self.deadline_changed = trio.Event()
         self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
+        self.dispatcher: CommandDispatcher = client.dispatcher
 
     @property
     def verified(self) -> bool:
@@ -229,6 +231,8 @@ class _Connection:
             nursery.start_soon(self._run_command, ticket, action.frame)
         elif isinstance(action, Verified):
             client.verifications += 1
+            if client.dispatcher_for_session is not None:
+                self.dispatcher = client.dispatcher_for_session(action.session_key)
             log.info(
                 "%s: framework verified (bot %d); delivering from outbox seq %d",
                 client.label,
@@ -260,7 +264,7 @@ class _Connection:
         with trio.move_on_at(hard_stop):
             async with self.limiter:
                 try:
-                    data = await client.dispatcher.dispatch(frame.command, frame.sub_command, frame.content)
+                    data = await self.dispatcher.dispatch(frame.command, frame.sub_command, frame.content)
                 except Exception as exc:
                     log.exception("%s: command %r (syncId %r) failed", client.label, frame.command, frame.sync_id)
                     self._answer(self.correlator.fail(ticket, f"internal error in {frame.command}: {exc}"))
@@ -319,8 +323,10 @@ class DestinationClient:
         dispatcher: CommandDispatcher,
         identity: BotIdentity,
         rng: random.Random | None = None,
+        dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
     ) -> None:
         self.destination = destination
+        self.dispatcher_for_session = dispatcher_for_session
         self.config = config
         self.outbox = outbox
         self.dispatcher = dispatcher
@@ -443,11 +449,18 @@ async def serve_destination(
     dispatcher: CommandDispatcher,
     identity: BotIdentity,
     rng: random.Random | None = None,
+    dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
     task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one destination's connection loop forever (``started(DestinationClient)``)."""
     client = DestinationClient(
-        destination=destination, config=config, outbox=outbox, dispatcher=dispatcher, identity=identity, rng=rng
+        destination=destination,
+        config=config,
+        outbox=outbox,
+        dispatcher=dispatcher,
+        identity=identity,
+        rng=rng,
+        dispatcher_for_session=dispatcher_for_session,
     )
     await client.serve(task_status=task_status)
 
@@ -459,11 +472,16 @@ async def serve_reverse_ws(
     dispatcher: CommandDispatcher,
     identity: BotIdentity,
     rng: random.Random | None = None,
+    dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
     task_status: trio.TaskStatus[ReverseWsClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
 
-    Frames larger than ``config.max_frame_bytes`` close the offending connection (1009) and it reconnects.
+    ``dispatcher`` answers every authenticated command. ``dispatcher_for_session``, if given, is called with the
+    session key after each successful verify and its result serves that connection instead (so ``sessionInfo``
+    can report the key: ``dispatcher_for_session=handler.for_session``). ``rng`` (session keys, backoff jitter)
+    defaults to a fresh ``random.Random()``. Frames larger than ``config.max_frame_bytes`` close the offending
+    connection (1009) and it reconnects.
     """
     shared_rng = rng if rng is not None else random.Random()
     async with trio.open_nursery() as nursery:
@@ -478,6 +496,7 @@ async def serve_reverse_ws(
                     dispatcher=dispatcher,
                     identity=identity,
                     rng=shared_rng,
+                    dispatcher_for_session=dispatcher_for_session,
                 ),
             )
             clients.append(client)

@@ -188,6 +188,7 @@ class FakeFramework:
         reserved_sync_id: str = RESERVED_SYNC_ID,
         record_frames: bool = True,
         max_message_size: int = 64 * 1024 * 1024,
+        message_queue_size: int = 1,
     ) -> None:
         self._nursery = nursery
         self.verify_key = verify_key
@@ -199,6 +200,7 @@ class FakeFramework:
         self.reserved_sync_id = reserved_sync_id
         self.record_frames = record_frames
         self.max_message_size = max_message_size
+        self.message_queue_size = message_queue_size
         self.port = 0
         self.connections: list[FakeConnection] = []
         self.rejected: list[tuple[str, dict[str, str]]] = []  #: (path, headers) of refused handshakes
@@ -206,6 +208,8 @@ class FakeFramework:
         self._changes = _Changes()
         self._scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
+        self._reading = trio.Event()
+        self._reading.set()
 
     @property
     def running(self) -> bool:
@@ -219,6 +223,14 @@ class FakeFramework:
         self._stopped = trio.Event()
         server = await self._nursery.start(self._serve, self._scope)
         self.port = server.port
+
+    def pause_reading(self) -> None:
+        """Stop reading from every connection (a stuck framework): the bridge's writes back up in TCP."""
+        if self._reading.is_set():
+            self._reading = trio.Event()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     async def stop(self) -> None:
         """Stop listening and drop every connection abruptly (the framework process went away)."""
@@ -241,6 +253,7 @@ class FakeFramework:
                     self.port,
                     ssl_context=None,
                     max_message_size=self.max_message_size,
+                    message_queue_size=self.message_queue_size,
                     task_status=task_status,
                 )
         finally:
@@ -270,6 +283,8 @@ class FakeFramework:
             if self.auto_verify:
                 await conn.send_verify(self.verify_key, self.qq)
             while True:
+                if not self._reading.is_set():
+                    await self._reading.wait()
                 message = await ws.get_message()
                 conn._record(message)
                 self._changes.notify()

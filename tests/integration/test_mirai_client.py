@@ -91,6 +91,7 @@ async def running_bridge(
     config: MiraiConfig,
     outbox: Outbox,
     dispatcher: CommandDispatcher | None = None,
+    **kwargs: object,
 ) -> AsyncIterator[ReverseWsClient]:
     from adapters.mirai.client import serve_reverse_ws
 
@@ -104,6 +105,7 @@ async def running_bridge(
                 dispatcher=dispatcher or FakeHandlers(),
                 identity=FixedIdentity(),
                 rng=random.Random(1),
+                **kwargs,
             )
         )
         try:
@@ -458,3 +460,55 @@ async def test_tls_failures_are_retried(outbox: Outbox, caplog: pytest.LogCaptur
                     await trio.sleep(0.02)
             assert fw.connections == []  # a plain-ws server never completes a TLS handshake
             assert "handshake failed" in caplog.text or "connection failed" in caplog.text
+
+
+async def test_a_framework_that_stops_reading_leaves_events_in_the_outbox_not_in_memory(outbox: Outbox) -> None:
+    big = "x" * 16_384
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT, record_frames=False) as fw,
+            running_bridge(mirai_config(fw.port), outbox) as client,
+        ):
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            await fw.wait_events(1)
+            fw.pause_reading()
+            total = 3_000  # ~48 MB: far more than the loopback socket buffers hold
+            for i in range(total):
+                outbox.append(json.dumps({"syncId": "-1", "data": {"type": "GroupMessage", "n": i, "pad": big}}))
+            await trio.sleep(0.5)
+            (stats,) = client.statistics()
+            assert stats.verified
+            assert stats.backlog > 0  # the writer is blocked on the socket; the rest waits in the outbox
+            assert outbox.statistics().retained >= stats.backlog
+            fw.resume_reading()
+            await fw.wait_events(1 + total)
+            assert group_messages(fw) == list(range(total))
+
+
+async def test_dispatcher_for_session_serves_each_verified_connection(outbox: Outbox) -> None:
+    sessions: list[str] = []
+
+    class SessionDispatcher(FakeHandlers):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+        async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
+            if command == "sessionInfo":
+                return {"code": 0, "msg": "", "data": {"sessionKey": self.key}}
+            return await super().dispatch(command, sub_command, content)
+
+    def for_session(key: str) -> CommandDispatcher:
+        sessions.append(key)
+        return SessionDispatcher(key)
+
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT) as fw,
+            running_bridge(mirai_config(fw.port), outbox, dispatcher_for_session=for_session),
+        ):
+            conn = await fw.wait_connection()
+            key = await conn.wait_verified()
+            assert await conn.request("sessionInfo", {}) == {"code": 0, "msg": "", "data": {"sessionKey": key}}
+            assert sessions == [key]
