@@ -734,7 +734,10 @@ class ShardSession:
         if op == Op.HELLO:
             return self._on_hello(payload, now)
         if op == Op.RECONNECT:
-            self._begin_close(CloseAction.RESUME, "Discord asked to reconnect (op 7)", delay=0.0)
+            # a live session reconnects at once; op 7 instead of HELLO means the node is restarting (hikari),
+            # so back off rather than hammer it
+            delay = 0.0 if self.state is ShardState.CONNECTED else None
+            self._begin_close(CloseAction.RESUME, "Discord asked to reconnect (op 7)", delay=delay)
             return []
         if op == Op.INVALID_SESSION:
             resumable = payload.get("d") is True

@@ -611,3 +611,17 @@ def test_slot_delay_peeks_without_taking() -> None:
     assert pacer.acquire(0, now=0.0) == 0.0
     assert pacer.slot_delay(1, now=2.0) == pytest.approx(3.0)
     assert pacer.remaining == 999
+
+
+def test_op7_before_hello_backs_off() -> None:
+    gw = connected()
+    gw.connection_lost(1006, now=1.0)
+    delays = []
+    for i in range(6):
+        gw.connection_opened(now=2.0 + i)
+        gw.receive({"op": 7, "d": None}, now=2.0 + i)  # instead of HELLO
+        (ev,) = gw.connection_lost(RESUMABLE_CLOSE_CODE, now=2.0 + i)
+        assert isinstance(ev, ShardDisconnected)
+        assert ev.will_retry_in is not None
+        delays.append(ev.will_retry_in)
+    assert all(d > 0.0 for d in delays)  # backoff, unlike op 7 on a live session (0.0)
