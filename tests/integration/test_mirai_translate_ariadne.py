@@ -145,3 +145,67 @@ def test_messages_with_every_segment_parse_in_ariadne() -> None:
 
 if __name__ == "__main__":  # pragma: no cover - manual run
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# Ariadne lets only its own modules build some models ("internal class"), as its app.py does when it
+# parses API results: run the checker under such a module name.
+RUN_AS_ARIADNE_MODULE = (
+    "import sys; exec(compile(sys.argv[1], 'probe', 'exec'), {'__name__': 'graia.ariadne.model.probe'})"
+)
+RESULT_CHECKER = r"""
+import json, sys
+from graia.ariadne.connection.util import build_event
+from graia.ariadne.model import Announcement, Profile
+from graia.ariadne.model.relationship import Friend, Group, GroupConfig, Member
+from graia.ariadne.util import camel_to_snake
+models = {"Friend": Friend, "Group": Group, "Member": Member, "Profile": Profile, "Announcement": Announcement}
+out = []
+for model, data in json.load(sys.stdin):
+    if model == "event":
+        out.append(type(build_event(data)).__name__)
+    elif model == "GroupConfig":
+        out.append(type(GroupConfig.parse_obj({camel_to_snake(k): v for k, v in data.items()})).__name__)
+    else:
+        out.append(type(models[model].parse_obj(data)).__name__)
+json.dump(out, sys.stdout)
+"""
+
+
+def test_result_shapes_parse_with_ariadne_models() -> None:
+    from adapters.mirai.translate import encode_result
+    from tests.unit.test_mirai_translate_results import RESULT_CASES
+
+    pairs: list[tuple[str, object]] = []
+    for command, result, _ in RESULT_CASES:
+        data = encode_result(command, result, bot_id=BOT)  # type: ignore[arg-type]
+        inner = data.get("data", data)
+        items = inner if isinstance(inner, list) else [inner]
+        model = {
+            "friendList": "Friend",
+            "groupList": "Group",
+            "memberList": "Member",
+            "latestMemberList": "Member",
+            "memberInfo": "Member",
+            "botProfile": "Profile",
+            "memberProfile": "Profile",
+            "groupConfig": "GroupConfig",
+            "anno_list": "Announcement",
+            "anno_publish": "Announcement",
+            "messageFromId": "event",
+            "roamingMessages": "event",
+        }.get(command)
+        if model is not None:
+            pairs.extend((model, item) for item in items)
+    if not ARIADNE_PYTHON.exists():
+        pytest.skip(f"Graia Ariadne venv not found at {ARIADNE_PYTHON} (set ARIADNE_PYTHON)")
+    completed = subprocess.run(
+        [str(ARIADNE_PYTHON), "-c", RUN_AS_ARIADNE_MODULE, RESULT_CHECKER],
+        input=json.dumps(pairs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    parsed = json.loads(completed.stdout)
+    assert parsed == [("GroupMessage" if model == "event" else model) for model, _ in pairs]
