@@ -607,6 +607,8 @@ class ShardSession:
     fatal_error: GatewayClosed | None = None
     close_code: int | None = None  #: set in CLOSING: the code the shell must close the socket with
     latency: float | None = None
+    #: dispatches skipped or stripped because their shape was wrong (the shell logs when this grows)
+    malformed_dispatches: int = 0
 
     # per connection
     _resuming: bool = False
@@ -627,7 +629,6 @@ class ShardSession:
     _failed_resumes: int = 0
     _dispatches: int = 0
     _duplicates: int = 0
-    _malformed: int = 0
     _reconnects: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -689,7 +690,7 @@ class ShardSession:
             seq=self.seq,
             dispatches=self._dispatches,
             duplicates_dropped=self._duplicates,
-            malformed_dispatches=self._malformed,
+            malformed_dispatches=self.malformed_dispatches,
             reconnects=self._reconnects,
             latency=self.latency,
             pending_sends=len(self._user_frames),
@@ -719,6 +720,15 @@ class ShardSession:
         """Feed one decoded payload. Raises RemoteProtocolError on a malformed one (and asks to close)."""
         if self.state not in _LIVE_STATES:
             return []  # closing or closed: anything still in flight is replayed on resume
+        try:
+            return self._receive(payload, now)
+        except RemoteProtocolError as exc:
+            # like h11: after bad input this connection is finished; resume on a fresh one
+            if self.state in _LIVE_STATES:
+                self._begin_close(CloseAction.RESUME, str(exc))
+            raise
+
+    def _receive(self, payload: Mapping[str, Any], now: float) -> list[GatewayEvent]:
         op = payload.get("op")
         if op == Op.DISPATCH:
             return self._on_dispatch(payload, now)
@@ -895,7 +905,6 @@ class ShardSession:
         d = payload.get("d")
         interval_ms = d.get("heartbeat_interval") if isinstance(d, Mapping) else None
         if not isinstance(interval_ms, int | float) or isinstance(interval_ms, bool) or interval_ms <= 0:
-            self._begin_close(CloseAction.RESUME, "malformed HELLO")
             raise RemoteProtocolError(f"HELLO without a positive heartbeat_interval: {d!r}")
         self._heartbeat_interval = interval_ms / 1000.0
         # first beat after interval * jitter, jitter in [0, 1) (discord.md §2.4 step 2)
@@ -915,8 +924,6 @@ class ShardSession:
 
     def _on_dispatch(self, payload: Mapping[str, Any], now: float) -> list[GatewayEvent]:
         name = payload.get("t")
-        if not isinstance(name, str):
-            raise RemoteProtocolError("dispatch (op 0) without an event name 't'")
         seq = payload.get("s")
         if isinstance(seq, int):
             if self.seq is not None and seq <= self.seq:
@@ -925,10 +932,14 @@ class ShardSession:
             self.seq = seq
         else:
             seq = None
+        if not isinstance(name, str) or not name:
+            # skipped, but its seq is taken: a resume would replay the same garbage forever
+            self.malformed_dispatches += 1
+            return []
         data = payload.get("d")
         if not isinstance(data, dict):
             if data is not None:
-                self._malformed += 1
+                self.malformed_dispatches += 1
             data = {}
         self._dispatches += 1
         events: list[GatewayEvent] = [DispatchReceived(shard_id=self.shard_id, name=name, seq=seq, data=data)]

@@ -200,6 +200,7 @@ class Shard:
     ) -> int | None:
         machine = self.machine
         on_event = self.on_event
+        malformed_seen = machine.malformed_dispatches
         while True:
             try:
                 message = await ws.get_message()
@@ -215,6 +216,13 @@ class Shard:
                 machine.abort(str(exc), now=trio.current_time())
                 self._wakeup.set()
                 continue
+            if machine.malformed_dispatches != malformed_seen:
+                malformed_seen = machine.malformed_dispatches
+                log.warning(
+                    "shard %d: skipped a malformed dispatch (op 0 without a name, or 'd' not an object); %d so far",
+                    machine.shard_id,
+                    malformed_seen,
+                )
             for event in events:
                 if type(event) is DispatchReceived:
                     on_event(event)  # the hot path: no logging, no awaiting

@@ -147,7 +147,7 @@ class FakeGateway:
     identify_reset_after: float = 24 * 3600.0  #: seconds, from when serve() started
     allowed_intents: int = (1 << 26) - 1  #: privileged bits missing here → 4014
     enforce_send_limit: bool = True
-    replay_buffer_size: int = 100_000  #: dispatches kept per session for RESUME (Discord keeps a few minutes)
+    replay_buffer_size: int = 20_000  #: dispatches kept per session for RESUME (Discord keeps a few minutes)
     bot_user: dict[str, Any] = attrs.field(
         factory=lambda: {"id": "1000", "username": "relay-bot", "global_name": None, "bot": True}
     )

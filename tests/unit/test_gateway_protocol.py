@@ -595,8 +595,22 @@ def test_dispatch_with_non_object_data_is_counted_not_fatal() -> None:
     assert isinstance(ev, DispatchReceived)
     assert ev.data == {}
     assert gw.statistics().malformed_dispatches == 1
+    assert gw.receive({"op": 0, "s": 3, "d": {}}, now=1.0) == []  # no name: skipped, seq taken
+    assert gw.malformed_dispatches == 2
+    assert gw.seq == 3
+    assert gw.state is ShardState.CONNECTED
+
+
+def test_any_remote_protocol_error_finishes_the_connection() -> None:
+    gw = make_session()
+    gw.connection_opened(now=0.0)
+    gw.receive(hello(), now=0.0)
+    gw.identify_now(now=0.0)
     with pytest.raises(RemoteProtocolError):
-        gw.receive({"op": 0, "s": 3, "d": {}}, now=1.0)
+        gw.receive(dispatch("READY", 1, {"session_id": ""}), now=0.0)
+    assert gw.state is ShardState.CLOSING
+    assert gw.close_code == RESUMABLE_CLOSE_CODE
+    assert gw.receive(dispatch("MESSAGE_CREATE", 2), now=0.0) == []
 
 
 def test_next_deadline_is_infinite_when_disconnected() -> None:
