@@ -131,6 +131,8 @@ class CachedMember:
     joined_at: float = 0.0
     timeout_until: float = 0.0  #: epoch seconds; 0 = never timed out
     last_spoke_at: float = 0.0
+    _joined_raw: object = attrs.field(default=None, repr=False, eq=False)
+    _timeout_raw: object = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def display_name(self) -> str:
@@ -143,17 +145,22 @@ class CachedMember:
     def update(self, data: Mapping[str, Any]) -> None:
         """Apply a (possibly partial) member payload; fields absent from the payload are kept."""
         user = data.get("user")
-        if isinstance(user, Mapping):
+        if isinstance(user, dict):
             self.user.update(user)
         if "nick" in data:
             self.nick = data.get("nick") or ""
         roles = data.get("roles")
         if isinstance(roles, list):
             self.roles = tuple(to_int(r) for r in roles)
-        if "joined_at" in data:
-            self.joined_at = parse_iso_time(data.get("joined_at"))
-        if "communication_disabled_until" in data:
-            self.timeout_until = parse_iso_time(data.get("communication_disabled_until"))
+        # timestamps are parsed only when they change: this runs for every MESSAGE_CREATE (the hot path)
+        joined = data.get("joined_at", self._joined_raw)
+        if joined != self._joined_raw:
+            self._joined_raw = joined
+            self.joined_at = parse_iso_time(joined)
+        timeout = data.get("communication_disabled_until", self._timeout_raw)
+        if timeout != self._timeout_raw:
+            self._timeout_raw = timeout
+            self.timeout_until = parse_iso_time(timeout)
 
 
 @attrs.define(slots=True)
@@ -219,12 +226,12 @@ def is_obfuscated(data: Mapping[str, Any]) -> bool:
 def channel_from_payload(data: Mapping[str, Any], guild_id: int = 0) -> CachedChannel:
     overwrites = {}
     for raw in data.get("permission_overwrites") or ():
-        if isinstance(raw, Mapping):
+        if isinstance(raw, dict):
             ow = Overwrite.from_payload(raw)
             overwrites[ow.id] = ow
     recipient_id = 0
     recipients = data.get("recipients")
-    if isinstance(recipients, list) and recipients and isinstance(recipients[0], Mapping):
+    if isinstance(recipients, list) and recipients and isinstance(recipients[0], dict):
         recipient_id = to_int(recipients[0].get("id"))
     return CachedChannel(
         id=to_int(data.get("id")),
@@ -262,7 +269,7 @@ class CachedGuild:
             self.system_channel_id = to_int(data.get("system_channel_id"))
         roles = data.get("roles")
         if isinstance(roles, list):
-            self.roles = {r.id: r for r in (CachedRole.from_payload(x) for x in roles if isinstance(x, Mapping))}
+            self.roles = {r.id: r for r in (CachedRole.from_payload(x) for x in roles if isinstance(x, dict))}
 
     def base_permissions(self, member: CachedMember) -> int:
         """Guild-level permissions (discord.md §9.2): owner → all; @everyone | member roles; ADMINISTRATOR → all."""
@@ -343,10 +350,10 @@ class DiscordCache:
 
     def on_ready(self, data: Mapping[str, Any]) -> None:
         user = data.get("user")
-        if isinstance(user, Mapping):
+        if isinstance(user, dict):
             self.set_bot_user(user)
         for guild in data.get("guilds") or ():
-            if isinstance(guild, Mapping):
+            if isinstance(guild, dict):
                 guild_id = to_int(guild.get("id"))
                 self.ready_guild_ids.add(guild_id)
                 known = self.guilds.get(guild_id)
@@ -375,10 +382,10 @@ class DiscordCache:
         threads = data.get("threads")
         if isinstance(threads, list):
             for thread in threads:
-                if isinstance(thread, Mapping):
+                if isinstance(thread, dict):
                     self.upsert_channel(thread, guild_id)
         for member in data.get("members") or ():
-            if isinstance(member, Mapping):
+            if isinstance(member, dict):
                 self.upsert_member(guild_id, member)
         return guild
 
@@ -389,7 +396,7 @@ class DiscordCache:
             guild = self.guilds[guild_id] = CachedGuild(guild_id)
         seen: set[int] = set()
         for raw in channels:
-            if isinstance(raw, Mapping):
+            if isinstance(raw, dict):
                 channel = self.upsert_channel(raw, guild_id)
                 if channel is not None:
                     seen.add(channel.id)
@@ -491,9 +498,9 @@ class DiscordCache:
         if guild is None:
             return None
         raw_user = data.get("user")
-        if not isinstance(raw_user, Mapping):
+        if not isinstance(raw_user, dict):
             raw_user = user
-        if not isinstance(raw_user, Mapping):
+        if not isinstance(raw_user, dict):
             return None
         user_id = to_int(raw_user.get("id"))
         if self.bot_user is not None and user_id == self.bot_user.id:

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from adapters.discord.cache import (
     CachedChannel,
@@ -123,6 +124,7 @@ from relay.errors import (
     HTTPError,
     PayloadTooLarge,
     RateLimitedTooLong,
+    RelayError,
 )
 
 log = logging.getLogger(__name__)
@@ -442,7 +444,6 @@ class DiscordCommandExecutor:
         handler = self._handlers.get(type(command))
         if handler is None:
             raise CommandFailed(FailureKind.UNSUPPORTED, f"{type(command).__name__} is not a Discord command")
-        guild_id = 0
         try:
             result: Result = await handler(command)
         except CommandFailed:
@@ -450,6 +451,10 @@ class DiscordCommandExecutor:
         except DiscordError as exc:
             guild_id = self._guild_hint(command)
             raise command_failure(exc, bot_timed_out=self._bot_timed_out(guild_id)) from exc
+        except trio.TooSlowError as exc:  # a download's own deadline (RestClient.download)
+            raise CommandFailed(FailureKind.TIMEOUT, "Discord did not answer in time; try again later") from exc
+        except RelayError as exc:  # e.g. a malformed answer from Discord (RemoteProtocolError)
+            raise CommandFailed(FailureKind.INTERNAL, f"{type(command).__name__} failed: {exc}") from exc
         return result
 
     # ------------------------------------------------------------------ resolution helpers

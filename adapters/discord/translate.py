@@ -109,6 +109,8 @@ AUDIT_MEMBER_BAN_ADD = 22
 
 #: Bridge-sent message ids / nonces remembered for echo suppression (a send echoes back within seconds).
 MAX_SENT_IDS = 4_096
+#: Channel → group memo entries (rebuilt from the cache on demand; cleared whenever guild state changes).
+MAX_MEMO_GROUPS = 10_000
 #: Kicks/bans noted before their GUILD_MEMBER_REMOVE arrives (usually milliseconds apart).
 MAX_PENDING_KICKS = 1_024
 
@@ -170,17 +172,17 @@ def embed_text(embed: Mapping[str, Any]) -> str:
     """An embed as readable plain text: author, title, description, fields, footer (one per line)."""
     lines: list[str] = []
     author = embed.get("author")
-    if isinstance(author, Mapping) and author.get("name"):
+    if isinstance(author, dict) and author.get("name"):
         lines.append(str(author["name"]))
     if embed.get("title"):
         lines.append(str(embed["title"]))
     if embed.get("description"):
         lines.append(str(embed["description"]))
     for field in embed.get("fields") or ():
-        if isinstance(field, Mapping):
+        if isinstance(field, dict):
             lines.append(f"{field.get('name', '')}: {field.get('value', '')}")
     footer = embed.get("footer")
-    if isinstance(footer, Mapping) and footer.get("text"):
+    if isinstance(footer, dict) and footer.get("text"):
         lines.append(str(footer["text"]))
     if not lines and embed.get("url"):
         lines.append(str(embed["url"]))
@@ -331,7 +333,7 @@ class DiscordTranslator:
         guild = self.cache.guilds.get(guild_id)
         old_role = self.bot_role(guild) if guild is not None else None
         role = data.get("role")
-        if isinstance(role, Mapping):
+        if isinstance(role, dict):
             self.cache.upsert_role(guild_id, role)
         return self._bot_role_events(guild_id, old_role)
 
@@ -406,7 +408,7 @@ class DiscordTranslator:
     def _on_thread_list_sync(self, data: dict[str, Any], now: float) -> list[Event]:
         guild_id = to_int(data.get("guild_id"))
         for thread in data.get("threads") or ():
-            if isinstance(thread, Mapping):
+            if isinstance(thread, dict):
                 self.cache.upsert_channel(thread, guild_id)
         return []
 
@@ -430,7 +432,7 @@ class DiscordTranslator:
     def _on_member_remove(self, data: dict[str, Any], now: float) -> list[Event]:
         guild_id = to_int(data.get("guild_id"))
         user = data.get("user")
-        if not isinstance(user, Mapping):
+        if not isinstance(user, dict):
             return []
         user_id = to_int(user.get("id"))
         if user_id == self.cache.bot_id:
@@ -480,7 +482,7 @@ class DiscordTranslator:
 
     def _on_ban_add(self, data: dict[str, Any], now: float) -> list[Event]:
         user = data.get("user")
-        if isinstance(user, Mapping):
+        if isinstance(user, dict):
             key = (to_int(data.get("guild_id")), to_int(user.get("id")))
             if key not in self._kicks:
                 self.note_kicked(key[0], key[1])
@@ -568,15 +570,15 @@ class DiscordTranslator:
                     self.cache.touch_message_author(
                         guild_id,
                         author,
-                        partial if isinstance(partial, Mapping) else None,
+                        partial if isinstance(partial, dict) else None,
                         time,
                     )
-                    if live or isinstance(partial, Mapping)
+                    if live or isinstance(partial, dict)
                     else self.cache.member(guild_id, author_id)
                 )
                 if cached is None:
                     cached = CachedMember(CachedUser.from_payload(author))
-                    if isinstance(partial, Mapping):
+                    if isinstance(partial, dict):
                         cached.update(partial)
                 sender = self.member_of(guild_id, cached, group, time)
         else:
@@ -615,7 +617,7 @@ class DiscordTranslator:
         guild_id: int,
     ) -> Quote | None:
         reference = data.get("message_reference")
-        if not isinstance(reference, Mapping) or reference.get("type", 0) == REFERENCE_FORWARD:
+        if not isinstance(reference, dict) or reference.get("type", 0) == REFERENCE_FORWARD:
             return None
         target = to_int(reference.get("message_id"))
         if not target:
@@ -626,10 +628,10 @@ class DiscordTranslator:
             channel_id=to_int(reference.get("channel_id")) or channel_id,
         )
         referenced = data.get("referenced_message")
-        if not isinstance(referenced, Mapping):
+        if not isinstance(referenced, dict):
             return Quote(ref=ref)  # absent = not fetched, null = deleted (discord.md §6.2)
         author = referenced.get("author")
-        author_id = to_int(author.get("id")) if isinstance(author, Mapping) else 0
+        author_id = to_int(author.get("id")) if isinstance(author, dict) else 0
         origin = self.segments_of(referenced, guild_id, ref.channel_id or channel_id, target)
         return Quote(ref=ref, author_id=author_id, origin=origin)
 
@@ -653,15 +655,15 @@ class DiscordTranslator:
         snapshots = data.get("message_snapshots")
         if isinstance(snapshots, list):
             for snapshot in snapshots:
-                inner = snapshot.get("message") if isinstance(snapshot, Mapping) else None
-                if isinstance(inner, Mapping):
+                inner = snapshot.get("message") if isinstance(snapshot, dict) else None
+                if isinstance(inner, dict):
                     segments.append(Text("[forwarded message]\n"))
                     segments.extend(self.segments_of(inner, guild_id, channel_id, message_id))
         for attachment in data.get("attachments") or ():
-            if isinstance(attachment, Mapping):
+            if isinstance(attachment, dict):
                 segments.append(self._attachment(attachment, channel_id, message_id))
         for sticker in data.get("sticker_items") or ():
-            if isinstance(sticker, Mapping):
+            if isinstance(sticker, dict):
                 segments.append(
                     Sticker(
                         id=to_int(sticker.get("id")),
@@ -670,11 +672,11 @@ class DiscordTranslator:
                     ),
                 )
         author = data.get("author")
-        from_bot = isinstance(author, Mapping) and (bool(author.get("bot")) or data.get("webhook_id") is not None)
+        from_bot = isinstance(author, dict) and (bool(author.get("bot")) or data.get("webhook_id") is not None)
         if from_bot:
             # embeds of human messages are link previews of URLs already in the text; bots' embeds are content
             for embed in data.get("embeds") or ():
-                if isinstance(embed, Mapping):
+                if isinstance(embed, dict):
                     text = embed_text(embed)
                     if text:
                         segments.append(
@@ -683,13 +685,13 @@ class DiscordTranslator:
                             ),
                         )
         poll = data.get("poll")
-        if isinstance(poll, Mapping):
+        if isinstance(poll, dict):
             question = poll.get("question")
-            q_text = question.get("text", "") if isinstance(question, Mapping) else ""
+            q_text = question.get("text", "") if isinstance(question, dict) else ""
             answers = [
                 str((a.get("poll_media") or {}).get("text", ""))
                 for a in poll.get("answers") or ()
-                if isinstance(a, Mapping)
+                if isinstance(a, dict)
             ]
             segments.append(Unsupported(fallback=f"[poll] {q_text} " + " / ".join(answers), what="poll"))
         if not segments:
@@ -700,40 +702,45 @@ class DiscordTranslator:
     def _parse_content(self, content: str, data: Mapping[str, Any], guild_id: int, out: list[Segment]) -> None:
         position = 0
         mentioned: dict[int, str] | None = None
+        pending: list[str] = []  # text (incl. rendered role/channel/time tokens) not yet emitted
         for match in _TOKEN.finditer(content):
             start = match.start()
             if start > position:
-                out.append(Text(content[position:start]))
+                pending.append(content[position:start])
             position = match.end()
-            user = match.group("user")
-            if user is not None:
+            kind = match.lastgroup
+            if kind == "user":
                 if mentioned is None:
                     mentioned = _mention_names(data)
-                user_id = int(user)
-                out.append(Mention(user_id=user_id, display=mentioned.get(user_id) or self._name_of(guild_id, user_id)))
-                continue
-            everyone = match.group("all")
-            if everyone is not None:
-                out.append(MentionAll(here=everyone == "here"))
-                continue
-            role = match.group("role")
-            if role is not None:
+                user_id = int(match.group("user"))
+                display = mentioned.get(user_id) or self._name_of(guild_id, user_id)
+                segment: Segment = Mention(user_id=user_id, display=display)
+            elif kind == "all":
+                segment = MentionAll(here=match.group("all") == "here")
+            elif kind == "eid":
+                segment = Emoji(
+                    id=int(match.group("eid")), name=match.group("ename"), animated=match.group("anim") == "a"
+                )
+            elif kind == "role":
                 guild = self.cache.guilds.get(guild_id)
-                found = guild.roles.get(int(role)) if guild is not None else None
-                out.append(Text("@" + found.name if found is not None else "@deleted-role"))
+                found = guild.roles.get(int(match.group("role"))) if guild is not None else None
+                pending.append("@" + found.name if found is not None else "@deleted-role")
                 continue
-            channel = match.group("channel")
-            if channel is not None:
-                known = self.cache.channels.get(int(channel))
-                out.append(Text("#" + known.name if known is not None and known.name else "#unknown"))
+            elif kind == "channel":
+                known = self.cache.channels.get(int(match.group("channel")))
+                pending.append("#" + known.name if known is not None and known.name else "#unknown")
                 continue
-            emoji_id = match.group("eid")
-            if emoji_id is not None:
-                out.append(Emoji(id=int(emoji_id), name=match.group("ename"), animated=match.group("anim") == "a"))
+            else:  # "ts" or "style": a timestamp
+                pending.append(format_timestamp(int(match.group("ts")), match.group("style")))
                 continue
-            out.append(Text(format_timestamp(int(match.group("ts")), match.group("style"))))
+            if pending:
+                out.append(Text("".join(pending)))
+                pending.clear()
+            out.append(segment)
         if position < len(content):
-            out.append(Text(content[position:]))
+            pending.append(content[position:])
+        if pending:
+            out.append(Text("".join(pending)))
 
     def _name_of(self, guild_id: int, user_id: int) -> str:
         member = self.cache.member(guild_id, user_id) if guild_id else None
@@ -866,6 +873,8 @@ class DiscordTranslator:
         except KeyError:
             pass
         group = self._compute_group(channel_id, guild_id)
+        if len(self._groups) >= MAX_MEMO_GROUPS:
+            self._groups.clear()  # stray channel ids cannot grow the memo without bound
         self._groups[channel_id] = group
         return group
 
@@ -938,9 +947,9 @@ def _mention_names(data: Mapping[str, Any]) -> dict[int, str]:
     """Display names of the users a message mentions (``mentions[]`` carries partial members)."""
     names: dict[int, str] = {}
     for user in data.get("mentions") or ():
-        if isinstance(user, Mapping):
+        if isinstance(user, dict):
             member = user.get("member")
-            nick = member.get("nick") if isinstance(member, Mapping) else None
+            nick = member.get("nick") if isinstance(member, dict) else None
             names[to_int(user.get("id"))] = str(nick or user.get("global_name") or user.get("username") or "")
     return names
 

@@ -298,6 +298,20 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
             assert result.ref.channel_id == dm
             assert env.fake.messages[dm][result.ref.platform_id or 0]["content"] == "hey"
             assert env.cache.channels[dm].recipient_id == ALICE
+            env.fake.add_message(dm, "thanks", author_id=ALICE)
+            history = await env.run(GetHistory(conversation=ConversationRef.private(ALICE)))
+            assert isinstance(history, MessageList)
+            mine, theirs = history.messages
+            assert (mine.conversation, mine.from_self, mine.segments) == (
+                ConversationRef.private(ALICE),
+                True,
+                (Text("hey"),),
+            )
+            assert (theirs.conversation, theirs.from_self, theirs.sender) == (
+                ConversationRef.private(ALICE),
+                False,
+                User(id=ALICE, name="alice", username="alice"),
+            )
             env.fake.close_dms(BOB)
             await env.fails(
                 SendMessage(conversation=ConversationRef.private(BOB), segments=(Text("x"),)), FailureKind.NO_PERMISSION
