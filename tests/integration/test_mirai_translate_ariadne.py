@@ -209,3 +209,49 @@ def test_result_shapes_parse_with_ariadne_models() -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     parsed = json.loads(completed.stdout)
     assert parsed == [("GroupMessage" if model == "event" else model) for model, _ in pairs]
+
+
+SEND_CHAINS = r"""
+import json, sys
+from graia.ariadne.message.chain import MessageChain
+from graia.ariadne.message.element import (
+    At, AtAll, Dice, Face, Forward, ForwardNode, Image, MusicShare, Plain, Voice,
+)
+from datetime import datetime
+chains = [
+    MessageChain([At(111), Plain(" hi "), AtAll(), Face(name="<:blob:1000000000000000000>"),
+                  Image(url="https://x/a.png"), Image(data_bytes=b"abc")]),
+    MessageChain([Voice(url="https://x/v.ogg")]),
+    MessageChain([Dice(3)]),
+    MessageChain([Forward(nodeList=[ForwardNode(target=1, time=datetime(2024, 1, 1), message=MessageChain("hey"),
+                                                name="A")])]),
+]
+json.dump([c.as_sendable().dict()["__root__"] for c in chains], sys.stdout, default=lambda o: int(o.timestamp()))
+"""
+
+
+def test_chains_ariadne_sends_decode() -> None:
+    from adapters.mirai.translate import decode_command
+    from relay.envelope import SendMessage
+
+    if not ARIADNE_PYTHON.exists():
+        pytest.skip(f"Graia Ariadne venv not found at {ARIADNE_PYTHON} (set ARIADNE_PYTHON)")
+    completed = subprocess.run(
+        [str(ARIADNE_PYTHON), "-c", SEND_CHAINS], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    chains = json.loads(completed.stdout)
+    decoded = [decode_command("sendGroupMessage", None, {"target": 222, "messageChain": c}) for c in chains]
+    assert all(isinstance(d, SendMessage) for d in decoded), decoded
+    segments = [d.segments for d in decoded]  # type: ignore[union-attr]
+    assert segments[0] == (
+        Mention(user_id=111),
+        Text(" hi "),
+        MentionAll(),
+        Emoji(id=10**18, name="blob"),
+        Image(url="https://x/a.png"),
+        Image(data=b"abc"),
+    )
+    assert segments[1] == (Audio(url="https://x/v.ogg"),)
+    assert segments[2] == (Text("🎲 3"),)
+    assert segments[3] == (Text("> A: hey"),)
