@@ -535,6 +535,23 @@ class MessageStore:
                 return next((p for p in self._pending if p.platform_id == platform_id), None)
         return found
 
+    def conversation(self, conversation_id: int) -> ConversationRef | None:
+        """The real kind of a conversation id seen before (mirai's ``target`` may be a group or a friend)."""
+        with self._mem:
+            self._check_open()
+            for stored in reversed(self._pending):
+                if stored.conversation.id == conversation_id:
+                    return stored.conversation
+        with self._db:
+            self._check_open()
+            try:
+                row = self._conn.execute(
+                    "SELECT conversation_kind FROM messages_map WHERE conversation_id = ? LIMIT 1", (conversation_id,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"message store lookup failed: {exc}") from exc
+        return None if row is None else ConversationRef(ConversationKind(row[0]), conversation_id)
+
     def _select_platform(self, platform_id: int) -> StoredMessage | None:
         return self._select_one("WHERE platform_id = ? ORDER BY time DESC LIMIT 1", (platform_id,))
 

@@ -330,3 +330,15 @@ def test_flushing_from_another_thread_while_recording(db_path: str) -> None:
     assert sorted(ids[1::2]) == list(range(1, 1501))  # DM
     count = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM messages_map").fetchone()[0]
     assert count == 3000
+
+
+def test_conversation_kind_of_an_ambiguous_target(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    store.record(msg(1, conversation=DM))
+    assert store.conversation(444) == DM  # still pending
+    store.record(msg(2))
+    store.flush()
+    assert store.conversation(222) == G
+    assert store.conversation(444) == DM
+    assert store.conversation(999) is None
+    store.close()
