@@ -520,7 +520,11 @@ class DiscordTranslator:
 
     def message_from_payload(self, data: Mapping[str, Any]) -> Message | None:
         """A message object from REST (GetMessage/GetHistory) → Message; None when it is not bridgeable."""
-        return self._translate_message(data, live=False)
+        try:
+            return self._translate_message(data, live=False)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("skipping malformed message from Discord's REST API: %r", exc)
+            return None
 
     def _translate_message(self, data: Mapping[str, Any], *, live: bool) -> Message | None:
         if data.get("type", 0) not in FORWARDED_MESSAGE_TYPES:

@@ -721,3 +721,16 @@ def test_media_id_roundtrip_and_rejects_foreign_ids() -> None:
     assert media_id(1, 2, 3, "noext") == "1-2-3"
     assert parse_media_id("1-2-3") == (1, 2, 3)
     assert parse_media_id("{01E9451B-70ED-EAE3-B37C-101F1EEBF5B5}.jpg") is None
+
+
+def test_rest_message_without_guild_id_uses_the_cached_channel_and_malformed_is_none() -> None:
+    translator, _ = make()
+    data = text_message("from history")
+    del data["guild_id"]
+    del data["member"]  # REST messages carry neither
+    message = translator.message_from_payload(data)
+    assert message is not None
+    assert message.conversation == ConversationRef.group(GENERAL)
+    assert isinstance(message.sender, Member)
+    assert message.sender.display_name == "Ali"  # the cached member (nick from GUILD_CREATE)
+    assert translator.message_from_payload({"id": "1", "type": 0}) is None
