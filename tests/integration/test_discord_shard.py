@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from adapters.discord.gateway import (
+    MAX_PENDING_SENDS,
     CloseAction,
     DispatchReceived,
     GatewayBotInfo,
@@ -25,7 +26,7 @@ from adapters.discord.gateway import (
     ShardReady,
     ShardResumed,
 )
-from adapters.discord.shard import Gateway, serve_gateway
+from adapters.discord.shard import Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
 from relay.config import DiscordConfig
 from relay.errors import GatewayClosed
 from tests.fakes.fake_gateway import FakeGateway
@@ -518,3 +519,33 @@ async def test_garbage_from_the_gateway_reconnects_and_loses_nothing(
     assert fake.client_closes[0][1] == 4000
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == ["message 0", "message 1"]
     assert_exactly_once_in_order(collector)
+
+
+async def test_serve_shard_alone(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        fake = await start_fake(nursery, shards=2)
+        info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+        collector = Collector()
+        shard: Shard = await nursery.start(
+            partial(
+                serve_shard,
+                config=DiscordConfig(compress=False),
+                token=TOKEN,
+                shard_id=1,
+                shard_count=2,
+                gateway_url=info.url,
+                on_event=collector,
+                identify_gate=IdentifyGate.for_gateway(info, reserve=5),
+                rng=random.Random(4),
+            )
+        )
+        await fake.dispatch("MESSAGE_CREATE", message(0), shard_id=1)
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 1)
+    assert shard.shard_id == 1
+    assert shard.session() is not None
+    assert shard.statistics().dispatches == 2
+    assert fake.identifies[0].payload["d"]["shard"] == [1, 2]
+    assert "compress" not in fake.connections[0].query
+    with pytest.raises(trio.WouldBlock):
+        for _ in range(MAX_PENDING_SENDS + 1):
+            shard.send_nowait({"op": 3, "d": None})
