@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -270,7 +270,7 @@ class FakeGateway:
         self._changed.set()
         self._changed = trio.Event()
 
-    def _dispatch(self, name: str, datas: list[Mapping[str, Any]], shard_id: int) -> list[int]:
+    def _dispatch(self, name: str, datas: Sequence[Mapping[str, Any]], shard_id: int) -> list[int]:
         session = self._current.get(shard_id)
         if session is None:
             self._pending.setdefault(shard_id, []).extend((name, dict(d)) for d in datas)
