@@ -235,6 +235,34 @@ class RequestTimeout(RelayError):
         super().__init__(f"command {sync_id!r} did not finish within {seconds:g} s")
 
 
+# --------------------------------------------------------------------------- mirai reverse-ws
+
+
+class FrameworkConnectionError(RelayError):
+    """The websocket connection to a bot framework failed or ended; the destination reconnects with backoff."""
+
+
+class FrameworkHandshakeRefused(FrameworkConnectionError):
+    """The framework answered the websocket upgrade with an HTTP status instead of 101."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(
+            f"the framework refused the websocket upgrade with HTTP {status}; check the destination's path, "
+            "extra_parameters and extra_headers against the framework's reverse-ws settings"
+        )
+
+
+class FrameworkDisconnected(FrameworkConnectionError):
+    """The framework closed the websocket (``code`` None: the TCP connection dropped without a close frame)."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        what = f"closed the websocket with code {code}" if code is not None else "dropped the connection"
+        super().__init__(f"the framework {what}" + (f": {reason}" if reason else ""))
+
+
 # --------------------------------------------------------------------------- storage
 
 
