@@ -32,6 +32,8 @@ MAX_MEMBERS_PER_GUILD = 5_000
 MAX_MEMBERS_TOTAL = 100_000
 #: Users kept outside guild member lists (DM partners, profile lookups).
 MAX_USERS = 20_000
+#: DM channels remembered (channel → the other user); a DM channel is re-learned from its next message.
+MAX_DM_CHANNELS = 20_000
 #: Image/audio ids the bridge issued whose URL is remembered (a framework usually echoes an image soon after).
 MAX_MEDIA_IDS = 20_000
 
@@ -325,6 +327,7 @@ class DiscordCache:
         max_members_total: int = MAX_MEMBERS_TOTAL,
         max_users: int = MAX_USERS,
         max_media_ids: int = MAX_MEDIA_IDS,
+        max_dm_channels: int = MAX_DM_CHANNELS,
     ) -> None:
         self.max_members_per_guild = max_members_per_guild
         self.max_members_total = max_members_total
@@ -334,6 +337,8 @@ class DiscordCache:
         self.channels: dict[int, CachedChannel] = {}
         self.users: _BoundedMap = _BoundedMap(max_users)
         self.media_urls: _BoundedMap = _BoundedMap(max_media_ids)
+        #: DM channel id → the other user's id (DM channels are not kept in ``channels``)
+        self.dm_partners: _BoundedMap = _BoundedMap(max_dm_channels)
         #: global member LRU over (guild_id, user_id), oldest first; mirrors every guild's ``members``
         self._member_lru: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
         self.members_evicted = 0
@@ -441,9 +446,11 @@ class DiscordCache:
             return None
         channel = channel_from_payload(data, guild_id)
         if channel.type == DM_CHANNEL_TYPE:
-            known = self.channels.get(channel.id)
-            if not channel.recipient_id and known is not None:
-                channel.recipient_id = known.recipient_id
+            if channel.recipient_id:
+                self.note_dm_channel(channel.id, channel.recipient_id)
+            else:
+                channel.recipient_id = self.dm_partner(channel.id)
+            return channel
         self.channels[channel.id] = channel
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
         if guild is not None:
@@ -459,11 +466,21 @@ class DiscordCache:
         return channel
 
     def note_dm_channel(self, channel_id: int, user_id: int) -> None:
-        known = self.channels.get(channel_id)
-        if known is None:
-            self.channels[channel_id] = CachedChannel(id=channel_id, type=DM_CHANNEL_TYPE, recipient_id=user_id)
-        elif not known.recipient_id:
-            known.recipient_id = user_id
+        """Remember whose DM channel this is (from a DM message, a DM channel object, or opening one)."""
+        if user_id:
+            self.dm_partners.put(channel_id, user_id)
+
+    def dm_partner(self, channel_id: int) -> int:
+        """The other user of a DM channel; 0 when unknown."""
+        partner: int = self.dm_partners.get(channel_id, 0)
+        return partner
+
+    def dm_channel_of(self, user_id: int) -> int:
+        """The DM channel with ``user_id`` if one is remembered (a scan: used on the rare send path only)."""
+        for channel_id, partner in reversed(self.dm_partners.items()):
+            if partner == user_id:
+                return int(channel_id)
+        return 0
 
     def guild_channels(self, guild_id: int) -> list[CachedChannel]:
         """The guild's cached channels in display order (position, then id)."""
@@ -635,4 +652,5 @@ class DiscordCache:
             "members_evicted": self.members_evicted,
             "users": len(self.users),
             "media_ids": len(self.media_urls),
+            "dm_channels": len(self.dm_partners),
         }

@@ -509,6 +509,10 @@ class DiscordCommandExecutor:
     async def _dm_channel(self, user_id: int) -> int:
         if user_id == self.cache.bot_id:
             raise CommandFailed(FailureKind.BAD_INPUT, "the bot cannot send a direct message to itself")
+        known = self.cache.dm_channel_of(user_id)
+        if known:
+            self.rest.remember_dm_channel(user_id, known)  # learned from a DM message: no need to open it
+            return known
         try:
             channel_id = await self.rest.dm_channel_id(user_id)
         except HTTPError as exc:
@@ -545,6 +549,18 @@ class DiscordCommandExecutor:
     # ------------------------------------------------------------------ messages
 
     async def _send_message(self, command: SendMessage) -> MessageSent:
+        if command.via_group is not None and command.conversation.kind == ConversationKind.PRIVATE:
+            # a temp message (mirai sendTempMessage): the user must be a member of that group's guild
+            via = await self._group_channel(command.via_group)
+            try:
+                await self._member_data(via.guild_id, command.conversation.id)
+            except HTTPError as exc:
+                if exc.code in NOT_FOUND_CODES:
+                    raise CommandFailed(
+                        FailureKind.NOT_FOUND,
+                        f"user {command.conversation.id} is not a member of group {command.via_group}",
+                    ) from exc
+                raise
         channel_id = await self._conversation_channel(command.conversation)
         rendered = render_segments(command.segments, allow_mention_all=self.mapping.allow_mention_all)
         if rendered.content.count("@everyone") + rendered.content.count("@here") and not rendered.mention_everyone:
@@ -689,9 +705,8 @@ class DiscordCommandExecutor:
 
     async def _list_friends(self, command: ListFriends) -> FriendList:
         user_ids = dict(self.rest.cached_dm_users())
-        for channel in self.cache.channels.values():
-            if channel.recipient_id:
-                user_ids.setdefault(channel.recipient_id, channel.id)
+        for channel_id, user_id in self.cache.dm_partners.items():
+            user_ids.setdefault(user_id, channel_id)
         friends: list[User] = []
         fetches = 0
         for user_id in sorted(user_ids):

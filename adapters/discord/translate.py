@@ -414,6 +414,14 @@ class DiscordTranslator:
 
     # ----------------------------------------------------------------- members
 
+    def _on_members_chunk(self, data: dict[str, Any], now: float) -> list[Event]:
+        """GUILD_MEMBERS_CHUNK (answers to op 8, discord.md §6.4): cache only, never events."""
+        guild_id = to_int(data.get("guild_id"))
+        for member in data.get("members") or ():
+            if isinstance(member, dict):
+                self.cache.upsert_member(guild_id, member)
+        return []
+
     def _on_member_add(self, data: dict[str, Any], now: float) -> list[Event]:
         guild_id = to_int(data.get("guild_id"))
         result = self.cache.upsert_member(guild_id, data)
@@ -587,7 +595,7 @@ class DiscordTranslator:
                 sender = self.member_of(guild_id, cached, group, time)
         else:
             if from_self:
-                partner = channel.recipient_id if channel is not None else 0
+                partner = self.cache.dm_partner(channel_id)
                 if not partner:
                     log.debug("own DM %s in unknown DM channel %s: partner unknown, skipped", message_id, channel_id)
                     return None
@@ -595,7 +603,7 @@ class DiscordTranslator:
             else:
                 partner = author_id
                 user = self.cache.upsert_user(author) if live else CachedUser.from_payload(author)
-                if live and (channel is None or not channel.recipient_id):
+                if live:
                     self.cache.note_dm_channel(channel_id, author_id)
             conversation = ConversationRef.private(partner)
             sender = User(id=user.id, name=user.name, username=user.username, is_bot=user.is_bot)
@@ -803,11 +811,11 @@ class DiscordTranslator:
                 return []
             conversation = ConversationRef.group(group.id)
         else:
-            channel = self.cache.channels.get(channel_id)
-            if channel is None or not channel.recipient_id:
+            partner = self.cache.dm_partner(channel_id)
+            if not partner:
                 log.debug("recall in unknown DM channel %s skipped: its user is unknown", channel_id)
                 return []
-            conversation = ConversationRef.private(channel.recipient_id)
+            conversation = ConversationRef.private(partner)
         return [
             MessageRecalled(
                 ref=MessageRef(conversation=conversation, platform_id=message_id, channel_id=channel_id),
@@ -978,6 +986,7 @@ _MESSAGE_ONLY = frozenset(
         "MESSAGE_DELETE_BULK",
         "GUILD_BAN_ADD",
         "GUILD_AUDIT_LOG_ENTRY_CREATE",
+        "GUILD_MEMBERS_CHUNK",
         "GUILD_MEMBER_ADD",
         "GUILD_MEMBER_REMOVE",
         "RESUMED",
@@ -1000,6 +1009,7 @@ DiscordTranslator._handlers = {
     "THREAD_UPDATE": DiscordTranslator._on_channel_update,
     "THREAD_DELETE": DiscordTranslator._on_channel_delete,
     "THREAD_LIST_SYNC": DiscordTranslator._on_thread_list_sync,
+    "GUILD_MEMBERS_CHUNK": DiscordTranslator._on_members_chunk,
     "GUILD_MEMBER_ADD": DiscordTranslator._on_member_add,
     "GUILD_MEMBER_REMOVE": DiscordTranslator._on_member_remove,
     "GUILD_MEMBER_UPDATE": DiscordTranslator._on_member_update,

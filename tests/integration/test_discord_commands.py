@@ -297,7 +297,7 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
             dm = env.fake.dm_channels[ALICE]
             assert result.ref.channel_id == dm
             assert env.fake.messages[dm][result.ref.platform_id or 0]["content"] == "hey"
-            assert env.cache.channels[dm].recipient_id == ALICE
+            assert env.cache.dm_partner(dm) == ALICE
             env.fake.add_message(dm, "thanks", author_id=ALICE)
             history = await env.run(GetHistory(conversation=ConversationRef.private(ALICE)))
             assert isinstance(history, MessageList)
@@ -311,6 +311,15 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
                 ConversationRef.private(ALICE),
                 False,
                 User(id=ALICE, name="alice", username="alice"),
+            )
+            # a temp message through a group: only to members of that group's guild
+            temp = await env.run(
+                SendMessage(conversation=ConversationRef.private(BOB), segments=(Text("t"),), via_group=GENERAL)
+            )
+            assert isinstance(temp, MessageSent)
+            await env.fails(
+                SendMessage(conversation=ConversationRef.private(CAROL), segments=(Text("t"),), via_group=GENERAL),
+                FailureKind.NOT_FOUND,
             )
             env.fake.close_dms(BOB)
             await env.fails(

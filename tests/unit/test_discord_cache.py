@@ -144,18 +144,21 @@ def test_users_dm_channels_media_and_statistics() -> None:
     assert cache.find_user(3) is not None
     cache.note_dm_channel(500, 3)
     cache.upsert_channel({"id": "500", "type": 1})  # a DM channel update without recipients keeps the user
-    assert cache.channels[500].recipient_id == 3
+    assert cache.dm_partner(500) == 3
+    assert cache.dm_channel_of(3) == 500
+    assert 500 not in cache.channels  # DM channels live in their own bounded map
     for i in range(3):
         cache.remember_media(f"m{i}", f"https://cdn/{i}")
     assert cache.media_url("m0") is None
     assert cache.media_url("m2") == "https://cdn/2"
     assert cache.statistics() == {
         "guilds": 0,
-        "channels": 1,
+        "channels": 0,
         "members": 0,
         "members_evicted": 0,
         "users": 2,
         "media_ids": 2,
+        "dm_channels": 1,
     }
 
 

@@ -370,7 +370,7 @@ def test_dm_becomes_private_message_from_user() -> None:
         sender=User(id=BOB, name="bob", username="bob"),
         segments=(Text("psst"),),
     )
-    assert cache.channels[777].recipient_id == BOB
+    assert cache.dm_partner(777) == BOB
     # the bot's own DM from another client is a sync message to the same partner
     own = text_message("reply", author=BOT, channel=777, msg_id=MSG + 1)
     del own["guild_id"]
@@ -734,3 +734,10 @@ def test_rest_message_without_guild_id_uses_the_cached_channel_and_malformed_is_
     assert isinstance(message.sender, Member)
     assert message.sender.display_name == "Ali"  # the cached member (nick from GUILD_CREATE)
     assert translator.message_from_payload({"id": "1", "type": 0}) is None
+
+
+def test_members_chunk_feeds_the_cache_only() -> None:
+    translator, cache = make()
+    chunk = {"guild_id": str(GUILD), "members": [member_payload(BOB)], "chunk_index": 0, "chunk_count": 1}
+    assert translator.on_dispatch("GUILD_MEMBERS_CHUNK", chunk, NOW) == []
+    assert cache.member(GUILD, BOB) is not None
