@@ -647,7 +647,7 @@ class DiscordCommandExecutor:
                 ) from exc
             raise
         for attachment in message.get("attachments") or ():
-            if to_int(attachment.get("id")) == attachment_id:
+            if isinstance(attachment, dict) and to_int(attachment.get("id")) == attachment_id:
                 fresh_url = str(attachment.get("url") or "")
                 self.cache.remember_media(issued, fresh_url)
                 data, content_type = await self.rest.download(fresh_url, max_bytes=limit)
@@ -935,8 +935,12 @@ class DiscordCommandExecutor:
             page = await self.rest.get_pins(channel.id, before=before, limit=50)
             items = page.get("items") or []
             for item in items:
-                message = item.get("message") or {}
-                author = message.get("author") or {}
+                message = item.get("message") if isinstance(item, dict) else None
+                if not isinstance(message, dict):
+                    continue
+                author = message.get("author")
+                if not isinstance(author, dict):
+                    author = {}
                 found.append(
                     Announcement(
                         group=group,
@@ -951,7 +955,8 @@ class DiscordCommandExecutor:
                 )
             if not page.get("has_more") or not items:
                 break
-            before = str(items[-1].get("pinned_at") or "") or None
+            last = items[-1]
+            before = str(last.get("pinned_at") or "") or None if isinstance(last, dict) else None
             if before is None:
                 break
         return AnnouncementList(announcements=tuple(found[command.offset : wanted]))
