@@ -15,15 +15,20 @@ import logging
 import os
 import platform
 import socket
+import ssl
 import sys
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+import attrs
 import httpx
+import trio
+import trio_websocket
 
 from relay import __version__
-from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat
+from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat, Protocol, ReverseWsConfig
 from relay.configload import ENV_OVERRIDES, LOG_LEVELS, Override, load_config, secrets_of
 from relay.errors import ConfigError, RelayError
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
@@ -153,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
             "intents, store path. Every problem is listed with its key, e.g.\n"
             '  mirai.reverse_ws.destinations[0].port: expected an integer 1–65535, got "80a"\n'
             "With --online, also log in to Discord's REST API with the token (GET /users/@me) and open\n"
-            f"a TCP connection to each destination ({ONLINE_TIMEOUT:g} s limit each)."
+            "a websocket connection to each destination, closed right after the handshake\n"
+            f"({ONLINE_TIMEOUT:g} s limit each)."
         ),
         epilog="exit codes: 0 valid (and reachable), 1 an online check failed, 2 configuration error.",
         formatter_class=formatter,
@@ -163,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--online",
         action="store_true",
-        help="also check the Discord token and that every destination accepts a connection",
+        help="also check the Discord token and that every destination accepts a websocket connection",
     )
     check.set_defaults(handler=_cmd_check)
 
@@ -262,10 +268,13 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_OK
     print("online checks:")
     redactor = RedactionFilter(secrets_of(config))
-    results = [_probe_discord(config), *(_probe_destination(d) for d in config.mirai.reverse_ws.destinations)]
-    for ok, text in results:
-        print(f"  [{'ok' if ok else 'FAIL'}] {redactor.redact(text)}")
-    return EXIT_OK if all(ok for ok, _ in results) else EXIT_FAILURE
+    discord_probe, discord_user_id = _probe_discord(config)
+    bot_id = config.mirai.bot_id or discord_user_id
+    results = [discord_probe]
+    results.extend(_probe_destination(d, config, bot_id) for d in config.mirai.reverse_ws.destinations)
+    for probe in results:
+        print(f"  [{'ok' if probe.ok else 'FAIL'}] {redactor.redact(probe.text)}")
+    return EXIT_OK if all(probe.ok for probe in results) else EXIT_FAILURE
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -366,8 +375,15 @@ def _summary(source: str, config: BridgeConfig, env: Mapping[str, str]) -> list[
     return lines
 
 
-def _probe_discord(config: BridgeConfig) -> tuple[bool, str]:
-    """Log in to the REST API with the token: GET /users/@me (discord.md, endpoints: "get bot profile")."""
+@attrs.frozen
+class _Probe:
+    ok: bool
+    text: str
+
+
+def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
+    """Log in to the REST API with the token: GET /users/@me (discord.md, endpoints: "get bot profile").
+    Returns the result and the bot's user id (0 when unknown)."""
     discord = config.discord
     url = f"{discord.api_base_url}/users/@me"
     headers = {
@@ -379,19 +395,20 @@ def _probe_discord(config: BridgeConfig) -> tuple[bool, str]:
         with httpx.Client(timeout=ONLINE_TIMEOUT, follow_redirects=False) as client:
             response = client.get(url, headers=headers)
     except httpx.HTTPError as exc:
-        return False, f"discord: cannot reach {url}: {type(exc).__name__}: {exc}"
+        return _Probe(False, f"discord: cannot reach {url}: {type(exc).__name__}: {exc}"), 0
     if response.status_code == 200:
         try:
             user = response.json()
-            name, user_id = str(user["username"]), str(user["id"])
+            name, user_id = str(user["username"]), int(user["id"])
         except (ValueError, KeyError, TypeError):
-            return False, f"discord: {url} answered 200 but not with a user object"
-        return True, f"discord: token accepted, logged in as {name} (id {user_id})"
+            return _Probe(False, f"discord: {url} answered 200 but not with a user object"), 0
+        return _Probe(True, f"discord: token accepted, logged in as {name} (id {user_id})"), user_id
     if response.status_code == 401:
-        return False, (
-            f"discord: the token was rejected (HTTP 401); reset it in the Developer Portal (Bot → Reset Token) "
+        text = (
+            "discord: the token was rejected (HTTP 401); reset it in the Developer Portal (Bot → Reset Token) "
             f"and set {discord.token_env}"
         )
+        return _Probe(False, text), 0
     detail = ""
     try:
         body = response.json()
@@ -399,16 +416,64 @@ def _probe_discord(config: BridgeConfig) -> tuple[bool, str]:
             detail = f": {body['message']}"
     except ValueError:
         pass
-    return False, f"discord: {url} answered HTTP {response.status_code}{detail}"
+    return _Probe(False, f"discord: {url} answered HTTP {response.status_code}{detail}"), 0
 
 
-def _probe_destination(destination: DestinationConfig) -> tuple[bool, str]:
-    """Open (and close) a TCP connection to one destination: proves something listens there."""
-    where = f"{destination.label} ({destination.host}:{destination.port})"
+def _destination_request(
+    destination: DestinationConfig, reverse_ws: ReverseWsConfig, bot_id: int, send_qq_header: bool
+) -> tuple[str, dict[str, str]]:
+    """The URL and headers the bridge dials a destination with: adapter-wide parameters and headers first,
+    the destination's own winning on the same key (DESIGN.md §4), plus the ``qq`` header when enabled."""
+    parameters = {**reverse_ws.extra_parameters, **destination.extra_parameters}
+    headers = {**reverse_ws.extra_headers, **destination.extra_headers}
+    if send_qq_header and bot_id:
+        headers.setdefault("qq", str(bot_id))
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    url = f"{destination.protocol.value}://{host}:{destination.port}{destination.path}"
+    if parameters:
+        url += "?" + urllib.parse.urlencode(parameters)
+    return url, headers
+
+
+def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot_id: int) -> _Probe:
+    """Connect to one destination and complete a websocket handshake, then close at once (code 1000).
+    The framework sees a short connection that never verifies."""
+    where = f"destination {destination.label}"
     try:
         with socket.create_connection((destination.host, destination.port), timeout=ONLINE_TIMEOUT):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        return False, f"destination {where}: cannot connect: {reason}; is the framework's websocket server running?"
-    return True, f"destination {where}: accepts TCP connections (the websocket handshake is left to `run`)"
+        return _Probe(
+            False,
+            f"{where}: cannot connect to {destination.host}:{destination.port}: {reason}; "
+            "is the framework's websocket server running?",
+        )
+    url, headers = _destination_request(destination, config.mirai.reverse_ws, bot_id, config.mirai.send_qq_header)
+    try:
+        ssl_context = None
+        if destination.protocol is Protocol.WSS:
+            ssl_context = ssl.create_default_context(cafile=destination.ca_file or None)
+        trio.run(_websocket_handshake, url, headers, ssl_context)
+    except trio_websocket.ConnectionRejected as exc:
+        return _Probe(
+            False,
+            f"{where}: the server refused the websocket upgrade with HTTP {exc.status_code}; "
+            "check path, extra_parameters and extra_headers",
+        )
+    except trio.TooSlowError:
+        return _Probe(False, f"{where}: no websocket handshake within {ONLINE_TIMEOUT:g} s")
+    except (trio_websocket.HandshakeError, OSError, ssl.SSLError) as exc:
+        return _Probe(False, f"{where}: websocket handshake failed: {type(exc).__name__}: {exc}")
+    return _Probe(True, f"{where}: websocket handshake accepted at {_without_query(url)}")
+
+
+async def _websocket_handshake(url: str, headers: dict[str, str], ssl_context: ssl.SSLContext | None) -> None:
+    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+    with trio.fail_after(ONLINE_TIMEOUT):
+        async with trio_websocket.open_websocket_url(url, ssl_context, extra_headers=extra):
+            pass  # leaving the block closes with code 1000: nothing to resume on the framework side
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0]  # query parameters may carry credentials

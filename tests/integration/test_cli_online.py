@@ -3,6 +3,8 @@ in for framework websocket servers (127.0.0.1 only)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.server
 import json
 import logging
@@ -11,7 +13,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
+import trio
+import trio_websocket
 
 from relay.cli import main
 
@@ -59,15 +64,51 @@ def discord_url() -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@attrs.define
+class FakeFramework:
+    """A framework's reverse-ws server on 127.0.0.1, in its own thread with its own trio loop: accepts the
+    upgrade on paths under /ws, refuses others with 403, and records what each request carried."""
+
+    port: int = 0
+    requests: list[tuple[str, dict[str, str]]] = attrs.Factory(list)
+
+
 @pytest.fixture
-def listener() -> Iterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
+def framework() -> Iterator[FakeFramework]:
+    fake = FakeFramework()
+    ready = threading.Event()
+    loop: dict[str, object] = {}
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        fake.requests.append((request.path, headers))
+        if not request.path.startswith("/ws"):
+            await request.reject(403)
+            return
+        connection = await request.accept()
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            await connection.get_message()
+
+    async def serve() -> None:
+        with trio.CancelScope() as scope:
+            loop["scope"], loop["token"] = scope, trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    functools.partial(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
+                )
+                fake.port = server.port
+                ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    assert ready.wait(timeout=10), "the fake framework did not start"
     try:
-        yield sock.getsockname()[1]
+        yield fake
     finally:
-        sock.close()
+        scope = loop["scope"]
+        assert isinstance(scope, trio.CancelScope)
+        trio.from_thread.run_sync(scope.cancel, trio_token=loop["token"])
+        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -95,53 +136,77 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def write_config(tmp_path: Path, api: str, ports: list[int]) -> Path:
-    text = f'[discord]\napi_base_url = "{api}"\n'
-    for port in ports:
-        text += f'[[mirai.reverse_ws.destinations]]\nhost = "127.0.0.1"\nport = {port}\n'
+def write_config(tmp_path: Path, api: str, destinations: list[str]) -> Path:
+    text = f'[discord]\napi_base_url = "{api}"\n[mirai.reverse_ws]\nextra_headers = {{ X-Common = "common" }}\n'
+    for destination in destinations:
+        text += f"[[mirai.reverse_ws.destinations]]\n{destination}\n"
     path = tmp_path / "bridge.toml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def test_online_check_passes(
-    tmp_path: Path, discord_url: str, listener: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, discord_url: str, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, discord_url, [listener])
+    destination = (
+        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"\n'
+        'extra_parameters = { room = "a b" }\nextra_headers = { X-Common = "mine", X-Token = "dest-secret-value" }'
+    )
+    path = write_config(tmp_path, discord_url, [destination])
     assert main(["check", "--online", str(path)], env=ENV) == 0
     out = capsys.readouterr().out
     assert "[ok] discord: token accepted, logged in as relay-bot (id 1234567890)" in out
-    assert f"[ok] destination 127.0.0.1:{listener}/ (127.0.0.1:{listener}): accepts TCP connections" in out
-    (headers,) = FakeDiscord.seen_headers
-    assert headers["User-Agent"].startswith("DiscordBot (")
+    assert f"[ok] destination 127.0.0.1:{framework.port}/ws: websocket handshake accepted" in out
+    (discord_headers,) = FakeDiscord.seen_headers
+    assert discord_headers["User-Agent"].startswith("DiscordBot (")
+    ((target, headers),) = framework.requests
+    assert target == "/ws?room=a+b"
+    assert headers["x-common"] == "mine"  # the destination's value wins over the adapter-wide one
+    assert headers["x-token"] == "dest-secret-value"
+    assert headers["qq"] == "1234567890"  # the bot id: the Discord user id when [mirai] bot_id = 0
     assert TOKEN not in out
+    assert "dest-secret-value" not in out
 
 
 def test_online_check_reports_each_failure(
-    tmp_path: Path, discord_url: str, listener: int, closed_port: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    discord_url: str,
+    framework: FakeFramework,
+    closed_port: int,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = write_config(tmp_path, discord_url, [listener, closed_port])
+    destinations = [
+        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"\nname = "good"',
+        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/wrong"\nname = "wrong-path"',
+        f'host = "127.0.0.1"\nport = {closed_port}\nname = "nobody-home"',
+    ]
+    path = write_config(tmp_path, discord_url, destinations)
     env = {**ENV, "DISCORD_TOKEN": "a-wrong-token-value"}
     assert main(["check", "--online", str(path)], env=env) == 1
     out = capsys.readouterr().out
     assert "[FAIL] discord: the token was rejected (HTTP 401)" in out
-    assert f"[ok] destination 127.0.0.1:{listener}/" in out
-    assert f"[FAIL] destination 127.0.0.1:{closed_port}/ (127.0.0.1:{closed_port}): cannot connect" in out
+    assert "[ok] destination good: websocket handshake accepted" in out
+    assert "[FAIL] destination wrong-path: the server refused the websocket upgrade with HTTP 403" in out
+    assert f"[FAIL] destination nobody-home: cannot connect to 127.0.0.1:{closed_port}" in out
     assert "a-wrong-token-value" not in out
+    # without a Discord login and with bot_id = 0, no qq header can be sent
+    assert all("qq" not in headers for _, headers in framework.requests)
 
 
 def test_online_check_when_discord_is_unreachable(
-    tmp_path: Path, closed_port: int, listener: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, closed_port: int, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [listener])
+    destination = f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"'
+    path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [destination])
     assert main(["check", "--online", str(path)], env=ENV) == 1
     out = capsys.readouterr().out
     assert f"[FAIL] discord: cannot reach http://127.0.0.1:{closed_port}/api/v10/users/@me: ConnectError" in out
 
 
 def test_online_check_on_a_non_discord_answer(
-    tmp_path: Path, discord_url: str, listener: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, discord_url: str, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, discord_url.replace("/api/v10", "/elsewhere"), [listener])
+    destination = f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"'
+    path = write_config(tmp_path, discord_url.replace("/api/v10", "/elsewhere"), [destination])
     assert main(["check", "--online", str(path)], env=ENV) == 1
     assert "answered HTTP 404: 404: Not Found" in capsys.readouterr().out
