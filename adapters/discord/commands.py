@@ -36,7 +36,7 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -405,7 +405,7 @@ class DiscordCommandExecutor:
         translator: DiscordTranslator,
         config: BridgeConfig,
         *,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.rest = rest
         self.cache = cache
