@@ -17,7 +17,6 @@ import platform
 import socket
 import ssl
 import sys
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -28,7 +27,7 @@ import trio
 import trio_websocket
 
 from relay import __version__
-from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat, Protocol, ReverseWsConfig
+from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat
 from relay.configload import ENV_OVERRIDES, LOG_LEVELS, Override, load_config, secrets_of
 from relay.errors import ConfigError, RelayError
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
@@ -419,25 +418,9 @@ def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
     return _Probe(False, f"discord: {url} answered HTTP {response.status_code}{detail}"), 0
 
 
-def _destination_request(
-    destination: DestinationConfig, reverse_ws: ReverseWsConfig, bot_id: int, send_qq_header: bool
-) -> tuple[str, dict[str, str]]:
-    """The URL and headers the bridge dials a destination with: adapter-wide parameters and headers first,
-    the destination's own winning on the same key (DESIGN.md §4), plus the ``qq`` header when enabled."""
-    parameters = {**reverse_ws.extra_parameters, **destination.extra_parameters}
-    headers = {**reverse_ws.extra_headers, **destination.extra_headers}
-    if send_qq_header and bot_id:
-        headers.setdefault("qq", str(bot_id))
-    host = f"[{destination.host}]" if ":" in destination.host else destination.host
-    url = f"{destination.protocol.value}://{host}:{destination.port}{destination.path}"
-    if parameters:
-        url += "?" + urllib.parse.urlencode(parameters)
-    return url, headers
-
-
 def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot_id: int) -> _Probe:
     """Connect to one destination and complete a websocket handshake, then close at once (code 1000).
-    The framework sees a short connection that never verifies."""
+    The framework sees a short connection that never verifies. ``bot_id`` is 0 when unknown (no login)."""
     where = f"destination {destination.label}"
     try:
         with socket.create_connection((destination.host, destination.port), timeout=ONLINE_TIMEOUT):
@@ -449,12 +432,13 @@ def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot
             f"{where}: cannot connect to {destination.host}:{destination.port}: {reason}; "
             "is the framework's websocket server running?",
         )
-    url, headers = _destination_request(destination, config.mirai.reverse_ws, bot_id, config.mirai.send_qq_header)
+    # The same URL, headers and TLS settings the mirai adapter dials with, so `check` tests what `run` does.
+    from adapters.mirai.client import destination_headers, destination_url, ssl_context_for  # noqa: PLC0415
+
+    url = destination_url(config.mirai, destination)
+    headers = destination_headers(config.mirai, destination, bot_id)
     try:
-        ssl_context = None
-        if destination.protocol is Protocol.WSS:
-            ssl_context = ssl.create_default_context(cafile=destination.ca_file or None)
-        trio.run(_websocket_handshake, url, headers, ssl_context)
+        trio.run(_websocket_handshake, url, headers, ssl_context_for(destination))
     except trio_websocket.ConnectionRejected as exc:
         return _Probe(
             False,
@@ -463,15 +447,18 @@ def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot
         )
     except trio.TooSlowError:
         return _Probe(False, f"{where}: no websocket handshake within {ONLINE_TIMEOUT:g} s")
+    except RelayError as exc:  # e.g. an unreadable ca_file
+        return _Probe(False, f"{where}: {exc}")
     except (trio_websocket.HandshakeError, OSError, ssl.SSLError) as exc:
         return _Probe(False, f"{where}: websocket handshake failed: {type(exc).__name__}: {exc}")
     return _Probe(True, f"{where}: websocket handshake accepted at {_without_query(url)}")
 
 
-async def _websocket_handshake(url: str, headers: dict[str, str], ssl_context: ssl.SSLContext | None) -> None:
-    extra = [(k.encode(), v.encode()) for k, v in headers.items()]
+async def _websocket_handshake(
+    url: str, headers: list[tuple[bytes, bytes]], ssl_context: ssl.SSLContext | None
+) -> None:
     with trio.fail_after(ONLINE_TIMEOUT):
-        async with trio_websocket.open_websocket_url(url, ssl_context, extra_headers=extra):
+        async with trio_websocket.open_websocket_url(url, ssl_context, extra_headers=headers):
             pass  # leaving the block closes with code 1000: nothing to resume on the framework side
 
 
