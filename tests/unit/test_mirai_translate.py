@@ -478,3 +478,72 @@ def test_bot_events_carry_the_presented_qq() -> None:
 def test_frame_with_custom_reserved_sync_id() -> None:
     frame = encode_event_frame(BotStatusChanged(bot_id=BOT, status=BotStatus.ONLINE), bot_id=BOT, reserved_sync_id="ev")
     assert frame == '{"syncId":"ev","data":{"type":"BotOnlineEvent","qq":900}}'
+
+
+# --------------------------------------------------------------------------- hand-written message frames
+
+TRICKY = 'quote " backslash \\ newline \n tab \t nul \x00 bell \x07 del \x7f 你好 🎉 \u2028 </script>'
+
+
+def _frame_messages() -> list[Message]:
+    every_segment = (
+        Text(TRICKY),
+        Mention(user_id=111),
+        MentionAll(here=True),
+        Emoji(id=10**18, name="blob", animated=True),
+        Image(id=TRICKY, url="https://cdn/a.png", content_type="image/png", width=2**40),
+        Audio(id="v", url="https://cdn/v.ogg", duration=1.5),
+        File(id="f", name=TRICKY, size=3, url="https://cdn/f"),
+        Sticker(id=5, name=TRICKY),
+        Audio(id="w"),
+        RichContent(text=TRICKY),
+        Unsupported(fallback=TRICKY),
+    )
+    tricky_group = Group(id=5, name=TRICKY, bot_role=Role.OWNER)
+    tricky_member = Member(
+        user_id=7,
+        display_name=TRICKY,
+        role=Role.ADMINISTRATOR,
+        group=tricky_group,
+        joined_at=2**40,
+        last_spoke_at=-(2**40),
+        mute_remaining=3,
+        special_title=TRICKY,
+    )
+    quote = Quote(
+        ref=MessageRef(conversation=ConversationRef.group(222), local_id=2), author_id=3, origin=every_segment
+    )
+    dm = Message(
+        conversation=ConversationRef.private(444),
+        channel_id=777,
+        platform_id=1,
+        local_id=9,
+        time=5,
+        sender=User(id=444, name=TRICKY),
+        segments=every_segment,
+    )
+    return [
+        group_message(),
+        group_message(segments=every_segment, quote=quote, time=2**40),
+        group_message(segments=(), sender=tricky_member, group=tricky_group),
+        group_message(sender=User(id=55, name=TRICKY), group=None),
+        group_message(from_self=True, group=tricky_group),
+        dm,
+        Message(**{**_fields(dm), "from_self": True}),  # type: ignore[arg-type]
+        Message(**{**_fields(dm), "sender": tricky_member}),  # type: ignore[arg-type]
+    ]
+
+
+@pytest.mark.parametrize("message", _frame_messages(), ids=lambda m: f"{m.conversation.kind.value}-{m.local_id}")
+@pytest.mark.parametrize("sync_id", ["-1", 'we"ird'])
+def test_hand_written_message_frames_equal_the_encoder_output(message: Message, sync_id: str) -> None:
+    frame = encode_event_frame(MessageReceived(message=message), bot_id=BOT, reserved_sync_id=sync_id)
+    data = encode_event(MessageReceived(message=message), bot_id=BOT)
+    expected = (
+        '{"syncId":'
+        + json.dumps(sync_id, ensure_ascii=False)
+        + ',"data":'
+        + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        + "}"
+    )
+    assert frame == expected  # byte-identical, key order included
