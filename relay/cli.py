@@ -62,11 +62,15 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
     """Options accepted both before and after the command name. Defaults are suppressed so that a value
     given in one place is not reset by the other parser."""
     common = argparse.ArgumentParser(add_help=False)
+    # Counts before and after the command land in different attributes and are added up (a subcommand's
+    # parser starts from a fresh namespace, so a shared attribute would lose the first count).
+    suffix = "_before_command" if top_level else ""
     group = common.add_argument_group("logging options" if top_level else "logging options (also before the command)")
     group.add_argument(
         "-v",
         "--verbose",
         action="count",
+        dest=f"verbose{suffix}",
         default=argparse.SUPPRESS,
         help="log more: each -v lowers the level one step (INFO → DEBUG → TRACE)",
     )
@@ -74,6 +78,7 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
         "-q",
         "--quiet",
         action="count",
+        dest=f"quiet{suffix}",
         default=argparse.SUPPRESS,
         help="log less: each -q raises the level one step (INFO → WARNING → ERROR)",
     )
@@ -310,7 +315,9 @@ def _load(args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
 
 def _setup_logging(args: argparse.Namespace, config: BridgeConfig) -> None:
     level = level_number(config.logging.level)
-    shift = getattr(args, "quiet", 0) - getattr(args, "verbose", 0)
+    quiet = getattr(args, "quiet", 0) + getattr(args, "quiet_before_command", 0)
+    verbose = getattr(args, "verbose", 0) + getattr(args, "verbose_before_command", 0)
+    shift = quiet - verbose
     if shift:
         # Levels off the ladder (none today) start from the nearest step below them.
         step = max(i for i, rung in enumerate(_LADDER) if rung <= level) if level >= TRACE else 0

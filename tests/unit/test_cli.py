@@ -181,6 +181,11 @@ def test_verbosity_before_the_command(config_path: Path) -> None:
     assert logging.getLogger().level == logging.WARNING
 
 
+def test_verbosity_before_and_after_the_command_adds_up(config_path: Path) -> None:
+    assert main(["-v", "check", str(config_path), "-v"], env=ENV) == 0
+    assert logging.getLogger().level == TRACE
+
+
 def test_weak_verify_key_warning(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(config_path)], env={**ENV, "MIRAI_VERIFY_KEY": "1234"}) == 0
     assert "warning: the verify key has fewer than 8 characters" in capsys.readouterr().out
