@@ -219,6 +219,13 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         return EXIT_CONFIG
     try:
         return handler(args, environment)
+    except BaseExceptionGroup as group:  # from a nursery: Ctrl-C inside it, or several failures at once
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is None:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        log.critical("unexpected error; this is a bug, please report it with this traceback", exc_info=True)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
