@@ -24,7 +24,16 @@ Representation choices (documented here because frameworks see them):
 * **Ambiguous ``target``** (``recall``, ``messageFromId``, ``setEssence``, ``roamingMessages``: "friend id
   or group id"): the decoded :class:`~relay.envelope.MessageRef` uses ``ConversationKind.GROUP`` as a
   placeholder. Discord snowflakes never collide between channels and users, and the store keys messages by
-  conversation id alone, so resolving the ref through the store yields the real conversation.
+  conversation id alone, so resolving the ref through the store yields the real conversation
+  (``MessageStore.lookup_local``; ``MessageStore.conversation(id)`` for ``roamingMessages``).
+* **One stand-alone element per chain.** Ariadne rejects a whole event whose chain has more than one
+  element outside Plain/Image/Face/At/AtAll/Source/Quote; a Discord message with several audio/file
+  attachments or stickers keeps the first as Voice/File/MarketFace and the rest become readable Plain.
+* **Send-side elements** with no Discord form: Face with a QQ face id → ``[表情:name]`` text; Dice → "🎲 N";
+  MusicShare → title and link; ShortVideo with ``videoUrl`` → the link; Forward → quoted ``> name: text``
+  lines; MiraiCode → at/atall/image parsed, the rest literal; FlashImage → an ordinary image. Refused with
+  code 6 and a reason: Xml/Json/App cards, Poke, File, ShortVideo without url, Forward nodes by reference,
+  and any ``path`` (the bridge does not share the framework's file system).
 """
 
 from __future__ import annotations
@@ -120,6 +129,8 @@ from relay.errors import CommandFailed, FailureKind, LocalProtocolError
 
 __all__ = [
     "ABOUT_VERSION",
+    "CODE_INTERNAL",
+    "UNSUPPORTED_COMMANDS",
     "BridgeQuery",
     "LocalAnswer",
     "answer_query",
