@@ -484,3 +484,14 @@ def test_nan_and_infinity_are_refused(tmp_path: Path) -> None:
         "discord.request_timeout: expected a positive number (seconds), got inf",
         "discord.reconnect.factor: expected a number ≥ 1, got nan",
     )
+
+
+def test_readme_documents_every_key() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+    def documented(key: str) -> bool:
+        parts = key.replace("[]", "").split(".")
+        return f"`{parts[-1]}`" in readme or f"`{'.'.join(parts[-2:])}`" in readme
+
+    missing = [key for key in _all_keys(BridgeConfig) if not documented(key)]
+    assert missing == [], f"document these keys in README.md's configuration reference: {missing}"
