@@ -219,6 +219,9 @@ class Outbox:
         if self._tail and self._tail[0][0] <= start:
             offset = start - self._tail[0][0]
             return list(itertools.islice(self._tail, offset, offset + limit))
+        if self._pending and self._pending[0][0] <= start:  # only when failed flushes outgrew the tail
+            offset = start - self._pending[0][0]
+            return [(seq, frame) for seq, _, frame in self._pending[offset : offset + limit]]
         try:
             rows = self._db.execute(
                 "SELECT seq, frame FROM outbox_events WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)

@@ -16,8 +16,9 @@ down never affects the others. Per connection:
 Memory stays bounded when a framework stops reading: events wait in the durable outbox (the writer only reads
 :data:`WRITE_BATCH` at a time), and at most :data:`MAX_UNANSWERED_COMMANDS` commands may be unanswered before
 the reader stops reading (TCP backpressure to the framework). Incoming frames larger than
-``mirai.max_frame_bytes`` make trio-websocket close the connection with 1009 (Message Too Big); the client
-logs it and reconnects.
+``mirai.max_frame_bytes`` close the connection with 1009 (Message Too Big) before they are buffered whole;
+the client logs it and reconnects. The websocket itself is :class:`FrameworkSocket`, a thin shell over
+wsproto that writes a whole batch of frames with one socket write.
 
 Any error — refused connection, refused handshake, TLS failure, dropped socket — ends the connection and the
 destination reconnects forever with exponential backoff, full jitter and a cap (``[mirai.reverse_ws.reconnect]``;

@@ -512,3 +512,19 @@ async def test_dispatcher_for_session_serves_each_verified_connection(outbox: Ou
             key = await conn.wait_verified()
             assert await conn.request("sessionInfo", {}) == {"code": 0, "msg": "", "data": {"sessionKey": key}}
             assert sessions == [key]
+
+
+async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None:
+    with trio.fail_after(GUARD):
+        async with open_fake_framework(verify_key=KEY, qq=BOT) as fw, running_bridge(mirai_config(fw.port), outbox):
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            await conn.ws.ping(b"are you there")  # returns once the bridge's pong arrived
+            await conn.send_text(
+                json.dumps({"syncId": "bin", "command": "sendGroupMessage", "content": {"target": 2}}).encode()
+            )
+            assert (await conn.wait_response("bin"))["code"] == 0
+            await conn.close(4000, "framework restarting")
+            again = await fw.wait_connection(1)
+            await again.wait_verified()
+            assert (await again.request("sendGroupMessage", {"target": 2}))["code"] == 0
