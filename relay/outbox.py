@@ -28,18 +28,19 @@ deleted as well (that is garbage collection, not a drop).
 Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
 ``outbox_cursors``, ``outbox_state``. All calls must come from one thread (the trio thread).
 
-The trio part is at the end: :func:`serve_outbox` (the periodic flusher) — the :class:`Outbox` itself is
-plain synchronous code.
+The trio part is at the end: :func:`open_outbox` (opens the file, runs the periodic flusher
+:func:`serve_outbox`, flushes and closes on exit) — the :class:`Outbox` itself is plain synchronous code.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import attrs
@@ -342,3 +343,16 @@ async def serve_outbox(outbox: Outbox, *, task_status: trio.TaskStatus[None] = t
             outbox.flush()  # synchronous: no await, so cancellation cannot interrupt it
         except StoreError as exc:
             log.error("outbox: final flush failed: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def open_outbox(path: str, config: OutboxConfig) -> AsyncIterator[Outbox]:
+    """Open the outbox in ``path``, flush it every :data:`FLUSH_INTERVAL` while in use, flush and close on exit."""
+    outbox = Outbox(path, config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_outbox, outbox)
+            yield outbox
+            nursery.cancel_scope.cancel(reason="outbox closing")
+    finally:
+        outbox.close()

@@ -29,7 +29,7 @@ from relay.config import (
     Protocol,
     ReverseWsConfig,
 )
-from relay.outbox import Outbox, serve_outbox
+from relay.outbox import Outbox, open_outbox, serve_outbox
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
 BOT = 987654321
@@ -528,3 +528,18 @@ async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None
             again = await fw.wait_connection(1)
             await again.wait_verified()
             assert (await again.request("sendGroupMessage", {"target": 2}))["code"] == 0
+
+
+async def test_open_outbox_flushes_while_open_and_closes(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "bridge.sqlite3")
+    with trio.fail_after(GUARD):
+        async with open_outbox(path, OutboxConfig()) as box:
+            box.register("a")
+            box.append(event_frame(1))
+            peek = sqlite3.connect(path)
+            while peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 0:
+                await trio.sleep(0.01)  # serve_outbox flushes within FLUSH_INTERVAL
+            box.append(event_frame(2))
+        assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # flushed on close
