@@ -12,8 +12,8 @@ this layer (mirai has no event acks), so a frame lost in the kernel buffer of a 
 Durability and cost:
 
 * ``append`` never touches the disk on the per-event path: frames are buffered in memory and written by
-  :meth:`Outbox.flush` in one transaction per batch (the :func:`serve_outbox` task flushes every
-  :data:`FLUSH_INTERVAL`; ``append`` flushes by itself only when :data:`MAX_PENDING_WRITES` are buffered).
+  :meth:`Outbox.flush` in one transaction per batch (a trio task calls it every :data:`FLUSH_INTERVAL`;
+  ``append`` flushes by itself only when :data:`MAX_PENDING_WRITES` are buffered).
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
@@ -28,30 +28,30 @@ deleted as well (that is garbage collection, not a drop).
 Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
 ``outbox_cursors``, ``outbox_state``. All calls must come from one thread (the trio thread).
 
-The trio part is at the end: :func:`open_outbox` (opens the file, runs the periodic flusher
-:func:`serve_outbox`, flushes and closes on exit) — the :class:`Outbox` itself is plain synchronous code.
+This module is plain synchronous code (no trio): the periodic flush runs inside the mirai adapter's
+``serve_reverse_ws`` (:func:`adapters.mirai.client.serve_outbox_flusher`), and the owner closes the outbox
+(``with Outbox(...) as outbox:`` or :meth:`Outbox.close`), which flushes what is left.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from types import TracebackType
 from typing import Final
 
 import attrs
-import trio
 
 from relay.config import OutboxConfig
 from relay.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-#: seconds between flushes by serve_outbox: bounds the frames a crash can lose, keeps commits batched
+#: seconds between periodic flushes: bounds the frames a crash can lose, keeps commits batched
 FLUSH_INTERVAL: Final = 0.05
 #: append flushes by itself at this many buffered frames, so a stalled flusher cannot grow memory
 MAX_PENDING_WRITES: Final = 5_000
@@ -166,6 +166,17 @@ class Outbox:
         self._pending = []
         self._dirty_cursors.clear()
         self._enforce_bounds()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         """Flush and close (idempotent)."""
@@ -319,40 +330,3 @@ class Outbox:
             self._db.execute("ROLLBACK")
         except sqlite3.Error:
             log.debug("outbox: rollback after a failed write also failed", exc_info=True)
-
-
-# --------------------------------------------------------------------------- trio shell
-
-
-async def serve_outbox(outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Flush ``outbox`` every :data:`FLUSH_INTERVAL` until cancelled; flush once more on the way out.
-
-    Run this in the app's nursery next to the adapters. Flush failures are logged and retried (nothing is
-    lost while the frames fit in memory).
-    """
-    task_status.started()
-    try:
-        while True:
-            await trio.sleep(FLUSH_INTERVAL)
-            try:
-                outbox.flush()
-            except StoreError as exc:
-                log.error("outbox: %s; retrying in %.2f s", exc, FLUSH_INTERVAL)
-    finally:
-        try:
-            outbox.flush()  # synchronous: no await, so cancellation cannot interrupt it
-        except StoreError as exc:
-            log.error("outbox: final flush failed: %s", exc)
-
-
-@contextlib.asynccontextmanager
-async def open_outbox(path: str, config: OutboxConfig) -> AsyncIterator[Outbox]:
-    """Open the outbox in ``path``, flush it every :data:`FLUSH_INTERVAL` while in use, flush and close on exit."""
-    outbox = Outbox(path, config)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve_outbox, outbox)
-            yield outbox
-            nursery.cancel_scope.cancel(reason="outbox closing")
-    finally:
-        outbox.close()

@@ -63,8 +63,9 @@ from relay.errors import (
     FrameworkDisconnected,
     FrameworkHandshakeRefused,
     RelayError,
+    StoreError,
 )
-from relay.outbox import Outbox
+from relay.outbox import FLUSH_INTERVAL, Outbox
 from relay.ports import BotIdentity
 
 log = logging.getLogger(__name__)
@@ -608,6 +609,28 @@ class ReverseWsClient:
         return tuple(d.statistics() for d in self.destinations)
 
 
+async def serve_outbox_flusher(
+    outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Flush ``outbox`` every :data:`relay.outbox.FLUSH_INTERVAL` until cancelled, and once more on the way out.
+
+    :func:`serve_reverse_ws` runs this itself. Flush failures are logged and retried (frames stay in memory).
+    """
+    task_status.started()
+    try:
+        while True:
+            await trio.sleep(FLUSH_INTERVAL)
+            try:
+                outbox.flush()
+            except StoreError as exc:
+                log.error("outbox: %s; retrying in %.2f s", exc, FLUSH_INTERVAL)
+    finally:
+        try:
+            outbox.flush()  # synchronous: cancellation cannot interrupt it
+        except StoreError as exc:
+            log.error("outbox: final flush failed: %s", exc)
+
+
 async def serve_destination(
     *,
     destination: DestinationConfig,
@@ -644,6 +667,7 @@ async def serve_reverse_ws(
 ) -> None:
     """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
 
+    Also flushes ``outbox`` periodically (:func:`serve_outbox_flusher`); the caller closes it after this ends.
     ``dispatcher`` answers every authenticated command. ``dispatcher_for_session``, if given, is called with the
     session key after each successful verify and its result serves that connection instead (so ``sessionInfo``
     can report the key: ``dispatcher_for_session=handler.for_session``). ``rng`` (session keys, backoff jitter)
@@ -652,6 +676,7 @@ async def serve_reverse_ws(
     """
     shared_rng = rng if rng is not None else random.Random()
     async with trio.open_nursery() as nursery:
+        await nursery.start(serve_outbox_flusher, outbox)
         clients: list[DestinationClient] = []
         for destination in config.reverse_ws.destinations:
             client = await nursery.start(
@@ -691,6 +716,7 @@ __all__ = [
     "destination_headers",
     "destination_url",
     "serve_destination",
+    "serve_outbox_flusher",
     "serve_reverse_ws",
     "ssl_context_for",
 ]

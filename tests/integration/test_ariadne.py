@@ -29,7 +29,7 @@ import trio
 
 from adapters.mirai.client import serve_reverse_ws
 from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, OutboxConfig, ReverseWsConfig
-from relay.outbox import Outbox, serve_outbox
+from relay.outbox import Outbox
 
 pytestmark = pytest.mark.ariadne
 
@@ -115,7 +115,6 @@ async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Pa
         )
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_outbox, outbox)
                 client = await nursery.start(
                     partial(
                         serve_reverse_ws,

@@ -29,7 +29,7 @@ from relay.config import (
     Protocol,
     ReverseWsConfig,
 )
-from relay.outbox import Outbox, open_outbox, serve_outbox
+from relay.outbox import Outbox
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
 BOT = 987654321
@@ -96,7 +96,6 @@ async def running_bridge(
     from adapters.mirai.client import serve_reverse_ws
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_outbox, outbox)
         client = await nursery.start(
             partial(
                 serve_reverse_ws,
@@ -360,7 +359,7 @@ async def test_a_restarted_bridge_delivers_the_backlog(tmp_path: Path) -> None:
             async with running_bridge(mirai_config(fw.port), first):
                 for i in range(500):
                     first.append(event_frame(i))
-                await trio.sleep(0.2)  # serve_outbox flushes; then the bridge is killed (no close)
+                await trio.sleep(0.2)  # the flusher writes the backlog; then the bridge is stopped
             second = Outbox(path, OutboxConfig())
             async with running_bridge(mirai_config(fw.port), second):
                 await fw.start()
@@ -530,16 +529,15 @@ async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None
             assert (await again.request("sendGroupMessage", {"target": 2}))["code"] == 0
 
 
-async def test_open_outbox_flushes_while_open_and_closes(tmp_path: Path) -> None:
+async def test_the_client_flushes_the_outbox_periodically(tmp_path: Path) -> None:
     import sqlite3
 
     path = str(tmp_path / "bridge.sqlite3")
-    with trio.fail_after(GUARD):
-        async with open_outbox(path, OutboxConfig()) as box:
-            box.register("a")
+    with trio.fail_after(GUARD), Outbox(path, OutboxConfig()) as box:
+        async with running_bridge(mirai_config(), box):
             box.append(event_frame(1))
             peek = sqlite3.connect(path)
             while peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 0:
-                await trio.sleep(0.01)  # serve_outbox flushes within FLUSH_INTERVAL
+                await trio.sleep(0.01)  # flushed within FLUSH_INTERVAL, not only on close
             box.append(event_frame(2))
-        assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # flushed on close
+        assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # final flush on exit

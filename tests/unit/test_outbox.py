@@ -73,7 +73,7 @@ def test_flushed_but_not_closed_backlog_survives_a_crash(db: str) -> None:
     box.register("a")
     for i in range(50):
         box.append(frame(i))
-    box.flush()  # what serve_outbox does every FLUSH_INTERVAL; then the process is killed (no close)
+    box.flush()  # what the periodic flusher does; then the process is killed (no close)
     survivor = Outbox(db, OutboxConfig())
     assert survivor.register("a") == 0
     assert len(survivor.read_after(0, 1000)) == 50
