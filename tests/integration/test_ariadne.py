@@ -8,8 +8,8 @@ pushes BotOnlineEvent (Ariadne's API calls wait for it), a GroupMessage frame is
 pushed, Ariadne's handler replies with ``sendGroupMessage`` quoting it, the bridge's dispatcher answers with a
 messageId, and Ariadne reports that it saw that messageId.
 
-The dispatcher here is a recording test double of the next layer (adapters/mirai/handlers.py needs the relay's
-CommandService and Discord behind it): this test is about the wire between Ariadne and this adapter.
+Two variants: a recording dispatcher (the wire between Ariadne and this adapter only), and the real
+adapters/mirai/handlers.py + translate.py with a recording stand-in for the relay's CommandService behind it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ import pytest
 import trio
 
 from adapters.mirai.client import serve_reverse_ws
+from adapters.mirai.session import CommandDispatcher
 from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, OutboxConfig, ReverseWsConfig
+from relay.envelope import Command, ConversationRef, MessageRef, MessageSent, Result, SendMessage, Text
+from relay.errors import CommandFailed, FailureKind
 from relay.outbox import Outbox
 
 pytestmark = pytest.mark.ariadne
@@ -87,8 +90,13 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.skipif(not ARIADNE_PYTHON, reason="ARIADNE_PYTHON is unset (.ci/run creates Ariadne's venv and sets it)")
-async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Path) -> None:
+needs_ariadne = pytest.mark.skipif(
+    not ARIADNE_PYTHON, reason="ARIADNE_PYTHON is unset (.ci/run creates Ariadne's venv and sets it)"
+)
+
+
+async def ariadne_round_trip(tmp_path: Path, dispatcher: CommandDispatcher) -> tuple[dict[str, object], Outbox]:
+    """Start the Ariadne bot and the bridge, push one GroupMessage, return Ariadne's report."""
     port = free_loopback_port()
     stderr_path = tmp_path / "ariadne.stderr"
     destination = DestinationConfig(
@@ -106,7 +114,6 @@ async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Pa
         ),
     )
     outbox = Outbox(str(tmp_path / "bridge.sqlite3"), OutboxConfig())
-    dispatcher = RecordingDispatcher()
     with stderr_path.open("wb") as stderr, trio.fail_after(GUARD):
         process = await trio.lowlevel.open_process(
             [ARIADNE_PYTHON, str(BOT_SCRIPT), str(port), str(BOT), KEY, "/ws", "tok", "hdr"],
@@ -128,6 +135,8 @@ async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Pa
                 # appended now, delivered (replayed) right after Ariadne verifies and gets BotOnlineEvent
                 outbox.append(group_message_frame())
                 report = await read_report(process, stderr_path)
+                (stats,) = client.statistics()
+                assert stats.verifications >= 1
                 nursery.cancel_scope.cancel()
         finally:
             process.send_signal(signal.SIGINT)
@@ -136,7 +145,13 @@ async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Pa
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+    return report, outbox
 
+
+@needs_ariadne
+async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Path) -> None:
+    dispatcher = RecordingDispatcher()
+    report, outbox = await ariadne_round_trip(tmp_path, dispatcher)
     sends = [content for command, _, content in dispatcher.calls if command == "sendGroupMessage"]
     assert len(sends) == 1, dispatcher.calls
     content = sends[0]
@@ -147,8 +162,36 @@ async def test_ariadne_replies_with_a_quote_and_sees_the_message_id(tmp_path: Pa
     assert [(e["type"], e.get("text")) for e in chain] == [("Plain", "pong: ping")]
     assert report["reply_message_id"] == REPLY_MESSAGE_ID
     assert report["quoted"] == SOURCE_ID and report["group"] == GROUP
-    (stats,) = client.statistics()
-    assert stats.verifications >= 1 and stats.delivered_seq == outbox.last_seq
+    assert outbox.cursor("ariadne") == outbox.last_seq  # the GroupMessage counts as delivered
+
+
+class RecordingCommandService:
+    """Stands in for the relay's CommandService behind the real adapters/mirai/handlers.py."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    async def execute(self, command: Command) -> Result:
+        self.commands.append(command)
+        if isinstance(command, SendMessage):
+            ref = MessageRef(conversation=command.conversation, local_id=REPLY_MESSAGE_ID, platform_id=1)
+            return MessageSent(ref=ref, time=1_700_000_200)
+        raise CommandFailed(FailureKind.UNSUPPORTED, f"{type(command).__name__} is not part of this test")
+
+
+@needs_ariadne
+async def test_ariadne_through_the_real_command_handler(tmp_path: Path) -> None:
+    from adapters.mirai.handlers import MiraiCommandHandler
+
+    service = RecordingCommandService()
+    report, _ = await ariadne_round_trip(tmp_path, MiraiCommandHandler(service, FixedIdentity()))
+    sends = [c for c in service.commands if isinstance(c, SendMessage)]
+    assert len(sends) == 1, service.commands
+    (send,) = sends
+    assert send.conversation == ConversationRef.group(GROUP)
+    assert send.segments == (Text("pong: ping"),)
+    assert send.quote is not None and send.quote.local_id == SOURCE_ID
+    assert report["reply_message_id"] == REPLY_MESSAGE_ID
 
 
 def stderr_tail(path: Path) -> str:
