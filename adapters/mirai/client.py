@@ -518,6 +518,12 @@ class DestinationClient:
     async def serve(self, *, task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, serve, reconnect — forever. Ready (``started``) once the destination's cursor exists."""
         self.outbox.register(self.label)
+        if self.destination.method.upper() != "GET":
+            log.warning(
+                "%s: method %r ignored: a websocket upgrade is always a GET (RFC 6455 §4.1)",
+                self.label,
+                self.destination.method,
+            )
         task_status.started(self)
         attempt = 0
         while True:

@@ -91,6 +91,7 @@ async def running_bridge(
     config: MiraiConfig,
     outbox: Outbox,
     dispatcher: CommandDispatcher | None = None,
+    identity: object = None,
     **kwargs: object,
 ) -> AsyncIterator[ReverseWsClient]:
     from adapters.mirai.client import serve_reverse_ws
@@ -102,7 +103,7 @@ async def running_bridge(
                 config=config,
                 outbox=outbox,
                 dispatcher=dispatcher or FakeHandlers(),
-                identity=FixedIdentity(),
+                identity=identity or FixedIdentity(),
                 rng=random.Random(1),
                 **kwargs,
             )
@@ -541,3 +542,38 @@ async def test_the_client_flushes_the_outbox_periodically(tmp_path: Path) -> Non
                 await trio.sleep(0.01)  # flushed within FLUSH_INTERVAL, not only on close
             box.append(event_frame(2))
         assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # final flush on exit
+
+
+@attrs.define
+class LateIdentity:
+    """Discord READY has not arrived yet: the bot id is 0 until the test sets it."""
+
+    bot_id: int = 0
+    bot_name: str = ""
+
+
+async def test_dialing_waits_for_the_bot_id(outbox: Outbox) -> None:
+    identity = LateIdentity()
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT) as fw,
+            running_bridge(mirai_config(fw.port), outbox, identity=identity) as client,
+        ):
+            await trio.sleep(0.3)
+            assert fw.connections == [] and client.statistics()[0].connections == 0
+            identity.bot_id = BOT
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            assert conn.headers["qq"] == str(BOT)
+
+
+async def test_configured_bot_id_overrides_the_discord_one(outbox: Outbox) -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=4242) as fw,
+            running_bridge(mirai_config(fw.port, bot_id=4242), outbox, identity=LateIdentity()),
+        ):
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            assert (await conn.wait_events(1))[0] == {"type": "BotOnlineEvent", "qq": 4242}
+            assert (await conn.request("botList")) == {"code": 0, "msg": "", "data": [4242]}
