@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -190,6 +191,7 @@ class FakeFramework:
         record_frames: bool = True,
         max_message_size: int = 64 * 1024 * 1024,
         message_queue_size: int = 1,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._nursery = nursery
         self.verify_key = verify_key
@@ -202,6 +204,7 @@ class FakeFramework:
         self.record_frames = record_frames
         self.max_message_size = max_message_size
         self.message_queue_size = message_queue_size
+        self.ssl_context = ssl_context  #: serve wss with this server context
         self.port = 0
         self.connections: list[FakeConnection] = []
         self.rejected: list[tuple[str, dict[str, str]]] = []  #: (path, headers) of refused handshakes
@@ -252,7 +255,7 @@ class FakeFramework:
                     self._handle,
                     "127.0.0.1",
                     self.port,
-                    ssl_context=None,
+                    ssl_context=self.ssl_context,
                     max_message_size=self.max_message_size,
                     message_queue_size=self.message_queue_size,
                     task_status=task_status,

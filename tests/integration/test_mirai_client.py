@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -577,3 +580,92 @@ async def test_configured_bot_id_overrides_the_discord_one(outbox: Outbox) -> No
             await conn.wait_verified()
             assert (await conn.wait_events(1))[0] == {"type": "BotOnlineEvent", "qq": 4242}
             assert (await conn.request("botList")) == {"code": 0, "msg": "", "data": [4242]}
+
+
+def make_test_pki(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl CLI); returns (ca, cert, key)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    ca_key, ca, key, csr, cert, ext = (folder / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem", "ext"))
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = partial(subprocess.run, check=True, capture_output=True)
+    run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=relay test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]
+    )
+    run([openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"])
+    run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ]
+    )
+    return ca, cert, key
+
+
+def wss_config(port: int, ca_file: str) -> MiraiConfig:
+    config = mirai_config(port)
+    dest = attrs.evolve(config.reverse_ws.destinations[0], protocol=Protocol.WSS, ca_file=ca_file)
+    return attrs.evolve(config, reverse_ws=attrs.evolve(config.reverse_ws, destinations=(dest,), connect_timeout=2.0))
+
+
+async def test_wss_verifies_the_certificate_against_ca_file(tmp_path: Path, outbox: Outbox) -> None:
+    ca, cert, key = make_test_pki(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT, ssl_context=server_context) as fw,
+            running_bridge(wss_config(fw.port, str(ca)), outbox),
+        ):
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            outbox.append(event_frame(1))
+            await fw.wait_events(2)
+
+
+async def test_wss_refuses_an_untrusted_certificate_and_keeps_retrying(
+    tmp_path: Path, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, cert, key = make_test_pki(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.client"):
+        async with open_fake_framework(verify_key=KEY, qq=BOT, ssl_context=server_context) as fw:
+            async with running_bridge(wss_config(fw.port, ""), outbox):  # system trust store only
+                while caplog.text.count("reconnecting in") < 2:
+                    await trio.sleep(0.02)
+            assert fw.connections == []
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text or "certificate verify failed" in caplog.text
