@@ -22,12 +22,13 @@ Usage::
         await fw.wait_events(100)
         await fw.stop(); await fw.start()   # the framework goes down and comes back on the same port
 
-Keep it cheap per frame: the benchmark pushes many thousands of events through it.
+Keep it cheap per frame: the benchmark pushes many thousands of events through it. The server is a thin
+wsproto shell on trio streams (one parse per socket read, one notification per read), not trio-websocket,
+whose per-message task hand-off made the fake slower than the bridge it measures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import ssl
@@ -38,9 +39,13 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
-import trio_websocket
+import wsproto
+import wsproto.events as wse
+import wsproto.utilities
+from wsproto.connection import ConnectionState
 
 RESERVED_SYNC_ID = "-1"
+RECEIVE_BYTES = 65_536
 #: syncId Ariadne uses for its verify command (mirai-api-http.md §3.3)
 VERIFY_SYNC_ID = "#"
 
@@ -72,7 +77,8 @@ class FakeConnection:
     """One accepted connection from the bridge."""
 
     index: int
-    ws: trio_websocket.WebSocketConnection
+    stream: trio.abc.Stream
+    ws: wsproto.WSConnection
     path: str
     params: dict[str, str]
     headers: dict[str, str]  #: lower-cased names
@@ -86,14 +92,32 @@ class FakeConnection:
     closed: trio.Event = attrs.Factory(trio.Event)
     close_code: int | None = None
     _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
+    _send_lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
+    _pongs: dict[bytes, trio.Event] = attrs.Factory(dict)
 
     # ---------------------------------------------------------------- sending
 
+    async def _send_event(self, event: wse.Event) -> None:
+        if self.ws.state is not ConnectionState.OPEN and not isinstance(event, wse.CloseConnection):
+            raise trio.ClosedResourceError("the bridge's connection is closed")
+        async with self._send_lock:
+            await self.stream.send_all(self.ws.send(event))
+
     async def send_json(self, obj: object) -> None:
-        await self.ws.send_message(json.dumps(obj, ensure_ascii=False))
+        await self.send_text(json.dumps(obj, ensure_ascii=False))
 
     async def send_text(self, text: str | bytes) -> None:
-        await self.ws.send_message(text)
+        """A text frame for ``str``, a binary frame for ``bytes``."""
+        if isinstance(text, bytes):
+            await self._send_event(wse.BytesMessage(data=text))
+        else:
+            await self._send_event(wse.TextMessage(data=text))
+
+    async def ping(self, payload: bytes = b"fake") -> None:
+        """Send a ping and wait for the bridge's pong."""
+        answered = self._pongs.setdefault(payload, trio.Event())
+        await self._send_event(wse.Ping(payload=payload))
+        await answered.wait()
 
     async def send_verify(self, verify_key: str | None, qq: object, *, sync_id: str = VERIFY_SYNC_ID) -> None:
         """What Ariadne sends right after accepting."""
@@ -122,7 +146,10 @@ class FakeConnection:
         return await self.wait_response(sid)
 
     async def close(self, code: int = 1000, reason: str = "fake framework closing") -> None:
-        await self.ws.aclose(code, reason)
+        """Close the websocket with ``code`` (the bridge answers; the TCP connection then ends)."""
+        if self.ws.state is ConnectionState.OPEN:
+            self.close_code = code
+            await self._send_event(wse.CloseConnection(code=code, reason=reason))
 
     # ---------------------------------------------------------------- waiting
 
@@ -189,8 +216,6 @@ class FakeFramework:
         expected_headers: dict[str, str] | None = None,
         reserved_sync_id: str = RESERVED_SYNC_ID,
         record_frames: bool = True,
-        max_message_size: int = 64 * 1024 * 1024,
-        message_queue_size: int = 1,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._nursery = nursery
@@ -202,8 +227,6 @@ class FakeFramework:
         self.expected_headers = {k.lower(): v for k, v in (expected_headers or {}).items()}
         self.reserved_sync_id = reserved_sync_id
         self.record_frames = record_frames
-        self.max_message_size = max_message_size
-        self.message_queue_size = message_queue_size
         self.ssl_context = ssl_context  #: serve wss with this server context
         self.port = 0
         self.connections: list[FakeConnection] = []
@@ -225,8 +248,7 @@ class FakeFramework:
             raise RuntimeError("fake framework already running")
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
-        server = await self._nursery.start(self._serve, self._scope)
-        self.port = server.port
+        await self._nursery.start(self._serve, self._scope)
 
     def pause_reading(self) -> None:
         """Stop reading from every connection (a stuck framework): the bridge's writes back up in TCP."""
@@ -247,57 +269,121 @@ class FakeFramework:
     async def _serve(
         self,
         scope: trio.CancelScope,
-        task_status: trio.TaskStatus[trio_websocket.WebSocketServer] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
             with scope:
-                await trio_websocket.serve_websocket(
-                    self._handle,
-                    "127.0.0.1",
-                    self.port,
-                    ssl_context=self.ssl_context,
-                    max_message_size=self.max_message_size,
-                    message_queue_size=self.message_queue_size,
-                    task_status=task_status,
+                listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(
+                    await trio.open_tcp_listeners(self.port, host="127.0.0.1")
                 )
+                self.port = listeners[0].socket.getsockname()[1]  # type: ignore[attr-defined]
+                if self.ssl_context is not None:
+                    listeners = [trio.SSLListener(ln, self.ssl_context, https_compatible=True) for ln in listeners]
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(trio.serve_listeners, self._handle, listeners)
+                    task_status.started()
         finally:
             for conn in self.connections:
                 conn.closed.set()
             self._stopped.set()
             self._changes.notify()
 
-    async def _handle(self, request: trio_websocket.WebSocketRequest) -> None:
-        split = urllib.parse.urlsplit(request.path)
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        conn: FakeConnection | None = None
+        try:
+            while conn is None:  # the upgrade request
+                data = await stream.receive_some(RECEIVE_BYTES)
+                if not data:
+                    return
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, wse.Request):
+                        conn = await self._accept_or_reject(stream, ws, event)
+                        if conn is None:
+                            return
+            if self.auto_verify:
+                await conn.send_verify(self.verify_key, self.qq)
+            await self._receive_loop(conn)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, wsproto.utilities.RemoteProtocolError):
+            pass  # the client went away, failed TLS or spoke no HTTP: a framework just drops such connections
+        finally:
+            if conn is not None:
+                conn.closed.set()
+            self._changes.notify()
+            await trio.aclose_forcefully(stream)
+
+    async def _accept_or_reject(
+        self, stream: trio.abc.Stream, ws: wsproto.WSConnection, request: wse.Request
+    ) -> FakeConnection | None:
+        split = urllib.parse.urlsplit(request.target)
         params = dict(urllib.parse.parse_qsl(split.query))
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+        headers: dict[str, str] = {}
+        for name, value in request.extra_headers:
+            key = name.decode("latin-1") if isinstance(name, bytes) else name
+            headers[key.lower()] = value.decode("latin-1") if isinstance(value, bytes) else value
         wanted_params = all(params.get(k) == v for k, v in self.expected_params.items())
         wanted_headers = all(headers.get(k) == v for k, v in self.expected_headers.items())
         if split.path != self.path or not wanted_params or not wanted_headers:
-            self.rejected.append((request.path, headers))
+            self.rejected.append((request.target, headers))
             self._changes.notify()
-            with contextlib.suppress(trio_websocket.ConnectionClosed):  # the client may hang up at the status line
-                await request.reject(403, body=b"forbidden by fake framework")
-            return
-        ws = await request.accept()
+            body = b"forbidden by fake framework"
+            reply = ws.send(wse.RejectConnection(status_code=403, has_body=True))
+            reply += ws.send(wse.RejectData(data=body, body_finished=True))
+            await stream.send_all(reply)
+            return None
+        await stream.send_all(ws.send(wse.AcceptConnection()))
         conn = FakeConnection(
-            index=len(self.connections), ws=ws, path=split.path, params=params, headers=headers, framework=self
+            index=len(self.connections),
+            stream=stream,
+            ws=ws,
+            path=split.path,
+            params=params,
+            headers=headers,
+            framework=self,
         )
         self.connections.append(conn)
         self._changes.notify()
-        try:
-            if self.auto_verify:
-                await conn.send_verify(self.verify_key, self.qq)
-            while True:
-                if not self._reading.is_set():
-                    await self._reading.wait()
-                message = await ws.get_message()
-                conn._record(message)
-                self._changes.notify()
-        except trio_websocket.ConnectionClosed as exc:
-            conn.close_code = exc.reason.code if exc.reason else None
-        finally:
-            conn.closed.set()
-            self._changes.notify()
+        return conn
+
+    async def _receive_loop(self, conn: FakeConnection) -> None:
+        ws = conn.ws
+        text_parts: list[str] = []
+        byte_parts: list[bytes] = []
+        while True:
+            if not self._reading.is_set():
+                await self._reading.wait()
+            data = await conn.stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                return
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, wse.TextMessage):
+                    text_parts.append(event.data)
+                    if event.message_finished:
+                        conn._record("".join(text_parts))
+                        text_parts.clear()
+                elif isinstance(event, wse.BytesMessage):
+                    byte_parts.append(bytes(event.data))
+                    if event.message_finished:
+                        conn._record(b"".join(byte_parts))
+                        byte_parts.clear()
+                elif isinstance(event, wse.Ping):
+                    async with conn._send_lock:
+                        await conn.stream.send_all(ws.send(event.response()))
+                elif isinstance(event, wse.Pong):
+                    waiter = conn._pongs.pop(bytes(event.payload), None)
+                    if waiter is not None:
+                        waiter.set()
+                elif isinstance(event, wse.CloseConnection):
+                    if conn.close_code is None:
+                        conn.close_code = event.code
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        async with conn._send_lock:
+                            await conn.stream.send_all(ws.send(event.response()))
+                    self._changes.notify()
+                    return
+            self._changes.notify()  # once per socket read: waiters re-check their conditions
 
     # ---------------------------------------------------------------- waiting
 

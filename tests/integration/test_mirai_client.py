@@ -522,7 +522,7 @@ async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw, running_bridge(mirai_config(fw.port), outbox):
             conn = await fw.wait_connection()
             await conn.wait_verified()
-            await conn.ws.ping(b"are you there")  # returns once the bridge's pong arrived
+            await conn.ping(b"are you there")  # returns once the bridge's pong arrived
             await conn.send_text(
                 json.dumps({"syncId": "bin", "command": "sendGroupMessage", "content": {"target": 2}}).encode()
             )
