@@ -11,9 +11,11 @@ this layer (mirai has no event acks), so a frame lost in the kernel buffer of a 
 
 Durability and cost:
 
-* ``append`` never touches the disk on the per-event path: frames are buffered in memory and written by
-  :meth:`Outbox.flush` in one transaction per batch (a trio task calls it every :data:`FLUSH_INTERVAL`;
-  ``append`` flushes by itself only when :data:`MAX_PENDING_WRITES` are buffered).
+* ``append`` never touches the disk on the per-event path: frames are buffered in memory and written in one
+  transaction per batch. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
+  thread (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
+  (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`);
+  ``append`` flushes synchronously only when :data:`MAX_PENDING_WRITES` are buffered and no batch is in flight.
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
@@ -26,7 +28,8 @@ WARNING at most once per :data:`DROP_LOG_INTERVAL`. Frames every registered dest
 deleted as well (that is garbage collection, not a drop).
 
 Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
-``outbox_cursors``, ``outbox_state``. All calls must come from one thread (the trio thread).
+``outbox_cursors``, ``outbox_state``. Every method but :meth:`Outbox.write_batch` must be called from one
+thread (the trio thread).
 
 This module is plain synchronous code (no trio): the periodic flush runs inside the mirai adapter's
 ``serve_reverse_ws`` (:func:`adapters.mirai.client.serve_outbox_flusher`), and the owner closes the outbox
@@ -63,6 +66,8 @@ TAIL_CAPACITY: Final = 8_192
 DROP_LOG_INTERVAL: Final = 60.0
 #: the age bound is checked at most this often (seconds): it needs a range scan
 AGE_CHECK_INTERVAL: Final = 1.0
+#: seconds SQLite waits for a lock held by the other connection (the message store shares the file)
+SQLITE_BUSY_TIMEOUT: Final = 5.0
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL);
@@ -81,6 +86,17 @@ class OutboxStatistics:
     cursors: dict[str, int]  #: registered destination → last delivered seq
 
 
+@attrs.frozen(kw_only=True)
+class WriteBatch:
+    """One transaction's worth of outbox work, taken on the owner's thread (see :meth:`Outbox.take_batch`)."""
+
+    rows: list[tuple[int, float, str]]  #: (seq, created, frame)
+    cursors: list[tuple[str, int]]
+    delete_through: int  #: delete frames with seq <= this (delivered everywhere, or beyond max_events)
+    oldest_seq: int
+    age_cutoff: float | None  #: also delete frames created before this (None: not checked this time)
+
+
 class Outbox:
     """Durable, bounded, append-only frame log with per-destination cursors (synchronous core)."""
 
@@ -95,8 +111,13 @@ class Outbox:
         self._clock = clock
         self._path = path
         try:
-            self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+            self._db = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None)
+            # a second connection used only by write_batch, which may run in a worker thread
+            self._writer_db = sqlite3.connect(
+                path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._writer_db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM outbox_state WHERE key = 'last_seq'").fetchone()
@@ -115,6 +136,7 @@ class Outbox:
         self._unlogged_drops = 0
         self._last_drop_log = float("-inf")
         self._last_age_check = float("-inf")
+        self._in_flight: WriteBatch | None = None
         self._closed = False
 
     # ----------------------------------------------------------------- writing
@@ -127,7 +149,7 @@ class Outbox:
         seq = self._last_seq
         self._pending.append((seq, self._clock(), frame))
         self._tail.append((seq, frame))
-        if len(self._pending) >= MAX_PENDING_WRITES:
+        if len(self._pending) >= MAX_PENDING_WRITES and self._in_flight is None:
             try:
                 self.flush()
             except StoreError as exc:
@@ -138,34 +160,128 @@ class Outbox:
         return seq
 
     def flush(self) -> None:
-        """Write buffered frames and cursors in one transaction, then apply the bounds."""
-        if not self._pending and not self._dirty_cursors:
-            self._enforce_bounds()
+        """Write buffered frames and cursors in one transaction and apply the bounds, on this thread.
+
+        The periodic flusher uses :meth:`take_batch` / :meth:`write_batch` / :meth:`finish_batch` instead, so
+        the transaction runs in a worker thread; this synchronous form is for close and for emergencies.
+        """
+        if self._in_flight is not None:
+            return  # a worker thread is writing; its batch finishes on the owner's thread
+        batch = self.take_batch()
+        if batch is None:
             return
-        pending = self._pending
-        cursors = [(dest, self._cursors[dest]) for dest in self._dirty_cursors]
+        cut: int | None = None
         try:
-            self._db.execute("BEGIN")
-            if pending:
-                self._db.executemany("INSERT INTO outbox_events (seq, created, frame) VALUES (?, ?, ?)", pending)
-                self._db.execute(
-                    "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (pending[-1][0],),
-                )
-            if cursors:
-                self._db.executemany(
-                    "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
-                    "ON CONFLICT(destination) DO UPDATE SET seq = excluded.seq",
-                    cursors,
-                )
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise StoreError(f"writing {len(pending)} outbox frames to {self._path!r} failed: {exc}") from None
+            cut = self._write(self._db, batch)
+        finally:
+            self.finish_batch(batch, cut)
+
+    def take_batch(self) -> WriteBatch | None:
+        """Take everything to write (frames, cursors, the cut the bounds ask for); ``None`` if nothing to do.
+
+        At most one batch is in flight; hand it to :meth:`write_batch` and then to :meth:`finish_batch`.
+        """
+        if self._in_flight is not None or self._closed:
+            return None
+        now = self._clock()
+        delivered_to_all = self._delivered_to_all()
+        size_cut = self._last_seq - self._config.max_events
+        age_cutoff: float | None = None
+        if now - self._last_age_check >= AGE_CHECK_INTERVAL:
+            self._last_age_check = now
+            age_cutoff = now - self._config.max_age_seconds
+        delete_through = max(size_cut, delivered_to_all)
+        if not self._pending and not self._dirty_cursors and age_cutoff is None and delete_through < self._oldest_seq:
+            self._log_drops(now)
+            return None
+        batch = WriteBatch(
+            rows=self._pending,
+            cursors=[(dest, self._cursors[dest]) for dest in self._dirty_cursors],
+            delete_through=delete_through,
+            oldest_seq=self._oldest_seq,
+            age_cutoff=age_cutoff,
+        )
         self._pending = []
         self._dirty_cursors.clear()
-        self._enforce_bounds()
+        self._in_flight = batch
+        return batch
+
+    def write_batch(self, batch: WriteBatch) -> int:
+        """Run ``batch``'s transaction on the writer connection (safe in a worker thread); returns the cut.
+
+        Touches nothing but ``batch`` and the writer connection, so the owner's thread may keep appending and
+        reading meanwhile. Raises :class:`StoreError`.
+        """
+        return self._write(self._writer_db, batch)
+
+    def finish_batch(self, batch: WriteBatch, cut: int | None) -> None:
+        """Back on the owner's thread: apply the result of :meth:`write_batch` (``cut`` None = it failed)."""
+        if self._in_flight is batch:
+            self._in_flight = None
+        if cut is None:  # put everything back; INSERT OR IGNORE makes a repeated write harmless
+            self._pending = batch.rows + self._pending
+            self._dirty_cursors.update(dest for dest, _ in batch.cursors)
+            return
+        now = self._clock()
+        if cut >= self._oldest_seq:
+            dropped = max(0, cut - max(self._delivered_to_all(), self._oldest_seq - 1))
+            self._oldest_seq = cut + 1
+            while self._tail and self._tail[0][0] <= cut:
+                self._tail.popleft()
+            if dropped:
+                self._dropped += dropped
+                self._unlogged_drops += dropped
+        self._log_drops(now)
+
+    def _write(self, db: sqlite3.Connection, batch: WriteBatch) -> int:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            if batch.rows:
+                db.executemany("INSERT OR IGNORE INTO outbox_events (seq, created, frame) VALUES (?, ?, ?)", batch.rows)
+                db.execute(
+                    "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+                    (batch.rows[-1][0],),
+                )
+            if batch.cursors:
+                db.executemany(
+                    "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
+                    "ON CONFLICT(destination) DO UPDATE SET seq = max(seq, excluded.seq)",
+                    batch.cursors,
+                )
+            cut = batch.delete_through
+            if batch.age_cutoff is not None:
+                row = db.execute(
+                    "SELECT MAX(seq) FROM outbox_events WHERE seq >= ? AND created < ?",
+                    (batch.oldest_seq, batch.age_cutoff),
+                ).fetchone()
+                if row and row[0] is not None:
+                    cut = max(cut, int(row[0]))
+            if cut >= batch.oldest_seq:
+                db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.debug("outbox: rollback after a failed write also failed", exc_info=True)
+            raise StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}") from None
+        return cut
+
+    def _delivered_to_all(self) -> int:
+        return min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
+
+    def close(self) -> None:
+        """Flush and close (idempotent). Call it when no :meth:`write_batch` is running."""
+        if self._closed:
+            return
+        try:
+            self._in_flight = None
+            self.flush()
+        finally:
+            self._closed = True
+            self._db.close()
+            self._writer_db.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -177,16 +293,6 @@ class Outbox:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    def close(self) -> None:
-        """Flush and close (idempotent)."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            self._db.close()
 
     # ----------------------------------------------------------------- reading and cursors
 
@@ -231,9 +337,12 @@ class Outbox:
         if self._tail and self._tail[0][0] <= start:
             offset = start - self._tail[0][0]
             return list(itertools.islice(self._tail, offset, offset + limit))
-        if self._pending and self._pending[0][0] <= start:  # only when failed flushes outgrew the tail
-            offset = start - self._pending[0][0]
-            return [(seq, frame) for seq, _, frame in self._pending[offset : offset + limit]]
+        unwritten: list[list[tuple[int, float, str]]] = [self._in_flight.rows] if self._in_flight else []
+        for unwritten_rows in [*unwritten, self._pending]:
+            if unwritten_rows and unwritten_rows[0][0] <= start <= unwritten_rows[-1][0]:
+                # only when unwritten frames outgrew the tail (a long disk outage)
+                offset = start - unwritten_rows[0][0]
+                return [(s, frame) for s, _, frame in unwritten_rows[offset : offset + limit]]
         try:
             rows = self._db.execute(
                 "SELECT seq, frame FROM outbox_events WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
@@ -259,49 +368,12 @@ class Outbox:
             last_seq=self._last_seq,
             oldest_seq=self._oldest_seq,
             retained=self._last_seq - self._oldest_seq + 1,
-            pending_writes=len(self._pending),
+            pending_writes=len(self._pending) + (len(self._in_flight.rows) if self._in_flight else 0),
             dropped=self._dropped,
             cursors=dict(self._cursors),
         )
 
     # ----------------------------------------------------------------- bounds
-
-    def _enforce_bounds(self) -> None:
-        now = self._clock()
-        delivered_to_all = min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
-        cut_for_size = self._last_seq - self._config.max_events
-        cut_for_age = self._oldest_seq - 1
-        if now - self._last_age_check >= AGE_CHECK_INTERVAL:
-            self._last_age_check = now
-            cut_for_age = self._age_cut(now - self._config.max_age_seconds)
-        bound_cut = max(cut_for_size, cut_for_age)
-        cut = max(bound_cut, delivered_to_all)
-        if cut < self._oldest_seq:
-            self._log_drops(now)
-            return
-        try:
-            self._db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
-        except sqlite3.Error as exc:
-            log.warning("outbox: deleting old frames failed (%s); will retry", exc)
-            return
-        dropped = max(0, bound_cut - max(delivered_to_all, self._oldest_seq - 1))
-        self._oldest_seq = cut + 1
-        while self._tail and self._tail[0][0] <= cut:
-            self._tail.popleft()
-        if dropped:
-            self._dropped += dropped
-            self._unlogged_drops += dropped
-        self._log_drops(now)
-
-    def _age_cut(self, cutoff: float) -> int:
-        try:
-            row = self._db.execute(
-                "SELECT MAX(seq) FROM outbox_events WHERE seq >= ? AND created < ?", (self._oldest_seq, cutoff)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            log.warning("outbox: checking the age bound failed (%s); will retry", exc)
-            return self._oldest_seq - 1
-        return int(row[0]) if row and row[0] is not None else self._oldest_seq - 1
 
     def _log_drops(self, now: float) -> None:
         if self._unlogged_drops and now - self._last_drop_log >= DROP_LOG_INTERVAL:
@@ -324,9 +396,3 @@ class Outbox:
             self._dropped += excess
             self._unlogged_drops += excess
             self._log_drops(self._clock())
-
-    def _rollback(self) -> None:
-        try:
-            self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            log.debug("outbox: rollback after a failed write also failed", exc_info=True)

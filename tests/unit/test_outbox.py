@@ -204,3 +204,48 @@ def test_a_bad_path_is_a_store_error(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="cannot open the outbox"):
         Outbox(str(tmp_path / "missing-dir" / "x.sqlite3"), OutboxConfig())
+
+
+def test_batches_written_elsewhere_keep_order_while_appends_continue(db: str) -> None:
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    for i in range(5):
+        box.append(frame(i))
+    batch = box.take_batch()
+    assert batch is not None and [r[0] for r in batch.rows] == [1, 2, 3, 4, 5]
+    assert box.take_batch() is None  # one batch in flight at a time
+    box.append(frame(5))  # appends go on while the batch is being written
+    assert box.statistics().pending_writes == 6
+    cut = box.write_batch(batch)  # what the flusher runs in a worker thread
+    box.finish_batch(batch, cut)
+    box.flush()
+    box.close()
+    reopened = Outbox(db, OutboxConfig())
+    assert [s for s, _ in reopened.read_after(0, 100)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failed_batch_is_put_back_and_written_again(db: str) -> None:
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    box.append(frame(0))
+    box.ack("a", 0)
+    batch = box.take_batch()
+    assert batch is not None
+    box.append(frame(1))
+    box.finish_batch(batch, None)  # the write failed
+    assert box.statistics().pending_writes == 2
+    box.flush()
+    peek = sqlite3.connect(db)
+    assert peek.execute("SELECT seq FROM outbox_events ORDER BY seq").fetchall() == [(1,), (2,)]
+
+
+def test_a_batch_written_twice_is_harmless(db: str) -> None:
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    box.append(frame(0))
+    batch = box.take_batch()
+    assert batch is not None
+    box.write_batch(batch)  # committed, but the flusher was cancelled before it could say so
+    box.finish_batch(batch, None)
+    box.flush()
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 1
