@@ -52,6 +52,8 @@ NONCE_LENGTH = 25
 MAX_AUDIT_LOG_REASON = 512
 #: discord.md §9: member list pages are at most 1000.
 MEMBER_PAGE_LIMIT = 1000
+#: GET /users/@me/guilds returns at most 200 guilds a page for bots (discord.md §9)
+GUILD_PAGE_LIMIT: Final = 200
 #: discord.md §9: history pages are 1–100 messages.
 MESSAGE_PAGE_LIMIT = 100
 #: discord.md §8.4: retries back off exponentially from this base up to this cap (hikari uses 2 s / 16 s).
@@ -544,6 +546,21 @@ class RestClient:
                 after = max(int(m["user"]["id"]) for m in page)
             except (KeyError, TypeError, ValueError):
                 raise RemoteProtocolError("GET /guilds/{guild_id}/members: a member without user.id") from None
+
+    async def iter_current_user_guilds(self) -> list[JSONObject]:
+        """Every guild the bot is in (partial guild objects), paging with ``after`` (discord.md §9: 200 a page)."""
+        route = Route("GET", "/users/@me/guilds")
+        guilds: list[JSONObject] = []
+        after = 0
+        while True:
+            page = _expect_list(await self.request(route, query={"limit": GUILD_PAGE_LIMIT, "after": after}), route.key)
+            guilds.extend(page)
+            if len(page) < GUILD_PAGE_LIMIT:
+                return guilds
+            try:
+                after = max(int(g["id"]) for g in page)
+            except (KeyError, TypeError, ValueError):
+                raise RemoteProtocolError("GET /users/@me/guilds: a guild without an id") from None
 
     async def get_guild_member(self, guild_id: int, user_id: int) -> JSONObject:
         route = Route("GET", "/guilds/{guild_id}/members/{user_id}", {"guild_id": guild_id, "user_id": user_id})

@@ -733,6 +733,22 @@ class FakeDiscordRest:
     def ep_current_user(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         return 200, self.users[self.bot_user_id]
 
+    def ep_current_user_guilds(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
+        limit = int(r.query.get("limit", "200"))
+        after = int(r.query.get("after", "0"))
+        ids = sorted(g for g in self.guilds if g > after and (g, self.bot_user_id) in self.members)[:limit]
+        return 200, [
+            {
+                "id": str(g),
+                "name": self.guilds[g]["name"],
+                "icon": None,
+                "owner": False,
+                "permissions": "0",
+                "features": [],
+            }
+            for g in ids
+        ]
+
     def ep_user(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         user = self.users.get(int(p["user_id"]))
         if user is None:
@@ -1068,6 +1084,7 @@ def _build_routes(fake: FakeDiscordRest) -> list[_Route]:
         ("GET", "/gateway/bot", fake.ep_gateway_bot),
         ("GET", "/users/@me", fake.ep_current_user),
         ("POST", "/users/@me/channels", fake.ep_create_dm),
+        ("GET", "/users/@me/guilds", fake.ep_current_user_guilds),
         ("DELETE", "/users/@me/guilds/{guild_id}", fake.ep_leave_guild),
         ("GET", "/users/{user_id}", fake.ep_user),
         ("GET", "/channels/{channel_id}/messages/pins", fake.ep_get_pins),

@@ -1,0 +1,455 @@
+"""The composition root: one trio nursery runs the store, the outbox, the Discord shard(s) and every
+reverse-ws destination (DESIGN.md §1). Only this module (and the CLI) imports adapters.
+
+Lifecycle:
+
+* :func:`serve_bridge` opens everything, starts the adapters and calls ``task_status.started()`` once the
+  Discord shards are READY (or RESUMED) and every destination loop is running (a framework that is down does
+  not hold up startup: its events wait in the outbox).
+* Shutdown (:meth:`RunningBridge.shutdown`, or SIGINT/SIGTERM under :func:`run`): new commands are refused,
+  in-flight ones get :data:`COMMAND_GRACE` seconds to finish (each still gets a response), the Discord
+  connection closes with a resumable code and its session is saved so a quick restart resumes instead of
+  identifying, then the outbox and the store are flushed and closed. A second signal exits at once.
+* A fatal Discord error (bad token, disallowed intents) ends :func:`run` with exit code 1 and one line that
+  says what to do.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import trio
+
+from adapters.discord.cache import DiscordCache
+from adapters.discord.commands import DiscordCommandExecutor
+from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected
+from adapters.discord.rest import RestClient, open_rest_client
+from adapters.discord.shard import Gateway, serve_gateway
+from adapters.discord.translate import DiscordTranslator
+from adapters.mirai.client import ReverseWsClient, serve_reverse_ws
+from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.translate import CODE_INTERNAL, encode_event_frame
+from relay.bridge import Bridge
+from relay.config import BridgeConfig
+from relay.envelope import Event
+from relay.errors import GatewayClosed, RelayError, RemoteProtocolError, StoreError
+from relay.outbox import Outbox
+from relay.store import MessageStore
+
+log = logging.getLogger(__name__)
+
+#: seconds in-flight commands get to finish at shutdown before their connection is closed
+COMMAND_GRACE: Final = 5.0
+#: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
+GATEWAY_CLOSE_GRACE: Final = 6.0
+#: a saved Discord session is only worth resuming for this long (Discord keeps it "a few minutes",
+#: discord.md §2.7); older ones would be refused with op 9 anyway
+RESUME_WINDOW: Final = 120.0
+#: resuming a saved session needs the state READY + GUILD_CREATE would have given, fetched through REST
+#: (3 requests a guild); for more guilds than this a fresh identify is cheaper
+HYDRATE_MAX_GUILDS: Final = 25
+#: seconds between message-store flushes (rows are also flushed as soon as a batch is full)
+STORE_FLUSH_INTERVAL: Final = 0.25
+#: seconds between message-store retention passes
+STORE_PRUNE_INTERVAL: Final = 3600.0
+
+
+# --------------------------------------------------------------------------- identity & draining
+
+
+@attrs.define
+class PresentedIdentity:
+    """The bot as frameworks see it: ``[mirai] bot_id`` when set, else the Discord bot user id."""
+
+    cache: DiscordCache
+    override: int = 0
+
+    @property
+    def bot_id(self) -> int:
+        return self.override or self.cache.bot_id
+
+    @property
+    def bot_name(self) -> str:
+        return self.cache.bot_name
+
+
+@attrs.define
+class DrainingDispatcher:
+    """Counts in-flight commands and, once draining, answers new ones with an error instead of running them."""
+
+    inner: MiraiCommandHandler
+    in_flight: int = 0
+    draining: bool = False
+    idle: trio.Event = attrs.field(factory=trio.Event)
+
+    def for_session(self, session_key: str) -> DrainingDispatcher:
+        return _SessionDispatcher(self, self.inner.for_session(session_key))  # type: ignore[return-value]
+
+    async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
+        return await self.run(self.inner, command, sub_command, content)
+
+    async def run(
+        self, handler: MiraiCommandHandler, command: str, sub_command: str | None, content: object
+    ) -> dict[str, object]:
+        if self.draining:
+            return {"code": CODE_INTERNAL, "msg": f"{command}: the bridge is shutting down; retry after it restarts"}
+        self.in_flight += 1
+        try:
+            return await handler.dispatch(command, sub_command, content)
+        finally:
+            self.in_flight -= 1
+            if self.draining and self.in_flight == 0:
+                self.idle.set()
+
+    async def drain(self) -> None:
+        """Refuse new commands and wait until the in-flight ones are answered (callers bound the wait)."""
+        self.draining = True
+        if self.in_flight == 0:
+            return
+        await self.idle.wait()
+
+
+@attrs.frozen
+class _SessionDispatcher:
+    owner: DrainingDispatcher
+    handler: MiraiCommandHandler
+
+    async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
+        return await self.owner.run(self.handler, command, sub_command, content)
+
+
+# --------------------------------------------------------------------------- saved Discord sessions
+
+
+def session_file(store_path: str) -> Path:
+    return Path(store_path + ".session.json")
+
+
+def load_sessions(path: Path, *, now: float) -> dict[int, SessionState]:
+    """Sessions saved by a recent clean shutdown (none when missing, stale or unreadable)."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the saved Discord session in %s: %s", path, exc)
+        return {}
+    if not isinstance(saved, dict) or not isinstance(saved.get("saved_at"), int | float):
+        log.warning("ignoring the saved Discord session in %s: unexpected content", path)
+        return {}
+    age = now - float(saved["saved_at"])
+    if not 0 <= age <= RESUME_WINDOW:
+        log.info("saved Discord session is %.0f s old: identifying afresh", age)
+        return {}
+    sessions: dict[int, SessionState] = {}
+    for shard_id, state in dict(saved.get("sessions") or {}).items():
+        try:
+            sessions[int(shard_id)] = SessionState.from_json(state)
+        except (ValueError, RemoteProtocolError) as exc:
+            log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
+    return sessions
+
+
+def save_sessions(path: Path, sessions: Mapping[int, SessionState], *, now: float) -> None:
+    """Persist resumable sessions (no secrets: a session id is useless without the token)."""
+    body = {"saved_at": now, "sessions": {str(k): v.to_json() for k, v in sessions.items()}}
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text(json.dumps(body), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not save the Discord session for a quick restart: %s", exc)
+
+
+async def hydrate_cache(rest: RestClient, cache: DiscordCache) -> bool:
+    """Rebuild the cache a resumed session will not get from READY/GUILD_CREATE (a resume replays only missed
+    dispatches, discord.md §2.7). Returns False when that is not worth it or fails: identify afresh then."""
+    try:
+        me = await rest.get_current_user()
+        guilds = await rest.iter_current_user_guilds()
+        if len(guilds) > HYDRATE_MAX_GUILDS:
+            log.info("%d guilds: identifying afresh rather than fetching their state to resume", len(guilds))
+            return False
+        cache.set_bot_user(me)
+        for partial in guilds:
+            guild_id = int(partial["id"])
+            guild = await rest.get_guild(guild_id)
+            guild["channels"] = await rest.get_guild_channels(guild_id)
+            guild["members"] = [await rest.get_guild_member(guild_id, int(me["id"]))]
+            cache.upsert_guild(guild)
+            cache.ready_guild_ids.add(guild_id)
+    except (RelayError, KeyError, TypeError, ValueError) as exc:
+        log.warning("could not fetch the state needed to resume the saved session (%s): identifying afresh", exc)
+        return False
+    log.info("fetched the state of %d guild(s) to resume the saved Discord session", len(guilds))
+    return True
+
+
+# --------------------------------------------------------------------------- the running bridge
+
+
+@attrs.define(eq=False)
+class RunningBridge:
+    """What :func:`serve_bridge` hands to ``task_status.started()``."""
+
+    bridge: Bridge
+    gateway: Gateway
+    reverse_ws: ReverseWsClient
+    outbox: Outbox
+    store: MessageStore
+    cache: DiscordCache
+    shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
+
+    def shutdown(self) -> None:
+        """Begin the graceful shutdown; :func:`serve_bridge` returns when it is done."""
+        self.shutdown_requested.set()
+
+
+def _on_gateway_event(translator: DiscordTranslator, bridge: Bridge) -> Callable[[GatewayEvent], None]:
+    """The gateway reader's callback: translate and hand to the relay, never awaiting (heartbeats keep flowing)."""
+    on_dispatch = translator.on_dispatch
+    publish = bridge.publish_nowait
+    clock = time.time
+
+    def on_event(event: GatewayEvent) -> None:
+        events: list[Event]
+        if isinstance(event, DispatchReceived):
+            events = on_dispatch(event.name, event.data, clock())
+        elif isinstance(event, ShardDisconnected):
+            events = translator.connection_lost()
+        else:
+            return
+        for item in events:
+            publish(item)
+
+    return on_event
+
+
+@attrs.define
+class Wakeup:
+    """A re-armable wake-up: ``set()`` may be called any number of times from the trio thread."""
+
+    event: trio.Event = attrs.field(factory=trio.Event)
+
+    def set(self) -> None:
+        self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+        self.event = trio.Event()
+
+
+async def _serve_store(store: MessageStore, wake: Wakeup, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Flush the message store off the trio thread (batched), prune by retention, flush once more at exit."""
+    task_status.started()
+    last_prune = 0.0
+    try:
+        while True:
+            with trio.move_on_after(STORE_FLUSH_INTERVAL):
+                await wake.wait()
+            try:
+                await trio.to_thread.run_sync(store.flush)
+                if time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
+                    last_prune = time.monotonic()
+                    pruned = await trio.to_thread.run_sync(store.prune, time.time())
+                    if pruned:
+                        log.info("message store: pruned %d mappings older than the retention", pruned)
+            except StoreError as exc:
+                log.error("message store: %s; retrying", exc)
+    finally:
+        try:
+            store.flush()
+        except StoreError as exc:
+            log.error("message store: final flush failed: %s", exc)
+
+
+async def _log_status(running: RunningBridge, interval: float) -> None:
+    previous = running.bridge.statistics().events_published
+    while True:
+        await trio.sleep(interval)
+        bridge = running.bridge.statistics()
+        shards = running.gateway.statistics()
+        ready = sum(1 for s in shards.values() if s.state.name in ("READY", "RESUMED", "CONNECTED"))
+        destinations = running.reverse_ws.statistics()
+        verified = sum(1 for d in destinations if d.verified)
+        outbox = running.outbox.statistics()
+        cache = running.cache.statistics()
+        rate = (bridge.events_published - previous) / interval
+        previous = bridge.events_published
+        log.info(
+            "status: shards %d/%d up, guilds %d, destinations %d/%d verified, outbox %d retained "
+            "(%d dropped), %.1f events/s, commands %d (%d failed)",
+            ready,
+            len(shards),
+            cache.get("guilds", 0),
+            verified,
+            len(destinations),
+            outbox.retained,
+            outbox.dropped,
+            rate,
+            bridge.commands,
+            bridge.commands_failed,
+        )
+
+
+async def _scoped(
+    scope: trio.CancelScope, done: trio.Event, fn: Callable[..., Awaitable[None]], *, task_status: Any
+) -> None:
+    try:
+        with scope:
+            await fn(task_status=task_status)
+    finally:
+        done.set()
+
+
+async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the whole bridge until :meth:`RunningBridge.shutdown` (then shut down gracefully and return).
+
+    Raises :class:`~relay.errors.GatewayClosed` (inside an ExceptionGroup) on a fatal Discord close.
+    """
+    store_path = config.store.path
+    Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    sessions_path = session_file(store_path)
+    store_wake = Wakeup()
+    store = MessageStore.open(
+        store_path, retention_days=config.store.message_retention_days, on_batch_full=store_wake.set
+    )
+    try:
+        with Outbox(store_path, config.outbox) as outbox:
+            async with open_rest_client(config.discord, config.discord.token) as rest:
+                cache = DiscordCache()
+                translator = DiscordTranslator(cache, config.mapping)
+                executor = DiscordCommandExecutor(rest, cache, translator, config)
+                identity = PresentedIdentity(cache, config.mirai.bot_id)
+                reserved = config.mirai.reserved_sync_id
+                bridge = Bridge(
+                    store=store,
+                    outbox=outbox,
+                    encode_frame=lambda ev: encode_event_frame(ev, bot_id=identity.bot_id, reserved_sync_id=reserved),
+                    executor=executor,
+                    identity=identity,
+                )
+                handler = MiraiCommandHandler(bridge, identity, bot_id=config.mirai.bot_id or None)
+                dispatcher = DrainingDispatcher(handler)
+                sessions = load_sessions(sessions_path, now=time.time())
+                if sessions and not await hydrate_cache(rest, cache):
+                    sessions = {}
+                gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
+                mirai_scope, mirai_done = trio.CancelScope(), trio.Event()
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(_serve_store, store, store_wake)
+                    reverse_ws = await nursery.start(
+                        _scoped,
+                        mirai_scope,
+                        mirai_done,
+                        functools.partial(
+                            serve_reverse_ws,
+                            config=config.mirai,
+                            outbox=outbox,
+                            dispatcher=dispatcher,
+                            identity=identity,
+                            dispatcher_for_session=dispatcher.for_session,
+                        ),
+                    )
+                    gateway = await nursery.start(
+                        _scoped,
+                        gateway_scope,
+                        gateway_done,
+                        functools.partial(
+                            serve_gateway,
+                            config=config.discord,
+                            token=config.discord.token,
+                            fetch_gateway_info=rest.get_gateway_bot,
+                            on_event=_on_gateway_event(translator, bridge),
+                            initial_sessions=sessions,
+                        ),
+                    )
+                    running = RunningBridge(
+                        bridge=bridge, gateway=gateway, reverse_ws=reverse_ws, outbox=outbox, store=store, cache=cache
+                    )
+                    nursery.start_soon(_log_status, running, config.logging.status_interval)
+                    log.info(
+                        "bridge running: %d shard(s), %d destination(s), store %s",
+                        len(gateway.shards),
+                        len(config.mirai.reverse_ws.destinations),
+                        store_path,
+                    )
+                    task_status.started(running)
+                    await running.shutdown_requested.wait()
+
+                    log.info("shutting down: refusing new commands, finishing %d in flight", dispatcher.in_flight)
+                    with trio.move_on_after(COMMAND_GRACE) as grace:
+                        await dispatcher.drain()
+                    if grace.cancelled_caught:
+                        log.warning(
+                            "shutdown: %d commands still running after %.0f s", dispatcher.in_flight, COMMAND_GRACE
+                        )
+                    live_sessions = gateway.sessions()
+                    gateway_scope.cancel(reason="shutdown")
+                    with trio.move_on_after(GATEWAY_CLOSE_GRACE):
+                        await gateway_done.wait()
+                    save_sessions(sessions_path, gateway.sessions() or live_sessions, now=time.time())
+                    mirai_scope.cancel(reason="shutdown")
+                    with trio.move_on_after(GATEWAY_CLOSE_GRACE):
+                        await mirai_done.wait()
+                    nursery.cancel_scope.cancel(reason="shutdown")
+    finally:
+        store.close()
+    log.info("bridge stopped")
+
+
+# --------------------------------------------------------------------------- process entry point
+
+
+async def _main(config: BridgeConfig) -> int:
+    interrupted = False
+    async with trio.open_nursery() as nursery:
+        running: RunningBridge | None = None
+
+        async def bridge_task(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await serve_bridge(config, task_status=task_status)
+            nursery.cancel_scope.cancel(reason="bridge stopped")
+
+        async def watch_signals() -> None:
+            nonlocal interrupted
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    if running is None or running.shutdown_requested.is_set():
+                        # a second signal (or one before startup finished): stop at once
+                        log.warning("received %s again: exiting now", signal.Signals(signum).name)
+                        interrupted = True
+                        nursery.cancel_scope.cancel(reason="second signal")
+                        return
+                    log.info(
+                        "received %s: shutting down gracefully (again to exit at once)", signal.Signals(signum).name
+                    )
+                    running.shutdown()
+
+        nursery.start_soon(watch_signals)
+        running = await nursery.start(bridge_task)
+    return 130 if interrupted else 0
+
+
+def run(config: BridgeConfig) -> int:
+    """Run the bridge until SIGINT/SIGTERM. Exit code: 0 clean stop, 1 fatal error, 130 forced stop."""
+    code = 0
+    try:
+        code = trio.run(_main, config)
+    except* GatewayClosed as group:
+        first = group.exceptions[0]
+        log.error("%s", first)
+        code = 1
+    except* RelayError as group:
+        for exc in group.exceptions:
+            log.error("%s", exc)
+        code = 1
+    return code

@@ -1,0 +1,266 @@
+"""The whole bridge in one process: fake Discord (gateway + REST) ⇄ relay ⇄ fake mirai framework.
+
+Everything talks over real loopback sockets; nothing of ours is mocked. The subprocess variant (the real CLI
+with a config file) is in test_end_to_end_process.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import trio
+
+from relay.app import RunningBridge, serve_bridge, session_file
+from relay.config import (
+    BridgeConfig,
+    DestinationConfig,
+    DiscordConfig,
+    LoggingConfig,
+    MiraiConfig,
+    ReverseWsConfig,
+    StoreConfig,
+)
+from tests.fakes.discord_world import DiscordWorld
+from tests.fakes.fake_framework import FakeFramework, open_fake_framework
+
+GUILD = 5000
+CHANNEL = 5001
+OTHER_CHANNEL = 5002
+OWNER = 6000
+ALICE = 6001
+BOB = 6002
+VERIFY_KEY = "e2e-verify-key"
+
+
+def bridge_config(world: DiscordWorld, framework: FakeFramework, tmp_path: Path) -> BridgeConfig:
+    return BridgeConfig(
+        discord=DiscordConfig(token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url),
+        mirai=MiraiConfig(
+            verify_key=VERIFY_KEY,
+            reverse_ws=ReverseWsConfig(
+                destinations=(DestinationConfig(name="fw", host="127.0.0.1", port=framework.port, path="/"),)
+            ),
+        ),
+        store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
+        logging=LoggingConfig(status_interval=3600),
+    )
+
+
+@attrs.frozen
+class Env:
+    world: DiscordWorld
+    framework: FakeFramework
+    running: RunningBridge
+    config: BridgeConfig
+
+
+@asynccontextmanager
+async def running_bridge(tmp_path: Path, *, qq: object = None) -> AsyncIterator[Env]:
+    world = DiscordWorld()
+    world.add_guild(
+        GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general", OTHER_CHANNEL: "random"}, members=[ALICE]
+    )
+    async with trio.open_nursery() as nursery:
+        await world.start(nursery)
+        async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id if qq is None else qq) as framework:
+            config = bridge_config(world, framework, tmp_path)
+            stopped = trio.Event()
+
+            async def run_bridge(task_status: trio.TaskStatus[RunningBridge] = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await serve_bridge(config, task_status=task_status)
+                finally:
+                    stopped.set()
+
+            running: RunningBridge = await nursery.start(run_bridge)
+            yield Env(world=world, framework=framework, running=running, config=config)
+            running.shutdown()
+            await stopped.wait()  # the graceful shutdown finishes while the framework is still there
+        nursery.cancel_scope.cancel()
+
+
+async def wait_group_messages(framework: FakeFramework, count: int) -> list[dict[str, object]]:
+    with trio.fail_after(20):
+        while len(group_messages(framework)) < count:
+            await trio.sleep(0.02)
+    return group_messages(framework)
+
+
+async def wait_event_type(framework: FakeFramework, kind: str) -> dict[str, object]:
+    with trio.fail_after(20):
+        while True:
+            for event in framework.events:
+                if event.data.get("type") == kind:
+                    return event.data
+            await trio.sleep(0.02)
+
+
+def group_messages(framework: FakeFramework) -> list[dict[str, object]]:
+    return [e.data for e in framework.events if e.data.get("type") == "GroupMessage"]
+
+
+def plain_text(event: dict[str, object]) -> str:
+    chain = event["messageChain"]
+    assert isinstance(chain, list)
+    return "".join(str(e["text"]) for e in chain if e["type"] == "Plain")
+
+
+async def test_message_becomes_group_message_and_reply_with_quote_reaches_rest(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            await env.world.gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, "hello bridge"))
+            (event,) = await wait_group_messages(env.framework, 1)
+            chain = event["messageChain"]
+            assert isinstance(chain, list)
+            assert chain[0]["type"] == "Source"
+            assert plain_text(event) == "hello bridge"
+            sender = event["sender"]
+            assert isinstance(sender, dict)
+            assert sender["id"] == ALICE
+            assert sender["group"] == {"id": CHANNEL, "name": "general", "permission": "MEMBER"}
+            source_id = chain[0]["id"]
+
+            data = await conn.request(
+                "sendGroupMessage",
+                {"target": CHANNEL, "quote": source_id, "messageChain": [{"type": "Plain", "text": "hi Alice"}]},
+            )
+            assert data["code"] == 0
+            assert isinstance(data["messageId"], int) and data["messageId"] > 0
+            (post,) = [r for r in env.world.rest.requests if r.method == "POST" and r.path.endswith("/messages")]
+            assert post.json is not None
+            assert post.json["content"] == "hi Alice"
+            original_id = int(
+                next(m for m in env.world.rest.messages[CHANNEL].values() if m["content"] == "hello bridge")["id"]
+            )
+            assert post.json["message_reference"]["message_id"] == str(original_id)
+            assert post.json["allowed_mentions"]["parse"] == []
+
+            # the bot's own message arrives through the gateway too: it must not be echoed back
+            sent = env.world.rest.messages[CHANNEL][max(env.world.rest.messages[CHANNEL])]
+            await env.world.gateway.dispatch("MESSAGE_CREATE", dict(sent))
+            await env.world.gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, "second"))
+            texts = [plain_text(e) for e in await wait_group_messages(env.framework, 2)]
+            assert texts == ["hello bridge", "second"]
+
+
+async def test_recall_round_trips_both_ways(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            # framework → Discord: recall what the bot sent
+            sent = await conn.request(
+                "sendGroupMessage", {"target": CHANNEL, "messageChain": [{"type": "Plain", "text": "oops"}]}
+            )
+            before = len(env.world.rest.messages[CHANNEL])
+            answer = await conn.request("recall", {"target": CHANNEL, "messageId": sent["messageId"]})
+            assert answer == {"code": 0, "msg": "success"}
+            assert len(env.world.rest.messages[CHANNEL]) == before - 1
+            missing = await conn.request("recall", {"target": CHANNEL, "messageId": 999_999})
+            assert missing["code"] == 5
+
+            # Discord → framework: a user deletes their message
+            message = env.world.user_message(CHANNEL, ALICE, "delete me")
+            await env.world.gateway.dispatch("MESSAGE_CREATE", message)
+            (received,) = await wait_group_messages(env.framework, 1)
+            local_id = received["messageChain"][0]["id"]  # type: ignore[index]
+            await env.world.gateway.dispatch(
+                "MESSAGE_DELETE", {"id": message["id"], "channel_id": str(CHANNEL), "guild_id": str(GUILD)}
+            )
+            recall = await wait_event_type(env.framework, "GroupRecallEvent")
+            assert recall["messageId"] == local_id
+            assert recall["authorId"] == ALICE
+
+
+async def test_member_join_arrives_in_the_system_channel(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            await env.world.gateway.dispatch("GUILD_MEMBER_ADD", env.world.member_add(GUILD, BOB, "bob"))
+            join = await wait_event_type(env.framework, "MemberJoinEvent")
+            member = join["member"]
+            assert isinstance(member, dict)
+            assert member["id"] == BOB
+            assert member["group"]["id"] == CHANNEL  # type: ignore[index]
+
+
+async def test_drops_on_both_sides_deliver_every_event_exactly_once_in_order(tmp_path: Path) -> None:
+    total = 300
+    with trio.fail_after(60):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            gateway = env.world.gateway
+            for i in range(total):
+                await gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, f"m{i}"))
+                if i in (60, 240):
+                    await gateway.wait_until(lambda: 0 in gateway.live_shards())
+                    await gateway.drop_connection()  # Discord drops: the shard resumes, Discord replays
+                if i == 120:
+                    await env.framework.stop()  # the framework goes away: events wait in the outbox
+                if i == 180:
+                    await env.framework.start()
+            texts = [plain_text(e) for e in await wait_group_messages(env.framework, total)]
+            assert texts == [f"m{i}" for i in range(total)]
+            assert len(gateway.resumes) >= 2
+            assert len(gateway.identifies) == 1
+
+
+async def test_commands_without_discord_meaning_get_a_clear_error(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            nudge = await conn.request("sendNudge", {"target": ALICE, "subject": CHANNEL, "kind": "Group"})
+            assert nudge["code"] == 6 and "nudge" in str(nudge["msg"]).lower()
+            unknown = await conn.request("noSuchCommand", {})
+            assert unknown["code"] == 6
+            groups = await conn.request("groupList", {})
+            assert groups["code"] == 0
+            assert {g["id"] for g in groups["data"]} == {CHANNEL, OTHER_CHANNEL}  # type: ignore[union-attr]
+            about = await conn.request("about", {})
+            assert about["data"] == {"version": "2.10.0"}
+
+
+async def test_shutdown_saves_a_resumable_session_and_closes_discord_resumably(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            gateway = env.world.gateway
+        saved = json.loads(session_file(env.config.store.path).read_text())
+        assert saved["sessions"]["0"]["session_id"]
+        assert gateway.client_closes and all(code not in (1000, 1001) for _t, code in gateway.client_closes)
+
+
+async def test_restart_resumes_the_saved_session_instead_of_identifying(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        world = DiscordWorld()
+        world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+        async with trio.open_nursery() as nursery:
+            await world.start(nursery)
+            async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id) as framework:
+                config = bridge_config(world, framework, tmp_path)
+                running = await nursery.start(serve_bridge, config)
+                await (await framework.wait_connection()).wait_verified()
+                running.shutdown()
+                with trio.fail_after(15):
+                    while not session_file(config.store.path).exists():
+                        await trio.sleep(0.05)
+                await trio.sleep(0.2)
+                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "while down"))
+                running = await nursery.start(serve_bridge, config)
+                assert len(world.gateway.identifies) == 1
+                assert len(world.gateway.resumes) == 1
+                with trio.fail_after(15):
+                    while "while down" not in [plain_text(e) for e in group_messages(framework)]:
+                        await trio.sleep(0.05)
+                running.shutdown()
+            nursery.cancel_scope.cancel()
