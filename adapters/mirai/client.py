@@ -83,7 +83,7 @@ RECEIVE_BYTES: Final = 65_536
 #: RFC 6455 §7.4.1: 1009 "message too big"
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 #: how often to look again whether Discord READY told us the bot id, before dialing
-BOT_ID_POLL_INTERVAL: Final = 0.5
+BOT_ID_POLL_INTERVAL: Final = 0.1
 #: a command whose timeout response was sent is cancelled this long after its deadline (late results dropped)
 LATE_COMPLETION_GRACE: Final = 5.0
 #: seconds granted to the closing handshake when a connection ends
