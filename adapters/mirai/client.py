@@ -8,7 +8,7 @@ down never affects the others. Per connection:
   command (at most :data:`MAX_CONCURRENT_COMMANDS` run at once; the rest wait their turn, none is dropped);
 * the **writer** (started once the framework has verified) first replays every outbox frame after the
   destination's cursor, then keeps sending new outbox frames and command responses. A frame counts as
-  delivered once ``send_message`` returned on this verified connection (see :mod:`relay.outbox`); the cursor
+  delivered once ``send_messages`` returned on this verified connection (see :mod:`relay.outbox`); the cursor
   moves only then;
 * the **expiry** task answers commands that outlive ``mirai.command_timeout`` with a code-500 response
   (:class:`~relay.correlator.CommandCorrelator`), so every command gets exactly one response.
@@ -529,29 +529,30 @@ class DestinationClient:
         while True:
             await self._wait_for_bot_id()
             verifications_before = self.verifications
+            # except*: the connection's tasks run in a nursery, which wraps whatever ends them in a group
             try:
                 await self._connect_and_serve()
                 log.info("%s: connection ended", self.label)
-            except FrameTooLarge as exc:
+            except* FrameTooLarge as group:
                 log.warning(
                     "%s: %s (mirai.max_frame_bytes); connection closed with 1009 — raise the limit if such "
                     "frames are legitimate",
                     self.label,
-                    exc,
+                    _first(group),
                 )
-            except FrameworkHandshakeRefused as exc:
-                log.warning("%s: %s", self.label, exc)
-            except FrameworkDisconnected as exc:
-                log.info("%s: disconnected: %s", self.label, exc)
-            except trio.TooSlowError:
+            except* FrameworkHandshakeRefused as group:
+                log.warning("%s: %s", self.label, _first(group))
+            except* FrameworkDisconnected as group:
+                log.info("%s: disconnected: %s", self.label, _first(group))
+            except* trio.TooSlowError:
                 log.warning(
                     "%s: connecting took longer than mirai.reverse_ws.connect_timeout=%g s",
                     self.label,
                     self.config.reverse_ws.connect_timeout,
                 )
-            except (OSError, ssl.SSLError, trio.BrokenResourceError, RelayError) as exc:
-                log.warning("%s: connection failed: %s", self.label, _describe(exc))
-            except Exception:  # reconnect on ANY error (DESIGN.md §5), but show what went wrong
+            except* (OSError, ssl.SSLError, trio.BrokenResourceError, RelayError) as group:
+                log.warning("%s: connection failed: %s", self.label, _describe(_first(group)))
+            except* Exception:  # reconnect on ANY error (DESIGN.md §5), but show what went wrong
                 log.exception("%s: unexpected error on the connection", self.label)
             finally:
                 self._connection = None
@@ -592,6 +593,14 @@ class DestinationClient:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
                 await ws.aclose(CLOSE_GOING_AWAY, "relay connection closing")
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of a (possibly nested) exception group, for a one-line log message."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -726,9 +735,11 @@ __all__ = [
     "WRITE_BATCH",
     "DestinationClient",
     "DestinationStatistics",
+    "FrameworkSocket",
     "ReverseWsClient",
     "backoff_delay",
     "destination_headers",
+    "destination_resource",
     "destination_url",
     "serve_destination",
     "serve_outbox_flusher",

@@ -517,8 +517,8 @@ async def test_dispatcher_for_session_serves_each_verified_connection(outbox: Ou
             assert sessions == [key]
 
 
-async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None:
-    with trio.fail_after(GUARD):
+async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.client"):
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw, running_bridge(mirai_config(fw.port), outbox):
             conn = await fw.wait_connection()
             await conn.wait_verified()
@@ -531,6 +531,8 @@ async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox) -> None
             again = await fw.wait_connection(1)
             await again.wait_verified()
             assert (await again.request("sendGroupMessage", {"target": 2}))["code"] == 0
+    assert "disconnected: the framework closed the websocket with code 4000" in caplog.text
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # a close is routine, not an error
 
 
 async def test_the_client_flushes_the_outbox_periodically(tmp_path: Path) -> None:
