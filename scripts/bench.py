@@ -1,0 +1,1042 @@
+#!/usr/bin/env python3
+"""Benchmark: the bridge against a bare relay and discord.py, all fed the same stream in the same run.
+
+    python scripts/bench.py                  # defaults finish in about a minute on a 2-core machine
+    python scripts/bench.py --events 50000 --json results.json
+    python scripts/bench.py --setup-discordpy  # once: makes .bench-venv with discord.py (bench only)
+
+Everything runs on loopback (127.0.0.1) in separate processes:
+
+* **peer** (one process, one core): a fake Discord gateway (HELLO/IDENTIFY/READY/heartbeat ACKs, then N
+  realistic ~1 KB MESSAGE_CREATE dispatches, zlib-stream on or off), the few REST routes a client needs to
+  start, and a mirai-style sink (a reverse-ws *server*: it sends ``verify``, then counts pushed events and
+  reads the send timestamp embedded in each message's text).
+* **client under test** (its own process):
+  - ``bridge``: the real ``discord-mirai-relay run`` path (store and durable outbox on);
+  - ``bare``: a bare trio-websocket relay — parse, build a small mirai-shaped dict, forward to the sink;
+  - ``discord.py``: consume only, ``on_message`` counter (from ``--discordpy-python``, never a dependency).
+
+Reported per client: events/s at saturation, p50/p99 latency (gateway send → sink receive) at a paced rate,
+CPU seconds and peak RSS of the client process; ratios bridge/discord.py and bridge/bare. Bridge-only extras:
+peak RSS while a backlog waits in the outbox for a framework that is down (and how fast it drains), and the
+command round trip (framework → bridge → fake REST → response) over the fake REST's own round trip.
+
+The wire helpers here use wsproto directly (batched writes) so the peer is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_VENV = REPO / ".bench-venv"
+TOKEN = "bench-token-not-a-secret"
+VERIFY_KEY = "bench-verify-key"
+BOT_ID = 900000000000000001
+GUILD_ID = 910000000000000001
+CHANNEL_ID = 920000000000000001
+AUTHOR_ID = 930000000000000001
+HEARTBEAT_MS = 41250
+LATENCY_RE = re.compile(rb"bench (\d+) (\d+) ")
+ZLIB_SUFFIX = b"\x00\x00\xff\xff"
+
+
+# =========================================================================== payloads
+
+
+def message_payload(seq: int, sent_ns: int) -> dict[str, Any]:
+    """A realistic guild MESSAGE_CREATE (~1 KB serialized), text carrying its sequence and send time."""
+    content = f"bench {seq} {sent_ns} " + "lorem ipsum dolor sit amet " * 7
+    return {
+        "type": 0,
+        "tts": False,
+        "timestamp": "2026-11-22T12:00:00.000000+00:00",
+        "referenced_message": None,
+        "pinned": False,
+        "nonce": str(1300000000000000000 + seq),
+        "mentions": [],
+        "mention_roles": [],
+        "mention_everyone": False,
+        "member": {
+            "roles": [],
+            "premium_since": None,
+            "pending": False,
+            "nick": None,
+            "mute": False,
+            "joined_at": "2025-01-01T00:00:00.000000+00:00",
+            "flags": 0,
+            "deaf": False,
+            "communication_disabled_until": None,
+            "avatar": None,
+        },
+        "id": str(1400000000000000000 + seq),
+        "flags": 0,
+        "embeds": [],
+        "edited_timestamp": None,
+        "content": content,
+        "components": [],
+        "channel_type": 0,
+        "channel_id": str(CHANNEL_ID),
+        "author": {
+            "username": "alice",
+            "public_flags": 0,
+            "id": str(AUTHOR_ID),
+            "global_name": "Alice",
+            "discriminator": "0",
+            "clan": None,
+            "avatar_decoration_data": None,
+            "avatar": "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+        },
+        "attachments": [],
+        "guild_id": str(GUILD_ID),
+    }
+
+
+def bot_user() -> dict[str, Any]:
+    return {
+        "id": str(BOT_ID),
+        "username": "benchbot",
+        "global_name": None,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": True,
+        "flags": 0,
+        "mfa_enabled": False,
+        "verified": True,
+    }
+
+
+def guild_create() -> dict[str, Any]:
+    everyone = {
+        "id": str(GUILD_ID),
+        "name": "@everyone",
+        "permissions": "1071698660929",
+        "position": 0,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
+    return {
+        "id": str(GUILD_ID),
+        "name": "Bench Guild",
+        "owner_id": str(AUTHOR_ID),
+        "system_channel_id": str(CHANNEL_ID),
+        "unavailable": False,
+        "large": False,
+        "member_count": 2,
+        "joined_at": "2025-01-01T00:00:00.000000+00:00",
+        "roles": [everyone],
+        "emojis": [],
+        "stickers": [],
+        "features": [],
+        "channels": [
+            {
+                "id": str(CHANNEL_ID),
+                "type": 0,
+                "name": "general",
+                "position": 0,
+                "permission_overwrites": [],
+                "parent_id": None,
+                "guild_id": str(GUILD_ID),
+            }
+        ],
+        "threads": [],
+        "members": [
+            {
+                "user": bot_user(),
+                "roles": [],
+                "nick": None,
+                "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+            },
+            {
+                "user": message_payload(0, 0)["author"],
+                "roles": [],
+                "nick": None,
+                "joined_at": "2025-01-01T00:00:00.000000+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+            },
+        ],
+        "presences": [],
+        "voice_states": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "afk_channel_id": None,
+        "afk_timeout": 300,
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "nsfw_level": 0,
+        "icon": None,
+        "splash": None,
+        "banner": None,
+        "description": None,
+        "application_id": None,
+        "rules_channel_id": None,
+        "public_updates_channel_id": None,
+        "vanity_url_code": None,
+        "premium_subscription_count": 0,
+        "max_members": 500000,
+        "system_channel_flags": 0,
+    }
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# =========================================================================== process stats (Linux /proc)
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    """CPU seconds (user+sys) and peak/current RSS (MiB) of one process, including its threads."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return {"cpu_s": float("nan"), "peak_rss_mb": float("nan"), "rss_mb": float("nan")}
+    hwm = re.search(r"VmHWM:\s+(\d+) kB", status)
+    rss = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return {
+        "cpu_s": cpu,
+        "peak_rss_mb": int(hwm.group(1)) / 1024 if hwm else float("nan"),
+        "rss_mb": int(rss.group(1)) / 1024 if rss else float("nan"),
+    }
+
+
+# =========================================================================== peer (gateway + REST + sink)
+
+
+def run_peer(params: dict[str, Any]) -> None:
+    import h11
+    import trio
+    import wsproto
+    import wsproto.events as wse
+
+    mode = params["mode"]  # "saturate" | "paced" | "backlog" | "commands"
+    count = int(params["events"])
+    rate = float(params.get("rate", 1000.0))
+    want_sink = params["client"] != "discordpy"
+    settle = float(params.get("settle", 2.5))
+    result: dict[str, Any] = {"sent": 0}
+    identified = trio.Event()
+    sink_verified = trio.Event()
+    sink_open = trio.Event()
+    all_received = trio.Event()
+    # pending: syncId -> channel of the command phase, resolved by the sink's reader
+    sink_state: dict[str, Any] = {"count": 0, "first": None, "last": None, "lat": [], "conn": None, "pending": {}}
+    rest_times: list[float] = []
+
+    class WsConn:
+        """A minimal wsproto connection on a trio stream: whole messages in, batched writes out."""
+
+        def __init__(self, stream: trio.SocketStream, role: wsproto.ConnectionType) -> None:
+            self.stream = stream
+            self.ws = wsproto.WSConnection(role)
+            self.parts: list[Any] = []
+            self.send_lock = trio.Lock()
+
+        async def accept(self) -> str:
+            while True:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise trio.BrokenResourceError
+                self.ws.receive_data(data)
+                for ev in self.ws.events():
+                    if isinstance(ev, wse.Request):
+                        await self.stream.send_all(self.ws.send(wse.AcceptConnection()))
+                        return ev.target
+
+        async def messages(self):  # type: ignore[no-untyped-def]
+            while True:
+                data = await self.stream.receive_some(262144)
+                if not data:
+                    return
+                self.ws.receive_data(data)
+                for ev in self.ws.events():
+                    if isinstance(ev, wse.Message):
+                        self.parts.append(ev.data)
+                        if ev.message_finished:
+                            whole = (
+                                self.parts[0]
+                                if len(self.parts) == 1
+                                else ("".join(self.parts) if isinstance(self.parts[0], str) else b"".join(self.parts))
+                            )
+                            self.parts = []
+                            yield whole
+                    elif isinstance(ev, wse.Ping):
+                        await self.send_raw(self.ws.send(ev.response()))
+                    elif isinstance(ev, wse.CloseConnection):
+                        with contextlib.suppress(Exception):  # the peer may already be gone
+                            await self.send_raw(self.ws.send(ev.response()))
+                        return
+
+        async def send_raw(self, data: bytes) -> None:
+            async with self.send_lock:
+                await self.stream.send_all(data)
+
+        def frame(self, payload: str | bytes) -> bytes:
+            return self.ws.send(wse.Message(data=payload))
+
+    # ------------------------------------------------------------------ gateway
+    async def gateway_handler(stream: trio.SocketStream) -> None:
+        conn = WsConn(stream, wsproto.ConnectionType.SERVER)
+        target = await conn.accept()
+        zlib_on = "compress=zlib-stream" in target
+        zobj = zlib.compressobj()
+
+        def encode(obj: dict[str, Any] | bytes) -> bytes:
+            raw = obj if isinstance(obj, bytes) else json.dumps(obj, separators=(",", ":")).encode()
+            if zlib_on:
+                return conn.frame(zobj.compress(raw) + zobj.flush(zlib.Z_SYNC_FLUSH))
+            return conn.frame(raw.decode())
+
+        seq = 0
+
+        def dispatch(name: str, data: dict[str, Any] | bytes) -> bytes:
+            nonlocal seq
+            seq += 1
+            if isinstance(data, bytes):
+                body = b'{"op":0,"s":%d,"t":"%s","d":' % (seq, name.encode()) + data + b"}"
+                return encode(body)
+            return encode({"op": 0, "s": seq, "t": name, "d": data})
+
+        await conn.send_raw(encode({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_MS}}))
+
+        async def streamer() -> None:
+            await identified.wait()
+            if want_sink and mode != "backlog":
+                await sink_verified.wait()
+            await trio.sleep(settle)
+            if mode == "commands":
+                return
+            result["first_send"] = time.monotonic()
+            if mode in ("saturate", "backlog"):
+                bodies = [json.dumps(message_payload(i, 0), separators=(",", ":")).encode() for i in range(count)]
+                result["first_send"] = time.monotonic()
+                batch: list[bytes] = []
+                for body in bodies:
+                    batch.append(dispatch("MESSAGE_CREATE", body))
+                    if len(batch) >= 64:
+                        await conn.send_raw(b"".join(batch))
+                        batch = []
+                if batch:
+                    await conn.send_raw(b"".join(batch))
+            else:  # paced: encode at send time so the embedded timestamp is the real send time
+                interval = 1.0 / rate
+                start = trio.current_time()
+                for i in range(count):
+                    await trio.sleep_until(start + i * interval)
+                    body = json.dumps(message_payload(i, time.monotonic_ns()), separators=(",", ":")).encode()
+                    await conn.send_raw(dispatch("MESSAGE_CREATE", body))
+            result["last_send"] = time.monotonic()
+            result["sent"] = count
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(streamer)
+            async for message in conn.messages():
+                payload = json.loads(message)
+                op = payload.get("op")
+                if op == 1:
+                    await conn.send_raw(encode({"op": 11}))
+                elif op == 2:
+                    ready = {
+                        "v": 10,
+                        "user": bot_user(),
+                        "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+                        "session_id": "bench-session",
+                        "resume_gateway_url": params["gateway_url"],
+                        "shard": [0, 1],
+                        "application": {"id": str(BOT_ID), "flags": 0},
+                        "private_channels": [],
+                        "relationships": [],
+                        "presences": [],
+                        "guild_join_requests": [],
+                        "geo_ordered_rtc_regions": [],
+                        "user_settings": {},
+                    }
+                    await conn.send_raw(dispatch("READY", ready) + dispatch("GUILD_CREATE", guild_create()))
+                    identified.set()
+                elif op == 6:
+                    await conn.send_raw(dispatch("RESUMED", {}))
+            nursery.cancel_scope.cancel()
+
+    # ------------------------------------------------------------------ REST (h11)
+    app_info = {
+        "id": str(BOT_ID),
+        "name": "benchbot",
+        "icon": None,
+        "description": "",
+        "bot_public": True,
+        "bot_require_code_grant": False,
+        "owner": message_payload(0, 0)["author"],
+        "verify_key": "00",
+        "flags": 0,
+        "team": None,
+        "summary": "",
+        "rpc_origins": [],
+    }
+    message_counter = [1500000000000000000]
+
+    def rest_route(method: str, path: str, body: bytes) -> tuple[int, Any]:
+        path = path.split("?", 1)[0]
+        if path.endswith("/users/@me"):
+            return 200, bot_user()
+        if path.endswith("/oauth2/applications/@me"):
+            return 200, app_info
+        if path.endswith("/gateway/bot"):
+            return 200, {
+                "url": params["gateway_url"],
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
+            }
+        if path.endswith("/gateway"):
+            return 200, {"url": params["gateway_url"]}
+        m = re.search(r"/channels/(\d+)/messages$", path)
+        if m and method == "POST":
+            message_counter[0] += 1
+            sent = json.loads(body or b"{}")
+            return 200, {
+                **message_payload(0, 0),
+                "id": str(message_counter[0]),
+                "author": bot_user(),
+                "content": sent.get("content", ""),
+                "channel_id": m.group(1),
+                "member": None,
+            }
+        if re.search(r"/channels/(\d+)$", path):
+            return 200, guild_create()["channels"][0]
+        if re.search(r"/guilds/(\d+)/channels$", path):
+            return 200, guild_create()["channels"]
+        if re.search(r"/guilds/(\d+)/roles$", path):
+            return 200, guild_create()["roles"]
+        if re.search(r"/guilds/(\d+)$", path):
+            return 200, guild_create()
+        print(f"peer REST: unhandled {method} {path}", file=sys.stderr, flush=True)
+        return 404, {"message": "404: Not Found", "code": 0}
+
+    async def rest_handler(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request = None
+            body = b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(data)
+                    if not data:
+                        return
+                    continue
+                if isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    return
+            assert request is not None
+            started = time.perf_counter()
+            status, obj = rest_route(request.method.decode(), request.target.decode(), body)
+            payload = json.dumps(obj).encode()
+            headers = [("content-type", "application/json"), ("content-length", str(len(payload)))]
+            out = conn.send(h11.Response(status_code=status, headers=headers)) + conn.send(h11.Data(data=payload))
+            out += conn.send(h11.EndOfMessage())
+            rest_times.append(time.perf_counter() - started)
+            await stream.send_all(out)
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+
+    # ------------------------------------------------------------------ mirai sink (reverse-ws server)
+    async def sink_handler(stream: trio.SocketStream) -> None:
+        conn = WsConn(stream, wsproto.ConnectionType.SERVER)
+        await conn.accept()
+        sink_state["conn"] = conn
+        await conn.send_raw(
+            conn.frame(
+                json.dumps(
+                    {
+                        "syncId": "#",
+                        "command": "verify",
+                        "content": {"verifyKey": VERIFY_KEY, "sessionKey": None, "qq": BOT_ID},
+                    }
+                )
+            )
+        )
+        paced = mode == "paced"
+        pending: dict[str, trio.MemorySendChannel[tuple[float, Any]]] = sink_state["pending"]
+        async for message in conn.messages():
+            raw = message.encode() if isinstance(message, str) else message
+            if raw.startswith(b'{"syncId":"-1"') or b'"syncId":"-1"' in raw[:40]:
+                if b'"GroupMessage"' not in raw[:60]:
+                    continue
+                now = time.monotonic()
+                sink_state["count"] += 1
+                if sink_state["first"] is None:
+                    sink_state["first"] = now
+                sink_state["last"] = now
+                if paced:
+                    m = LATENCY_RE.search(raw)
+                    if m:
+                        sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
+                if sink_state["count"] >= count:
+                    all_received.set()
+                continue
+            frame = json.loads(raw)
+            if frame.get("syncId") == "#" and isinstance(frame.get("data"), dict) and "session" in frame["data"]:
+                sink_verified.set()
+            elif frame.get("syncId") in pending:
+                pending.pop(frame["syncId"]).send_nowait((time.perf_counter(), frame.get("data")))
+
+    async def command_round_trips(n: int) -> None:
+        """Framework → bridge → fake REST → response, one at a time, beside direct REST round trips."""
+        import httpx
+
+        conn: WsConn = sink_state["conn"]
+        rtts: list[float] = []
+        failures = 0
+        for i in range(n):
+            send, recv = trio.open_memory_channel[tuple[float, Any]](1)
+            sync_id = f"cmd{i}"
+            started = time.perf_counter()
+            sink_state["pending"][sync_id] = send
+            await conn.send_raw(
+                conn.frame(
+                    json.dumps(
+                        {
+                            "syncId": sync_id,
+                            "command": "sendGroupMessage",
+                            "subCommand": None,
+                            "content": {
+                                "target": CHANNEL_ID,
+                                "messageChain": [{"type": "Plain", "text": f"reply {i}"}],
+                            },
+                        }
+                    )
+                )
+            )
+            with trio.fail_after(10):
+                done_at, data = await recv.receive()
+            if not (isinstance(data, dict) and data.get("code") == 0):
+                failures += 1
+            rtts.append(done_at - started)
+        direct: list[float] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{params['rest_port']}") as client:
+            for i in range(n):
+                started = time.perf_counter()
+                response = await client.post(f"/api/v10/channels/{CHANNEL_ID}/messages", json={"content": f"x{i}"})
+                response.raise_for_status()
+                direct.append(time.perf_counter() - started)
+        result["commands"] = {
+            "n": n,
+            "failures": failures,
+            "bridge_rtt_p50_ms": percentile(rtts, 50) * 1e3,
+            "bridge_rtt_p99_ms": percentile(rtts, 99) * 1e3,
+            "direct_rest_rtt_p50_ms": percentile(direct, 50) * 1e3,
+            "added_p50_ms": (percentile(rtts, 50) - percentile(direct, 50)) * 1e3,
+        }
+
+    async def main() -> None:
+        listeners = {}
+        for name in ("gateway", "rest", "sink"):
+            listeners[name] = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        ports = {name: lst.socket.getsockname()[1] for name, lst in listeners.items()}
+        params["gateway_url"] = f"ws://127.0.0.1:{ports['gateway']}"
+        params["rest_port"] = ports["rest"]
+        print(json.dumps({"ports": ports}), flush=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, gateway_handler, [listeners["gateway"]])
+            nursery.start_soon(trio.serve_listeners, rest_handler, [listeners["rest"]])
+            if want_sink and mode != "backlog":
+                nursery.start_soon(trio.serve_listeners, sink_handler, [listeners["sink"]])
+                sink_open.set()
+            deadline = float(params.get("deadline", 120))
+            with trio.move_on_after(deadline) as scope:
+                if mode == "commands":
+                    await sink_verified.wait()
+                    await trio.sleep(settle)
+                    await command_round_trips(int(params.get("commands", 300)))
+                elif mode == "backlog":
+                    # the framework is down while the backlog builds; the orchestrator samples RSS meanwhile
+                    await identified.wait()
+                    while "last_send" not in result:
+                        await trio.sleep(0.05)
+                    print(json.dumps({"backlog_sent": True}), flush=True)
+                    await trio.sleep(float(params.get("backlog_hold", 3.0)))
+                    result["drain_start"] = time.monotonic()
+                    nursery.start_soon(trio.serve_listeners, sink_handler, [listeners["sink"]])
+                    await all_received.wait()
+                elif want_sink:
+                    await all_received.wait()
+                else:
+                    while "last_send" not in result:
+                        await trio.sleep(0.05)
+            result["timed_out"] = scope.cancelled_caught
+            result["sink"] = {k: sink_state[k] for k in ("count", "first", "last")}
+            lat = sink_state["lat"]
+            result["sink"]["lat_p50_ms"] = percentile(lat, 50) / 1e6 if lat else None
+            result["sink"]["lat_p99_ms"] = percentile(lat, 99) / 1e6 if lat else None
+            result["rest_p50_ms"] = percentile(rest_times, 50) * 1e3 if rest_times else None
+            print(json.dumps({"result": result}), flush=True)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+# =========================================================================== bare relay client
+
+
+def run_bare(params: dict[str, Any]) -> None:
+    import trio
+    import trio_websocket
+
+    compress = bool(params["compress"])
+    query = "?v=10&encoding=json" + ("&compress=zlib-stream" if compress else "")
+
+    async def main() -> None:
+        inflater = zlib.decompressobj()
+        buffer = bytearray()
+        seq = None
+        async with (
+            trio_websocket.open_websocket_url(
+                f"ws://127.0.0.1:{params['sink_port']}/ws", max_message_size=2**26
+            ) as sink,
+            trio_websocket.open_websocket_url(params["gateway_url"] + "/" + query, max_message_size=2**26) as gateway,
+        ):
+            verify = json.loads(await sink.get_message())
+            await sink.send_message(json.dumps({"syncId": verify["syncId"], "data": {"code": 0, "session": "bare"}}))
+
+            async def heartbeat(interval: float) -> None:
+                while True:
+                    await trio.sleep(interval)
+                    await gateway.send_message(json.dumps({"op": 1, "d": seq}))
+
+            async with trio.open_nursery() as nursery:
+                while True:
+                    message = await gateway.get_message()
+                    if compress:
+                        buffer.extend(message)
+                        if buffer[-4:] != ZLIB_SUFFIX:
+                            continue
+                        message = inflater.decompress(bytes(buffer))
+                        buffer.clear()
+                    payload = json.loads(message)
+                    op = payload["op"]
+                    if op == 10:
+                        nursery.start_soon(heartbeat, payload["d"]["heartbeat_interval"] / 1000)
+                        await gateway.send_message(
+                            json.dumps(
+                                {
+                                    "op": 2,
+                                    "d": {
+                                        "token": TOKEN,
+                                        "intents": 46599,
+                                        "properties": {"os": "linux", "browser": "bare", "device": "bare"},
+                                    },
+                                }
+                            )
+                        )
+                    elif op == 0:
+                        seq = payload["s"]
+                        if payload["t"] == "MESSAGE_CREATE":
+                            d = payload["d"]
+                            event = {
+                                "syncId": "-1",
+                                "data": {
+                                    "type": "GroupMessage",
+                                    "messageChain": [
+                                        {"type": "Source", "id": seq, "time": 0},
+                                        {"type": "Plain", "text": d["content"]},
+                                    ],
+                                    "sender": {
+                                        "id": int(d["author"]["id"]),
+                                        "memberName": d["author"]["username"],
+                                        "permission": "MEMBER",
+                                        "group": {
+                                            "id": int(d["channel_id"]),
+                                            "name": "general",
+                                            "permission": "MEMBER",
+                                        },
+                                    },
+                                },
+                            }
+                            await sink.send_message(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    trio.run(main)
+
+
+# =========================================================================== discord.py client (own venv)
+
+DISCORDPY_CLIENT = r"""
+import asyncio, json, re, sys, time
+import discord, yarl
+from discord.gateway import DiscordWebSocket
+params = json.loads(sys.argv[1])
+discord.http.Route.BASE = f"http://127.0.0.1:{params['rest_port']}/api/v10"
+DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(params["gateway_url"] + "/")
+if not params["compress"]:
+    DiscordWebSocket.from_client.__func__.__kwdefaults__["compress"] = False
+count = params["events"]
+pat = re.compile(r"bench (\d+) (\d+) ")
+state = {"n": 0, "first": None, "last": None, "lat": []}
+intents = discord.Intents.default(); intents.message_content = True; intents.members = True
+client = discord.Client(intents=intents, chunk_guilds_at_startup=False)
+@client.event
+async def on_message(message):
+    now = time.monotonic()
+    state["n"] += 1
+    if state["first"] is None:
+        state["first"] = now
+    state["last"] = now
+    if params["mode"] == "paced":
+        m = pat.match(message.content)
+        if m:
+            state["lat"].append(time.monotonic_ns() - int(m.group(2)))
+    if state["n"] >= count:
+        lat = sorted(state["lat"])
+        def pct(p):
+            return lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))] / 1e6 if lat else None
+        print(json.dumps({"dpy": {"count": state["n"], "first": state["first"], "last": state["last"],
+                                  "lat_p50_ms": pct(50), "lat_p99_ms": pct(99)}}), flush=True)
+        await client.close()
+client.run("bench-token-not-a-secret", log_handler=None)
+"""
+
+
+# =========================================================================== orchestrator
+
+
+def start_peer(params: dict[str, Any]) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    peer = subprocess.Popen(
+        [sys.executable, __file__, "_peer", json.dumps(params)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert peer.stdout is not None
+    line = peer.stdout.readline()
+    if not line:
+        raise SystemExit("bench: the peer process failed to start")
+    return peer, json.loads(line)["ports"]
+
+
+def read_peer_result(peer: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    assert peer.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = peer.stdout.readline()
+        if not line:
+            break
+        obj = json.loads(line)
+        if "result" in obj:
+            return obj["result"]  # type: ignore[no-any-return]
+    raise SystemExit("bench: the peer gave no result")
+
+
+def bridge_config(workdir: Path, ports: dict[str, int], compress: bool) -> Path:
+    path = workdir / "bench-bridge.toml"
+    path.write_text(f"""
+[discord]
+api_base_url = "http://127.0.0.1:{ports["rest"]}/api/v10"
+gateway_url = "ws://127.0.0.1:{ports["gateway"]}"
+compress = {str(compress).lower()}
+
+[mirai]
+enable_verify = true
+
+[[mirai.reverse_ws.destinations]]
+name = "sink"
+host = "127.0.0.1"
+port = {ports["sink"]}
+path = "/ws"
+protocol = "ws"
+
+[store]
+path = "{workdir / "bench.sqlite3"}"
+
+[logging]
+level = "WARNING"
+status_interval = 3600
+""")
+    return path
+
+
+def launch_client(
+    kind: str, params: dict[str, Any], ports: dict[str, int], workdir: Path, dpy_python: str | None
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "DISCORD_TOKEN": TOKEN, "MIRAI_VERIFY_KEY": VERIFY_KEY}
+    client_params = {
+        **params,
+        "gateway_url": f"ws://127.0.0.1:{ports['gateway']}",
+        "rest_port": ports["rest"],
+        "sink_port": ports["sink"],
+    }
+    if kind == "bridge":
+        cfg = bridge_config(workdir, ports, bool(params["compress"]))
+        argv = [sys.executable, "-m", "relay", "-q", "run", str(cfg)]
+        if params.get("profile"):
+            argv = [
+                sys.executable,
+                "-m",
+                "pyinstrument",
+                "-o",
+                str(workdir / "profile.txt"),
+                "-m",
+                "relay",
+                "-q",
+                "run",
+                "--config",
+                str(cfg),
+            ]
+        return subprocess.Popen(argv, env=env, cwd=workdir, text=True, stdout=subprocess.DEVNULL)
+    if kind == "bare":
+        return subprocess.Popen([sys.executable, __file__, "_bare", json.dumps(client_params)], env=env, text=True)
+    assert dpy_python
+    return subprocess.Popen(
+        [dpy_python, "-c", DISCORDPY_CLIENT, json.dumps(client_params)], env=env, text=True, stdout=subprocess.PIPE
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_scenario(
+    kind: str,
+    mode: str,
+    compress: bool,
+    events: int,
+    rate: float,
+    dpy_python: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "client": kind,
+        "mode": mode,
+        "compress": compress,
+        "events": events,
+        "rate": rate,
+        **(extra or {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        workdir = Path(tmp)
+        peer, ports = start_peer(params)
+        client = launch_client(kind, params, ports, workdir, dpy_python)
+        samples: list[float] = []
+        try:
+            if mode == "backlog":
+                assert peer.stdout is not None
+                # sample the bridge's RSS while the backlog builds and waits
+                line = peer.stdout.readline()
+                while line and "backlog_sent" not in line:
+                    line = peer.stdout.readline()
+                hold_until = time.monotonic() + float(params.get("backlog_hold", 3.0))
+                while time.monotonic() < hold_until:
+                    samples.append(proc_stats(client.pid)["rss_mb"])
+                    time.sleep(0.1)
+            result = read_peer_result(peer, timeout=float(params.get("deadline", 120)) + 30)
+            stats = proc_stats(client.pid)
+            if kind == "discordpy":
+                assert client.stdout is not None
+                dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
+                result["sink"] = {**dpy}
+        finally:
+            stop(client)
+            stop(peer)
+        if params.get("profile") and (workdir / "profile.txt").exists():
+            result["profile"] = (workdir / "profile.txt").read_text()
+    sink = result.get("sink", {})
+    out: dict[str, Any] = {"client": kind, "mode": mode, "compress": compress, "events": events, **stats}
+    if sink.get("count") and sink.get("last") and result.get("first_send"):
+        start = result.get("drain_start", result["first_send"])
+        out["received"] = sink["count"]
+        out["events_per_s"] = sink["count"] / max(1e-9, sink["last"] - start)
+        out["lat_p50_ms"] = sink.get("lat_p50_ms")
+        out["lat_p99_ms"] = sink.get("lat_p99_ms")
+    else:
+        out["received"] = sink.get("count", 0)
+    if samples:
+        out["backlog_peak_rss_mb"] = max(samples)
+    for key in ("commands", "profile", "timed_out"):
+        if key in result:
+            out[key] = result[key]
+    return out
+
+
+def find_discordpy_python(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else [str(BENCH_VENV / "bin" / "python")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            probe = subprocess.run([candidate, "-c", "import discord"], capture_output=True, check=False)
+            if probe.returncode == 0:
+                return candidate
+    return None
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000, help="events per saturation run (default 20000)")
+    parser.add_argument("--paced-rate", type=float, default=1000.0, help="events/s for the latency runs")
+    parser.add_argument("--paced-seconds", type=float, default=4.0, help="length of each latency run")
+    parser.add_argument("--backlog", type=int, default=100_000, help="events queued while the framework is down")
+    parser.add_argument("--commands", type=int, default=300, help="command round trips to time")
+    parser.add_argument("--clients", default="bridge,bare,discordpy", help="comma-separated subset")
+    parser.add_argument("--compress", default="on,off", help="zlib-stream modes to run: on,off")
+    parser.add_argument("--skip", default="", help="comma-separated phases to skip: saturate,paced,backlog,commands")
+    parser.add_argument("--discordpy-python", help="python with discord.py installed (default .bench-venv)")
+    parser.add_argument("--setup-discordpy", action="store_true", help="create .bench-venv with discord.py, exit")
+    parser.add_argument("--profile", action="store_true", help="profile the bridge's saturation run (pyinstrument)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    if args.setup_discordpy:
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(BENCH_VENV / "bin" / "pip"), "install", "-q", "discord.py"], check=True)
+        return 0
+
+    clients = [c for c in args.clients.split(",") if c]
+    dpy_python = find_discordpy_python(args.discordpy_python)
+    if "discordpy" in clients and dpy_python is None:
+        print("bench: discord.py not found (run with --setup-discordpy once); measuring without it", file=sys.stderr)
+        clients.remove("discordpy")
+    skip = set(args.skip.split(","))
+    modes = [m == "on" for m in args.compress.split(",") if m]
+    rows: list[dict[str, Any]] = []
+    paced_events = int(args.paced_rate * args.paced_seconds)
+    for compress in modes:
+        for kind in clients:
+            if "saturate" not in skip:
+                extra = {"profile": True} if args.profile and kind == "bridge" else None
+                rows.append(run_scenario(kind, "saturate", compress, args.events, args.paced_rate, dpy_python, extra))
+                print(
+                    f"  {kind:9} zlib={'on ' if compress else 'off'} saturate: "
+                    f"{fmt(rows[-1].get('events_per_s'), 0)} ev/s",
+                    file=sys.stderr,
+                )
+    for kind in clients:
+        if "paced" not in skip:
+            rows.append(run_scenario(kind, "paced", True, paced_events, args.paced_rate, dpy_python))
+            print(
+                f"  {kind:9} paced {args.paced_rate:.0f}/s: p50 {fmt(rows[-1].get('lat_p50_ms'), 2)} ms "
+                f"p99 {fmt(rows[-1].get('lat_p99_ms'), 2)} ms",
+                file=sys.stderr,
+            )
+    extras: dict[str, Any] = {}
+    if "bridge" in clients and "backlog" not in skip:
+        backlog = run_scenario(
+            "bridge", "backlog", True, args.backlog, args.paced_rate, dpy_python, {"deadline": 300, "backlog_hold": 3.0}
+        )
+        extras["backlog"] = backlog
+    if "bridge" in clients and "commands" not in skip:
+        commands = run_scenario("bridge", "commands", True, 0, args.paced_rate, dpy_python, {"commands": args.commands})
+        extras["commands"] = commands.get("commands")
+
+    # ------------------------------------------------------------------ report
+    def find(kind: str, mode: str, compress: bool) -> dict[str, Any]:
+        for row in rows:
+            if (row["client"], row["mode"], row["compress"]) == (kind, mode, compress):
+                return row
+        return {}
+
+    print()
+    print(
+        f"{'client':10} {'mode':9} {'zlib':4} {'recv':>7} {'events/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU s':>6} {'peak RSS MB':>11}"
+    )
+    for row in rows:
+        print(
+            f"{row['client']:10} {row['mode']:9} {'on' if row['compress'] else 'off':4} {row['received']:>7} "
+            f"{fmt(row.get('events_per_s'), 0):>10} {fmt(row.get('lat_p50_ms'), 2):>7} "
+            f"{fmt(row.get('lat_p99_ms'), 2):>7} {fmt(row.get('cpu_s'), 2):>6} {fmt(row.get('peak_rss_mb')):>11}"
+        )
+    ratios: dict[str, Any] = {}
+    for compress in modes:
+        bridge = find("bridge", "saturate", compress).get("events_per_s")
+        for ref in ("discordpy", "bare"):
+            other = find(ref, "saturate", compress).get("events_per_s")
+            if bridge and other:
+                ratios[f"bridge/{ref} zlib={'on' if compress else 'off'}"] = bridge / other
+    if ratios:
+        print()
+        for name, value in ratios.items():
+            print(f"{name:28} {value:.2f}x")
+    if "backlog" in extras:
+        b = extras["backlog"]
+        print(
+            f"\nbacklog: {args.backlog} events waited for a framework that was down: bridge peak RSS "
+            f"{fmt(b.get('backlog_peak_rss_mb'))} MB while waiting, {fmt(b.get('peak_rss_mb'))} MB overall; "
+            f"replayed {b.get('received', 0)} at {fmt(b.get('events_per_s'), 0)} ev/s after it came back"
+        )
+    if extras.get("commands"):
+        c = extras["commands"]
+        print(
+            f"commands: {c['n']} sendGroupMessage round trips: bridge p50 {c['bridge_rtt_p50_ms']:.2f} ms "
+            f"(p99 {c['bridge_rtt_p99_ms']:.2f}), fake REST alone p50 {c['direct_rest_rtt_p50_ms']:.2f} ms, "
+            f"added p50 {c['added_p50_ms']:.2f} ms, failures {c['failures']}"
+        )
+    report = {
+        "rows": rows,
+        "ratios": ratios,
+        **extras,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    for row in rows:
+        if "profile" in row:
+            print("\nbridge profile (pyinstrument, saturation run):\n" + row["profile"][:6000])
+    print("\n" + json.dumps({k: v for k, v in report.items() if k != "rows"}, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_peer":
+        run_peer(json.loads(sys.argv[2]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_bare":
+        run_bare(json.loads(sys.argv[2]))
+    else:
+        sys.exit(main())
