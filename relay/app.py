@@ -41,7 +41,7 @@ from adapters.mirai.translate import CODE_INTERNAL, encode_event_frame
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.envelope import Event
-from relay.errors import GatewayClosed, RelayError, RemoteProtocolError, StoreError
+from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
 from relay.outbox import Outbox
 from relay.store import MessageStore
 
@@ -439,17 +439,39 @@ async def _main(config: BridgeConfig) -> int:
     return 130 if interrupted else 0
 
 
+def fatal_message(exc: RelayError, config: BridgeConfig) -> str:
+    """One line that says what went wrong and what to do about it."""
+    if isinstance(exc, HTTPError) and exc.status == 401:
+        source = f"the {config.discord.token_env} environment variable" if config.discord.token_env else "[discord]"
+        return (
+            f"Discord rejected the bot token (HTTP 401 on {exc.method} {exc.route}): copy the token from the "
+            f"Developer Portal (Bot → Reset Token) into {source}"
+        )
+    return str(exc)
+
+
 def run(config: BridgeConfig) -> int:
     """Run the bridge until SIGINT/SIGTERM. Exit code: 0 clean stop, 1 fatal error, 130 forced stop."""
     code = 0
     try:
         code = trio.run(_main, config)
-    except* GatewayClosed as group:
-        first = group.exceptions[0]
-        log.error("%s", first)
-        code = 1
     except* RelayError as group:
-        for exc in group.exceptions:
-            log.error("%s", exc)
+        # several tasks may fail together (the shards of one bot with a bad token): say it once
+        seen: set[str] = set()
+        for exc in _leaves(group):
+            line = fatal_message(exc, config)
+            if line not in seen:
+                seen.add(line)
+                log.error("%s", line)
         code = 1
     return code
+
+
+def _leaves(group: BaseExceptionGroup[RelayError]) -> list[RelayError]:
+    out: list[RelayError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out
