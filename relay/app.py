@@ -394,6 +394,8 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             "shutdown: %d commands still running after %.0f s", dispatcher.in_flight, COMMAND_GRACE
                         )
                     live_sessions = gateway.sessions()
+                    with trio.move_on_after(GATEWAY_CLOSE_GRACE):
+                        await gateway.aclose()  # 4000 from inside the connection: Discord keeps the session
                     gateway_scope.cancel(reason="shutdown")
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await gateway_done.wait()

@@ -106,6 +106,10 @@ class Shard:
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _ready: trio.Event = attrs.field(factory=trio.Event)
     _identify_task_running: bool = False
+    #: a graceful stop was asked for (aclose): close resumably and do not reconnect
+    _closing: bool = False
+    _connected: bool = False
+    _stopped: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def shard_id(self) -> int:
@@ -130,6 +134,19 @@ class Shard:
         """Wait until the shard first reached READY or RESUMED."""
         await self._ready.wait()
 
+    async def aclose(self) -> None:
+        """Close the connection with the resumable code and stop reconnecting (the session stays resumable).
+
+        The close happens inside the live connection, so the websocket's reader sees Discord's close reply;
+        cancelling the shard instead would cancel that reader too and the close would wait out its grace.
+        Callers bound the wait (``move_on_after``); idempotent.
+        """
+        self._closing = True
+        if not self._connected:
+            self._stopped.set()
+        self._wakeup.set()
+        await self._stopped.wait()
+
     async def run(self, *, task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED) -> NoReturn:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._supervise)
@@ -142,6 +159,9 @@ class Shard:
     async def _supervise(self) -> NoReturn:
         machine = self.machine
         while True:
+            if self._closing:
+                self._stopped.set()
+                await trio.sleep_forever()
             if machine.will_identify:
                 # hold no socket open while the daily budget is spent (it can take hours) or the bucket is busy
                 await self.identify_gate.wait_until_identify_likely(machine.shard_id)
@@ -149,6 +169,7 @@ class Shard:
             code: int | None = None
             reason = ""
             try:
+                self._connected = True
                 code = await self._run_connection(url)
             except trio_websocket.HandshakeError as exc:
                 reason = f"could not connect: {type(exc).__name__}"
@@ -158,6 +179,11 @@ class Shard:
                 code = exc.reason.code if exc.reason is not None else None
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
+            finally:
+                self._connected = False
+            if self._closing:
+                log.info("shard %d: closed (session kept resumable)", machine.shard_id)
+                continue
             self._identify_task_running = False
             events = machine.connection_lost(code, now=trio.current_time(), reason=reason)
             self._emit(events)
@@ -255,6 +281,10 @@ class Shard:
                     await ws.send_message(frame)
             except trio_websocket.ConnectionClosed:
                 return  # the reader sees the close too and ends the connection
+            if self._closing:
+                with trio.move_on_after(CLOSE_GRACE):
+                    await ws.aclose(RESUMABLE_CLOSE_CODE)  # discord.md §2.12: keeps the session resumable
+                return
             if machine.close_code is not None:
                 with trio.move_on_after(CLOSE_GRACE):
                     await ws.aclose(machine.close_code)
@@ -366,6 +396,12 @@ class Gateway:
 
     def statistics(self) -> dict[int, ShardStatistics]:
         return {shard_id: shard.statistics() for shard_id, shard in self.shards.items()}
+
+    async def aclose(self) -> None:
+        """Close every shard resumably (see :meth:`Shard.aclose`); callers bound the wait."""
+        async with trio.open_nursery() as nursery:
+            for shard in self.shards.values():
+                nursery.start_soon(shard.aclose)
 
 
 async def serve_gateway(
