@@ -39,7 +39,6 @@ This module is plain synchronous code (no trio): the periodic flush runs inside 
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import sqlite3
 import time
@@ -334,9 +333,12 @@ class Outbox:
         start = max(seq + 1, self._oldest_seq)
         if start > self._last_seq or limit <= 0:
             return []
-        if self._tail and self._tail[0][0] <= start:
-            offset = start - self._tail[0][0]
-            return list(itertools.islice(self._tail, offset, offset + limit))
+        tail = self._tail
+        if tail and tail[0][0] <= start:
+            offset = start - tail[0][0]
+            # index, don't islice: a live reader is near the right end, and deque indexing starts from the
+            # nearer end while islice walks from the left (up to TAIL_CAPACITY steps per call)
+            return [tail[i] for i in range(offset, min(len(tail), offset + limit))]
         unwritten: list[list[tuple[int, float, str]]] = [self._in_flight.rows] if self._in_flight else []
         for unwritten_rows in [*unwritten, self._pending]:
             if unwritten_rows and unwritten_rows[0][0] <= start <= unwritten_rows[-1][0]:

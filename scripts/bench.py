@@ -815,7 +815,6 @@ def launch_client(
                 "relay",
                 "-q",
                 "run",
-                "--config",
                 str(cfg),
             ]
         return subprocess.Popen(argv, env=env, cwd=workdir, text=True, stdout=subprocess.DEVNULL)
