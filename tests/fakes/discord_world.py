@@ -24,7 +24,8 @@ class DiscordWorld:
     def __init__(self, *, token: str = TOKEN, bot_id: int = DEFAULT_BOT_ID) -> None:
         self.token = token
         self.bot_id = bot_id
-        self.rest = FakeDiscordRest(token=token, bot_user_id=bot_id)
+        # the bridge runs on wall-clock time, so the fake Discord's timestamps follow the real clock too
+        self.rest = FakeDiscordRest(token=token, bot_user_id=bot_id, epoch=None)
         self.gateway = FakeGateway(token=token, bot_user=dict(self.rest.users[bot_id]))
         self._guild_ids: list[int] = []
 

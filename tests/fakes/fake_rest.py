@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import re
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -178,7 +179,11 @@ class FakeDiscordRest:
         global_limit: int | None = 50,
         default_limit: int = 50,
         default_per: float = 1.0,
+        epoch: float | None = FAKE_EPOCH,
     ) -> None:
+        #: wall-clock seconds at trio time 0: FAKE_EPOCH by default (virtual-time tests), or None to follow the
+        #: real clock (a bridge process running on wall time compares timestamps with it, e.g. mute limits)
+        self.epoch = epoch
         self.token = token
         self.bot_user_id = bot_user_id
         self.gateway_url = gateway_url
@@ -316,13 +321,19 @@ class FakeDiscordRest:
 
     # ------------------------------------------------------------------ seeding
 
+    def wall_time(self) -> float:
+        """The fake Discord's idea of "now" in epoch seconds."""
+        if self.epoch is None:
+            return time.time()
+        return self.epoch + _current_time()
+
     def now_iso(self) -> str:
-        return _iso(FAKE_EPOCH + trio.current_time())
+        return _iso(self.wall_time())
 
     def new_id(self) -> int:
         """A fresh snowflake for the current (fake) time; strictly increasing."""
         self._id_counter += 1
-        ms = int((FAKE_EPOCH + _current_time()) * 1000) - DISCORD_EPOCH_MS
+        ms = int(self.wall_time() * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (self._id_counter & 0x3FFFFF)
 
     def add_user(self, user_id: int, username: str, *, global_name: str | None = None, bot: bool = False) -> JSON:
@@ -978,9 +989,7 @@ class FakeDiscordRest:
                     ) from None
                 if when.tzinfo is None:
                     when = when.replace(tzinfo=dt.UTC)
-                limit = dt.datetime.fromtimestamp(FAKE_EPOCH + trio.current_time(), dt.UTC) + dt.timedelta(
-                    days=MAX_TIMEOUT_DAYS
-                )
+                limit = dt.datetime.fromtimestamp(self.wall_time(), dt.UTC) + dt.timedelta(days=MAX_TIMEOUT_DAYS)
                 if when > limit:
                     raise _field_error(
                         "communication_disabled_until",

@@ -7,7 +7,7 @@ with a config file) is in test_end_to_end_process.py.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from relay.config import (
     DestinationConfig,
     DiscordConfig,
     LoggingConfig,
+    MappingConfig,
     MiraiConfig,
     ReverseWsConfig,
     StoreConfig,
@@ -36,8 +37,11 @@ BOB = 6002
 VERIFY_KEY = "e2e-verify-key"
 
 
-def bridge_config(world: DiscordWorld, framework: FakeFramework, tmp_path: Path) -> BridgeConfig:
+def bridge_config(
+    world: DiscordWorld, framework: FakeFramework, tmp_path: Path, mapping: MappingConfig | None = None
+) -> BridgeConfig:
     return BridgeConfig(
+        mapping=mapping or MappingConfig(),
         discord=DiscordConfig(token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url),
         mirai=MiraiConfig(
             verify_key=VERIFY_KEY,
@@ -59,15 +63,23 @@ class Env:
 
 
 @asynccontextmanager
-async def running_bridge(tmp_path: Path, *, qq: object = None) -> AsyncIterator[Env]:
+async def running_bridge(
+    tmp_path: Path,
+    *,
+    qq: object = None,
+    mapping: MappingConfig | None = None,
+    before_start: Callable[[DiscordWorld], None] | None = None,
+) -> AsyncIterator[Env]:
     world = DiscordWorld()
     world.add_guild(
         GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general", OTHER_CHANNEL: "random"}, members=[ALICE]
     )
+    if before_start is not None:
+        before_start(world)
     async with trio.open_nursery() as nursery:
         await world.start(nursery)
         async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id if qq is None else qq) as framework:
-            config = bridge_config(world, framework, tmp_path)
+            config = bridge_config(world, framework, tmp_path, mapping)
             stopped = trio.Event()
 
             async def run_bridge(task_status: trio.TaskStatus[RunningBridge] = trio.TASK_STATUS_IGNORED) -> None:

@@ -45,7 +45,7 @@ path = "/"
 protocol = "ws"
 
 [store]
-path = "{tmp_path / 'bridge.sqlite3'}"
+path = "{tmp_path / "bridge.sqlite3"}"
 
 [logging]
 level = "INFO"
@@ -145,10 +145,12 @@ def event_platform_id(world: DiscordWorld, content: str) -> str:
 
 async def test_bad_token_exits_1_with_one_clear_line(tmp_path: Path) -> None:
     with trio.fail_after(60):
-        async with world_and_framework(tmp_path) as (_world, _framework, config):
-            async with bridge_process(config, token="not-the-right-token") as bridge:
-                with trio.fail_after(30):
-                    code = await bridge.process.wait()
+        async with (
+            world_and_framework(tmp_path) as (_world, _framework, config),
+            bridge_process(config, token="not-the-right-token") as bridge,
+        ):
+            with trio.fail_after(30):
+                code = await bridge.process.wait()
     assert code == 1
     errors = [line for line in bridge.log.splitlines() if "ERROR" in line]
     assert len(errors) == 1, bridge.log
