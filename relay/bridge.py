@@ -29,6 +29,7 @@ from relay.envelope import (
     Event,
     GetHistory,
     GetMessage,
+    Member,
     Message,
     MessageFound,
     MessageList,
@@ -86,6 +87,8 @@ class Bridge:
         self._failed = 0
         self._commands = 0
         self._commands_failed = 0
+        # `-v` shows every event and command; checked once here so the hot path pays a boolean test only
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     def statistics(self) -> BridgeStatistics:
         return BridgeStatistics(
@@ -102,11 +105,13 @@ class Bridge:
         try:
             prepared = self._prepare(event)
             frame = None if prepared is None else self._encode_frame(prepared)
-            if frame is None:
+            if prepared is None or frame is None:
                 self._skipped += 1
                 return
-            self._outbox.append(frame)
+            seq = self._outbox.append(frame)
             self._published += 1
+            if self._debug:
+                log.debug("event #%d %s", seq, _describe(prepared))
         except Exception:
             # never let one event stop the gateway reader; the failure is visible in logs and statistics
             self._failed += 1
@@ -137,6 +142,8 @@ class Bridge:
 
     async def execute(self, command: Command) -> Result:
         self._commands += 1
+        if self._debug:
+            log.debug("command %r", command)
         try:
             resolved = self._resolve(command)
             if isinstance(resolved, MessageFound):  # answered from the store
@@ -146,8 +153,10 @@ class Bridge:
             else:
                 result = await self._executor.execute(resolved)
             return self._record_result(resolved, result)
-        except CommandFailed:
+        except CommandFailed as exc:
             self._commands_failed += 1
+            if self._debug:
+                log.debug("command %s failed: %s", type(command).__name__, exc)
             raise
 
     async def _history_any_kind(self, command: GetHistory) -> Result:
@@ -225,3 +234,18 @@ class Bridge:
             )
             recorded.append(attrs.evolve(ref, local_id=local_id))
         return MessageSent(ref=recorded[0], time=result.time, extra=tuple(recorded[1:]))
+
+
+def _describe(event: Event) -> str:
+    """A short readable line for one event (``-v``): its kind and who/where, not the whole payload."""
+    if isinstance(event, MessageReceived):
+        message = event.message
+        sender = message.sender
+        author = sender.user_id if isinstance(sender, Member) else sender.id
+        return (
+            f"message {message.local_id} in {message.conversation.kind.value} {message.conversation.id} "
+            f"from {author} ({len(message.segments)} segments)"
+        )
+    if isinstance(event, MessageRecalled):
+        return f"recall of {event.ref.local_id} in {event.ref.conversation.id}"
+    return type(event).__name__

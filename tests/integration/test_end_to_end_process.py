@@ -20,6 +20,7 @@ import trio
 
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
+from tests.fakes.fake_rest import Slow
 
 GUILD = 7000
 CHANNEL = 7001
@@ -67,11 +68,11 @@ class BridgeProcess:
 
 
 @asynccontextmanager
-async def bridge_process(config: Path, *, token: str) -> AsyncIterator[BridgeProcess]:
+async def bridge_process(config: Path, *, token: str, args: tuple[str, ...] = ()) -> AsyncIterator[BridgeProcess]:
     env = {**os.environ, "DISCORD_TOKEN": token, "MIRAI_VERIFY_KEY": VERIFY_KEY, "PYTHONUNBUFFERED": "1"}
     env.pop("RELAY_LOG_LEVEL", None)
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "relay", "run", str(config)],
+        [sys.executable, "-m", "relay", *args, "run", str(config)],
         env=env,
         cwd=REPO,
         stdin=subprocess.DEVNULL,
@@ -170,3 +171,43 @@ async def test_disallowed_intent_exits_1_naming_the_portal_toggle(tmp_path: Path
     assert len(errors) == 1, bridge.log
     assert "4014" in errors[0] and "Message Content" in errors[0]
     assert len(world.gateway.identifies) == 1  # fatal: it did not loop
+
+
+async def test_verbose_logs_each_event_and_command(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with world_and_framework(tmp_path) as (world, framework, config):
+            async with bridge_process(config, token=world.token, args=("-v",)) as bridge:
+                conn = await framework.wait_connection()
+                await conn.wait_verified()
+                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "loud"))
+                while not any(e.data.get("type") == "GroupMessage" for e in framework.events):
+                    await trio.sleep(0.05)
+                await conn.request("groupList", {})
+                bridge.process.send_signal(signal.SIGINT)
+                with trio.fail_after(15):
+                    assert await bridge.process.wait() == 0
+    log = bridge.log
+    assert f"message 1 in group {CHANNEL} from {ALICE}" in log
+    assert "command ListGroups()" in log
+    assert world.token not in log and VERIFY_KEY not in log
+
+
+async def test_second_sigint_exits_at_once_while_a_command_is_in_flight(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with world_and_framework(tmp_path) as (world, framework, config):
+            async with bridge_process(config, token=world.token) as bridge:
+                conn = await framework.wait_connection()
+                await conn.wait_verified()
+                world.rest.inject("POST /channels/{channel_id}/messages", Slow(30.0))
+                await conn.send_command(
+                    "sendGroupMessage", {"target": CHANNEL, "messageChain": [{"type": "Plain", "text": "slow"}]}
+                )
+                while not world.rest.requests_to("POST /channels/{channel_id}/messages"):
+                    await trio.sleep(0.02)
+                bridge.process.send_signal(signal.SIGINT)  # graceful: waits for the in-flight command
+                while "shutting down" not in bridge.log:
+                    await trio.sleep(0.02)
+                bridge.process.send_signal(signal.SIGINT)  # the user insists
+                with trio.fail_after(10):  # a hang guard; the 30 s slow request must not be waited for
+                    code = await bridge.process.wait()
+    assert code == 130, bridge.log
