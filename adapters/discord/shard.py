@@ -25,7 +25,6 @@ from typing import Any, NoReturn
 
 import attrs
 import trio
-import trio_websocket
 
 from adapters.discord.gateway import (
     RESUMABLE_CLOSE_CODE,
@@ -42,8 +41,9 @@ from adapters.discord.gateway import (
     ShardSession,
     ShardStatistics,
 )
+from adapters.discord.wsclient import GatewayConnectionClosed, GatewayHandshakeFailed, GatewaySocket
 from relay.config import DiscordConfig
-from relay.errors import ConfigError, GatewayClosed, RemoteProtocolError
+from relay.errors import ConfigError, FrameTooLarge, GatewayClosed, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 30.0
 #: seconds a close handshake may take before we drop the socket (shielded cleanup is bounded by this)
 CLOSE_GRACE = 5.0
-#: bytes per socket read: larger than trio-websocket's 4 KiB default, fewer wake-ups on a busy stream
-RECEIVE_BUFFER_SIZE = 64 * 1024
-#: trio-websocket's internal message queue; 1 is enough because our reader drains it without awaiting anyone
-MESSAGE_QUEUE_SIZE = 1
 
 OnEvent = Callable[[GatewayEvent], None]
 
@@ -171,12 +167,16 @@ class Shard:
             try:
                 self._connected = True
                 code = await self._run_connection(url)
-            except trio_websocket.HandshakeError as exc:
-                reason = f"could not connect: {type(exc).__name__}"
-                if isinstance(exc, trio_websocket.ConnectionRejected):
-                    reason = f"could not connect: HTTP {exc.status_code}"
-            except trio_websocket.ConnectionClosed as exc:
-                code = exc.reason.code if exc.reason is not None else None
+            except GatewayHandshakeFailed as exc:
+                reason = f"could not connect: {exc.reason}"
+            except trio.TooSlowError:
+                reason = f"could not connect within {CONNECT_TIMEOUT:.0f} s"
+            except GatewayConnectionClosed as exc:
+                code = exc.code
+            except FrameTooLarge as exc:
+                # the socket already closed with 1009, which keeps the session resumable (discord.md §2.12)
+                log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
+                reason = str(exc)
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
             finally:
@@ -199,39 +199,31 @@ class Shard:
         """One websocket connection; returns Discord's close code (None: no close frame)."""
         machine = self.machine
         decoder = PayloadDecoder(compressed=self.config.compress, max_size=self.config.max_message_bytes)
-        async with trio_websocket.open_websocket_url(
-            url,
-            max_message_size=self.config.max_message_bytes,
-            message_queue_size=MESSAGE_QUEUE_SIZE,
-            receive_buffer_size=RECEIVE_BUFFER_SIZE,
-            connect_timeout=CONNECT_TIMEOUT,
-            disconnect_timeout=CLOSE_GRACE,
-        ) as ws:
-            try:
-                self._wakeup = trio.Event()
-                self._emit(machine.connection_opened(now=trio.current_time()))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._pump, ws)
-                    code = await self._read(ws, decoder, nursery)
-                    nursery.cancel_scope.cancel(reason="connection closed")
-                return code
-            finally:
-                # Never leave open_websocket_url with its default close code 1000: that ends the Discord
-                # session (discord.md §2.12). aclose is idempotent, so after a normal close this is a no-op.
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
-                    await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
+        with trio.fail_after(CONNECT_TIMEOUT):
+            ws = await GatewaySocket.connect(url, max_message_size=self.config.max_message_bytes)
+        try:
+            self._wakeup = trio.Event()
+            self._emit(machine.connection_opened(now=trio.current_time()))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, ws)
+                code = await self._read(ws, decoder, nursery)
+                nursery.cancel_scope.cancel(reason="connection closed")
+            return code
+        finally:
+            # Always close with an explicit code: 1000 would end the Discord session (discord.md §2.12).
+            # aclose is idempotent, so after a close handshake this only closes the stream.
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
+                await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
 
-    async def _read(
-        self, ws: trio_websocket.WebSocketConnection, decoder: PayloadDecoder, nursery: trio.Nursery
-    ) -> int | None:
+    async def _read(self, ws: GatewaySocket, decoder: PayloadDecoder, nursery: trio.Nursery) -> int | None:
         machine = self.machine
         on_event = self.on_event
         malformed_seen = machine.malformed_dispatches
         while True:
             try:
                 message = await ws.get_message()
-            except trio_websocket.ConnectionClosed as exc:
-                return exc.reason.code if exc.reason is not None else None
+            except GatewayConnectionClosed as exc:
+                return exc.code
             try:
                 payload = decoder.feed(message)
                 if payload is None:
@@ -265,7 +257,7 @@ class Shard:
         self.machine.identify_now(now=trio.current_time())
         self._wakeup.set()
 
-    async def _pump(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _pump(self, ws: GatewaySocket) -> None:
         machine = self.machine
         while True:
             deadline = machine.next_deadline()
@@ -279,7 +271,7 @@ class Shard:
             try:
                 for frame in machine.frames_to_send(now=now):
                     await ws.send_message(frame)
-            except trio_websocket.ConnectionClosed:
+            except GatewayConnectionClosed:
                 return  # the reader sees the close too and ends the connection
             if self._closing:
                 with trio.move_on_after(CLOSE_GRACE):
