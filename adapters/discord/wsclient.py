@@ -1,10 +1,15 @@
-"""A thin websocket client for the Discord gateway: wsproto on a trio stream (DESIGN.md §7).
+"""A thin websocket client for the Discord gateway on a trio stream (DESIGN.md §7).
 
 trio-websocket runs a reader task per connection and hands every message to the caller through a memory
 channel; on the gateway's event stream that hop (a task switch per message) and its 4 KiB reads were ~15 % of
 the bridge's CPU (pyinstrument, 20,000 MESSAGE_CREATE). :class:`GatewaySocket` instead parses whatever one
 large ``receive_some`` returned (often hundreds of frames) in the caller's task and serves the complete
 messages from a deque, so most ``get_message`` calls return without touching the socket.
+
+wsproto builds and checks the upgrade handshake and encodes our (masked) frames. Incoming frames are parsed by
+:class:`ServerFrameParser`, a small sans-I/O parser for what a server may send a client (unmasked frames, no
+extensions negotiated): wsproto's general parser (generators, an event object and a buffer copy per frame)
+was the largest remaining cost of the receive path once the task hop was gone.
 
 What it keeps from a full client, because the gateway depends on it (discord.md §2.12):
 
@@ -13,8 +18,8 @@ What it keeps from a full client, because the gateway depends on it (discord.md 
 * the close handshake: :meth:`GatewaySocket.aclose` sends our close frame and waits for Discord's reply, read by
   whichever task is reading (the shard's reader keeps reading while another task closes);
 * pings are answered with pongs; Discord's close frames are answered with the same code;
-* messages above ``max_message_size`` are refused while they arrive (close 1009, :class:`FrameTooLarge`), not
-  after buffering them whole;
+* a frame whose header announces more than ``max_message_size`` (alone or with the fragments before it) is
+  refused before its payload is buffered (close 1009, :class:`FrameTooLarge`);
 * ``wss`` uses ``ssl.create_default_context()``; certificate verification cannot be turned off.
 
 One task may read (``get_message``) while others send or close; sends are serialized by a lock.
@@ -26,13 +31,15 @@ import collections
 import contextlib
 import logging
 import ssl
-from typing import Final, cast
+from collections.abc import Callable
+from typing import Final, NoReturn
 from urllib.parse import urlsplit
 
 import trio
 import wsproto
 import wsproto.events as ws_events
-from wsproto.connection import ConnectionState
+import wsproto.utilities
+from wsproto.frame_protocol import CloseReason
 
 from relay.errors import DiscordError, FrameTooLarge, LocalProtocolError
 
@@ -40,11 +47,26 @@ log = logging.getLogger(__name__)
 
 #: bytes per socket read: a busy gateway stream delivers hundreds of ~1 KB frames per read, parsed in one go
 RECEIVE_BYTES: Final = 256 * 1024
-#: RFC 6455 §7.4.1: 1009 "message too big"
+#: the upgrade response's headers may not exceed this (Discord's are well under 2 KiB)
+MAX_HANDSHAKE_BYTES: Final = 64 * 1024
+#: RFC 6455 §7.4.1 close codes used here
+CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_NO_STATUS: Final = 1005  #: never sent with a code: stands for "the close frame had no code"
+CLOSE_INVALID_DATA: Final = 1007
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
-#: RFC 6455 §7.4.1: 1005 "no status code" -- what wsproto reports for a close frame without a code
-CLOSE_NO_STATUS: Final = 1005
+#: RFC 6455 §7.4.1: codes that only describe a connection locally; wsproto would send 1000 instead
+LOCAL_ONLY_CODES: Final = frozenset({1006, 1015})
 _DEFAULT_PORTS: Final = {"ws": 80, "wss": 443}
+
+# RFC 6455 §5.2 opcodes
+OP_CONTINUATION: Final = 0x0
+OP_TEXT: Final = 0x1
+OP_BINARY: Final = 0x2
+OP_CLOSE: Final = 0x8
+OP_PING: Final = 0x9
+OP_PONG: Final = 0xA
+#: first header byte of an unfragmented binary (0x82) or text (0x81) message: FIN set, no RSV bits
+_WHOLE_MESSAGE: Final = frozenset({0x82, 0x81})
 
 
 class GatewayConnectionError(DiscordError):
@@ -52,7 +74,7 @@ class GatewayConnectionError(DiscordError):
 
 
 class GatewayHandshakeFailed(GatewayConnectionError):
-    """The websocket upgrade was refused (``status``: the HTTP status) or the connection ended during it."""
+    """Connecting failed: TCP, TLS, or the websocket upgrade (``status``: the HTTP status if one came)."""
 
     def __init__(self, status: int | None, reason: str) -> None:
         self.status = status
@@ -74,6 +96,172 @@ class GatewayConnectionClosed(GatewayConnectionError):
         super().__init__(f"gateway websocket {what}" + (f": {reason}" if reason else ""))
 
 
+class FrameViolation(GatewayConnectionError):
+    """The server broke RFC 6455; ``code`` is the close code to answer with (1002, 1007)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"the gateway sent an invalid websocket frame: {reason}")
+
+
+# --------------------------------------------------------------------------- sans-I/O frame parser
+
+
+class ServerFrameParser:
+    """Incoming frames of a client connection → whole messages and control frames (RFC 6455 §5). No I/O.
+
+    :meth:`feed` appends complete messages (``str`` for text, ``bytes`` for binary) to ``messages`` and
+    returns the control frames it met, as ``(opcode, payload)``, in order; parsing stops at a close frame.
+    Bytes of an unfinished frame are kept; they are not re-parsed until enough have arrived, so a large
+    message arriving in small reads costs linear, not quadratic, time.
+    Raises :class:`FrameTooLarge` as soon as a header announces too much, :class:`FrameViolation` otherwise.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_fragment_opcode",
+        "_fragments",
+        "_fragments_size",
+        "_max_size",
+        "_need",
+        "_pending",
+        "_skip",
+    )
+
+    def __init__(self, *, max_message_size: int) -> None:
+        self._max_size = max_message_size
+        self._pending = bytearray()  # unparsed bytes (an unfinished frame)
+        self._need = 0  # len(_pending) needed before parsing again is worth it
+        self._fragment_opcode = 0  # opcode of the fragmented message being assembled, 0: none
+        self._fragments: list[bytes] = []
+        self._fragments_size = 0
+        self._closed = False
+        self._skip = 0  # payload bytes of a refused (too large) frame still to be discarded
+
+    def feed(self, data: bytes, messages: collections.deque[str | bytes]) -> list[tuple[int, bytes]]:
+        if self._closed:
+            return []  # nothing follows a close frame
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
+        pending = self._pending
+        if pending:
+            pending += data
+            if len(pending) < self._need:
+                return []
+            data = bytes(pending)
+            pending.clear()
+        self._need = 0
+        controls: list[tuple[int, bytes]] = []
+        append = messages.append
+        max_size = self._max_size
+        end = len(data)
+        pos = 0
+        while end - pos >= 2:
+            b0 = data[pos]
+            length = data[pos + 1]
+            if length & 0x80:
+                raise FrameViolation(CLOSE_PROTOCOL_ERROR, "masked frame from the server")
+            start = pos + 2
+            if length >= 126:
+                start = pos + 4 if length == 126 else pos + 10  # 16- or 64-bit extended length
+                if start > end:
+                    break
+                length = int.from_bytes(data[pos + 2 : start], "big")
+            if b0 & 0x70:
+                raise FrameViolation(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
+            opcode = b0 & 0x0F
+            stop = start + length
+            if opcode < OP_CLOSE and length + self._fragments_size > max_size:
+                self._refuse(data, stop, length + self._fragments_size)
+            if stop > end:
+                self._need = stop - pos
+                break
+            payload = data[start:stop]
+            pos = stop
+            if b0 in _WHOLE_MESSAGE:  # the hot path: a whole binary or text message in one frame
+                if self._fragment_opcode:
+                    raise FrameViolation(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+                if b0 == 0x82:
+                    append(payload)
+                else:
+                    append(_utf8(payload))
+            elif opcode >= OP_CLOSE:
+                if not b0 & 0x80 or length > 125:
+                    raise FrameViolation(CLOSE_PROTOCOL_ERROR, "fragmented or oversized control frame")
+                if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                    raise FrameViolation(CLOSE_PROTOCOL_ERROR, f"unknown control opcode {opcode:#x}")
+                controls.append((opcode, payload))
+                if opcode == OP_CLOSE:
+                    self._closed = True
+                    return controls
+            else:
+                self._on_fragment(b0, opcode, payload, append)
+        if pos < end:
+            pending += data[pos:] if pos else data
+        return controls
+
+    def _refuse(self, data: bytes, stop: int, size: int) -> NoReturn:
+        """Drop the too-large message (its bytes still to come are skipped) and raise FrameTooLarge."""
+        self._fragments = []
+        self._fragments_size = 0
+        self._fragment_opcode = 0
+        if stop <= len(data):
+            self._pending += data[stop:]
+        else:
+            self._skip = stop - len(data)
+        raise FrameTooLarge(size, self._max_size)
+
+    def _on_fragment(self, b0: int, opcode: int, payload: bytes, append: Callable[[str | bytes], None]) -> None:
+        if opcode == OP_CONTINUATION:
+            if not self._fragment_opcode:
+                raise FrameViolation(CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
+        elif opcode in (OP_TEXT, OP_BINARY):
+            if self._fragment_opcode:
+                raise FrameViolation(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+            self._fragment_opcode = opcode
+        else:
+            raise FrameViolation(CLOSE_PROTOCOL_ERROR, f"unknown data opcode {opcode:#x}")
+        self._fragments.append(payload)
+        self._fragments_size += len(payload)
+        if b0 & 0x80:  # FIN: the message is complete
+            whole = b"".join(self._fragments)
+            append(_utf8(whole) if self._fragment_opcode == OP_TEXT else whole)
+            self._fragments = []
+            self._fragments_size = 0
+            self._fragment_opcode = 0
+
+
+def _utf8(payload: bytes) -> str:
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        raise FrameViolation(CLOSE_INVALID_DATA, "text message is not valid UTF-8") from None
+
+
+def close_payload(payload: bytes) -> tuple[int | None, str]:
+    """``(code, reason)`` of a close frame's payload (RFC 6455 §5.5.1); ``code`` None for an empty payload."""
+    if not payload:
+        return None, ""
+    if len(payload) == 1:
+        raise FrameViolation(CLOSE_PROTOCOL_ERROR, "close frame with a 1-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if code < 1000 or code in (CLOSE_NO_STATUS, 1006, 1015) or code >= 5000:
+        raise FrameViolation(CLOSE_PROTOCOL_ERROR, f"close frame with an invalid code {code}")
+    try:
+        reason = payload[2:].decode()
+    except UnicodeDecodeError:
+        raise FrameViolation(CLOSE_INVALID_DATA, "close reason is not valid UTF-8") from None
+    return code, reason
+
+
+# --------------------------------------------------------------------------- the socket
+
+
 def _endpoint(url: str) -> tuple[bool, str, int, str, str]:
     """``(secure, host, port, host_header, resource)`` of a ws:// or wss:// URL."""
     parts = urlsplit(url)
@@ -91,23 +279,25 @@ def _endpoint(url: str) -> tuple[bool, str, int, str, str]:
 
 
 class GatewaySocket:
-    """A minimal RFC 6455 client over wsproto: whole messages in (from a deque), one frame per send.
+    """A minimal RFC 6455 client: whole messages in (from a deque), one frame per send.
 
     Build with :meth:`connect`; always finish with :meth:`aclose` and an explicit code.
     """
 
-    def __init__(self, stream: trio.abc.Stream, *, max_message_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, ws: wsproto.WSConnection, *, max_message_size: int) -> None:
         self._stream = stream
-        self._ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self._ws = ws  # after the handshake: only encodes our frames
+        self._parser = ServerFrameParser(max_message_size=max_message_size)
         self._max_message_size = max_message_size
         self._send_lock = trio.StrictFIFOLock()
         self._messages: collections.deque[str | bytes] = collections.deque()
-        self._parts: list[str | bytes] = []
-        self._size = 0
-        self._accepted = False
-        self._reading = False  # a task is inside get_message: aclose lets it read Discord's close reply
+        self._close_sent = False
+        # held while a task reads the socket: aclose lets that task read Discord's close reply
+        self._receive_lock = trio.Lock()
         self._closed: GatewayConnectionClosed | None = None  # set once the connection is over for reading
         self._close_seen = trio.Event()  # Discord's close frame arrived, or the stream ended
+        self._early = b""  # frames that came with the upgrade response, not parsed yet
+        self._refused: FrameTooLarge | None = None  # a too-large message, raised once the deque is empty
 
     @classmethod
     async def connect(
@@ -137,20 +327,43 @@ class GatewaySocket:
                     cause = exc.__cause__ or exc
                     raise GatewayHandshakeFailed(None, f"TLS handshake with {host} failed ({cause})") from None
                 stream = tls
-            sock = cls(stream, max_message_size=max_message_size)
-            await sock._handshake(host_header, resource)
+            return await cls._upgrade(stream, host_header, resource, max_message_size)
         except BaseException:
             await trio.aclose_forcefully(stream)
             raise
-        return sock
 
-    async def _handshake(self, host_header: str, resource: str) -> None:
-        await self._send_bytes(self._ws.send(ws_events.Request(host=host_header, target=resource)))
+    @classmethod
+    async def _upgrade(
+        cls, stream: trio.abc.Stream, host_header: str, resource: str, max_message_size: int
+    ) -> GatewaySocket:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
         try:
-            while not self._accepted:
-                await self._receive_some()
-        except GatewayConnectionClosed:
-            raise GatewayHandshakeFailed(None, "the server hung up before accepting the upgrade") from None
+            await stream.send_all(ws.send(ws_events.Request(host=host_header, target=resource)))
+            # read up to the end of the response head; whatever follows it is already websocket frames
+            head = bytearray()
+            while (end := head.find(b"\r\n\r\n")) < 0:
+                if len(head) > MAX_HANDSHAKE_BYTES:
+                    raise GatewayHandshakeFailed(None, "the upgrade response headers are too long")
+                data = await stream.receive_some(RECEIVE_BYTES)
+                if not data:
+                    raise GatewayHandshakeFailed(None, "the server hung up before accepting the upgrade")
+                head += data
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise GatewayHandshakeFailed(None, f"connection lost during the upgrade ({exc})") from None
+        try:
+            ws.receive_data(bytes(head[: end + 4]))
+            for event in ws.events():
+                if isinstance(event, ws_events.AcceptConnection):
+                    break
+                if isinstance(event, ws_events.RejectConnection):
+                    raise GatewayHandshakeFailed(event.status_code, f"HTTP {event.status_code}")
+            else:
+                raise GatewayHandshakeFailed(None, "incomplete upgrade response")
+        except wsproto.utilities.RemoteProtocolError as exc:
+            raise GatewayHandshakeFailed(None, f"bad upgrade response ({exc})") from None
+        sock = cls(stream, ws, max_message_size=max_message_size)
+        sock._early = bytes(head[end + 4 :])  # parsed by the first read, so its errors surface there
+        return sock
 
     @property
     def closed(self) -> GatewayConnectionClosed | None:
@@ -162,24 +375,25 @@ class GatewaySocket:
 
         Raises :class:`GatewayConnectionClosed` once the connection is over (after every message received
         before the close was returned), :class:`FrameTooLarge` for a message above the limit (after sending
-        close 1009).
+        close 1009). Like ``receive_some`` on a buffered stream, it returns without a checkpoint when a message
+        is already waiting.
         """
         messages = self._messages
         if messages:
             return messages.popleft()  # the common case on a busy stream: no socket read, no task switch
-        self._reading = True
-        try:
+        async with self._receive_lock:
             while not messages:
+                if self._refused is not None:
+                    refused, self._refused = self._refused, None
+                    raise refused
                 if self._closed is not None:
                     raise self._closed
                 await self._receive_some()
-        finally:
-            self._reading = False
         return messages.popleft()
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one text (``str``) or binary message."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._close_sent or self._closed is not None:
             raise self._closed or GatewayConnectionClosed(None, "the connection is closing")
         event: ws_events.Event
         if isinstance(message, str):
@@ -195,16 +409,15 @@ class GatewaySocket:
         wait is cancelled. If another task is reading, that task reads the reply and this one waits for it.
         """
         try:
-            if self._ws.state is ConnectionState.OPEN:
-                await self._send_bytes(self._ws.send(ws_events.CloseConnection(code=code, reason=reason)))
-            if self._ws.state is ConnectionState.LOCAL_CLOSING:
-                # RFC 6455 §7.1.1: wait for the server's close frame (or its hang-up)
-                if self._reading:
-                    await self._close_seen.wait()
-                else:
+            await self._send_close(code, reason)
+            # RFC 6455 §7.1.1: wait for the server's close frame (or its hang-up)
+            if self._receive_lock.locked():
+                await self._close_seen.wait()  # the reading task will see the reply
+            else:
+                async with self._receive_lock:
                     while not self._close_seen.is_set():
                         await self._receive_some()
-        except (GatewayConnectionError, FrameTooLarge):
+        except GatewayConnectionError:
             pass  # already gone (or garbage while closing): nothing left to be graceful about
         finally:
             if self._closed is None:
@@ -213,6 +426,23 @@ class GatewaySocket:
             await trio.aclose_forcefully(self._stream)
 
     # ----------------------------------------------------------------- internals
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        """Our close frame, once. ``CLOSE_NO_STATUS`` sends a close frame without a code."""
+        if self._close_sent:
+            return
+        if code in LOCAL_ONLY_CODES:
+            raise LocalProtocolError(f"close code {code} may not be sent (RFC 6455 §7.4.1)")
+        self._close_sent = True
+        # wsproto recognises "no code" only as the enum member (a plain 1005 would be rewritten to 1000)
+        close = (
+            ws_events.CloseConnection(code=CloseReason.NO_STATUS_RCVD)
+            if code == CLOSE_NO_STATUS
+            else ws_events.CloseConnection(code=code, reason=reason or None)
+        )
+        frame = self._ws.send(close)
+        with contextlib.suppress(GatewayConnectionError):  # it may have hung up already
+            await self._send_bytes(frame)
 
     async def _send_bytes(self, data: bytes) -> None:
         async with self._send_lock:
@@ -229,79 +459,55 @@ class GatewaySocket:
 
     async def _receive_some(self) -> None:
         """One socket read, parsed completely: messages go to the deque, control frames are handled."""
+        if self._early:
+            early, self._early = self._early, b""
+            await self._parse(early)
+            return
         try:
             data = await self._stream.receive_some(RECEIVE_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._lost(f"connection lost ({exc})") from None
         if not data:
             raise self._lost("the server closed the TCP connection")
-        ws = self._ws
-        if ws.state is ConnectionState.CLOSED:
-            return  # bytes after the close handshake mean nothing
-        ws.receive_data(cast(bytes, data))  # wsproto only appends it to a bytearray
-        for event in ws.events():
-            # the hot path: one whole message per frame, no fragments
-            if type(event) is ws_events.BytesMessage or type(event) is ws_events.TextMessage:
-                payload = cast("str | bytes", event.data)  # wsproto delivers bytes (not bytearray) and str
-                if event.message_finished and not self._parts:
-                    if len(payload) > self._max_message_size:
-                        await self._refuse_oversize(len(payload))
-                    self._messages.append(payload)
-                else:
-                    await self._add_part(payload, event.message_finished)
-            elif isinstance(event, ws_events.Ping):
-                with contextlib.suppress(GatewayConnectionError):  # a dead socket shows up on the next read
-                    if ws.state is ConnectionState.OPEN:
-                        await self._send_bytes(ws.send(event.response()))
-            elif isinstance(event, ws_events.CloseConnection):
-                await self._on_close(event)
-            elif isinstance(event, ws_events.AcceptConnection):
-                self._accepted = True
-            elif isinstance(event, ws_events.RejectConnection):
-                raise GatewayHandshakeFailed(event.status_code, f"HTTP {event.status_code}")
-            # Pong, RejectData: nothing to do
+        await self._parse(data)
 
-    async def _add_part(self, data: str | bytes, finished: bool) -> None:
-        self._size += len(data)
-        if self._size > self._max_message_size:
-            await self._refuse_oversize(self._size)
-        self._parts.append(data)
-        if finished:
-            parts = self._parts
-            self._messages.append("".join(parts) if isinstance(data, str) else b"".join(parts))  # type: ignore[arg-type]
-            self._parts = []
-            self._size = 0
+    async def _parse(self, data: bytes | bytearray) -> None:
+        try:
+            controls = self._parser.feed(bytes(data), self._messages)
+        except FrameTooLarge as exc:
+            # the messages before it are still delivered; get_message raises this after them
+            self._refused = exc
+            await self._send_close(CLOSE_MESSAGE_TOO_BIG, "message too big")
+            if self._closed is None:
+                self._closed = GatewayConnectionClosed(CLOSE_MESSAGE_TOO_BIG, "message too big")
+            return
+        except FrameViolation as exc:
+            log.warning("%s; closing with %d", exc, exc.code)
+            await self._send_close(exc.code, "protocol error")
+            self._lost_with(exc.code, exc.reason)
+            return
+        for opcode, payload in controls:
+            if opcode == OP_PING:
+                if not self._close_sent:
+                    with contextlib.suppress(GatewayConnectionError):  # a dead socket shows on the next read
+                        await self._send_bytes(self._ws.send(ws_events.Ping(payload=payload).response()))
+            elif opcode == OP_CLOSE:
+                await self._on_close(payload)
+            # OP_PONG: we send no pings (heartbeats are gateway payloads), nothing to do
 
-    async def _refuse_oversize(self, size: int) -> None:
-        self._parts = []
-        self._size = 0
-        self._messages.clear()
-        if self._ws.state is ConnectionState.OPEN:
-            with contextlib.suppress(GatewayConnectionError):
-                await self._send_bytes(
-                    self._ws.send(ws_events.CloseConnection(code=CLOSE_MESSAGE_TOO_BIG, reason="message too big"))
-                )
+    def _lost_with(self, code: int | None, reason: str) -> None:
         if self._closed is None:
-            self._closed = GatewayConnectionClosed(CLOSE_MESSAGE_TOO_BIG, "message too big")
-        raise FrameTooLarge(size, self._max_message_size)
+            self._closed = GatewayConnectionClosed(code, reason)
+        self._close_seen.set()  # nothing more will be parsed
 
-    async def _on_close(self, event: ws_events.CloseConnection) -> None:
-        code: int | None = int(event.code)
-        if code == CLOSE_NO_STATUS:  # wsproto's stand-in for an empty close frame, not a code Discord sent
-            code = None
-        ws = self._ws
-        if self._closed is None:
-            self._closed = GatewayConnectionClosed(code, event.reason or "")
-        reply: ws_events.CloseConnection | None = None
-        if ws.state is ConnectionState.REMOTE_CLOSING:
-            # echo Discord's code (RFC 6455 §5.5.1); an empty close frame is answered with an empty one
-            reply = ws_events.CloseConnection(code=code or CLOSE_NO_STATUS, reason=event.reason if code else None)
-        elif ws.state is ConnectionState.OPEN:
-            # wsproto could not parse the server's frames and reports it as this close (1002/1007): we close
-            log.warning("gateway sent an unparsable frame (%s); closing with %d", event.reason, event.code)
-            reply = ws_events.CloseConnection(code=int(event.code), reason="protocol error")
-        if reply is not None:
-            with contextlib.suppress(GatewayConnectionError):  # it may hang up before our reply
-                await self._send_bytes(ws.send(reply))
-        # after our reply, or when it answered ours, or when the parser gave up: nothing more will be read
-        self._close_seen.set()
+    async def _on_close(self, payload: bytes) -> None:
+        try:
+            code, reason = close_payload(payload)
+        except FrameViolation as exc:
+            log.warning("%s; closing with %d", exc, exc.code)
+            await self._send_close(exc.code, "protocol error")
+            self._lost_with(exc.code, exc.reason)
+            return
+        # echo Discord's code (RFC 6455 §5.5.1), an empty close frame with an empty one; no-op if we closed first
+        await self._send_close(code if code is not None else CLOSE_NO_STATUS, "")
+        self._lost_with(code, reason)

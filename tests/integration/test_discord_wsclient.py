@@ -72,7 +72,9 @@ class ServerConnection:
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
-async def start_server(nursery: trio.Nursery, handler: Handler, *, reject: int | None = None) -> str:
+async def start_server(
+    nursery: trio.Nursery, handler: Handler, *, reject: int | None = None, with_accept: bytes = b""
+) -> str:
     """A websocket server on 127.0.0.1 running ``handler`` per connection; returns its ws:// URL."""
 
     async def serve(stream: trio.SocketStream) -> None:
@@ -86,7 +88,7 @@ async def start_server(nursery: trio.Nursery, handler: Handler, *, reject: int |
             await stream.send_all(ws.send(ws_events.RejectConnection(status_code=reject)))
             await stream.aclose()
             return
-        await stream.send_all(ws.send(ws_events.AcceptConnection()))
+        await stream.send_all(ws.send(ws_events.AcceptConnection()) + with_accept)  # one write: one read
         async with stream:
             await handler(ServerConnection(stream, ws))
 
@@ -284,6 +286,20 @@ async def test_oversize_message_closes_with_1009(nursery: trio.Nursery, fragment
         with trio.fail_after(2):
             await ws.aclose(4000)  # the 1009 close is already out; this waits for the reply
     assert codes == [1009]
+
+
+async def test_frames_sent_with_the_upgrade_response_are_not_lost(nursery: trio.Nursery) -> None:
+    async def handler(conn: ServerConnection) -> None:
+        await conn.next_event()
+
+    with trio.fail_after(10):
+        hello = frame(TEXT, b'{"op":10}')
+        url = await start_server(nursery, handler, with_accept=hello + frame(BINARY, b"z" * 5000))
+        ws = await GatewaySocket.connect(url, max_message_size=4096)  # errors surface on reading, not here
+        assert await ws.get_message() == '{"op":10}'
+        with pytest.raises(FrameTooLarge):
+            await ws.get_message()
+        await ws.aclose(4000)
 
 
 async def test_rejected_upgrade_names_the_status(nursery: trio.Nursery) -> None:
