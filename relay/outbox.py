@@ -39,6 +39,8 @@ This module is plain synchronous code (no trio): the periodic flush runs inside 
 from __future__ import annotations
 
 import collections
+import itertools
+import json
 import logging
 import sqlite3
 import time
@@ -73,6 +75,48 @@ CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL 
 CREATE TABLE IF NOT EXISTS outbox_cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_INSERT_ROWS: Final = "INSERT OR IGNORE INTO outbox_events (seq, created, frame) VALUES (?, ?, ?)"
+#: one statement for many rows: ?1 is a JSON array of [seq, created, byte offset, byte length], ?2 the frames'
+#: UTF-8 concatenated (a BLOB, so substr counts bytes); json_each needs SQLite >= 3.38
+_INSERT_CHUNK: Final = (
+    "INSERT OR IGNORE INTO outbox_events (seq, created, frame) "
+    "SELECT value ->> 0, value ->> 1, CAST(substr(?2, value ->> 2, value ->> 3) AS TEXT) FROM json_each(?1)"
+)
+#: rows per statement: bounds the memory of one chunk (~1 KB a frame) while keeping statements few
+CHUNK_ROWS: Final = 1_000
+#: one reusable encoder (json.dumps with options builds a new encoder per call)
+_META_JSON: Final = json.JSONEncoder(separators=(",", ":"))
+
+
+def _insert_rows(db: sqlite3.Connection, rows: list[tuple[int, float, str]]) -> None:
+    """Insert ``rows`` with one statement per :data:`CHUNK_ROWS` rows (inside the caller's transaction).
+
+    Why not ``executemany``: the sqlite3 module releases the GIL around every row's ``sqlite3_step`` and must
+    take it back before binding the next row. While another thread is busy (the trio thread in a burst or a
+    replay), each take-back can wait ``sys.getswitchinterval()`` (5 ms), so a few hundred rows held the write
+    lock for seconds and the message store's writer — same file — timed out with "database is locked".
+    Chunks hand the GIL over once per thousand rows. Frames are passed as raw bytes with offsets (no JSON
+    escaping of the frame text: that would cost more than the insert); a frame holding a NUL byte (never an
+    encoded event frame) takes the row-by-row path.
+    """
+    for first in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[first : first + CHUNK_ROWS]
+        encoded = [frame.encode() for _, _, frame in chunk]
+        blob = b"".join(encoded)
+        if len(chunk) < 2 or b"\x00" in blob:
+            db.executemany(_INSERT_ROWS, chunk)
+            continue
+        lengths = list(map(len, encoded))
+        del encoded
+        meta = [
+            (seq, created, offset, length)
+            for (seq, created, _), offset, length in zip(
+                chunk, itertools.accumulate(lengths, initial=1), lengths, strict=False
+            )
+        ]
+        db.execute(_INSERT_CHUNK, (_META_JSON.encode(meta), blob))
 
 
 @attrs.frozen(kw_only=True)
@@ -236,7 +280,7 @@ class Outbox:
         try:
             db.execute("BEGIN IMMEDIATE")
             if batch.rows:
-                db.executemany("INSERT OR IGNORE INTO outbox_events (seq, created, frame) VALUES (?, ?, ?)", batch.rows)
+                _insert_rows(db, batch.rows)
                 db.execute(
                     "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",

@@ -34,7 +34,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 import cattrs
@@ -200,6 +200,43 @@ def _from_row(row: tuple[int, int, str, int, int, int, int, str]) -> StoredMessa
 
 
 _COLUMNS = "conversation_id, local_id, conversation_kind, channel_id, platform_id, author_id, time, payload"
+_INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+#: a whole batch in one statement: SQLite unpacks a JSON array of rows itself (json_each, SQLite >= 3.38)
+_INSERT_MAP_BULK = (
+    f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) SELECT "
+    + ", ".join(f"value ->> {i}" for i in range(8))
+    + " FROM json_each(?)"
+)
+_UPSERT_COUNTERS = (
+    "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
+    "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
+)
+# "WHERE true" resolves the parsing ambiguity of an upsert on a SELECT (SQLite docs, "UPSERT" §2.2)
+_UPSERT_COUNTERS_BULK = (
+    "INSERT INTO messages_counter (conversation_id, last_id) SELECT value ->> 0, value ->> 1 FROM json_each(?) "
+    "WHERE true ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
+)
+
+
+#: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few
+CHUNK_ROWS = 500
+
+
+def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+    """Write ``rows`` with one ``json_each`` statement per :data:`CHUNK_ROWS` rows (inside a transaction).
+
+    Not ``executemany``: it releases and re-takes the GIL per row, and while the trio thread is busy every
+    re-take can wait ``sys.getswitchinterval()`` — that held the file's write lock for seconds and starved the
+    outbox writer ("database is locked"). SQLite's JSON functions cut strings at an escaped NUL, so a chunk with
+    a raw NUL in a string column (payloads are JSON text, which never has one) goes row by row.
+    """
+    for first in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[first : first + CHUNK_ROWS]
+        text = _JSON.encode(chunk)
+        if len(chunk) < 2 or "\\u0000" in text:
+            db.executemany(row_sql, chunk)
+        else:
+            db.execute(chunk_sql, (text,))
 
 
 # --------------------------------------------------------------------------- the store
@@ -487,14 +524,8 @@ class MessageStore:
             ]
             try:
                 with _Transaction(self._conn):
-                    self._conn.executemany(
-                        f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows
-                    )
-                    self._conn.executemany(
-                        "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
-                        "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id",
-                        counters,
-                    )
+                    _write_many(self._conn, _INSERT_MAP, _INSERT_MAP_BULK, rows)
+                    _write_many(self._conn, _UPSERT_COUNTERS, _UPSERT_COUNTERS_BULK, counters)
             except sqlite3.Error as exc:
                 with self._mem:
                     self._pending[:0] = batch

@@ -249,3 +249,41 @@ def test_a_batch_written_twice_is_harmless(db: str) -> None:
     box.finish_batch(batch, None)
     box.flush()
     assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 1
+
+
+def test_a_write_runs_one_insert_per_chunk_not_per_frame(db: str) -> None:
+    # Every statement execution releases and re-takes the GIL; per-frame inserts let a busy trio thread
+    # stretch the transaction (and the file's write lock) to seconds. See relay/outbox.py _insert_rows.
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    counts = []
+    for size in (3, outbox_module.CHUNK_ROWS, 3 * outbox_module.CHUNK_ROWS):
+        statements: list[str] = []
+        box._db.set_trace_callback(statements.append)
+        for i in range(size):
+            box.append(frame(i))
+        box.flush()
+        box._db.set_trace_callback(None)
+        counts.append(len([s for s in statements if "outbox_events" in s and "INSERT" in s]))
+    assert counts == [1, 1, 3]
+    box.close()
+    reopened = Outbox(db, OutboxConfig())
+    rows = reopened.read_after(0, 10**6)
+    assert len(rows) == 3 + 4 * outbox_module.CHUNK_ROWS
+    assert rows[-1] == (len(rows), frame(3 * outbox_module.CHUNK_ROWS - 1))
+    reopened.close()
+
+
+@pytest.mark.parametrize("with_nul", [False, True])  # a raw NUL sends its chunk down the row-by-row path
+def test_unusual_frames_are_stored_byte_for_byte(db: str, with_nul: bool) -> None:
+    frames = ['{"t":"emoji 😀 中文 \\" \\\\ \\n"}', "\u2028", "é" * 3000, "x", "ß😀"]
+    if with_nul:
+        frames.insert(1, "raw nul \x00 inside")
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    for f in frames:
+        box.append(f)
+    box.close()
+    reopened = Outbox(db, OutboxConfig())
+    assert reopened.read_after(0, 100) == list(enumerate(frames, start=1))
+    reopened.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from relay import store as store_module
 from relay.envelope import (
     INT32_MAX,
     ConversationRef,
@@ -342,3 +343,106 @@ def test_conversation_kind_of_an_ambiguous_target(db_path: str) -> None:
     assert store.conversation(444) == DM
     assert store.conversation(999) is None
     store.close()
+
+
+def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: str) -> None:
+    # Each statement execution is one GIL release + re-take in the sqlite3 module; per-row statements let a
+    # busy trio thread stretch a transaction (and the file's write lock) to seconds. See relay/store.py flush.
+    chunk = store_module.CHUNK_ROWS
+    store = MessageStore.open(db_path, batch_size=10**9)
+    counts = []
+    for size in (10, chunk, 4 * chunk):
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        for n in range(size):
+            store.record(msg(10_000 * size + n, conversation=G if n % 2 else DM))
+        assert store.flush() == size
+        store._conn.set_trace_callback(None)
+        counts.append(len(statements))
+    assert counts[0] == counts[1] <= 4  # BEGIN, map rows, counters, COMMIT
+    assert counts[2] == counts[1] + 3  # one statement per chunk of rows
+    store.close()
+    reopened = MessageStore.open(db_path)
+    assert reopened.lookup_platform(10_000 * 4 * chunk + 4 * chunk - 1) is not None
+    assert reopened.record(msg(1, conversation=G)).local_id == 5 + chunk // 2 + 2 * chunk + 1  # counters persisted
+    reopened.close()
+
+
+def test_unusual_text_survives_the_bulk_write(db_path: str) -> None:
+    texts = ['quote " backslash \\ tab \t newline \n', "emoji 😀 cjk 中文", "nul \x00 inside", "\u2028 sep"]
+    store = MessageStore.open(db_path, batch_size=10**9)
+    for n, text in enumerate(texts, start=1):
+        store.record(msg(n, segments=(Text(text),)))
+    store.close()
+    reopened = MessageStore.open(db_path, cache_size=2, batch_size=1)
+    reopened._by_local.clear()  # force the reads through SQLite
+    reopened._by_platform.clear()
+    assert [reopened.lookup_platform(n).segments for n in range(1, 5)] == [(Text(t),) for t in texts]  # type: ignore[union-attr]
+    reopened.close()
+
+
+def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_gil(
+    db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bench's backlog phase logged "database is locked": the store's flush transaction re-took the GIL
+    # per row while the trio thread was busy, holding the write lock past the outbox writer's busy timeout.
+    # A longer switch interval makes every such re-take slower, so per-row writes would need ~10 s here.
+    import sys
+    import threading
+
+    from relay import outbox as outbox_module
+    from relay.config import OutboxConfig
+    from relay.outbox import Outbox
+
+    monkeypatch.setattr(outbox_module, "SQLITE_BUSY_TIMEOUT", 1.0)
+    store = MessageStore.open(db_path, batch_size=10**9, busy_timeout=1.0)
+    box = Outbox(db_path, OutboxConfig())
+    box.register("a")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def hog() -> None:  # stands in for the trio thread parsing a burst
+        while not stop.is_set():
+            sum(range(100))
+
+    cuts: list[int] = []
+
+    def run(fn: object, *args: object) -> None:
+        try:
+            result = fn(*args)  # type: ignore[operator]
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        else:
+            if args:  # write_batch returns the cut finish_batch needs
+                cuts.append(result)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.02)
+    hogger = threading.Thread(target=hog)
+    hogger.start()
+    try:
+        for round_ in range(2):
+            for n in range(500):
+                store.record(msg(1_000 * round_ + n + 1))
+                box.append(f'{{"syncId":"-1","data":{{"n":{n}}}}}')
+            batch = box.take_batch()
+            assert batch is not None
+            writers = [
+                threading.Thread(target=run, args=(store.flush,)),
+                threading.Thread(target=run, args=(box.write_batch, batch)),
+            ]
+            for writer in writers:
+                writer.start()
+            for writer in writers:
+                writer.join(timeout=60)
+            box.finish_batch(batch, cuts.pop() if cuts else None)
+            assert not errors, errors
+    finally:
+        stop.set()
+        hogger.join(timeout=10)
+        sys.setswitchinterval(previous)
+    store.close()
+    box.close()
+    db = sqlite3.connect(db_path)
+    assert db.execute("SELECT COUNT(*) FROM messages_map").fetchone()[0] == 1000
+    assert db.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 1000
