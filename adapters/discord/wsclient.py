@@ -176,8 +176,12 @@ class ServerFrameParser:
                 raise FrameViolation(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)")
             opcode = b0 & 0x0F
             stop = start + length
-            if opcode < OP_CLOSE and length + self._fragments_size > max_size:
-                self._refuse(data, stop, length + self._fragments_size)
+            # every frame is checked from its header, so no frame is buffered beyond the limits
+            if opcode < OP_CLOSE:
+                if length + self._fragments_size > max_size:
+                    self._refuse(data, stop, length + self._fragments_size)
+            elif not b0 & 0x80 or length > 125:  # RFC 6455 §5.5
+                raise FrameViolation(CLOSE_PROTOCOL_ERROR, "fragmented or oversized control frame")
             if stop > end:
                 self._need = stop - pos
                 break
@@ -191,8 +195,6 @@ class ServerFrameParser:
                 else:
                     append(_utf8(payload))
             elif opcode >= OP_CLOSE:
-                if not b0 & 0x80 or length > 125:
-                    raise FrameViolation(CLOSE_PROTOCOL_ERROR, "fragmented or oversized control frame")
                 if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
                     raise FrameViolation(CLOSE_PROTOCOL_ERROR, f"unknown control opcode {opcode:#x}")
                 controls.append((opcode, payload))

@@ -120,6 +120,13 @@ def test_protocol_violations_name_the_close_code(data: bytes, code: int) -> None
     assert info.value.code == code
 
 
+def test_a_huge_control_frame_is_refused_from_its_header() -> None:
+    header = bytes([0x80 | OP_PING, 127]) + struct.pack("!Q", 1 << 40)
+    with pytest.raises(FrameViolation) as info:
+        ServerFrameParser(max_message_size=1000).feed(header, collections.deque())
+    assert info.value.code == 1002
+
+
 def test_close_payloads() -> None:
     assert close_payload(b"") == (None, "")
     assert close_payload(struct.pack("!H", 4004) + b"Authentication failed.") == (4004, "Authentication failed.")
