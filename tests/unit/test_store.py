@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -446,3 +447,33 @@ def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_g
     db = sqlite3.connect(db_path)
     assert db.execute("SELECT COUNT(*) FROM messages_map").fetchone()[0] == 1000
     assert db.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 1000
+
+
+def test_fast_paths_match_the_converter_and_evolve() -> None:
+    import attrs
+
+    segments = (Text("a"), Text("b \u2028 😀"))
+    expected = store_module.segment_converter.unstructure(segments, tuple[store_module.Segment, ...])
+    assert store_module._unstructure_segments(segments) == expected
+    for sender in (ALICE, User(id=1, name="Bob")):
+        unstructured = store_module.segment_converter.unstructure(sender, store_module._SENDER_TYPE)
+        assert json.loads(store_module._sender_json(sender)) == unstructured
+    stored = store_module.StoredMessage(
+        conversation=G,
+        local_id=1,
+        channel_id=222,
+        platform_id=3,
+        author_id=111,
+        time=T0,
+        segments=segments,
+        sender=ALICE,
+        group=GROUP,
+        from_self=True,
+    )
+    assert store_module._from_row((222, 1, "group", 222, 3, 111, T0, store_module._payload(stored))) == stored
+    store = MessageStore.open(":memory:")
+    original = msg(5, from_self=True, quote=Quote(ref=MessageRef(conversation=G, platform_id=4), author_id=9))
+    recorded = store.record(original)
+    assert recorded == attrs.evolve(original, local_id=recorded.local_id, quote=recorded.quote)
+    assert recorded.quote is not None and recorded.quote.ref.local_id == 1 and recorded.local_id == 2
+    store.close()
