@@ -178,10 +178,6 @@ class Shard:
                 reason = f"could not connect within {CONNECT_TIMEOUT:.0f} s"
             except GatewayConnectionClosed as exc:
                 code = exc.code
-            except FrameTooLarge as exc:
-                # the socket already closed with 1009, which keeps the session resumable (discord.md §2.12)
-                log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
-                reason = str(exc)
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
             finally:
@@ -234,6 +230,10 @@ class Shard:
                     await trio.lowlevel.checkpoint()
             except GatewayConnectionClosed as exc:
                 return exc.code
+            except FrameTooLarge as exc:
+                # the socket already sent close 1009, which keeps the session resumable (discord.md §2.12)
+                log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
+                return ws.closed.code if ws.closed is not None else None
             try:
                 payload = decoder.feed(message)
                 if payload is None:
