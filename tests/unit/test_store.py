@@ -477,3 +477,23 @@ def test_fast_paths_match_the_converter_and_evolve() -> None:
     assert recorded == attrs.evolve(original, local_id=recorded.local_id, quote=recorded.quote)
     assert recorded.quote is not None and recorded.quote.ref.local_id == 1 and recorded.local_id == 2
     store.close()
+
+
+def test_flushed_cache_entries_are_plain_rows_the_gc_ignores_and_lookups_rebuild(db_path: str) -> None:
+    import gc
+
+    store = MessageStore.open(db_path, batch_size=10**9)
+    recorded = [store.record(msg(n, segments=(Text(f"t{n}"), Mention(user_id=5)))) for n in range(1, 51)]
+    before = {n: store.lookup_platform(n) for n in range(1, 51)}
+    assert store.flush() == 50
+    gc.collect()  # tuples of ints and strings are untracked at their first collection
+    entries = list(store._by_local.values())
+    assert entries and all(isinstance(e, tuple) and not gc.is_tracked(e) for e in entries)
+    for message in recorded:
+        assert store.lookup_platform(message.platform_id) == before[message.platform_id]
+        assert store.lookup_local(G, message.local_id) == before[message.platform_id]
+        assert store.record(message).local_id == message.local_id  # a replayed event keeps its id
+    quoting = store.record(msg(99, quote=Quote(ref=MessageRef(conversation=G, platform_id=7))))
+    assert quoting.quote is not None and quoting.quote.ref.local_id == 7 and quoting.quote.ref.channel_id == 222
+    assert store.prune(T0 + 31 * DAY) == 51 and store.lookup_platform(1) is None
+    store.close()
