@@ -84,6 +84,8 @@ _INSERT_CHUNK: Final = (
     "INSERT OR IGNORE INTO outbox_events (seq, created, frame) "
     "SELECT value ->> 0, value ->> 1, CAST(substr(?2, value ->> 2, value ->> 3) AS TEXT) FROM json_each(?1)"
 )
+#: the ->> operator these statements use arrived in SQLite 3.38; older libraries write row by row
+_BULK_SUPPORTED: Final = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: rows per statement: bounds the memory of one chunk (~1 KB a frame) while keeping statements few
 CHUNK_ROWS: Final = 1_000
 #: one reusable encoder (json.dumps with options builds a new encoder per call)
@@ -105,7 +107,7 @@ def _insert_rows(db: sqlite3.Connection, rows: list[tuple[int, float, str]]) -> 
         chunk = rows[first : first + CHUNK_ROWS]
         encoded = [frame.encode() for _, _, frame in chunk]
         blob = b"".join(encoded)
-        if len(chunk) < 2 or b"\x00" in blob:
+        if len(chunk) < 2 or not _BULK_SUPPORTED or b"\x00" in blob:
             db.executemany(_INSERT_ROWS, chunk)
             continue
         lengths = list(map(len, encoded))

@@ -284,6 +284,8 @@ _UPSERT_COUNTERS_BULK = (
 )
 
 
+#: the ->> operator the bulk statements use arrived in SQLite 3.38; older libraries write row by row
+_BULK_SUPPORTED = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few
 CHUNK_ROWS = 500
 
@@ -294,7 +296,7 @@ def _write_map_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
         chunk = rows[first : first + CHUNK_ROWS]
         encoded = [row[7].encode() for row in chunk]
         blob = b"".join(encoded)
-        if len(chunk) < 2 or b"\x00" in blob:
+        if len(chunk) < 2 or not _BULK_SUPPORTED or b"\x00" in blob:
             db.executemany(_INSERT_MAP, chunk)
             continue
         lengths = list(map(len, encoded))
@@ -317,7 +319,7 @@ def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequ
     for first in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[first : first + CHUNK_ROWS]
         text = _JSON.encode(chunk)
-        if len(chunk) < 2 or "\\u0000" in text:
+        if len(chunk) < 2 or not _BULK_SUPPORTED or "\\u0000" in text:
             db.executemany(row_sql, chunk)
         else:
             db.execute(chunk_sql, (text,))

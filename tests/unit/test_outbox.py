@@ -287,3 +287,15 @@ def test_unusual_frames_are_stored_byte_for_byte(db: str, with_nul: bool) -> Non
     reopened = Outbox(db, OutboxConfig())
     assert reopened.read_after(0, 100) == list(enumerate(frames, start=1))
     reopened.close()
+
+
+def test_old_sqlite_without_the_json_operators_writes_row_by_row(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "_BULK_SUPPORTED", False)
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    for i in range(10):
+        box.append(frame(i))
+    box.close()
+    reopened = Outbox(db, OutboxConfig())
+    assert reopened.read_after(0, 100) == [(i + 1, frame(i)) for i in range(10)]
+    reopened.close()

@@ -497,3 +497,16 @@ def test_flushed_cache_entries_are_plain_rows_the_gc_ignores_and_lookups_rebuild
     assert quoting.quote is not None and quoting.quote.ref.local_id == 7 and quoting.quote.ref.channel_id == 222
     assert store.prune(T0 + 31 * DAY) == 51 and store.lookup_platform(1) is None
     store.close()
+
+
+def test_old_sqlite_without_the_json_operators_writes_row_by_row(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_BULK_SUPPORTED", False)
+    store = MessageStore.open(db_path, batch_size=10**9)
+    ids = [store.record(msg(n)).local_id for n in range(1, 11)]
+    store.close()
+    reopened = MessageStore.open(db_path, cache_size=1, batch_size=1)
+    reopened._by_local.clear()
+    reopened._by_platform.clear()
+    assert [reopened.lookup_platform(n).local_id for n in range(1, 11)] == ids  # type: ignore[union-attr]
+    assert reopened.record(msg(11)).local_id == 11
+    reopened.close()
