@@ -33,6 +33,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -481,6 +482,12 @@ def run_peer(params: dict[str, Any]) -> None:
 
     # ------------------------------------------------------------------ mirai sink (reverse-ws server)
     async def sink_handler(stream: trio.SocketStream) -> None:
+        try:
+            await serve_sink(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the bridge gave up on this connection (it reconnects); not a sink failure
+
+    async def serve_sink(stream: trio.SocketStream) -> None:
         conn = WsConn(stream, wsproto.ConnectionType.SERVER)
         await conn.accept()
         sink_state["conn"] = conn
@@ -573,9 +580,21 @@ def run_peer(params: dict[str, Any]) -> None:
 
     async def main() -> None:
         listeners = {}
-        for name in ("gateway", "rest", "sink"):
+        for name in ("gateway", "rest"):
             listeners[name] = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
         ports = {name: lst.socket.getsockname()[1] for name, lst in listeners.items()}
+        # The sink's port is reserved by a bound socket that does not listen: while the framework is "down"
+        # (backlog phase) the bridge's dials are refused, as they would be by a stopped framework, instead of
+        # piling up unanswered in the kernel's accept queue.
+        reserved = socket.socket()
+        reserved.bind(("127.0.0.1", 0))
+        ports["sink"] = reserved.getsockname()[1]
+
+        async def open_sink() -> None:
+            reserved.close()
+            listeners["sink"] = (await trio.open_tcp_listeners(ports["sink"], host="127.0.0.1"))[0]
+            nursery.start_soon(trio.serve_listeners, sink_handler, [listeners["sink"]])
+
         params["gateway_url"] = f"ws://127.0.0.1:{ports['gateway']}"
         params["rest_port"] = ports["rest"]
         print(json.dumps({"ports": ports}), flush=True)
@@ -583,7 +602,7 @@ def run_peer(params: dict[str, Any]) -> None:
             nursery.start_soon(trio.serve_listeners, gateway_handler, [listeners["gateway"]])
             nursery.start_soon(trio.serve_listeners, rest_handler, [listeners["rest"]])
             if want_sink and mode != "backlog":
-                nursery.start_soon(trio.serve_listeners, sink_handler, [listeners["sink"]])
+                await open_sink()
                 sink_open.set()
             deadline = float(params.get("deadline", 120))
             with trio.move_on_after(deadline) as scope:
@@ -599,7 +618,7 @@ def run_peer(params: dict[str, Any]) -> None:
                     print(json.dumps({"backlog_sent": True}), flush=True)
                     await trio.sleep(float(params.get("backlog_hold", 3.0)))
                     result["drain_start"] = time.monotonic()
-                    nursery.start_soon(trio.serve_listeners, sink_handler, [listeners["sink"]])
+                    await open_sink()
                     await all_received.wait()
                 elif want_sink:
                     await all_received.wait()
