@@ -31,7 +31,7 @@ import trio
 
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands import DiscordCommandExecutor
-from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected
+from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected, ShardState
 from adapters.discord.rest import RestClient, open_rest_client
 from adapters.discord.shard import Gateway, serve_gateway
 from adapters.discord.translate import DiscordTranslator
@@ -281,7 +281,7 @@ async def _log_status(running: RunningBridge, interval: float) -> None:
         await trio.sleep(interval)
         bridge = running.bridge.statistics()
         shards = running.gateway.statistics()
-        ready = sum(1 for s in shards.values() if s.state.name in ("READY", "RESUMED", "CONNECTED"))
+        ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
         destinations = running.reverse_ws.statistics()
         verified = sum(1 for d in destinations if d.verified)
         outbox = running.outbox.statistics()

@@ -7,11 +7,13 @@ with a config file) is in test_end_to_end_process.py.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from relay.app import RunningBridge, serve_bridge, session_file
@@ -38,7 +40,11 @@ VERIFY_KEY = "e2e-verify-key"
 
 
 def bridge_config(
-    world: DiscordWorld, framework: FakeFramework, tmp_path: Path, mapping: MappingConfig | None = None
+    world: DiscordWorld,
+    framework: FakeFramework,
+    tmp_path: Path,
+    mapping: MappingConfig | None = None,
+    status_interval: float = 3600,
 ) -> BridgeConfig:
     return BridgeConfig(
         mapping=mapping or MappingConfig(),
@@ -50,7 +56,7 @@ def bridge_config(
             ),
         ),
         store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
-        logging=LoggingConfig(status_interval=3600),
+        logging=LoggingConfig(status_interval=status_interval),
     )
 
 
@@ -69,6 +75,7 @@ async def running_bridge(
     qq: object = None,
     mapping: MappingConfig | None = None,
     before_start: Callable[[DiscordWorld], None] | None = None,
+    status_interval: float = 3600,
 ) -> AsyncIterator[Env]:
     world = DiscordWorld()
     world.add_guild(
@@ -79,7 +86,7 @@ async def running_bridge(
     async with trio.open_nursery() as nursery:
         await world.start(nursery)
         async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id if qq is None else qq) as framework:
-            config = bridge_config(world, framework, tmp_path, mapping)
+            config = bridge_config(world, framework, tmp_path, mapping, status_interval)
             stopped = trio.Event()
 
             async def run_bridge(task_status: trio.TaskStatus[RunningBridge] = trio.TASK_STATUS_IGNORED) -> None:
@@ -277,3 +284,19 @@ async def test_restart_resumes_the_saved_session_instead_of_identifying(tmp_path
                         await trio.sleep(0.05)
                 running.shutdown()
             nursery.cancel_scope.cancel()
+
+
+async def test_status_line_reports_shards_destinations_and_throughput(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="relay.app")
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path, status_interval=0.2) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            await env.world.gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, "counted"))
+            await wait_group_messages(env.framework, 1)
+            while not any("destinations 1/1 verified" in r.getMessage() for r in caplog.records):
+                await trio.sleep(0.05)
+    status = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status:")]
+    assert any("shards 1/1 up, guilds 1, destinations 1/1 verified" in line for line in status), status
