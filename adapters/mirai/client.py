@@ -326,6 +326,8 @@ class DestinationStatistics:
 #: seconds the writer waits after a wake-up for more events to share the socket write (adds at most this to
 #: event latency; skipped when command responses are waiting)
 WRITE_COALESCE_DELAY: Final = 0.001
+#: a wake-up sooner than this after the last write means events arrive faster than one per pause: a burst
+BURST_GAP: Final = 0.0005
 
 
 # --------------------------------------------------------------------------- one connection
@@ -448,6 +450,7 @@ class _Connection:
         label = client.label
         cursor = outbox.cursor(label)
         outbox.add_append_listener(self._wake_writer)
+        last_write_at = float("-inf")
         try:
             while True:
                 self.wake = trio.Event()
@@ -459,13 +462,15 @@ class _Connection:
                 texts.extend([frame for _, frame in batch])
                 if not texts:
                     await self.wake.wait()
-                    if not self.responses:
+                    if not self.responses and trio.current_time() - last_write_at < BURST_GAP:
                         # Events come one per gateway message; waking per event meant one socket write per
-                        # frame (a third of the bridge's CPU in the bench profile). A short pause lets a burst
-                        # share one write; command responses skip it so round trips stay fast.
+                        # frame (a third of the bridge's CPU in the bench profile). When the next event follows
+                        # the last write this closely a burst is on, and a short pause lets it share one write.
+                        # A lone event, or a command response, goes out at once: a pause would only add latency.
                         await trio.sleep(WRITE_COALESCE_DELAY)
                     continue
                 await self.ws.send_messages(texts)  # one socket write for the whole batch
+                last_write_at = trio.current_time()
                 for _ in range(answered):
                     self.unanswered.release()
                 if batch:
