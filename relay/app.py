@@ -320,7 +320,13 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
     Raises :class:`~relay.errors.GatewayClosed` (inside an ExceptionGroup) on a fatal Discord close.
     """
     store_path = config.store.path
-    Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(store_path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder of the store {store_path!r}: {exc.strerror or exc}; set [store] path "
+            "(or --store-path) to a writable location"
+        ) from None
     sessions_path = session_file(store_path)
     store_wake = Wakeup()
     store = MessageStore.open(

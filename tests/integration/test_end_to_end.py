@@ -16,7 +16,7 @@ import attrs
 import pytest
 import trio
 
-from relay.app import RunningBridge, serve_bridge, session_file
+from relay.app import RunningBridge, run, serve_bridge, session_file
 from relay.config import (
     BridgeConfig,
     DestinationConfig,
@@ -300,3 +300,15 @@ async def test_status_line_reports_shards_destinations_and_throughput(
                 await trio.sleep(0.05)
     status = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status:")]
     assert any("shards 1/1 up, guilds 1, destinations 1/1 verified" in line for line in status), status
+
+
+def test_an_unusable_store_path_ends_with_one_clear_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be")
+    config = BridgeConfig(
+        discord=DiscordConfig(token="unused-token", api_base_url="http://127.0.0.1:9/api/v10"),
+        store=StoreConfig(path=str(blocker / "sub" / "bridge.sqlite3")),
+    )
+    assert run(config) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "cannot create the folder of the store" in errors[0], errors
