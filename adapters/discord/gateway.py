@@ -33,11 +33,12 @@ import math
 import random
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeAlias
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
+import orjson
 
 from relay.config import PRIVILEGED_INTENTS, BackoffConfig
 from relay.errors import FrameTooLarge, GatewayClosed, IdentifyBudgetExhausted, LocalProtocolError, RemoteProtocolError
@@ -289,21 +290,15 @@ class PayloadDecoder:
         return payload
 
 
-#: the C scanner behind json.loads, called directly: on ~1 KB payloads loads' own checks (encoding detection,
-#: whitespace regexes) cost ~2 of ~5.5 us per payload
-_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
 def _loads(raw: bytes | str) -> Any:
-    """``json.loads(raw)``, with a fast path for the usual exact UTF-8 document; anything else (leading or
-    trailing whitespace, another encoding, invalid JSON) goes through json.loads itself, so results and errors
-    are the same."""
+    """``json.loads(raw)``, through orjson for the usual document (~3x faster on a 1 KB dispatch). orjson is
+    stricter than the stdlib (no NaN, no lone surrogate escapes, no byte order mark); whatever it refuses goes
+    through json.loads itself, so results and errors are the stdlib's. One difference remains: an integer beyond
+    64 bits becomes a float. Discord sends every id and bit set as a string (discord.md §10), so no real
+    payload has one."""
     try:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        value, end = _scan_json(text, 0)
-        if end == len(text):
-            return value
-    except (StopIteration, ValueError):  # UnicodeDecodeError is a ValueError
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
         pass
     try:
         return json.loads(raw)
