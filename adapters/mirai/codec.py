@@ -22,6 +22,7 @@ from typing import Final
 
 import attrs
 import cattrs
+import orjson
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.json import JsonConverter
 from cattrs.preconf.json import make_converter as make_json_converter
@@ -186,8 +187,23 @@ def decode_verify_content(content: object) -> VerifyContent:
 
 
 def dumps(obj: object) -> str:
-    """Compact JSON, non-ASCII unescaped (mirai-api-http.md §2 "Frames")."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, non-ASCII unescaped (mirai-api-http.md §2 "Frames").
+
+    orjson writes the same text as ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` several times
+    faster (every pushed event goes through here). What it refuses goes through the stdlib: integers beyond 64
+    bits, and strings with a lone surrogate (Discord JSON may carry an escaped one), which are written
+    ASCII-escaped, so the frame is still valid UTF-8 and the framework reads back the very same string.
+    """
+    try:
+        return orjson.dumps(obj).decode()
+    except orjson.JSONEncodeError:  # a TypeError: something orjson does not write (see above)
+        pass
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form: escape it
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def encode_response(sync_id: str | None, data: object) -> str:

@@ -480,7 +480,7 @@ def test_frame_with_custom_reserved_sync_id() -> None:
     assert frame == '{"syncId":"ev","data":{"type":"BotOnlineEvent","qq":900}}'
 
 
-# --------------------------------------------------------------------------- hand-written message frames
+# --------------------------------------------------------------------------- frames are the stdlib's compact JSON
 
 TRICKY = 'quote " backslash \\ newline \n tab \t nul \x00 bell \x07 del \x7f 你好 🎉 \u2028 </script>'
 
@@ -536,7 +536,7 @@ def _frame_messages() -> list[Message]:
 
 @pytest.mark.parametrize("message", _frame_messages(), ids=lambda m: f"{m.conversation.kind.value}-{m.local_id}")
 @pytest.mark.parametrize("sync_id", ["-1", 'we"ird'])
-def test_hand_written_message_frames_equal_the_encoder_output(message: Message, sync_id: str) -> None:
+def test_message_frames_equal_the_stdlib_compact_json(message: Message, sync_id: str) -> None:
     frame = encode_event_frame(MessageReceived(message=message), bot_id=BOT, reserved_sync_id=sync_id)
     data = encode_event(MessageReceived(message=message), bot_id=BOT)
     expected = (
@@ -546,4 +546,13 @@ def test_hand_written_message_frames_equal_the_encoder_output(message: Message, 
         + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         + "}"
     )
-    assert frame == expected  # byte-identical, key order included
+    assert frame == expected  # orjson writes byte-identical text, key order included
+
+
+def test_a_lone_surrogate_from_discord_still_makes_a_valid_utf8_frame() -> None:
+    # Discord JSON may escape half a surrogate pair ("\\ud83d"); json.loads keeps it, UTF-8 cannot encode it
+    message = group_message(segments=(Text("half \ud83d pair, 你好"),))
+    frame = encode_event_frame(MessageReceived(message=message), bot_id=BOT, reserved_sync_id="-1")
+    assert frame is not None
+    frame.encode()  # sendable as a websocket text frame
+    assert json.loads(frame)["data"]["messageChain"][1] == {"type": "Plain", "text": "half \ud83d pair, 你好"}
