@@ -18,7 +18,8 @@ Memory stays bounded when a framework stops reading: events wait in the durable 
 the reader stops reading (TCP backpressure to the framework). Incoming frames larger than
 ``mirai.max_frame_bytes`` close the connection with 1009 (Message Too Big) before they are buffered whole;
 the client logs it and reconnects. The websocket itself is :class:`FrameworkSocket`, a thin shell over
-wsproto that writes a whole batch of frames with one socket write.
+wsproto that writes a whole batch of frames with one socket write (the text frames themselves are encoded by
+:mod:`adapters.mirai.frames`).
 
 Any error — refused connection, refused handshake, TLS failure, dropped socket — ends the connection and the
 destination reconnects forever with exponential backoff, full jitter and a cap (``[mirai.reverse_ws.reconnect]``;
@@ -31,10 +32,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import random
 import ssl
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import attrs
@@ -45,6 +47,7 @@ from wsproto.connection import ConnectionState
 
 from adapters.mirai import codec
 from adapters.mirai.codec import IncomingFrame
+from adapters.mirai.frames import MASKING_KEY_BYTES, encode_text_frames
 from adapters.mirai.session import (
     CommandDispatcher,
     Execute,
@@ -167,12 +170,23 @@ def ssl_context_for(destination: DestinationConfig) -> ssl.SSLContext | None:
 # --------------------------------------------------------------------------- the websocket
 
 
+def encode_outgoing_text_frames(messages: Sequence[str]) -> bytes:
+    """``messages`` as masked client text frames, each with its own fresh masking key.
+
+    RFC 6455 §5.3 wants the keys unpredictable, from a strong source of entropy: ``os.urandom``, one call for
+    the whole batch (4 bytes per frame).
+    """
+    return encode_text_frames(messages, os.urandom(MASKING_KEY_BYTES * len(messages)))
+
+
 class FrameworkSocket:
     """A minimal RFC 6455 client over wsproto on a trio stream: whole messages in, batched frames out.
 
     trio-websocket writes every message with its own socket write; pushing events one by one that way costs
     about 4x more CPU per event than encoding a batch of frames and writing them at once (measured on loopback:
-    ~2,600 vs ~12,000 frames/s), so the event path uses wsproto directly, as DESIGN.md §7 allows.
+    ~2,600 vs ~12,000 frames/s), so the event path uses wsproto directly, as DESIGN.md §7 allows. Outgoing
+    text frames skip even wsproto (:func:`encode_outgoing_text_frames`): its per-frame encoding was ~10% of the
+    bridge's CPU at saturation. wsproto keeps the handshake, reading, and control frames (pong, close).
     Pings are answered, a close from the framework is answered and reported as :class:`FrameworkDisconnected`,
     incoming messages above ``max_message_size`` close the connection with 1009 and raise :class:`FrameTooLarge`.
     One task may receive while another sends (sends are serialized by a lock).
@@ -232,12 +246,24 @@ class FrameworkSocket:
         return self._messages.popleft()
 
     async def send_messages(self, messages: list[str]) -> None:
-        """Write ``messages`` as text frames with one socket write. When this returns, all were written."""
+        """Write ``messages`` as text frames with one socket write. When this returns, all were written.
+
+        The frames bypass wsproto, which is sound because on a client's send side wsproto keeps no state per
+        data frame beyond its ``OPEN`` check (``FrameProtocol._outbound_opcode`` only tracks fragmented messages,
+        which nothing here sends) and no extension is ever negotiated (our handshake proposes none, and wsproto
+        refuses an accept naming one). So its close and ping handling stays correct, and the ``OPEN`` check is
+        repeated here: once before encoding, and again under the send lock, since a close frame written while
+        this batch waited for the lock ends the data (RFC 6455 §5.5.1).
+        """
+        self._raise_unless_open()
+        data = encode_outgoing_text_frames(messages)
+        async with self._send_lock:
+            self._raise_unless_open()
+            await self._send_all_locked(data)
+
+    def _raise_unless_open(self) -> None:
         if self._ws.state is not ConnectionState.OPEN:
             raise self._closed or FrameworkDisconnected(None, "the connection is closing")
-        ws = self._ws
-        data = b"".join([ws.send(ws_events.TextMessage(data=m)) for m in messages])
-        await self._send_bytes(data)
 
     async def aclose(self, code: int = 1001, reason: str = "") -> None:
         """Send a close frame (if still open), wait briefly for the framework to hang up, close the stream."""
@@ -257,10 +283,14 @@ class FrameworkSocket:
 
     async def _send_bytes(self, data: bytes) -> None:
         async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise FrameworkDisconnected(None, f"connection lost while sending ({exc})") from exc
+            await self._send_all_locked(data)
+
+    async def _send_all_locked(self, data: bytes) -> None:
+        """Write ``data``; the caller holds ``_send_lock``."""
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise FrameworkDisconnected(None, f"connection lost while sending ({exc})") from exc
 
     async def _receive_some(self) -> None:
         try:
@@ -756,6 +786,7 @@ __all__ = [
     "destination_headers",
     "destination_resource",
     "destination_url",
+    "encode_outgoing_text_frames",
     "serve_destination",
     "serve_outbox_flusher",
     "serve_reverse_ws",
