@@ -963,7 +963,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated phases to skip: saturate,paced,backlog,commands")
     parser.add_argument("--discordpy-python", help="python with discord.py installed (default .bench-venv)")
     parser.add_argument("--setup-discordpy", action="store_true", help="create .bench-venv with discord.py, exit")
-    parser.add_argument("--profile", action="store_true", help="profile the bridge's saturation run (pyinstrument)")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="saturate",
+        choices=["saturate", "paced", "backlog", "commands"],
+        help="profile the bridge in this phase (default: saturate) with pyinstrument",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -981,10 +987,14 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m == "on" for m in args.compress.split(",") if m]
     rows: list[dict[str, Any]] = []
     paced_events = int(args.paced_rate * args.paced_seconds)
+
+    def profiled(kind: str, phase: str) -> dict[str, Any] | None:
+        return {"profile": True} if args.profile == phase and kind == "bridge" else None
+
     for compress in modes:
         for kind in clients:
             if "saturate" not in skip:
-                extra = {"profile": True} if args.profile and kind == "bridge" else None
+                extra = profiled(kind, "saturate")
                 rows.append(run_scenario(kind, "saturate", compress, args.events, args.paced_rate, dpy_python, extra))
                 print(
                     f"  {kind:9} zlib={'on ' if compress else 'off'} saturate: "
@@ -995,7 +1005,13 @@ def main(argv: list[str] | None = None) -> int:
         if "paced" not in skip:
             rows.append(
                 run_scenario(
-                    kind, "paced", True, paced_events, args.paced_rate, dpy_python, {"warmup": int(args.paced_rate)}
+                    kind,
+                    "paced",
+                    True,
+                    paced_events,
+                    args.paced_rate,
+                    dpy_python,
+                    {"warmup": int(args.paced_rate), **(profiled(kind, "paced") or {})},
                 )
             )
             print(
@@ -1006,12 +1022,28 @@ def main(argv: list[str] | None = None) -> int:
     extras: dict[str, Any] = {}
     if "bridge" in clients and "backlog" not in skip:
         backlog = run_scenario(
-            "bridge", "backlog", True, args.backlog, args.paced_rate, dpy_python, {"deadline": 300, "backlog_hold": 3.0}
+            "bridge",
+            "backlog",
+            True,
+            args.backlog,
+            args.paced_rate,
+            dpy_python,
+            {"deadline": 300, "backlog_hold": 3.0, **(profiled("bridge", "backlog") or {})},
         )
         extras["backlog"] = backlog
     if "bridge" in clients and "commands" not in skip:
-        commands = run_scenario("bridge", "commands", True, 0, args.paced_rate, dpy_python, {"commands": args.commands})
+        commands = run_scenario(
+            "bridge",
+            "commands",
+            True,
+            0,
+            args.paced_rate,
+            dpy_python,
+            {"commands": args.commands, **(profiled("bridge", "commands") or {})},
+        )
         extras["commands"] = commands.get("commands")
+        if "profile" in commands:
+            extras["commands_profile"] = commands
 
     # ------------------------------------------------------------------ report
     def find(kind: str, mode: str, compress: bool) -> dict[str, Any]:
@@ -1058,15 +1090,19 @@ def main(argv: list[str] | None = None) -> int:
             f"(p99 {c['bridge_rtt_p99_ms']:.2f}), fake REST alone p50 {c['direct_rest_rtt_p50_ms']:.2f} ms, "
             f"added p50 {c['added_p50_ms']:.2f} ms, failures {c['failures']}"
         )
+    profiles = [(row["mode"], row.pop("profile")) for row in rows if "profile" in row]
+    for key in ("backlog", "commands_profile"):
+        if "profile" in extras.get(key, {}):
+            profiles.append((extras[key]["mode"], extras[key].pop("profile")))
+    extras.pop("commands_profile", None)
     report = {
         "rows": rows,
         "ratios": ratios,
         **extras,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
-    for row in rows:
-        if "profile" in row:
-            print("\nbridge profile (pyinstrument, saturation run):\n" + row["profile"][:6000])
+    for mode, text in profiles:
+        print(f"\nbridge profile (pyinstrument, {mode} run):\n" + text[:6000])
     print("\n" + json.dumps({k: v for k, v in report.items() if k != "rows"}, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str))
