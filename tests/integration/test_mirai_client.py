@@ -333,6 +333,40 @@ async def test_events_are_pushed_live_with_the_string_minus_one(outbox: Outbox) 
             assert all(str(f).startswith('{"syncId":"-1"') for f in conn.frames[1:])
 
 
+def event_frame_of_utf8_size(n: int, size: int) -> str:
+    """An event frame with non-ASCII text, padded to exactly ``size`` UTF-8 bytes."""
+    unpadded = event_frame(n).replace('"中"', '"中文🎉"')
+    padding = size - len(unpadded.encode())
+    assert padding >= 0
+    return unpadded.replace('🎉"', "🎉" + "x" * padding + '"')
+
+
+async def test_frames_of_every_length_encoding_arrive_exactly_and_the_close_after_them_is_clean(
+    outbox: Outbox,
+) -> None:
+    # RFC 6455 §5.2: 7-bit lengths up to 125, 16-bit up to 65,535, 64-bit above; the frames are sent by the
+    # client's own encoder, the pong and the close by wsproto, all on one connection
+    sizes = [125, 126, 127, 600, 65_535, 65_536, 70_000]
+    frames = [event_frame_of_utf8_size(n, size) for n, size in enumerate(sizes)]
+    with trio.fail_after(GUARD):
+        async with open_fake_framework(verify_key=KEY, qq=BOT) as fw:
+            async with running_bridge(mirai_config(fw.port), outbox):
+                conn = await fw.wait_connection()
+                await conn.wait_verified()
+                for frame in frames[:3]:
+                    outbox.append(frame)
+                await conn.wait_events(4)
+                await conn.ping(b"between frames")
+                for frame in frames[3:]:
+                    outbox.append(frame)
+                await conn.wait_events(1 + len(frames))
+            assert len(conn.frames) == 2 + len(frames)  # the verify response, BotOnlineEvent, ours
+            pushed = conn.frames[2:]
+            assert [len(str(f).encode()) for f in pushed] == sizes
+            assert pushed == frames
+            assert await conn.wait_closed() == 1001  # the bridge's close on shutdown (CLOSE_GOING_AWAY)
+
+
 async def test_framework_down_while_10000_events_arrive_gets_all_in_order_once(outbox: Outbox) -> None:
     with trio.fail_after(GUARD):
         async with (
