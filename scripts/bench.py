@@ -650,6 +650,21 @@ def run_bare(params: dict[str, Any]) -> None:
     query = "?v=10&encoding=json" + ("&compress=zlib-stream" if compress else "")
 
     async def main() -> None:
+        # stop() sends SIGINT: leave through cancellation so the websockets close cleanly (no traceback noise)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as outer:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        outer.cancel_scope.cancel()
+
+                outer.start_soon(stop_on_signal)
+                # the peer going away first also ends the run
+                with contextlib.suppress(trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError):
+                    await relay()
+                outer.cancel_scope.cancel()
+
+    async def relay() -> None:
         inflater = zlib.decompressobj()
         buffer = bytearray()
         seq = None
