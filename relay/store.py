@@ -10,11 +10,13 @@ wrap (2,147,483,647 messages in *one* conversation) an id is reused and the old 
 overwritten; with any sane retention that mapping was pruned long before.
 
 **Speed.** :meth:`MessageStore.record` is the per-event path: a dict lookup, a counter increment and an
-append to the pending batch — no SQLite. Rows are written by :meth:`MessageStore.flush` in one transaction
-(call it periodically and at shutdown; it also runs by itself once ``batch_size`` rows are pending).
-Lookups read the in-memory cache of recent messages first, then SQLite. On open, the cache is warmed
-with the most recent rows so a replayed gateway event after a restart still finds its old id without
-touching disk on the hot path.
+append to the pending batch — no SQLite, no serialization. Rows are written by :meth:`MessageStore.flush`
+in one transaction (call it periodically and at shutdown; it also runs by itself once ``batch_size`` rows
+are pending). The memory cache of recent messages keeps the whole message only until it is flushed; after
+that it keeps just the ids the event path needs (a replayed event keeps its id, a reply finds the id of
+the message it quotes), and a lookup of the message's content reads its row from SQLite (quote, recall and
+getMessage are rare next to incoming messages). On open, the cache is warmed with the most recent rows so
+a replayed gateway event after a restart still finds its old id without touching disk on the hot path.
 
 **Threads.** The store is synchronous and thread-safe. A trio app should run :meth:`flush`, :meth:`prune`
 and :meth:`history` in a worker thread (``trio.to_thread.run_sync``) and pass ``on_batch_full`` to
@@ -30,6 +32,7 @@ Tables are prefixed ``messages_`` (the outbox shares the SQLite file with ``outb
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import json
@@ -41,6 +44,7 @@ from typing import Any
 
 import attrs
 import cattrs
+import orjson
 from cattrs.strategies import configure_tagged_union
 
 from relay.envelope import (
@@ -73,9 +77,9 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoredMe
 
 #: rows pending before record() flushes by itself (one transaction each; keeps a burst from piling up RAM)
 DEFAULT_BATCH_SIZE = 1000
-#: recent messages kept in memory for lookups without SQLite. Each entry keeps its message's segments and
-#: sender alive (~1 KB for a typical text message), so this bounds RSS: 50,000 measured ~+20 MB at 20,000
-#: events (bench); older messages are one indexed SQLite read away (quote/recall/getMessage are rare).
+#: recent messages kept in memory so the event path never reads SQLite. A pending entry is the recorded
+#: message itself (alive anyway while it is relayed); a flushed one is five ints (~0.3 KB with both dict
+#: slots, measured 10,000 entries ≈ 3 MB, down from ~13 MB when each kept its ~700-byte payload).
 DEFAULT_CACHE_SIZE = 10_000
 #: rows loaded into the cache at open() so replays after a restart keep their ids
 WARM_ROWS = 10_000
@@ -165,60 +169,180 @@ class StoredMessage:
         )
 
 
-#: the Message fields record() copies as they are (it sets local_id and quote itself)
-_MESSAGE_FIELDS = tuple(f.name for f in attrs.fields(Message) if f.name not in ("local_id", "quote"))
+def _check_fields(cls: type, expected: tuple[str, ...]) -> tuple[str, ...]:
+    # The hand-written fast paths below name every field; a field added to the envelope must be added there
+    # too, or it would silently vanish from recorded messages / stored rows. Fail at import instead.
+    names = tuple(f.name for f in attrs.fields(cls))
+    if set(names) != set(expected):
+        raise LocalProtocolError(f"relay/store.py: update the {cls.__name__} fast paths to its fields {names}")
+    return names
+
+
+#: every Message field, copied by name in MessageStore._recorded (attrs.evolve re-reads the class per call)
+_MESSAGE_FIELDS = _check_fields(
+    Message,
+    (
+        "conversation",
+        "channel_id",
+        "platform_id",
+        "local_id",
+        "time",
+        "sender",
+        "segments",
+        "quote",
+        "from_self",
+        "group",
+    ),
+)
+_check_fields(
+    Member,
+    (
+        "user_id",
+        "display_name",
+        "role",
+        "group",
+        "joined_at",
+        "last_spoke_at",
+        "mute_remaining",
+        "special_title",
+        "is_bot",
+    ),
+)
+_check_fields(User, ("id", "name", "username", "is_bot", "avatar_url"))
+_check_fields(Group, ("id", "name", "bot_role", "guild_id"))
+_check_fields(Text, ("text",))
+
 _SEGMENTS_TYPE = tuple[Segment, ...]
 _SENDER_TYPE = Member | User
-#: one reusable encoder: json.dumps with options builds a new encoder per call
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: stdlib encoder for what orjson refuses (integers beyond 64 bits, lone surrogates): ASCII output, so a lone
+#: surrogate becomes an escape that SQLite's UTF-8 text and json.loads both accept
+_JSON_FALLBACK = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
-#: distinct senders / groups whose unstructured form is remembered (a busy channel has few of each)
-_UNSTRUCTURED_CACHE_SIZE = 4096
+# The dict builders below produce exactly what segment_converter.unstructure produces for these types
+# (tests/unit/test_store.py checks), at a fraction of the cost: the converter plus json.dumps took ~15 µs a row,
+# all of it holding the GIL in the flusher thread while the trio thread waits to parse the next event.
 
 
-@functools.lru_cache(maxsize=_UNSTRUCTURED_CACHE_SIZE)
+def _group_dict(group: Group) -> dict[str, Any]:
+    return {"id": group.id, "name": group.name, "bot_role": group.bot_role.value, "guild_id": group.guild_id}
+
+
+def _sender_dict(sender: Member | User) -> dict[str, Any]:
+    if type(sender) is Member:
+        return {
+            "user_id": sender.user_id,
+            "display_name": sender.display_name,
+            "role": sender.role.value,
+            "group": _group_dict(sender.group),
+            "joined_at": sender.joined_at,
+            "last_spoke_at": sender.last_spoke_at,
+            "mute_remaining": sender.mute_remaining,
+            "special_title": sender.special_title,
+            "is_bot": sender.is_bot,
+            "kind": "Member",
+        }
+    if type(sender) is User:
+        return {
+            "id": sender.id,
+            "name": sender.name,
+            "username": sender.username,
+            "is_bot": sender.is_bot,
+            "avatar_url": sender.avatar_url,
+            "kind": "User",
+        }
+    return segment_converter.unstructure(sender, _SENDER_TYPE)  # type: ignore[no-any-return]  # a subclass
+
+
 def _sender_json(sender: Member | User) -> str:
-    # cached by value (frozen attrs hash by value): converting + encoding a sender costs ~5 µs, paid per row
-    return _JSON.encode(segment_converter.unstructure(sender, _SENDER_TYPE))
-
-
-@functools.lru_cache(maxsize=_UNSTRUCTURED_CACHE_SIZE)
-def _group_json(group: Group) -> str:
-    return _JSON.encode(segment_converter.unstructure(group, Group))
+    return orjson.dumps(_sender_dict(sender)).decode()
 
 
 def _unstructure_segments(segments: tuple[Segment, ...]) -> Any:
-    # Plain text is most of the traffic; this is exactly what the tagged-union converter produces for Text
-    # (tests/unit/test_store.py checks), at a fraction of the cost.
-    if all(type(segment) is Text for segment in segments):
+    # Plain text is most of the traffic
+    if len(segments) == 1:
+        only = segments[0]
+        if type(only) is Text:
+            return [{"text": only.text, "kind": "Text"}]
+    elif all(type(segment) is Text for segment in segments):
         return [{"text": s.text, "kind": "Text"} for s in segments]  # type: ignore[union-attr]
     return segment_converter.unstructure(segments, _SEGMENTS_TYPE)
 
 
-def _payload(stored: StoredMessage) -> str:
-    """The row's JSON payload: ``{"segments", "sender", "group", "quote", "from_self"}`` (read by _from_row)."""
-    quote = stored.quote
-    return "".join(
-        (
-            '{"segments":',
-            _JSON.encode(_unstructure_segments(stored.segments)),
-            ',"sender":',
-            "null" if stored.sender is None else _sender_json(stored.sender),
-            ',"group":',
-            "null" if stored.group is None else _group_json(stored.group),
-            ',"quote":',
-            "null" if quote is None else _JSON.encode(segment_converter.unstructure(quote, Quote)),
-            ',"from_self":',
-            "true" if stored.from_self else "false",
-            "}",
-        )
-    )
+#: what a row's payload is built from: a recorded message (pending) or a reference-only / sent-message row
+_Content = Message | StoredMessage
+
+
+def _payload_object(content: _Content) -> dict[str, Any]:
+    """The row's payload: ``{"segments", "sender", "group", "quote", "from_self"}`` (read by _from_row)."""
+    sender = content.sender
+    group = content.group
+    quote = content.quote
+    return {
+        "segments": _unstructure_segments(content.segments),
+        "sender": None if sender is None else _sender_dict(sender),
+        "group": None if group is None else _group_dict(group),
+        "quote": None if quote is None else segment_converter.unstructure(quote, Quote),
+        "from_self": content.from_self,
+    }
+
+
+def _payload(content: _Content) -> str:
+    """The row's JSON payload text (the format every earlier version wrote too; see _payload_object)."""
+    data = _payload_object(content)
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate
+        return _JSON_FALLBACK.encode(data)
+
+
+def _safe_payload(content: _Content) -> str:
+    """The row payload; a segment the converter cannot handle must not wedge every later flush."""
+    try:
+        return _payload(content)
+    except (TypeError, ValueError, cattrs.BaseValidationError):
+        log.exception("message %d: content not storable; keeping the id mapping only", content.platform_id)
+        return _payload(StoredMessage(**{**_stored_fields(content), "segments": (), "quote": None}))
+
+
+def _author_id(content: _Content) -> int:
+    if type(content) is StoredMessage:
+        return content.author_id
+    sender = content.sender
+    return sender.user_id if type(sender) is Member else sender.id  # type: ignore[union-attr]
+
+
+def _stored_fields(content: _Content) -> dict[str, Any]:
+    return {
+        "conversation": content.conversation,
+        "local_id": content.local_id,
+        "channel_id": content.channel_id,
+        "platform_id": content.platform_id,
+        "author_id": _author_id(content),
+        "time": content.time,
+        "segments": content.segments,
+        "sender": content.sender,
+        "group": content.group,
+        "quote": content.quote,
+        "from_self": content.from_self,
+    }
+
+
+def _stored(content: _Content) -> StoredMessage:
+    return content if type(content) is StoredMessage else StoredMessage(**_stored_fields(content))
+
+
+def _loads(payload: str | bytes) -> Any:
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:  # stricter than the stdlib (lone surrogate escapes, NaN): let it decide
+        return json.loads(payload)
 
 
 def _from_row(row: _Row) -> StoredMessage:
     conversation_id, local_id, kind, channel_id, platform_id, author_id, time, payload = row
-    data = json.loads(payload)
+    data = _loads(payload)
+    segments = data.get("segments") or ()
     sender = data.get("sender")
     group = data.get("group")
     quote = data.get("quote")
@@ -229,7 +353,7 @@ def _from_row(row: _Row) -> StoredMessage:
         platform_id=platform_id,
         author_id=author_id,
         time=time,
-        segments=segment_converter.structure(data.get("segments", []), _SEGMENTS_TYPE),
+        segments=segment_converter.structure(segments, _SEGMENTS_TYPE),
         sender=None if sender is None else segment_converter.structure(sender, _SENDER_TYPE),  # type: ignore[arg-type]
         group=None if group is None else segment_converter.structure(group, Group),
         quote=None if quote is None else segment_converter.structure(quote, Quote),
@@ -237,42 +361,49 @@ def _from_row(row: _Row) -> StoredMessage:
     )
 
 
+def _row(content: _Content) -> _Row:
+    conversation = content.conversation
+    return (
+        conversation.id,
+        content.local_id,
+        conversation.kind.value,
+        content.channel_id,
+        content.platform_id,
+        _author_id(content),
+        content.time,
+        _safe_payload(content),
+    )
+
+
 #: one messages_map row: (conversation_id, local_id, kind, channel_id, platform_id, author_id, time, payload)
 _Row = tuple[int, int, str, int, int, int, int, str]
-#: a cache entry: the message itself until it is flushed, then its row. Rows hold only ints and strings, so the
-#: garbage collector stops tracking them: a full collection over 10,000 cached messages took ~17 ms (one
-#: paced-latency p99 spike) when each held its StoredMessage, Member, Group, segment objects.
-_Entry = StoredMessage | _Row
+#: a flushed cache entry: (conversation_id, local_id, channel_id, platform_id, time) — what the event path,
+#: eviction and prune need. Only ints, so the garbage collector stops tracking it (a full collection over
+#: 10,000 cached object graphs took ~17 ms, a paced-latency p99 spike), and no payload (~700 bytes of RSS).
+_Flushed = tuple[int, int, int, int, int]
+#: a cache entry: the recorded content until it is flushed, then its ids
+_Entry = Message | StoredMessage | _Flushed
+
+
+def _flushed(row: _Row) -> _Flushed:
+    return (row[0], row[1], row[3], row[4], row[6])
 
 
 def _entry_platform(entry: _Entry) -> int:
-    return entry.platform_id if isinstance(entry, StoredMessage) else entry[4]
+    return entry[3] if type(entry) is tuple else entry.platform_id  # type: ignore[union-attr]
 
 
 def _entry_ids(entry: _Entry) -> tuple[int, int]:
     """(local id, channel id) without rebuilding the message."""
-    return (entry.local_id, entry.channel_id) if isinstance(entry, StoredMessage) else (entry[1], entry[3])
+    return (entry[1], entry[2]) if type(entry) is tuple else (entry.local_id, entry.channel_id)  # type: ignore[union-attr]
 
 
 def _entry_time(entry: _Entry) -> int:
-    return entry.time if isinstance(entry, StoredMessage) else entry[6]
-
-
-def _materialize(entry: _Entry) -> StoredMessage:
-    return entry if isinstance(entry, StoredMessage) else _from_row(entry)
+    return entry[4] if type(entry) is tuple else entry.time  # type: ignore[union-attr]
 
 
 _COLUMNS = "conversation_id, local_id, conversation_kind, channel_id, platform_id, author_id, time, payload"
 _INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
-#: a whole batch in one statement: SQLite unpacks a JSON array of rows itself (json_each, SQLite >= 3.38)
-#: ?1: JSON array of the seven small columns + the payload's byte offset and length; ?2: the payloads' UTF-8
-#: concatenated (a BLOB, so substr counts bytes). Payloads are JSON themselves: escaping them again into ?1
-#: would cost ~5 µs a row of GIL-holding work in the flusher thread (that work is what stalls the trio thread)
-_INSERT_MAP_BULK = (
-    f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) SELECT "
-    + ", ".join(f"value ->> {i}" for i in range(7))
-    + ", CAST(substr(?2, value ->> 7, value ->> 8) AS TEXT) FROM json_each(?1)"
-)
 _UPSERT_COUNTERS = (
     "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
     "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
@@ -284,28 +415,35 @@ _UPSERT_COUNTERS_BULK = (
 )
 
 
-#: the ->> operator the bulk statements use arrived in SQLite 3.38; older libraries write row by row
+#: the ->> operator the bulk counter statement uses arrived in SQLite 3.38; older libraries write row by row
 _BULK_SUPPORTED = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few
 CHUNK_ROWS = 500
+#: host parameters one statement may bind: 32,766 since SQLite 3.32, 999 before (SQLite docs, "Limits" §9)
+_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+_MAP_COLUMNS = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_map_values(rows: int) -> str:
+    """One INSERT of ``rows`` rows, each bound as eight parameters (SQLite caches the compiled statement)."""
+    return f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
 
 
 def _write_map_rows(db: sqlite3.Connection, rows: list[_Row]) -> None:
-    """Insert message rows, one :data:`_INSERT_MAP_BULK` statement per :data:`CHUNK_ROWS` (see _write_many)."""
-    for first in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[first : first + CHUNK_ROWS]
-        encoded = [row[7].encode() for row in chunk]
-        blob = b"".join(encoded)
-        if len(chunk) < 2 or not _BULK_SUPPORTED or b"\x00" in blob:
-            db.executemany(_INSERT_MAP, chunk)
-            continue
-        lengths = list(map(len, encoded))
-        del encoded
-        meta = [
-            (*row[:7], offset, length)
-            for row, offset, length in zip(chunk, itertools.accumulate(lengths, initial=1), lengths, strict=False)
-        ]
-        db.execute(_INSERT_MAP_BULK, (_JSON.encode(meta), blob))
+    """Insert message rows, one multi-row ``VALUES`` statement per :data:`CHUNK_ROWS` (see _write_many).
+
+    Parameters rather than ``json_each`` (as the counters do): binding 4,000 values is a short C loop, and
+    SQLite then inserts without re-parsing a JSON document per column — half the CPU per row (measured
+    ~13 → ~6.5 µs on 20,000 1 KB rows), none of it holding the GIL.
+    """
+    per_statement = min(CHUNK_ROWS, _MAX_VARIABLES // _MAP_COLUMNS)
+    for first in range(0, len(rows), per_statement):
+        chunk = rows[first : first + per_statement]
+        if len(chunk) == 1:
+            db.execute(_INSERT_MAP, chunk[0])
+        else:
+            db.execute(_insert_map_values(len(chunk)), list(itertools.chain.from_iterable(chunk)))
 
 
 def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequence[tuple[object, ...]]) -> None:
@@ -314,15 +452,38 @@ def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequ
     Not ``executemany``: it releases and re-takes the GIL per row, and while the trio thread is busy every
     re-take can wait ``sys.getswitchinterval()`` — that held the file's write lock for seconds and starved the
     outbox writer ("database is locked"). SQLite's JSON functions cut strings at an escaped NUL, so a chunk with
-    a raw NUL in a string column (payloads are JSON text, which never has one) goes row by row.
+    a raw NUL in a string column goes row by row.
     """
     for first in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[first : first + CHUNK_ROWS]
-        text = _JSON.encode(chunk)
-        if len(chunk) < 2 or not _BULK_SUPPORTED or "\\u0000" in text:
+        if len(chunk) < 2 or not _BULK_SUPPORTED:
+            db.executemany(row_sql, chunk)
+            continue
+        try:
+            text = orjson.dumps(chunk).decode()
+        except TypeError:  # orjson.JSONEncodeError: let the row-by-row path bind what JSON cannot carry
+            text = "\\u0000"
+        if "\\u0000" in text:
             db.executemany(row_sql, chunk)
         else:
             db.execute(chunk_sql, (text,))
+
+
+def _recorded(message: Message, local_id: int, quote: Quote | None) -> Message:
+    """``message`` with its id and resolved quote. Not attrs.evolve: it re-reads the class's fields on every call
+    (~3.5 µs); every field is named here (_MESSAGE_FIELDS checks the list at import)."""
+    return Message(
+        conversation=message.conversation,
+        channel_id=message.channel_id,
+        platform_id=message.platform_id,
+        local_id=local_id,
+        time=message.time,
+        sender=message.sender,
+        segments=message.segments,
+        quote=quote,
+        from_self=message.from_self,
+        group=message.group,
+    )
 
 
 # --------------------------------------------------------------------------- the store
@@ -354,13 +515,17 @@ class MessageStore:
         # while fewer than cache_size/2 are pending; lookups also scan pending rows on a miss
         self._cache_size = max(2 * self._batch_size, cache_size)
         self._on_batch_full = on_batch_full
-        #: (conversation id, local id) → message; insertion order = age (oldest first, evicted first)
+        #: (conversation id, local id) → message; insertion order = age
         self._by_local: dict[tuple[int, int], _Entry] = {}
+        #: the keys of ``_by_local`` oldest first, so eviction is O(1): ``next(iter(dict))`` after popping the
+        #: oldest keys scans the dict's dead slots (~3 µs a call at 10,000 entries). May hold keys already
+        #: gone from the dict (forget, prune); eviction skips them.
+        self._age: collections.deque[tuple[int, int]] = collections.deque()
         #: Discord snowflake → (conversation id, local id)
         self._by_platform: dict[int, tuple[int, int]] = {}
         #: conversation id → last issued id
         self._counters: dict[int, int] = {}
-        self._pending: list[StoredMessage] = []
+        self._pending: list[_Content] = []
         self._dirty_counters: set[int] = set()
         self._closed = False
 
@@ -417,7 +582,7 @@ class MessageStore:
         with self._mem:
             self._counters = counters
             for row in rows:
-                self._cache(row)
+                self._cache((row[0], row[1]), _flushed(row))
 
     def close(self) -> None:
         """Flush what is pending and close the file. Idempotent."""
@@ -433,30 +598,40 @@ class MessageStore:
 
     # ------------------------------------------------------------------ writing (memory only)
 
-    def _allocate(self, conversation_id: int) -> int:
+    def _allocate(self, conversation_id: int) -> tuple[int, int]:
+        """The next key of a conversation (call with ``_mem`` held)."""
         last = self._counters.get(conversation_id, 0)
         local_id = last + 1 if last < INT32_MAX else 1  # wrap: reuse the oldest ids (see module docstring)
         self._counters[conversation_id] = local_id
         self._dirty_counters.add(conversation_id)
-        evicted = self._by_local.pop((conversation_id, local_id), None)
-        if evicted is not None and self._by_platform.get(_entry_platform(evicted)) == (conversation_id, local_id):
+        key = (conversation_id, local_id)
+        evicted = self._by_local.pop(key, None)
+        if evicted is not None and self._by_platform.get(_entry_platform(evicted)) == key:
             del self._by_platform[_entry_platform(evicted)]
-        return local_id
+        return key
 
-    def _cache(self, entry: _Entry) -> None:
-        key = (entry.conversation.id, entry.local_id) if isinstance(entry, StoredMessage) else (entry[0], entry[1])
-        self._by_local[key] = entry
+    def _cache(self, key: tuple[int, int], entry: _Entry) -> None:
+        by_local = self._by_local
+        by_local[key] = entry
         self._by_platform[_entry_platform(entry)] = key
-        if len(self._by_local) > self._cache_size:
-            oldest_key = next(iter(self._by_local))
-            oldest = _entry_platform(self._by_local.pop(oldest_key))
-            if self._by_platform.get(oldest) == oldest_key:
-                del self._by_platform[oldest]
+        self._age.append(key)
+        if len(by_local) > self._cache_size:
+            self._evict()
 
-    def _add(self, stored: StoredMessage) -> bool:
+    def _evict(self) -> None:
+        by_local = self._by_local
+        by_platform = self._by_platform
+        age = self._age
+        while len(by_local) > self._cache_size and age:
+            oldest_key = age.popleft()
+            oldest = by_local.pop(oldest_key, None)
+            if oldest is not None and by_platform.get(platform_id := _entry_platform(oldest)) == oldest_key:
+                del by_platform[platform_id]
+
+    def _add(self, key: tuple[int, int], content: _Content) -> bool:
         """Cache and queue one row; True when the batch is full (the caller flushes outside the lock)."""
-        self._cache(stored)
-        self._pending.append(stored)
+        self._cache(key, content)
+        self._pending.append(content)
         return len(self._pending) >= self._batch_size
 
     def _batch_full(self) -> None:
@@ -490,35 +665,21 @@ class MessageStore:
         if quoted_pid is not None and self._needs_disk_lookup(quoted_pid):
             quoted_on_disk = self._select_platform(quoted_pid)  # rare: older than the memory cache
         with self._mem:
-            self._check_open()
+            if self._closed:
+                self._check_open()
             full = False
             if quote is not None and quoted_pid is not None:
                 quote, full = self._resolve_quote(message, quote, quoted_pid, quoted_on_disk)
             known = self._known(message.platform_id)
             if known is not None:
-                local_id = _entry_ids(known)[0]
-            else:
-                local_id = self._allocate(message.conversation.id)
-                sender = message.sender
-                full = self._add(
-                    StoredMessage(
-                        conversation=message.conversation,
-                        local_id=local_id,
-                        channel_id=message.channel_id,
-                        platform_id=message.platform_id,
-                        author_id=sender.user_id if isinstance(sender, Member) else sender.id,
-                        time=message.time,
-                        segments=message.segments,
-                        sender=sender,
-                        group=message.group,
-                        quote=quote,
-                        from_self=message.from_self,
-                    )
-                )
+                return _recorded(message, _entry_ids(known)[0], quote)
+            key = self._allocate(message.conversation.id)
+            # the pending row is the returned message itself: nothing else is built on the event path
+            recorded = _recorded(message, key[1], quote)
+            full = self._add(key, recorded) or full
         if full:
             self._batch_full()
-        # not attrs.evolve: it re-reads the class's fields on every call (~3.5 µs, a third of record's cost)
-        return Message(local_id=local_id, quote=quote, **{name: getattr(message, name) for name in _MESSAGE_FIELDS})
+        return recorded
 
     def _resolve_quote(
         self, message: Message, quote: Quote, platform_id: int, on_disk: StoredMessage | None
@@ -531,7 +692,8 @@ class MessageStore:
             local_id, channel_id = on_disk.local_id, on_disk.channel_id
         else:
             conversation = message.conversation
-            local_id = self._allocate(conversation.id)
+            key = self._allocate(conversation.id)
+            local_id = key[1]
             found = StoredMessage(
                 conversation=conversation,
                 local_id=local_id,
@@ -542,7 +704,7 @@ class MessageStore:
                 segments=quote.origin,
                 group=message.group,
             )
-            full = self._add(found)
+            full = self._add(key, found)
             channel_id = found.channel_id
         ref = attrs.evolve(quote.ref, local_id=local_id, channel_id=channel_id)
         return attrs.evolve(quote, ref=ref), full
@@ -568,8 +730,10 @@ class MessageStore:
                 return _entry_ids(known)[0]
             if on_disk is not None:
                 return on_disk.local_id
-            local_id = self._allocate(conversation.id)
+            key = self._allocate(conversation.id)
+            local_id = key[1]
             full = self._add(
+                key,
                 StoredMessage(
                     conversation=conversation,
                     local_id=local_id,
@@ -580,7 +744,7 @@ class MessageStore:
                     segments=tuple(segments),
                     sender=sender,
                     group=group,
-                )
+                ),
             )
         if full:
             self._batch_full()
@@ -602,19 +766,7 @@ class MessageStore:
                 self._pending = []
                 counters = [(cid, self._counters[cid]) for cid in self._dirty_counters]
                 self._dirty_counters = set()
-            rows = [
-                (
-                    s.conversation.id,
-                    s.local_id,
-                    s.conversation.kind.value,
-                    s.channel_id,
-                    s.platform_id,
-                    s.author_id,
-                    s.time,
-                    _safe_payload(s),
-                )
-                for s in batch
-            ]
+            rows = list(map(_row, batch))
             try:
                 with _Transaction(self._conn):
                     _write_map_rows(self._conn, rows)
@@ -627,13 +779,15 @@ class MessageStore:
                     f"could not write {len(rows)} message-id rows: {exc}; they stay pending and are retried "
                     "on the next flush (check free disk space)"
                 ) from exc
-            with self._mem:  # cached entries become plain rows (see _Entry); skipped if re-recorded meanwhile
+            flushed = list(map(_flushed, rows))
+            del rows
+            with self._mem:  # cached entries keep only their ids (see _Flushed); skipped if re-recorded meanwhile
                 by_local = self._by_local
-                for stored, row in zip(batch, rows, strict=True):
-                    key = (row[0], row[1])
-                    if by_local.get(key) is stored:
-                        by_local[key] = row
-            return len(rows)
+                for content, entry in zip(batch, flushed, strict=True):
+                    key = (entry[0], entry[1])
+                    if by_local.get(key) is content:
+                        by_local[key] = entry
+            return len(flushed)
 
     # ------------------------------------------------------------------ reading
 
@@ -644,12 +798,13 @@ class MessageStore:
         with self._mem:
             self._check_open()
             cached = self._by_local.get(key)
-        if cached is not None:
-            return _materialize(cached)
+        if cached is not None and type(cached) is not tuple:
+            return _stored(cached)  # type: ignore[arg-type]
         found = self._select_one("WHERE conversation_id = ? AND local_id = ?", key)
         if found is None:
             with self._mem:  # evicted from the cache but not flushed yet (flusher behind)
-                return next((p for p in self._pending if (p.conversation.id, p.local_id) == key), None)
+                pending = next((p for p in self._pending if (p.conversation.id, p.local_id) == key), None)
+            return None if pending is None else _stored(pending)
         return found
 
     def lookup_platform(self, platform_id: int) -> StoredMessage | None:
@@ -657,12 +812,13 @@ class MessageStore:
         with self._mem:
             self._check_open()
             known = self._known(platform_id)
-        if known is not None:
-            return _materialize(known)
+        if known is not None and type(known) is not tuple:
+            return _stored(known)  # type: ignore[arg-type]
         found = self._select_platform(platform_id)
         if found is None:
             with self._mem:
-                return next((p for p in self._pending if p.platform_id == platform_id), None)
+                pending = next((p for p in self._pending if p.platform_id == platform_id), None)
+            return None if pending is None else _stored(pending)
         return found
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
@@ -751,6 +907,7 @@ class MessageStore:
                         del self._by_local[key]
                         if self._by_platform.get(_entry_platform(entry)) == key:
                             del self._by_platform[_entry_platform(entry)]
+                self._age = collections.deque(self._by_local)  # drop the pruned keys (dict order = age)
             try:
                 with _Transaction(self._conn):
                     cursor = self._conn.execute("DELETE FROM messages_map WHERE time < ?", (cutoff,))
@@ -778,15 +935,6 @@ class MessageStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the message store is closed; open it again with MessageStore.open()")
-
-
-def _safe_payload(stored: StoredMessage) -> str:
-    """The row payload; a segment the converter cannot handle must not wedge every later flush."""
-    try:
-        return _payload(stored)
-    except (TypeError, ValueError, cattrs.BaseValidationError):
-        log.exception("message %d: content not storable; keeping the id mapping only", stored.platform_id)
-        return _payload(attrs.evolve(stored, segments=(), quote=None))
 
 
 class _Transaction:
