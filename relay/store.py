@@ -605,10 +605,15 @@ class MessageStore:
         self._counters[conversation_id] = local_id
         self._dirty_counters.add(conversation_id)
         key = (conversation_id, local_id)
-        evicted = self._by_local.pop(key, None)
-        if evicted is not None and self._by_platform.get(_entry_platform(evicted)) == key:
-            del self._by_platform[_entry_platform(evicted)]
+        self._forget_cached(key)
         return key
+
+    def _forget_cached(self, key: tuple[int, int]) -> _Entry | None:
+        """Drop one cache entry (with ``_mem`` held); returns it, or None when it was not cached."""
+        entry = self._by_local.pop(key, None)
+        if entry is not None and self._by_platform.get(platform_id := _entry_platform(entry)) == key:
+            del self._by_platform[platform_id]
+        return entry
 
     def _cache(self, key: tuple[int, int], entry: _Entry) -> None:
         by_local = self._by_local
@@ -670,13 +675,30 @@ class MessageStore:
             full = False
             if quote is not None and quoted_pid is not None:
                 quote, full = self._resolve_quote(message, quote, quoted_pid, quoted_on_disk)
-            known = self._known(message.platform_id)
-            if known is not None:
-                return _recorded(message, _entry_ids(known)[0], quote)
-            key = self._allocate(message.conversation.id)
-            # the pending row is the returned message itself: nothing else is built on the event path
-            recorded = _recorded(message, key[1], quote)
-            full = self._add(key, recorded) or full
+            by_local = self._by_local
+            key = self._by_platform.get(message.platform_id)
+            if key is not None and key in by_local:  # a replayed event keeps its id
+                recorded = _recorded(message, key[1], quote)
+            else:
+                # _allocate and _add, inlined: this runs once per relayed message
+                conversation_id = message.conversation.id
+                last = self._counters.get(conversation_id, 0)
+                local_id = last + 1 if last < INT32_MAX else 1  # wrap: see the module docstring
+                self._counters[conversation_id] = local_id
+                self._dirty_counters.add(conversation_id)
+                key = (conversation_id, local_id)
+                if key in by_local:  # the id wrapped onto a message still cached
+                    self._forget_cached(key)
+                # the pending row is the returned message itself: nothing else is built on the event path
+                recorded = _recorded(message, local_id, quote)
+                by_local[key] = recorded
+                self._by_platform[message.platform_id] = key
+                self._age.append(key)
+                if len(by_local) > self._cache_size:
+                    self._evict()
+                pending = self._pending
+                pending.append(recorded)
+                full = full or len(pending) >= self._batch_size
         if full:
             self._batch_full()
         return recorded
@@ -883,9 +905,7 @@ class MessageStore:
             self._check_open()
             self.flush()
             with self._mem:
-                cached = self._by_local.pop(key, None)
-                if cached is not None and self._by_platform.get(_entry_platform(cached)) == key:
-                    del self._by_platform[_entry_platform(cached)]
+                cached = self._forget_cached(key)
             try:
                 with _Transaction(self._conn):
                     cursor = self._conn.execute(
