@@ -251,9 +251,11 @@ class FrameworkSocket:
         The frames bypass wsproto, which is sound because on a client's send side wsproto keeps no state per
         data frame beyond its ``OPEN`` check (``FrameProtocol._outbound_opcode`` only tracks fragmented messages,
         which nothing here sends) and no extension is ever negotiated (our handshake proposes none, and wsproto
-        refuses an accept naming one). So its close and ping handling stays correct, and the ``OPEN`` check is
-        repeated here: once before encoding, and again under the send lock, since a close frame written while
-        this batch waited for the lock ends the data (RFC 6455 §5.5.1).
+        refuses an accept naming one). So its close and ping handling stays correct. The ``OPEN`` check runs
+        before encoding and again under the send lock: a close may arrive from the framework while this batch
+        waits behind a pong, and RFC 6455 §5.5.1 only lets an endpoint finish its *current* message before it
+        answers a close, while a batch holds many. The outbox frames of a batch not sent go out again on the
+        next connection (the cursor moves only after this returns).
         """
         self._raise_unless_open()
         data = encode_outgoing_text_frames(messages)
