@@ -21,7 +21,9 @@ a replayed gateway event after a restart still finds its old id without touching
 **Threads.** The store is synchronous and thread-safe. A trio app should run :meth:`flush`, :meth:`prune`
 and :meth:`history` in a worker thread (``trio.to_thread.run_sync``) and pass ``on_batch_full`` to
 :meth:`MessageStore.open` so a full batch wakes its flusher instead of being written inline. While a flush
-writes, :meth:`record` keeps going: the flush holds the memory lock only to swap the pending list.
+writes, :meth:`record` keeps going: the flush holds the memory lock only to swap the pending list. Lookups
+that read the file use a second, read-only connection (for a file path; ``":memory:"`` has one), so they never
+wait behind a flush that is waiting for another process's write lock.
 
 **Conversation keys.** Rows are keyed by the conversation *id* alone: Discord snowflakes never collide
 between channels and users, and mirai commands such as ``recall {target, messageId}`` do not say whether
@@ -535,10 +537,16 @@ class MessageStore:
         batch_size: int,
         cache_size: int,
         on_batch_full: Callable[[], None] | None,
+        reader: sqlite3.Connection | None = None,
     ) -> None:
         self._conn = db
         self._mem = threading.Lock()
         self._db = threading.RLock()
+        #: lookups read through their own connection when the file allows one (WAL: a reader neither waits for
+        #: nor blocks the writer), so a lookup on the event loop's thread never waits behind a flush holding
+        #: ``_db``: flushed messages keep only their ids in memory, so quote/recall lookups read SQLite.
+        self._reader = db if reader is None else reader
+        self._read = self._db if reader is None else threading.Lock()
         self._retention_seconds = retention_days * _SECONDS_PER_DAY
         self._batch_size = max(1, batch_size)
         # pending rows are the newest cache entries, so eviction (oldest first) never drops an unflushed row
@@ -584,6 +592,13 @@ class MessageStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives app crashes, commits stay cheap
             db.executescript(_SCHEMA)
+            reader = (
+                None
+                if path in ("", ":memory:")
+                else sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
+            )
+            if reader is not None:
+                reader.execute("PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the message store {path!r}: {exc}; check the path and permissions") from exc
         store = cls(
@@ -592,8 +607,13 @@ class MessageStore:
             batch_size=batch_size,
             cache_size=cache_size,
             on_batch_full=on_batch_full,
+            reader=reader,
         )
-        store._load()
+        try:
+            store._load()
+        except StoreError:
+            store._close_connections()
+            raise
         log.info("message store open: %s (%d conversations)", path, len(store._counters))
         return store
 
@@ -624,7 +644,13 @@ class MessageStore:
             finally:
                 with self._mem:
                     self._closed = True
-                self._conn.close()
+                self._close_connections()
+
+    def _close_connections(self) -> None:
+        with self._read:
+            if self._reader is not self._conn:
+                self._reader.close()
+        self._conn.close()
 
     # ------------------------------------------------------------------ writing (memory only)
 
@@ -879,10 +905,10 @@ class MessageStore:
             for stored in reversed(self._pending):
                 if stored.conversation.id == conversation_id:
                     return stored.conversation
-        with self._db:
+        with self._read:
             self._check_open()
             try:
-                row = self._conn.execute(
+                row = self._reader.execute(
                     "SELECT conversation_kind FROM messages_map WHERE conversation_id = ? LIMIT 1", (conversation_id,)
                 ).fetchone()
             except sqlite3.Error as exc:
@@ -893,10 +919,10 @@ class MessageStore:
         return self._select_one("WHERE platform_id = ? ORDER BY time DESC LIMIT 1", (platform_id,))
 
     def _select_one(self, where: str, params: tuple[int, ...]) -> StoredMessage | None:
-        with self._db:
+        with self._read:
             self._check_open()
             try:
-                row = self._conn.execute(f"SELECT {_COLUMNS} FROM messages_map {where}", params).fetchone()
+                row = self._reader.execute(f"SELECT {_COLUMNS} FROM messages_map {where}", params).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else _from_row(row)

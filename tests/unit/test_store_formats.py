@@ -6,6 +6,8 @@ from __future__ import annotations
 import gc
 import json
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from relay.envelope import (
     Text,
     User,
 )
+from relay.errors import StoreError
 from relay.store import MessageStore, StoredMessage
 
 GROUP = Group(id=222, name="Dev", bot_role=Role.MEMBER, guild_id=1)
@@ -181,13 +184,15 @@ def test_flushed_entries_keep_only_ids_and_lookups_read_the_rest_from_sqlite(db_
     assert reply.quote is not None and reply.quote.ref.local_id == quoted.local_id
     # the event path still needs nothing from disk: replays and replies resolve from the ids alone
     statements: list[str] = []
-    store._conn.set_trace_callback(statements.append)
+    for connection in (store._conn, store._reader):
+        connection.set_trace_callback(statements.append)
     assert store.record(reply).local_id == reply.local_id
     again = store.record(msg(4, quote=Quote(ref=MessageRef(conversation=G, platform_id=2))))
     assert again.quote is not None
     assert (again.quote.ref.local_id, again.quote.ref.channel_id) == (reply.local_id, 222)
-    store._conn.set_trace_callback(None)
     assert statements == []
+    assert store.lookup_platform(1) == before[0]
+    assert statements  # a flushed message's content is read back from the file
     store.close()
 
 
@@ -208,3 +213,46 @@ def test_the_cache_stays_bounded_through_eviction_forget_and_prune(db_path: str)
     assert sorted(store._by_platform) == list(range(290, 301))
     assert len(store._age) == len(store._by_local) == 11
     store.close()
+
+
+def test_lookups_do_not_wait_for_a_flush_stuck_on_the_write_lock(db_path: str) -> None:
+    # Flushed messages keep only their ids in memory, so a recall or quote of one reads SQLite on the event
+    # loop's thread. It must not queue behind a flush waiting (up to busy_timeout) for another writer.
+    store = MessageStore.open(db_path, busy_timeout=30.0)
+    store.record(msg(1, segments=(Text("flushed"),)))
+    store.flush()
+    store.record(msg(2))  # gives the next flush something to write
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    errors: list[BaseException] = []
+
+    def flush() -> None:
+        try:
+            store.flush()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    try:
+        for _ in range(10_000):  # until the flusher holds the store's write lock (bounded: ~10 s at most)
+            if not store._db.acquire(blocking=False):
+                break
+            store._db.release()
+            time.sleep(0.001)
+        else:
+            pytest.fail("the flusher never took the write lock")
+        found = store.lookup_platform(1)
+        assert found is not None and found.segments == (Text("flushed"),)
+        assert store.lookup_local(G, 1) == found
+        assert store.conversation(222) == G
+        assert flusher.is_alive()  # still waiting for the other writer: the lookups did not queue behind it
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        flusher.join(timeout=60)
+    assert not errors
+    assert store.pending == 0
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.lookup_platform(1)
