@@ -302,9 +302,18 @@ def _payload_object(content: _Content, memo: _GroupMemo | None = None) -> dict[s
     }
 
 
+def _has_float(segments: tuple[Segment, ...]) -> bool:
+    # orjson writes a NaN or infinite float as null, which would not load back (the stdlib writes NaN, which
+    # it reads); Audio.duration is the envelope's only float
+    return any(type(segment) is Audio for segment in segments)
+
+
 def _payload(content: _Content, memo: _GroupMemo | None = None) -> str:
     """The row's JSON payload text (the format every earlier version wrote too; see _payload_object)."""
     data = _payload_object(content, memo)
+    quote = content.quote
+    if _has_float(content.segments) or (quote is not None and _has_float(quote.origin)):
+        return _JSON_FALLBACK.encode(data)
     try:
         return orjson.dumps(data).decode()
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate
@@ -324,7 +333,7 @@ def _author_id(content: _Content) -> int:
     if type(content) is StoredMessage:
         return content.author_id
     sender = content.sender
-    return sender.user_id if type(sender) is Member else sender.id  # type: ignore[union-attr]
+    return sender.user_id if isinstance(sender, Member) else sender.id  # type: ignore[union-attr]
 
 
 def _stored_fields(content: _Content) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from relay import store as store_module
 from relay.envelope import (
+    Audio,
     ConversationRef,
     Emoji,
     Group,
@@ -158,12 +160,19 @@ def test_content_orjson_refuses_is_stored_through_the_stdlib(db_path: str) -> No
     store.record(msg(1, segments=(lone,)))
     store.record(msg(2, segments=(Text("ok"), huge)))
     store.record(msg(3))
-    assert store.flush() == 3
+    # a NaN duration (json.loads accepts one from the gateway) must not make the file unreadable at open
+    store.record(msg(4, segments=(Audio(url="https://cdn/v.ogg", duration=math.nan),)))
+    store.record(msg(5, quote=Quote(ref=MessageRef(conversation=G, platform_id=4), origin=(Audio(duration=math.inf),))))
+    assert store.flush() == 5
     store.close()
     reopened = MessageStore.open(db_path)
     assert reopened.lookup_local(G, 1).segments == (lone,)  # type: ignore[union-attr]
     assert reopened.lookup_local(G, 2).segments == (Text("ok"), huge)  # type: ignore[union-attr]
     assert reopened.lookup_local(G, 3).segments == (Text("m3"),)  # type: ignore[union-attr]
+    audio = reopened.lookup_local(G, 4).segments[0]  # type: ignore[union-attr]
+    assert isinstance(audio, Audio) and audio.url == "https://cdn/v.ogg" and math.isnan(audio.duration)
+    quote = reopened.lookup_local(G, 5).quote  # type: ignore[union-attr]
+    assert quote is not None and quote.origin == (Audio(duration=math.inf),)
     reopened.close()
 
 
