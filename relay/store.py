@@ -80,7 +80,7 @@ __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoredMe
 DEFAULT_BATCH_SIZE = 1000
 #: recent messages kept in memory so the event path never reads SQLite. A pending entry is the recorded
 #: message itself (alive anyway while it is relayed); a flushed one is five ints plus its two dict slots,
-#: ~0.35 KB (10,000 entries measured 3.4 MB traced, down from 13.4 MB when each kept its ~700-byte payload).
+#: ~0.36 KB (10,000 entries measured 3.6 MB traced, down from 11-13 MB when each kept its ~700-byte payload).
 DEFAULT_CACHE_SIZE = 10_000
 #: rows loaded into the cache at open() so replays after a restart keep their ids
 WARM_ROWS = 10_000
@@ -179,7 +179,7 @@ def _check_fields(cls: type, expected: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-#: every Message field, copied by name in MessageStore._recorded (attrs.evolve re-reads the class per call)
+#: every Message field, copied by name in _recorded (attrs.evolve re-reads the class per call)
 _MESSAGE_FIELDS = _check_fields(
     Message,
     (
@@ -221,7 +221,7 @@ _JSON_FALLBACK = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 # The dict builders below produce exactly what segment_converter.unstructure produces for these types
-# (tests/unit/test_store.py checks), at a fraction of the cost: the converter plus json.dumps took ~15 µs a row,
+# (tests/unit/test_store*.py check), at a fraction of the cost: the converter plus json.dumps took ~15 µs a row,
 # all of it holding the GIL in the flusher thread while the trio thread waits to parse the next event.
 
 
@@ -270,6 +270,7 @@ def _sender_dict(sender: Member | User, memo: _GroupMemo | None = None) -> dict[
 
 
 def _sender_json(sender: Member | User) -> str:
+    """A sender as its payload JSON (tests compare the fast path with the converter through it)."""
     return orjson.dumps(_sender_dict(sender)).decode()
 
 
@@ -501,10 +502,10 @@ def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequ
             db.executemany(row_sql, chunk)
             continue
         try:
-            text = orjson.dumps(chunk).decode()
-        except TypeError:  # orjson.JSONEncodeError: let the row-by-row path bind what JSON cannot carry
-            text = "\\u0000"
-        if "\\u0000" in text:
+            text: str | None = orjson.dumps(chunk).decode()
+        except TypeError:  # orjson.JSONEncodeError (an integer beyond 64 bits): SQLite binds it row by row
+            text = None
+        if text is None or "\\u0000" in text:
             db.executemany(row_sql, chunk)
         else:
             db.execute(chunk_sql, (text,))
