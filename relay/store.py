@@ -306,6 +306,8 @@ def _payload_object(content: _Content, memo: _GroupMemo | None = None) -> dict[s
 def _has_float(segments: tuple[Segment, ...]) -> bool:
     # orjson writes a NaN or infinite float as null, which would not load back (the stdlib writes NaN, which
     # it reads); Audio.duration is the envelope's only float
+    if len(segments) == 1:  # most messages: skip the generator
+        return type(segments[0]) is Audio
     return any(type(segment) is Audio for segment in segments)
 
 
@@ -671,8 +673,16 @@ class MessageStore:
         self._counters[conversation_id] = local_id
         self._dirty_counters.add(conversation_id)
         key = (conversation_id, local_id)
-        self._forget_cached(key)
+        if key in self._by_local:
+            self._drop_for_reuse(key)
         return key
+
+    def _drop_for_reuse(self, key: tuple[int, int]) -> None:
+        """An id wrapped onto a message still cached: drop it and its place in the age queue, so the queue's
+        stale copy cannot evict the new message early (O(cache size), at most once per 2**31 ids)."""
+        self._forget_cached(key)
+        if key in self._age:
+            self._age.remove(key)
 
     def _forget_cached(self, key: tuple[int, int]) -> _Entry | None:
         """Drop one cache entry (with ``_mem`` held); returns it, or None when it was not cached."""
@@ -754,7 +764,7 @@ class MessageStore:
                 self._dirty_counters.add(conversation_id)
                 key = (conversation_id, local_id)
                 if key in by_local:  # the id wrapped onto a message still cached
-                    self._forget_cached(key)
+                    self._drop_for_reuse(key)
                 # the pending row is the returned message itself: nothing else is built on the event path
                 recorded = _recorded(message, local_id, quote)
                 by_local[key] = recorded

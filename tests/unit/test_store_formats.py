@@ -15,6 +15,7 @@ import pytest
 
 from relay import store as store_module
 from relay.envelope import (
+    INT32_MAX,
     Audio,
     ConversationRef,
     Emoji,
@@ -265,3 +266,21 @@ def test_lookups_do_not_wait_for_a_flush_stuck_on_the_write_lock(db_path: str) -
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.lookup_platform(1)
+
+
+def test_an_id_that_wraps_onto_a_cached_message_is_evicted_in_its_new_turn(db_path: str) -> None:
+    store = MessageStore.open(db_path)
+    for platform_id in (1, 2, 3):
+        store.record(msg(platform_id))  # ids 1, 2, 3 in G
+    store.close()
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE messages_counter SET last_id = ? WHERE conversation_id = 222", (INT32_MAX,))
+    store = MessageStore.open(db_path, batch_size=2, cache_size=4, on_batch_full=lambda: None)
+    assert sorted(store._by_platform) == [1, 2, 3]  # warmed: the oldest entries of the cache
+    wrapped = store.record(msg(50))
+    assert wrapped.local_id == 1  # the counter wrapped onto message 1, still cached
+    store.record(msg(60, conversation=DM))
+    store.record(msg(61, conversation=DM))  # one over the cache size: the oldest entry (message 2) goes
+    assert sorted(store._by_platform) == [3, 50, 60, 61]
+    assert store.record(msg(50)).local_id == 1  # the newest G message is still known without SQLite
+    store.close()
