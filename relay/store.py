@@ -909,8 +909,13 @@ class MessageStore:
         with self._mem:
             self._check_open()
             known = self._known(platform_id)
-        if known is not None and type(known) is not tuple:
-            return _stored(known)  # type: ignore[arg-type]
+        if known is not None:
+            if type(known) is not tuple:
+                return _stored(known)  # type: ignore[arg-type]
+            # by its key: a message recorded again after its eviction has two rows, and the cache knows the newer
+            found = self._select_one("WHERE conversation_id = ? AND local_id = ?", (known[0], known[1]))
+            if found is not None and found.platform_id == platform_id:
+                return found
         found = self._select_platform(platform_id)
         if found is None:
             with self._mem:

@@ -284,3 +284,19 @@ def test_an_id_that_wraps_onto_a_cached_message_is_evicted_in_its_new_turn(db_pa
     assert sorted(store._by_platform) == [3, 50, 60, 61]
     assert store.record(msg(50)).local_id == 1  # the newest G message is still known without SQLite
     store.close()
+
+
+def test_a_message_recorded_again_after_eviction_is_looked_up_by_its_newest_id(db_path: str) -> None:
+    # record() only knows cached messages: a replay older than the cache gets a new id (and a second row);
+    # lookups follow the cache, as the framework saw the newest id last
+    store = MessageStore.open(db_path, batch_size=2, cache_size=4)
+    first = store.record(msg(1)).local_id
+    for platform_id in range(2, 8):
+        store.record(msg(platform_id))
+    again = store.record(msg(1)).local_id
+    assert again != first
+    store.flush()
+    found = store.lookup_platform(1)
+    assert found is not None and found.local_id == again
+    assert store.lookup_local(G, first) is not None  # the older mapping still answers its own id
+    store.close()
