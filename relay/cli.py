@@ -15,16 +15,12 @@ import logging
 import os
 import platform
 import socket
-import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
-import httpx
-import trio
-import trio_websocket
 
 from relay import __version__
 from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat
@@ -32,6 +28,13 @@ from relay.configload import ENV_OVERRIDES, LOG_LEVELS, Override, load_config, s
 from relay.errors import ConfigError, RelayError
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
 from relay.template import BRIDGE_TOML
+
+if TYPE_CHECKING:
+    import ssl
+
+# httpx, trio, trio_websocket and ssl are imported by the `check --online` probes that use them: `--version`,
+# `init` and an offline `check` start without them, and `run` gets what it needs from relay.app (which never
+# needs trio_websocket: both adapters speak websocket through wsproto).
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "console_main", "main"]
 
@@ -404,6 +407,8 @@ def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
         # discord.md (User-Agent required): "DiscordBot (<url>, <version>)"
         "User-Agent": f"DiscordBot (https://pypi.org/project/discord-mirai-relay/, {__version__})",
     }
+    import httpx  # noqa: PLC0415 (see the imports at the top)
+
     try:
         with httpx.Client(timeout=ONLINE_TIMEOUT, follow_redirects=False) as client:
             response = client.get(url, headers=headers)
@@ -446,6 +451,11 @@ def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot
             f"{where}: cannot connect to {destination.host}:{destination.port}: {reason}; "
             "is the framework's websocket server running?",
         )
+    import ssl  # noqa: PLC0415 (see the imports at the top)
+
+    import trio  # noqa: PLC0415
+    import trio_websocket  # noqa: PLC0415
+
     # The same URL, headers and TLS settings the mirai adapter dials with, so `check` tests what `run` does.
     from adapters.mirai.client import destination_headers, destination_url, ssl_context_for  # noqa: PLC0415
 
@@ -471,6 +481,9 @@ def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot
 async def _websocket_handshake(
     url: str, headers: list[tuple[bytes, bytes]], ssl_context: ssl.SSLContext | None
 ) -> None:
+    import trio  # noqa: PLC0415 (see the imports at the top)
+    import trio_websocket  # noqa: PLC0415
+
     with trio.fail_after(ONLINE_TIMEOUT):
         async with trio_websocket.open_websocket_url(url, ssl_context, extra_headers=headers):
             pass  # leaving the block closes with code 1000: nothing to resume on the framework side

@@ -15,7 +15,9 @@ Durability and cost:
   transaction per batch. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
   thread (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
   (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`);
-  ``append`` flushes synchronously only when :data:`MAX_PENDING_WRITES` are buffered and no batch is in flight.
+  When the writer falls behind (:data:`MAX_PENDING_WRITES` frames buffered), ``append`` writes them itself on
+  the owner's thread, after the batch in flight if there is one: the event loop then waits for the disk, which
+  is the back-pressure that keeps a burst the disk cannot absorb from piling up in memory.
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
@@ -29,7 +31,11 @@ deleted as well (that is garbage collection, not a drop).
 
 Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
 ``outbox_cursors``, ``outbox_state``. Every method but :meth:`Outbox.write_batch` must be called from one
-thread (the trio thread).
+thread (the trio thread). Each transaction holds :attr:`Outbox.write_lock`; the other writer of the file (the
+message store's flusher) takes it as well, so the two queue on a lock instead of in SQLite's busy handler,
+which sleeps in steps of up to 100 ms: in the bench's 100,000-event burst, a 255-row outbox write took 1.4 s
+beside a store flush, and both writers' unwritten rows (20,000 store rows, 16,000 frames) were most of the
+memory peak.
 
 This module is plain synchronous code (no trio): the periodic flush runs inside the mirai adapter's
 ``serve_reverse_ws`` (:func:`adapters.mirai.client.serve_outbox_flusher`), and the owner closes the outbox
@@ -43,6 +49,7 @@ import itertools
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -57,18 +64,29 @@ log = logging.getLogger(__name__)
 
 #: seconds between periodic flushes: bounds the frames a crash can lose, keeps commits batched
 FLUSH_INTERVAL: Final = 0.05
-#: append flushes by itself at this many buffered frames, so a stalled flusher cannot grow memory
-MAX_PENDING_WRITES: Final = 5_000
+#: append writes the buffered frames itself at this many (~0.8 KB each), so a writer that falls behind slows
+#: the event loop down instead of growing memory: ~40 flush intervals at the ~1,000 events/s a busy bot sees.
+#: After a failed write, the next attempt waits for this many more frames (a failing disk is not hammered)
+MAX_PENDING_WRITES: Final = 2_000
 #: if the disk keeps failing, buffered frames beyond this are dropped (counted) rather than exhaust memory
 MAX_PENDING_WRITES_HARD: Final = 200_000
-#: recent frames kept in memory for live delivery (>= MAX_PENDING_WRITES so unflushed frames are always here)
-TAIL_CAPACITY: Final = 8_192
+#: recent frames kept in memory so live delivery never reads the disk. Each costs ~0.8 KB (a 1 KB event's
+#: frame and its tuple), so 2,048 is ~1.6 MB; 8,192 held ~6.5 MB of a 60 MB budget (bench, issue #7). A
+#: destination further behind reads SQLite in batches; frames not yet written are read from the pending lists
+TAIL_CAPACITY: Final = 2_048
 #: drops are logged at most this often (seconds)
 DROP_LOG_INTERVAL: Final = 60.0
 #: the age bound is checked at most this often (seconds): it needs a range scan
 AGE_CHECK_INTERVAL: Final = 1.0
 #: seconds SQLite waits for a lock held by the other connection (the message store shares the file)
 SQLITE_BUSY_TIMEOUT: Final = 5.0
+#: page cache of the writer connection (KiB; SQLite's default is 2,000 per connection). Inserts touch only
+#: the right edge of one B-tree and deletes the left edge, so a transaction's working set is its new pages:
+#: ~250 for 1,000 1 KB frames, which this holds without spilling mid-transaction
+WRITER_CACHE_KIB: Final = 1_024
+#: page cache of the reader connection (KiB): it only scans forward ranges (a replay), so beyond the
+#: interior pages a cached leaf is never read again
+READER_CACHE_KIB: Final = 256
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL);
@@ -164,6 +182,9 @@ class Outbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._writer_db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # negative: KiB rather than pages; the memory is allocated as pages are touched, up to this
+            self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB:d}")
+            self._db.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB:d}")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM outbox_state WHERE key = 'last_seq'").fetchone()
             stored_last = row[0] if row else 0
@@ -183,6 +204,9 @@ class Outbox:
         self._last_age_check = float("-inf")
         self._in_flight: WriteBatch | None = None
         self._closed = False
+        self._write_now_at = MAX_PENDING_WRITES  # append writes on its own thread at this many buffered frames
+        #: held during every transaction on the SQLite file; other writers of the file should take it too
+        self.write_lock = threading.Lock()
 
     # ----------------------------------------------------------------- writing
 
@@ -194,15 +218,40 @@ class Outbox:
         seq = self._last_seq
         self._pending.append((seq, self._clock(), frame))
         self._tail.append((seq, frame))
-        if len(self._pending) >= MAX_PENDING_WRITES and self._in_flight is None:
-            try:
-                self.flush()
-            except StoreError as exc:
-                log.error("outbox: %s; keeping %d frames in memory and retrying", exc, len(self._pending))
-                self._shed_pending_overflow()
+        if len(self._pending) >= self._write_now_at:
+            self._write_pending_now()
         for listener in self._listeners:
             listener(seq)
         return seq
+
+    def _write_pending_now(self) -> None:
+        """Write the buffered frames on this thread: the writer fell behind (see :data:`MAX_PENDING_WRITES`)."""
+        try:
+            if self._in_flight is None:
+                self.flush()
+            else:
+                # frames only (cursors and bounds wait for the next batch); write_lock makes this wait for the
+                # worker's transaction; rows carry their seq, so writing them after that batch keeps the order
+                rows, self._pending = self._pending, []
+                nothing_to_delete = self._oldest_seq - 1
+                batch = WriteBatch(
+                    rows=rows,
+                    cursors=[],
+                    delete_through=nothing_to_delete,
+                    oldest_seq=self._oldest_seq,
+                    age_cutoff=None,
+                )
+                try:
+                    self._write(self._db, batch)
+                except StoreError:
+                    self._pending = rows + self._pending
+                    raise
+        except StoreError as exc:
+            log.error("outbox: %s; keeping %d frames in memory and retrying", exc, len(self._pending))
+            self._shed_pending_overflow()
+            self._write_now_at = len(self._pending) + MAX_PENDING_WRITES
+        else:
+            self._write_now_at = MAX_PENDING_WRITES
 
     def flush(self) -> None:
         """Write buffered frames and cursors in one transaction and apply the bounds, on this thread.
@@ -279,6 +328,10 @@ class Outbox:
         self._log_drops(now)
 
     def _write(self, db: sqlite3.Connection, batch: WriteBatch) -> int:
+        with self.write_lock:
+            return self._write_locked(db, batch)
+
+    def _write_locked(self, db: sqlite3.Connection, batch: WriteBatch) -> int:
         try:
             db.execute("BEGIN IMMEDIATE")
             if batch.rows:
@@ -296,12 +349,21 @@ class Outbox:
                 )
             cut = batch.delete_through
             if batch.age_cutoff is not None:
+                # Frames are appended in time order, so everything before the oldest frame young enough is
+                # too old: the scan reads the expired frames plus one instead of every retained frame (a
+                # full scan of a 100,000-frame backlog held the write lock for 30-50 ms each second). After
+                # the wall clock steps back, older frames wait behind younger ones until those expire.
                 row = db.execute(
-                    "SELECT MAX(seq) FROM outbox_events WHERE seq >= ? AND created < ?",
+                    "SELECT seq FROM outbox_events WHERE seq >= ? AND created >= ? ORDER BY seq LIMIT 1",
                     (batch.oldest_seq, batch.age_cutoff),
                 ).fetchone()
-                if row and row[0] is not None:
-                    cut = max(cut, int(row[0]))
+                if row is None:
+                    row = db.execute("SELECT MAX(seq) FROM outbox_events").fetchone()
+                    expired = row[0] if row and row[0] is not None else None
+                else:
+                    expired = int(row[0]) - 1
+                if expired is not None:
+                    cut = max(cut, int(expired))
             if cut >= batch.oldest_seq:
                 db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
             db.execute("COMMIT")
