@@ -259,11 +259,11 @@ def test_a_write_runs_one_insert_per_chunk_not_per_frame(db: str) -> None:
     counts = []
     for size in (3, outbox_module.CHUNK_ROWS, 3 * outbox_module.CHUNK_ROWS):
         statements: list[str] = []
-        box._db.set_trace_callback(statements.append)
+        box._writer_db.set_trace_callback(statements.append)  # every transaction runs there
         for i in range(size):
             box.append(frame(i))
         box.flush()
-        box._db.set_trace_callback(None)
+        box._writer_db.set_trace_callback(None)
         counts.append(len([s for s in statements if "outbox_events" in s and "INSERT" in s]))
     assert counts == [1, 1, 3]
     box.close()
