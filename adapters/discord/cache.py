@@ -153,7 +153,7 @@ class CachedMember:
             self.nick = data.get("nick") or ""
         roles = data.get("roles")
         if isinstance(roles, list):
-            self.roles = tuple(to_int(r) for r in roles)
+            self.roles = tuple(map(to_int, roles)) if roles else ()
         # timestamps are parsed only when they change: this runs for every MESSAGE_CREATE (the hot path)
         joined = data.get("joined_at", self._joined_raw)
         if joined != self._joined_raw:
@@ -543,12 +543,18 @@ class DiscordCache:
         author: Mapping[str, Any],
         member: Mapping[str, Any] | None,
         spoke_at: float,
+        *,
+        user_id: int | None = None,
     ) -> CachedMember | None:
-        """The MESSAGE_CREATE hot path: refresh the author's member entry cheaply and return it."""
+        """The MESSAGE_CREATE hot path: refresh the author's member entry cheaply and return it.
+
+        ``user_id``: the author's id when the caller has already parsed it.
+        """
         guild = self.guilds.get(guild_id)
         if guild is None:
             return None
-        user_id = to_int(author.get("id"))
+        if user_id is None:
+            user_id = to_int(author.get("id"))
         cached = guild.members.get(user_id)
         if cached is None and guild.bot_member is not None and guild.bot_member.user.id == user_id:
             cached = guild.bot_member

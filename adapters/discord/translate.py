@@ -207,6 +207,8 @@ class DiscordTranslator:
         self._left_by_bridge: set[int] = set()
         #: channel id → (group channel id or 0 when not bridged, Group); cleared whenever guild state changes
         self._groups: dict[int, Group | None] = {}
+        #: group id → its ConversationRef (immutable, so never stale; one per message was measurable)
+        self._conversations: dict[int, ConversationRef] = {}
         self._admin_roles: dict[int, int] = {}
         self.dropped_echoes = 0
 
@@ -563,7 +565,11 @@ class DiscordTranslator:
             group = self.group_for_channel(channel_id, guild_id)
             if group is None:
                 return None
-            conversation = ConversationRef.group(group.id)
+            conversation = self._conversations.get(group.id)
+            if conversation is None:
+                if len(self._conversations) >= MAX_MEMO_GROUPS:
+                    self._conversations.clear()
+                conversation = self._conversations[group.id] = ConversationRef.group(group.id)
             webhook = data.get("webhook_id")
             if webhook is not None and not from_self:
                 if self.config.webhook_messages == WebhookMessageMode.IGNORE:
@@ -584,6 +590,7 @@ class DiscordTranslator:
                         author,
                         partial if isinstance(partial, dict) else None,
                         time,
+                        user_id=author_id,
                     )
                     if live or isinstance(partial, dict)
                     else self.cache.member(guild_id, author_id)
