@@ -65,15 +65,17 @@ log = logging.getLogger(__name__)
 #: seconds between periodic flushes: bounds the frames a crash can lose, keeps commits batched
 FLUSH_INTERVAL: Final = 0.05
 #: append writes the buffered frames itself at this many (~0.8 KB each), so a writer that falls behind slows
-#: the event loop down instead of growing memory: ~40 flush intervals at the ~1,000 events/s a busy bot sees.
+#: the event loop down instead of growing memory: ~20 flush intervals at the ~1,000 events/s a busy bot sees,
+#: ~0.1 s in a saturating burst (bench: no measurable change in events/s; 5,000 let the unwritten frames
+#: and the message store's unwritten rows reach 16,000 and 20,000 in a 100,000-event burst).
 #: After a failed write, the next attempt waits for this many more frames (a failing disk is not hammered)
-MAX_PENDING_WRITES: Final = 2_000
+MAX_PENDING_WRITES: Final = 1_000
 #: if the disk keeps failing, buffered frames beyond this are dropped (counted) rather than exhaust memory
 MAX_PENDING_WRITES_HARD: Final = 200_000
 #: recent frames kept in memory so live delivery never reads the disk. Each costs ~0.8 KB (a 1 KB event's
-#: frame and its tuple), so 2,048 is ~1.6 MB; 8,192 held ~6.5 MB of a 60 MB budget (bench, issue #7). A
+#: frame and its tuple), so 1,024 is ~0.8 MB; 8,192 held ~6.5 MB of a 60 MB budget (bench, issue #7). A
 #: destination further behind reads SQLite in batches; frames not yet written are read from the pending lists
-TAIL_CAPACITY: Final = 2_048
+TAIL_CAPACITY: Final = 1_024
 #: drops are logged at most this often (seconds)
 DROP_LOG_INTERVAL: Final = 60.0
 #: the age bound is checked at most this often (seconds): it needs a range scan
@@ -104,8 +106,9 @@ _INSERT_CHUNK: Final = (
 )
 #: the ->> operator these statements use arrived in SQLite 3.38; older libraries write row by row
 _BULK_SUPPORTED: Final = sqlite3.sqlite_version_info >= (3, 38, 0)
-#: rows per statement: bounds the memory of one chunk (~1 KB a frame) while keeping statements few
-CHUNK_ROWS: Final = 1_000
+#: rows per statement: bounds the memory of one chunk (~1 KB a frame: the frames' bytes twice, ~1 MB) while
+#: keeping statements few
+CHUNK_ROWS: Final = 500
 #: one reusable encoder (json.dumps with options builds a new encoder per call)
 _META_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
@@ -117,7 +120,7 @@ def _insert_rows(db: sqlite3.Connection, rows: list[tuple[int, float, str]]) -> 
     take it back before binding the next row. While another thread is busy (the trio thread in a burst or a
     replay), each take-back can wait ``sys.getswitchinterval()`` (5 ms), so a few hundred rows held the write
     lock for seconds and the message store's writer — same file — timed out with "database is locked".
-    Chunks hand the GIL over once per thousand rows. Frames are passed as raw bytes with offsets (no JSON
+    Chunks hand the GIL over once per :data:`CHUNK_ROWS` rows. Frames are passed as raw bytes with offsets (no JSON
     escaping of the frame text: that would cost more than the insert); a frame holding a NUL byte (never an
     encoded event frame) takes the row-by-row path.
     """
