@@ -98,13 +98,13 @@ def _glibc() -> ctypes.CDLL | None:
 def limit_malloc_arenas(limit: int = MALLOC_ARENA_LIMIT, *, env: Mapping[str, str] | None = None) -> bool:
     """Cap glibc's malloc arenas for this process at ``limit``; True if the cap was set.
 
-    Why: glibc gives every thread that allocates while another thread holds an arena its own arena (up to
-    8 per core). The SQLite writes of the outbox and the message store run in trio worker threads, so each
-    worker that ever ran a flush keeps an arena of its own, and memory freed in one arena is neither reused
-    by the others nor returned to the OS. Measured in the bench's 100,000-event backlog: two worker arenas
-    held 24-30 MB, 10-17 MB of it free. With two arenas the trio thread keeps one and the workers share the
-    other; the workers allocate little, mostly while the trio thread runs Python, so the shared arena's lock
-    is rarely contended.
+    Why: glibc attaches each thread to an arena at its first allocation and creates a new arena for it while
+    fewer than 8 per core exist. The SQLite writes of the outbox and the message store run in trio worker
+    threads, so each worker that ever ran a flush keeps an arena of its own, and memory freed in one arena is
+    neither reused by the others nor returned to the OS. Measured in the bench's 100,000-event backlog: two
+    worker arenas held 24-30 MB, 10-17 MB of it free. With two arenas the trio thread keeps one and the
+    workers share the other; the workers allocate little, mostly while the trio thread runs Python, so the
+    shared arena's lock is rarely contended.
 
     A no-op (False) on other C libraries, and when the operator chose already (``MALLOC_ARENA_MAX`` or a
     ``glibc.malloc.arena_max`` tunable in the environment): their setting wins. Call it before threads start.
