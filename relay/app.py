@@ -44,7 +44,7 @@ from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.envelope import Event
 from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
-from relay.outbox import Outbox
+from relay.outbox import MAX_PENDING_WRITES, Outbox
 from relay.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,18 @@ HYDRATE_MAX_GUILDS: Final = 25
 STORE_FLUSH_INTERVAL: Final = 0.05
 #: seconds between message-store retention passes
 STORE_PRUNE_INTERVAL: Final = 3600.0
+#: the gateway reader waits for room while this many frames wait for the outbox's writer thread: half the
+#: point where Outbox.append would write them itself on the trio thread (relay.outbox.MAX_PENDING_WRITES),
+#: which would stall commands and framework writes too. Only the reader waits; Discord buffers meanwhile.
+READER_HOLD_FRAMES: Final = MAX_PENDING_WRITES // 2
+#: ... or while this many message-id rows wait for the store's flusher (two of its batches)
+READER_HOLD_STORE_BATCHES: Final = 2
+#: how often a held reader looks again (the writers finish a batch in milliseconds)
+READER_HOLD_POLL: Final = 0.002
+#: the longest one hold lasts. The reader also reads heartbeat ACKs, and one not read before the next beat makes
+#: the shard drop the connection as a zombie (discord.md §2.4): a writer that is failing rather than slow must
+#: not stall Discord for that long; the outbox's own bounds (write on append, hard cap) take over instead
+READER_HOLD_MAX: Final = 0.5
 #: malloc arenas glibc may create for the whole process (see :func:`limit_malloc_arenas`)
 MALLOC_ARENA_LIMIT: Final = 2
 #: seconds between checks whether freed heap memory should be handed back to the OS
@@ -353,6 +365,19 @@ class Wakeup:
         self.event = trio.Event()
 
 
+def _make_room(outbox: Outbox, store: MessageStore) -> Callable[[], Awaitable[None]]:
+    """The gateway reader's back-pressure: return once the outbox and the store writers have caught up."""
+    hold_rows = READER_HOLD_STORE_BATCHES * store.batch_size
+
+    async def make_room() -> None:
+        await trio.lowlevel.checkpoint()
+        with trio.move_on_after(READER_HOLD_MAX):
+            while outbox.waiting_writes >= READER_HOLD_FRAMES or store.pending >= hold_rows:
+                await trio.sleep(READER_HOLD_POLL)
+
+    return make_room
+
+
 def _holding(lock: threading.Lock, fn: Callable[..., _T], *args: object) -> _T:
     with lock:
         return fn(*args)
@@ -499,6 +524,7 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             fetch_gateway_info=rest.get_gateway_bot,
                             on_event=_on_gateway_event(translator, bridge),
                             initial_sessions=sessions,
+                            make_room=_make_room(outbox, store),
                         ),
                     )
                     running = RunningBridge(

@@ -476,6 +476,11 @@ class Outbox:
     def last_seq(self) -> int:
         return self._last_seq
 
+    @property
+    def waiting_writes(self) -> int:
+        """Frames appended but not yet taken by a writer (cheap: the producer's back-pressure checks this)."""
+        return len(self._pending)
+
     def add_append_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(seq)`` after every append (synchronously; it must not block)."""
         self._listeners.append(listener)

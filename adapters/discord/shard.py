@@ -13,7 +13,9 @@ The supervisor loop around them reconnects with backoff, waits for identify slot
 :class:`IdentifyGate`, and raises :class:`relay.errors.GatewayClosed` on fatal close codes.
 
 ``on_event`` must not block (it is a plain function; do slow work elsewhere). An exception it raises is a bug
-in the consumer and stops the gateway.
+in the consumer and stops the gateway. Back-pressure goes through ``make_room`` instead: the reader awaits it
+every :data:`READER_YIELD_EVERY` messages, so a consumer whose buffers are full can hold the reader (and only
+the reader: heartbeats, commands and the framework writers keep running) until it has caught up.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ CLOSE_GRACE = 5.0
 READER_YIELD_EVERY = 256
 
 OnEvent = Callable[[GatewayEvent], None]
+#: awaited by the reader every READER_YIELD_EVERY messages; returns once the consumer can take more (it must
+#: checkpoint, like any trio function). The default only yields.
+MakeRoom = Callable[[], Awaitable[None]]
 
 
 class IdentifyGate:
@@ -104,6 +109,7 @@ class Shard:
     machine: ShardSession
     on_event: OnEvent
     identify_gate: IdentifyGate
+    make_room: MakeRoom = trio.lowlevel.checkpoint
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _ready: trio.Event = attrs.field(factory=trio.Event)
     _identify_task_running: bool = False
@@ -219,6 +225,7 @@ class Shard:
     async def _read(self, ws: GatewaySocket, decoder: PayloadDecoder, nursery: trio.Nursery) -> int | None:
         machine = self.machine
         on_event = self.on_event
+        make_room = self.make_room
         malformed_seen = machine.malformed_dispatches
         until_yield = READER_YIELD_EVERY
         while True:
@@ -227,7 +234,7 @@ class Shard:
                 until_yield -= 1
                 if not until_yield:
                     until_yield = READER_YIELD_EVERY
-                    await trio.lowlevel.checkpoint()
+                    await make_room()
             except GatewayConnectionClosed as exc:
                 return exc.code
             except FrameTooLarge as exc:
@@ -348,6 +355,7 @@ async def serve_shard(
     identify_gate: IdentifyGate,
     initial_session: SessionState | None = None,
     rng: random.Random | None = None,
+    make_room: MakeRoom = trio.lowlevel.checkpoint,
     task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run one shard forever; ``task_status.started(shard)`` once it first reached READY or RESUMED.
@@ -365,6 +373,7 @@ async def serve_shard(
         identify_gate=identify_gate,
         initial_session=initial_session,
         rng=rng or random.Random(),
+        make_room=make_room,
     )
     try:
         await shard.run(task_status=task_status)
@@ -414,6 +423,7 @@ async def serve_gateway(
     on_event: OnEvent,
     initial_sessions: Mapping[int, SessionState] | None = None,
     rng: random.Random | None = None,
+    make_room: MakeRoom = trio.lowlevel.checkpoint,
     task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run every shard of this process in one nursery, forever.
@@ -456,6 +466,7 @@ async def serve_gateway(
             identify_gate=gate,
             initial_session=sessions.get(sid),
             rng=random.Random(base_rng.random()),
+            make_room=make_room,
         )
         for sid in shard_ids
     }
@@ -489,6 +500,7 @@ def _build_shard(
     identify_gate: IdentifyGate,
     initial_session: SessionState | None,
     rng: random.Random,
+    make_room: MakeRoom = trio.lowlevel.checkpoint,
 ) -> Shard:
     machine = ShardSession(
         shard_id=shard_id,
@@ -503,7 +515,7 @@ def _build_shard(
         backoff=config.reconnect,
         initial_session=initial_session,
     )
-    return Shard(config=config, machine=machine, on_event=on_event, identify_gate=identify_gate)
+    return Shard(config=config, machine=machine, on_event=on_event, identify_gate=identify_gate, make_room=make_room)
 
 
 def _raise_fatal_from(group: BaseExceptionGroup[BaseException]) -> None:

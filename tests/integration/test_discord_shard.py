@@ -26,7 +26,7 @@ from adapters.discord.gateway import (
     ShardReady,
     ShardResumed,
 )
-from adapters.discord.shard import Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
+from adapters.discord.shard import READER_YIELD_EVERY, Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
 from relay.config import DiscordConfig
 from relay.errors import GatewayClosed
 from tests.fakes.fake_gateway import FakeGateway
@@ -65,6 +65,7 @@ async def start_gateway(
     fake: FakeGateway,
     collector: Collector,
     initial_sessions: dict[int, SessionState] | None = None,
+    make_room: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint,
     **config: Any,
 ) -> Gateway:
     info = GatewayBotInfo.from_json(fake.gateway_bot_json())
@@ -82,6 +83,7 @@ async def start_gateway(
             on_event=collector,
             initial_sessions=initial_sessions,
             rng=random.Random(7),
+            make_room=make_room,
         )
     )
     return gateway
@@ -549,3 +551,40 @@ async def test_serve_shard_alone(nursery: trio.Nursery, autojump_clock: trio.abc
     with pytest.raises(trio.WouldBlock):
         for _ in range(MAX_PENDING_SENDS + 1):
             shard.send_nowait({"op": 3, "d": None})
+
+
+async def test_a_consumer_without_room_holds_the_reader_and_loses_nothing(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    """make_room is the back-pressure: while it waits, no dispatch is handed on; afterwards all arrive in order."""
+    holding = False
+    released = trio.Event()
+    asked = 0
+
+    async def make_room() -> None:
+        nonlocal asked
+        asked += 1
+        await trio.lowlevel.checkpoint()
+        if holding:
+            await released.wait()
+
+    total = 3 * READER_YIELD_EVERY
+    with trio.fail_after(600):
+        fake = await start_fake(nursery, heartbeat_interval=30.0)
+        collector = Collector()
+        await start_gateway(nursery, fake, collector, make_room=make_room)
+        holding = True
+        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(total)])
+        while asked == 0:
+            await trio.sleep(0.01)
+        held = len(collector.dispatches("MESSAGE_CREATE"))
+        assert held < total  # the reader stopped at a make_room call...
+        await trio.sleep(5)
+        assert len(collector.dispatches("MESSAGE_CREATE")) == held  # ...and stays stopped while there is no room
+        holding = False
+        released.set()
+        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", total)
+    assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(total)]
+    assert asked >= total // READER_YIELD_EVERY
+    assert len(fake.connections) == 1  # held, not dropped
+    assert_exactly_once_in_order(collector)

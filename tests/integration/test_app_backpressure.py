@@ -1,0 +1,73 @@
+"""The gateway reader's back-pressure (relay.app._make_room) against a real outbox, store and flusher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from adapters.mirai.client import serve_outbox_flusher
+from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, _make_room
+from relay.config import OutboxConfig
+from relay.outbox import Outbox
+from relay.store import MessageStore
+
+
+def frame(i: int) -> str:
+    return f'{{"syncId":"-1","data":{{"type":"GroupMessage","n":{i}}}}}'
+
+
+async def test_room_is_there_while_the_writers_keep_up(tmp_path: Path) -> None:
+    path = str(tmp_path / "bridge.sqlite3")
+    store = MessageStore.open(path)
+    with Outbox(path, OutboxConfig()) as outbox:
+        for i in range(READER_HOLD_FRAMES - 1):
+            outbox.append(frame(i))
+        with trio.fail_after(5):
+            await _make_room(outbox, store)()  # below the mark: returns at once
+    store.close()
+
+
+async def test_a_reader_waits_until_the_flusher_has_written(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    path = str(tmp_path / "bridge.sqlite3")
+    store = MessageStore.open(path)
+    with Outbox(path, OutboxConfig()) as outbox:
+        for i in range(READER_HOLD_FRAMES):
+            outbox.append(frame(i))
+        make_room = _make_room(outbox, store)
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+
+            async def reader() -> None:
+                await make_room()
+                done.set()
+
+            nursery.start_soon(reader)
+            await trio.sleep(READER_HOLD_MAX / 10)
+            assert not done.is_set()  # held: the frames wait for the writer
+            await nursery.start(serve_outbox_flusher, outbox)
+            with trio.fail_after(READER_HOLD_MAX):
+                await done.wait()  # the flusher took the batch: room again, before the hold's time limit
+            assert outbox.waiting_writes < READER_HOLD_FRAMES
+            nursery.cancel_scope.cancel()
+        assert outbox.statistics().pending_writes == 0
+        assert outbox.read_after(0, 2 * READER_HOLD_FRAMES)[-1][0] == READER_HOLD_FRAMES  # nothing lost
+    store.close()
+
+
+async def test_a_writer_that_never_catches_up_holds_the_reader_only_briefly(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # no flusher at all (as if the disk were failing): the hold ends after READER_HOLD_MAX, so the shard still reads
+    # its heartbeat ACKs; the outbox's own bounds deal with the frames
+    path = str(tmp_path / "bridge.sqlite3")
+    store = MessageStore.open(path)
+    with Outbox(path, OutboxConfig()) as outbox:
+        for i in range(READER_HOLD_FRAMES):
+            outbox.append(frame(i))
+        started = trio.current_time()
+        with trio.fail_after(10 * READER_HOLD_MAX):
+            await _make_room(outbox, store)()
+        assert READER_HOLD_MAX <= trio.current_time() - started < 2 * READER_HOLD_MAX
+        assert outbox.waiting_writes == READER_HOLD_FRAMES
+    store.close()
