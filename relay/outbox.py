@@ -15,9 +15,11 @@ Durability and cost:
   transaction per batch. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
   thread (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
   (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`);
-  When the writer falls behind (:data:`MAX_PENDING_WRITES` frames buffered), ``append`` writes them itself on
-  the owner's thread, after the batch in flight if there is one: the event loop then waits for the disk, which
-  is the back-pressure that keeps a burst the disk cannot absorb from piling up in memory.
+  The producer should pace itself on :attr:`Outbox.waiting_writes` (the bridge holds its Discord reader while
+  too many frames wait, see ``relay.app``). As a last resort, when :data:`MAX_PENDING_WRITES` frames are
+  buffered anyway, ``append`` writes them itself on the owner's thread, after the batch in flight if there is
+  one: the whole event loop then waits for the disk, but a burst the disk cannot absorb does not pile up in
+  memory.
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
