@@ -645,8 +645,10 @@ def run_peer(params: dict[str, Any]) -> None:
 
 
 async def rest_round_trips(rest_port: int, n: int) -> list[float]:
-    """``n`` message creates against the fake REST, one at a time; seconds each."""
+    """``n`` message creates against the fake REST, one at a time and spaced like the bridge's commands (an idle
+    gap before each request costs wake-up time a back-to-back loop would not pay); seconds each."""
     import httpx
+    import trio
 
     times: list[float] = []
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}") as client:
@@ -655,6 +657,7 @@ async def rest_round_trips(rest_port: int, n: int) -> list[float]:
             response = await client.post(f"/api/v10/channels/{CHANNEL_ID}/messages", json={"content": f"x{i}"})
             response.raise_for_status()
             times.append(time.perf_counter() - started)
+            await trio.sleep(COMMAND_SPACING)
     return times
 
 
