@@ -12,21 +12,10 @@ import pytest
 from relay import outbox as outbox_module
 from relay.config import OutboxConfig
 from relay.outbox import Outbox
+from tests.unit.test_outbox import Clock, frame
 
 #: a small threshold so the tests stay fast (the module reads it when an Outbox is created and after failures)
 SMALL_PENDING = 10
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def frame(i: int) -> str:
-    return f'{{"syncId":"-1","data":{{"type":"GroupMessage","n":{i}}}}}'
 
 
 @pytest.fixture
