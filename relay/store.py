@@ -45,9 +45,9 @@ from typing import Any
 
 import attrs
 import cattrs
-import orjson
 from cattrs.strategies import configure_tagged_union
 
+from relay import fastjson
 from relay.envelope import (
     INT32_MAX,
     Audio,
@@ -271,7 +271,7 @@ def _sender_dict(sender: Member | User, memo: _GroupMemo | None = None) -> dict[
 
 def _sender_json(sender: Member | User) -> str:
     """A sender as its payload JSON (tests compare the fast path with the converter through it)."""
-    return orjson.dumps(_sender_dict(sender)).decode()
+    return fastjson.dumps(_sender_dict(sender)).decode()
 
 
 def _unstructure_segments(segments: tuple[Segment, ...]) -> Any:
@@ -318,7 +318,7 @@ def _payload(content: _Content, memo: _GroupMemo | None = None) -> str:
     if _has_float(content.segments) or (quote is not None and _has_float(quote.origin)):
         return _JSON_FALLBACK.encode(data)
     try:
-        return orjson.dumps(data).decode()
+        return fastjson.dumps(data).decode()
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate
         return _JSON_FALLBACK.encode(data)
 
@@ -361,8 +361,8 @@ def _stored(content: _Content) -> StoredMessage:
 
 def _loads(payload: str | bytes) -> Any:
     try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:  # stricter than the stdlib (lone surrogate escapes, NaN): let it decide
+        return fastjson.loads(payload)
+    except ValueError:  # stricter than the stdlib (lone surrogate escapes, NaN): let it decide
         return json.loads(payload)
 
 
@@ -504,7 +504,7 @@ def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequ
             db.executemany(row_sql, chunk)
             continue
         try:
-            text: str | None = orjson.dumps(chunk).decode()
+            text: str | None = fastjson.dumps(chunk).decode()
         except TypeError:  # orjson.JSONEncodeError (an integer beyond 64 bits): SQLite binds it row by row
             text = None
         if text is None or "\\u0000" in text:

@@ -38,8 +38,8 @@ from typing import Any, Final, TypeAlias
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
-import orjson
 
+from relay import fastjson
 from relay.config import PRIVILEGED_INTENTS, BackoffConfig
 from relay.errors import FrameTooLarge, GatewayClosed, IdentifyBudgetExhausted, LocalProtocolError, RemoteProtocolError
 
@@ -297,8 +297,8 @@ def _loads(raw: bytes | str) -> Any:
     64 bits becomes a float. Discord sends every id and bit set as a string (discord.md §10), so no real
     payload has one."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        return fastjson.loads(raw)
+    except ValueError:
         pass
     try:
         return json.loads(raw)

@@ -22,11 +22,11 @@ from typing import Final
 
 import attrs
 import cattrs
-import orjson
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.json import JsonConverter
 from cattrs.preconf.json import make_converter as make_json_converter
 
+from relay import fastjson
 from relay.errors import FrameTooLarge, RemoteProtocolError
 
 # --------------------------------------------------------------------------- protocol constants
@@ -195,8 +195,8 @@ def dumps(obj: object) -> str:
     ASCII-escaped, so the frame is still valid UTF-8 and the framework reads back the very same string.
     """
     try:
-        return orjson.dumps(obj).decode()
-    except orjson.JSONEncodeError:  # a TypeError: something orjson does not write (see above)
+        return fastjson.dumps(obj).decode()
+    except TypeError:  # something orjson does not write (see above)
         pass
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     try:
