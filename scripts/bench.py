@@ -687,9 +687,10 @@ def run_bare(params: dict[str, Any]) -> None:
                         outer.cancel_scope.cancel()
 
                 outer.start_soon(stop_on_signal)
-                # the peer going away first also ends the run
-                with contextlib.suppress(trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError):
+                try:
                     await relay()
+                except* (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError):
+                    pass  # the peer going away first also ends the run (errors come grouped by the nursery)
                 outer.cancel_scope.cancel()
 
     async def relay() -> None:
