@@ -456,15 +456,29 @@ class _Connection:
     async def _run_command(self, ticket: Ticket, frame: IncomingFrame) -> None:
         client = self.client
         hard_stop = trio.current_time() + client.config.command_timeout + LATE_COMPLETION_GRACE
+        response: Response | None = None
         with trio.move_on_at(hard_stop):
             async with self.limiter:
                 try:
                     data = await self.dispatcher.dispatch(frame.command, frame.sub_command, frame.content)
                 except Exception as exc:
                     log.exception("%s: command %r (syncId %r) failed", client.label, frame.command, frame.sync_id)
-                    self._answer(self.correlator.fail(ticket, f"internal error in {frame.command}: {exc}"))
-                    return
-            self._answer(self.correlator.complete(ticket, data))
+                    response = self.correlator.fail(ticket, f"internal error in {frame.command}: {exc}")
+                else:
+                    response = self.correlator.complete(ticket, data)
+        if response is None:
+            return  # answered by the timeout already (the correlator logged it), or cut off at the hard stop
+        if not self.writing:
+            self._answer(response)
+            return
+        # Written by this task rather than queued for the writer: one task switch less on every command's
+        # round trip (~0.1 ms each on the bench machine). The send lock keeps whole frames apart.
+        try:
+            await self.ws.send_messages([codec.encode_response(response.sync_id, response.data)])
+        except FrameworkConnectionError:
+            pass  # the connection is closing; its reader ends it (a queued response would be lost the same way)
+        finally:
+            self.unanswered.release()
 
     async def _expire_commands(self) -> None:
         while True:
