@@ -8,8 +8,8 @@ The project and its dependencies are installed with pip into a temporary folder,
 zipimport cannot load native extensions, so they are left out: tomli keeps pure-Python sources beside its
 compiled ones, and orjson (the fast JSON of the per-event paths) is replaced by the standard library
 (``relay/fastjson.py``), which is slower but gives the same results. The archive runs on any machine with a
-compatible Python 3 (the one given by ``--python``, default ``/usr/bin/env python3``). Needs pip and access to the package
-index for the dependencies.
+compatible Python 3 (the one given by ``--python``, default ``/usr/bin/env python3``). Needs pip and access to
+the package index for the dependencies.
 """
 
 from __future__ import annotations
