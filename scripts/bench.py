@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the bridge against a bare relay and discord.py, all fed the same stream in the same run.
 
-    python scripts/bench.py                  # defaults take about 1.5 minutes on a 2-core machine
+    python scripts/bench.py                  # defaults take about 2 minutes on a 2-core machine
     python scripts/bench.py --events 50000 --json results.json
     python scripts/bench.py --setup-discordpy  # once: makes .bench-venv with discord.py (bench only)
 
