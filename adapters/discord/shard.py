@@ -3,8 +3,8 @@
 Per connection there are two tasks in one nursery:
 
 * the **reader** awaits websocket messages, decodes them, feeds the state machine and hands every event to
-  ``on_event`` synchronously. It never awaits the consumer, so heartbeat ACKs keep being processed even when
-  the framework side is stalled (DESIGN.md §5);
+  ``on_event`` synchronously. It never awaits the framework side, so heartbeat ACKs keep being processed even
+  when a framework is stalled (DESIGN.md §5); only ``make_room`` (below) may hold it, briefly;
 * the **pump** sleeps until the machine's next deadline (or until woken), runs ``tick`` (heartbeats, zombie
   detection), sends the frames the send limiter releases, and closes the socket with the machine's resumable
   close code when it asks to.
@@ -15,7 +15,9 @@ The supervisor loop around them reconnects with backoff, waits for identify slot
 ``on_event`` must not block (it is a plain function; do slow work elsewhere). An exception it raises is a bug
 in the consumer and stops the gateway. Back-pressure goes through ``make_room`` instead: the reader awaits it
 every :data:`READER_YIELD_EVERY` messages, so a consumer whose buffers are full can hold the reader (and only
-the reader: heartbeats, commands and the framework writers keep running) until it has caught up.
+the reader: the pump's heartbeats, commands and the framework writers keep running) until it has caught up.
+It must hold only briefly: an ACK not read before the next heartbeat makes the connection a zombie (the bridge's
+hold is capped at 0.5 s, see ``relay.app``).
 """
 
 from __future__ import annotations
