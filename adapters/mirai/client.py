@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import random
 import ssl
@@ -390,7 +391,8 @@ class _Connection:
         self.unanswered = trio.Semaphore(MAX_UNANSWERED_COMMANDS)
         self.responses: collections.deque[str] = collections.deque()
         self.wake = trio.Event()
-        self.deadline_changed = trio.Event()
+        #: the expirer sleeps in this scope until the earliest command deadline (inf: no command in flight)
+        self.expiry = trio.CancelScope()
         self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
         self.dispatcher: CommandDispatcher = client.dispatcher
 
@@ -421,8 +423,10 @@ class _Connection:
                 await self.ws.send_messages([action.text])  # handshake replies: the writer is not running yet
         elif isinstance(action, Execute):
             await self.unanswered.acquire()
-            ticket = self.correlator.begin(action.frame.sync_id, action.frame.command, now=trio.current_time())
-            self.deadline_changed.set()
+            now = trio.current_time()
+            ticket = self.correlator.begin(action.frame.sync_id, action.frame.command, now=now)
+            # moving the expirer's deadline wakes no task (it would cost every command a task switch)
+            self.expiry.deadline = min(self.expiry.deadline, now + self.correlator.timeout)
             nursery.start_soon(self._run_command, ticket, action.frame)
         elif isinstance(action, Verified):
             client.verifications += 1
@@ -481,14 +485,12 @@ class _Connection:
             self.unanswered.release()
 
     async def _expire_commands(self) -> None:
+        """Answer the commands whose deadline passed; sleeps until the earliest deadline (see ``expiry``)."""
         while True:
             deadline = self.correlator.next_deadline()
-            self.deadline_changed = trio.Event()
-            if deadline is None:
-                await self.deadline_changed.wait()
-                continue
-            with trio.move_on_at(deadline):
-                await self.deadline_changed.wait()
+            self.expiry = trio.CancelScope(deadline=math.inf if deadline is None else deadline)
+            with self.expiry:
+                await trio.sleep_forever()
             for response in self.correlator.expire(now=trio.current_time()):
                 self.client.timed_out += 1
                 self._answer(response)

@@ -318,6 +318,27 @@ async def test_a_command_that_outlives_its_timeout_gets_a_500(outbox: Outbox) ->
             assert conn.response_order.count(hung) == 1
 
 
+async def test_commands_that_hang_one_after_another_each_time_out_at_their_own_deadline(outbox: Outbox) -> None:
+    # the expirer sleeps until the earliest deadline; commands arriving while it sleeps (or after it answered the
+    # last one) must move that deadline, or they would never be answered
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT) as fw,
+            running_bridge(mirai_config(fw.port, command_timeout=0.3), outbox),
+        ):
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            first = await conn.send_command("hang", {})
+            await trio.sleep(0.1)
+            second = await conn.send_command("hang", {})
+            assert (await conn.wait_response(first))["code"] == 500
+            assert (await conn.wait_response(second))["code"] == 500
+            third = await conn.send_command("hang", {})  # after everything was answered: the expirer was idle
+            assert (await conn.request("sendGroupMessage", {"target": 1}))["code"] == 0
+            assert (await conn.wait_response(third))["code"] == 500
+            assert [conn.response_order.count(sync_id) for sync_id in (first, second, third)] == [1, 1, 1]
+
+
 # --------------------------------------------------------------------------- events and the outbox
 
 
