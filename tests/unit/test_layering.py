@@ -28,11 +28,13 @@ SANS_IO_MODULES = (
     "relay/ports.py",
     "relay/correlator.py",
     "relay/template.py",
+    "relay/fastjson.py",
     "adapters/discord/gateway.py",
     "adapters/discord/ratelimit.py",
     "adapters/discord/translate.py",
     "adapters/discord/cache.py",
     "adapters/mirai/codec.py",
+    "adapters/mirai/frames.py",
     "adapters/mirai/session.py",
     "adapters/mirai/translate.py",
 )
