@@ -46,6 +46,7 @@ This module is plain synchronous code (no trio): the periodic flush runs inside 
 
 from __future__ import annotations
 
+import bisect
 import collections
 import itertools
 import json
@@ -54,6 +55,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from types import TracebackType
 from typing import Final
 
@@ -154,6 +156,10 @@ class OutboxStatistics:
     cursors: dict[str, int]  #: registered destination → last delivered seq
 
 
+#: a pending row's sequence number (rows are (seq, created, frame))
+_row_seq = itemgetter(0)
+
+
 @attrs.frozen(kw_only=True)
 class WriteBatch:
     """One transaction's worth of outbox work, taken on the owner's thread (see :meth:`Outbox.take_batch`)."""
@@ -163,6 +169,9 @@ class WriteBatch:
     delete_through: int  #: delete frames with seq <= this (delivered everywhere, or beyond max_events)
     oldest_seq: int
     age_cutoff: float | None  #: also delete frames created before this (None: not checked this time)
+    #: the newest sequence number handed out, persisted even when no row is written, so numbering never
+    #: restarts below a saved cursor (0: nothing new)
+    last_seq: int = 0
 
 
 class Outbox:
@@ -301,12 +310,20 @@ class Outbox:
         if not self._pending and not self._dirty_cursors and age_cutoff is None and delete_through < self._oldest_seq:
             self._log_drops(now)
             return None
+        rows = self._pending
+        if rows and rows[0][0] <= delivered_to_all:
+            # Every destination has these already (a connected framework takes frames within a millisecond,
+            # the flush comes every 50 ms): durability is for frames still to deliver. Writing them would
+            # only delete them again in the same transaction, and that was most of the outbox's SQLite work
+            # while streaming. Pending rows are in seq order.
+            rows = rows[bisect.bisect_right(rows, delivered_to_all, key=_row_seq) :]
         batch = WriteBatch(
-            rows=self._pending,
+            rows=rows,
             cursors=[(dest, self._cursors[dest]) for dest in self._dirty_cursors],
             delete_through=delete_through,
             oldest_seq=self._oldest_seq,
             age_cutoff=age_cutoff,
+            last_seq=self._pending[-1][0] if self._pending else 0,
         )
         self._pending = []
         self._dirty_cursors.clear()
@@ -349,10 +366,12 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             if batch.rows:
                 _insert_rows(db, batch.rows)
+            last_seq = max(batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
+            if last_seq:
                 db.execute(
                     "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                    (batch.rows[-1][0],),
+                    (last_seq,),
                 )
             if batch.cursors:
                 db.executemany(

@@ -175,6 +175,28 @@ def test_sequences_never_repeat_after_everything_was_collected(db: str) -> None:
     assert again.append(frame(5)) == 6
 
 
+def test_frames_every_destination_has_are_not_written_at_all(db: str) -> None:
+    # a connected framework takes frames long before the next flush: durability is only for the rest
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    box.register("b")
+    for i in range(10):
+        box.append(frame(i))
+    box.ack("a", 10)
+    box.ack("b", 7)  # b still lacks 8..10
+    batch = box.take_batch()
+    assert batch is not None
+    assert [row[0] for row in batch.rows] == [8, 9, 10]
+    box.finish_batch(batch, box.write_batch(batch))
+    peek = sqlite3.connect(db)
+    assert [r[0] for r in peek.execute("SELECT seq FROM outbox_events ORDER BY seq")] == [8, 9, 10]
+    # as after a crash: no close, a second process opens the file
+    reopened = Outbox(db, OutboxConfig())
+    assert reopened.register("b") == 7
+    assert [s for s, _ in reopened.read_after(7, 100)] == [8, 9, 10]
+    assert reopened.append(frame(10)) == 11  # numbering goes on past the frames that were never written
+
+
 def test_append_listeners_are_called_with_the_sequence(db: str) -> None:
     box = Outbox(db, OutboxConfig())
     seen: list[int] = []
