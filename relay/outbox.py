@@ -12,7 +12,9 @@ this layer (mirai has no event acks), so a frame lost in the kernel buffer of a 
 Durability and cost:
 
 * ``append`` never touches the disk on the per-event path: frames are buffered in memory and written in one
-  transaction per batch. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
+  transaction per batch. Frames every destination has already received when the batch is taken are not
+  written at all (a connected framework has them within a millisecond of the append; only the sequence
+  number is persisted), so while the frameworks keep up the outbox writes little more than cursors. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
   thread (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
   (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`);
   The producer should pace itself on :attr:`Outbox.waiting_writes` (the bridge holds its Discord reader while
