@@ -14,9 +14,10 @@ Durability and cost:
 * ``append`` never touches the disk on the per-event path: frames are buffered in memory and written in one
   transaction per batch. Frames every destination has already received when the batch is taken are not
   written at all (a connected framework has them within a millisecond of the append; only the sequence
-  number is persisted), so while the frameworks keep up the outbox writes little more than cursors. The periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's
-  thread (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
-  (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`);
+  number is persisted), so while the frameworks keep up the outbox writes little more than cursors. The
+  periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's thread
+  (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
+  (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`).
   The producer should pace itself on :attr:`Outbox.waiting_writes` (the bridge holds its Discord reader while
   too many frames wait, see ``relay.app``). As a last resort, when :data:`MAX_PENDING_WRITES` frames are
   buffered anyway, ``append`` writes them itself on the owner's thread, after the batch in flight if there is
