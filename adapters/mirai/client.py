@@ -506,7 +506,8 @@ class _Connection:
                 self._answer(response)
 
     async def _write(self) -> None:
-        """Replay the backlog after the cursor, then stream new events and responses (the only writer)."""
+        """Replay the backlog after the cursor, then stream new events and queued responses (command tasks write
+        their own responses once verified; the send lock keeps frames whole)."""
         client = self.client
         outbox = client.outbox
         label = client.label
