@@ -594,12 +594,7 @@ class RestClient:
         *,
         reason: str | None = None,
     ) -> None:
-        route = Route(
-            "PUT",
-            "/guilds/{guild_id}/members/{user_id}/roles/{role_id}",
-            {"guild_id": guild_id, "user_id": user_id, "role_id": role_id},
-        )
-        await self.request(route, reason=reason)
+        await self._member_role("PUT", guild_id, user_id, role_id, reason)
 
     async def remove_guild_member_role(
         self,
@@ -609,8 +604,11 @@ class RestClient:
         *,
         reason: str | None = None,
     ) -> None:
+        await self._member_role("DELETE", guild_id, user_id, role_id, reason)
+
+    async def _member_role(self, method: str, guild_id: int, user_id: int, role_id: int, reason: str | None) -> None:
         route = Route(
-            "DELETE",
+            method,
             "/guilds/{guild_id}/members/{user_id}/roles/{role_id}",
             {"guild_id": guild_id, "user_id": user_id, "role_id": role_id},
         )
