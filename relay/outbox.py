@@ -18,11 +18,11 @@ Durability and cost:
   periodic flusher (every :data:`FLUSH_INTERVAL`) takes a batch on the owner's thread
   (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
   (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`).
-  The producer should pace itself on :attr:`Outbox.waiting_writes` (the bridge holds its Discord reader while
-  too many frames wait, see ``relay.app``). As a last resort, when :data:`MAX_PENDING_WRITES` frames are
-  buffered anyway, ``append`` writes them itself on the owner's thread, after the batch in flight if there is
-  one: the whole event loop then waits for the disk, but a burst the disk cannot absorb does not pile up in
-  memory.
+  The producer should pace itself on :attr:`Outbox.waiting_writes`, the frames some destination lacks that wait
+  for a writer (the bridge holds its Discord reader while too many wait, see ``relay.app``). As a last resort,
+  when :data:`MAX_PENDING_WRITES` such frames are buffered anyway, ``append`` writes them itself on the owner's
+  thread, after the batch in flight if there is one: the whole event loop then waits for the disk, but a burst
+  the disk cannot absorb does not pile up in memory.
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
@@ -154,7 +154,7 @@ class OutboxStatistics:
     last_seq: int  #: sequence of the newest frame (0 = none ever)
     oldest_seq: int  #: sequence of the oldest retained frame (last_seq + 1 when empty)
     retained: int  #: frames retained (on disk or waiting to be written)
-    pending_writes: int  #: frames not yet written to SQLite
+    pending_writes: int  #: frames some destination lacks that are not yet written to SQLite
     dropped: int  #: frames deleted by the bounds before every destination received them (this process)
     cursors: dict[str, int]  #: registered destination → last delivered seq
 
@@ -217,6 +217,8 @@ class Outbox:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the outbox in {path!r}: {exc}; check the path and permissions") from None
         self._last_seq: int = max(stored_last, max_row[1] or 0)
+        #: the newest sequence number known to be on disk (as a row or as outbox_state's last_seq)
+        self._saved_seq: int = self._last_seq
         self._oldest_seq: int = max_row[0] if max_row[0] is not None else self._last_seq + 1
         self._pending: list[tuple[int, float, str]] = []
         self._tail: collections.deque[tuple[int, str]] = collections.deque(maxlen=TAIL_CAPACITY)
@@ -244,7 +246,9 @@ class Outbox:
         self._pending.append((seq, self._clock(), frame))
         self._tail.append((seq, frame))
         if len(self._pending) >= self._write_now_at:
-            self._write_pending_now()
+            self._forget_delivered()
+            if len(self._pending) >= self._write_now_at:
+                self._write_pending_now()
         for listener in self._listeners:
             listener(seq)
         return seq
@@ -310,23 +314,18 @@ class Outbox:
             self._last_age_check = now
             age_cutoff = now - self._config.max_age_seconds
         delete_through = max(size_cut, delivered_to_all)
-        if not self._pending and not self._dirty_cursors and age_cutoff is None and delete_through < self._oldest_seq:
+        unsaved_seq = self._last_seq > self._saved_seq
+        if not unsaved_seq and not self._dirty_cursors and age_cutoff is None and delete_through < self._oldest_seq:
             self._log_drops(now)
             return None
-        rows = self._pending
-        if rows and rows[0][0] <= delivered_to_all:
-            # Every destination has these already (a connected framework takes frames within a millisecond,
-            # the flush comes every 50 ms): durability is for frames still to deliver. Writing them would
-            # only delete them again in the same transaction, and that was most of the outbox's SQLite work
-            # while streaming. Pending rows are in seq order.
-            rows = rows[bisect.bisect_right(rows, delivered_to_all, key=_row_seq) :]
+        self._forget_delivered(delivered_to_all)
         batch = WriteBatch(
-            rows=rows,
+            rows=self._pending,
             cursors=[(dest, self._cursors[dest]) for dest in self._dirty_cursors],
             delete_through=delete_through,
             oldest_seq=self._oldest_seq,
             age_cutoff=age_cutoff,
-            last_seq=self._pending[-1][0] if self._pending else 0,
+            last_seq=self._last_seq if unsaved_seq else 0,
         )
         self._pending = []
         self._dirty_cursors.clear()
@@ -349,6 +348,7 @@ class Outbox:
             self._pending = batch.rows + self._pending
             self._dirty_cursors.update(dest for dest, _ in batch.cursors)
             return
+        self._saved_seq = max(self._saved_seq, batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
         now = self._clock()
         if cut >= self._oldest_seq:
             dropped = max(0, cut - max(self._delivered_to_all(), self._oldest_seq - 1))
@@ -412,6 +412,20 @@ class Outbox:
 
     def _delivered_to_all(self) -> int:
         return min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
+
+    def _forget_delivered(self, delivered_to_all: int | None = None) -> None:
+        """Drop the buffered frames every destination already has; only their sequence number is saved.
+
+        A connected framework takes each frame within a millisecond of its append, the flush comes every
+        :data:`FLUSH_INTERVAL`: durability is for frames still to deliver. Writing the others would only delete
+        them again in the same transaction (that was most of the outbox's SQLite work while streaming).
+        Pending rows are in seq order.
+        """
+        pending = self._pending
+        if delivered_to_all is None:
+            delivered_to_all = self._delivered_to_all()
+        if pending and pending[0][0] <= delivered_to_all:
+            del pending[: bisect.bisect_right(pending, delivered_to_all, key=_row_seq)]
 
     def close(self) -> None:
         """Flush and close (idempotent). Call it when no :meth:`write_batch` is running."""
@@ -502,8 +516,21 @@ class Outbox:
 
     @property
     def waiting_writes(self) -> int:
-        """Frames appended but not yet taken by a writer (cheap: the producer's back-pressure checks this)."""
-        return len(self._pending)
+        """Frames some destination still lacks that no writer has taken yet: what the next batch will write.
+
+        Cheap (the producer's back-pressure checks it). Frames every destination already has are not counted:
+        they are never written (see :meth:`_forget_delivered`), so while the frameworks keep up this stays near
+        zero however fast events arrive.
+        """
+        pending = self._pending
+        if not pending:
+            return 0
+        delivered_to_all = self._delivered_to_all()
+        if pending[0][0] > delivered_to_all:
+            return len(pending)
+        if pending[-1][0] <= delivered_to_all:
+            return 0
+        return len(pending) - bisect.bisect_right(pending, delivered_to_all, key=_row_seq)
 
     def add_append_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(seq)`` after every append (synchronously; it must not block)."""
@@ -518,7 +545,7 @@ class Outbox:
             last_seq=self._last_seq,
             oldest_seq=self._oldest_seq,
             retained=self._last_seq - self._oldest_seq + 1,
-            pending_writes=len(self._pending) + (len(self._in_flight.rows) if self._in_flight else 0),
+            pending_writes=self.waiting_writes + (len(self._in_flight.rows) if self._in_flight else 0),
             dropped=self._dropped,
             cursors=dict(self._cursors),
         )

@@ -67,6 +67,55 @@ def test_without_a_batch_in_flight_the_backlog_is_flushed_with_cursors(db: str, 
     assert on_disk(db) == list(range(1, SMALL_PENDING + 1))
 
 
+def test_frames_every_destination_has_never_count_as_waiting_nor_force_a_write(db: str, small_pending: None) -> None:
+    # A connected framework takes every frame about as soon as it is appended: however fast events arrive,
+    # nothing waits for a writer, so the gateway reader is never held and append never writes on its thread.
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    for i in range(10 * SMALL_PENDING):
+        seq = box.append(frame(i))
+        box.ack("a", seq)
+        assert box.waiting_writes == 0
+    assert box.statistics().pending_writes == 0
+    assert on_disk(db) == []
+    box.append(frame(10 * SMALL_PENDING))  # this one "a" lacks
+    assert box.waiting_writes == 1
+    box.close()
+    reopened = Outbox(db, OutboxConfig())
+    assert reopened.register("a") == 10 * SMALL_PENDING  # the cursor and the numbering survive
+    assert [s for s, _ in reopened.read_after(10 * SMALL_PENDING, 100)] == [10 * SMALL_PENDING + 1]
+    assert reopened.append(frame(0)) == 10 * SMALL_PENDING + 2
+
+
+def test_waiting_writes_counts_only_what_some_destination_lacks(db: str) -> None:
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    box.register("b")
+    for i in range(10):
+        box.append(frame(i))
+    assert box.waiting_writes == 10
+    box.ack("a", 10)
+    assert box.waiting_writes == 10  # b has none of them
+    box.ack("b", 6)
+    assert box.waiting_writes == 4
+    assert box.statistics().pending_writes == 4
+    box.ack("b", 10)
+    assert box.waiting_writes == 0
+
+
+def test_the_newest_sequence_is_saved_when_every_frame_was_delivered_before_the_flush(db: str) -> None:
+    box = Outbox(db, OutboxConfig())
+    box.register("a")
+    for i in range(5):
+        box.ack("a", box.append(frame(i)))
+    box.flush()
+    assert on_disk(db) == []
+    # as after a crash: no close
+    reopened = Outbox(db, OutboxConfig())
+    assert reopened.register("a") == 5
+    assert reopened.append(frame(5)) == 6
+
+
 def test_a_failing_disk_keeps_frames_and_is_retried_only_after_more_frames(
     db: str, small_pending: None, caplog: pytest.LogCaptureFixture
 ) -> None:
