@@ -6,10 +6,10 @@ from pathlib import Path
 
 import trio
 
-from adapters.mirai.client import serve_outbox_flusher
+from adapters.mirai.client import FLUSH_AT_ONCE, serve_outbox_flusher
 from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, _make_room
 from relay.config import OutboxConfig
-from relay.outbox import Outbox
+from relay.outbox import FLUSH_INTERVAL, Outbox
 from relay.store import MessageStore
 
 
@@ -71,3 +71,23 @@ async def test_a_writer_that_never_catches_up_holds_the_reader_only_briefly(
         assert READER_HOLD_MAX <= trio.current_time() - started < 2 * READER_HOLD_MAX
         assert outbox.waiting_writes == READER_HOLD_FRAMES
     store.close()
+
+
+async def test_the_flusher_takes_a_burst_without_sleeping_out_its_interval(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    # frames no framework has taken pile up (a framework is down): the flusher is woken for them instead of
+    # sleeping out FLUSH_INTERVAL while the gateway reader is held
+    path = str(tmp_path / "bridge.sqlite3")
+    with Outbox(path, OutboxConfig()) as outbox:
+        outbox.register("down")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_outbox_flusher, outbox)
+            await trio.sleep(FLUSH_INTERVAL / 5)  # the flusher is asleep now
+            for i in range(FLUSH_AT_ONCE):
+                outbox.append(frame(i))
+            with trio.fail_after(FLUSH_INTERVAL / 2):
+                while outbox.waiting_writes:
+                    await trio.sleep(FLUSH_INTERVAL / 50)
+            nursery.cancel_scope.cancel()
+        assert [seq for seq, _ in outbox.read_after(0, 2 * FLUSH_AT_ONCE)] == list(range(1, FLUSH_AT_ONCE + 1))
