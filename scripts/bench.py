@@ -235,6 +235,98 @@ def proc_stats(pid: int) -> dict[str, float]:
     }
 
 
+# =========================================================================== websocket frames from clients
+
+
+class ClientFrameReader:
+    """Whole messages out of what a websocket *client* sends (RFC 6455 §5.2: every frame masked, §5.3).
+
+    The peer's gateway and sink read with this instead of wsproto: wsproto's general parser (a generator, an
+    event object and a byte-by-byte unmask per frame) made the sink the larger half of the peer's CPU while it
+    received the bridge's events, and the peer shares the 2 cores with the client under test (discord.py's runs
+    have no sink at all). Unmasking XORs the whole payload as one integer.
+
+    ``feed(data)`` returns ``(opcode, payload)`` per complete message (1 text, 2 binary, with continuation
+    frames joined) and per control frame (8 close, 9 ping, 10 pong). Raises ``ValueError`` on an unmasked
+    frame, a reserved bit, an unknown opcode or a stray continuation.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._parts: list[bytes] = []
+        self._opcode = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buffer = self._buffer + data if self._buffer else data
+        out: list[tuple[int, bytes]] = []
+        offset = 0
+        end = len(buffer)
+        while end - offset >= 2:
+            first, second = buffer[offset], buffer[offset + 1]
+            if first & 0x70:
+                raise ValueError("reserved bits set (no extension was negotiated)")
+            if not second & 0x80:
+                raise ValueError("a client frame must be masked (RFC 6455 §5.3)")
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if end - offset < 4:
+                    break
+                length = int.from_bytes(buffer[offset + 2 : offset + 4], "big")
+                head = 4
+            elif length == 127:
+                if end - offset < 10:
+                    break
+                length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
+                head = 10
+            start = offset + head + 4
+            if end < start + length:
+                break
+            mask = buffer[offset + head : start]
+            payload = buffer[start : start + length]
+            if length:
+                key = (mask * (length // 4 + 1))[:length]
+                payload = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
+            offset = start + length
+            opcode = first & 0x0F
+            fin = first & 0x80
+            if opcode >= 8:
+                if opcode not in (8, 9, 10) or not fin:
+                    raise ValueError(f"bad control frame (opcode {opcode})")
+                out.append((opcode, payload))
+                continue
+            if opcode == 0:
+                if not self._parts:
+                    raise ValueError("a continuation frame without a message to continue")
+            elif opcode in (1, 2):
+                if self._parts:
+                    raise ValueError("a new message before the last one finished")
+                self._opcode = opcode
+            else:
+                raise ValueError(f"unknown opcode {opcode}")
+            if fin and not self._parts:
+                out.append((opcode, payload))
+                continue
+            self._parts.append(payload)
+            if fin:
+                out.append((self._opcode, b"".join(self._parts)))
+                self._parts = []
+        self._buffer = buffer[offset:]
+        return out
+
+
+def server_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked frame from a server (RFC 6455 §5.2)."""
+    length = len(payload)
+    if length < 126:
+        head = bytes((0x80 | opcode, length))
+    elif length < 1 << 16:
+        head = bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
+    return head + payload
+
+
 # =========================================================================== peer (gateway + REST + sink)
 
 
@@ -257,7 +349,16 @@ def run_peer(params: dict[str, Any]) -> None:
     sink_open = trio.Event()
     all_received = trio.Event()
     # pending: syncId -> channel of the command phase, resolved by the sink's reader
-    sink_state: dict[str, Any] = {"count": 0, "first": None, "last": None, "lat": [], "conn": None, "pending": {}}
+    sink_state: dict[str, Any] = {
+        "count": 0,
+        "first": None,
+        "last": None,
+        "lat": [],
+        "conn": None,
+        "pending": {},
+        "next_seq": 0,
+        "disorder": 0,  # events whose sequence was not the next one expected (lost, repeated or reordered)
+    }
     rest_times: list[float] = []
 
     class WsConn:
@@ -265,8 +366,7 @@ def run_peer(params: dict[str, Any]) -> None:
 
         def __init__(self, stream: trio.SocketStream, role: wsproto.ConnectionType) -> None:
             self.stream = stream
-            self.ws = wsproto.WSConnection(role)
-            self.parts: list[Any] = []
+            self.ws = wsproto.WSConnection(role)  # the handshake and our frames; ClientFrameReader reads theirs
             self.send_lock = trio.Lock()
 
         async def accept(self) -> str:
@@ -281,27 +381,20 @@ def run_peer(params: dict[str, Any]) -> None:
                         return ev.target
 
         async def messages(self):  # type: ignore[no-untyped-def]
+            """Whole text or binary messages (bytes); answers pings and the close handshake."""
+            reader = ClientFrameReader()
             while True:
                 data = await self.stream.receive_some(262144)
                 if not data:
                     return
-                self.ws.receive_data(data)
-                for ev in self.ws.events():
-                    if isinstance(ev, wse.Message):
-                        self.parts.append(ev.data)
-                        if ev.message_finished:
-                            whole = (
-                                self.parts[0]
-                                if len(self.parts) == 1
-                                else ("".join(self.parts) if isinstance(self.parts[0], str) else b"".join(self.parts))
-                            )
-                            self.parts = []
-                            yield whole
-                    elif isinstance(ev, wse.Ping):
-                        await self.send_raw(self.ws.send(ev.response()))
-                    elif isinstance(ev, wse.CloseConnection):
+                for opcode, payload in reader.feed(data):
+                    if opcode <= 2:
+                        yield payload
+                    elif opcode == 9:
+                        await self.send_raw(server_frame(10, payload))
+                    elif opcode == 8:
                         with contextlib.suppress(Exception):  # the peer may already be gone
-                            await self.send_raw(self.ws.send(ev.response()))
+                            await self.send_raw(server_frame(8, payload[:2]))
                         return
 
         async def send_raw(self, data: bytes) -> None:
@@ -507,7 +600,7 @@ def run_peer(params: dict[str, Any]) -> None:
         paced = mode == "paced"
         pending: dict[str, trio.MemorySendChannel[tuple[float, Any]]] = sink_state["pending"]
         async for message in conn.messages():
-            raw = message.encode() if isinstance(message, str) else message
+            raw = message
             if raw.startswith(b'{"syncId":"-1"') or b'"syncId":"-1"' in raw[:40]:
                 if b'"GroupMessage"' not in raw[:60]:
                     continue
@@ -516,10 +609,14 @@ def run_peer(params: dict[str, Any]) -> None:
                 if sink_state["first"] is None:
                     sink_state["first"] = now
                 sink_state["last"] = now
-                if paced:
-                    m = LATENCY_RE.search(raw)
-                    if m and int(m.group(1)) >= warmup:
-                        sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
+                # every event exactly once and in order: the text carries the gateway's sequence (0, 1, ...)
+                m = LATENCY_RE.search(raw)
+                event_seq = int(m.group(1)) if m else -1
+                if event_seq != sink_state["next_seq"]:
+                    sink_state["disorder"] += 1
+                sink_state["next_seq"] = event_seq + 1
+                if paced and m and event_seq >= warmup:
+                    sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
                 if sink_state["count"] >= count:
                     all_received.set()
                 continue
@@ -630,7 +727,7 @@ def run_peer(params: dict[str, Any]) -> None:
                     while "last_send" not in result:
                         await trio.sleep(0.05)
             result["timed_out"] = scope.cancelled_caught
-            result["sink"] = {k: sink_state[k] for k in ("count", "first", "last")}
+            result["sink"] = {k: sink_state[k] for k in ("count", "first", "last", "disorder")}
             lat = sink_state["lat"]
             result["sink"]["lat_p50_ms"] = percentile(lat, 50) / 1e6 if lat else None
             result["sink"]["lat_p99_ms"] = percentile(lat, 99) / 1e6 if lat else None
@@ -962,6 +1059,8 @@ def run_scenario(
             start = sink["first"]
             out["reconnect_wait_s"] = sink["first"] - result["drain_start"]
         out["received"] = sink["count"]
+        if sink.get("disorder"):
+            out["out_of_order"] = sink["disorder"]
         out["events_per_s"] = sink["count"] / max(1e-9, sink["last"] - start)
         out["lat_p50_ms"] = sink.get("lat_p50_ms")
         out["lat_p99_ms"] = sink.get("lat_p99_ms")
@@ -1023,6 +1122,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     clients = [c for c in args.clients.split(",") if c]
+    unknown = sorted(set(clients) - {"bridge", "bare", "discordpy"})
+    if unknown:
+        parser.error(f"unknown client(s) {', '.join(unknown)}: choose from bridge, bare, discordpy")
     dpy_python = find_discordpy_python(args.discordpy_python)
     if "discordpy" in clients and dpy_python is None:
         print("bench: discord.py not found (run with --setup-discordpy once); measuring without it", file=sys.stderr)
@@ -1108,6 +1210,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt(row.get('lat_p99_ms'), 2):>7} {fmt(row.get('cpu_s'), 2):>6} {fmt(row.get('peer_cpu_s'), 2):>8} "
             f"{fmt(row.get('peak_rss_mb')):>11}"
         )
+    for row in rows:
+        expected = args.events if row["mode"] == "saturate" else paced_events
+        problems = []
+        if row["received"] != expected:
+            problems.append(f"received {row['received']} of {expected}")
+        if row.get("out_of_order"):
+            problems.append(f"{row['out_of_order']} events lost, repeated or out of order")
+        if row.get("timed_out"):
+            problems.append("timed out")
+        if problems:
+            print(f"WARNING: {row['client']} {row['mode']}: {'; '.join(problems)}", file=sys.stderr)
     ratios: dict[str, Any] = {}
     for compress in modes:
         bridge = find("bridge", "saturate", compress).get("events_per_s")
