@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoredMessage", "segment_converter"]
 
 #: rows pending before record() flushes by itself (one transaction each; keeps a burst from piling up RAM)
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 1024
 #: recent messages kept in memory so the event path never reads SQLite. A pending entry is the recorded
 #: message itself (alive anyway while it is relayed); a flushed one is five ints plus its two dict slots,
 #: ~0.36 KB (10,000 entries measured 3.6 MB traced, down from 11-13 MB when each kept its ~700-byte payload).
@@ -462,32 +462,56 @@ _UPSERT_COUNTERS_BULK = (
 
 #: the ->> operator the bulk counter statement uses arrived in SQLite 3.38; older libraries write row by row
 _BULK_SUPPORTED = sqlite3.sqlite_version_info >= (3, 38, 0)
-#: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few
-CHUNK_ROWS = 500
+#: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few. A power of two,
+#: so every batch is written with statements of a few fixed sizes (see _map_chunk_rows)
+CHUNK_ROWS = 512
 #: host parameters one statement may bind: 32,766 since SQLite 3.32, 999 before (SQLite docs, "Limits" §9)
 _MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 _MAP_COLUMNS = 8
+#: rows of the largest map INSERT: CHUNK_ROWS, or the power of two that fits an old SQLite's 999 variables
+_MAP_CHUNK_MAX = 1 << (min(CHUNK_ROWS, _MAX_VARIABLES // _MAP_COLUMNS).bit_length() - 1)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=_MAP_CHUNK_MAX.bit_length())
 def _insert_map_values(rows: int) -> str:
     """One INSERT of ``rows`` rows, each bound as eight parameters (SQLite caches the compiled statement)."""
     return f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
 
 
+def _map_chunk_rows(rows: int) -> list[int]:
+    """Rows per statement for a batch of ``rows``: whole chunks of :data:`_MAP_CHUNK_MAX`, then the rest as the
+    powers of two it is made of (437 → 256, 128, 32, 16, 4, 1).
+
+    Why fixed sizes: the connection caches each distinct statement, and a cached statement keeps its compiled
+    program and its last bound values (a 500-row INSERT holds ~0.4 MB of payloads). With one statement per
+    batch size, every odd-sized flush added one: SQLite's memory grew by ~2 MB a second while streaming, to
+    ~60 MB with the default 128-statement cache (measured with sqlite3_memory_used). Fixed sizes cap it at
+    about twice one chunk, for at most log2(CHUNK_ROWS) extra statements per batch.
+    """
+    sizes = [_MAP_CHUNK_MAX] * (rows // _MAP_CHUNK_MAX)
+    rest = rows % _MAP_CHUNK_MAX
+    size = _MAP_CHUNK_MAX >> 1
+    while rest:
+        if rest >= size:
+            sizes.append(size)
+            rest -= size
+        size >>= 1
+    return sizes
+
+
 def _write_map_rows(db: sqlite3.Connection, params: list[object]) -> None:
-    """Insert message rows (``params``: eight values a row), one multi-row ``VALUES`` statement per
-    :data:`CHUNK_ROWS` rows (see _write_many).
+    """Insert message rows (``params``: eight values a row) with multi-row ``VALUES`` statements of fixed sizes
+    (see _map_chunk_rows and _write_many).
 
     Parameters rather than ``json_each`` (as the counters do): binding 4,000 values is a short C loop, and
     SQLite then inserts without re-parsing a JSON document per column — half the CPU per row (measured
     ~13 → ~6.5 µs on 20,000 1 KB rows), none of it holding the GIL.
     """
-    step = min(CHUNK_ROWS, _MAX_VARIABLES // _MAP_COLUMNS) * _MAP_COLUMNS
-    for first in range(0, len(params), step):
-        chunk = params[first : first + step]
-        rows = len(chunk) // _MAP_COLUMNS
-        db.execute(_INSERT_MAP if rows == 1 else _insert_map_values(rows), chunk)
+    first = 0
+    for rows in _map_chunk_rows(len(params) // _MAP_COLUMNS):
+        end = first + rows * _MAP_COLUMNS
+        db.execute(_INSERT_MAP if rows == 1 else _insert_map_values(rows), params[first:end])
+        first = end
 
 
 def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequence[tuple[object, ...]]) -> None:

@@ -352,7 +352,7 @@ def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: s
     chunk = store_module.CHUNK_ROWS
     store = MessageStore.open(db_path, batch_size=10**9)
     counts = []
-    for size in (10, chunk, 4 * chunk):
+    for size in (chunk // 2, chunk, 4 * chunk, chunk + 3):
         statements: list[str] = []
         store._conn.set_trace_callback(statements.append)
         for n in range(size):
@@ -360,13 +360,42 @@ def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: s
         assert store.flush() == size
         store._conn.set_trace_callback(None)
         counts.append(len(statements))
-    assert counts[0] == counts[1] <= 4  # BEGIN, map rows, counters, COMMIT
+    assert counts[0] == counts[1] == 4  # BEGIN, map rows, counters, COMMIT
     assert counts[2] == counts[1] + 3  # one statement per chunk of rows
+    assert counts[3] == counts[1] + 2  # the 3 rows past a chunk: a 2-row and a 1-row statement
     store.close()
     reopened = MessageStore.open(db_path)
     assert reopened.lookup_platform(10_000 * 4 * chunk + 4 * chunk - 1) is not None
-    assert reopened.record(msg(1, conversation=G)).local_id == 5 + chunk // 2 + 2 * chunk + 1  # counters persisted
+    # counters persisted: every DM and group row so far, then this one
+    assert reopened.record(msg(1, conversation=G)).local_id == (chunk // 2 + chunk + 4 * chunk + chunk + 3) // 2 + 1
     reopened.close()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 3, 437, 511, 512, 513, 1024, 1500])
+def test_batches_are_cut_into_a_few_fixed_statement_sizes(rows: int) -> None:
+    sizes = store_module._map_chunk_rows(rows)
+    assert sum(sizes) == rows
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(size & (size - 1) == 0 and size <= store_module.CHUNK_ROWS for size in sizes)
+    assert len(sizes) - rows // store_module.CHUNK_ROWS == bin(rows % store_module.CHUNK_ROWS).count("1")
+
+
+def test_odd_batch_sizes_do_not_grow_the_statement_cache(db_path: str) -> None:
+    # a cached statement keeps its program and its last bound values: one per distinct batch size grew
+    # SQLite's memory without bound while streaming (see _map_chunk_rows)
+    store = MessageStore.open(db_path, batch_size=10**9)
+    inserts: set[str] = set()
+    store._conn.set_trace_callback(lambda sql: inserts.add(sql[:60] + str(sql.count("("))))
+    platform_id = 0
+    for size in range(1, 120):
+        for _ in range(size):
+            platform_id += 1
+            store.record(msg(platform_id))
+        store.flush()
+    store._conn.set_trace_callback(None)
+    map_inserts = {sql for sql in inserts if "messages_map" in sql}
+    assert len(map_inserts) <= store_module.CHUNK_ROWS.bit_length()  # 1, 2, 4, ... rows: not 119 shapes
+    store.close()
 
 
 def test_unusual_text_survives_the_bulk_write(db_path: str) -> None:
