@@ -404,8 +404,11 @@ async def _serve_store(
             with trio.move_on_after(STORE_FLUSH_INTERVAL):
                 await wake.wait()
             try:
-                if store.pending:  # an idle tick costs nothing (no worker-thread round trip)
-                    await trio.to_thread.run_sync(_holding, write_lock, store.flush)
+                # an idle tick costs nothing (no worker-thread round trip); the batch is encoded here and only
+                # SQLite runs in the worker (see MessageStore.take_batch)
+                batch = store.take_batch() if store.pending else None
+                if batch is not None:
+                    await trio.to_thread.run_sync(_holding, write_lock, store.write_batch, batch)
                 if time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
                     last_prune = time.monotonic()
                     pruned = await trio.to_thread.run_sync(_holding, write_lock, store.prune, time.time())
