@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1113,8 +1114,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=["saturate", "paced", "backlog", "commands"],
         help="profile the bridge in this phase (default: saturate) with pyinstrument",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="saturation runs per client and mode, interleaved (bridge, bare, discord.py, bridge, ...); the "
+        "report gives medians and ranges, and each ratio as the median of the runs' paired ratios",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     if args.setup_discordpy:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
@@ -1137,16 +1147,22 @@ def main(argv: list[str] | None = None) -> int:
     def profiled(kind: str, phase: str) -> dict[str, Any] | None:
         return {"profile": True} if args.profile == phase and kind == "bridge" else None
 
-    for compress in modes:
-        for kind in clients:
-            if "saturate" not in skip:
-                extra = profiled(kind, "saturate")
-                rows.append(run_scenario(kind, "saturate", compress, args.events, args.paced_rate, dpy_python, extra))
-                print(
-                    f"  {kind:9} zlib={'on ' if compress else 'off'} saturate: "
-                    f"{fmt(rows[-1].get('events_per_s'), 0)} ev/s",
-                    file=sys.stderr,
-                )
+    # Saturation runs are interleaved so each repetition measures every client under the same machine load: on a
+    # shared 2-core VM one run's events/s can move by 20 % with the neighbours' load.
+    for repetition in range(args.repeat):
+        for compress in modes:
+            for kind in clients:
+                if "saturate" not in skip:
+                    extra = profiled(kind, "saturate") if repetition == 0 else None
+                    row = run_scenario(kind, "saturate", compress, args.events, args.paced_rate, dpy_python, extra)
+                    row["repetition"] = repetition
+                    rows.append(row)
+                    print(
+                        f"  {kind:9} zlib={'on ' if compress else 'off'} saturate: "
+                        f"{fmt(row.get('events_per_s'), 0)} ev/s"
+                        + (f" (run {repetition + 1} of {args.repeat})" if args.repeat > 1 else ""),
+                        file=sys.stderr,
+                    )
     for kind in clients:
         if "paced" not in skip:
             rows.append(
@@ -1192,9 +1208,14 @@ def main(argv: list[str] | None = None) -> int:
             extras["commands_profile"] = commands
 
     # ------------------------------------------------------------------ report
-    def find(kind: str, mode: str, compress: bool) -> dict[str, Any]:
+    def find(kind: str, mode: str, compress: bool, repetition: int = 0) -> dict[str, Any]:
         for row in rows:
-            if (row["client"], row["mode"], row["compress"]) == (kind, mode, compress):
+            if (row["client"], row["mode"], row["compress"], row.get("repetition", 0)) == (
+                kind,
+                mode,
+                compress,
+                repetition,
+            ):
                 return row
         return {}
 
@@ -1221,17 +1242,41 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("timed out")
         if problems:
             print(f"WARNING: {row['client']} {row['mode']}: {'; '.join(problems)}", file=sys.stderr)
+    if args.repeat > 1 and "saturate" not in skip:
+        print(f"\nsaturation, {args.repeat} interleaved runs each: median (min-max)")
+        print(f"{'client':10} {'zlib':4} {'events/s':>24} {'CPU s':>6} {'peak RSS MB':>11}")
+        for compress in modes:
+            for kind in clients:
+                runs = [r for r in rows if (r["client"], r["mode"], r["compress"]) == (kind, "saturate", compress)]
+                rates = [r["events_per_s"] for r in runs if r.get("events_per_s")]
+                if not rates:
+                    continue
+                spread = f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+                print(
+                    f"{kind:10} {'on' if compress else 'off':4} {spread:>24} "
+                    f"{fmt(statistics.median(r['cpu_s'] for r in runs), 2):>6} "
+                    f"{fmt(statistics.median(r['peak_rss_mb'] for r in runs)):>11}"
+                )
     ratios: dict[str, Any] = {}
+    ratio_ranges: dict[str, Any] = {}
     for compress in modes:
-        bridge = find("bridge", "saturate", compress).get("events_per_s")
         for ref in ("discordpy", "bare"):
-            other = find(ref, "saturate", compress).get("events_per_s")
-            if bridge and other:
-                ratios[f"bridge/{ref} zlib={'on' if compress else 'off'}"] = bridge / other
+            paired = []
+            for repetition in range(args.repeat):
+                bridge = find("bridge", "saturate", compress, repetition).get("events_per_s")
+                other = find(ref, "saturate", compress, repetition).get("events_per_s")
+                if bridge and other:
+                    paired.append(bridge / other)
+            if paired:
+                name = f"bridge/{ref} zlib={'on' if compress else 'off'}"
+                ratios[name] = statistics.median(paired)
+                ratio_ranges[name] = [min(paired), max(paired)]
     if ratios:
         print()
         for name, value in ratios.items():
-            print(f"{name:28} {value:.2f}x")
+            low, high = ratio_ranges[name]
+            spread = f"  (median of {args.repeat} paired runs, {low:.2f}-{high:.2f})" if args.repeat > 1 else ""
+            print(f"{name:28} {value:.2f}x{spread}")
     if "backlog" in extras:
         b = extras["backlog"]
         print(
@@ -1258,6 +1303,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "rows": rows,
         "ratios": ratios,
+        "ratio_ranges": ratio_ranges,
+        "repeat": args.repeat,
         **extras,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
