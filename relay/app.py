@@ -484,7 +484,8 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
         with Outbox(store_path, config.outbox) as outbox:
             async with open_rest_client(config.discord, config.discord.token) as rest:
                 cache = DiscordCache()
-                translator = DiscordTranslator(cache, config.mapping)
+                # live messages are built once, with their ids, by the store (see MessageStore.record_new)
+                translator = DiscordTranslator(cache, config.mapping, new_message=store.record_new)
                 executor = DiscordCommandExecutor(rest, cache, translator, config)
                 identity = PresentedIdentity(cache, config.mirai.bot_id)
                 reserved = config.mirai.reserved_sync_id

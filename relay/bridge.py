@@ -124,6 +124,8 @@ class Bridge:
 
     def _prepare(self, event: Event) -> Event | None:
         if isinstance(event, MessageReceived):
+            if event.message.local_id:
+                return event  # built by the store with its id (MessageStore.record_new, the translator's factory)
             return MessageReceived(message=self._store.record(event.message))
         if isinstance(event, MessageRecalled):
             return self._prepare_recall(event)

@@ -15,12 +15,31 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from relay.envelope import Command, Event, Result
+from relay.envelope import Command, ConversationRef, Event, Group, Member, Message, Quote, Result, Segment, User
 
 
 class EventSink(Protocol):
     def publish_nowait(self, event: Event) -> None:
         """Hand one event to the relay. Never blocks; never raises for a full queue (the outbox is durable)."""
+
+
+class MessageFactory(Protocol):
+    """Builds the :class:`~relay.envelope.Message` of a live incoming message: the class itself, or
+    ``MessageStore.record_new``, which builds it once with its Int32 id already allocated (the event path)."""
+
+    def __call__(
+        self,
+        *,
+        conversation: ConversationRef,
+        channel_id: int,
+        platform_id: int,
+        time: int,
+        sender: Member | User,
+        segments: tuple[Segment, ...],
+        quote: Quote | None = ...,
+        from_self: bool = ...,
+        group: Group | None = ...,
+    ) -> Message: ...
 
 
 class CommandExecutor(Protocol):

@@ -781,7 +781,79 @@ class MessageStore:
         A quoted message that is not known yet gets an id too (a reference-only row built from the
         quote), so frameworks can quote or recall it later.
         """
-        quote = message.quote
+        return self._record(
+            message.conversation,
+            message.platform_id,
+            message.quote,
+            functools.partial(_recorded, message),
+            channel_id=message.channel_id,
+            time=message.time,
+            group=message.group,
+        )
+
+    def record_new(
+        self,
+        *,
+        conversation: ConversationRef,
+        channel_id: int,
+        platform_id: int,
+        time: int,
+        sender: Member | User,
+        segments: tuple[Segment, ...],
+        quote: Quote | None = None,
+        from_self: bool = False,
+        group: Group | None = None,
+    ) -> Message:
+        """:meth:`record` for a message still to be built: it is built once, with its id (the same fields as
+        :class:`~relay.envelope.Message`, so a translator can take either as its message factory).
+
+        The event path: building the message and then a copy with its id cost a second frozen ``__init__``
+        (~1.6 µs of the event loop per relayed message). Once the store is closed the message comes back
+        without an id, as the plain class would build it; :meth:`record` then reports the closed store where the
+        caller handles failures.
+        """
+        if self._closed:
+            return Message(
+                conversation=conversation,
+                channel_id=channel_id,
+                platform_id=platform_id,
+                time=time,
+                sender=sender,
+                segments=segments,
+                quote=quote,
+                from_self=from_self,
+                group=group,
+            )
+
+        def build(local_id: int, resolved: Quote | None) -> Message:
+            return Message(
+                conversation=conversation,
+                channel_id=channel_id,
+                platform_id=platform_id,
+                local_id=local_id,
+                time=time,
+                sender=sender,
+                segments=segments,
+                quote=resolved,
+                from_self=from_self,
+                group=group,
+            )
+
+        return self._record(conversation, platform_id, quote, build, channel_id=channel_id, time=time, group=group)
+
+    def _record(
+        self,
+        conversation: ConversationRef,
+        platform_id: int,
+        quote: Quote | None,
+        build: Callable[[int, Quote | None], Message],
+        *,
+        channel_id: int,
+        time: int,
+        group: Group | None,
+    ) -> Message:
+        """The id of ``platform_id`` (allocated, or the known one), then ``build(id, resolved quote)``, cached
+        and queued as the row. ``channel_id``, ``time`` and ``group`` place a quoted message not seen before."""
         quoted_on_disk: StoredMessage | None = None
         quoted_pid = quote.ref.platform_id if quote is not None and quote.ref.local_id is None else None
         if quoted_pid is not None and self._needs_disk_lookup(quoted_pid):
@@ -791,14 +863,16 @@ class MessageStore:
                 self._check_open()
             full = False
             if quote is not None and quoted_pid is not None:
-                quote, full = self._resolve_quote(message, quote, quoted_pid, quoted_on_disk)
+                quote, full = self._resolve_quote(
+                    conversation, quote, quoted_pid, quoted_on_disk, channel_id=channel_id, time=time, group=group
+                )
             by_local = self._by_local
-            key = self._by_platform.get(message.platform_id)
+            key = self._by_platform.get(platform_id)
             if key is not None and key in by_local:  # a replayed event keeps its id
-                recorded = _recorded(message, key[1], quote)
+                recorded = build(key[1], quote)
             else:
                 # _allocate and _add, inlined: this runs once per relayed message
-                conversation_id = message.conversation.id
+                conversation_id = conversation.id
                 last = self._counters.get(conversation_id, 0)
                 local_id = last + 1 if last < INT32_MAX else 1  # wrap: see the module docstring
                 self._counters[conversation_id] = local_id
@@ -807,9 +881,9 @@ class MessageStore:
                 if key in by_local:  # the id wrapped onto a message still cached
                     self._drop_for_reuse(key)
                 # the pending row is the returned message itself: nothing else is built on the event path
-                recorded = _recorded(message, local_id, quote)
+                recorded = build(local_id, quote)
                 by_local[key] = recorded
-                self._by_platform[message.platform_id] = key
+                self._by_platform[platform_id] = key
                 self._age.append(key)
                 if len(by_local) > self._cache_size:
                     self._evict()
@@ -821,7 +895,15 @@ class MessageStore:
         return recorded
 
     def _resolve_quote(
-        self, message: Message, quote: Quote, platform_id: int, on_disk: StoredMessage | None
+        self,
+        conversation: ConversationRef,
+        quote: Quote,
+        platform_id: int,
+        on_disk: StoredMessage | None,
+        *,
+        channel_id: int,
+        time: int,
+        group: Group | None,
     ) -> tuple[Quote, bool]:
         full = False
         known = self._known(platform_id)
@@ -830,18 +912,17 @@ class MessageStore:
         elif on_disk is not None:
             local_id, channel_id = on_disk.local_id, on_disk.channel_id
         else:
-            conversation = message.conversation
             key = self._allocate(conversation.id)
             local_id = key[1]
             found = StoredMessage(
                 conversation=conversation,
                 local_id=local_id,
-                channel_id=quote.ref.channel_id if quote.ref.channel_id is not None else message.channel_id,
+                channel_id=quote.ref.channel_id if quote.ref.channel_id is not None else channel_id,
                 platform_id=platform_id,
                 author_id=quote.author_id,
-                time=message.time,  # the quoted message's own time is unknown; retention counts from here
+                time=time,  # the quoted message's own time is unknown; retention counts from here
                 segments=quote.origin,
-                group=message.group,
+                group=group,
             )
             full = self._add(key, found)
             channel_id = found.channel_id

@@ -90,6 +90,7 @@ from relay.envelope import (
     Unsupported,
     User,
 )
+from relay.ports import MessageFactory
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,12 @@ _Handler = Callable[["DiscordTranslator", dict[str, Any], float], list[Event]]
 class DiscordTranslator:
     """Discord → envelope. Feed it every dispatch; read back events. Holds only bounded state."""
 
-    def __init__(self, cache: DiscordCache, config: MappingConfig) -> None:
+    def __init__(self, cache: DiscordCache, config: MappingConfig, *, new_message: MessageFactory = Message) -> None:
+        """``new_message`` builds each live MESSAGE_CREATE's message; the bridge passes its store's ``record_new``
+        so the message is built once, with its id (REST results are built plainly and recorded by the bridge)."""
         self.cache = cache
         self.config = config
+        self._new_message = new_message
         self._channel_filter = frozenset(config.channels)
         self._status: BotStatus | None = None
         self._sent_ids: collections.OrderedDict[int, None] = collections.OrderedDict()
@@ -616,7 +620,7 @@ class DiscordTranslator:
             sender = User(id=user.id, name=user.name, username=user.username, is_bot=user.is_bot)
         segments = self.segments_of(data, guild_id, channel_id, message_id)
         quote = self._quote_of(data, conversation, channel_id, guild_id)
-        return Message(
+        return (self._new_message if live else Message)(
             conversation=conversation,
             channel_id=channel_id,
             platform_id=message_id,
