@@ -18,12 +18,18 @@ the message it quotes), and a lookup of the message's content reads its row from
 getMessage are rare next to incoming messages). On open, the cache is warmed with the most recent rows so
 a replayed gateway event after a restart still finds its old id without touching disk on the hot path.
 
-**Threads.** The store is synchronous and thread-safe. A trio app should run :meth:`flush`, :meth:`prune`
-and :meth:`history` in a worker thread (``trio.to_thread.run_sync``) and pass ``on_batch_full`` to
-:meth:`MessageStore.open` so a full batch wakes its flusher instead of being written inline. While a flush
-writes, :meth:`record` keeps going: the flush holds the memory lock only to swap the pending list. Lookups
-that read the file use a second, read-only connection (for a file path; ``":memory:"`` has one), so they never
-wait behind a flush that is waiting for another process's write lock.
+**Threads.** The store is synchronous and thread-safe. A trio app passes ``on_batch_full`` to
+:meth:`MessageStore.open` so a full batch wakes its flusher instead of being written inline; the flusher
+takes the batch on the event loop's thread (:meth:`MessageStore.take_batch`, which also encodes the rows:
+that is the flush's Python work) and writes it in a worker thread (:meth:`MessageStore.write_batch`, SQLite
+only, which runs without the GIL). :meth:`prune` and :meth:`history` also belong in a worker thread
+(``trio.to_thread.run_sync``). While a batch is written, :meth:`record` keeps going (it takes only the memory
+lock), and lookups see the batch's rows. Lookups that read the file use a second, read-only connection (for a
+file path; ``":memory:"`` has one), so they never wait behind a flush that is waiting for another process's
+write lock.
+
+**Building messages once.** :meth:`MessageStore.record_new` takes a message's fields rather than a message and
+builds it once, with its id; the Discord translator uses it as its message factory for live messages.
 
 **Conversation keys.** Rows are keyed by the conversation *id* alone: Discord snowflakes never collide
 between channels and users, and mirai commands such as ``recall {target, messageId}`` do not say whether
