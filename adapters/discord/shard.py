@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 30.0
 #: seconds a close handshake may take before we drop the socket (shielded cleanup is bounded by this)
 CLOSE_GRACE = 5.0
-#: the reader yields to other tasks after this many messages. get_message serves a whole socket read from
+#: the reader yields to other tasks after this many messages. get_messages serves a whole socket read from
 #: memory without a checkpoint, and one 256 KiB zlib-stream read holds ~2,000 events (~0.3 s of work): without
 #: a yield the mirai writer and the pump sat idle meanwhile and the backlog piled up in memory (bench, 40,000
 #: events: peak RSS 245 MB without, ~110 MB with 256; 64 cost more CPU in smaller write batches)
@@ -232,44 +232,48 @@ class Shard:
         until_yield = READER_YIELD_EVERY
         while True:
             try:
-                message = await ws.get_message()
-                until_yield -= 1
-                if not until_yield:
-                    until_yield = READER_YIELD_EVERY
-                    await make_room()
+                batch = await ws.get_messages()  # one await per socket read, not per message
             except GatewayConnectionClosed as exc:
                 return exc.code
             except FrameTooLarge as exc:
                 # the socket already sent close 1009, which keeps the session resumable (discord.md §2.12)
                 log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
                 return ws.closed.code if ws.closed is not None else None
-            try:
-                payload = decoder.feed(message)
-                if payload is None:
-                    continue  # a zlib-stream payload split over several messages
-                events = machine.receive(payload, now=trio.current_time())
-            except RemoteProtocolError as exc:
-                log.warning("shard %d: %s; reconnecting to resume", machine.shard_id, exc)
-                machine.abort(str(exc), now=trio.current_time())
-                self._wakeup.set()
-                continue
-            if machine.malformed_dispatches != malformed_seen:
-                malformed_seen = machine.malformed_dispatches
-                log.warning(
-                    "shard %d: skipped a malformed dispatch (op 0 without a name, or 'd' not an object); %d so far",
-                    machine.shard_id,
-                    malformed_seen,
-                )
-            for event in events:
-                if type(event) is DispatchReceived:
-                    on_event(event)  # the hot path: no logging, no awaiting
-                else:
-                    self._emit([event])
-            if machine.has_work:
-                self._wakeup.set()
-            if machine.identify_pending and not self._identify_task_running:
-                self._identify_task_running = True
-                nursery.start_soon(self._identify_when_allowed)
+            # the messages of one read arrived together: they share a timestamp, taken again after each yield
+            now = trio.current_time()
+            for message in batch:
+                until_yield -= 1
+                if not until_yield:
+                    until_yield = READER_YIELD_EVERY
+                    await make_room()
+                    now = trio.current_time()
+                try:
+                    payload = decoder.feed(message)
+                    if payload is None:
+                        continue  # a zlib-stream payload split over several messages
+                    events = machine.receive(payload, now=now)
+                except RemoteProtocolError as exc:
+                    log.warning("shard %d: %s; reconnecting to resume", machine.shard_id, exc)
+                    machine.abort(str(exc), now=now)
+                    self._wakeup.set()
+                    continue
+                if machine.malformed_dispatches != malformed_seen:
+                    malformed_seen = machine.malformed_dispatches
+                    log.warning(
+                        "shard %d: skipped a malformed dispatch (op 0 without a name, or 'd' not an object); %d so far",
+                        machine.shard_id,
+                        malformed_seen,
+                    )
+                for event in events:
+                    if type(event) is DispatchReceived:
+                        on_event(event)  # the hot path: no logging, no awaiting
+                    else:
+                        self._emit([event])
+                if machine.has_work:
+                    self._wakeup.set()
+                if machine.identify_pending and not self._identify_task_running:
+                    self._identify_task_running = True
+                    nursery.start_soon(self._identify_when_allowed)
 
     async def _identify_when_allowed(self) -> None:
         await self.identify_gate.wait_for_slot(self.machine.shard_id)

@@ -393,6 +393,26 @@ class GatewaySocket:
                 await self._receive_some()
         return messages.popleft()
 
+    async def get_messages(self) -> list[str | bytes]:
+        """Every complete message received so far, at least one, oldest first: what one socket read brought.
+
+        Like :meth:`get_message` (the same errors, raised once every message before them was returned), for a
+        reader that handles a burst in one go: one await per socket read instead of one per message.
+        """
+        messages = self._messages
+        if not messages:
+            async with self._receive_lock:
+                while not messages:
+                    if self._refused is not None:
+                        refused, self._refused = self._refused, None
+                        raise refused
+                    if self._closed is not None:
+                        raise self._closed
+                    await self._receive_some()
+        batch = list(messages)
+        messages.clear()
+        return batch
+
     async def send_message(self, message: str | bytes) -> None:
         """Send one text (``str``) or binary message."""
         if self._close_sent or self._closed is not None:

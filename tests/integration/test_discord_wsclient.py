@@ -115,6 +115,31 @@ async def test_many_frames_in_one_write_come_out_in_order(nursery: trio.Nursery)
         await ws.aclose(4000)
 
 
+async def test_get_messages_returns_each_read_whole_then_the_close(nursery: trio.Nursery) -> None:
+    payloads = [f'{{"op":0,"s":{i}}}'.encode() for i in range(300)]
+    sent = trio.Event()
+
+    async def handler(conn: ServerConnection) -> None:
+        await conn.send_raw(b"".join(frame(BINARY, p) for p in payloads))
+        await sent.wait()
+        await conn.send_raw(frame(TEXT, b"last") + close_frame(4009, "gone"))
+
+    with trio.fail_after(10):
+        url = await start_server(nursery, handler)
+        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        got: list[str | bytes] = []
+        while len(got) < len(payloads):
+            batch = await ws.get_messages()
+            assert batch  # never empty
+            got += batch
+        assert got == payloads  # in order, nothing twice
+        sent.set()
+        assert await ws.get_messages() == ["last"]  # what came before the close is returned first
+        with pytest.raises(GatewayConnectionClosed) as closed:
+            await ws.get_messages()
+        assert closed.value.code == 4009
+
+
 async def test_frames_split_across_reads_and_fragmented_messages(nursery: trio.Nursery) -> None:
     text = "a ✓ split message " * 50
     encoded = text.encode()
