@@ -994,7 +994,12 @@ def launch_client(
     )
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
+def stop(proc: subprocess.Popen[str], *, grace: float = 0.0) -> None:
+    """SIGINT, then kill after 10 s. ``grace``: first wait this long for the process to end by itself (the peer
+    does once it has printed its result; a SIGINT while its interpreter shuts down printed a traceback)."""
+    if grace and proc.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -1047,7 +1052,7 @@ def run_scenario(
                 result["sink"] = {**dpy}
         finally:
             stop(client)
-            stop(peer)
+            stop(peer, grace=2.0)
         if params.get("profile") and (workdir / "profile.txt").exists():
             result["profile"] = (workdir / "profile.txt").read_text()
     sink = result.get("sink", {})
