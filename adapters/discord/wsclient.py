@@ -381,16 +381,8 @@ class GatewaySocket:
         is already waiting.
         """
         messages = self._messages
-        if messages:
-            return messages.popleft()  # the common case on a busy stream: no socket read, no task switch
-        async with self._receive_lock:
-            while not messages:
-                if self._refused is not None:
-                    refused, self._refused = self._refused, None
-                    raise refused
-                if self._closed is not None:
-                    raise self._closed
-                await self._receive_some()
+        if not messages:  # the common case on a busy stream: a message waits, no socket read, no task switch
+            await self._wait_for_messages()
         return messages.popleft()
 
     async def get_messages(self) -> list[str | bytes]:
@@ -401,17 +393,22 @@ class GatewaySocket:
         """
         messages = self._messages
         if not messages:
-            async with self._receive_lock:
-                while not messages:
-                    if self._refused is not None:
-                        refused, self._refused = self._refused, None
-                        raise refused
-                    if self._closed is not None:
-                        raise self._closed
-                    await self._receive_some()
+            await self._wait_for_messages()
         batch = list(messages)
         messages.clear()
         return batch
+
+    async def _wait_for_messages(self) -> None:
+        """Read until a complete message is queued; raise the refusal or the close that came first."""
+        messages = self._messages
+        async with self._receive_lock:
+            while not messages:
+                if self._refused is not None:
+                    refused, self._refused = self._refused, None
+                    raise refused
+                if self._closed is not None:
+                    raise self._closed
+                await self._receive_some()
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one text (``str``) or binary message."""

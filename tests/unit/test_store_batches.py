@@ -9,13 +9,23 @@ from pathlib import Path
 import pytest
 
 from relay.errors import StoreError
-from relay.store import MessageStore
+from relay.store import MessageStore, StoreBatch
 from tests.unit.test_store import DM, G, msg
 
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "bridge.sqlite3")
+
+
+def batch_in_flight(db_path: str) -> tuple[MessageStore, StoreBatch]:
+    """A store whose message 1 was taken as a batch (not written yet) and whose message 2 was recorded after."""
+    store = MessageStore.open(db_path, batch_size=10**9)
+    store.record(msg(1))
+    batch = store.take_batch()
+    assert batch is not None
+    store.record(msg(2))
+    return store, batch
 
 
 def on_disk(db_path: str) -> list[int]:
@@ -85,11 +95,7 @@ def test_a_failed_write_puts_the_rows_back_and_the_next_batch_writes_them(db_pat
 
 def test_counters_are_read_when_the_batch_is_written(db_path: str) -> None:
     # ids recorded after a batch was taken are newer than the batch: its counter row must not lag behind them
-    store = MessageStore.open(db_path, batch_size=10**9)
-    store.record(msg(1))
-    batch = store.take_batch()
-    assert batch is not None
-    store.record(msg(2))
+    store, batch = batch_in_flight(db_path)
     store.write_batch(batch)
     peek = sqlite3.connect(db_path)
     assert peek.execute("SELECT last_id FROM messages_counter WHERE conversation_id = ?", (G.id,)).fetchone() == (2,)
@@ -98,11 +104,7 @@ def test_counters_are_read_when_the_batch_is_written(db_path: str) -> None:
 
 
 def test_flush_waits_for_a_batch_another_thread_is_writing(db_path: str) -> None:
-    store = MessageStore.open(db_path, batch_size=10**9)
-    store.record(msg(1))
-    batch = store.take_batch()
-    assert batch is not None
-    store.record(msg(2))
+    store, batch = batch_in_flight(db_path)
     flushed: list[int] = []
     flusher = threading.Thread(target=lambda: flushed.append(store.flush()))
     flusher.start()
