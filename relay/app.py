@@ -408,7 +408,12 @@ async def _serve_store(
                 # SQLite runs in the worker (see MessageStore.take_batch)
                 batch = store.take_batch() if store.pending else None
                 if batch is not None:
-                    await trio.to_thread.run_sync(_holding, write_lock, store.write_batch, batch)
+                    try:
+                        await trio.to_thread.run_sync(_holding, write_lock, store.write_batch, batch)
+                    finally:
+                        # cancelled before the thread started: the rows go back, so the final flush writes them
+                        # (it would otherwise wait for a batch that no one writes)
+                        store.return_batch(batch)
                 if time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
                     last_prune = time.monotonic()
                     pruned = await trio.to_thread.run_sync(_holding, write_lock, store.prune, time.time())

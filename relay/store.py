@@ -90,6 +90,9 @@ DEFAULT_BATCH_SIZE = 1024
 DEFAULT_CACHE_SIZE = 10_000
 #: rows loaded into the cache at open() so replays after a restart keep their ids
 WARM_ROWS = 10_000
+#: seconds a flush waits for a batch in flight before it gives up with StoreError (a write that never finishes
+#: must not hang the caller, e.g. the final flush at shutdown; a slow disk finishes well within this)
+BATCH_WAIT_TIMEOUT = 60.0
 #: page cache of the writing connection (KiB; SQLite's default is 2,000). Rows are appended at the right edge
 #: of the table and of its three indexes (ids, snowflakes and times all grow), so a batch's working set is its new
 #: pages plus the paths down to them: ~1,000 rows of ~0.7 KB are ~200 leaf pages, which this holds
@@ -1033,10 +1036,22 @@ class MessageStore:
         with self._db:
             return self._write(batch)
 
+    def return_batch(self, batch: StoreBatch) -> None:
+        """Give back a batch that will not be written (say its writer was cancelled before it started): its rows
+        go back to the front of the pending ones. A no-op once :meth:`write_batch` has run, whatever its outcome,
+        so a caller may call it in a ``finally``."""
+        with self._mem:
+            if self._taken is not batch.contents:
+                return
+        self._put_back(batch.contents, batch.counter_ids)
+
     def _wait_for_batch(self) -> None:
         with self._mem:
-            while self._taken is not None:
-                self._batch_done.wait()
+            if not self._batch_done.wait_for(lambda: self._taken is None, timeout=BATCH_WAIT_TIMEOUT):
+                raise StoreError(
+                    f"a batch of {len(self._taken or ())} message-id rows was taken {BATCH_WAIT_TIMEOUT:.0f} s ago "
+                    "and neither written nor given back (MessageStore.return_batch); not waiting for it any longer"
+                )
 
     def _write(self, batch: StoreBatch | None) -> int:
         """The transaction of ``batch`` (call with ``_db`` held)."""

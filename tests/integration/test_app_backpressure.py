@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 
+import pytest
 import trio
 
 from adapters.mirai.client import FLUSH_AT_ONCE, serve_outbox_flusher
-from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, _make_room
+from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, Wakeup, _make_room, _serve_store
 from relay.config import OutboxConfig
 from relay.outbox import FLUSH_INTERVAL, Outbox
 from relay.store import MessageStore
+from tests.unit.test_store import msg as message
 
 
 def frame(i: int) -> str:
@@ -91,3 +95,26 @@ async def test_the_flusher_takes_a_burst_without_sleeping_out_its_interval(
                     await trio.sleep(FLUSH_INTERVAL / 50)
             nursery.cancel_scope.cancel()
         assert [seq for seq, _ in outbox.read_after(0, 2 * FLUSH_AT_ONCE)] == list(range(1, FLUSH_AT_ONCE + 1))
+
+
+async def test_a_store_flusher_cancelled_before_its_thread_starts_still_writes_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # shutdown can cancel the flusher between taking a batch and handing it to a worker thread: the batch goes
+    # back, and the final flush writes it (it used to wait for a batch nobody would write)
+    monkeypatch.setattr("relay.store.BATCH_WAIT_TIMEOUT", 1.0)  # a regression fails here instead of hanging
+    path = str(tmp_path / "bridge.sqlite3")
+    wake = Wakeup()
+    store = MessageStore.open(path, batch_size=4, on_batch_full=wake.set)
+    with trio.fail_after(10):
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_serve_store, store, wake, threading.Lock())
+                for n in range(1, 5):
+                    store.record(message(n))  # the 4th fills the batch and wakes the flusher
+                scope.cancel()  # pending when the flusher wakes: it takes the batch, then to_thread is cancelled
+    assert store.pending == 0
+    store.close()
+    peek = sqlite3.connect(path)
+    assert [row[0] for row in peek.execute("SELECT platform_id FROM messages_map ORDER BY platform_id")] == [1, 2, 3, 4]
+    peek.close()

@@ -115,3 +115,32 @@ def test_flush_waits_for_a_batch_another_thread_is_writing(db_path: str) -> None
     assert not flusher.is_alive() and flushed == [1]
     assert on_disk(db_path) == [1, 2]
     store.close()
+
+
+def test_a_batch_given_back_unwritten_is_written_by_the_next_flush(db_path: str) -> None:
+    # the flusher's task was cancelled before its worker thread started: nothing may wait for that batch
+    store, batch = batch_in_flight(db_path)
+    store.return_batch(batch)
+    assert store.pending == 2
+    assert store.flush() == 2  # does not wait for the returned batch, and keeps the order
+    assert on_disk(db_path) == [1, 2]
+    store.return_batch(batch)  # once given back (or written), a no-op
+    assert store.pending == 0
+    store.close()
+
+
+def test_giving_back_a_written_batch_changes_nothing(db_path: str) -> None:
+    store, batch = batch_in_flight(db_path)
+    store.write_batch(batch)
+    store.return_batch(batch)  # as in the flusher's finally
+    assert store.pending == 1
+    assert store.flush() == 1
+    assert on_disk(db_path) == [1, 2]
+    store.close()
+
+
+def test_a_flush_gives_up_on_a_batch_nobody_writes(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relay.store.BATCH_WAIT_TIMEOUT", 0.05)
+    store, _batch = batch_in_flight(db_path)
+    with pytest.raises(StoreError, match="neither written nor given back"):
+        store.flush()
