@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import attrs
 
 from relay import fastjson
+from relay.backoff import backoff_delay
 from relay.config import PRIVILEGED_INTENTS, BackoffConfig
 from relay.errors import FrameTooLarge, GatewayClosed, IdentifyBudgetExhausted, LocalProtocolError, RemoteProtocolError
 
@@ -444,12 +445,6 @@ GatewayEvent: TypeAlias = DispatchReceived | ShardConnected | ShardReady | Shard
 
 
 # --------------------------------------------------------------------------- limiters
-
-
-def backoff_delay(config: BackoffConfig, attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform(0, min(cap, initial * factor**attempt))."""
-    ceiling = min(config.cap, config.initial * config.factor ** min(attempt, 64))
-    return rng.uniform(0.0, ceiling)
 
 
 @attrs.define

@@ -59,7 +59,8 @@ from adapters.mirai.session import (
     SessionState,
     Verified,
 )
-from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, Protocol
+from relay.backoff import backoff_delay
+from relay.config import DestinationConfig, MiraiConfig, Protocol
 from relay.correlator import CommandCorrelator, Response, Ticket
 from relay.errors import (
     FrameTooLarge,
@@ -106,12 +107,6 @@ CLOSE_GOING_AWAY: Final = 1001
 
 
 # --------------------------------------------------------------------------- pure helpers
-
-
-def backoff_delay(config: BackoffConfig, attempt: int, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: ``uniform(0, min(cap, initial * factor**attempt))``."""
-    ceiling = min(config.cap, config.initial * config.factor ** min(attempt, 64))
-    return rng.uniform(0.0, ceiling)
 
 
 def merged(adapter_wide: dict[str, str], per_destination: dict[str, str]) -> dict[str, str]:
@@ -841,7 +836,6 @@ __all__ = [
     "DestinationStatistics",
     "FrameworkSocket",
     "ReverseWsClient",
-    "backoff_delay",
     "destination_headers",
     "destination_resource",
     "destination_url",

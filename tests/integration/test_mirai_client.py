@@ -22,8 +22,9 @@ import attrs
 import pytest
 import trio
 
-from adapters.mirai.client import ReverseWsClient, backoff_delay, destination_headers, destination_url
+from adapters.mirai.client import ReverseWsClient, destination_headers, destination_url
 from adapters.mirai.session import CommandDispatcher
+from relay.backoff import backoff_delay
 from relay.config import (
     BackoffConfig,
     DestinationConfig,

@@ -28,9 +28,9 @@ from adapters.discord.gateway import (
     ShardSession,
     ShardState,
     ZlibStreamInflater,
-    backoff_delay,
     gateway_connect_url,
 )
+from relay.backoff import backoff_delay
 from relay.config import BackoffConfig
 from relay.errors import FrameTooLarge, IdentifyBudgetExhausted, LocalProtocolError, RemoteProtocolError
 

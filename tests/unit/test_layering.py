@@ -29,6 +29,7 @@ SANS_IO_MODULES = (
     "relay/correlator.py",
     "relay/template.py",
     "relay/fastjson.py",
+    "relay/backoff.py",
     "adapters/discord/gateway.py",
     "adapters/discord/ratelimit.py",
     "adapters/discord/translate.py",
