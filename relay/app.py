@@ -38,8 +38,8 @@ from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionStat
 from adapters.discord.rest import RestClient, open_rest_client
 from adapters.discord.shard import Gateway, serve_gateway
 from adapters.discord.translate import DiscordTranslator
-from adapters.mirai.client import ReverseWsClient, serve_reverse_ws
 from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from adapters.mirai.translate import CODE_INTERNAL, encode_event_frame
 from relay.bridge import Bridge
 from relay.config import BridgeConfig

@@ -14,11 +14,10 @@ import importlib
 import logging
 import os
 import platform
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 
@@ -29,12 +28,8 @@ from relay.errors import ConfigError, RelayError
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
 from relay.template import BRIDGE_TOML
 
-if TYPE_CHECKING:
-    import ssl
-
-# httpx, trio, trio_websocket and ssl are imported by the `check --online` probes that use them: `--version`,
-# `init` and an offline `check` start without them, and `run` gets what it needs from relay.app (which never
-# needs trio_websocket: both adapters speak websocket through wsproto).
+# httpx, trio and the websocket client are imported by the `check --online` probes that use them: `--version`,
+# `init` and an offline `check` start without them, and `run` gets what it needs from relay.app.
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "console_main", "main"]
 
@@ -438,55 +433,55 @@ def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
 
 
 def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot_id: int) -> _Probe:
-    """Connect to one destination and complete a websocket handshake, then close at once (code 1000).
-    The framework sees a short connection that never verifies. ``bot_id`` is 0 when unknown (no login)."""
+    """Open a websocket to one destination exactly as ``run`` dials it (the same client, URL, headers and TLS
+    settings), then close at once (code 1000). The framework sees a short connection that never verifies.
+    ``bot_id`` is 0 when unknown (no login)."""
+    import trio  # noqa: PLC0415 (see the imports at the top)
+
+    from adapters.mirai.reverse_ws import (  # noqa: PLC0415
+        destination_endpoint,
+        destination_headers,
+        ssl_context_for,
+    )
+    from relay.errors import WebSocketHandshakeFailed  # noqa: PLC0415
+    from relay.wire import frames  # noqa: PLC0415
+    from relay.wire.client import connect_websocket  # noqa: PLC0415
+
     where = f"destination {destination.label}"
+    endpoint = destination_endpoint(config.mirai, destination)
+
+    async def handshake() -> None:
+        with trio.fail_after(ONLINE_TIMEOUT):
+            ws = await connect_websocket(
+                endpoint,
+                max_message_size=config.mirai.max_frame_bytes,
+                headers=destination_headers(config.mirai, destination, bot_id),
+                ssl_context=ssl_context_for(destination),
+                peer=endpoint.display,
+            )
+            await ws.aclose(frames.CLOSE_NORMAL)  # 1000: nothing to resume on the framework side
+
     try:
-        with socket.create_connection((destination.host, destination.port), timeout=ONLINE_TIMEOUT):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        return _Probe(
-            False,
-            f"{where}: cannot connect to {destination.host}:{destination.port}: {reason}; "
-            "is the framework's websocket server running?",
-        )
-    import ssl  # noqa: PLC0415 (see the imports at the top)
-
-    import trio  # noqa: PLC0415
-    import trio_websocket  # noqa: PLC0415
-
-    # The same URL, headers and TLS settings the mirai adapter dials with, so `check` tests what `run` does.
-    from adapters.mirai.client import destination_headers, destination_url, ssl_context_for  # noqa: PLC0415
-
-    url = destination_url(config.mirai, destination)
-    headers = destination_headers(config.mirai, destination, bot_id)
-    try:
-        trio.run(_websocket_handshake, url, headers, ssl_context_for(destination))
-    except trio_websocket.ConnectionRejected as exc:
-        return _Probe(
-            False,
-            f"{where}: the server refused the websocket upgrade with HTTP {exc.status_code}; "
-            "check path, extra_parameters and extra_headers",
-        )
+        trio.run(handshake)
+    except WebSocketHandshakeFailed as exc:
+        if exc.status is not None:
+            return _Probe(
+                False,
+                f"{where}: the server refused the websocket upgrade with HTTP {exc.status}; "
+                "check path, extra_parameters and extra_headers",
+            )
+        if exc.reason.startswith("connection to"):
+            return _Probe(
+                False,
+                f"{where}: cannot connect to {destination.host}:{destination.port}: connection refused; "
+                "is the framework's websocket server running?",
+            )
+        return _Probe(False, f"{where}: websocket handshake failed: {exc.reason}")
     except trio.TooSlowError:
         return _Probe(False, f"{where}: no websocket handshake within {ONLINE_TIMEOUT:g} s")
     except RelayError as exc:  # e.g. an unreadable ca_file
         return _Probe(False, f"{where}: {exc}")
-    except (trio_websocket.HandshakeError, OSError, ssl.SSLError) as exc:
-        return _Probe(False, f"{where}: websocket handshake failed: {type(exc).__name__}: {exc}")
-    return _Probe(True, f"{where}: websocket handshake accepted at {_without_query(url)}")
-
-
-async def _websocket_handshake(
-    url: str, headers: list[tuple[bytes, bytes]], ssl_context: ssl.SSLContext | None
-) -> None:
-    import trio  # noqa: PLC0415 (see the imports at the top)
-    import trio_websocket  # noqa: PLC0415
-
-    with trio.fail_after(ONLINE_TIMEOUT):
-        async with trio_websocket.open_websocket_url(url, ssl_context, extra_headers=headers):
-            pass  # leaving the block closes with code 1000: nothing to resume on the framework side
+    return _Probe(True, f"{where}: websocket handshake accepted at {endpoint.display}")
 
 
 def _without_query(url: str) -> str:

@@ -238,29 +238,32 @@ class RequestTimeout(RelayError):
 # --------------------------------------------------------------------------- mirai reverse-ws
 
 
-class FrameworkConnectionError(RelayError):
-    """The websocket connection to a bot framework failed or ended; the destination reconnects with backoff."""
+class WebSocketError(RelayError):
+    """A websocket connection could not be opened, or it is over (:mod:`relay.wire`). Its owner decides what
+    follows: the Discord shard and the reverse-ws destinations reconnect with backoff."""
 
 
-class FrameworkHandshakeRefused(FrameworkConnectionError):
-    """The framework answered the websocket upgrade with an HTTP status instead of 101."""
+class WebSocketHandshakeFailed(WebSocketError):
+    """Opening failed: TCP, TLS or the HTTP upgrade. ``status`` is the HTTP status when the peer answered the
+    upgrade with one instead of 101."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, peer: str, status: int | None, reason: str) -> None:
+        self.peer = peer
         self.status = status
-        super().__init__(
-            f"the framework refused the websocket upgrade with HTTP {status}; check the destination's path, "
-            "extra_parameters and extra_headers against the framework's reverse-ws settings"
-        )
+        self.reason = reason
+        super().__init__(f"could not open a websocket to {peer}: {reason}")
 
 
-class FrameworkDisconnected(FrameworkConnectionError):
-    """The framework closed the websocket (``code`` None: the TCP connection dropped without a close frame)."""
+class WebSocketClosed(WebSocketError):
+    """The connection is over. ``code``: the close code of the close handshake (the peer's, or ours when we
+    closed first); ``None`` when the TCP connection ended without a close frame."""
 
-    def __init__(self, code: int | None, reason: str) -> None:
+    def __init__(self, peer: str, code: int | None, reason: str) -> None:
+        self.peer = peer
         self.code = code
         self.reason = reason
-        what = f"closed the websocket with code {code}" if code is not None else "dropped the connection"
-        super().__init__(f"the framework {what}" + (f": {reason}" if reason else ""))
+        what = f"closed with code {code}" if code is not None else "dropped without a close frame"
+        super().__init__(f"websocket to {peer} {what}" + (f": {reason}" if reason else ""))
 
 
 # --------------------------------------------------------------------------- storage

@@ -45,9 +45,17 @@ from adapters.discord.gateway import (
     ShardSession,
     ShardStatistics,
 )
-from adapters.discord.wsclient import GatewayConnectionClosed, GatewayHandshakeFailed, GatewaySocket
 from relay.config import DiscordConfig
-from relay.errors import ConfigError, FrameTooLarge, GatewayClosed, RemoteProtocolError
+from relay.errors import (
+    ConfigError,
+    FrameTooLarge,
+    GatewayClosed,
+    RemoteProtocolError,
+    WebSocketClosed,
+    WebSocketHandshakeFailed,
+)
+from relay.wire.client import connect_websocket
+from relay.wire.connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +188,11 @@ class Shard:
             try:
                 self._connected = True
                 code = await self._run_connection(url)
-            except GatewayHandshakeFailed as exc:
+            except WebSocketHandshakeFailed as exc:
                 reason = f"could not connect: {exc.reason}"
             except trio.TooSlowError:
                 reason = f"could not connect within {CONNECT_TIMEOUT:.0f} s"
-            except GatewayConnectionClosed as exc:
+            except WebSocketClosed as exc:
                 code = exc.code
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
@@ -209,7 +217,9 @@ class Shard:
         machine = self.machine
         decoder = PayloadDecoder(compressed=self.config.compress, max_size=self.config.max_message_bytes)
         with trio.fail_after(CONNECT_TIMEOUT):
-            ws = await GatewaySocket.connect(url, max_message_size=self.config.max_message_bytes)
+            ws = await connect_websocket(
+                url, max_message_size=self.config.max_message_bytes, peer="the Discord gateway"
+            )
         try:
             self._wakeup = trio.Event()
             self._emit(machine.connection_opened(now=trio.current_time()))
@@ -224,7 +234,7 @@ class Shard:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
                 await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
 
-    async def _read(self, ws: GatewaySocket, decoder: PayloadDecoder, nursery: trio.Nursery) -> int | None:
+    async def _read(self, ws: WebSocketConnection, decoder: PayloadDecoder, nursery: trio.Nursery) -> int | None:
         machine = self.machine
         on_event = self.on_event
         make_room = self.make_room
@@ -233,7 +243,7 @@ class Shard:
         while True:
             try:
                 batch = await ws.get_messages()  # one await per socket read, not per message
-            except GatewayConnectionClosed as exc:
+            except WebSocketClosed as exc:
                 return exc.code
             except FrameTooLarge as exc:
                 # the socket already sent close 1009, which keeps the session resumable (discord.md §2.12)
@@ -280,7 +290,7 @@ class Shard:
         self.machine.identify_now(now=trio.current_time())
         self._wakeup.set()
 
-    async def _pump(self, ws: GatewaySocket) -> None:
+    async def _pump(self, ws: WebSocketConnection) -> None:
         machine = self.machine
         while True:
             deadline = machine.next_deadline()
@@ -294,7 +304,7 @@ class Shard:
             try:
                 for frame in machine.frames_to_send(now=now):
                     await ws.send_message(frame)
-            except GatewayConnectionClosed:
+            except WebSocketClosed:
                 return  # the reader sees the close too and ends the connection
             if self._closing:
                 with trio.move_on_after(CLOSE_GRACE):

@@ -27,7 +27,7 @@ import attrs
 import pytest
 import trio
 
-from adapters.mirai.client import serve_reverse_ws
+from adapters.mirai.reverse_ws import serve_reverse_ws
 from adapters.mirai.session import CommandDispatcher
 from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, OutboxConfig, ReverseWsConfig
 from relay.envelope import Command, ConversationRef, MessageRef, MessageSent, Result, SendMessage, Text

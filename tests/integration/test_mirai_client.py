@@ -22,7 +22,7 @@ import attrs
 import pytest
 import trio
 
-from adapters.mirai.client import ReverseWsClient, destination_headers, destination_url
+from adapters.mirai.reverse_ws import ReverseWsClient, destination_headers, destination_url
 from adapters.mirai.session import CommandDispatcher
 from relay.backoff import backoff_delay
 from relay.config import (
@@ -98,7 +98,7 @@ async def running_bridge(
     identity: object = None,
     **kwargs: object,
 ) -> AsyncIterator[ReverseWsClient]:
-    from adapters.mirai.client import serve_reverse_ws
+    from adapters.mirai.reverse_ws import serve_reverse_ws
 
     async with trio.open_nursery() as nursery:
         client = await nursery.start(
@@ -144,9 +144,9 @@ def test_url_and_headers_merge_with_destination_values_winning() -> None:
         )
     )
     assert destination_url(config, dest) == "ws://127.0.0.1:8080/ws?common=x&token=dest&only=d"
-    assert destination_headers(config, dest, 42) == [(b"X-Token", b"dest"), (b"qq", b"42")]
+    assert destination_headers(config, dest, 42) == [("X-Token", "dest"), ("qq", "42")]
     no_qq = attrs.evolve(config, send_qq_header=False)
-    assert destination_headers(no_qq, dest, 42) == [(b"X-Token", b"dest")]
+    assert destination_headers(no_qq, dest, 42) == [("X-Token", "dest")]
     wss = attrs.evolve(dest, protocol=Protocol.WSS)
     assert destination_url(config, wss).startswith("wss://127.0.0.1:8080/ws?")
 
@@ -508,7 +508,7 @@ async def test_refused_handshakes_are_retried_forever(outbox: Outbox) -> None:
 
 
 async def test_tls_failures_are_retried(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
-    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.client"):
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.reverse_ws"):
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw:
             config = mirai_config(fw.port)
             dest = attrs.evolve(config.reverse_ws.destinations[0], protocol=Protocol.WSS)
@@ -574,7 +574,7 @@ async def test_dispatcher_for_session_serves_each_verified_connection(outbox: Ou
 
 
 async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
-    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.client"):
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.reverse_ws"):
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw, running_bridge(mirai_config(fw.port), outbox):
             conn = await fw.wait_connection()
             await conn.wait_verified()
@@ -720,7 +720,7 @@ async def test_wss_refuses_an_untrusted_certificate_and_keeps_retrying(
     _, cert, key = make_test_pki(tmp_path)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
-    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.client"):
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.reverse_ws"):
         async with open_fake_framework(verify_key=KEY, qq=BOT, ssl_context=server_context) as fw:
             async with running_bridge(wss_config(fw.port, ""), outbox):  # system trust store only
                 while caplog.text.count("reconnecting in") < 2:

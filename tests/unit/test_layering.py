@@ -3,6 +3,7 @@
 1. Sans-I/O modules never import trio, trio_websocket or httpx (they take ``now`` and payloads).
 2. An adapter never imports another adapter; adapters meet only in ``relay`` types.
 3. Only the composition root imports ``adapters`` from outside ``adapters/``.
+4. Product code speaks websocket only through ``relay/wire`` (no wsproto or trio-websocket elsewhere).
 
 The module lists are data: extend them as modules appear. Listed modules that do not exist yet are skipped.
 """
@@ -35,7 +36,7 @@ SANS_IO_MODULES = (
     "adapters/discord/translate.py",
     "adapters/discord/cache.py",
     "adapters/mirai/codec.py",
-    "adapters/mirai/frames.py",
+    "relay/wire/frames.py",
     "adapters/mirai/session.py",
     "adapters/mirai/translate.py",
 )
@@ -145,6 +146,21 @@ def test_only_the_composition_root_imports_adapters() -> None:
             for line, module in imported_modules(path)
             if is_within(module, "adapters")
         )
+    assert bad == []
+
+
+def test_one_websocket_implementation() -> None:
+    """Product code speaks websocket only through relay/wire (one client, one server side, one error family)."""
+    bad: list[str] = []
+    for folder in ("relay", "adapters"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if rel(path).startswith("relay/wire/"):
+                continue
+            bad.extend(
+                f"{rel(path)}:{line} imports {name}"
+                for line, name in imported_modules(path)
+                if any(is_within(name, lib) for lib in ("wsproto", "trio_websocket"))
+            )
     assert bad == []
 
 

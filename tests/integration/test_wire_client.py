@@ -1,4 +1,4 @@
-"""adapters.discord.wsclient.GatewaySocket against a raw websocket server on 127.0.0.1.
+"""relay.wire.client.connect_websocket (the client role of relay.wire) against a raw websocket server on 127.0.0.1.
 
 The server writes hand-built RFC 6455 frames (unmasked, as a server must), so the tests control exactly how
 frames fall into socket reads; it parses the client's (masked) frames with wsproto.
@@ -19,12 +19,8 @@ import trio
 import wsproto
 import wsproto.events as ws_events
 
-from adapters.discord.wsclient import (
-    GatewayConnectionClosed,
-    GatewayHandshakeFailed,
-    GatewaySocket,
-)
-from relay.errors import FrameTooLarge, LocalProtocolError
+from relay.errors import FrameTooLarge, LocalProtocolError, WebSocketClosed, WebSocketHandshakeFailed
+from relay.wire.client import connect_websocket
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -107,7 +103,7 @@ async def test_many_frames_in_one_write_come_out_in_order(nursery: trio.Nursery)
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         got = [await ws.get_message() for _ in payloads]
         assert got == payloads
         assert await ws.get_message() == "héllo"
@@ -126,7 +122,7 @@ async def test_get_messages_returns_each_read_whole_then_the_close(nursery: trio
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         got: list[str | bytes] = []
         while len(got) < len(payloads):
             batch = await ws.get_messages()
@@ -135,7 +131,7 @@ async def test_get_messages_returns_each_read_whole_then_the_close(nursery: trio
         assert got == payloads  # in order, nothing twice
         sent.set()
         assert await ws.get_messages() == ["last"]  # what came before the close is returned first
-        with pytest.raises(GatewayConnectionClosed) as closed:
+        with pytest.raises(WebSocketClosed) as closed:
             await ws.get_messages()
         assert closed.value.code == 4009
 
@@ -165,7 +161,7 @@ async def test_frames_split_across_reads_and_fragmented_messages(nursery: trio.N
 
     with trio.fail_after(20):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         assert await ws.get_message() == text
         assert await ws.get_message() == b"\x01" * 70_000
         assert await ws.get_message() == b"\x02\x03\x04"
@@ -186,7 +182,7 @@ async def test_ping_is_answered_with_pong(nursery: trio.Nursery) -> None:
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         assert await ws.get_message() == b"after"
         assert await ws.get_message() == b"done"
         assert pongs == [b"are you there"]
@@ -204,13 +200,13 @@ async def test_server_close_code_is_reported_and_echoed(nursery: trio.Nursery) -
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         assert await ws.get_message() == b"last"  # messages before the close are still delivered
-        with pytest.raises(GatewayConnectionClosed) as info:
+        with pytest.raises(WebSocketClosed) as info:
             await ws.get_message()
         assert info.value.code == 4004
         assert info.value.reason == "Authentication failed."
-        with pytest.raises(GatewayConnectionClosed):
+        with pytest.raises(WebSocketClosed):
             await ws.send_message("too late")
         await ws.aclose(4000)  # idempotent after the handshake: only closes the stream
         while not echoed:
@@ -229,13 +225,13 @@ async def test_aclose_while_another_task_reads_sends_the_code_and_sees_the_reply
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         reader_saw: list[int | None] = []
 
         async def reader() -> None:
             try:
                 await ws.get_message()
-            except GatewayConnectionClosed as exc:
+            except WebSocketClosed as exc:
                 reader_saw.append(exc.code)
 
         async with trio.open_nursery() as inner:
@@ -259,7 +255,7 @@ async def test_aclose_without_a_reader_reads_the_reply_itself(nursery: trio.Nurs
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         with trio.fail_after(2):
             await ws.aclose(4000)
     assert codes == [4000]
@@ -273,9 +269,9 @@ async def test_dropped_connection_has_no_code(nursery: trio.Nursery) -> None:
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20)
+        ws = await connect_websocket(url, max_message_size=1 << 20)
         assert await ws.get_message() == b"x"
-        with pytest.raises(GatewayConnectionClosed) as info:
+        with pytest.raises(WebSocketClosed) as info:
             await ws.get_message()
         assert info.value.code is None  # 1006 is never invented
         await ws.aclose(4000)
@@ -301,11 +297,11 @@ async def test_oversize_message_closes_with_1009(nursery: trio.Nursery, fragment
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler)
-        ws = await GatewaySocket.connect(url, max_message_size=4096)
+        ws = await connect_websocket(url, max_message_size=4096)
         with pytest.raises(FrameTooLarge) as info:
             await ws.get_message()
         assert info.value.limit == 4096
-        with pytest.raises(GatewayConnectionClosed) as closed:
+        with pytest.raises(WebSocketClosed) as closed:
             await ws.get_message()
         assert closed.value.code == 1009
         with trio.fail_after(2):
@@ -320,7 +316,7 @@ async def test_frames_sent_with_the_upgrade_response_are_not_lost(nursery: trio.
     with trio.fail_after(10):
         hello = frame(TEXT, b'{"op":10}')
         url = await start_server(nursery, handler, with_accept=hello + frame(BINARY, b"z" * 5000))
-        ws = await GatewaySocket.connect(url, max_message_size=4096)  # errors surface on reading, not here
+        ws = await connect_websocket(url, max_message_size=4096)  # errors surface on reading, not here
         assert await ws.get_message() == '{"op":10}'
         with pytest.raises(FrameTooLarge):
             await ws.get_message()
@@ -333,8 +329,8 @@ async def test_rejected_upgrade_names_the_status(nursery: trio.Nursery) -> None:
 
     with trio.fail_after(10):
         url = await start_server(nursery, handler, reject=503)
-        with pytest.raises(GatewayHandshakeFailed) as info:
-            await GatewaySocket.connect(url, max_message_size=1 << 20)
+        with pytest.raises(WebSocketHandshakeFailed) as info:
+            await connect_websocket(url, max_message_size=1 << 20)
     assert info.value.status == 503
 
 
@@ -343,19 +339,19 @@ async def test_refused_tcp_connect_is_a_handshake_failure() -> None:
     await listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there now
-    with trio.fail_after(10), pytest.raises(GatewayHandshakeFailed) as info:
-        await GatewaySocket.connect(f"ws://127.0.0.1:{port}/", max_message_size=1 << 20)
+    with trio.fail_after(10), pytest.raises(WebSocketHandshakeFailed) as info:
+        await connect_websocket(f"ws://127.0.0.1:{port}/", max_message_size=1 << 20)
     assert info.value.status is None
 
 
 def test_bad_urls_and_unverified_tls_are_refused_before_connecting() -> None:
     with pytest.raises(LocalProtocolError):
-        trio.run(lambda: GatewaySocket.connect("http://127.0.0.1/", max_message_size=10))
+        trio.run(lambda: connect_websocket("http://127.0.0.1/", max_message_size=10))
     unverified = ssl.create_default_context()
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
     with pytest.raises(LocalProtocolError, match="verify"):
-        trio.run(lambda: GatewaySocket.connect("wss://127.0.0.1:1/", max_message_size=10, ssl_context=unverified))
+        trio.run(lambda: connect_websocket("wss://127.0.0.1:1/", max_message_size=10, ssl_context=unverified))
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -413,9 +409,9 @@ async def test_wss_refuses_an_untrusted_certificate_and_accepts_a_trusted_one(
     with trio.fail_after(10):
         listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
         url = f"wss://127.0.0.1:{listeners[0].socket.getsockname()[1]}/"
-        with pytest.raises(GatewayHandshakeFailed, match="TLS"):
-            await GatewaySocket.connect(url, max_message_size=1 << 20)  # system trust store: not trusted
+        with pytest.raises(WebSocketHandshakeFailed, match=r"certificate verify failed for 127\.0\.0\.1"):
+            await connect_websocket(url, max_message_size=1 << 20)  # system trust store: not trusted
         trusting = ssl.create_default_context(cafile=str(cert))
-        ws = await GatewaySocket.connect(url, max_message_size=1 << 20, ssl_context=trusting)
+        ws = await connect_websocket(url, max_message_size=1 << 20, ssl_context=trusting)
         assert await ws.get_message() == b"secure"
         await ws.aclose(4000)

@@ -1,4 +1,4 @@
-"""The client text-frame encoder (adapters/mirai/frames.py), checked against wsproto as the reference peer.
+"""The masked (client) text-frame encoder of relay/wire/frames.py, checked against wsproto as the reference peer.
 
 Every frame is parsed by a wsproto SERVER-side connection — the same library the fake framework (and many
 real frameworks' servers) use — so "decodes" here means "a strict RFC 6455 server accepts it".
@@ -13,15 +13,19 @@ import pytest
 import wsproto.events as ws_events
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 
-from adapters.mirai.client import encode_outgoing_text_frames
-from adapters.mirai.frames import (
-    MASK_BIT,
-    MASKING_KEY_BYTES,
-    encode_text_frames,
-    mask_payload,
-    text_frame_header,
-)
 from relay.errors import LocalProtocolError
+from relay.wire.connection import fresh_masking_keys
+from relay.wire.frames import MASK_BIT, MASKING_KEY_BYTES, encode_text_frames, frame_header, mask_payload
+
+
+def encode_outgoing_text_frames(messages: list[str]) -> bytes:
+    """What a client connection writes for a batch: fresh keys per frame (WebSocketConnection.send_messages)."""
+    return encode_text_frames(messages, fresh_masking_keys(len(messages)))
+
+
+def text_frame_header(length: int) -> bytes:
+    return frame_header(0x81, length, masked=True)
+
 
 KEY = bytes((0x37, 0xFA, 0x21, 0x3D))  # RFC 6455 §5.7's example key
 
