@@ -39,13 +39,26 @@ SANS_IO_MODULES = (
     "relay/wire/frames.py",
     "adapters/mirai/session.py",
     "adapters/mirai/translate.py",
+    "relay/web/models.py",
+    "relay/web/routing.py",
+    "relay/web/cors.py",
+    "relay/web/bodies.py",
+    "relay/web/multipart.py",
 )
 
 #: Modules that do blocking I/O of their own (SQLite) but must not depend on trio: the trio side drives them.
 NO_TRIO_MODULES = (
     "relay/store.py",
     "relay/outbox.py",
+    "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
 )
+
+#: Libraries wrapped by one module each: only that module (in relay/ and adapters/) may import them.
+WRAPPED_LIBRARIES = {
+    "h11": "relay/web/server.py",
+    "python_multipart": "relay/web/multipart.py",
+    "prometheus_client": "relay/web/metrics.py",
+}
 
 #: Where `adapters` may be imported from, besides adapters/ itself (one adapter's own package).
 COMPOSITION_ROOT = (
@@ -161,6 +174,19 @@ def test_one_websocket_implementation() -> None:
                 for line, name in imported_modules(path)
                 if any(is_within(name, lib) for lib in ("wsproto", "trio_websocket"))
             )
+    assert bad == []
+
+
+@pytest.mark.parametrize("library", sorted(WRAPPED_LIBRARIES))
+def test_wrapped_libraries_are_imported_by_their_wrapper_only(library: str) -> None:
+    bad: list[str] = []
+    for path in python_files():
+        name = rel(path)
+        if name.split("/")[0] not in ("relay", "adapters") or name == WRAPPED_LIBRARIES[library]:
+            continue
+        bad.extend(
+            f"{name}:{line} imports {module}" for line, module in imported_modules(path) if is_within(module, library)
+        )
     assert bad == []
 
 
