@@ -1,8 +1,8 @@
 """The websocket-upgrade hand-off of relay/web's server, with a wsproto handshake and real websocket clients.
 
-The upgrade handler here stands in for relay/wire's server side: it completes the handshake with wsproto
-(``initiate_upgrade_connection`` with the request's headers and target, plus the bytes h11 read past the head)
-and echoes one message.
+Two upgrade handlers echo one message: one completes the handshake with wsproto directly
+(``initiate_upgrade_connection`` with the request's headers and target, then the bytes h11 read past the head),
+the other through the project's own server side, ``relay.wire.server.UpgradeRequest``, as the ws adapter will.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from wsproto import ConnectionType, events
 from wsproto.frame_protocol import FrameProtocol
 
 from relay.web.server import WebSocketUpgrade
+from relay.wire.server import UpgradeRequest
 from tests.integration.test_web_server import GUARD, app
 from tests.integration.webclient import RawClient, serving
 
@@ -73,6 +74,43 @@ async def test_bytes_sent_with_the_upgrade_request_reach_the_upgrade_handler() -
                     received.extend(client.events())
     assert isinstance(received[0], events.AcceptConnection)
     assert [e.data for e in received if isinstance(e, events.TextMessage)] == ["/message: early"]
+
+
+async def echo_through_relay_wire(upgrade: WebSocketUpgrade) -> None:
+    """The same echo through the project's own server side (relay/wire), as the ws adapter will do it."""
+    request = UpgradeRequest(
+        upgrade.stream,
+        target=upgrade.request.target,
+        headers=upgrade.request.headers,
+        trailing=upgrade.trailing,
+        peer=str(upgrade.request.client),
+    )
+    ws = await request.accept(max_message_size=1 << 16)
+    message = await ws.get_message()
+    await ws.send_message(f"{upgrade.request.path}: {message!s}")
+    await ws.aclose(1000)
+
+
+async def test_relay_wire_accepts_a_handed_over_upgrade() -> None:
+    with trio.fail_after(GUARD):
+        async with serving(app(), upgrade_handler=echo_through_relay_wire) as port:
+            async with open_websocket("127.0.0.1", port, "/event", use_ssl=False) as ws:
+                await ws.send_message("hi")
+                reply = await ws.get_message()
+            # and with a first frame sent along with the handshake (relay/wire reads `trailing` first)
+            client = wsproto.WSConnection(ConnectionType.CLIENT)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                early = FrameProtocol(client=True, extensions=[]).send_data("early", fin=True)
+                await stream.send_all(client.send(events.Request(host="127.0.0.1", target="/all")) + early)
+                texts: list[str] = []
+                while not texts:
+                    data = await stream.receive_some(65536)
+                    assert data
+                    client.receive_data(data)
+                    texts.extend(e.data for e in client.events() if isinstance(e, events.TextMessage))
+    assert reply == "/event: hi"
+    assert texts == ["/all: early"]
 
 
 async def test_without_an_upgrade_handler_the_request_is_answered_as_http() -> None:
