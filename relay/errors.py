@@ -266,6 +266,76 @@ class WebSocketClosed(WebSocketError):
         super().__init__(f"websocket to {peer} {what}" + (f": {reason}" if reason else ""))
 
 
+# --------------------------------------------------------------------------- proxies
+
+
+class InvalidProxyURL(RelayError, ValueError):
+    """A proxy URL (configuration or environment) cannot be used. ``problem`` says what is wrong, never the
+    password; ``where`` names its origin (``"[discord] proxy"``, ``"environment variable HTTPS_PROXY"``)."""
+
+    def __init__(self, problem: str, *, where: str = "proxy URL") -> None:
+        self.problem = problem
+        self.where = where
+        super().__init__(f"{where}: {problem}")
+
+
+class ProxyError(RelayError):
+    """Opening a connection through a proxy failed. ``proxy`` is the redacted proxy URL (no password),
+    ``target`` the ``host:port`` the tunnel was for. The connection is closed; the caller retries with backoff."""
+
+    def __init__(self, proxy: str, target: str, message: str) -> None:
+        self.proxy = proxy
+        self.target = target
+        super().__init__(message)
+
+
+class ProxyConnectFailed(ProxyError):
+    """No (TCP or TLS) connection to the proxy itself: refused, unreachable, unknown name, TLS refused.
+    ``reason`` says what happened and what to check."""
+
+    def __init__(self, proxy: str, target: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(proxy, target, f"cannot connect to the proxy {proxy}: {reason}")
+
+
+class ProxyAuthenticationRefused(ProxyError):
+    """The proxy refused our credentials, or wants credentials and the URL has none."""
+
+    def __init__(self, proxy: str, target: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            proxy,
+            target,
+            f"the proxy {proxy} refused authentication: {reason}; check the user name and password "
+            "in the proxy URL (percent-encode : @ / ? # in them)",
+        )
+
+
+class ProxyCannotReachTarget(ProxyError):
+    """The proxy accepted us but could not (or would not) connect to the target."""
+
+    def __init__(self, proxy: str, target: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(proxy, target, f"the proxy {proxy} could not connect to {target}: {reason}")
+
+
+class ProxyTimeout(ProxyError):
+    """A step of opening the tunnel did not finish in time. ``step`` names it (``"the SOCKS5 greeting"``)."""
+
+    def __init__(self, proxy: str, target: str, step: str, seconds: float) -> None:
+        self.step = step
+        self.seconds = seconds
+        super().__init__(proxy, target, f"the proxy {proxy} did not finish {step} for {target} within {seconds:g} s")
+
+
+class ProxyProtocolError(ProxyError):
+    """The proxy answered in a way its scheme does not allow (often: the wrong scheme in the URL)."""
+
+    def __init__(self, proxy: str, target: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(proxy, target, f"the proxy {proxy} broke its protocol while connecting to {target}: {reason}")
+
+
 # --------------------------------------------------------------------------- storage
 
 

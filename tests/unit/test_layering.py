@@ -31,6 +31,7 @@ SANS_IO_MODULES = (
     "relay/template.py",
     "relay/fastjson.py",
     "relay/backoff.py",
+    "relay/proxyurl.py",
     "adapters/discord/gateway.py",
     "adapters/discord/ratelimit.py",
     "adapters/discord/translate.py",
