@@ -45,8 +45,8 @@ from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.envelope import Event
 from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
-from relay.outbox import MAX_PENDING_WRITES, Outbox
-from relay.store import MessageStore
+from relay.storage.outbox import MAX_PENDING_WRITES, Outbox
+from relay.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ STORE_FLUSH_INTERVAL: Final = 0.05
 #: seconds between message-store retention passes
 STORE_PRUNE_INTERVAL: Final = 3600.0
 #: the gateway reader waits for room while this many frames wait for the outbox's writer thread: half the
-#: point where Outbox.append would write them itself on the trio thread (relay.outbox.MAX_PENDING_WRITES),
+#: point where Outbox.append would write them itself on the trio thread (relay.storage.outbox.MAX_PENDING_WRITES),
 #: which would stall commands and framework writes too. Only the reader waits; Discord buffers meanwhile.
 READER_HOLD_FRAMES: Final = MAX_PENDING_WRITES // 2
 #: ... or while this many message-id rows wait for the store's flusher (two of its batches)
@@ -393,7 +393,7 @@ async def _serve_store(
 ) -> None:
     """Flush the message store off the trio thread (batched), prune by retention, flush once more at exit.
 
-    The worker thread holds ``write_lock`` (the outbox's, :attr:`relay.outbox.Outbox.write_lock`: both write
+    The worker thread holds ``write_lock`` (the outbox's, :attr:`relay.storage.outbox.Outbox.write_lock`: both write
     the same SQLite file) around each transaction, so the two writers take turns without SQLite's sleeping
     busy handler between them.
     """

@@ -43,9 +43,9 @@ from relay.envelope import (
     SendMessage,
 )
 from relay.errors import CommandFailed, FailureKind, RelayError
-from relay.outbox import Outbox
 from relay.ports import BotIdentity, CommandExecutor
-from relay.store import MessageStore, StoredMessage
+from relay.storage.outbox import Outbox
+from relay.storage.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Final
 import trio
 
 from relay.errors import StoreError
-from relay.outbox import FLUSH_INTERVAL, Outbox
+from relay.storage.outbox import FLUSH_INTERVAL, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ FLUSH_CHECK_EVERY: Final = 64
 async def serve_outbox_flusher(
     outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Flush ``outbox`` every :data:`relay.outbox.FLUSH_INTERVAL` until cancelled, and once more on the way out.
+    """Flush ``outbox`` every :data:`relay.storage.outbox.FLUSH_INTERVAL` until cancelled, and once more on the way out.
 
     Frames some framework lacks (it is down or slow) are written sooner: once :data:`FLUSH_AT_ONCE` of them wait,
     the flusher is woken and writes batch after batch until fewer wait. Frames every framework already has are
-    never written (see :meth:`relay.outbox.Outbox.take_batch`).
+    never written (see :meth:`relay.storage.outbox.Outbox.take_batch`).
 
     Each transaction runs in a worker thread (``Outbox.write_batch``), so the trio loop — the Discord reader
     and its heartbeats included — never waits for the disk (measured ~14 µs of SQLite work per 1 KB event).

@@ -15,7 +15,7 @@ Per connection:
   their turn, none is dropped);
 * the **writer** (started once the framework is verified) first replays every outbox frame after the
   connection's cursor, then keeps sending new outbox frames and queued responses. A frame counts as delivered
-  once ``send_messages`` returned on this verified connection (see :mod:`relay.outbox`); the cursor moves only
+  once ``send_messages`` returned on this verified connection (see :mod:`relay.storage.outbox`); the cursor moves only
   then;
 * the **expirer** answers commands that outlive ``command_timeout`` with a code-500 response
   (:class:`~adapters.mirai.correlator.CommandCorrelator`), so every command gets exactly one response.
@@ -52,7 +52,7 @@ from adapters.mirai.session import (
 from relay.config import MiraiConfig
 from relay.correlator import CommandCorrelator, Response, Ticket
 from relay.errors import WebSocketError
-from relay.outbox import Outbox
+from relay.storage.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from adapters.mirai.session import CommandDispatcher
 from relay.backoff import backoff_delay
 from relay.config import DestinationConfig, MiraiConfig, Protocol
 from relay.errors import FrameTooLarge, RelayError, WebSocketClosed, WebSocketHandshakeFailed
-from relay.outbox import Outbox
 from relay.ports import BotIdentity
+from relay.storage.outbox import Outbox
 from relay.wire import frames
 from relay.wire.client import Endpoint, connect_websocket, verifying_context
 

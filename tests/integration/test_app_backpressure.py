@@ -12,8 +12,8 @@ import trio
 from adapters.mirai.client import FLUSH_AT_ONCE, serve_outbox_flusher
 from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, Wakeup, _make_room, _serve_store
 from relay.config import OutboxConfig
-from relay.outbox import FLUSH_INTERVAL, Outbox
-from relay.store import MessageStore
+from relay.storage.outbox import FLUSH_INTERVAL, Outbox
+from relay.storage.store import MessageStore
 from tests.unit.test_store import msg as message
 
 
@@ -102,7 +102,7 @@ async def test_a_store_flusher_cancelled_before_its_thread_starts_still_writes_e
 ) -> None:
     # shutdown can cancel the flusher between taking a batch and handing it to a worker thread: the batch goes
     # back, and the final flush writes it (it used to wait for a batch nobody would write)
-    monkeypatch.setattr("relay.store.BATCH_WAIT_TIMEOUT", 1.0)  # a regression fails here instead of hanging
+    monkeypatch.setattr("relay.storage.store.BATCH_WAIT_TIMEOUT", 1.0)  # a regression fails here instead of hanging
     path = str(tmp_path / "bridge.sqlite3")
     wake = Wakeup()
     store = MessageStore.open(path, batch_size=4, on_batch_full=wake.set)

@@ -32,7 +32,7 @@ from adapters.mirai.session import CommandDispatcher
 from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, OutboxConfig, ReverseWsConfig
 from relay.envelope import Command, ConversationRef, MessageRef, MessageSent, Result, SendMessage, Text
 from relay.errors import CommandFailed, FailureKind
-from relay.outbox import Outbox
+from relay.storage.outbox import Outbox
 
 pytestmark = pytest.mark.ariadne
 

@@ -33,7 +33,7 @@ from relay.config import (
     Protocol,
     ReverseWsConfig,
 )
-from relay.outbox import Outbox
+from relay.storage.outbox import Outbox
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
 BOT = 987654321
@@ -431,7 +431,7 @@ async def test_bounds_exceeded_drops_only_the_excess_and_reports_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     box = Outbox(str(tmp_path / "bridge.sqlite3"), OutboxConfig(max_events=1000))
-    with trio.fail_after(GUARD), caplog.at_level(logging.WARNING, logger="relay.outbox"):
+    with trio.fail_after(GUARD), caplog.at_level(logging.WARNING, logger="relay.storage.outbox"):
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw:
             await fw.stop()
             async with running_bridge(mirai_config(fw.port), box):

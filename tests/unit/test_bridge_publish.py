@@ -18,8 +18,8 @@ from relay.bridge import Bridge
 from relay.config import MappingConfig, OutboxConfig
 from relay.envelope import Command, MessageReceived, Result, Text
 from relay.errors import CommandFailed, FailureKind
-from relay.outbox import Outbox
-from relay.store import MessageStore
+from relay.storage.outbox import Outbox
+from relay.storage.store import MessageStore
 from tests.unit.test_store import DM, G, msg
 
 GUILD = 910

@@ -49,8 +49,8 @@ SANS_IO_MODULES = (
 
 #: Modules that do blocking I/O of their own (SQLite) but must not depend on trio: the trio side drives them.
 NO_TRIO_MODULES = (
-    "relay/store.py",
-    "relay/outbox.py",
+    "relay/storage/store.py",
+    "relay/storage/outbox.py",
     "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
 )
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import outbox as outbox_module
 from relay.config import OutboxConfig
-from relay.outbox import Outbox
+from relay.storage import outbox as outbox_module
+from relay.storage.outbox import Outbox
 
 
 class Clock:
@@ -118,7 +118,7 @@ def test_max_events_drops_the_oldest_counts_and_logs_them(db: str, caplog: pytes
     box.register("down")
     for i in range(1500):
         box.append(frame(i))
-    with caplog.at_level(logging.WARNING, logger="relay.outbox"):
+    with caplog.at_level(logging.WARNING, logger="relay.storage.outbox"):
         box.flush()
     stats = box.statistics()
     assert stats.dropped == 500
@@ -131,7 +131,7 @@ def test_max_events_drops_the_oldest_counts_and_logs_them(db: str, caplog: pytes
     caplog.clear()
     for i in range(10):
         box.append(frame(i))
-    with caplog.at_level(logging.WARNING, logger="relay.outbox"):
+    with caplog.at_level(logging.WARNING, logger="relay.storage.outbox"):
         box.flush()
     assert box.statistics().dropped == 510
     assert caplog.text == ""
@@ -275,7 +275,7 @@ def test_a_batch_written_twice_is_harmless(db: str) -> None:
 
 def test_a_write_runs_one_insert_per_chunk_not_per_frame(db: str) -> None:
     # Every statement execution releases and re-takes the GIL; per-frame inserts let a busy trio thread
-    # stretch the transaction (and the file's write lock) to seconds. See relay/outbox.py _insert_rows.
+    # stretch the transaction (and the file's write lock) to seconds. See relay/storage/outbox.py _insert_rows.
     box = Outbox(db, OutboxConfig())
     box.register("a")
     counts = []

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import outbox as outbox_module
 from relay.config import OutboxConfig
-from relay.outbox import Outbox
+from relay.storage import outbox as outbox_module
+from relay.storage.outbox import Outbox
 from tests.unit.test_outbox import Clock, frame
 
 #: a small threshold so the tests stay fast (the module reads it when an Outbox is created and after failures)
@@ -124,7 +124,7 @@ def test_a_failing_disk_keeps_frames_and_is_retried_only_after_more_frames(
     box.flush()
     other = sqlite3.connect(db, isolation_level=None)
     other.execute("ALTER TABLE outbox_events RENAME TO outbox_events_away")  # every insert now fails at once
-    caplog.set_level(logging.ERROR, logger="relay.outbox")
+    caplog.set_level(logging.ERROR, logger="relay.storage.outbox")
 
     for i in range(SMALL_PENDING):
         box.append(frame(i))

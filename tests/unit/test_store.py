@@ -1,4 +1,4 @@
-"""The message-id store: Int32 ids per conversation, batching, restarts, lookups, retention (relay/store.py)."""
+"""The message-id store: Int32 ids per conversation, batching, restarts, lookups, retention (relay.storage.store)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from relay import store as store_module
 from relay.envelope import (
     INT32_MAX,
     ConversationRef,
@@ -26,7 +25,8 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
-from relay.store import MessageStore
+from relay.storage import store as store_module
+from relay.storage.store import MessageStore
 
 GROUP = Group(id=222, name="Dev", bot_role=Role.MEMBER, guild_id=1)
 ALICE = Member(user_id=111, display_name="Alice", role=Role.MEMBER, group=GROUP)
@@ -348,7 +348,7 @@ def test_conversation_kind_of_an_ambiguous_target(db_path: str) -> None:
 
 def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: str) -> None:
     # Each statement execution is one GIL release + re-take in the sqlite3 module; per-row statements let a
-    # busy trio thread stretch a transaction (and the file's write lock) to seconds. See relay/store.py flush.
+    # busy trio thread stretch a transaction (and the file's write lock) to seconds. See relay/storage/store.py flush.
     chunk = store_module.CHUNK_ROWS
     store = MessageStore.open(db_path, batch_size=10**9)
     counts = []
@@ -420,9 +420,9 @@ def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_g
     import sys
     import threading
 
-    from relay import outbox as outbox_module
     from relay.config import OutboxConfig
-    from relay.outbox import Outbox
+    from relay.storage import outbox as outbox_module
+    from relay.storage.outbox import Outbox
 
     monkeypatch.setattr(outbox_module, "SQLITE_BUSY_TIMEOUT", 1.0)
     store = MessageStore.open(db_path, batch_size=10**9, busy_timeout=1.0)

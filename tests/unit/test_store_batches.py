@@ -1,4 +1,4 @@
-"""The message store's split flush: take_batch on the recording thread, write_batch anywhere (relay/store.py)."""
+"""The message store's split flush: take_batch on the recording thread, write_batch anywhere (relay.storage.store)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relay.errors import StoreError
-from relay.store import MessageStore, StoreBatch
+from relay.storage.store import MessageStore, StoreBatch
 from tests.unit.test_store import DM, G, msg
 
 
@@ -140,7 +140,7 @@ def test_giving_back_a_written_batch_changes_nothing(db_path: str) -> None:
 
 
 def test_a_flush_gives_up_on_a_batch_nobody_writes(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("relay.store.BATCH_WAIT_TIMEOUT", 0.05)
+    monkeypatch.setattr("relay.storage.store.BATCH_WAIT_TIMEOUT", 0.05)
     store, _batch = batch_in_flight(db_path)
     with pytest.raises(StoreError, match="neither written nor given back"):
         store.flush()

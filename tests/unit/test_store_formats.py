@@ -1,5 +1,5 @@
 """The message store's row format and lean cache: old files keep loading, odd content survives, the cache stays
-small (relay/store.py)."""
+small (relay/storage/store.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from relay import store as store_module
 from relay.envelope import (
     INT32_MAX,
     Audio,
@@ -31,7 +30,8 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
-from relay.store import MessageStore, StoredMessage
+from relay.storage import store as store_module
+from relay.storage.store import MessageStore, StoredMessage
 
 GROUP = Group(id=222, name="Dev", bot_role=Role.MEMBER, guild_id=1)
 ALICE = Member(

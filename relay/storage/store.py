@@ -135,7 +135,7 @@ def _make_converter() -> cattrs.Converter:
     configure_tagged_union(Segment, converter, tag_name="kind", tag_generator=lambda cls: cls.__name__)
     configure_tagged_union(Member | User, converter, tag_name="kind", tag_generator=lambda cls: cls.__name__)
     if set(Segment.__args__) != set(segment_types):
-        raise LocalProtocolError("relay/store.py: list every envelope Segment type in _make_converter")
+        raise LocalProtocolError("relay/storage/store.py: list every envelope Segment type in _make_converter")
     return converter
 
 
@@ -190,7 +190,7 @@ def _check_fields(cls: type, expected: tuple[str, ...]) -> tuple[str, ...]:
     # too, or it would silently vanish from recorded messages / stored rows. Fail at import instead.
     names = tuple(f.name for f in attrs.fields(cls))
     if set(names) != set(expected):
-        raise LocalProtocolError(f"relay/store.py: update the {cls.__name__} fast paths to its fields {names}")
+        raise LocalProtocolError(f"relay/storage/store.py: update the {cls.__name__} fast paths to its fields {names}")
     return names
 
 
