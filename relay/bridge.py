@@ -45,7 +45,8 @@ from relay.envelope import (
 from relay.errors import CommandFailed, FailureKind, RelayError
 from relay.ports import BotIdentity, CommandExecutor
 from relay.storage.outbox import Outbox
-from relay.storage.store import MessageStore, StoredMessage
+from relay.storage.rows import StoredMessage
+from relay.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
 

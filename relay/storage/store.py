@@ -35,52 +35,50 @@ builds it once, with its id; the Discord translator uses it as its message facto
 between channels and users, and mirai commands such as ``recall {target, messageId}`` do not say whether
 ``target`` is a group or a friend. The stored row knows the real kind.
 
-Tables are prefixed ``messages_`` (the outbox shares the SQLite file with ``outbox_`` tables).
+Tables are prefixed ``messages_`` (the outbox shares the SQLite file with ``outbox_`` tables). A row's format
+(the ids, and a JSON payload with the rest) is :mod:`relay.storage.rows`.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
-import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import attrs
 import cattrs
-from cattrs.strategies import configure_tagged_union
 
 from relay import fastjson
 from relay.envelope import (
     INT32_MAX,
-    Audio,
     ConversationKind,
     ConversationRef,
-    Emoji,
-    File,
     Group,
-    Image,
     Member,
-    Mention,
-    MentionAll,
     Message,
-    MessageRef,
     Quote,
-    RichContent,
     Segment,
-    Sticker,
-    Text,
-    Unsupported,
     User,
 )
-from relay.errors import LocalProtocolError, StoreError
+from relay.errors import StoreError
+from relay.storage.rows import (
+    COLUMN_COUNT,
+    COLUMNS,
+    Content,
+    Flushed,
+    StoredMessage,
+    encode_batch,
+    flushed_entry,
+    from_row,
+    stored,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoredMessage", "segment_converter"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoreBatch"]
 
 #: rows pending before record() flushes by itself (one transaction each; keeps a burst from piling up RAM)
 DEFAULT_BATCH_SIZE = 1024
@@ -122,331 +120,8 @@ CREATE TABLE IF NOT EXISTS messages_counter (
 );
 """
 
-
-# --------------------------------------------------------------------------- serialization
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter()
-    # Outbound media bytes are never persisted (could be megabytes); a stored image keeps its id/url.
-    converter.register_unstructure_hook(bytes, lambda _value: None)
-    converter.register_structure_hook(bytes, lambda _value, _type: None)
-    segment_types = (Text, Mention, MentionAll, Emoji, Image, Audio, File, Sticker, RichContent, Unsupported)
-    configure_tagged_union(Segment, converter, tag_name="kind", tag_generator=lambda cls: cls.__name__)
-    configure_tagged_union(Member | User, converter, tag_name="kind", tag_generator=lambda cls: cls.__name__)
-    if set(Segment.__args__) != set(segment_types):
-        raise LocalProtocolError("relay/storage/store.py: list every envelope Segment type in _make_converter")
-    return converter
-
-
-#: the store's cattrs converter for envelope segments / senders (relay/ may not import adapter codecs)
-segment_converter = _make_converter()
-
-
-@attrs.frozen(kw_only=True)
-class StoredMessage:
-    """One mapping: the mirai id of a Discord message and what is known about the message."""
-
-    conversation: ConversationRef
-    local_id: int
-    channel_id: int
-    platform_id: int
-    author_id: int
-    time: int
-    segments: tuple[Segment, ...] = ()
-    sender: Member | User | None = None
-    group: Group | None = None
-    quote: Quote | None = None
-    from_self: bool = False
-
-    @property
-    def ref(self) -> MessageRef:
-        return MessageRef(
-            conversation=self.conversation,
-            local_id=self.local_id,
-            platform_id=self.platform_id,
-            channel_id=self.channel_id,
-        )
-
-    def to_message(self) -> Message:
-        """Rebuild the envelope message (sender falls back to a bare user when it was never known)."""
-        sender = self.sender if self.sender is not None else User(id=self.author_id, name="")
-        return Message(
-            conversation=self.conversation,
-            channel_id=self.channel_id,
-            platform_id=self.platform_id,
-            local_id=self.local_id,
-            time=self.time,
-            sender=sender,
-            segments=self.segments,
-            quote=self.quote,
-            from_self=self.from_self,
-            group=self.group,
-        )
-
-
-def _check_fields(cls: type, expected: tuple[str, ...]) -> tuple[str, ...]:
-    # The hand-written fast paths below name every field; a field added to the envelope must be added there
-    # too, or it would silently vanish from recorded messages / stored rows. Fail at import instead.
-    names = tuple(f.name for f in attrs.fields(cls))
-    if set(names) != set(expected):
-        raise LocalProtocolError(f"relay/storage/store.py: update the {cls.__name__} fast paths to its fields {names}")
-    return names
-
-
-#: every Message field, copied by name in _recorded (attrs.evolve re-reads the class per call)
-_MESSAGE_FIELDS = _check_fields(
-    Message,
-    (
-        "conversation",
-        "channel_id",
-        "platform_id",
-        "local_id",
-        "time",
-        "sender",
-        "segments",
-        "quote",
-        "from_self",
-        "group",
-    ),
-)
-_check_fields(
-    Member,
-    (
-        "user_id",
-        "display_name",
-        "role",
-        "group",
-        "joined_at",
-        "last_spoke_at",
-        "mute_remaining",
-        "special_title",
-        "is_bot",
-    ),
-)
-_check_fields(User, ("id", "name", "username", "is_bot", "avatar_url"))
-_check_fields(Group, ("id", "name", "bot_role", "guild_id"))
-_check_fields(Text, ("text",))
-
-_SEGMENTS_TYPE = tuple[Segment, ...]
-_SENDER_TYPE = Member | User
-#: stdlib encoder for what orjson refuses (integers beyond 64 bits, lone surrogates): ASCII output, so a lone
-#: surrogate becomes an escape that SQLite's UTF-8 text and json.loads both accept
-_JSON_FALLBACK = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
-
-
-# The dict builders below produce exactly what segment_converter.unstructure produces for these types
-# (tests/unit/test_store*.py check), at a fraction of the cost: the converter plus json.dumps took ~15 µs a row,
-# all of it holding the GIL in the flusher thread while the trio thread waits to parse the next event.
-
-
-#: id(group) → its unstructured form, for one batch: a message's group is usually its sender's group too, and
-#: consecutive messages share it. Keyed by identity (hashing a frozen Group costs more than unstructuring it);
-#: valid only while the batch keeps every group alive, so each flush starts a new one.
-_GroupMemo = dict[int, dict[str, Any]]
-
-
-def _group_dict(group: Group, memo: _GroupMemo | None = None) -> dict[str, Any]:
-    if memo is not None:
-        found = memo.get(id(group))
-        if found is not None:
-            return found
-    # _value_, not .value: the enum property is a Python-level descriptor call (~0.3 µs)
-    unstructured = {"id": group.id, "name": group.name, "bot_role": group.bot_role._value_, "guild_id": group.guild_id}
-    if memo is not None:
-        memo[id(group)] = unstructured
-    return unstructured
-
-
-def _sender_dict(sender: Member | User, memo: _GroupMemo | None = None) -> dict[str, Any]:
-    if type(sender) is Member:
-        return {
-            "user_id": sender.user_id,
-            "display_name": sender.display_name,
-            "role": sender.role._value_,
-            "group": _group_dict(sender.group, memo),
-            "joined_at": sender.joined_at,
-            "last_spoke_at": sender.last_spoke_at,
-            "mute_remaining": sender.mute_remaining,
-            "special_title": sender.special_title,
-            "is_bot": sender.is_bot,
-            "kind": "Member",
-        }
-    if type(sender) is User:
-        return {
-            "id": sender.id,
-            "name": sender.name,
-            "username": sender.username,
-            "is_bot": sender.is_bot,
-            "avatar_url": sender.avatar_url,
-            "kind": "User",
-        }
-    return segment_converter.unstructure(sender, _SENDER_TYPE)  # type: ignore[no-any-return]  # a subclass
-
-
-def _sender_json(sender: Member | User) -> str:
-    """A sender as its payload JSON (tests compare the fast path with the converter through it)."""
-    return fastjson.dumps(_sender_dict(sender)).decode()
-
-
-def _unstructure_segments(segments: tuple[Segment, ...]) -> Any:
-    # Plain text is most of the traffic
-    if len(segments) == 1:
-        only = segments[0]
-        if type(only) is Text:
-            return [{"text": only.text, "kind": "Text"}]
-    elif all(type(segment) is Text for segment in segments):
-        return [{"text": s.text, "kind": "Text"} for s in segments]  # type: ignore[union-attr]
-    return segment_converter.unstructure(segments, _SEGMENTS_TYPE)
-
-
-#: what a row's payload is built from: a recorded message (pending) or a reference-only / sent-message row
-_Content = Message | StoredMessage
-
-
-def _payload_object(content: _Content, memo: _GroupMemo | None = None) -> dict[str, Any]:
-    """The row's payload: ``{"segments", "sender", "group", "quote", "from_self"}`` (read by _from_row)."""
-    sender = content.sender
-    group = content.group
-    quote = content.quote
-    return {
-        "segments": _unstructure_segments(content.segments),
-        "sender": None if sender is None else _sender_dict(sender, memo),
-        "group": None if group is None else _group_dict(group, memo),
-        "quote": None if quote is None else segment_converter.unstructure(quote, Quote),
-        "from_self": content.from_self,
-    }
-
-
-def _has_float(segments: tuple[Segment, ...]) -> bool:
-    # orjson writes a NaN or infinite float as null, which would not load back (the stdlib writes NaN, which
-    # it reads); Audio.duration is the envelope's only float
-    if len(segments) == 1:  # most messages: skip the generator
-        return type(segments[0]) is Audio
-    return any(type(segment) is Audio for segment in segments)
-
-
-def _payload(content: _Content, memo: _GroupMemo | None = None) -> str:
-    """The row's JSON payload text (the format every earlier version wrote too; see _payload_object)."""
-    data = _payload_object(content, memo)
-    quote = content.quote
-    if _has_float(content.segments) or (quote is not None and _has_float(quote.origin)):
-        return _JSON_FALLBACK.encode(data)
-    try:
-        return fastjson.dumps(data).decode()
-    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate
-        return _JSON_FALLBACK.encode(data)
-
-
-def _safe_payload(content: _Content, memo: _GroupMemo | None = None) -> str:
-    """The row payload; a segment the converter cannot handle must not wedge every later flush."""
-    try:
-        return _payload(content, memo)
-    except (TypeError, ValueError, cattrs.BaseValidationError):
-        log.exception("message %d: content not storable; keeping the id mapping only", content.platform_id)
-        return _payload(StoredMessage(**{**_stored_fields(content), "segments": (), "quote": None}))
-
-
-def _author_id(content: _Content) -> int:
-    if type(content) is StoredMessage:
-        return content.author_id
-    sender = content.sender
-    return sender.user_id if isinstance(sender, Member) else sender.id  # type: ignore[union-attr]
-
-
-def _stored_fields(content: _Content) -> dict[str, Any]:
-    return {
-        "conversation": content.conversation,
-        "local_id": content.local_id,
-        "channel_id": content.channel_id,
-        "platform_id": content.platform_id,
-        "author_id": _author_id(content),
-        "time": content.time,
-        "segments": content.segments,
-        "sender": content.sender,
-        "group": content.group,
-        "quote": content.quote,
-        "from_self": content.from_self,
-    }
-
-
-def _stored(content: _Content) -> StoredMessage:
-    return content if type(content) is StoredMessage else StoredMessage(**_stored_fields(content))
-
-
-def _loads(payload: str | bytes) -> Any:
-    try:
-        return fastjson.loads(payload)
-    except ValueError:  # stricter than the stdlib (lone surrogate escapes, NaN): let it decide
-        return json.loads(payload)
-
-
-def _from_row(row: _Row) -> StoredMessage:
-    conversation_id, local_id, kind, channel_id, platform_id, author_id, time, payload = row
-    data = _loads(payload)
-    segments = data.get("segments") or ()
-    sender = data.get("sender")
-    group = data.get("group")
-    quote = data.get("quote")
-    return StoredMessage(
-        conversation=ConversationRef(ConversationKind(kind), conversation_id),
-        local_id=local_id,
-        channel_id=channel_id,
-        platform_id=platform_id,
-        author_id=author_id,
-        time=time,
-        segments=segment_converter.structure(segments, _SEGMENTS_TYPE),
-        sender=None if sender is None else segment_converter.structure(sender, _SENDER_TYPE),  # type: ignore[arg-type]
-        group=None if group is None else segment_converter.structure(group, Group),
-        quote=None if quote is None else segment_converter.structure(quote, Quote),
-        from_self=bool(data.get("from_self", False)),
-    )
-
-
-#: one messages_map row: (conversation_id, local_id, kind, channel_id, platform_id, author_id, time, payload)
-_Row = tuple[int, int, str, int, int, int, int, str]
-#: a flushed cache entry: (conversation_id, local_id, channel_id, platform_id, time) — what the event path,
-#: eviction and prune need. Only ints, so the garbage collector stops tracking it (a full collection over
-#: 10,000 cached object graphs took ~17 ms, a paced-latency p99 spike), and no payload (~700 bytes of RSS).
-_Flushed = tuple[int, int, int, int, int]
-#: a cache entry: the recorded content until it is flushed, then its ids
-_Entry = Message | StoredMessage | _Flushed
-
-
-def _flushed(row: _Row) -> _Flushed:
-    return (row[0], row[1], row[3], row[4], row[6])
-
-
-def _encode_batch(batch: list[_Content]) -> tuple[list[object], list[_Flushed]]:
-    """The bound parameters of ``batch``'s rows (eight a row, in :data:`_COLUMNS` order) and their cache entries.
-
-    Flat rather than a tuple per row: this loop is the flusher's GIL-holding work (one turn per relayed message),
-    so it builds nothing the statement does not need.
-    """
-    params: list[object] = []
-    flushed: list[_Flushed] = []
-    memo: _GroupMemo = {}  # the batch keeps every group alive until this returns
-    for content in batch:
-        conversation = content.conversation
-        conversation_id = conversation.id
-        local_id = content.local_id
-        channel_id = content.channel_id
-        platform_id = content.platform_id
-        time = content.time
-        params += (
-            conversation_id,
-            local_id,
-            conversation.kind._value_,
-            channel_id,
-            platform_id,
-            _author_id(content),
-            time,
-            _safe_payload(content, memo),
-        )
-        # a group's channel id equals its conversation id: share the int object (32 bytes a cached entry)
-        shared_channel = conversation_id if channel_id == conversation_id else channel_id
-        flushed.append((conversation_id, local_id, shared_channel, platform_id, time))
-    return params, flushed
+#: a cache entry: the recorded content until it is flushed, then its ids (see relay.storage.rows.Flushed)
+_Entry = Message | StoredMessage | Flushed
 
 
 def _entry_platform(entry: _Entry) -> int:
@@ -462,8 +137,7 @@ def _entry_time(entry: _Entry) -> int:
     return entry[4] if type(entry) is tuple else entry.time  # type: ignore[union-attr]
 
 
-_COLUMNS = "conversation_id, local_id, conversation_kind, channel_id, platform_id, author_id, time, payload"
-_INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 _UPSERT_COUNTERS = (
     "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
     "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
@@ -482,15 +156,14 @@ _BULK_SUPPORTED = sqlite3.sqlite_version_info >= (3, 38, 0)
 CHUNK_ROWS = 512
 #: host parameters one statement may bind: 32,766 since SQLite 3.32, 999 before (SQLite docs, "Limits" §9)
 _MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-_MAP_COLUMNS = 8
 #: rows of the largest map INSERT: CHUNK_ROWS, or the power of two that fits an old SQLite's 999 variables
-_MAP_CHUNK_MAX = 1 << (min(CHUNK_ROWS, _MAX_VARIABLES // _MAP_COLUMNS).bit_length() - 1)
+_MAP_CHUNK_MAX = 1 << (min(CHUNK_ROWS, _MAX_VARIABLES // COLUMN_COUNT).bit_length() - 1)
 
 
 @functools.lru_cache(maxsize=_MAP_CHUNK_MAX.bit_length())
 def _insert_map_values(rows: int) -> str:
     """One INSERT of ``rows`` rows, each bound as eight parameters (SQLite caches the compiled statement)."""
-    return f"INSERT OR REPLACE INTO messages_map ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
+    return f"INSERT OR REPLACE INTO messages_map ({COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
 
 
 def _map_chunk_rows(rows: int) -> list[int]:
@@ -523,8 +196,8 @@ def _write_map_rows(db: sqlite3.Connection, params: list[object]) -> None:
     ~13 → ~6.5 µs on 20,000 1 KB rows), none of it holding the GIL.
     """
     first = 0
-    for rows in _map_chunk_rows(len(params) // _MAP_COLUMNS):
-        end = first + rows * _MAP_COLUMNS
+    for rows in _map_chunk_rows(len(params) // COLUMN_COUNT):
+        end = first + rows * COLUMN_COUNT
         db.execute(_INSERT_MAP if rows == 1 else _insert_map_values(rows), params[first:end])
         first = end
 
@@ -554,7 +227,7 @@ def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequ
 
 def _recorded(message: Message, local_id: int, quote: Quote | None) -> Message:
     """``message`` with its id and resolved quote. Not attrs.evolve: it re-reads the class's fields on every call
-    (~3.5 µs); every field is named here (_MESSAGE_FIELDS checks the list at import)."""
+    (~3.5 µs); every field is named here (MESSAGE_FIELDS checks the list at import)."""
     return Message(
         conversation=message.conversation,
         channel_id=message.channel_id,
@@ -577,9 +250,9 @@ class StoreBatch:
     """One transaction's worth of rows, taken and encoded on the recording thread (see
     :meth:`MessageStore.take_batch`), written by :meth:`MessageStore.write_batch`."""
 
-    contents: list[_Content]
-    params: list[object]  #: eight bound values a row (see _encode_batch)
-    flushed: list[_Flushed]  #: each row's cache entry once it is on disk
+    contents: list[Content]
+    params: list[object]  #: eight bound values a row (see encode_batch)
+    flushed: list[Flushed]  #: each row's cache entry once it is on disk
     counter_ids: set[int]  #: conversations whose counters to persist (their values are read at write time)
 
 
@@ -625,10 +298,10 @@ class MessageStore:
         self._by_platform: dict[int, tuple[int, int]] = {}
         #: conversation id → last issued id
         self._counters: dict[int, int] = {}
-        self._pending: list[_Content] = []
+        self._pending: list[Content] = []
         self._dirty_counters: set[int] = set()
         #: the rows of the batch taken and not yet written (lookups scan them with the pending ones)
-        self._taken: list[_Content] | None = None
+        self._taken: list[Content] | None = None
         #: notified when the batch in flight is written (or put back)
         self._batch_done = threading.Condition(self._mem)
         self._closed = False
@@ -691,17 +364,17 @@ class MessageStore:
             counters = dict(self._conn.execute("SELECT conversation_id, last_id FROM messages_counter"))
             warm = min(WARM_ROWS, self._cache_size)
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM (SELECT * FROM messages_map ORDER BY time DESC LIMIT ?) ORDER BY time",
+                f"SELECT {COLUMNS} FROM (SELECT * FROM messages_map ORDER BY time DESC LIMIT ?) ORDER BY time",
                 (warm,),
             ).fetchall()
             for row in rows:
-                _from_row(row)  # validate now: a broken file should fail at open, not at a later lookup
+                from_row(row)  # validate now: a broken file should fail at open, not at a later lookup
         except (sqlite3.Error, ValueError, cattrs.BaseValidationError) as exc:
             raise StoreError(f"the message store is unreadable: {exc}; move the file aside to start afresh") from exc
         with self._mem:
             self._counters = counters
             for row in rows:
-                self._cache((row[0], row[1]), _flushed(row))
+                self._cache((row[0], row[1]), flushed_entry(row))
 
     def close(self) -> None:
         """Flush what is pending and close the file. Idempotent. Do not call it on the thread that took a batch
@@ -768,7 +441,7 @@ class MessageStore:
             if oldest is not None and by_platform.get(platform_id := _entry_platform(oldest)) == oldest_key:
                 del by_platform[platform_id]
 
-    def _add(self, key: tuple[int, int], content: _Content) -> bool:
+    def _add(self, key: tuple[int, int], content: Content) -> bool:
         """Cache and queue one row; True when the batch is full (the caller flushes outside the lock)."""
         self._cache(key, content)
         self._pending.append(content)
@@ -1021,7 +694,7 @@ class MessageStore:
             self._dirty_counters = set()
             self._taken = contents
         try:
-            params, flushed = _encode_batch(contents)
+            params, flushed = encode_batch(contents)
         except BaseException:
             self._put_back(contents, counter_ids)
             raise
@@ -1030,7 +703,7 @@ class MessageStore:
     def write_batch(self, batch: StoreBatch) -> int:
         """Write ``batch`` in one transaction (safe in a worker thread) and return how many rows it had.
 
-        Cached entries then keep only their ids (see _Flushed). On failure the rows go back to the pending
+        Cached entries then keep only their ids (see Flushed). On failure the rows go back to the pending
         batch (nothing is lost; the next batch retries them) and :class:`~relay.errors.StoreError` is raised.
         """
         with self._db:
@@ -1077,7 +750,7 @@ class MessageStore:
         except BaseException:
             self._put_back(batch.contents, batch.counter_ids)
             raise
-        with self._mem:  # cached entries keep only their ids (see _Flushed); skipped if re-recorded meanwhile
+        with self._mem:  # cached entries keep only their ids (see Flushed); skipped if re-recorded meanwhile
             by_local = self._by_local
             for content, entry in zip(batch.contents, batch.flushed, strict=True):
                 key = (entry[0], entry[1])
@@ -1088,7 +761,7 @@ class MessageStore:
             self._batch_done.notify_all()
         return len(batch.flushed)
 
-    def _put_back(self, contents: list[_Content], counter_ids: set[int]) -> None:
+    def _put_back(self, contents: list[Content], counter_ids: set[int]) -> None:
         with self._mem:
             self._pending[:0] = contents
             self._dirty_counters.update(counter_ids)
@@ -1106,12 +779,12 @@ class MessageStore:
             self._check_open()
             cached = self._by_local.get(key)
         if cached is not None and type(cached) is not tuple:
-            return _stored(cached)  # type: ignore[arg-type]
+            return stored(cached)  # type: ignore[arg-type]
         found = self._select_one("WHERE conversation_id = ? AND local_id = ?", key)
         if found is None:
             with self._mem:  # evicted from the cache but not flushed yet (flusher behind)
                 pending = next((p for p in self._unwritten() if (p.conversation.id, p.local_id) == key), None)
-            return None if pending is None else _stored(pending)
+            return None if pending is None else stored(pending)
         return found
 
     def lookup_platform(self, platform_id: int) -> StoredMessage | None:
@@ -1121,7 +794,7 @@ class MessageStore:
             known = self._known(platform_id)
         if known is not None:
             if type(known) is not tuple:
-                return _stored(known)  # type: ignore[arg-type]
+                return stored(known)  # type: ignore[arg-type]
             # by its key: a message recorded again after its eviction has two rows, and the cache knows the newer
             found = self._select_one("WHERE conversation_id = ? AND local_id = ?", (known[0], known[1]))
             if found is not None and found.platform_id == platform_id:
@@ -1130,7 +803,7 @@ class MessageStore:
         if found is None:
             with self._mem:
                 pending = next((p for p in self._unwritten() if p.platform_id == platform_id), None)
-            return None if pending is None else _stored(pending)
+            return None if pending is None else stored(pending)
         return found
 
     def conversation(self, conversation_id: int) -> ConversationRef | None:
@@ -1157,10 +830,10 @@ class MessageStore:
         with self._read:
             self._check_open()
             try:
-                row = self._reader.execute(f"SELECT {_COLUMNS} FROM messages_map {where}", params).fetchone()
+                row = self._reader.execute(f"SELECT {COLUMNS} FROM messages_map {where}", params).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
-        return None if row is None else _from_row(row)
+        return None if row is None else from_row(row)
 
     def history(
         self, conversation: ConversationRef | int, time_start: int, time_end: int, limit: int
@@ -1173,14 +846,14 @@ class MessageStore:
             self._check_open()
             try:
                 rows = self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM (SELECT * FROM messages_map WHERE conversation_id = ? "
+                    f"SELECT {COLUMNS} FROM (SELECT * FROM messages_map WHERE conversation_id = ? "
                     "AND time >= ? AND time <= ? ORDER BY time DESC, local_id DESC LIMIT ?) "
                     "ORDER BY time, local_id",
                     (conversation_id, max(time_start, -(2**63)), min(time_end, 2**63 - 1), max(0, limit)),
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"message store history query failed: {exc}") from exc
-        return [_from_row(row) for row in rows]
+        return [from_row(row) for row in rows]
 
     # ------------------------------------------------------------------ removal
 
@@ -1242,7 +915,7 @@ class MessageStore:
         """Rows recorded but not yet flushed."""
         return len(self._pending)
 
-    def _unwritten(self) -> list[_Content]:
+    def _unwritten(self) -> list[Content]:
         """Rows recorded but not on disk yet, oldest first (call with ``_mem`` held)."""
         return self._pending if self._taken is None else self._taken + self._pending
 

@@ -25,6 +25,7 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
+from relay.storage import rows
 from relay.storage import store as store_module
 from relay.storage.store import MessageStore
 
@@ -482,12 +483,12 @@ def test_fast_paths_match_the_converter_and_evolve() -> None:
     import attrs
 
     segments = (Text("a"), Text("b \u2028 😀"))
-    expected = store_module.segment_converter.unstructure(segments, tuple[store_module.Segment, ...])
-    assert store_module._unstructure_segments(segments) == expected
+    expected = rows.segment_converter.unstructure(segments, tuple[rows.Segment, ...])
+    assert rows._unstructure_segments(segments) == expected
     for sender in (ALICE, User(id=1, name="Bob")):
-        unstructured = store_module.segment_converter.unstructure(sender, store_module._SENDER_TYPE)
-        assert json.loads(store_module._sender_json(sender)) == unstructured
-    stored = store_module.StoredMessage(
+        unstructured = rows.segment_converter.unstructure(sender, rows.SENDER_TYPE)
+        assert json.loads(rows._sender_json(sender)) == unstructured
+    stored = rows.StoredMessage(
         conversation=G,
         local_id=1,
         channel_id=222,
@@ -499,7 +500,7 @@ def test_fast_paths_match_the_converter_and_evolve() -> None:
         group=GROUP,
         from_self=True,
     )
-    assert store_module._from_row((222, 1, "group", 222, 3, 111, T0, store_module._payload(stored))) == stored
+    assert rows.from_row((222, 1, "group", 222, 3, 111, T0, rows.payload(stored))) == stored
     store = MessageStore.open(":memory:")
     original = msg(5, from_self=True, quote=Quote(ref=MessageRef(conversation=G, platform_id=4), author_id=9))
     recorded = store.record(original)

@@ -30,8 +30,9 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
-from relay.storage import store as store_module
-from relay.storage.store import MessageStore, StoredMessage
+from relay.storage import rows
+from relay.storage.rows import StoredMessage
+from relay.storage.store import MessageStore
 
 GROUP = Group(id=222, name="Dev", bot_role=Role.MEMBER, guild_id=1)
 ALICE = Member(
@@ -134,7 +135,7 @@ def test_a_file_written_by_the_previous_version_still_loads(db_path: str) -> Non
 def test_new_rows_keep_the_previous_format(db_path: str) -> None:
     # a file written now stays readable by the previous version (a rollback keeps working)
     for stored, old in ((OLD_GROUP_MESSAGE, OLD_GROUP_PAYLOAD), (OLD_DM_MESSAGE, OLD_DM_PAYLOAD)):
-        assert json.loads(store_module._payload(stored)) == json.loads(old)
+        assert json.loads(rows.payload(stored)) == json.loads(old)
     store = MessageStore.open(db_path)
     store.record(OLD_DM_MESSAGE.to_message())
     store.close()
@@ -143,13 +144,13 @@ def test_new_rows_keep_the_previous_format(db_path: str) -> None:
 
 
 def test_the_fast_dict_builders_match_the_converter() -> None:
-    converter = store_module.segment_converter
+    converter = rows.segment_converter
     for sender in (ALICE, BOB, User(id=1, name="")):
-        assert store_module._sender_dict(sender) == converter.unstructure(sender, store_module._SENDER_TYPE)
-    assert store_module._group_dict(GROUP) == converter.unstructure(GROUP, Group)
+        assert rows._sender_dict(sender) == converter.unstructure(sender, rows.SENDER_TYPE)
+    assert rows._group_dict(GROUP) == converter.unstructure(GROUP, Group)
     for segments in ((Text("one"),), (Text("a"), Text("b")), (Text("a"), Emoji(id=1, name="e")), ()):
-        expected = converter.unstructure(segments, tuple[store_module.Segment, ...])
-        assert list(store_module._unstructure_segments(segments)) == list(expected)
+        expected = converter.unstructure(segments, tuple[rows.Segment, ...])
+        assert list(rows._unstructure_segments(segments)) == list(expected)
 
 
 def test_content_orjson_refuses_is_stored_through_the_stdlib(db_path: str) -> None:
