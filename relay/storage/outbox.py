@@ -19,10 +19,11 @@ Durability and cost:
   (:meth:`Outbox.take_batch`), runs the transaction in a worker thread on a second connection
   (:meth:`Outbox.write_batch`) and applies the result back on the owner's thread (:meth:`Outbox.finish_batch`).
   The producer should pace itself on :attr:`Outbox.waiting_writes`, the frames some destination lacks that wait
-  for a writer (the bridge holds its Discord reader while too many wait, see ``relay.app``). As a last resort,
-  when :data:`MAX_PENDING_WRITES` such frames are buffered anyway, ``append`` writes them itself on the owner's
-  thread, after the batch in flight if there is one: the whole event loop then waits for the disk, but a burst
-  the disk cannot absorb does not pile up in memory.
+  for a writer (the bridge holds its Discord reader while too many wait, see
+  :func:`relay.storage.flushers.make_room`). As a last resort, when :data:`MAX_PENDING_WRITES` such frames are
+  buffered anyway, ``append`` writes them itself on the owner's thread, after the batch in flight if there is
+  one: the whole event loop then waits for the disk, but a burst the disk cannot absorb does not pile up in
+  memory.
   SQLite runs in WAL mode with ``synchronous=NORMAL``. A crash (kill -9) may lose the frames appended during
   the last flush interval, and cursors are persisted with the same batching, so after a crash a destination
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
@@ -36,15 +37,14 @@ deleted as well (that is garbage collection, not a drop).
 
 Tables (shared SQLite file with the message store, our own tables only): ``outbox_events``,
 ``outbox_cursors``, ``outbox_state``. Every method but :meth:`Outbox.write_batch` must be called from one
-thread (the trio thread). Each transaction holds :attr:`Outbox.write_lock`; the other writer of the file (the
-message store's flusher) takes it as well, so the two queue on a lock instead of in SQLite's busy handler,
-which sleeps in steps of up to 100 ms: in the bench's 100,000-event burst, a 255-row outbox write took 1.4 s
-beside a store flush, and both writers' unwritten rows (20,000 store rows, 16,000 frames) were most of the
-memory peak.
+thread (the trio thread). Each transaction holds :attr:`Outbox.write_lock`, the file's one write lock, which
+the message store's flusher takes as well (see :mod:`relay.storage.sqlite`: the two writers queue on it instead
+of in SQLite's busy handler; both writers' unwritten rows were most of the memory peak of the bench's
+100,000-event burst before).
 
-This module is plain synchronous code (no trio): the periodic flush runs inside the mirai adapter's
-``serve_reverse_ws`` (:func:`adapters.mirai.client.serve_outbox_flusher`), and the owner closes the outbox
-(``with Outbox(...) as outbox:`` or :meth:`Outbox.close`), which flushes what is left.
+This module is plain synchronous code (no trio): the periodic flush is
+:func:`relay.storage.flushers.serve_outbox_flusher`, which the composition root runs beside the store's, and the
+owner closes the outbox (``with Outbox(...) as outbox:`` or :meth:`Outbox.close`), which flushes what is left.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from types import TracebackType
 from typing import Final
@@ -66,6 +66,7 @@ import attrs
 
 from relay.config import OutboxConfig
 from relay.errors import StoreError
+from relay.storage import sqlite
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,6 @@ TAIL_CAPACITY: Final = 1_024
 DROP_LOG_INTERVAL: Final = 60.0
 #: the age bound is checked at most this often (seconds): it needs a range scan
 AGE_CHECK_INTERVAL: Final = 1.0
-#: seconds SQLite waits for a lock held by the other connection (the message store shares the file)
-SQLITE_BUSY_TIMEOUT: Final = 5.0
-#: page cache of the writer connection (KiB; SQLite's default is 2,000 per connection). Inserts touch only
-#: the right edge of one B-tree and deletes the left edge, so a transaction's working set is its new pages:
-#: ~250 for 1,000 1 KB frames, which this holds without spilling mid-transaction
-WRITER_CACHE_KIB: Final = 1_024
-#: page cache of the reader connection (KiB): it only scans forward ranges (a replay), so beyond the
-#: interior pages a cached leaf is never read again
-READER_CACHE_KIB: Final = 256
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL);
@@ -111,8 +103,6 @@ _INSERT_CHUNK: Final = (
     "INSERT OR IGNORE INTO outbox_events (seq, created, frame) "
     "SELECT value ->> 0, value ->> 1, CAST(substr(?2, value ->> 2, value ->> 3) AS TEXT) FROM json_each(?1)"
 )
-#: the ->> operator these statements use arrived in SQLite 3.38; older libraries write row by row
-_BULK_SUPPORTED: Final = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: rows per statement: bounds the memory of one chunk (~1 KB a frame: the frames' bytes twice, ~1 MB) while
 #: keeping statements few
 CHUNK_ROWS: Final = 500
@@ -120,33 +110,25 @@ CHUNK_ROWS: Final = 500
 _META_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
-def _insert_rows(db: sqlite3.Connection, rows: list[tuple[int, float, str]]) -> None:
-    """Insert ``rows`` with one statement per :data:`CHUNK_ROWS` rows (inside the caller's transaction).
+def _frames_chunk(chunk: Sequence[tuple[int, float, str]]) -> tuple[str, bytes] | None:
+    """:data:`_INSERT_CHUNK`'s parameters for a chunk of rows (see :func:`relay.storage.sqlite.write_chunks`).
 
-    Why not ``executemany``: the sqlite3 module releases the GIL around every row's ``sqlite3_step`` and must
-    take it back before binding the next row. While another thread is busy (the trio thread in a burst or a
-    replay), each take-back can wait ``sys.getswitchinterval()`` (5 ms), so a few hundred rows held the write
-    lock for seconds and the message store's writer — same file — timed out with "database is locked".
-    Chunks hand the GIL over once per :data:`CHUNK_ROWS` rows. Frames are passed as raw bytes with offsets (no JSON
-    escaping of the frame text: that would cost more than the insert); a frame holding a NUL byte (never an
-    encoded event frame) takes the row-by-row path.
+    Frames are passed as raw bytes with offsets (no JSON escaping of the frame text: that would cost more than the
+    insert); a frame holding a NUL byte (never an encoded event frame) sends its chunk down the row-by-row path.
     """
-    for first in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[first : first + CHUNK_ROWS]
-        encoded = [frame.encode() for _, _, frame in chunk]
-        blob = b"".join(encoded)
-        if len(chunk) < 2 or not _BULK_SUPPORTED or b"\x00" in blob:
-            db.executemany(_INSERT_ROWS, chunk)
-            continue
-        lengths = list(map(len, encoded))
-        del encoded
-        meta = [
-            (seq, created, offset, length)
-            for (seq, created, _), offset, length in zip(
-                chunk, itertools.accumulate(lengths, initial=1), lengths, strict=False
-            )
-        ]
-        db.execute(_INSERT_CHUNK, (_META_JSON.encode(meta), blob))
+    encoded = [frame.encode() for _, _, frame in chunk]
+    blob = b"".join(encoded)
+    if b"\x00" in blob:
+        return None
+    lengths = list(map(len, encoded))
+    del encoded
+    meta = [
+        (seq, created, offset, length)
+        for (seq, created, _), offset, length in zip(
+            chunk, itertools.accumulate(lengths, initial=1), lengths, strict=False
+        )
+    ]
+    return (_META_JSON.encode(meta), blob)
 
 
 @attrs.frozen(kw_only=True)
@@ -177,6 +159,47 @@ class WriteBatch:
     last_seq: int = 0
 
 
+def _write_statements(db: sqlite3.Connection, batch: WriteBatch) -> int:
+    """The statements of ``batch``'s transaction; returns the cut (frames up to it are deleted)."""
+    if batch.rows:
+        sqlite.write_chunks(
+            db, batch.rows, chunk_rows=CHUNK_ROWS, row_sql=_INSERT_ROWS, chunk_sql=_INSERT_CHUNK, bulk=_frames_chunk
+        )
+    last_seq = max(batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
+    if last_seq:
+        db.execute(
+            "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            (last_seq,),
+        )
+    if batch.cursors:
+        db.executemany(
+            "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
+            "ON CONFLICT(destination) DO UPDATE SET seq = max(seq, excluded.seq)",
+            batch.cursors,
+        )
+    cut = batch.delete_through
+    if batch.age_cutoff is not None:
+        # Frames are appended in time order, so everything before the oldest frame young enough is
+        # too old: the scan reads the expired frames plus one instead of every retained frame (a
+        # full scan of a 100,000-frame backlog held the write lock for 30-50 ms each second). After
+        # the wall clock steps back, older frames wait behind younger ones until those expire.
+        row = db.execute(
+            "SELECT seq FROM outbox_events WHERE seq >= ? AND created >= ? ORDER BY seq LIMIT 1",
+            (batch.oldest_seq, batch.age_cutoff),
+        ).fetchone()
+        if row is None:
+            row = db.execute("SELECT MAX(seq) FROM outbox_events").fetchone()
+            expired = row[0] if row and row[0] is not None else None
+        else:
+            expired = int(row[0]) - 1
+        if expired is not None:
+            cut = max(cut, int(expired))
+    if cut >= batch.oldest_seq:
+        db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
+    return cut
+
+
 class Outbox:
     """Durable, bounded, append-only frame log with per-destination cursors (synchronous core)."""
 
@@ -186,30 +209,27 @@ class Outbox:
         config: OutboxConfig,
         *,
         clock: Callable[[], float] = time.time,
+        busy_timeout: float = sqlite.BUSY_TIMEOUT,
     ) -> None:
+        """Open (creating if needed) the outbox tables in the SQLite file ``path``; ``busy_timeout``: seconds to
+        wait for a write lock held by another process before failing."""
         self._config = config
         self._clock = clock
         self._path = path
         try:
-            self._db = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None)
+            self._db = sqlite.connect(path, cache_kib=sqlite.OUTBOX_READER_CACHE_KIB, busy_timeout=busy_timeout)
             # Every transaction runs on a second connection, from a worker thread (write_batch) or this one
             # (flush, the back-pressure write): write_lock makes those uses take turns. No statement cache on
             # it: a cached statement keeps its last bound values, and a chunk binds ~1 MB of frames, which
             # stayed allocated between batches (measured 0.5-0.65 MB per connection). Preparing the few
             # statements of a batch again costs microseconds.
-            self._writer_db = sqlite3.connect(
+            self._writer_db = sqlite.connect(
                 path,
-                timeout=SQLITE_BUSY_TIMEOUT,
-                isolation_level=None,
-                check_same_thread=False,
+                cache_kib=sqlite.OUTBOX_WRITER_CACHE_KIB,
+                busy_timeout=busy_timeout,
+                any_thread=True,
                 cached_statements=0,
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._writer_db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            # negative: KiB rather than pages; the memory is allocated as pages are touched, up to this
-            self._writer_db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB:d}")
-            self._db.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB:d}")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM outbox_state WHERE key = 'last_seq'").fetchone()
             stored_last = row[0] if row else 0
@@ -366,49 +386,10 @@ class Outbox:
 
     def _write_locked(self, db: sqlite3.Connection, batch: WriteBatch) -> int:
         try:
-            db.execute("BEGIN IMMEDIATE")
-            if batch.rows:
-                _insert_rows(db, batch.rows)
-            last_seq = max(batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
-            if last_seq:
-                db.execute(
-                    "INSERT INTO outbox_state (key, value) VALUES ('last_seq', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
-                    (last_seq,),
-                )
-            if batch.cursors:
-                db.executemany(
-                    "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
-                    "ON CONFLICT(destination) DO UPDATE SET seq = max(seq, excluded.seq)",
-                    batch.cursors,
-                )
-            cut = batch.delete_through
-            if batch.age_cutoff is not None:
-                # Frames are appended in time order, so everything before the oldest frame young enough is
-                # too old: the scan reads the expired frames plus one instead of every retained frame (a
-                # full scan of a 100,000-frame backlog held the write lock for 30-50 ms each second). After
-                # the wall clock steps back, older frames wait behind younger ones until those expire.
-                row = db.execute(
-                    "SELECT seq FROM outbox_events WHERE seq >= ? AND created >= ? ORDER BY seq LIMIT 1",
-                    (batch.oldest_seq, batch.age_cutoff),
-                ).fetchone()
-                if row is None:
-                    row = db.execute("SELECT MAX(seq) FROM outbox_events").fetchone()
-                    expired = row[0] if row and row[0] is not None else None
-                else:
-                    expired = int(row[0]) - 1
-                if expired is not None:
-                    cut = max(cut, int(expired))
-            if cut >= batch.oldest_seq:
-                db.execute("DELETE FROM outbox_events WHERE seq <= ?", (cut,))
-            db.execute("COMMIT")
+            with sqlite.Transaction(db):
+                return _write_statements(db, batch)
         except sqlite3.Error as exc:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                log.debug("outbox: rollback after a failed write also failed", exc_info=True)
             raise StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}") from None
-        return cut
 
     def _delivered_to_all(self) -> int:
         return min(self._cursors.values()) if self._cursors else self._oldest_seq - 1

@@ -46,12 +46,11 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 import attrs
 import cattrs
 
-from relay import fastjson
 from relay.envelope import (
     INT32_MAX,
     ConversationKind,
@@ -64,6 +63,7 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
+from relay.storage import sqlite
 from relay.storage.rows import (
     COLUMN_COUNT,
     COLUMNS,
@@ -91,13 +91,6 @@ WARM_ROWS = 10_000
 #: seconds a flush waits for a batch in flight before it gives up with StoreError (a write that never finishes
 #: must not hang the caller, e.g. the final flush at shutdown; a slow disk finishes well within this)
 BATCH_WAIT_TIMEOUT = 60.0
-#: page cache of the writing connection (KiB; SQLite's default is 2,000). Rows are appended at the right edge
-#: of the table and of its three indexes (ids, snowflakes and times all grow), so a batch's working set is its new
-#: pages plus the paths down to them: ~1,000 rows of ~0.7 KB are ~200 leaf pages, which this holds
-WRITER_CACHE_KIB = 1_024
-#: page cache of the lookup connection (KiB): point lookups by key or snowflake, a few pages each
-READER_CACHE_KIB = 512
-
 _SECONDS_PER_DAY = 86_400
 
 _SCHEMA = """
@@ -137,7 +130,7 @@ def _entry_time(entry: _Entry) -> int:
     return entry[4] if type(entry) is tuple else entry.time  # type: ignore[union-attr]
 
 
-_INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_MAP = f"INSERT OR REPLACE INTO messages_map ({COLUMNS})"
 _UPSERT_COUNTERS = (
     "INSERT INTO messages_counter (conversation_id, last_id) VALUES (?, ?) "
     "ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
@@ -147,82 +140,24 @@ _UPSERT_COUNTERS_BULK = (
     "INSERT INTO messages_counter (conversation_id, last_id) SELECT value ->> 0, value ->> 1 FROM json_each(?) "
     "WHERE true ON CONFLICT(conversation_id) DO UPDATE SET last_id = excluded.last_id"
 )
-
-
-#: the ->> operator the bulk counter statement uses arrived in SQLite 3.38; older libraries write row by row
-_BULK_SUPPORTED = sqlite3.sqlite_version_info >= (3, 38, 0)
 #: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few. A power of two,
-#: so every batch is written with statements of a few fixed sizes (see _map_chunk_rows)
+#: so every batch is written with statements of a few fixed sizes (see relay.storage.sqlite.fixed_chunks)
 CHUNK_ROWS = 512
-#: host parameters one statement may bind: 32,766 since SQLite 3.32, 999 before (SQLite docs, "Limits" §9)
-_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 #: rows of the largest map INSERT: CHUNK_ROWS, or the power of two that fits an old SQLite's 999 variables
-_MAP_CHUNK_MAX = 1 << (min(CHUNK_ROWS, _MAX_VARIABLES // COLUMN_COUNT).bit_length() - 1)
+_MAP_CHUNK_MAX = sqlite.values_chunk_max(CHUNK_ROWS, COLUMN_COUNT)
 
 
-@functools.lru_cache(maxsize=_MAP_CHUNK_MAX.bit_length())
-def _insert_map_values(rows: int) -> str:
-    """One INSERT of ``rows`` rows, each bound as eight parameters (SQLite caches the compiled statement)."""
-    return f"INSERT OR REPLACE INTO messages_map ({COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
-
-
-def _map_chunk_rows(rows: int) -> list[int]:
-    """Rows per statement for a batch of ``rows``: whole chunks of :data:`_MAP_CHUNK_MAX`, then the rest as the
-    powers of two it is made of (437 → 256, 128, 32, 16, 4, 1).
-
-    Why fixed sizes: the connection caches each distinct statement, and a cached statement keeps its compiled
-    program and its last bound values (a 500-row INSERT holds ~0.4 MB of payloads). With one statement per
-    batch size, every odd-sized flush added one: SQLite's memory grew by ~2 MB a second while streaming, to
-    ~60 MB with the default 128-statement cache (measured with sqlite3_memory_used). Fixed sizes cap it at
-    about twice one chunk, for at most log2(CHUNK_ROWS) extra statements per batch.
-    """
-    sizes = [_MAP_CHUNK_MAX] * (rows // _MAP_CHUNK_MAX)
-    rest = rows % _MAP_CHUNK_MAX
-    size = _MAP_CHUNK_MAX >> 1
-    while rest:
-        if rest >= size:
-            sizes.append(size)
-            rest -= size
-        size >>= 1
-    return sizes
-
-
-def _write_map_rows(db: sqlite3.Connection, params: list[object]) -> None:
-    """Insert message rows (``params``: eight values a row) with multi-row ``VALUES`` statements of fixed sizes
-    (see _map_chunk_rows and _write_many).
-
-    Parameters rather than ``json_each`` (as the counters do): binding 4,000 values is a short C loop, and
-    SQLite then inserts without re-parsing a JSON document per column — half the CPU per row (measured
-    ~13 → ~6.5 µs on 20,000 1 KB rows), none of it holding the GIL.
-    """
-    first = 0
-    for rows in _map_chunk_rows(len(params) // COLUMN_COUNT):
-        end = first + rows * COLUMN_COUNT
-        db.execute(_INSERT_MAP if rows == 1 else _insert_map_values(rows), params[first:end])
-        first = end
-
-
-def _write_many(db: sqlite3.Connection, row_sql: str, chunk_sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-    """Write ``rows`` with one ``json_each`` statement per :data:`CHUNK_ROWS` rows (inside a transaction).
-
-    Not ``executemany``: it releases and re-takes the GIL per row, and while the trio thread is busy every
-    re-take can wait ``sys.getswitchinterval()`` — that held the file's write lock for seconds and starved the
-    outbox writer ("database is locked"). SQLite's JSON functions cut strings at an escaped NUL, so a chunk with
-    a raw NUL in a string column goes row by row.
-    """
-    for first in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[first : first + CHUNK_ROWS]
-        if len(chunk) < 2 or not _BULK_SUPPORTED:
-            db.executemany(row_sql, chunk)
-            continue
-        try:
-            text: str | None = fastjson.dumps(chunk).decode()
-        except TypeError:  # orjson.JSONEncodeError (an integer beyond 64 bits): SQLite binds it row by row
-            text = None
-        if text is None or "\\u0000" in text:
-            db.executemany(row_sql, chunk)
-        else:
-            db.execute(chunk_sql, (text,))
+def _write_rows(db: sqlite3.Connection, batch: StoreBatch, counters: list[tuple[int, int]]) -> None:
+    """A batch's map rows (multi-row ``VALUES`` statements of fixed sizes) and counters (``json_each`` chunks)."""
+    sqlite.insert_values(db, _INSERT_MAP, COLUMN_COUNT, batch.params, _MAP_CHUNK_MAX)
+    sqlite.write_chunks(
+        db,
+        counters,
+        chunk_rows=CHUNK_ROWS,
+        row_sql=_UPSERT_COUNTERS,
+        chunk_sql=_UPSERT_COUNTERS_BULK,
+        bulk=sqlite.json_array,
+    )
 
 
 def _recorded(message: Message, local_id: int, quote: Quote | None) -> Message:
@@ -317,7 +252,7 @@ class MessageStore:
         batch_size: int = DEFAULT_BATCH_SIZE,
         cache_size: int = DEFAULT_CACHE_SIZE,
         on_batch_full: Callable[[], None] | None = None,
-        busy_timeout: float = 5.0,
+        busy_timeout: float = sqlite.BUSY_TIMEOUT,
     ) -> MessageStore:
         """Open (creating if needed) the store in the SQLite file ``path`` (``":memory:"`` for tests).
 
@@ -327,20 +262,21 @@ class MessageStore:
         ``busy_timeout``: seconds to wait for a write lock held by another process before failing.
         """
         try:
-            db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives app crashes, commits stay cheap
-            # negative: KiB rather than pages; allocated as pages are touched, up to this
-            db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB:d}")
+            db = sqlite.connect(
+                path, cache_kib=sqlite.STORE_WRITER_CACHE_KIB, busy_timeout=busy_timeout, any_thread=True
+            )
             db.executescript(_SCHEMA)
             reader = (
                 None
                 if path in ("", ":memory:")
-                else sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
+                else sqlite.connect(
+                    path,
+                    cache_kib=sqlite.STORE_READER_CACHE_KIB,
+                    busy_timeout=busy_timeout,
+                    any_thread=True,
+                    read_only=True,
+                )
             )
-            if reader is not None:
-                reader.execute("PRAGMA query_only = ON")
-                reader.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB:d}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the message store {path!r}: {exc}; check the path and permissions") from exc
         store = cls(
@@ -736,9 +672,8 @@ class MessageStore:
                 # read now, not when the batch was taken: a later batch may already have been written, and a
                 # counter must never go back (ids would be issued twice after a restart)
                 counters = [(cid, self._counters[cid]) for cid in batch.counter_ids]
-            with _Transaction(self._conn):
-                _write_map_rows(self._conn, batch.params)
-                _write_many(self._conn, _UPSERT_COUNTERS, _UPSERT_COUNTERS_BULK, counters)
+            with sqlite.Transaction(self._conn):
+                _write_rows(self._conn, batch, counters)
         except (sqlite3.Error, StoreError) as exc:
             self._put_back(batch.contents, batch.counter_ids)
             if isinstance(exc, StoreError):
@@ -870,7 +805,7 @@ class MessageStore:
             with self._mem:
                 cached = self._forget_cached(key)
             try:
-                with _Transaction(self._conn):
+                with sqlite.Transaction(self._conn):
                     cursor = self._conn.execute(
                         "DELETE FROM messages_map WHERE conversation_id = ? AND local_id = ?", key
                     )
@@ -892,7 +827,7 @@ class MessageStore:
                             del self._by_platform[_entry_platform(entry)]
                 self._age = collections.deque(self._by_local)  # drop the pruned keys (dict order = age)
             try:
-                with _Transaction(self._conn):
+                with sqlite.Transaction(self._conn):
                     cursor = self._conn.execute("DELETE FROM messages_map WHERE time < ?", (cutoff,))
             except sqlite3.Error as exc:
                 raise StoreError(f"message store prune failed: {exc}") from exc
@@ -922,19 +857,3 @@ class MessageStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the message store is closed; open it again with MessageStore.open()")
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` / ``ROLLBACK`` on an autocommit connection."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")

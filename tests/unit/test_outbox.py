@@ -10,6 +10,7 @@ import pytest
 
 from relay.config import OutboxConfig
 from relay.storage import outbox as outbox_module
+from relay.storage import sqlite
 from relay.storage.outbox import Outbox
 
 
@@ -275,7 +276,7 @@ def test_a_batch_written_twice_is_harmless(db: str) -> None:
 
 def test_a_write_runs_one_insert_per_chunk_not_per_frame(db: str) -> None:
     # Every statement execution releases and re-takes the GIL; per-frame inserts let a busy trio thread
-    # stretch the transaction (and the file's write lock) to seconds. See relay/storage/outbox.py _insert_rows.
+    # stretch the transaction (and the file's write lock) to seconds. See relay/storage/sqlite.py write_chunks.
     box = Outbox(db, OutboxConfig())
     box.register("a")
     counts = []
@@ -312,7 +313,7 @@ def test_unusual_frames_are_stored_byte_for_byte(db: str, with_nul: bool) -> Non
 
 
 def test_old_sqlite_without_the_json_operators_writes_row_by_row(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbox_module, "_BULK_SUPPORTED", False)
+    monkeypatch.setattr(sqlite, "BULK_SUPPORTED", False)
     box = Outbox(db, OutboxConfig())
     box.register("a")
     for i in range(10):

@@ -25,7 +25,7 @@ from relay.envelope import (
     User,
 )
 from relay.errors import StoreError
-from relay.storage import rows
+from relay.storage import rows, sqlite
 from relay.storage import store as store_module
 from relay.storage.store import MessageStore
 
@@ -374,7 +374,7 @@ def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: s
 
 @pytest.mark.parametrize("rows", [0, 1, 2, 3, 437, 511, 512, 513, 1024, 1500])
 def test_batches_are_cut_into_a_few_fixed_statement_sizes(rows: int) -> None:
-    sizes = store_module._map_chunk_rows(rows)
+    sizes = sqlite.fixed_chunks(rows, store_module._MAP_CHUNK_MAX)
     assert sum(sizes) == rows
     assert sizes == sorted(sizes, reverse=True)
     assert all(size & (size - 1) == 0 and size <= store_module.CHUNK_ROWS for size in sizes)
@@ -383,7 +383,7 @@ def test_batches_are_cut_into_a_few_fixed_statement_sizes(rows: int) -> None:
 
 def test_odd_batch_sizes_do_not_grow_the_statement_cache(db_path: str) -> None:
     # a cached statement keeps its program and its last bound values: one per distinct batch size grew
-    # SQLite's memory without bound while streaming (see _map_chunk_rows)
+    # SQLite's memory without bound while streaming (see relay.storage.sqlite.fixed_chunks)
     store = MessageStore.open(db_path, batch_size=10**9)
     inserts: set[str] = set()
     store._conn.set_trace_callback(lambda sql: inserts.add(sql[:60] + str(sql.count("("))))
@@ -412,9 +412,7 @@ def test_unusual_text_survives_the_bulk_write(db_path: str) -> None:
     reopened.close()
 
 
-def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_gil(
-    db_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_gil(db_path: str) -> None:
     # The bench's backlog phase logged "database is locked": the store's flush transaction re-took the GIL
     # per row while the trio thread was busy, holding the write lock past the outbox writer's busy timeout.
     # A longer switch interval makes every such re-take slower, so per-row writes would need ~10 s here.
@@ -422,12 +420,10 @@ def test_store_and_outbox_writers_share_the_file_while_another_thread_hogs_the_g
     import threading
 
     from relay.config import OutboxConfig
-    from relay.storage import outbox as outbox_module
     from relay.storage.outbox import Outbox
 
-    monkeypatch.setattr(outbox_module, "SQLITE_BUSY_TIMEOUT", 1.0)
     store = MessageStore.open(db_path, batch_size=10**9, busy_timeout=1.0)
-    box = Outbox(db_path, OutboxConfig())
+    box = Outbox(db_path, OutboxConfig(), busy_timeout=1.0)
     box.register("a")
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -530,7 +526,7 @@ def test_flushed_cache_entries_are_plain_rows_the_gc_ignores_and_lookups_rebuild
 
 
 def test_old_sqlite_without_the_json_operators_writes_row_by_row(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_BULK_SUPPORTED", False)
+    monkeypatch.setattr(sqlite, "BULK_SUPPORTED", False)
     store = MessageStore.open(db_path, batch_size=10**9)
     ids = [store.record(msg(n)).local_id for n in range(1, 11)]
     store.close()
