@@ -23,11 +23,10 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import trio
@@ -45,12 +44,11 @@ from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.envelope import Event
 from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
-from relay.storage.outbox import MAX_PENDING_WRITES, Outbox
+from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
+from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 #: seconds in-flight commands get to finish at shutdown before their connection is closed
 COMMAND_GRACE: Final = 5.0
@@ -62,24 +60,6 @@ RESUME_WINDOW: Final = 120.0
 #: resuming a saved session needs the state READY + GUILD_CREATE would have given, fetched through REST
 #: (3 requests a guild); for more guilds than this a fresh identify is cheaper
 HYDRATE_MAX_GUILDS: Final = 25
-#: seconds between message-store flushes (rows are also flushed as soon as a batch is full). Short on purpose:
-#: a flush's Python work (~10 µs a row) holds the GIL in its worker thread, and the bench's paced p99 measured
-#: 7-10 ms with 0.25 s batches vs 4.4-5.5 ms with 0.05 s ones (3.5-4.3 ms with no store flushing at all)
-STORE_FLUSH_INTERVAL: Final = 0.05
-#: seconds between message-store retention passes
-STORE_PRUNE_INTERVAL: Final = 3600.0
-#: the gateway reader waits for room while this many frames wait for the outbox's writer thread: half the
-#: point where Outbox.append would write them itself on the trio thread (relay.storage.outbox.MAX_PENDING_WRITES),
-#: which would stall commands and framework writes too. Only the reader waits; Discord buffers meanwhile.
-READER_HOLD_FRAMES: Final = MAX_PENDING_WRITES // 2
-#: ... or while this many message-id rows wait for the store's flusher (two of its batches)
-READER_HOLD_STORE_BATCHES: Final = 2
-#: how often a held reader looks again (the writers finish a batch in milliseconds)
-READER_HOLD_POLL: Final = 0.002
-#: the longest one hold lasts. The reader also reads heartbeat ACKs, and one not read before the next beat makes
-#: the shard drop the connection as a zombie (discord.md §2.4): a writer that is failing rather than slow must
-#: not stall Discord for that long; the outbox's own bounds (write on append, hard cap) take over instead
-READER_HOLD_MAX: Final = 0.5
 #: malloc arenas glibc may create for the whole process (see :func:`limit_malloc_arenas`)
 MALLOC_ARENA_LIMIT: Final = 2
 #: seconds between checks whether freed heap memory should be handed back to the OS
@@ -352,82 +332,6 @@ def _on_gateway_event(translator: DiscordTranslator, bridge: Bridge) -> Callable
     return on_event
 
 
-@attrs.define
-class Wakeup:
-    """A re-armable wake-up: ``set()`` may be called any number of times from the trio thread."""
-
-    event: trio.Event = attrs.field(factory=trio.Event)
-
-    def set(self) -> None:
-        self.event.set()
-
-    async def wait(self) -> None:
-        await self.event.wait()
-        self.event = trio.Event()
-
-
-def _make_room(outbox: Outbox, store: MessageStore) -> Callable[[], Awaitable[None]]:
-    """The gateway reader's back-pressure: return once the outbox and the store writers have caught up."""
-    hold_rows = READER_HOLD_STORE_BATCHES * store.batch_size
-
-    async def make_room() -> None:
-        await trio.lowlevel.checkpoint()
-        with trio.move_on_after(READER_HOLD_MAX):
-            while outbox.waiting_writes >= READER_HOLD_FRAMES or store.pending >= hold_rows:
-                await trio.sleep(READER_HOLD_POLL)
-
-    return make_room
-
-
-def _holding(lock: threading.Lock, fn: Callable[..., _T], *args: object) -> _T:
-    with lock:
-        return fn(*args)
-
-
-async def _serve_store(
-    store: MessageStore,
-    wake: Wakeup,
-    write_lock: threading.Lock,
-    *,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Flush the message store off the trio thread (batched), prune by retention, flush once more at exit.
-
-    The worker thread holds ``write_lock`` (the outbox's, :attr:`relay.storage.outbox.Outbox.write_lock`: both write
-    the same SQLite file) around each transaction, so the two writers take turns without SQLite's sleeping
-    busy handler between them.
-    """
-    task_status.started()
-    last_prune = 0.0
-    try:
-        while True:
-            with trio.move_on_after(STORE_FLUSH_INTERVAL):
-                await wake.wait()
-            try:
-                # an idle tick costs nothing (no worker-thread round trip); the batch is encoded here and only
-                # SQLite runs in the worker (see MessageStore.take_batch)
-                batch = store.take_batch() if store.pending else None
-                if batch is not None:
-                    try:
-                        await trio.to_thread.run_sync(_holding, write_lock, store.write_batch, batch)
-                    finally:
-                        # cancelled before the thread started: the rows go back, so the final flush writes them
-                        # (it would otherwise wait for a batch that no one writes)
-                        store.return_batch(batch)
-                if time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
-                    last_prune = time.monotonic()
-                    pruned = await trio.to_thread.run_sync(_holding, write_lock, store.prune, time.time())
-                    if pruned:
-                        log.info("message store: pruned %d mappings older than the retention", pruned)
-            except StoreError as exc:
-                log.error("message store: %s; retrying", exc)
-    finally:
-        try:
-            store.flush()
-        except StoreError as exc:
-            log.error("message store: final flush failed: %s", exc)
-
-
 async def _log_status(running: RunningBridge, interval: float) -> None:
     previous = running.bridge.statistics().events_published
     while True:
@@ -509,7 +413,9 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
                 mirai_scope, mirai_done = trio.CancelScope(), trio.Event()
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(_serve_store, store, store_wake, outbox.write_lock)
+                    # the file's two writers, side by side under its one write lock (the outbox's)
+                    await nursery.start(serve_store_flusher, store, store_wake, outbox.write_lock)
+                    await nursery.start(serve_outbox_flusher, outbox)
                     reverse_ws = await nursery.start(
                         _scoped,
                         mirai_scope,
@@ -534,7 +440,7 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             fetch_gateway_info=rest.get_gateway_bot,
                             on_event=_on_gateway_event(translator, bridge),
                             initial_sessions=sessions,
-                            make_room=_make_room(outbox, store),
+                            make_room=make_room(outbox, store),
                         ),
                     )
                     running = RunningBridge(

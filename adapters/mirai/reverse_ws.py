@@ -27,7 +27,6 @@ from typing import Final
 import attrs
 import trio
 
-from adapters.mirai.client import serve_outbox_flusher
 from adapters.mirai.connection import ConnectionCounters, FrameworkConnection, new_session
 from adapters.mirai.session import CommandDispatcher
 from relay.backoff import backoff_delay
@@ -337,12 +336,11 @@ async def serve_reverse_ws(
     ``dispatcher`` answers every authenticated command. ``dispatcher_for_session``, if given, is called with the
     session key after each successful verify and its result serves that connection instead (so ``sessionInfo``
     can report the key: ``dispatcher_for_session=handler.for_session``). ``rng`` (session keys, backoff jitter)
-    defaults to a fresh ``random.Random()``. Also flushes ``outbox``
-    (:func:`~adapters.mirai.client.serve_outbox_flusher`); the caller closes it after this ends.
+    defaults to a fresh ``random.Random()``. The caller runs ``outbox``'s flusher
+    (:func:`relay.storage.flushers.serve_outbox_flusher`) and closes it after this ends.
     """
     shared_rng = rng if rng is not None else random.Random()
     async with trio.open_nursery() as nursery:
-        await nursery.start(serve_outbox_flusher, outbox)
         clients: list[DestinationClient] = []
         for destination in config.reverse_ws.destinations:
             client = DestinationClient(

@@ -32,6 +32,7 @@ from adapters.mirai.session import CommandDispatcher
 from relay.config import BackoffConfig, DestinationConfig, MiraiConfig, OutboxConfig, ReverseWsConfig
 from relay.envelope import Command, ConversationRef, MessageRef, MessageSent, Result, SendMessage, Text
 from relay.errors import CommandFailed, FailureKind
+from relay.storage.flushers import serve_outbox_flusher
 from relay.storage.outbox import Outbox
 
 pytestmark = pytest.mark.ariadne
@@ -122,6 +123,7 @@ async def ariadne_round_trip(tmp_path: Path, dispatcher: CommandDispatcher) -> t
         )
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(serve_outbox_flusher, outbox)  # as the composition root runs it
                 client = await nursery.start(
                     partial(
                         serve_reverse_ws,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -230,6 +231,25 @@ async def test_drops_on_both_sides_deliver_every_event_exactly_once_in_order(tmp
             assert texts == [f"m{i}" for i in range(total)]
             assert len(gateway.resumes) >= 2
             assert len(gateway.identifies) == 1
+
+
+async def test_an_event_the_framework_lacks_is_on_disk_while_the_bridge_runs(tmp_path: Path) -> None:
+    # the composition root runs the outbox's flusher beside the store's (relay.storage.flushers): a frame no
+    # framework has is written within a flush interval, not only at shutdown
+    with trio.fail_after(30):
+        async with running_bridge(tmp_path) as env:
+            conn = await env.framework.wait_connection()
+            await conn.wait_verified()
+            await env.framework.stop()
+            await env.world.gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, "kept"))
+            peek = sqlite3.connect(env.config.store.path)
+            try:
+                while not peek.execute("SELECT COUNT(*) FROM outbox_events WHERE frame LIKE '%kept%'").fetchone()[0]:
+                    await trio.sleep(0.02)
+            finally:
+                peek.close()
+            await env.framework.start()
+            assert [plain_text(e) for e in await wait_group_messages(env.framework, 1)] == ["kept"]
 
 
 async def test_commands_without_discord_meaning_get_a_clear_error(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from relay.config import (
     Protocol,
     ReverseWsConfig,
 )
+from relay.storage.flushers import serve_outbox_flusher
 from relay.storage.outbox import Outbox
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
@@ -101,6 +102,7 @@ async def running_bridge(
     from adapters.mirai.reverse_ws import serve_reverse_ws
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(serve_outbox_flusher, outbox)  # as the composition root runs it, beside the client
         client = await nursery.start(
             partial(
                 serve_reverse_ws,
@@ -589,20 +591,6 @@ async def test_pings_binary_frames_and_a_framework_close(outbox: Outbox, caplog:
             assert (await again.request("sendGroupMessage", {"target": 2}))["code"] == 0
     assert "disconnected: the framework closed the websocket with code 4000" in caplog.text
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # a close is routine, not an error
-
-
-async def test_the_client_flushes_the_outbox_periodically(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = str(tmp_path / "bridge.sqlite3")
-    with trio.fail_after(GUARD), Outbox(path, OutboxConfig()) as box:
-        async with running_bridge(mirai_config(), box):
-            box.append(event_frame(1))
-            peek = sqlite3.connect(path)
-            while peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 0:
-                await trio.sleep(0.01)  # flushed within FLUSH_INTERVAL, not only on close
-            box.append(event_frame(2))
-        assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # final flush on exit
 
 
 @attrs.define

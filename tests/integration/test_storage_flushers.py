@@ -1,4 +1,5 @@
-"""The gateway reader's back-pressure (relay.app._make_room) against a real outbox, store and flusher."""
+"""The store and outbox flushers and the gateway reader's back-pressure on them (relay.storage.flushers), against a
+real outbox and store."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from pathlib import Path
 import pytest
 import trio
 
-from adapters.mirai.client import FLUSH_AT_ONCE, serve_outbox_flusher
-from relay.app import READER_HOLD_FRAMES, READER_HOLD_MAX, Wakeup, _make_room, _serve_store
 from relay.config import OutboxConfig
+from relay.storage.flushers import (
+    FLUSH_AT_ONCE,
+    READER_HOLD_FRAMES,
+    READER_HOLD_MAX,
+    Wakeup,
+    make_room,
+    serve_outbox_flusher,
+    serve_store_flusher,
+)
 from relay.storage.outbox import FLUSH_INTERVAL, Outbox
 from relay.storage.store import MessageStore
 from tests.unit.test_store import msg as message
@@ -28,7 +36,7 @@ async def test_room_is_there_while_the_writers_keep_up(tmp_path: Path) -> None:
         for i in range(READER_HOLD_FRAMES - 1):
             outbox.append(frame(i))
         with trio.fail_after(5):
-            await _make_room(outbox, store)()  # below the mark: returns at once
+            await make_room(outbox, store)()  # below the mark: returns at once
     store.close()
 
 
@@ -38,12 +46,12 @@ async def test_a_reader_waits_until_the_flusher_has_written(tmp_path: Path, auto
     with Outbox(path, OutboxConfig()) as outbox:
         for i in range(READER_HOLD_FRAMES):
             outbox.append(frame(i))
-        make_room = _make_room(outbox, store)
+        wait_for_room = make_room(outbox, store)
         async with trio.open_nursery() as nursery:
             done = trio.Event()
 
             async def reader() -> None:
-                await make_room()
+                await wait_for_room()
                 done.set()
 
             nursery.start_soon(reader)
@@ -71,7 +79,7 @@ async def test_a_writer_that_never_catches_up_holds_the_reader_only_briefly(
             outbox.append(frame(i))
         started = trio.current_time()
         with trio.fail_after(10 * READER_HOLD_MAX):
-            await _make_room(outbox, store)()
+            await make_room(outbox, store)()
         assert READER_HOLD_MAX <= trio.current_time() - started < 2 * READER_HOLD_MAX
         assert outbox.waiting_writes == READER_HOLD_FRAMES
     store.close()
@@ -109,7 +117,7 @@ async def test_a_store_flusher_cancelled_before_its_thread_starts_still_writes_e
     with trio.fail_after(10):
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                await nursery.start(_serve_store, store, wake, threading.Lock())
+                await nursery.start(serve_store_flusher, store, wake, threading.Lock())
                 for n in range(1, 5):
                     store.record(message(n))  # the 4th fills the batch and wakes the flusher
                 scope.cancel()  # pending when the flusher wakes: it takes the batch, then to_thread is cancelled
@@ -118,3 +126,17 @@ async def test_a_store_flusher_cancelled_before_its_thread_starts_still_writes_e
     peek = sqlite3.connect(path)
     assert [row[0] for row in peek.execute("SELECT platform_id FROM messages_map ORDER BY platform_id")] == [1, 2, 3, 4]
     peek.close()
+
+
+async def test_the_outbox_flusher_writes_periodically_and_once_more_on_exit(tmp_path: Path) -> None:
+    path = str(tmp_path / "bridge.sqlite3")
+    with trio.fail_after(30), Outbox(path, OutboxConfig()) as box:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_outbox_flusher, box)
+            box.append(frame(1))
+            peek = sqlite3.connect(path)
+            while peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 0:
+                await trio.sleep(0.01)  # flushed within FLUSH_INTERVAL, not only on close
+            box.append(frame(2))
+            nursery.cancel_scope.cancel()
+        assert peek.execute("SELECT COUNT(*) FROM outbox_events").fetchone()[0] == 2  # final flush on exit
