@@ -39,6 +39,7 @@ import trio
 
 from adapters.mirai import codec
 from adapters.mirai.codec import IncomingFrame
+from adapters.mirai.correlator import CommandCorrelator, Response, Ticket
 from adapters.mirai.session import (
     CommandDispatcher,
     Execute,
@@ -50,7 +51,6 @@ from adapters.mirai.session import (
     Verified,
 )
 from relay.config import MiraiConfig
-from relay.correlator import CommandCorrelator, Response, Ticket
 from relay.errors import WebSocketError
 from relay.storage.outbox import Outbox
 

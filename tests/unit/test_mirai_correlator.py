@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.correlator import CommandCorrelator, Outcome
+from adapters.mirai.correlator import CommandCorrelator, Outcome
 
 
 def test_completion_before_the_deadline() -> None:
