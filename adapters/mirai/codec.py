@@ -1,4 +1,5 @@
-"""mirai-api-http v2 websocket frame codec (sans-I/O): text/bytes ⇄ frame models.
+"""mirai-api-http v2 frame codec and status codes (sans-I/O): text/bytes ⇄ frame models, and the one table of
+the status codes every transport answers with.
 
 What travels on a reverse-ws connection (mirai-api-http.md §3.3–§3.5):
 
@@ -6,6 +7,10 @@ What travels on a reverse-ws connection (mirai-api-http.md §3.3–§3.5):
 * outgoing responses: ``{"syncId": "<same, always a JSON string>", "data": {...}}``;
 * outgoing pushed events: ``{"syncId": "<reserved, default \\"-1\\">", "data": {"type": ...}}``;
 * outgoing *raw* frames with no ``syncId`` wrapper, for pre-auth rejections and malformed input.
+
+The ``data`` objects (:func:`status_data`, :func:`restful_data`, ...) are the same on every transport: on http
+they are the whole response body (mirai-api-http.md §11.3). :class:`StatusCode` is the only place a status code
+or its standard message is written down.
 
 Frames are compact JSON, UTF-8, non-ASCII not escaped (mirai-api-http.md §2 "Frames"). Binary frames are decoded
 like text frames. Decoding is lenient as DESIGN.md §4 asks: a numeric ``syncId`` becomes its string form, a
@@ -17,6 +22,7 @@ bridge goes through :data:`WIRE` so that switching the JSON library is a one-lin
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Final
 
@@ -29,28 +35,87 @@ from cattrs.preconf.json import make_converter as make_json_converter
 from relay import fastjson
 from relay.errors import FrameTooLarge, RemoteProtocolError
 
-# --------------------------------------------------------------------------- protocol constants
+# --------------------------------------------------------------------------- status codes
 
-#: mirai-api-http.md §5.2: StateCode values and their exact messages.
-CODE_SUCCESS: Final = 0
-CODE_AUTH_KEY_FAIL: Final = 1
-CODE_NO_BOT: Final = 2
-CODE_NO_OPERATE_SUPPORT: Final = 6
-CODE_INVALID_PARAMETER: Final = 400
-CODE_INTERNAL_ERROR: Final = 500
+
+class StatusCode(enum.IntEnum):
+    """mirai-api-http's ``StateCode`` (mirai-api-http.md §5.2): every code a framework can be answered with.
+
+    The names are mirai's; :attr:`message` is mirai's exact standard message. Frameworks branch on the code
+    (Ariadne raises a different exception for each, mirai-api-http.md §5.3).
+    """
+
+    SUCCESS = 0
+    #: wrong verifyKey; on reverse-ws also any command before verify, and unusable verify content
+    AUTH_KEY_FAIL = 1
+    #: the ``qq`` to bind is not a logged-in bot
+    NO_BOT = 2
+    #: unknown session key
+    ILLEGAL_SESSION = 3
+    #: the session is not bound to a bot yet
+    NOT_VERIFY_SESSION = 4
+    #: friend/group/member/message/file not found
+    NO_ELEMENT = 5
+    #: unknown command or unsupported operation; also mirai's ``NoFile`` (message :data:`NO_FILE_MESSAGE`)
+    NO_OPERATE_SUPPORT = 6
+    PERMISSION_DENIED = 10
+    BOT_MUTED = 20
+    MESSAGE_TOO_LARGE = 30
+    #: bad or missing parameters
+    INVALID_PARAMETER = 400
+    #: any other failure (mirai sends the exception's message; the bridge says what went wrong)
+    INTERNAL_ERROR = 500
+
+    @property
+    def message(self) -> str:
+        """mirai's standard ``msg`` for this code."""
+        return _STANDARD_MESSAGES[self]
+
+
+_STANDARD_MESSAGES: Final[dict[StatusCode, str]] = {
+    StatusCode.SUCCESS: "success",
+    StatusCode.AUTH_KEY_FAIL: "Auth Key错误",
+    StatusCode.NO_BOT: "指定Bot不存在",
+    StatusCode.ILLEGAL_SESSION: "Session失效或不存在",
+    StatusCode.NOT_VERIFY_SESSION: "Session未认证",
+    StatusCode.NO_ELEMENT: "指定对象不存在",
+    StatusCode.NO_OPERATE_SUPPORT: "指定操作不支持",
+    StatusCode.PERMISSION_DENIED: "无操作权限",
+    StatusCode.BOT_MUTED: "Bot被禁言",
+    StatusCode.MESSAGE_TOO_LARGE: "消息过长",
+    StatusCode.INVALID_PARAMETER: "无效参数",
+    StatusCode.INTERNAL_ERROR: "internal error",
+}
+
+#: mirai's ``NoFile`` message (code 6), followed by the path that does not exist (mirai-api-http.md §5.2)
+NO_FILE_MESSAGE: Final = "文件不存在："
+
+
+def status_data(code: StatusCode, msg: str | None = None) -> dict[str, object]:
+    """The ``{code, msg}`` shape of states and errors (mirai-api-http.md §5.3); ``msg`` defaults to the standard
+    message of ``code``."""
+    return {"code": code._value_, "msg": code.message if msg is None else msg}
+
+
+def restful_data(data: object) -> dict[str, object]:
+    """A successful answer that carries ``data``: ``{"code": 0, "msg": "", "data": ...}`` (mirai-api-http.md §6.1)."""
+    return {"code": StatusCode.SUCCESS._value_, "msg": "", "data": data}
+
 
 #: raw (unwrapped) frames, mirai-api-http.md §3.3 / §3.5
-AUTH_KEY_FAIL: Final[dict[str, object]] = {"code": CODE_AUTH_KEY_FAIL, "msg": "Auth Key错误"}
-NO_BOT: Final[dict[str, object]] = {"code": CODE_NO_BOT, "msg": "指定Bot不存在"}
-INVALID_PARAMETER: Final[dict[str, object]] = {"code": CODE_INVALID_PARAMETER, "msg": "无效参数"}
+AUTH_KEY_FAIL: Final = status_data(StatusCode.AUTH_KEY_FAIL)
+NO_BOT: Final = status_data(StatusCode.NO_BOT)
+INVALID_PARAMETER: Final = status_data(StatusCode.INVALID_PARAMETER)
 #: wrapped in ``data``: unknown command, or ``verify`` again after auth (mirai-api-http.md §3.5)
-NO_OPERATE_SUPPORT: Final[dict[str, object]] = {"code": CODE_NO_OPERATE_SUPPORT, "msg": "指定操作不支持"}
+NO_OPERATE_SUPPORT: Final = status_data(StatusCode.NO_OPERATE_SUPPORT)
+
+# --------------------------------------------------------------------------- protocol constants
 
 #: the version reported by ``about``: a plain dotted version, because Ariadne parses it with
 #: ``tuple(map(int, version.split(".")))`` (mirai-api-http.md §3.7)
 MIRAI_API_HTTP_VERSION: Final = "2.10.0"
 
-#: session key in single mode (mirai-api-http.md §3.3 row c)
+#: session key in single mode (mirai-api-http.md §3.3 row c, §5.1)
 SINGLE_SESSION_KEY: Final = "SINGLE_SESSION"
 
 
@@ -221,24 +286,19 @@ def encode_raw(data: object) -> str:
     return dumps(data)
 
 
-def error_data(code: int, msg: str) -> dict[str, object]:
-    """The ``{code, msg}`` error shape (mirai-api-http.md §5.3)."""
-    return {"code": code, "msg": msg}
-
-
 def about_data() -> dict[str, object]:
     """``data`` of the ``about`` response (mirai-api-http.md §6.1)."""
-    return {"code": CODE_SUCCESS, "msg": "", "data": {"version": MIRAI_API_HTTP_VERSION}}
+    return restful_data({"version": MIRAI_API_HTTP_VERSION})
 
 
 def bot_list_data(bot_id: int) -> dict[str, object]:
     """``data`` of the ``botList`` response (mirai-api-http.md §6.1); empty before Discord READY."""
-    return {"code": CODE_SUCCESS, "msg": "", "data": [bot_id] if bot_id else []}
+    return restful_data([bot_id] if bot_id else [])
 
 
 def verify_success_data(session_key: str) -> dict[str, object]:
     """``data`` of a successful ``verify`` (mirai-api-http.md §3.3)."""
-    return {"code": CODE_SUCCESS, "session": session_key}
+    return {"code": StatusCode.SUCCESS._value_, "session": session_key}
 
 
 def bot_online_event_data(bot_id: int) -> dict[str, object]:
