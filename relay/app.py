@@ -35,9 +35,10 @@ from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionStat
 from adapters.discord.rest import RestClient, open_rest_client
 from adapters.discord.shard import Gateway, serve_gateway
 from adapters.discord.translate import DiscordTranslator
+from adapters.mirai.codec import StatusCode
+from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import MiraiCommandHandler
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
-from adapters.mirai.translate import CODE_INTERNAL, encode_event_frame
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
@@ -108,7 +109,10 @@ class DrainingDispatcher:
         self, handler: MiraiCommandHandler, command: str, sub_command: str | None, content: object
     ) -> dict[str, object]:
         if self.draining:
-            return {"code": CODE_INTERNAL, "msg": f"{command}: the bridge is shutting down; retry after it restarts"}
+            return {
+                "code": StatusCode.INTERNAL_ERROR._value_,
+                "msg": f"{command}: the bridge is shutting down; retry after it restarts",
+            }
         self.in_flight += 1
         try:
             return await handler.dispatch(command, sub_command, content)

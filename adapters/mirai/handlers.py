@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from adapters.mirai.translate import (
-    CODE_INTERNAL,
-    BridgeQuery,
-    LocalAnswer,
-    answer_query,
-    decode_command,
-    encode_failure,
-    encode_result,
-)
+from adapters.mirai import codec
+from adapters.mirai.codec import StatusCode
+from adapters.mirai.commands_in import BridgeQuery, LocalAnswer, answer_query, decode_command
+from adapters.mirai.results_out import encode_failure, encode_result
 from relay.errors import CommandFailed
 from relay.ports import BotIdentity, CommandService
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SINGLE_SESSION_KEY", "MiraiCommandHandler"]
-
-#: the session key real mirai-api-http reports in single mode (mirai-api-http.md §5.1)
-SINGLE_SESSION_KEY = "SINGLE_SESSION"
+__all__ = ["MiraiCommandHandler"]
 
 
 class MiraiCommandHandler:
@@ -42,7 +34,7 @@ class MiraiCommandHandler:
         identity: BotIdentity,
         *,
         bot_id: int | None = None,
-        session_key: str = SINGLE_SESSION_KEY,
+        session_key: str = codec.SINGLE_SESSION_KEY,
     ) -> None:
         self._service = service
         self._identity = identity
@@ -63,7 +55,7 @@ class MiraiCommandHandler:
         try:
             decoded = decode_command(command, sub_command, content)
             if isinstance(decoded, LocalAnswer):
-                if decoded.data.get("code") != 0:
+                if decoded.data.get("code") != StatusCode.SUCCESS:
                     log.info("mirai command %s answered locally: %s", command, decoded.data.get("msg"))
                 return dict(decoded.data)
             if isinstance(decoded, BridgeQuery):
@@ -77,7 +69,7 @@ class MiraiCommandHandler:
             return encode_failure(failure)
         except Exception as exc:  # a bug somewhere below: answer 500, keep the connection (trio.Cancelled passes)
             log.exception("mirai command %s crashed the bridge's handler", command)
-            return {
-                "code": CODE_INTERNAL,
-                "msg": f"{command}: internal error in the bridge ({type(exc).__name__}: {exc}); see the bridge log",
-            }
+            return codec.status_data(
+                StatusCode.INTERNAL_ERROR,
+                f"{command}: internal error in the bridge ({type(exc).__name__}: {exc}); see the bridge log",
+            )

@@ -9,7 +9,7 @@ pushed, Ariadne's handler replies with ``sendGroupMessage`` quoting it, the brid
 messageId, and Ariadne reports that it saw that messageId.
 
 Two variants: a recording dispatcher (the wire between Ariadne and this adapter only), and the real
-adapters/mirai/handlers.py + translate.py with a recording stand-in for the relay's CommandService behind it.
+adapters/mirai/handlers.py + commands_in/results_out with a recording stand-in for the relay's CommandService behind it.
 """
 
 from __future__ import annotations

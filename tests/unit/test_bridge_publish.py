@@ -13,7 +13,7 @@ import pytest
 
 from adapters.discord.cache import DiscordCache
 from adapters.discord.translate import DiscordTranslator
-from adapters.mirai.translate import encode_event_frame
+from adapters.mirai.events_out import encode_event_frame
 from relay.bridge import Bridge
 from relay.config import MappingConfig, OutboxConfig
 from relay.envelope import Command, MessageReceived, Result, Text

@@ -41,12 +41,37 @@ SANS_IO_MODULES = (
     "adapters/mirai/correlator.py",
     "relay/wire/frames.py",
     "adapters/mirai/session.py",
-    "adapters/mirai/translate.py",
+    "adapters/mirai/fields.py",
+    "adapters/mirai/chain.py",
+    "adapters/mirai/events_out.py",
+    "adapters/mirai/commands_in.py",
+    "adapters/mirai/results_out.py",
     "relay/web/models.py",
     "relay/web/routing.py",
     "relay/web/cors.py",
     "relay/web/bodies.py",
     "relay/web/multipart.py",
+)
+
+#: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
+#: them, so they import neither the websocket implementation, nor sockets, nor a transport's own module.
+MIRAI_TRANSPORT_INDEPENDENT = (
+    "adapters/mirai/codec.py",
+    "adapters/mirai/fields.py",
+    "adapters/mirai/chain.py",
+    "adapters/mirai/events_out.py",
+    "adapters/mirai/commands_in.py",
+    "adapters/mirai/results_out.py",
+    "adapters/mirai/session.py",
+    "adapters/mirai/correlator.py",
+    "adapters/mirai/handlers.py",
+)
+TRANSPORT_MODULES = ("relay.wire", "relay.web", "socket", "ssl", "adapters.mirai.reverse_ws", "adapters.mirai.client")
+
+#: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules.
+RETIRED_MODULES = (
+    "relay/correlator.py",
+    "adapters/mirai/translate.py",
 )
 
 #: Modules that do blocking I/O of their own (SQLite) but must not depend on trio: the trio side drives them.
@@ -147,6 +172,20 @@ def test_storage_imports_trio_only_in_its_flushers() -> None:
     checked = set(NO_TRIO_MODULES) | set(SANS_IO_MODULES) | {STORAGE_TRIO_SHELL}
     unlisted = [rel(path) for path in sorted((ROOT / "relay" / "storage").glob("*.py")) if rel(path) not in checked]
     assert unlisted == []  # a new storage module must say which rule it follows
+
+
+@pytest.mark.parametrize("module", existing(MIRAI_TRANSPORT_INDEPENDENT))
+def test_mirai_core_imports_no_transport(module: str) -> None:
+    bad = [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(ROOT / module)
+        if any(is_within(name, transport) for transport in TRANSPORT_MODULES)
+    ]
+    assert bad == []
+
+
+def test_retired_modules_stay_gone() -> None:
+    assert existing(RETIRED_MODULES) == []
 
 
 def test_adapters_do_not_import_each_other() -> None:

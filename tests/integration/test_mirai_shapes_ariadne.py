@@ -1,4 +1,4 @@
-"""Every pushed event the translator produces must parse in real Graia Ariadne (mirai-api-http.md §3.7).
+"""Every pushed event adapters/mirai/events_out produces must parse in real Graia Ariadne (mirai-api-http.md §3.7).
 
 Ariadne lives in its own venv (/work/ariadne-venv, or $ARIADNE_PYTHON); the check runs there in a
 subprocess fed with the encoded events, so the bridge's venv needs no Ariadne. Skipped when absent.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.mirai.translate import encode_event
-from tests.unit.test_mirai_translate import BOT, EVENT_CASES, group_message
+from adapters.mirai.events_out import encode_event_data
+from tests.unit.test_mirai_events_out import BOT, EVENT_CASES, group_message
 
 from relay.envelope import (  # isort: skip
     Audio,
@@ -76,7 +76,7 @@ def run_ariadne(events: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 def test_every_event_kind_parses_in_ariadne() -> None:
-    events = [encode_event(event, bot_id=BOT) for event, _ in EVENT_CASES]  # type: ignore[arg-type]
+    events = [encode_event_data(event, bot_id=BOT) for event, _ in EVENT_CASES]  # type: ignore[arg-type]
     facts = run_ariadne([e for e in events if e is not None])
     assert [f["class"] for f in facts] == [e["type"] for e in events if e is not None]
 
@@ -98,8 +98,8 @@ def test_messages_with_every_segment_parse_in_ariadne() -> None:
     quote = Quote(
         ref=MessageRef(conversation=ConversationRef.group(222), local_id=4), author_id=111, origin=(Text("old"),)
     )
-    group = encode_event(MessageReceived(message=group_message(segments=segments, quote=quote)), bot_id=BOT)
-    friend = encode_event(
+    group = encode_event_data(MessageReceived(message=group_message(segments=segments, quote=quote)), bot_id=BOT)
+    friend = encode_event_data(
         MessageReceived(
             message=Message(
                 conversation=ConversationRef.private(444),
@@ -113,11 +113,13 @@ def test_messages_with_every_segment_parse_in_ariadne() -> None:
         ),
         bot_id=BOT,
     )
-    sync = encode_event(MessageReceived(message=group_message(from_self=True)), bot_id=BOT)
-    sticker = encode_event(
+    sync = encode_event_data(MessageReceived(message=group_message(from_self=True)), bot_id=BOT)
+    sticker = encode_event_data(
         MessageReceived(message=group_message(segments=(Text("look "), Sticker(id=10**18, name="Wave")))), bot_id=BOT
     )
-    emoji = encode_event(MessageReceived(message=group_message(segments=(Emoji(id=10**18, name="blob"),))), bot_id=BOT)
+    emoji = encode_event_data(
+        MessageReceived(message=group_message(segments=(Emoji(id=10**18, name="blob"),))), bot_id=BOT
+    )
     facts = run_ariadne([group, friend, sync, sticker, emoji])  # type: ignore[list-item]
     assert facts[0]["class"] == "GroupMessage"
     assert facts[0]["source_id"] == 12345
@@ -172,8 +174,8 @@ json.dump(out, sys.stdout)
 
 
 def test_result_shapes_parse_with_ariadne_models() -> None:
-    from adapters.mirai.translate import encode_result
-    from tests.unit.test_mirai_translate_results import RESULT_CASES
+    from adapters.mirai.results_out import encode_result
+    from tests.unit.test_mirai_results_out import RESULT_CASES
 
     pairs: list[tuple[str, object]] = []
     for command, result, _ in RESULT_CASES:
@@ -231,7 +233,7 @@ json.dump([c.as_sendable().dict()["__root__"] for c in chains], sys.stdout, defa
 
 
 def test_chains_ariadne_sends_decode() -> None:
-    from adapters.mirai.translate import decode_command
+    from adapters.mirai.commands_in import decode_command
     from relay.envelope import SendMessage
 
     if not ARIADNE_PYTHON.exists():

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from adapters.mirai.translate import BridgeQuery, LocalAnswer, decode_command
+from adapters.mirai.commands_in import BridgeQuery, LocalAnswer, decode_command
 from relay.envelope import (
     Audio,
     ConversationRef,

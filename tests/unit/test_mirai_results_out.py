@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.mirai.translate import BridgeQuery, answer_query, encode_failure, encode_result
+from adapters.mirai.commands_in import BridgeQuery, answer_query
+from adapters.mirai.results_out import encode_failure, encode_result
 from relay.envelope import (
     Announcement,
     AnnouncementList,

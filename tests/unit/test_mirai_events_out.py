@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from adapters.mirai.translate import encode_chain, encode_event, encode_event_frame, encode_message_event
+from adapters.mirai.chain import encode_chain
+from adapters.mirai.events_out import encode_event_data, encode_event_frame, encode_message_event
 from relay.envelope import (
     Audio,
     BotJoinedGroup,
@@ -104,7 +105,7 @@ def keys(obj: dict[str, object]) -> list[str]:
 
 
 def test_group_message_exact_shape_and_key_order() -> None:
-    data = encode_event(MessageReceived(message=group_message()), bot_id=BOT)
+    data = encode_event_data(MessageReceived(message=group_message()), bot_id=BOT)
     assert data == {
         "type": "GroupMessage",
         "messageChain": [{"type": "Source", "id": 12345, "time": 1700000000}, {"type": "Plain", "text": "hi"}],
@@ -143,7 +144,7 @@ def test_every_segment_in_order_with_source_first_and_quote_second() -> None:
         RichContent(text="Embed title\nbody", title="Embed title"),
         Unsupported(fallback="[poll: best pet?]", what="poll"),
     )
-    data = encode_event(MessageReceived(message=group_message(segments=segments, quote=quote)), bot_id=BOT)
+    data = encode_event_data(MessageReceived(message=group_message(segments=segments, quote=quote)), bot_id=BOT)
     assert data is not None
     assert data["messageChain"] == [
         {"type": "Source", "id": 12345, "time": 1700000000},
@@ -271,7 +272,7 @@ def test_friend_message_and_quote_target_in_private() -> None:
         segments=(Text("yo"),),
         quote=quote,
     )
-    data = encode_event(MessageReceived(message=message), bot_id=BOT)
+    data = encode_event_data(MessageReceived(message=message), bot_id=BOT)
     assert data == {
         "type": "FriendMessage",
         "messageChain": [
@@ -302,7 +303,9 @@ def _fields(message: Message) -> dict[str, object]:
 
 def test_sync_messages() -> None:
     bot_member = Member(user_id=BOT, display_name="bot", role=Role.ADMINISTRATOR, group=GROUP)
-    group_sync = encode_event(MessageReceived(message=group_message(sender=bot_member, from_self=True)), bot_id=BOT)
+    group_sync = encode_event_data(
+        MessageReceived(message=group_message(sender=bot_member, from_self=True)), bot_id=BOT
+    )
     assert group_sync == {
         "type": "GroupSyncMessage",
         "messageChain": [{"type": "Source", "id": 12345, "time": 1700000000}, {"type": "Plain", "text": "hi"}],
@@ -318,7 +321,7 @@ def test_sync_messages() -> None:
         segments=(Text("x"),),
         from_self=True,
     )
-    assert encode_event(MessageReceived(message=dm), bot_id=BOT) == {
+    assert encode_event_data(MessageReceived(message=dm), bot_id=BOT) == {
         "type": "FriendSyncMessage",
         "messageChain": [{"type": "Source", "id": 9, "time": 5}, {"type": "Plain", "text": "x"}],
         "subject": {"id": 444, "nickname": "", "remark": ""},
@@ -326,7 +329,7 @@ def test_sync_messages() -> None:
 
 
 def test_group_message_from_a_webhook_user_becomes_a_member() -> None:
-    data = encode_event(MessageReceived(message=group_message(sender=User(id=55, name="Hook"))), bot_id=BOT)
+    data = encode_event_data(MessageReceived(message=group_message(sender=User(id=55, name="Hook"))), bot_id=BOT)
     assert data is not None
     assert data["sender"] == {
         "id": 55,
@@ -438,7 +441,7 @@ EVENT_CASES = [
 
 @pytest.mark.parametrize(("event", "expected"), EVENT_CASES, ids=lambda v: type(v).__name__)
 def test_event_exact_shape(event: object, expected: dict[str, object]) -> None:
-    data = encode_event(event, bot_id=BOT)  # type: ignore[arg-type]
+    data = encode_event_data(event, bot_id=BOT)  # type: ignore[arg-type]
     assert data == expected
     assert data is not None
     assert keys(data) == keys(expected)  # key order as mirai-api-http serializes it
@@ -446,13 +449,13 @@ def test_event_exact_shape(event: object, expected: dict[str, object]) -> None:
 
 def test_recall_of_a_message_without_mirai_id_is_not_pushed() -> None:
     event = MessageRecalled(ref=MessageRef(conversation=ConversationRef.group(222), platform_id=9), author_id=1, time=1)
-    assert encode_event(event, bot_id=BOT) is None
+    assert encode_event_data(event, bot_id=BOT) is None
     assert encode_event_frame(event, bot_id=BOT, reserved_sync_id="-1") is None
 
 
 def test_unknown_event_type_is_a_typed_error() -> None:
     with pytest.raises(LocalProtocolError, match="no mirai event for str"):
-        encode_event("not an event", bot_id=BOT)  # type: ignore[arg-type]
+        encode_event_data("not an event", bot_id=BOT)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- frames
@@ -466,13 +469,13 @@ def test_frame_is_compact_with_string_sync_id_and_unescaped_unicode() -> None:
     assert "你好 🎉" in frame
     assert ": " not in frame and ", " not in frame.replace("你好 🎉", "")
     parsed = json.loads(frame)
-    assert parsed == {"syncId": "-1", "data": encode_event(MessageReceived(message=message), bot_id=BOT)}
+    assert parsed == {"syncId": "-1", "data": encode_event_data(MessageReceived(message=message), bot_id=BOT)}
 
 
 def test_bot_events_carry_the_presented_qq() -> None:
     event = BotStatusChanged(bot_id=BOT, status=BotStatus.RELOGIN)
-    assert encode_event(event, bot_id=12345) == {"type": "BotReloginEvent", "qq": 12345}
-    assert encode_event(event, bot_id=0) == {"type": "BotReloginEvent", "qq": BOT}
+    assert encode_event_data(event, bot_id=12345) == {"type": "BotReloginEvent", "qq": 12345}
+    assert encode_event_data(event, bot_id=0) == {"type": "BotReloginEvent", "qq": BOT}
 
 
 def test_frame_with_custom_reserved_sync_id() -> None:
@@ -538,7 +541,7 @@ def _frame_messages() -> list[Message]:
 @pytest.mark.parametrize("sync_id", ["-1", 'we"ird'])
 def test_message_frames_equal_the_stdlib_compact_json(message: Message, sync_id: str) -> None:
     frame = encode_event_frame(MessageReceived(message=message), bot_id=BOT, reserved_sync_id=sync_id)
-    data = encode_event(MessageReceived(message=message), bot_id=BOT)
+    data = encode_event_data(MessageReceived(message=message), bot_id=BOT)
     expected = (
         '{"syncId":'
         + json.dumps(sync_id, ensure_ascii=False)
