@@ -35,9 +35,8 @@ from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionStat
 from adapters.discord.rest import RestClient, open_rest_client
 from adapters.discord.shard import Gateway, serve_gateway
 from adapters.discord.translate import DiscordTranslator
-from adapters.mirai.codec import StatusCode
 from adapters.mirai.events_out import encode_event_frame
-from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from relay import process
 from relay.bridge import Bridge
@@ -69,73 +68,6 @@ def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
         return bridge.statistics().events_published + sum(outbox.statistics().cursors.values())
 
     return count
-
-
-# --------------------------------------------------------------------------- identity & draining
-
-
-@attrs.define
-class PresentedIdentity:
-    """The bot as frameworks see it: ``[mirai] bot_id`` when set, else the Discord bot user id."""
-
-    cache: DiscordCache
-    override: int = 0
-
-    @property
-    def bot_id(self) -> int:
-        return self.override or self.cache.bot_id
-
-    @property
-    def bot_name(self) -> str:
-        return self.cache.bot_name
-
-
-@attrs.define
-class DrainingDispatcher:
-    """Counts in-flight commands and, once draining, answers new ones with an error instead of running them."""
-
-    inner: MiraiCommandHandler
-    in_flight: int = 0
-    draining: bool = False
-    idle: trio.Event = attrs.field(factory=trio.Event)
-
-    def for_session(self, session_key: str) -> DrainingDispatcher:
-        return _SessionDispatcher(self, self.inner.for_session(session_key))  # type: ignore[return-value]
-
-    async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
-        return await self.run(self.inner, command, sub_command, content)
-
-    async def run(
-        self, handler: MiraiCommandHandler, command: str, sub_command: str | None, content: object
-    ) -> dict[str, object]:
-        if self.draining:
-            return {
-                "code": StatusCode.INTERNAL_ERROR._value_,
-                "msg": f"{command}: the bridge is shutting down; retry after it restarts",
-            }
-        self.in_flight += 1
-        try:
-            return await handler.dispatch(command, sub_command, content)
-        finally:
-            self.in_flight -= 1
-            if self.draining and self.in_flight == 0:
-                self.idle.set()
-
-    async def drain(self) -> None:
-        """Refuse new commands and wait until the in-flight ones are answered (callers bound the wait)."""
-        self.draining = True
-        if self.in_flight == 0:
-            return
-        await self.idle.wait()
-
-
-@attrs.frozen
-class _SessionDispatcher:
-    owner: DrainingDispatcher
-    handler: MiraiCommandHandler
-
-    async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
-        return await self.owner.run(self.handler, command, sub_command, content)
 
 
 # --------------------------------------------------------------------------- saved Discord sessions
@@ -318,8 +250,8 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                     executor=executor,
                     identity=identity,
                 )
-                handler = MiraiCommandHandler(bridge, identity, bot_id=config.mirai.bot_id or None)
-                dispatcher = DrainingDispatcher(handler)
+                admission = CommandAdmission()
+                handler = MiraiCommandHandler(bridge, identity, admission=admission)
                 sessions = load_sessions(sessions_path, now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
                     sessions = {}
@@ -337,9 +269,9 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             serve_reverse_ws,
                             config=config.mirai,
                             outbox=outbox,
-                            dispatcher=dispatcher,
+                            dispatcher=handler,
                             identity=identity,
-                            dispatcher_for_session=dispatcher.for_session,
+                            dispatcher_for_session=handler.for_session,
                         ),
                     )
                     gateway = await nursery.start(
@@ -370,12 +302,12 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                     task_status.started(running)
                     await running.shutdown_requested.wait()
 
-                    log.info("shutting down: refusing new commands, finishing %d in flight", dispatcher.in_flight)
+                    log.info("shutting down: refusing new commands, finishing %d in flight", admission.in_flight)
                     with trio.move_on_after(COMMAND_GRACE) as grace:
-                        await dispatcher.drain()
+                        await admission.drain()
                     if grace.cancelled_caught:
                         log.warning(
-                            "shutdown: %d commands still running after %.0f s", dispatcher.in_flight, COMMAND_GRACE
+                            "shutdown: %d commands still running after %.0f s", admission.in_flight, COMMAND_GRACE
                         )
                     live_sessions = gateway.sessions()
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):

@@ -1,13 +1,23 @@
-"""The mirai command dispatcher: decode → ``CommandService.execute`` → encode (mirai-api-http.md §3.4–3.5, §6).
+"""The mirai command handler: decode → ``CommandService.execute`` → encode, with command admission
+(mirai-api-http.md §3.4–3.5, §6). Transport-independent.
 
-The reverse-ws client calls :meth:`MiraiCommandHandler.dispatch` once per authenticated command frame and
-wraps the returned ``data`` object with the request's ``syncId``. Whatever happens, ``dispatch`` returns a
-mirai-shaped ``data`` object: a bad command must never kill the connection. Only cancellation propagates.
+Every transport calls :meth:`MiraiCommandHandler.dispatch` with what a command is — its name, ``subCommand`` and
+``content`` — and sends the returned ``data`` object back its own way: the reverse-ws connection wraps it with
+the request's ``syncId``; an http adapter would send it as the response body (mirai-api-http.md §11.3). Whatever
+happens, ``dispatch`` returns a mirai-shaped ``data`` object: a bad command must never kill the connection. Only
+cancellation propagates.
+
+One :class:`CommandAdmission` is shared by the handlers of every connection: it counts the commands in flight
+and, once the bridge shuts down, refuses new ones so the in-flight ones can finish. :class:`PresentedIdentity`
+is the bot as frameworks see it.
 """
 
 from __future__ import annotations
 
 import logging
+
+import attrs
+import trio
 
 from adapters.mirai import codec
 from adapters.mirai.codec import StatusCode
@@ -18,14 +28,66 @@ from relay.ports import BotIdentity, CommandService
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MiraiCommandHandler"]
+__all__ = ["CommandAdmission", "MiraiCommandHandler", "PresentedIdentity"]
+
+
+@attrs.frozen
+class PresentedIdentity:
+    """The bot as frameworks see it: ``override`` (``[mirai] bot_id``) when set, else the Discord bot user id.
+
+    ``discord`` is whatever knows the Discord bot (the Discord cache), seen only through
+    :class:`~relay.ports.BotIdentity`.
+    """
+
+    discord: BotIdentity
+    override: int = 0
+
+    @property
+    def bot_id(self) -> int:
+        return self.override or self.discord.bot_id
+
+    @property
+    def bot_name(self) -> str:
+        return self.discord.bot_name
+
+
+@attrs.define
+class CommandAdmission:
+    """Counts the commands in flight across every handler sharing it; once :meth:`drain` began, new commands
+    are not admitted (their handler answers them with code 500 instead of running them)."""
+
+    in_flight: int = 0
+    draining: bool = False
+    _idle: trio.Event = attrs.field(factory=trio.Event, repr=False)
+
+    def admit(self) -> bool:
+        """Count one more command in flight; ``False`` (nothing counted) while draining."""
+        if self.draining:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        """An admitted command was answered."""
+        self.in_flight -= 1
+        if self.draining and self.in_flight == 0:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Refuse new commands and wait until the in-flight ones are answered (callers bound the wait)."""
+        self.draining = True
+        if self.in_flight == 0:
+            return
+        await self._idle.wait()
 
 
 class MiraiCommandHandler:
     """Answers mirai commands through the relay's :class:`~relay.ports.CommandService`.
 
-    ``session_key`` is what ``sessionInfo`` reports; a per-connection key can be given with
-    :meth:`for_session` (cheap: the handler holds no per-connection state).
+    ``bot_id``, when given, is the qq presented to frameworks instead of ``identity.bot_id`` (the same as passing
+    a :class:`PresentedIdentity`). ``session_key`` is what ``sessionInfo`` reports; a per-connection key can be
+    given with :meth:`for_session` (cheap: the handler holds no per-connection state). ``admission`` is shared by
+    every handler made from this one.
     """
 
     def __init__(
@@ -35,23 +97,33 @@ class MiraiCommandHandler:
         *,
         bot_id: int | None = None,
         session_key: str = codec.SINGLE_SESSION_KEY,
+        admission: CommandAdmission | None = None,
     ) -> None:
         self._service = service
-        self._identity = identity
-        #: the qq presented to frameworks (config mirai.bot_id); None = the Discord bot user id
-        self._bot_id = bot_id
+        self._identity = PresentedIdentity(identity, bot_id or 0)
         self._session_key = session_key
+        self.admission = admission if admission is not None else CommandAdmission()
 
     def for_session(self, session_key: str) -> MiraiCommandHandler:
-        """The same handler reporting ``session_key`` from ``sessionInfo``."""
-        return MiraiCommandHandler(self._service, self._identity, bot_id=self._bot_id, session_key=session_key)
+        """The same handler (and admission) reporting ``session_key`` from ``sessionInfo``."""
+        return MiraiCommandHandler(self._service, self._identity, session_key=session_key, admission=self.admission)
 
     @property
     def bot_id(self) -> int:
-        return self._bot_id if self._bot_id else self._identity.bot_id
+        return self._identity.bot_id
 
     async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         """Run one mirai command; returns the response's ``data`` object (never raises but for cancellation)."""
+        if not self.admission.admit():
+            return codec.status_data(
+                StatusCode.INTERNAL_ERROR, f"{command}: the bridge is shutting down; retry after it restarts"
+            )
+        try:
+            return await self._answer(command, sub_command, content)
+        finally:
+            self.admission.release()
+
+    async def _answer(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         try:
             decoded = decode_command(command, sub_command, content)
             if isinstance(decoded, LocalAnswer):

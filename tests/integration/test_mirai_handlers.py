@@ -10,8 +10,9 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 
-from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
 from relay.envelope import (
     Announcement,
     AnnouncementList,
@@ -449,3 +450,63 @@ async def test_local_answers_never_reach_the_service() -> None:
 async def test_configured_bot_id_overrides_the_discord_one() -> None:
     handler = MiraiCommandHandler(RecordingService(Done()), Identity(), bot_id=12345)
     assert await handler.dispatch("botList", None, None) == {"code": 0, "msg": "", "data": [12345]}
+
+
+def test_presented_identity_prefers_the_configured_bot_id() -> None:
+    assert (PresentedIdentity(Identity()).bot_id, PresentedIdentity(Identity()).bot_name) == (BOT, "Relay")
+    assert (PresentedIdentity(Identity(), 12345).bot_id, PresentedIdentity(Identity(), 12345).bot_name) == (
+        12345,
+        "Relay",
+    )
+
+
+class GatedService:
+    """Records every command and holds it until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+        self.release = trio.Event()
+
+    async def execute(self, command: Command) -> Result:
+        self.commands.append(command)
+        await self.release.wait()
+        return Done()
+
+
+async def test_draining_refuses_new_commands_and_waits_for_those_in_flight(nursery: trio.Nursery) -> None:
+    service = GatedService()
+    admission = CommandAdmission()
+    handler = MiraiCommandHandler(service, Identity(), admission=admission)
+    per_connection = handler.for_session("Zz9")  # another connection: same admission
+    answers: list[dict[str, object]] = []
+    drained = trio.Event()
+
+    async def run_command() -> None:
+        answers.append(await handler.dispatch("quit", None, {"target": 1}))
+
+    async def drain() -> None:
+        await admission.drain()
+        drained.set()
+
+    nursery.start_soon(run_command)
+    await trio.testing.wait_all_tasks_blocked()
+    assert admission.in_flight == 1
+    nursery.start_soon(drain)
+    await trio.testing.wait_all_tasks_blocked()
+    assert admission.draining and not drained.is_set()
+
+    refused = await per_connection.dispatch("unmuteAll", None, {"target": 1})
+    assert refused == {"code": 500, "msg": "unmuteAll: the bridge is shutting down; retry after it restarts"}
+    assert len(service.commands) == 1 and admission.in_flight == 1
+
+    service.release.set()
+    await drained.wait()
+    assert answers == [STATE] and admission.in_flight == 0
+
+
+async def test_drain_with_nothing_in_flight_returns_at_once() -> None:
+    admission = CommandAdmission()
+    handler = MiraiCommandHandler(RecordingService(Done()), Identity(), admission=admission)
+    assert await handler.dispatch("quit", None, {"target": 1}) == STATE
+    await admission.drain()
+    assert (admission.in_flight, admission.draining) == (0, True)
