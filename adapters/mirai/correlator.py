@@ -15,15 +15,13 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
-from typing import Final
 
 import attrs
 
-log = logging.getLogger(__name__)
+from adapters.mirai import codec
+from adapters.mirai.codec import StatusCode
 
-#: mirai-api-http.md §5.2: "anything else → 500"
-TIMEOUT_CODE: Final = 500
-INTERNAL_ERROR_CODE: Final = 500
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
@@ -109,7 +107,7 @@ class CommandCorrelator:
         if self._finish(ticket) is None:
             return None
         self._failed += 1
-        return Response(ticket.sync_id, {"code": INTERNAL_ERROR_CODE, "msg": message}, Outcome.FAILED)
+        return Response(ticket.sync_id, codec.status_data(StatusCode.INTERNAL_ERROR, message), Outcome.FAILED)
 
     def expire(self, *, now: float) -> list[Response]:
         """Timeout responses for every command whose deadline is ``<= now``."""
@@ -126,7 +124,9 @@ class CommandCorrelator:
                 "(the bridge gave up waiting; the action may still happen on Discord)"
             )
             log.warning("syncId %r: %s", pending.ticket.sync_id, msg)
-            expired.append(Response(pending.ticket.sync_id, {"code": TIMEOUT_CODE, "msg": msg}, Outcome.TIMED_OUT))
+            # mirai-api-http.md §5.2: "anything else → 500"
+            data = codec.status_data(StatusCode.INTERNAL_ERROR, msg)
+            expired.append(Response(pending.ticket.sync_id, data, Outcome.TIMED_OUT))
         return expired
 
     def next_deadline(self) -> float | None:
