@@ -12,7 +12,7 @@ expected, and synonyms (``target``/``group``/``qq``) are read in order. A value 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, TypeVar
 
 from adapters.mirai.codec import StatusCode
 from relay.envelope import INT32_MAX
@@ -38,6 +38,8 @@ __all__ = [
     "string",
     "unsupported",
 ]
+
+_T = TypeVar("_T")
 
 INT32_MIN: Final = -(2**31)
 INT64_MIN: Final = -(2**63)
@@ -136,13 +138,18 @@ def epoch(content: Mapping[str, object], names: tuple[str, ...], default: int) -
     return as_int(value, names[0], INT64_MIN, INT64_MAX, "epoch seconds")
 
 
+def _default(name: str, default: _T | None) -> _T:
+    """What an absent field reads as: ``default``, or code 400 when there is none (the field is required)."""
+    if default is None:
+        raise bad(name, "is missing")
+    return default
+
+
 def boolean(content: Mapping[str, object], name: str, default: bool | None) -> bool:
     """A boolean, or the strings ``"true"``/``"false"``; required when ``default`` is ``None``."""
     value = content.get(name)
     if value is None:
-        if default is None:
-            raise bad(name, "is missing")
-        return default
+        return _default(name, default)
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -154,9 +161,7 @@ def string(content: Mapping[str, object], name: str, default: str | None) -> str
     """A string (a number is accepted as its text); required when ``default`` is ``None``."""
     value = content.get(name)
     if value is None:
-        if default is None:
-            raise bad(name, "is missing")
-        return default
+        return _default(name, default)
     if isinstance(value, str):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
