@@ -417,3 +417,26 @@ def test_element_errors_are_clear(element: dict[str, object], code: int, fragmen
     assert answer.data["code"] == code
     assert fragment in str(answer.data["msg"])
     assert "messageChain[1]" in str(answer.data["msg"])
+
+
+# (command, subCommand, content as JSON types, the same content as an http GET query string gives it)
+QUERY_CASES = [
+    ("memberProfile", None, {"target": 1, "memberId": 2}, {"target": "1", "memberId": "2"}),
+    ("messageFromId", None, {"target": 1, "messageId": 7}, {"target": "1", "messageId": "7"}),
+    ("memberList", None, {"target": 1}, {"target": "1"}),
+    ("latestMemberList", None, {"target": 1, "memberIds": [2, 3]}, {"target": "1", "memberIds": ["2", "3"]}),
+    ("anno_list", None, {"id": 1, "offset": 0, "size": 5}, {"id": "1", "offset": "0", "size": "5"}),
+    ("groupConfig", "get", {"target": 1}, {"target": "1"}),
+    ("memberInfo", "get", {"target": 1, "memberId": 2}, {"target": "1", "memberId": "2"}),
+    ("kick", None, {"target": 1, "memberId": 2, "block": True}, {"target": "1", "memberId": "2", "block": "true"}),
+    ("file_list", None, {"id": "", "target": 1}, {"id": "", "target": "1"}),
+]
+
+
+@pytest.mark.parametrize(("command", "sub", "typed", "query"), QUERY_CASES)
+def test_http_query_parameters_decode_like_json_content(
+    command: str, sub: str | None, typed: dict[str, object], query: dict[str, object]
+) -> None:
+    """Nothing here is websocket-only: the http adapter's GET parameters are all strings (mirai-api-http.md §11.2),
+    and the route ``/file/list`` is the command ``file_list``."""
+    assert decode_command(command, sub, query) == decode_command(command, sub, typed)
