@@ -46,7 +46,8 @@ class LocalAnswer:
     data: Mapping[str, object]
 
     @classmethod
-    def error(cls, code: StatusCode, msg: str) -> LocalAnswer:
+    def error(cls, code: StatusCode, msg: str | None = None) -> LocalAnswer:
+        """``{code, msg}``; ``msg`` defaults to the code's standard message."""
         return cls(codec.status_data(code, msg))
 
 
@@ -305,6 +306,6 @@ def decode_command(command: str, sub_command: str | None, content: object) -> en
         why = UNSUPPORTED_COMMANDS.get(command)
         if why is not None:
             return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT, f"{command}: {why}")
-        return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT, StatusCode.NO_OPERATE_SUPPORT.message)
+        return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT)
     except fields.BadContent as problem:
         return LocalAnswer.error(problem.code, f"{command}: {problem.msg}")
