@@ -66,7 +66,14 @@ MIRAI_TRANSPORT_INDEPENDENT = (
     "adapters/mirai/correlator.py",
     "adapters/mirai/handlers.py",
 )
-TRANSPORT_MODULES = ("relay.wire", "relay.web", "socket", "ssl", "adapters.mirai.reverse_ws", "adapters.mirai.client")
+TRANSPORT_MODULES = (
+    "relay.wire",
+    "relay.web",
+    "socket",
+    "ssl",
+    "adapters.mirai.reverse_ws",
+    "adapters.mirai.connection",
+)
 
 #: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules.
 RETIRED_MODULES = (
