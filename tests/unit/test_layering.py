@@ -5,6 +5,7 @@
 2. An adapter never imports another adapter; adapters meet only in ``relay`` types.
 3. Only the composition root imports ``adapters`` from outside ``adapters/``.
 4. Product code speaks websocket only through ``relay/wire`` (no wsproto or trio-websocket elsewhere).
+5. The sandbox's demo bot speaks mirai through its own code only (no ``adapters``, no ``relay.app``).
 
 The module lists are data: extend them as modules appear. Listed modules that do not exist yet are skipped.
 """
@@ -51,6 +52,7 @@ SANS_IO_MODULES = (
     "relay/web/cors.py",
     "relay/web/bodies.py",
     "relay/web/multipart.py",
+    "relay/sandbox/demobot_logic.py",
 )
 
 #: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
@@ -111,6 +113,18 @@ COMPOSITION_ROOT = (
 COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")
 
 ADAPTERS = ("discord", "mirai")
+
+#: The demo bot is an independent client of the mirai protocol (our own mirai code must not test itself): of the
+#: project it may use only these.
+DEMO_BOT_MODULES = ("relay/sandbox/demobot.py", "relay/sandbox/demobot_logic.py")
+DEMO_BOT_MAY_IMPORT = (
+    "relay.web",
+    "relay.wire",
+    "relay.fastjson",
+    "relay.errors",
+    "relay.config",
+    "relay.sandbox.demobot_logic",
+)
 
 
 def imported_modules(path: Path, package: str | None = None) -> list[tuple[int, str]]:
@@ -243,6 +257,18 @@ def test_wrapped_libraries_are_imported_by_their_wrapper_only(library: str) -> N
         bad.extend(
             f"{name}:{line} imports {module}" for line, module in imported_modules(path) if is_within(module, library)
         )
+    assert bad == []
+
+
+@pytest.mark.parametrize("module", existing(DEMO_BOT_MODULES))
+def test_the_demo_bot_uses_no_mirai_code_of_ours(module: str) -> None:
+    bad = [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(ROOT / module)
+        if name.split(".")[0] in ("relay", "adapters")
+        # a parent package of an allowed module is fine: `from relay import fastjson` walks as relay, relay.fastjson
+        and not any(is_within(name, allowed) or is_within(allowed, name) for allowed in DEMO_BOT_MAY_IMPORT)
+    ]
     assert bad == []
 
 
