@@ -431,9 +431,10 @@ CHANNEL = 7001
 OWNER = 7100
 
 
-async def test_echo_round_trip_through_the_bridge_and_the_fake_discord(tmp_path: Path) -> None:
+async def test_echo_and_recall_through_the_bridge_and_the_fake_discord(tmp_path: Path) -> None:
     world = DiscordWorld()
     world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    messages = world.rest.messages[CHANNEL]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await world.start(nursery)
@@ -449,10 +450,17 @@ async def test_echo_round_trip_through_the_bridge_and_the_fake_discord(tmp_path:
             asked = world.user_message(CHANNEL, ALICE, "echo hi")
             # the bridge may still be dialing the demo bot: the outbox keeps the message until it is verified
             await world.gateway.dispatch("MESSAGE_CREATE", asked)
-            while not (replies := [m for m in world.rest.messages[CHANNEL].values() if m["content"] == "hi"]):
+            while not (replies := [m for m in messages.values() if m["content"] == "hi"]):
+                await trio.sleep(0.02)
+            (reply,) = replies
+            # Alice answers the bot's message with "recall": the bot recalls it through the bridge
+            await world.gateway.dispatch(
+                "MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "recall", reply_to=int(reply["id"]))
+            )
+            while int(reply["id"]) in messages:
                 await trio.sleep(0.02)
             running.shutdown()
             nursery.cancel_scope.cancel()
-    (reply,) = replies
     assert reply["author"]["id"] == str(world.bot_id)
     assert reply["message_reference"]["message_id"] == asked["id"]
+    assert [m["content"] for m in messages.values()] == ["echo hi", "recall"]
