@@ -53,6 +53,13 @@ SANS_IO_MODULES = (
     "relay/web/bodies.py",
     "relay/web/multipart.py",
     "relay/sandbox/demobot_logic.py",
+    "relay/sandbox/emulator/snowflakes.py",
+    "relay/sandbox/emulator/errors.py",
+    "relay/sandbox/emulator/forms.py",
+    "relay/sandbox/emulator/payloads.py",
+    "relay/sandbox/emulator/intents.py",
+    "relay/sandbox/emulator/ratelimits.py",
+    "relay/sandbox/emulator/gateway.py",
 )
 
 #: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
@@ -90,6 +97,12 @@ NO_TRIO_MODULES = (
     "relay/storage/store.py",
     "relay/storage/outbox.py",
     "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
+    "relay/sandbox/emulator/db.py",
+    "relay/sandbox/emulator/world.py",
+    "relay/sandbox/emulator/actions.py",
+    "relay/sandbox/emulator/defaults.py",
+    "relay/sandbox/emulator/endpoints.py",
+    "relay/sandbox/emulator/rest.py",
 )
 
 #: Libraries wrapped by one module each: only that module (in relay/ and adapters/) may import them.
