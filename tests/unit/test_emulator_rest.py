@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from relay.sandbox.emulator.emulator import Emulator
-from relay.sandbox.emulator.http import Request
 from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
 from relay.sandbox.emulator.rest import CloudflareBan, Drop, Fail, Outcome, RateLimit, Slow
 from relay.sandbox.emulator.world import Dispatch
+from relay.web.models import Request
 
 TOKEN = "rest-token"
 GUILD = 800_000_000_000_000_001

@@ -3,7 +3,7 @@
 :class:`Emulator` composes the pure parts (:mod:`.world` + :mod:`.actions` persisted by :mod:`.db`,
 :mod:`.rest` over :mod:`.endpoints` and :mod:`.ratelimits`, :mod:`.gateway`) and is their trio side: it reads
 the clocks, answers HTTP requests in the contract's handler shape (:meth:`Emulator.handle_http`: sleeping for an
-injected slow answer, raising :class:`~.http.DropConnection` for a dropped one) and wraps the gateway's control
+injected slow answer, raising :class:`~.errors.DropConnection` for a dropped one) and wraps the gateway's control
 calls as awaitables, like the old test fakes.
 
 Clocks: the gateway and the rate limits run on ``trio.current_time()``; the world's wall clock is
@@ -32,11 +32,12 @@ from relay.sandbox.emulator.actions import Actions
 from relay.sandbox.emulator.db import StateFile
 from relay.sandbox.emulator.defaults import seed_default_world
 from relay.sandbox.emulator.endpoints import Endpoints
+from relay.sandbox.emulator.errors import DropConnection
 from relay.sandbox.emulator.gateway import Gateway
-from relay.sandbox.emulator.http import DropConnection, Request, Response
 from relay.sandbox.emulator.ratelimits import RateLimits
 from relay.sandbox.emulator.rest import Failure, RecordedRequest, RestApi
 from relay.sandbox.emulator.world import DEFAULT_BOT_ID, JSON, World
+from relay.web.models import Request, Response
 
 #: the token the sandbox's bridge logs in with (nothing secret: the emulator is loopback-only)
 DEFAULT_TOKEN = "sandbox-token"

@@ -17,9 +17,9 @@ from typing import Any
 from relay.sandbox.emulator import snowflakes as sf
 from relay.sandbox.emulator.actions import Actions
 from relay.sandbox.emulator.errors import ApiError, field_error, unknown
-from relay.sandbox.emulator.forms import MultipartPart
 from relay.sandbox.emulator.gateway import Gateway
 from relay.sandbox.emulator.world import JSON, MISSING, Upload, World, members_by_id
+from relay.web.multipart import Part
 
 #: discord.md §7.3 limits
 MAX_CONTENT = 2000
@@ -34,7 +34,7 @@ class EndpointRequest:
     """What an endpoint reads of a request: query, decoded JSON body, multipart parts, headers, arrival time."""
 
     def __init__(
-        self, query: dict[str, str], json: Any, parts: tuple[MultipartPart, ...], headers: dict[str, str], time: float
+        self, query: dict[str, str], json: Any, parts: tuple[Part, ...], headers: dict[str, str], time: float
     ) -> None:
         self.query = query
         self.json = json
@@ -408,7 +408,7 @@ class Endpoints:
         return 204, None
 
 
-def _uploads(listed: list[Any], files: list[MultipartPart]) -> list[Upload]:
+def _uploads(listed: list[Any], files: list[Part]) -> list[Upload]:
     """The ``files[n]`` parts with their ``attachments`` metadata (``id`` = n; discord.md §7.4)."""
     by_id = {str(a.get("id")): a for a in listed if isinstance(a, dict)}
     uploads = []

@@ -1,73 +1,45 @@
 """Request bodies as Discord reads them (discord.md §7.4): JSON, or multipart/form-data whose ``payload_json``
 part holds the JSON and whose ``files[n]`` parts are the uploads.
 
-Field names are kept exactly as sent: Discord refuses ``files%5B0%5D``, and the tests check the bridge sends
-brackets unescaped. This small reader stands in until ``relay.web`` offers multipart parsing (on
-python-multipart); it is strict enough for well-formed bodies and never raises on bad ones (it returns what it
-could read, and the handler answers Discord's error for a body without a usable payload).
+Multipart bodies are parsed by ``relay.web.multipart`` (python-multipart); field names are kept exactly as sent
+(Discord refuses ``files%5B0%5D``, and the tests check the bridge sends brackets unescaped). A body that does
+not parse is read as "no usable payload", never as an error of its own: the endpoint then answers Discord's
+error for it (50035), as Discord does.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-import attrs
+from typing import Any, Final
 
 from relay import fastjson
+from relay.web.models import Request, RequestRejected
+from relay.web.multipart import Part, find_part, parse_multipart
+
+#: parts read from one multipart body: ten files and payload_json, with room to answer 30015 for more files
+MAX_PARTS: Final = 64
+
+#: the old fakes' name for a part (tests read ``.name``, ``.filename``, ``.content_type``, ``.data``)
+MultipartPart = Part
 
 
-@attrs.frozen
-class MultipartPart:
-    name: str  #: the raw field name as sent (``files[0]``)
-    filename: str | None
-    content_type: str | None
-    data: bytes = attrs.field(repr=False)
-
-
-def decode_body(content_type: str, body: bytes) -> tuple[Any, tuple[MultipartPart, ...]]:
+def decode_body(request: Request) -> tuple[Any, tuple[Part, ...]]:
     """(decoded JSON or None, multipart parts in order)."""
+    content_type = (request.header("content-type") or "").lower()
     if content_type.startswith("multipart/form-data"):
-        boundary = re.search(r'boundary="?([^";]+)"?', content_type)
-        if boundary is None:
-            return None, ()
-        parts = parse_multipart(body, boundary.group(1).encode())
-        payload = next((p for p in parts if p.name == "payload_json"), None)
-        decoded = None
-        if payload is not None:
-            try:
-                decoded = fastjson.loads(payload.data)
-            except ValueError:
-                decoded = None
-        return decoded, parts
-    if body and content_type.startswith("application/json"):
         try:
-            return fastjson.loads(body), ()
+            parts = parse_multipart(request, max_parts=MAX_PARTS)
+        except RequestRejected:
+            return None, ()
+        payload = find_part(parts, "payload_json")
+        if payload is None:
+            return None, parts
+        try:
+            return fastjson.loads(payload.data), parts
+        except ValueError:
+            return None, parts
+    if request.body and content_type.startswith("application/json"):
+        try:
+            return fastjson.loads(request.body), ()
         except ValueError:
             return None, ()
     return None, ()
-
-
-def parse_multipart(body: bytes, boundary: bytes) -> tuple[MultipartPart, ...]:
-    """The parts of a multipart/form-data body (RFC 7578), names exactly as sent."""
-    parts = []
-    for section in body.split(b"--" + boundary)[1:]:
-        if section.startswith(b"--"):
-            break
-        trimmed = section.removeprefix(b"\r\n").removesuffix(b"\r\n")
-        raw_headers, _, data = trimmed.partition(b"\r\n\r\n")
-        headers = {}
-        for line in raw_headers.decode("utf-8", "replace").split("\r\n"):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        disposition = headers.get("content-disposition", "")
-        params = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', disposition))
-        parts.append(
-            MultipartPart(
-                name=params.get("name", ""),
-                filename=params.get("filename"),
-                content_type=headers.get("content-type"),
-                data=data,
-            )
-        )
-    return tuple(parts)

@@ -1,4 +1,4 @@
-"""The emulated REST API v10's request pipeline, without I/O: one :class:`~.http.Request` in, an
+"""The emulated REST API v10's request pipeline, without I/O: one ``relay.web`` Request in, an
 :class:`Outcome` out (a response, possibly late, or a dropped connection).
 
 In Discord's order (discord.md §8): uploaded files are served by path with no auth; anything else must be under
@@ -24,10 +24,11 @@ import attrs
 from relay import fastjson
 from relay.sandbox.emulator.endpoints import EndpointFn, EndpointRequest, Endpoints
 from relay.sandbox.emulator.errors import ApiError
-from relay.sandbox.emulator.forms import MultipartPart, decode_body
-from relay.sandbox.emulator.http import Request, Response
+from relay.sandbox.emulator.forms import decode_body
 from relay.sandbox.emulator.ratelimits import RateLimits
 from relay.sandbox.emulator.world import World
+from relay.web.models import Request, Response
+from relay.web.multipart import Part
 
 API_PREFIX = "/api/v10"
 
@@ -42,7 +43,7 @@ class RecordedRequest:
     headers: dict[str, str]  #: lower-cased names; the last value wins
     body: bytes = attrs.field(repr=False)
     json: Any  #: decoded JSON body, or the decoded ``payload_json`` of a multipart body
-    parts: tuple[MultipartPart, ...]  #: multipart parts in order (empty otherwise)
+    parts: tuple[Part, ...]  #: multipart parts in order (empty otherwise)
     time: float  #: the clock when the request was complete
     route: str = ""  #: "METHOD /template" matched, "" when none
     status: int = 0  #: status answered (0: none, e.g. a dropped connection)
@@ -183,7 +184,7 @@ class RestApi:
         query: dict[str, str] = {}
         for name, value in request.query:
             query[name] = value
-        decoded, parts = decode_body(headers.get("content-type", ""), request.body)
+        decoded, parts = decode_body(request)
         record = RecordedRequest(
             method=request.method,
             path=request.path.removeprefix(API_PREFIX),
