@@ -5,5 +5,6 @@ persisted by :mod:`.db`; :mod:`.endpoints` (Discord's REST rules) behind :mod:`.
 and :mod:`.ratelimits`; :mod:`.gateway` (sessions and connections) with :mod:`.intents`; :mod:`.payloads`,
 :mod:`.snowflakes`, :mod:`.forms`, :mod:`.errors`. :mod:`.defaults` is the world a new sandbox
 starts with. :mod:`.emulator` puts them together with the clocks and the control API; :mod:`.gateway_shell`
-runs one upgraded gateway websocket (relay.wire) with the machine.
+runs one upgraded gateway websocket (relay.wire) with the machine; :mod:`.server` serves it all on one
+loopback port (relay.web).
 """

@@ -70,6 +70,7 @@ class Emulator:
         self.token = token
         self.epoch = epoch
         self.port = 0
+        self._host = "127.0.0.1"
         self.state = StateFile.open(state_path)
         self.world = World(self.state, clock=self.wall_time, bot_user_id=bot_user_id, bot_username=bot_username)
         if seed_default and not self.world.guilds:
@@ -104,11 +105,12 @@ class Emulator:
             return time.time()
         return self.epoch + _monotonic()
 
-    def bound(self, port: int) -> None:
-        """The I/O shell listens on 127.0.0.1:``port``: addresses follow, the gateway's budget window starts."""
+    def bound(self, port: int, host: str = "127.0.0.1") -> None:
+        """The I/O shell listens on ``host``:``port``: addresses follow, the gateway's budget window starts."""
         self.port = port
+        self._host = f"[{host}]" if ":" in host else host
         self.world.set_origin(self.origin)
-        self.gateway.url = f"ws://127.0.0.1:{port}"
+        self.gateway.url = f"ws://{self._host}:{port}"
         now = _monotonic()
         if self.epoch is None:
             self.limits.wall_offset = time.time() - now
@@ -116,7 +118,7 @@ class Emulator:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self._host}:{self.port}"
 
     @property
     def base_url(self) -> str:
