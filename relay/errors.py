@@ -193,6 +193,16 @@ class DiscordUnreachable(DiscordError):
         )
 
 
+class MediaUnreachable(DiscordError):
+    """A media download (an attachment's CDN URL, or a URL a framework sent) got no answer: a network error or
+    a timeout. ``where`` is the host and path only: signed CDN URLs carry their signature in the query."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"download of {where} failed: {reason}; check that the bridge can reach it and retry later")
+
+
 # --------------------------------------------------------------------------- commands
 
 

@@ -40,7 +40,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-import trio
 
 from adapters.discord.cache import (
     CachedChannel,
@@ -122,6 +121,7 @@ from relay.errors import (
     DiscordUnreachable,
     FailureKind,
     HTTPError,
+    MediaUnreachable,
     PayloadTooLarge,
     RateLimitedTooLong,
     RelayError,
@@ -354,7 +354,7 @@ def command_failure(exc: DiscordError, *, bot_timed_out: bool = False) -> Comman
         return CommandFailed(FailureKind.INTERNAL, f"Discord refused the request: {exc}")
     if isinstance(exc, PayloadTooLarge):
         return CommandFailed(FailureKind.BAD_INPUT, str(exc))
-    if isinstance(exc, (DiscordUnreachable, RateLimitedTooLong)):
+    if isinstance(exc, (DiscordUnreachable, MediaUnreachable, RateLimitedTooLong)):
         return CommandFailed(FailureKind.TIMEOUT, str(exc))
     return CommandFailed(FailureKind.INTERNAL, str(exc))
 
@@ -451,8 +451,6 @@ class DiscordCommandExecutor:
         except DiscordError as exc:
             guild_id = self._guild_hint(command)
             raise command_failure(exc, bot_timed_out=self._bot_timed_out(guild_id)) from exc
-        except trio.TooSlowError as exc:  # a download's own deadline (RestClient.download)
-            raise CommandFailed(FailureKind.TIMEOUT, "Discord did not answer in time; try again later") from exc
         except RelayError as exc:  # e.g. a malformed answer from Discord (RemoteProtocolError)
             raise CommandFailed(FailureKind.INTERNAL, f"{type(command).__name__} failed: {exc}") from exc
         return result

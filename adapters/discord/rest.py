@@ -36,7 +36,7 @@ import relay
 from adapters.discord.gateway import GatewayBotInfo
 from adapters.discord.ratelimit import RateLimiter, Reservation
 from relay.config import DiscordConfig
-from relay.errors import DiscordUnreachable, HTTPError, PayloadTooLarge, RemoteProtocolError
+from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -639,11 +639,21 @@ class RestClient:
     async def download(self, url: str, *, max_bytes: int) -> tuple[bytes, str]:
         """Fetch media by absolute URL: (bytes, content type). Never sends the bot token along.
 
-        Refuses (PayloadTooLarge) as soon as the declared or received size exceeds ``max_bytes``.
+        Refuses (PayloadTooLarge) as soon as the declared or received size exceeds ``max_bytes``; an error status
+        is an HTTPError, no answer at all (network error, ``config.request_timeout``) a MediaUnreachable.
         """
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise HTTPError(400, 0, f"cannot download {url!r}: only absolute http(s) URLs are supported")
+        try:
+            return await self._download(url, parsed, max_bytes)
+        except (httpx.RequestError, trio.TooSlowError) as exc:
+            # translated like request() does, so a caller sees only the RelayError family
+            timed_out = isinstance(exc, (trio.TooSlowError, httpx.TimeoutException))
+            reason = "timed out" if timed_out else f"network error ({type(exc).__name__})"
+            raise MediaUnreachable(f"{parsed.netloc}{parsed.path}", reason) from None
+
+    async def _download(self, url: str, parsed: urllib.parse.SplitResult, max_bytes: int) -> tuple[bytes, str]:
         with trio.fail_after(self._config.request_timeout):
             async with self._http.stream("GET", url, headers={"Accept": "*/*"}, follow_redirects=True) as response:
                 self._requests += 1

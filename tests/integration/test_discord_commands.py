@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import socket
 import typing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -269,6 +270,40 @@ async def test_send_images_by_data_url_and_issued_id(autojump_clock: trio.abc.Cl
             )
             big = b"\x89PNG" + b"\x00" * (10 * 1024 * 1024)
             await env.fails(SendMessage(conversation=G, segments=(Image(data=big),)), FailureKind.BAD_INPUT)
+
+
+async def test_send_image_from_an_unreachable_url_fails_as_a_command(autojump_clock: trio.abc.Clock) -> None:
+    """A download that gets no answer is a CommandFailed like any unanswered request. It used to escape the
+    executor as httpx.ConnectError (or trio.TooSlowError): the framework was told the handler crashed."""
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))
+    closed_port = refusing.getsockname()[1]
+    refusing.close()  # nothing listens there now: the connection is refused
+    with trio.fail_after(60):
+        async with running() as env, trio.open_nursery() as nursery:
+            silent = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+            nursery.start_soon(_accept_and_say_nothing, silent)
+            silent_port = silent.socket.getsockname()[1]
+            refused = await env.fails(
+                SendMessage(conversation=G, segments=(Image(url=f"http://127.0.0.1:{closed_port}/cat.png"),)),
+                FailureKind.TIMEOUT,
+            )
+            assert f"127.0.0.1:{closed_port}/cat.png" in refused.message
+            unanswered = await env.fails(
+                SendMessage(conversation=G, segments=(Audio(url=f"http://127.0.0.1:{silent_port}/a.ogg?sig=s3cret"),)),
+                FailureKind.TIMEOUT,
+            )
+            assert "timed out" in unanswered.message
+            assert "s3cret" not in unanswered.message  # signed CDN URLs: the query is never shown
+            assert env.bodies() == []  # nothing was sent
+            nursery.cancel_scope.cancel()
+
+
+async def _accept_and_say_nothing(listener: trio.SocketListener) -> None:
+    async with listener:
+        held = []
+        while True:
+            held.append(await listener.accept())  # kept open, never answered
 
 
 async def test_send_long_text_split_or_refused(autojump_clock: trio.abc.Clock) -> None:

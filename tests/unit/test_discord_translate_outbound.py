@@ -37,6 +37,7 @@ from relay.errors import (
     FailureKind,
     HTTPError,
     InvalidRequestGuard,
+    MediaUnreachable,
     PayloadTooLarge,
 )
 
@@ -190,6 +191,7 @@ def test_timeout_clamped_to_28_days() -> None:
         (HTTPError(429, 20016, "slowmode"), FailureKind.INTERNAL),
         (PayloadTooLarge("upload", 20, 10), FailureKind.BAD_INPUT),
         (DiscordUnreachable("GET", "/x", "timeout", attempts=3), FailureKind.TIMEOUT),
+        (MediaUnreachable("cdn.example/a.png", "network error (ConnectError)"), FailureKind.TIMEOUT),
         (InvalidRequestGuard(9000, 10000, 600), FailureKind.INTERNAL),
     ],
 )
