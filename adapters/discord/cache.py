@@ -18,11 +18,12 @@ Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) ar
 from __future__ import annotations
 
 import collections
-import datetime
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
+
+from adapters.discord.snowflakes import parse_iso_time, to_int
 
 # --------------------------------------------------------------------------- bounds (memory)
 
@@ -51,46 +52,6 @@ CHANNEL_FLAG_OBFUSCATED = 1 << 17
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 ALL_PERMISSIONS = (1 << 64) - 1
-
-#: Discord epoch in ms (discord.md §10).
-DISCORD_EPOCH_MS = 1420070400000
-
-
-def snowflake_time(snowflake: int) -> float:
-    """Creation time of a snowflake, epoch seconds (discord.md §10)."""
-    return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000.0
-
-
-def snowflake_at(epoch_seconds: float) -> int:
-    """The smallest snowflake created at ``epoch_seconds`` (for ``before``/``after`` pagination; §10)."""
-    ms = int(epoch_seconds * 1000) - DISCORD_EPOCH_MS
-    return max(ms, 0) << 22
-
-
-def parse_iso_time(value: object) -> float:
-    """ISO8601 timestamp → epoch seconds; 0.0 when absent or unreadable (Discord sends ``null`` often)."""
-    if not isinstance(value, str) or not value:
-        return 0.0
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return 0.0
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
-
-
-def to_int(value: object, default: int = 0) -> int:
-    """Snowflakes and permission bitfields arrive as decimal strings (discord.md §6.3, §10)."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            return default
-    return default
-
 
 # --------------------------------------------------------------------------- cached objects
 

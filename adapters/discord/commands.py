@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,13 +46,11 @@ from adapters.discord.cache import (
     CachedUser,
     DiscordCache,
     Overwrite,
-    parse_iso_time,
-    snowflake_at,
-    snowflake_time,
-    to_int,
 )
+from adapters.discord.media import MAX_FILES_PER_MESSAGE, default_name, guess_content_type, parse_media_id, url_filename
 from adapters.discord.rest import RestClient, UploadFile
-from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator, parse_media_id
+from adapters.discord.snowflakes import new_nonce, parse_iso_time, snowflake_at, snowflake_time, to_int
+from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator
 from relay.config import BridgeConfig, LongMessageMode, MappingConfig
 from relay.envelope import (
     Announcement,
@@ -131,7 +128,6 @@ log = logging.getLogger(__name__)
 
 # discord.md §7.3 limits
 MAX_CONTENT = 2000
-MAX_FILES_PER_MESSAGE = 10
 MAX_STICKERS_PER_MESSAGE = 3
 MAX_EMBED_DESCRIPTION = 4096
 MAX_EMBED_TITLE = 256
@@ -148,22 +144,6 @@ MAX_FRIEND_FETCHES = 50
 NOT_FOUND_CODES = frozenset({10003, 10004, 10007, 10008, 10011, 10013, 10026})
 NO_PERMISSION_CODES = frozenset({50001, 50013, 50007, 50278})
 EVERYONE_OVERWRITE_TYPE = 0  # role overwrite; the @everyone role id is the guild id (discord.md §6.3)
-
-_MIME_BY_EXT = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".bmp": "image/bmp",
-    ".mp3": "audio/mpeg",
-    ".ogg": "audio/ogg",
-    ".wav": "audio/wav",
-    ".amr": "audio/amr",
-    ".silk": "audio/silk",
-    ".m4a": "audio/mp4",
-}
-
 
 # =========================================================================== pure helpers
 
@@ -359,39 +339,6 @@ def command_failure(exc: DiscordError, *, bot_timed_out: bool = False) -> Comman
     return CommandFailed(FailureKind.INTERNAL, str(exc))
 
 
-def guess_content_type(filename: str, data: bytes = b"") -> str:
-    """Content type from magic bytes, else the file extension, else octet-stream."""
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data.startswith(b"OggS"):
-        return "audio/ogg"
-    if data.startswith(b"#!AMR"):
-        return "audio/amr"
-    dot = filename.rfind(".")
-    if dot >= 0:
-        return _MIME_BY_EXT.get(filename[dot:].lower(), "application/octet-stream")
-    return "application/octet-stream"
-
-
-_EXT_BY_MIME = {mime: ext for ext, mime in _MIME_BY_EXT.items() if ext != ".jpeg"}
-
-
-def _default_name(kind: str, content_type: str) -> str:
-    return kind + _EXT_BY_MIME.get(content_type.split(";", maxsplit=1)[0].strip(), ".bin")
-
-
-def _url_filename(url: str) -> str:
-    path = url.split("?", 1)[0].rstrip("/")
-    name = path.rsplit("/", 1)[-1]
-    return name if name and "." in name else ""
-
-
 # =========================================================================== the executor
 
 
@@ -459,7 +406,7 @@ class DiscordCommandExecutor:
 
     def _new_nonce(self) -> str:
         """A nonce (≤ 25 chars, discord.md §7.3) announced to the translator so the echo is dropped."""
-        nonce = secrets.token_hex(12)
+        nonce = new_nonce()
         self.translator.expect_nonce(nonce)
         return nonce
 
@@ -607,14 +554,14 @@ class DiscordCommandExecutor:
                 )
         elif segment.url:
             data, content_type = await self.rest.download(segment.url, max_bytes=limit)
-            name = name or _url_filename(segment.url)
+            name = name or url_filename(segment.url)
         elif segment.id:
             data, content_type, found_name = await self._download_issued(segment.id, kind, limit)
             name = name or found_name
         else:
             raise CommandFailed(FailureKind.BAD_INPUT, f"{kind} segment has neither data, url nor id")
         content_type = content_type or guess_content_type(name, data)
-        name = name or _default_name(kind, content_type)
+        name = name or default_name(kind, content_type)
         return UploadFile(name, data, content_type)
 
     async def _download_issued(self, issued: str, kind: str, limit: int) -> tuple[bytes, str, str]:
@@ -624,7 +571,7 @@ class DiscordCommandExecutor:
         if url:
             try:
                 data, content_type = await self.rest.download(url, max_bytes=limit)
-                return data, content_type, _url_filename(url)
+                return data, content_type, url_filename(url)
             except HTTPError as exc:
                 if where is None or exc.status not in (403, 404, 410):
                     raise

@@ -39,6 +39,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
 
+from adapters.discord.snowflakes import parse_snowflake
 from relay import fastjson
 from relay.backoff import backoff_delay
 from relay.config import PRIVILEGED_INTENTS, BackoffConfig
@@ -582,14 +583,6 @@ class ShardStatistics:
     pending_sends: int
 
 
-def _snowflake(value: object) -> int | None:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
 @attrs.define
 class ShardSession:
     """One shard's gateway state machine; lives across reconnects (see the module docstring)."""
@@ -974,13 +967,13 @@ class ShardSession:
             raise RemoteProtocolError("READY without session_id")
         if not isinstance(resume_url, str) or not resume_url.startswith(("ws://", "wss://")):
             raise RemoteProtocolError(f"READY with a bad resume_gateway_url: {resume_url!r}")
-        if not isinstance(user, dict) or _snowflake(user.get("id")) is None:
+        if not isinstance(user, dict) or parse_snowflake(user.get("id")) is None:
             raise RemoteProtocolError("READY without a bot user id")
         if not isinstance(guilds, list):
             raise RemoteProtocolError("READY guilds is not a list")
         guild_ids = []
         for guild in guilds:
-            gid = _snowflake(guild.get("id")) if isinstance(guild, Mapping) else None
+            gid = parse_snowflake(guild.get("id")) if isinstance(guild, Mapping) else None
             if gid is not None:
                 guild_ids.append(gid)
         self.session_id = session_id

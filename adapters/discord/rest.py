@@ -21,7 +21,6 @@ import enum
 import json
 import logging
 import random
-import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -34,7 +33,9 @@ import trio
 
 import relay
 from adapters.discord.gateway import GatewayBotInfo
+from adapters.discord.media import MAX_FILES_PER_MESSAGE
 from adapters.discord.ratelimit import RateLimiter, Reservation
+from adapters.discord.snowflakes import new_nonce, snowflake_time
 from relay.config import DiscordConfig
 from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError
 
@@ -44,10 +45,6 @@ JSONObject = dict[str, Any]
 
 #: discord.md §8.1: Discord requires a User-Agent of this shape (Cloudflare may block others, error 40333).
 USER_AGENT = f"DiscordBot (https://github.com/discord-mirai-relay/discord-mirai-relay, {relay.__version__})"
-#: discord.md §7.3: at most 10 attachments per message (error 30015).
-MAX_FILES_PER_MESSAGE = 10
-#: discord.md §7.3: a nonce is at most 25 characters.
-NONCE_LENGTH = 25
 #: discord.md §8.1: X-Audit-Log-Reason is 1–512 characters.
 MAX_AUDIT_LOG_REASON = 512
 #: discord.md §9: member list pages are at most 1000.
@@ -362,7 +359,7 @@ class RestClient:
         route = Route("POST", "/channels/{channel_id}/messages", {"channel_id": channel_id})
         body = dict(payload)
         if "nonce" not in body:
-            body["nonce"] = _new_nonce()
+            body["nonce"] = new_nonce()
         body.setdefault("enforce_nonce", True)  # without it a retried send could post twice
         if len(files) > MAX_FILES_PER_MESSAGE:
             raise PayloadTooLarge("the message's attachment count", len(files), MAX_FILES_PER_MESSAGE, unit="files")
@@ -681,25 +678,18 @@ class RestClient:
 # ---------------------------------------------------------------------- helpers
 
 
-#: discord.md §10: snowflakes count milliseconds from 2015-01-01T00:00:00Z.
-DISCORD_EPOCH_MS = 1_420_070_400_000
 #: discord.md §8.3: deletes of messages younger than 10 s / older than 14 days have their own hidden buckets.
 _YOUNG_MESSAGE_SECONDS = 10.0
 _OLD_MESSAGE_SECONDS = 14 * 24 * 3600.0
 
 
 def _delete_age_class(message_id: int, now_epoch: float) -> str:
-    age = now_epoch - ((message_id >> 22) + DISCORD_EPOCH_MS) / 1000
+    age = now_epoch - snowflake_time(message_id)
     if age < _YOUNG_MESSAGE_SECONDS:
         return "sub-10-seconds"
     if age > _OLD_MESSAGE_SECONDS:
         return "older-than-two-weeks"
     return ""
-
-
-def _new_nonce() -> str:
-    """A fresh nonce of at most 25 characters (discord.md §7.3); one per logical send, reused by retries."""
-    return secrets.token_hex(12)  # 24 hex characters
 
 
 def _audit_log_reason(reason: str) -> str:

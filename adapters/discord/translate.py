@@ -49,9 +49,9 @@ from adapters.discord.cache import (
     CachedUser,
     DiscordCache,
     is_obfuscated,
-    snowflake_time,
-    to_int,
 )
+from adapters.discord.media import media_id
+from adapters.discord.snowflakes import snowflake_time, to_int
 from relay.config import MappingConfig, ThreadMode, WebhookMessageMode
 from relay.envelope import (
     Audio,
@@ -145,28 +145,6 @@ def format_timestamp(seconds: int, style: str | None) -> str:
     except (OverflowError, OSError, ValueError):
         return f"<t:{seconds}>"
     return moment.strftime(_TIME_STYLES.get(style or "f", _TIME_STYLES["f"]))
-
-
-def media_id(channel_id: int, message_id: int, attachment_id: int, filename: str) -> str:
-    """The id the bridge issues for an attachment (mirai ``imageId``/``voiceId``).
-
-    It encodes where the attachment lives so it can be re-fetched (CDN URLs are signed and expire,
-    discord.md §6.3): ``{channel}-{message}-{attachment}{.ext}``. Parse with :func:`parse_media_id`.
-    """
-    dot = filename.rfind(".")
-    ext = filename[dot:].lower() if dot >= 0 and len(filename) - dot <= 6 else ""
-    return f"{channel_id}-{message_id}-{attachment_id}{ext}"
-
-
-_MEDIA_ID = re.compile(r"^(\d+)-(\d+)-(\d+)(\.\w{1,5})?$")
-
-
-def parse_media_id(value: str) -> tuple[int, int, int] | None:
-    """``(channel_id, message_id, attachment_id)`` of a bridge-issued media id, else None."""
-    match = _MEDIA_ID.match(value.strip())
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
 def embed_text(embed: Mapping[str, Any]) -> str:

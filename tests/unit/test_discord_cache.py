@@ -10,11 +10,8 @@ from adapters.discord.cache import (
     CachedUser,
     DiscordCache,
     Overwrite,
-    parse_iso_time,
-    snowflake_at,
-    snowflake_time,
-    to_int,
 )
+from adapters.discord.snowflakes import parse_iso_time, snowflake_at, snowflake_time, to_int
 
 GUILD = 10
 BOT = 99

@@ -11,7 +11,8 @@ import attrs
 import pytest
 
 from adapters.discord.cache import DiscordCache
-from adapters.discord.translate import DiscordTranslator, embed_text, format_timestamp, media_id, parse_media_id
+from adapters.discord.media import media_id, parse_media_id
+from adapters.discord.translate import DiscordTranslator, embed_text, format_timestamp
 from relay.config import MappingConfig, ThreadMode, WebhookMessageMode
 from relay.envelope import (
     Audio,

@@ -11,12 +11,12 @@ from adapters.discord.commands import (
     allowed_mentions,
     build_message_bodies,
     command_failure,
-    guess_content_type,
     mute_all_overwrite,
     render_segments,
     split_text,
     timeout_until,
 )
+from adapters.discord.media import guess_content_type
 from adapters.discord.translate import MUTE_ALL_DENY
 from relay.config import LongMessageMode, MappingConfig
 from relay.envelope import (
