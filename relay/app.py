@@ -31,9 +31,9 @@ import trio
 
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands import DiscordCommandExecutor
-from adapters.discord.gateway import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected, ShardState
-from adapters.discord.rest import RestClient, open_rest_client
-from adapters.discord.shard import Gateway, serve_gateway
+from adapters.discord.gateway.session import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected, ShardState
+from adapters.discord.gateway.shard import Gateway, serve_gateway
+from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.discord.translate import DiscordTranslator
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity

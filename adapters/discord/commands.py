@@ -48,7 +48,7 @@ from adapters.discord.cache import (
     Overwrite,
 )
 from adapters.discord.media import MAX_FILES_PER_MESSAGE, default_name, guess_content_type, parse_media_id, url_filename
-from adapters.discord.rest import RestClient, UploadFile
+from adapters.discord.rest.client import RestClient, UploadFile
 from adapters.discord.snowflakes import new_nonce, parse_iso_time, snowflake_at, snowflake_time, to_int
 from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator
 from relay.config import BridgeConfig, LongMessageMode, MappingConfig

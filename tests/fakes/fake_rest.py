@@ -2,7 +2,7 @@
 
 It speaks real HTTP/1.1 (h11 over trio TCP, keep-alive), sends real rate-limit headers and 429s, and holds a
 small in-memory Discord (users, guilds, roles, channels, members, messages, pins, bans, DM channels) so every
-endpoint of :class:`adapters.discord.rest.RestClient` answers with Discord's shapes and error codes.
+endpoint of :class:`adapters.discord.rest.client.RestClient` answers with Discord's shapes and error codes.
 
 Use::
 

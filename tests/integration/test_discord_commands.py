@@ -21,7 +21,7 @@ import trio
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands import DiscordCommandExecutor
 from adapters.discord.media import media_id
-from adapters.discord.rest import open_rest_client
+from adapters.discord.rest.client import open_rest_client
 from adapters.discord.snowflakes import parse_iso_time
 from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator
 from relay.config import BridgeConfig, DiscordConfig, LongMessageMode, MappingConfig

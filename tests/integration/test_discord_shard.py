@@ -15,7 +15,7 @@ import attrs
 import pytest
 import trio
 
-from adapters.discord.gateway import (
+from adapters.discord.gateway.session import (
     MAX_PENDING_SENDS,
     CloseAction,
     DispatchReceived,
@@ -26,7 +26,7 @@ from adapters.discord.gateway import (
     ShardReady,
     ShardResumed,
 )
-from adapters.discord.shard import READER_YIELD_EVERY, Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
+from adapters.discord.gateway.shard import READER_YIELD_EVERY, Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
 from relay.config import DiscordConfig
 from relay.errors import GatewayClosed
 from tests.fakes.fake_gateway import FakeGateway

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from adapters.discord.rest import MISSING, RestClient, UploadFile, open_rest_client
+from adapters.discord.rest.client import MISSING, RestClient, UploadFile, open_rest_client
 from relay.config import DiscordConfig
 from relay.errors import CloudflareBanned, DiscordUnreachable, HTTPError, InvalidRequestGuard, PayloadTooLarge
 from tests.fakes.fake_rest import CloudflareBan, Drop, Fail, FakeDiscordRest, RateLimit, Slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.discord.gateway import (
+from adapters.discord.gateway.session import (
     FATAL_CLOSE_CODES,
     RESUMABLE_CLOSE_CODE,
     CloseAction,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.gateway import (
+from adapters.discord.gateway.session import (
     MAX_PENDING_SENDS,
     RESUMABLE_CLOSE_CODE,
     CloseAction,

@@ -61,7 +61,7 @@ def test_logging_a_config_object_and_secret_args(stream: io.StringIO) -> None:
 
 
 def test_failing_request_exception_is_redacted(stream: io.StringIO) -> None:
-    log = logging.getLogger("adapters.discord.rest")
+    log = logging.getLogger("adapters.discord.rest.client")
     try:
         try:
             raise ConnectionError(f"connection reset while sending 'Authorization: Bot {TOKEN}'")

@@ -1,4 +1,4 @@
-"""Pure tests of the rate-limit state machine (adapters/discord/ratelimit.py): no trio, no sockets."""
+"""Pure tests of the rate-limit state machine (adapters/discord/rest/ratelimit.py): no trio, no sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from adapters.discord.ratelimit import RateLimiter, Reservation
+from adapters.discord.rest.ratelimit import RateLimiter, Reservation
 from relay.errors import CloudflareBanned, ConfigError, HTTPError, InvalidRequestGuard, RateLimitedTooLong
 
 SEND = "POST /channels/{channel_id}/messages"
@@ -186,7 +186,7 @@ def test_invalid_request_guard_warns_then_refuses(caplog: pytest.LogCaptureFixtu
     limiter = RateLimiter(invalid_warn=50, invalid_refuse=100)
     route = "GET /guilds/{guild_id}"
     now = 0.0
-    with caplog.at_level(logging.WARNING, logger="adapters.discord.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="adapters.discord.rest.ratelimit"):
         for i in range(100):
             now = i * 0.5
             r = granted(limiter, route, "guild_id=1", now)
@@ -286,7 +286,7 @@ def test_html_403_is_a_cloudflare_ban_but_a_json_403_is_not() -> None:
 
 
 def test_message_delete_age_classes_split_the_route() -> None:
-    from adapters.discord.rest import Route, _delete_age_class
+    from adapters.discord.rest.client import Route, _delete_age_class
 
     created = 1_790_000_000.0
     snowflake = (int(created * 1000) - 1_420_070_400_000) << 22

@@ -1,7 +1,7 @@
 """Discord REST rate limiting as a pure state machine (discord.md §8.3–§8.6).
 
 No I/O, no clock, no trio: every method takes ``now`` (seconds on any monotonic clock) and the trio shell in
-:mod:`adapters.discord.rest` sleeps for the delays this module computes.
+:mod:`adapters.discord.rest.client` sleeps for the delays this module computes.
 
 How a request goes through it::
 

@@ -1,7 +1,7 @@
 """Discord gateway protocol, sans-I/O (discord.md §2–§5).
 
 Nothing here does I/O, reads the clock or touches the ``random`` module's global state: the trio shell
-(:mod:`adapters.discord.shard`) feeds decoded payloads and ``now`` in, and reads events, frames to send and
+(:mod:`adapters.discord.gateway.shard`) feeds decoded payloads and ``now`` in, and reads events, frames to send and
 deadlines back out — the h11 / wsproto shape.
 
 Pieces:

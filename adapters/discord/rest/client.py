@@ -32,9 +32,9 @@ import httpx
 import trio
 
 import relay
-from adapters.discord.gateway import GatewayBotInfo
+from adapters.discord.gateway.session import GatewayBotInfo
 from adapters.discord.media import MAX_FILES_PER_MESSAGE
-from adapters.discord.ratelimit import RateLimiter, Reservation
+from adapters.discord.rest.ratelimit import RateLimiter, Reservation
 from adapters.discord.snowflakes import new_nonce, snowflake_time
 from relay.config import DiscordConfig
 from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
-from adapters.discord.gateway import (
+from adapters.discord.gateway.session import (
     RESUMABLE_CLOSE_CODE,
     DispatchReceived,
     GatewayBotInfo,
