@@ -31,7 +31,8 @@ import trio
 
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands import DiscordCommandExecutor
-from adapters.discord.gateway.session import DispatchReceived, GatewayEvent, SessionState, ShardDisconnected, ShardState
+from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardDisconnected
+from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.discord.translate import DiscordTranslator
@@ -77,7 +78,7 @@ def session_file(store_path: str) -> Path:
     return Path(store_path + ".session.json")
 
 
-def load_sessions(path: Path, *, now: float) -> dict[int, SessionState]:
+def load_sessions(path: Path, *, now: float) -> dict[int, ResumeState]:
     """Sessions saved by a recent clean shutdown (none when missing, stale or unreadable)."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -93,16 +94,16 @@ def load_sessions(path: Path, *, now: float) -> dict[int, SessionState]:
     if not 0 <= age <= RESUME_WINDOW:
         log.info("saved Discord session is %.0f s old: identifying afresh", age)
         return {}
-    sessions: dict[int, SessionState] = {}
+    sessions: dict[int, ResumeState] = {}
     for shard_id, state in dict(saved.get("sessions") or {}).items():
         try:
-            sessions[int(shard_id)] = SessionState.from_json(state)
+            sessions[int(shard_id)] = ResumeState.from_json(state)
         except (ValueError, RemoteProtocolError) as exc:
             log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
     return sessions
 
 
-def save_sessions(path: Path, sessions: Mapping[int, SessionState], *, now: float) -> None:
+def save_sessions(path: Path, sessions: Mapping[int, ResumeState], *, now: float) -> None:
     """Persist resumable sessions (no secrets: a session id is useless without the token)."""
     body = {"saved_at": now, "sessions": {str(k): v.to_json() for k, v in sessions.items()}}
     tmp = path.with_suffix(".tmp")

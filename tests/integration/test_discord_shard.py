@@ -15,18 +15,18 @@ import attrs
 import pytest
 import trio
 
-from adapters.discord.gateway.session import (
-    MAX_PENDING_SENDS,
-    CloseAction,
+from adapters.discord.gateway.close_codes import CloseAction
+from adapters.discord.gateway.events import (
     DispatchReceived,
-    GatewayBotInfo,
     GatewayEvent,
-    SessionState,
+    ResumeState,
     ShardDisconnected,
     ShardReady,
     ShardResumed,
 )
+from adapters.discord.gateway.session import MAX_PENDING_SENDS
 from adapters.discord.gateway.shard import READER_YIELD_EVERY, Gateway, IdentifyGate, Shard, serve_gateway, serve_shard
+from adapters.discord.rest.client import GatewayBotInfo
 from relay.config import DiscordConfig
 from relay.errors import GatewayClosed
 from tests.fakes.fake_gateway import FakeGateway
@@ -64,7 +64,7 @@ async def start_gateway(
     nursery: trio.Nursery,
     fake: FakeGateway,
     collector: Collector,
-    initial_sessions: dict[int, SessionState] | None = None,
+    initial_sessions: dict[int, ResumeState] | None = None,
     make_room: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint,
     **config: Any,
 ) -> Gateway:

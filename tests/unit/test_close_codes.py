@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.discord.gateway.session import (
+from adapters.discord.gateway.close_codes import (
     FATAL_CLOSE_CODES,
     RESUMABLE_CLOSE_CODE,
     CloseAction,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapters.discord.gateway.session import PayloadDecoder
+from adapters.discord.gateway.payloads import PayloadDecoder
 from relay.errors import RemoteProtocolError
 
 DOCUMENT = {"op": 0, "s": 7, "t": "MESSAGE_CREATE", "d": {"content": "héllo ✓", "n": [1, 2.5, None, True]}}

@@ -10,26 +10,19 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.gateway.session import (
-    MAX_PENDING_SENDS,
-    RESUMABLE_CLOSE_CODE,
-    CloseAction,
+from adapters.discord.gateway.close_codes import RESUMABLE_CLOSE_CODE, CloseAction
+from adapters.discord.gateway.events import (
     DispatchReceived,
-    GatewayBotInfo,
-    IdentifyPacer,
-    PayloadDecoder,
-    SendRateLimiter,
-    SessionStartLimit,
-    SessionState,
+    ResumeState,
     ShardConnected,
     ShardDisconnected,
     ShardReady,
     ShardResumed,
-    ShardSession,
-    ShardState,
-    ZlibStreamInflater,
-    gateway_connect_url,
 )
+from adapters.discord.gateway.pacing import IdentifyPacer, SendRateLimiter
+from adapters.discord.gateway.payloads import PayloadDecoder, ZlibStreamInflater, gateway_connect_url
+from adapters.discord.gateway.session import MAX_PENDING_SENDS, ShardSession, ShardState
+from adapters.discord.rest.client import GatewayBotInfo, SessionStartLimit
 from relay.backoff import backoff_delay
 from relay.config import BackoffConfig
 from relay.errors import FrameTooLarge, IdentifyBudgetExhausted, LocalProtocolError, RemoteProtocolError
@@ -125,7 +118,7 @@ def test_ready_keeps_session_user_and_guilds() -> None:
     assert events[0].name == "READY"  # type: ignore[union-attr]
     r = events[1]
     assert isinstance(r, ShardReady)
-    assert r.session == SessionState(session_id="s1", seq=1, resume_url=RESUME)
+    assert r.session == ResumeState(session_id="s1", seq=1, resume_url=RESUME)
     assert r.user["id"] == "99"
     assert r.guild_ids == (5, 6)
     assert gw.state is ShardState.CONNECTED
@@ -269,7 +262,7 @@ def test_resume_after_drop_uses_resume_url_and_dedupes_replay() -> None:
 
 
 def test_initial_session_resumes_instead_of_identifying() -> None:
-    gw = make_session(initial_session=SessionState(session_id="old", seq=41, resume_url=RESUME))
+    gw = make_session(initial_session=ResumeState(session_id="old", seq=41, resume_url=RESUME))
     assert not gw.will_identify
     gw.connection_opened(now=0.0)
     gw.receive(hello(), now=0.0)
@@ -285,7 +278,7 @@ def test_op7_closes_resumably_and_reconnects_at_once() -> None:
     assert isinstance(ev, ShardDisconnected)
     assert ev.action is CloseAction.RESUME
     assert ev.will_retry_in == 0.0
-    assert gw.session_state() == SessionState(session_id="s1", seq=1, resume_url=RESUME)
+    assert gw.session_state() == ResumeState(session_id="s1", seq=1, resume_url=RESUME)
 
 
 def test_op9_resumable_waits_then_resumes() -> None:
@@ -431,7 +424,10 @@ def test_send_limiter_keeps_room_for_heartbeats() -> None:
         limiter.record(1.0)
     assert limiter.delay(1.0, priority=True) == pytest.approx(59.0)
     assert limiter.delay(60.0, priority=False) == 0.0  # the first 117 left the window
-    assert limiter.in_window(60.0) == 3
+    # exactly the 3 sends of t=1 still count: the normal lane has 114 left, the next one waits for t=61
+    for _ in range(114):
+        limiter.record(60.0)
+    assert limiter.delay(60.0, priority=False) == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------- identify pacing
@@ -582,11 +578,11 @@ def test_gateway_bot_info_rejects_bad_shapes(obj: object) -> None:
 
 
 def test_session_state_round_trip() -> None:
-    state = SessionState(session_id="abc", seq=12, resume_url=RESUME)
-    assert SessionState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    state = ResumeState(session_id="abc", seq=12, resume_url=RESUME)
+    assert ResumeState.from_json(json.loads(json.dumps(state.to_json()))) == state
     for bad in ({}, {"session_id": "a", "seq": -1, "resume_url": RESUME}, {"session_id": "a", "resume_url": "x"}):
         with pytest.raises(RemoteProtocolError):
-            SessionState.from_json(bad)
+            ResumeState.from_json(bad)
 
 
 def test_dispatch_with_non_object_data_is_counted_not_fatal() -> None:

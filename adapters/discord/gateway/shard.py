@@ -30,21 +30,20 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
-from adapters.discord.gateway.session import (
-    RESUMABLE_CLOSE_CODE,
+from adapters.discord.gateway.close_codes import RESUMABLE_CLOSE_CODE
+from adapters.discord.gateway.events import (
     DispatchReceived,
-    GatewayBotInfo,
     GatewayEvent,
-    IdentifyPacer,
-    PayloadDecoder,
-    SessionState,
+    ResumeState,
     ShardConnected,
     ShardDisconnected,
     ShardReady,
     ShardResumed,
-    ShardSession,
-    ShardStatistics,
 )
+from adapters.discord.gateway.pacing import IdentifyPacer
+from adapters.discord.gateway.payloads import PayloadDecoder
+from adapters.discord.gateway.session import ShardSession, ShardStatistics
+from adapters.discord.rest.client import GatewayBotInfo
 from relay.config import DiscordConfig
 from relay.errors import (
     ConfigError,
@@ -132,7 +131,7 @@ class Shard:
     def shard_id(self) -> int:
         return self.machine.shard_id
 
-    def session(self) -> SessionState | None:
+    def session(self) -> ResumeState | None:
         """The current resumable session (persist it on shutdown to resume after a quick restart)."""
         return self.machine.session_state()
 
@@ -369,7 +368,7 @@ async def serve_shard(
     gateway_url: str,
     on_event: OnEvent,
     identify_gate: IdentifyGate,
-    initial_session: SessionState | None = None,
+    initial_session: ResumeState | None = None,
     rng: random.Random | None = None,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
     task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED,
@@ -405,9 +404,9 @@ class Gateway:
     shards: dict[int, Shard]
     shard_count: int
 
-    def sessions(self) -> dict[int, SessionState]:
+    def sessions(self) -> dict[int, ResumeState]:
         """Resumable sessions by shard id (persist them on shutdown; pass back as ``initial_sessions``)."""
-        out: dict[int, SessionState] = {}
+        out: dict[int, ResumeState] = {}
         for shard_id, shard in self.shards.items():
             session = shard.session()
             if session is not None:
@@ -437,7 +436,7 @@ async def serve_gateway(
     token: str,
     fetch_gateway_info: Callable[[], Awaitable[GatewayBotInfo]],
     on_event: OnEvent,
-    initial_sessions: Mapping[int, SessionState] | None = None,
+    initial_sessions: Mapping[int, ResumeState] | None = None,
     rng: random.Random | None = None,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
     task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
@@ -514,7 +513,7 @@ def _build_shard(
     gateway_url: str,
     on_event: OnEvent,
     identify_gate: IdentifyGate,
-    initial_session: SessionState | None,
+    initial_session: ResumeState | None,
     rng: random.Random,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
 ) -> Shard:

@@ -13,6 +13,8 @@
 
 Messages to one channel are additionally sent one at a time, so they appear in the order they were asked for.
 The token lives only in the per-request Authorization header: never in a repr, log line or exception.
+The one answer parsed into a model rather than handed on as JSON, ``GET /gateway/bot``, is
+:class:`GatewayBotInfo` (the shard sizes itself and paces identifies with it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import httpx
 import trio
 
 import relay
-from adapters.discord.gateway.session import GatewayBotInfo
 from adapters.discord.media import MAX_FILES_PER_MESSAGE
 from adapters.discord.rest.ratelimit import RateLimiter, Reservation
 from adapters.discord.snowflakes import new_nonce, snowflake_time
@@ -62,6 +63,56 @@ MAX_RATE_LIMITED_RETRIES = 10
 RETRYABLE_STATUSES: Final = frozenset({500, 502, 503, 504, 520, 522, 524})
 #: Downloads are read in chunks of this size so an oversized body is refused before it is all in memory.
 DOWNLOAD_CHUNK = 64 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class SessionStartLimit:
+    """``session_start_limit`` of ``GET /gateway/bot`` (discord.md §2.1). ``reset_after`` is in seconds."""
+
+    total: int
+    remaining: int
+    reset_after: float
+    max_concurrency: int
+
+
+def _require_int(obj: Mapping[str, Any], key: str, where: str, minimum: int = 0) -> int:
+    value = obj.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise RemoteProtocolError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class GatewayBotInfo:
+    """What ``GET /gateway/bot`` says (discord.md §2.1)."""
+
+    url: str
+    shards: int
+    session_start_limit: SessionStartLimit
+
+    @classmethod
+    def from_json(cls, obj: object) -> GatewayBotInfo:
+        """Parse the JSON body; RemoteProtocolError names the first bad field."""
+        if not isinstance(obj, Mapping):
+            raise RemoteProtocolError(f"/gateway/bot: expected a JSON object, got {type(obj).__name__}")
+        url = obj.get("url")
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise RemoteProtocolError(f"/gateway/bot: url must be a ws:// or wss:// URL, got {url!r}")
+        shards = _require_int(obj, "shards", "/gateway/bot", minimum=1)
+        limit = obj.get("session_start_limit")
+        if not isinstance(limit, Mapping):
+            raise RemoteProtocolError("/gateway/bot: session_start_limit must be an object")
+        where = "/gateway/bot: session_start_limit"
+        return cls(
+            url=url,
+            shards=shards,
+            session_start_limit=SessionStartLimit(
+                total=_require_int(limit, "total", where),
+                remaining=_require_int(limit, "remaining", where),
+                reset_after=_require_int(limit, "reset_after", where) / 1000.0,  # milliseconds on the wire
+                max_concurrency=_require_int(limit, "max_concurrency", where, minimum=1),
+            ),
+        )
 
 
 class MissingType(enum.Enum):

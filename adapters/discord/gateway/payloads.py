@@ -1,0 +1,138 @@
+"""The gateway's wire format (discord.md §2.2, §2.3, §4): opcodes, the connect URL's query, decoding a
+websocket message (zlib-stream transport decompression, then JSON) into a payload, and encoding one.
+
+Pure: bytes and strings in, dicts out; no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import zlib
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from relay import fastjson
+from relay.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
+
+#: gateway API version we speak (discord.md §2.2)
+GATEWAY_VERSION: Final = 10
+#: Z_SYNC_FLUSH marker that ends every complete zlib-stream payload (discord.md §4.1)
+ZLIB_SUFFIX: Final = b"\x00\x00\xff\xff"
+#: outgoing payloads larger than this make Discord close with 4002 (discord.md §2.3)
+MAX_OUTGOING_PAYLOAD_BYTES: Final = 4096
+
+
+class Op(enum.IntEnum):
+    """Gateway opcodes (discord.md §2.3)."""
+
+    DISPATCH = 0
+    HEARTBEAT = 1
+    IDENTIFY = 2
+    PRESENCE_UPDATE = 3
+    VOICE_STATE_UPDATE = 4
+    RESUME = 6
+    RECONNECT = 7
+    REQUEST_GUILD_MEMBERS = 8
+    INVALID_SESSION = 9
+    HELLO = 10
+    HEARTBEAT_ACK = 11
+
+
+def gateway_connect_url(base_url: str, *, compress: bool) -> str:
+    """``base_url`` with the query Discord wants (discord.md §2.2); used for the main and the resume URL alike."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise LocalProtocolError(f"gateway URL must be ws:// or wss:// with a host, got {base_url!r}")
+    query: dict[str, str | int] = {"v": GATEWAY_VERSION, "encoding": "json"}
+    if compress:
+        query["compress"] = "zlib-stream"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
+
+
+class ZlibStreamInflater:
+    """zlib-stream transport decompression: one instance per connection (discord.md §4.1).
+
+    Binary messages are buffered until the buffer ends with ``00 00 ff ff``; a message that is complete on its
+    own (the usual case) is inflated without copying it into the buffer.
+    """
+
+    __slots__ = ("_buffer", "_inflater", "_max_size")
+
+    def __init__(self, *, max_size: int) -> None:
+        self._inflater = zlib.decompressobj()
+        self._buffer = bytearray()
+        self._max_size = max_size
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Feed one websocket message; return the inflated payload once complete, else ``None``."""
+        if not self._buffer and data.endswith(ZLIB_SUFFIX):
+            return self._inflate(data)
+        self._buffer += data
+        if len(self._buffer) > self._max_size:
+            size = len(self._buffer)
+            self._buffer.clear()
+            raise FrameTooLarge(size, self._max_size)
+        if not self._buffer.endswith(ZLIB_SUFFIX):
+            return None
+        chunk = bytes(self._buffer)
+        self._buffer.clear()
+        return self._inflate(chunk)
+
+    def _inflate(self, data: bytes) -> bytes:
+        try:
+            out = self._inflater.decompress(data, self._max_size + 1)
+        except zlib.error as exc:
+            raise RemoteProtocolError(f"corrupt zlib-stream data from the gateway: {exc}") from None
+        if len(out) > self._max_size or self._inflater.unconsumed_tail:
+            raise FrameTooLarge(len(out), self._max_size)
+        return out
+
+
+class PayloadDecoder:
+    """Websocket message → payload dict, for one connection (decompression when ``compressed``)."""
+
+    __slots__ = ("_inflater", "_max_size")
+
+    def __init__(self, *, compressed: bool, max_size: int) -> None:
+        self._inflater = ZlibStreamInflater(max_size=max_size) if compressed else None
+        self._max_size = max_size
+
+    def feed(self, message: bytes | str) -> dict[str, Any] | None:
+        """Return the payload, ``None`` while a split zlib payload is incomplete; RemoteProtocolError on garbage."""
+        raw: bytes | str | None
+        if self._inflater is not None:
+            if isinstance(message, str):
+                raise RemoteProtocolError("text frame on a zlib-stream connection (expected binary)")
+            raw = self._inflater.feed(message)
+            if raw is None:
+                return None
+        else:
+            raw = message
+            if len(raw) > self._max_size:
+                raise FrameTooLarge(len(raw), self._max_size)
+        payload = _loads(raw)
+        if not isinstance(payload, dict) or not isinstance(payload.get("op"), int):
+            raise RemoteProtocolError("gateway payload is not an object with an integer 'op'")
+        return payload
+
+
+def _loads(raw: bytes | str) -> Any:
+    """``json.loads(raw)``, through orjson for the usual document (~3x faster on a 1 KB dispatch). orjson is
+    stricter than the stdlib (no NaN, no lone surrogate escapes, no byte order mark); whatever it refuses goes
+    through json.loads itself, so results and errors are the stdlib's. One difference remains: an integer beyond
+    64 bits becomes a float. Discord sends every id and bit set as a string (discord.md §10), so no real
+    payload has one."""
+    try:
+        return fastjson.loads(raw)
+    except ValueError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError(f"gateway sent invalid JSON: {exc}") from None
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
