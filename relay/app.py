@@ -17,12 +17,10 @@ Lifecycle:
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,10 +29,11 @@ import trio
 
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands import DiscordCommandExecutor
-from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardDisconnected
+from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
+from adapters.discord.gateway.resume import hydrate_cache, load_sessions, save_sessions, session_file
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
-from adapters.discord.rest.client import RestClient, open_rest_client
+from adapters.discord.rest.client import open_rest_client
 from adapters.discord.translate import DiscordTranslator
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
@@ -43,7 +42,7 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.envelope import Event
-from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
+from relay.errors import HTTPError, RelayError, StoreError
 from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
 from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
@@ -54,12 +53,6 @@ log = logging.getLogger(__name__)
 COMMAND_GRACE: Final = 5.0
 #: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
 GATEWAY_CLOSE_GRACE: Final = 6.0
-#: a saved Discord session is only worth resuming for this long (Discord keeps it "a few minutes",
-#: discord.md §2.7); older ones would be refused with op 9 anyway
-RESUME_WINDOW: Final = 120.0
-#: resuming a saved session needs the state READY + GUILD_CREATE would have given, fetched through REST
-#: (3 requests a guild); for more guilds than this a fresh identify is cheaper
-HYDRATE_MAX_GUILDS: Final = 25
 
 
 def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
@@ -69,73 +62,6 @@ def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
         return bridge.statistics().events_published + sum(outbox.statistics().cursors.values())
 
     return count
-
-
-# --------------------------------------------------------------------------- saved Discord sessions
-
-
-def session_file(store_path: str) -> Path:
-    return Path(store_path + ".session.json")
-
-
-def load_sessions(path: Path, *, now: float) -> dict[int, ResumeState]:
-    """Sessions saved by a recent clean shutdown (none when missing, stale or unreadable)."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the saved Discord session in %s: %s", path, exc)
-        return {}
-    if not isinstance(saved, dict) or not isinstance(saved.get("saved_at"), int | float):
-        log.warning("ignoring the saved Discord session in %s: unexpected content", path)
-        return {}
-    age = now - float(saved["saved_at"])
-    if not 0 <= age <= RESUME_WINDOW:
-        log.info("saved Discord session is %.0f s old: identifying afresh", age)
-        return {}
-    sessions: dict[int, ResumeState] = {}
-    for shard_id, state in dict(saved.get("sessions") or {}).items():
-        try:
-            sessions[int(shard_id)] = ResumeState.from_json(state)
-        except (ValueError, RemoteProtocolError) as exc:
-            log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
-    return sessions
-
-
-def save_sessions(path: Path, sessions: Mapping[int, ResumeState], *, now: float) -> None:
-    """Persist resumable sessions (no secrets: a session id is useless without the token)."""
-    body = {"saved_at": now, "sessions": {str(k): v.to_json() for k, v in sessions.items()}}
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps(body), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not save the Discord session for a quick restart: %s", exc)
-
-
-async def hydrate_cache(rest: RestClient, cache: DiscordCache) -> bool:
-    """Rebuild the cache a resumed session will not get from READY/GUILD_CREATE (a resume replays only missed
-    dispatches, discord.md §2.7). Returns False when that is not worth it or fails: identify afresh then."""
-    try:
-        me = await rest.get_current_user()
-        guilds = await rest.iter_current_user_guilds()
-        if len(guilds) > HYDRATE_MAX_GUILDS:
-            log.info("%d guilds: identifying afresh rather than fetching their state to resume", len(guilds))
-            return False
-        cache.set_bot_user(me)
-        for partial in guilds:
-            guild_id = int(partial["id"])
-            guild = await rest.get_guild(guild_id)
-            guild["channels"] = await rest.get_guild_channels(guild_id)
-            guild["members"] = [await rest.get_guild_member(guild_id, int(me["id"]))]
-            cache.upsert_guild(guild)
-            cache.ready_guild_ids.add(guild_id)
-    except (RelayError, KeyError, TypeError, ValueError) as exc:
-        log.warning("could not fetch the state needed to resume the saved session (%s): identifying afresh", exc)
-        return False
-    log.info("fetched the state of %d guild(s) to resume the saved Discord session", len(guilds))
-    return True
 
 
 # --------------------------------------------------------------------------- the running bridge

@@ -293,7 +293,7 @@ class DiscordCache:
         self.max_members_per_guild = max_members_per_guild
         self.max_members_total = max_members_total
         self.bot_user: CachedUser | None = None
-        self.ready_guild_ids: set[int] = set()
+        self._ready_guild_ids: set[int] = set()
         self.guilds: dict[int, CachedGuild] = {}
         self.channels: dict[int, CachedChannel] = {}
         self.users: _BoundedMap = _BoundedMap(max_users)
@@ -321,10 +321,23 @@ class DiscordCache:
         for guild in data.get("guilds") or ():
             if isinstance(guild, dict):
                 guild_id = to_int(guild.get("id"))
-                self.ready_guild_ids.add(guild_id)
+                self._ready_guild_ids.add(guild_id)
                 known = self.guilds.get(guild_id)
                 if known is not None:
                     known.unavailable = True  # a GUILD_CREATE follows and refreshes it (discord.md §2.6)
+
+    @property
+    def ready_guild_ids(self) -> frozenset[int]:
+        """The guilds the bot is known to be in: listed by READY, joined since, or fetched to resume."""
+        return frozenset(self._ready_guild_ids)
+
+    def knows_guild(self, guild_id: int) -> bool:
+        """True when a GUILD_CREATE for this guild is not a join (the bot is known to be in it, or it is cached)."""
+        return guild_id in self._ready_guild_ids or guild_id in self.guilds
+
+    def mark_guild_known(self, guild_id: int) -> None:
+        """The bot is in this guild (it joined, or its state was fetched to resume a session)."""
+        self._ready_guild_ids.add(guild_id)
 
     def set_bot_user(self, data: Mapping[str, Any]) -> None:
         if self.bot_user is not None and self.bot_user.id == to_int(data.get("id")):
@@ -378,7 +391,7 @@ class DiscordCache:
 
     def remove_guild(self, guild_id: int) -> CachedGuild | None:
         guild = self.guilds.pop(guild_id, None)
-        self.ready_guild_ids.discard(guild_id)
+        self._ready_guild_ids.discard(guild_id)
         if guild is None:
             return None
         for channel_id in guild.channel_ids:

@@ -286,12 +286,12 @@ class DiscordTranslator:
         if data.get("unavailable"):
             self.cache.mark_unavailable(guild_id)
             return []
-        is_new = guild_id not in self.cache.ready_guild_ids and guild_id not in self.cache.guilds
+        is_new = not self.cache.knows_guild(guild_id)
         self.cache.upsert_guild(data)
         self._left_by_bridge.discard(guild_id)
         if not is_new:
             return []
-        self.cache.ready_guild_ids.add(guild_id)
+        self.cache.mark_guild_known(guild_id)
         return [BotJoinedGroup(group=g) for g in self.bridged_groups(guild_id)]
 
     def _on_guild_update(self, data: dict[str, Any], now: float) -> list[Event]:

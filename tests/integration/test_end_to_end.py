@@ -17,7 +17,8 @@ import attrs
 import pytest
 import trio
 
-from relay.app import RunningBridge, run, serve_bridge, session_file
+from adapters.discord.gateway.resume import session_file
+from relay.app import RunningBridge, run, serve_bridge
 from relay.config import (
     BridgeConfig,
     DestinationConfig,

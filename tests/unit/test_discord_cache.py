@@ -169,3 +169,14 @@ def test_helpers_snowflakes_times_ints() -> None:
     assert to_int("12") == 12
     assert to_int("x", 7) == 7
     assert to_int(None) == 0
+
+
+def test_known_guilds_tell_a_join_from_a_guild_create_of_a_guild_already_in() -> None:
+    cache = ready_cache()
+    other = GUILD + 1
+    assert cache.knows_guild(GUILD)  # listed by READY
+    assert not cache.knows_guild(other)
+    cache.mark_guild_known(other)  # joined, or fetched to resume a saved session
+    assert cache.knows_guild(other) and cache.ready_guild_ids == {GUILD, other}
+    cache.remove_guild(other)
+    assert not cache.knows_guild(other)
