@@ -28,13 +28,15 @@ import attrs
 import trio
 
 from adapters.discord.cache import DiscordCache
-from adapters.discord.commands import DiscordCommandExecutor
+from adapters.discord.commands_out import DiscordCommandExecutor
+from adapters.discord.entities import EntityFactory
+from adapters.discord.events_in import DispatchTranslator
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
 from adapters.discord.gateway.resume import hydrate_cache, load_sessions, save_sessions, session_file
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
+from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import open_rest_client
-from adapters.discord.translate import DiscordTranslator
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
@@ -84,7 +86,7 @@ class RunningBridge:
         self.shutdown_requested.set()
 
 
-def _on_gateway_event(translator: DiscordTranslator, bridge: Bridge) -> Callable[[GatewayEvent], None]:
+def _on_gateway_event(translator: DispatchTranslator, bridge: Bridge) -> Callable[[GatewayEvent], None]:
     """The gateway reader's callback: translate and hand to the relay, never awaiting (heartbeats keep flowing)."""
     on_dispatch = translator.on_dispatch
     publish = bridge.publish_nowait
@@ -166,8 +168,10 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
             async with open_rest_client(config.discord, config.discord.token) as rest:
                 cache = DiscordCache()
                 # live messages are built once, with their ids, by the store (see MessageStore.record_new)
-                translator = DiscordTranslator(cache, config.mapping, new_message=store.record_new)
-                executor = DiscordCommandExecutor(rest, cache, translator, config)
+                entities = EntityFactory(cache, config.mapping)
+                own = OwnActions()  # the executor notes what the bridge does, the translator drops its echoes
+                translator = DispatchTranslator(entities, own, new_message=store.record_new)
+                executor = DiscordCommandExecutor(rest, entities, own, config)
                 identity = PresentedIdentity(cache, config.mirai.bot_id)
                 reserved = config.mirai.reserved_sync_id
                 bridge = Bridge(

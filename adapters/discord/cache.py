@@ -1,7 +1,9 @@
-"""A bounded cache of the Discord state the translators need (issue 3, last bullet; discord.md §6).
+"""A bounded cache of the Discord state both directions need (issue 3, last bullet; discord.md §6).
 
 Pure: no trio, no clock, no I/O. Fed by the dispatches of the gateway (through
-:class:`adapters.discord.translate.DiscordTranslator`) and by REST answers (through the command executor).
+:class:`adapters.discord.events_in.DispatchTranslator`) and by REST answers (through
+:class:`adapters.discord.commands_out.DiscordCommandExecutor`); read through
+:class:`adapters.discord.entities.EntityFactory`. Others change it only through its methods.
 
 What it holds:
 
@@ -18,7 +20,7 @@ Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) ar
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -51,6 +53,7 @@ CHANNEL_FLAG_OBFUSCATED = 1 << 17
 # discord.md §9.2 permission bits
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
+SEND_MESSAGES = 1 << 11
 ALL_PERMISSIONS = (1 << 64) - 1
 
 # --------------------------------------------------------------------------- cached objects
@@ -180,6 +183,12 @@ class CachedChannel:
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_CHANNEL_TYPES
+
+    @property
+    def muted_all(self) -> bool:
+        """True when the @everyone overwrite (id = guild id) denies SEND_MESSAGES (discord.md §9, mute all)."""
+        overwrite = self.overwrites.get(self.guild_id)
+        return overwrite is not None and bool(overwrite.deny & SEND_MESSAGES)
 
 
 def is_obfuscated(data: Mapping[str, Any]) -> bool:
@@ -406,6 +415,12 @@ class DiscordCache:
             role = CachedRole.from_payload(data)
             guild.roles[role.id] = role
 
+    def role_name(self, guild_id: int, role_id: int) -> str | None:
+        """A role's name; None when the guild or the role is unknown."""
+        guild = self.guilds.get(guild_id)
+        role = guild.roles.get(role_id) if guild is not None else None
+        return role.name if role is not None else None
+
     def remove_role(self, guild_id: int, role_id: int) -> None:
         guild = self.guilds.get(guild_id)
         if guild is not None:
@@ -455,6 +470,11 @@ class DiscordCache:
             if partner == user_id:
                 return int(channel_id)
         return 0
+
+    def channel_name(self, channel_id: int) -> str | None:
+        """A channel's name; None when the channel is unknown."""
+        channel = self.channels.get(channel_id)
+        return channel.name if channel is not None else None
 
     def guild_channels(self, guild_id: int) -> list[CachedChannel]:
         """The guild's cached channels in display order (position, then id)."""
@@ -510,6 +530,19 @@ class DiscordCache:
         member.update(data)
         self._touch_member(guild, user_id)
         return previous, member
+
+    def upsert_all_members(self, guild_id: int, members: Sequence[Mapping[str, Any]]) -> list[CachedMember]:
+        """Every member of a guild (a full REST listing): each is cached, and the guild's member list counts as
+        complete when all of them fit. Returns a copy of each member (the cache may evict them meanwhile)."""
+        found: list[CachedMember] = []
+        for data in members:
+            result = self.upsert_member(guild_id, data)
+            if result is not None:
+                found.append(result[1].copy())
+        guild = self.guilds.get(guild_id)
+        if guild is not None:
+            guild.members_complete = len(members) <= self.max_members_per_guild
+        return found
 
     def touch_message_author(
         self,
@@ -574,6 +607,14 @@ class DiscordCache:
                 owner.members.pop(old_user_id, None)
                 owner.members_complete = False
             self.members_evicted += 1
+
+    def display_name(self, guild_id: int, user_id: int) -> str:
+        """A user's name as shown in the guild: the member's nick first, else the user's name; "" when unknown."""
+        member = self.member(guild_id, user_id) if guild_id else None
+        if member is not None:
+            return member.display_name
+        user = self.user(user_id)
+        return user.name if user is not None else ""
 
     def user(self, user_id: int) -> CachedUser | None:
         if self.bot_user is not None and user_id == self.bot_user.id:

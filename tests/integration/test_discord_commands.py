@@ -19,11 +19,13 @@ import pytest
 import trio
 
 from adapters.discord.cache import DiscordCache
-from adapters.discord.commands import DiscordCommandExecutor
+from adapters.discord.commands_out import MUTE_ALL_DENY, DiscordCommandExecutor
+from adapters.discord.entities import EntityFactory
+from adapters.discord.events_in import DispatchTranslator
 from adapters.discord.media import media_id
+from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import open_rest_client
 from adapters.discord.snowflakes import parse_iso_time
-from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator
 from relay.config import BridgeConfig, DiscordConfig, LongMessageMode, MappingConfig
 from relay.envelope import (
     Announcement,
@@ -117,7 +119,7 @@ def fake_now() -> float:
     return FAKE_EPOCH + trio.current_time()
 
 
-def sync_cache(fake: FakeDiscordRest, translator: DiscordTranslator) -> None:
+def sync_cache(fake: FakeDiscordRest, translator: DispatchTranslator) -> None:
     """What READY + GUILD_CREATE would have told the translator about the fake's state."""
     now = fake_now()
     translator.on_dispatch(
@@ -136,7 +138,7 @@ def sync_cache(fake: FakeDiscordRest, translator: DiscordTranslator) -> None:
 class Env:
     fake: FakeDiscordRest
     executor: DiscordCommandExecutor
-    translator: DiscordTranslator
+    translator: DispatchTranslator
     cache: DiscordCache
 
     async def run(self, command: Command) -> Result:
@@ -162,9 +164,10 @@ async def running(mapping: MappingConfig | None = None, fake: FakeDiscordRest | 
         config = BridgeConfig(discord=DiscordConfig(api_base_url=fake.base_url, max_retries=1), mapping=mapping)
         async with open_rest_client(config.discord, TOKEN) as rest:
             cache = DiscordCache()
-            translator = DiscordTranslator(cache, mapping)
+            entities, own = EntityFactory(cache, mapping), OwnActions()
+            translator = DispatchTranslator(entities, own)
             sync_cache(fake, translator)
-            executor = DiscordCommandExecutor(rest, cache, translator, config, clock=fake_now)
+            executor = DiscordCommandExecutor(rest, entities, own, config, clock=fake_now)
             yield Env(fake, executor, translator, cache)
         nursery.cancel_scope.cancel()
 

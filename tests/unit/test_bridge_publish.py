@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from adapters.discord.cache import DiscordCache
-from adapters.discord.translate import DiscordTranslator
+from adapters.discord.entities import EntityFactory
+from adapters.discord.events_in import DispatchTranslator
+from adapters.discord.own_actions import OwnActions
 from adapters.mirai.events_out import encode_event_frame
 from relay.bridge import Bridge
 from relay.config import MappingConfig, OutboxConfig
@@ -92,7 +94,7 @@ def test_a_message_the_store_built_keeps_its_id_and_is_recorded_once(parts: Any)
 def test_live_messages_from_the_translator_arrive_with_their_ids(parts: Any) -> None:
     store, outbox, bridge = parts
     cache = DiscordCache()
-    translator = DiscordTranslator(cache, MappingConfig(), new_message=store.record_new)
+    translator = DispatchTranslator(EntityFactory(cache, MappingConfig()), OwnActions(), new_message=store.record_new)
     translator.on_dispatch("READY", {"user": {"id": str(BOT), "username": "bot", "bot": True}, "guilds": []}, 0.0)
     channel = {"id": str(CHANNEL), "type": 0, "name": "general", "guild_id": str(GUILD)}
     translator.on_dispatch(

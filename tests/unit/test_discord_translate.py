@@ -11,8 +11,11 @@ import attrs
 import pytest
 
 from adapters.discord.cache import DiscordCache
+from adapters.discord.entities import EntityFactory
+from adapters.discord.events_in import DispatchTranslator
+from adapters.discord.markup import embed_text, format_timestamp
 from adapters.discord.media import media_id, parse_media_id
-from adapters.discord.translate import DiscordTranslator, embed_text, format_timestamp
+from adapters.discord.own_actions import OwnActions
 from relay.config import MappingConfig, ThreadMode, WebhookMessageMode
 from relay.envelope import (
     Audio,
@@ -87,9 +90,13 @@ def ready_payload() -> dict[str, Any]:
     }
 
 
-def make(config: MappingConfig | None = None) -> tuple[DiscordTranslator, DiscordCache]:
+def translator_for(cache: DiscordCache, config: MappingConfig) -> DispatchTranslator:
+    return DispatchTranslator(EntityFactory(cache, config), OwnActions())
+
+
+def make(config: MappingConfig | None = None) -> tuple[DispatchTranslator, DiscordCache]:
     cache = DiscordCache()
-    translator = DiscordTranslator(cache, config or MappingConfig())
+    translator = translator_for(cache, config or MappingConfig())
     translator.on_dispatch("READY", ready_payload(), NOW)
     assert translator.on_dispatch("GUILD_CREATE", load("guild_create.json"), NOW) == []  # announced in READY
     return translator, cache
@@ -156,7 +163,7 @@ def only_message(events: list[Any]) -> Message:
 
 def test_ready_online_then_drop_then_resume_and_reidentify() -> None:
     cache = DiscordCache()
-    translator = DiscordTranslator(cache, MappingConfig())
+    translator = translator_for(cache, MappingConfig())
     assert translator.on_dispatch("READY", ready_payload(), NOW) == [
         BotStatusChanged(bot_id=BOT, status=BotStatus.ONLINE)
     ]
@@ -384,9 +391,9 @@ def test_dm_becomes_private_message_from_user() -> None:
 
 def test_own_messages_echo_suppressed_by_nonce_and_by_id_others_from_self() -> None:
     translator, _ = make()
-    translator.expect_nonce("n1")
+    translator.own.expect_nonce("n1")
     assert translator.on_dispatch("MESSAGE_CREATE", text_message("a", author=BOT, nonce="n1"), NOW) == []
-    translator.note_sent(GENERAL, MSG + 5)
+    translator.own.note_sent(GENERAL, MSG + 5)
     assert translator.on_dispatch("MESSAGE_CREATE", text_message("b", author=BOT, msg_id=MSG + 5), NOW) == []
     other = only_message(translator.on_dispatch("MESSAGE_CREATE", text_message("c", author=BOT, msg_id=MSG + 6), NOW))
     assert other.from_self is True
@@ -547,7 +554,7 @@ def test_member_leave_quit_kick_by_bridge_ban_and_audit_log() -> None:
     translator.on_dispatch("GUILD_MEMBER_ADD", member_payload(), NOW)
     remove = {"guild_id": str(GUILD), "user": member_payload()["user"]}
     assert translator.on_dispatch("GUILD_MEMBER_REMOVE", remove, NOW) == [MemberLeft(member=bob())]
-    translator.note_kicked(GUILD, BOB)
+    translator.own.note_kicked(GUILD, BOB)
     assert translator.on_dispatch("GUILD_MEMBER_REMOVE", remove, NOW) == [
         MemberLeft(member=bob(joined_at=0), kicked=True)
     ]
@@ -566,8 +573,8 @@ def test_member_leave_quit_kick_by_bridge_ban_and_audit_log() -> None:
     assert kicked[0].operator.user_id == OWNER
     assert kicked[0].operator.role == Role.OWNER
     # a failed bridge kick is forgotten
-    translator.note_kicked(GUILD, BOB)
-    translator.forget_kicked(GUILD, BOB)
+    translator.own.note_kicked(GUILD, BOB)
+    translator.own.forget_kicked(GUILD, BOB)
     assert translator.on_dispatch("GUILD_MEMBER_REMOVE", remove, NOW)[0].kicked is False  # type: ignore[union-attr]
 
 
@@ -686,7 +693,7 @@ def test_guild_create_for_new_guild_and_guild_delete() -> None:
     # an outage is not a removal
     assert translator.on_dispatch("GUILD_DELETE", {"id": str(GUILD), "unavailable": True}, NOW) == []
     assert translator.on_dispatch("GUILD_CREATE", load("guild_create.json"), NOW) == []  # back after outage
-    translator.note_left_guild(1400000000000000010)
+    translator.own.note_left_guild(1400000000000000010)
     assert translator.on_dispatch("GUILD_DELETE", {"id": "1400000000000000010"}, NOW) == [
         BotLeftGroup(group=g[0]),
         BotLeftGroup(group=g[1]),
@@ -729,12 +736,12 @@ def test_rest_message_without_guild_id_uses_the_cached_channel_and_malformed_is_
     data = text_message("from history")
     del data["guild_id"]
     del data["member"]  # REST messages carry neither
-    message = translator.message_from_payload(data)
+    message = translator.entities.message_from_payload(data)
     assert message is not None
     assert message.conversation == ConversationRef.group(GENERAL)
     assert isinstance(message.sender, Member)
     assert message.sender.display_name == "Ali"  # the cached member (nick from GUILD_CREATE)
-    assert translator.message_from_payload({"id": "1", "type": 0}) is None
+    assert translator.entities.message_from_payload({"id": "1", "type": 0}) is None
 
 
 def test_members_chunk_feeds_the_cache_only() -> None:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import pytest
 
 from adapters.discord.cache import Overwrite
-from adapters.discord.commands import (
+from adapters.discord.commands_out import (
     MAX_TIMEOUT_SECONDS,
-    Rendered,
-    allowed_mentions,
-    build_message_bodies,
+    MUTE_ALL_DENY,
     command_failure,
     mute_all_overwrite,
-    render_segments,
-    split_text,
     timeout_until,
 )
+from adapters.discord.markup import Rendered, allowed_mentions, build_message_bodies, render_segments, split_text
 from adapters.discord.media import guess_content_type
-from adapters.discord.translate import MUTE_ALL_DENY
 from relay.config import LongMessageMode, MappingConfig
 from relay.envelope import (
     Audio,

@@ -1,27 +1,18 @@
-"""Envelope commands → Discord REST calls (DESIGN.md §3, second table; discord.md §7, §9).
+"""Envelope commands → Discord REST calls (DESIGN.md §3, second table; discord.md §7, §9). No inbound code.
 
-Two layers:
+:class:`DiscordCommandExecutor` implements :class:`relay.ports.CommandExecutor` over the REST client. It
+builds its results with the :class:`~adapters.discord.entities.EntityFactory` (the same one the inbound side
+uses), renders messages with :mod:`~adapters.discord.markup`, and records what the bridge itself does in
+:class:`~adapters.discord.own_actions.OwnActions` so the gateway echo of it is recognised. Beside it, the pure
+pieces only commands need: the mute-all overwrite arithmetic (:func:`mute_all_overwrite`), timeout clamping
+(:func:`timeout_until`) and the error mapping (:func:`command_failure`).
 
-* pure helpers (no I/O, no clock): message rendering (:func:`render_segments`, :func:`split_text`,
-  :func:`build_message_bodies`), the mute-all overwrite arithmetic (:func:`mute_all_overwrite`), timeout
-  clamping (:func:`timeout_until`), and the error mapping (:func:`command_failure`);
-* :class:`DiscordCommandExecutor`, the async shell implementing :class:`relay.ports.CommandExecutor`.
+Decisions (documented for framework authors; message rendering has its own in :mod:`~adapters.discord.markup`):
 
-Decisions (documented for framework authors):
-
-* Text is sent **as is**: no Discord-markdown escaping (frameworks send plain text and expect it shown; a
-  framework that wants literal ``*`` can escape it itself).
-* ``allowed_mentions`` is always explicit: ``parse: []``, ``users`` = exactly the users mentioned through
-  Mention segments, ``replied_user: false``. A framework can never mass-ping by putting ``@everyone`` or
-  ``<@&role>`` in text.
-* MentionAll is rendered as ``@everyone``/``@here`` text; it pings only when ``MappingConfig.allow_mention_all``
-  is true (then ``"everyone"`` is added to ``parse``). Otherwise the text is shown without notifying anyone —
-  the message is still delivered (refusing it would break frameworks that prefix announcements with AtAll).
-* Text over 2000 characters is split at line, then space boundaries (``LongMessageMode.SPLIT``) or refused
-  with ``FailureKind.TOO_LONG`` (``REFUSE``). The quote goes on the first part, uploads/stickers/embeds on the
-  last; the result's ``ref`` is the first part, ``extra`` the rest.
+* SendMessage over 2000 characters is split (or refused, see markup); the result's ``ref`` is the first part,
+  ``extra`` the rest.
 * Images/audio/files: ``data`` is uploaded; ``url`` is downloaded (bounded by ``max_upload_bytes``) and uploaded;
-  an ``id`` the bridge issued (``{channel}-{message}-{attachment}.ext``, see ``translate.media_id``) is resolved
+  an ``id`` the bridge issued (``{channel}-{message}-{attachment}.ext``, see ``media.media_id``) is resolved
   to the remembered CDN URL, or — when forgotten or expired — by re-fetching the message it came from.
 * Announcements are pinned messages: publish = post + pin, list = pins, delete = unpin (the message stays).
 * DeleteFriend is UNSUPPORTED: Discord bots have no friends list; a DM channel cannot be "unfriended".
@@ -35,83 +26,18 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
-import attrs
-
-from adapters.discord.cache import (
-    CachedChannel,
-    CachedMember,
-    CachedUser,
-    DiscordCache,
-    Overwrite,
-)
-from adapters.discord.media import MAX_FILES_PER_MESSAGE, default_name, guess_content_type, parse_media_id, url_filename
+from adapters.discord.cache import SEND_MESSAGES, CachedChannel, CachedMember, CachedUser, Overwrite
+from adapters.discord.entities import EntityFactory
+from adapters.discord.markup import MAX_CONTENT, allowed_mentions, build_message_bodies, render_segments
+from adapters.discord.media import default_name, guess_content_type, parse_media_id, url_filename
+from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, UploadFile
-from adapters.discord.snowflakes import new_nonce, parse_iso_time, snowflake_at, snowflake_time, to_int
-from adapters.discord.translate import MUTE_ALL_DENY, DiscordTranslator
-from relay.config import BridgeConfig, LongMessageMode, MappingConfig
-from relay.envelope import (
-    Announcement,
-    AnnouncementList,
-    AnnouncementPublished,
-    Audio,
-    Command,
-    ConversationKind,
-    ConversationRef,
-    DeleteAnnouncement,
-    DeleteFriend,
-    Done,
-    Emoji,
-    File,
-    FriendList,
-    GetBotProfile,
-    GetGroupConfig,
-    GetHistory,
-    GetMember,
-    GetMessage,
-    GetUserProfile,
-    Group,
-    GroupConfig,
-    GroupList,
-    Image,
-    KickMember,
-    LeaveGroup,
-    ListAnnouncements,
-    ListFriends,
-    ListGroups,
-    ListMembers,
-    Member,
-    MemberFound,
-    MemberList,
-    Mention,
-    MentionAll,
-    Message,
-    MessageFound,
-    MessageList,
-    MessageRef,
-    MessageSent,
-    MuteMember,
-    PinMessage,
-    Profile,
-    ProfileFound,
-    PublishAnnouncement,
-    RecallMessage,
-    Result,
-    RichContent,
-    Segment,
-    SendMessage,
-    SetMemberAdmin,
-    SetMuteAll,
-    Sticker,
-    Text,
-    UnmuteMember,
-    Unsupported,
-    UpdateGroupConfig,
-    UpdateMember,
-    User,
-)
+from adapters.discord.snowflakes import parse_iso_time, snowflake_at, snowflake_time, to_int
+from relay import envelope as env
+from relay.config import BridgeConfig
 from relay.errors import (
     CommandFailed,
     DiscordError,
@@ -126,12 +52,11 @@ from relay.errors import (
 
 log = logging.getLogger(__name__)
 
-# discord.md §7.3 limits
-MAX_CONTENT = 2000
-MAX_STICKERS_PER_MESSAGE = 3
-MAX_EMBED_DESCRIPTION = 4096
-MAX_EMBED_TITLE = 256
-MAX_ALLOWED_MENTION_USERS = 100  # discord.md §7.2
+# discord.md §9 (mute all row): the deny bits the bridge ORs into the @everyone overwrite for "mute all":
+# SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | CREATE_PUBLIC_THREADS | CREATE_PRIVATE_THREADS | ADD_REACTIONS.
+MUTE_ALL_DENY: Final = SEND_MESSAGES | (1 << 38) | (1 << 35) | (1 << 36) | (1 << 6)
+assert MUTE_ALL_DENY == 377957124160  # the value discord.md §9 gives
+
 # discord.md §9 (mute row): Discord timeouts last at most 28 days
 MAX_TIMEOUT_SECONDS = 28 * 24 * 3600
 # discord.md §9 (history): 1–100 per page
@@ -144,151 +69,6 @@ MAX_FRIEND_FETCHES = 50
 NOT_FOUND_CODES = frozenset({10003, 10004, 10007, 10008, 10011, 10013, 10026})
 NO_PERMISSION_CODES = frozenset({50001, 50013, 50007, 50278})
 EVERYONE_OVERWRITE_TYPE = 0  # role overwrite; the @everyone role id is the guild id (discord.md §6.3)
-
-# =========================================================================== pure helpers
-
-
-@attrs.frozen(kw_only=True)
-class Rendered:
-    """Segments turned into Discord parts: text, users to allow pinging, and what still needs uploading."""
-
-    content: str
-    mention_users: tuple[int, ...] = ()
-    mention_everyone: bool = False
-    media: tuple[Image | Audio | File, ...] = ()
-    sticker_ids: tuple[int, ...] = ()
-    embeds: tuple[dict[str, Any], ...] = ()
-
-
-def render_segments(segments: Sequence[Segment], *, allow_mention_all: bool) -> Rendered:
-    """Envelope segments → Discord markup (discord.md §7.1). Media are returned for upload, not rendered."""
-    parts: list[str] = []
-    users: list[int] = []
-    everyone = False
-    media: list[Image | Audio | File] = []
-    stickers: list[int] = []
-    embeds: list[dict[str, Any]] = []
-    for segment in segments:
-        if isinstance(segment, Text):
-            parts.append(segment.text)
-        elif isinstance(segment, Mention):
-            parts.append(f"<@{segment.user_id}>")
-            if segment.user_id not in users:
-                users.append(segment.user_id)
-        elif isinstance(segment, MentionAll):
-            parts.append("@here" if segment.here else "@everyone")
-            everyone = everyone or allow_mention_all
-        elif isinstance(segment, Emoji):
-            parts.append(f"<{'a' if segment.animated else ''}:{segment.name}:{segment.id}>")
-        elif isinstance(segment, (Image, Audio, File)):
-            media.append(segment)
-        elif isinstance(segment, Sticker):
-            stickers.append(segment.id)
-        elif isinstance(segment, RichContent):
-            embed: dict[str, Any] = {"description": segment.text[:MAX_EMBED_DESCRIPTION]}
-            if segment.title:
-                embed["title"] = segment.title[:MAX_EMBED_TITLE]
-            if segment.url:
-                embed["url"] = segment.url
-            embeds.append(embed)
-        elif isinstance(segment, Unsupported):
-            parts.append(segment.fallback)
-    return Rendered(
-        content="".join(parts),
-        mention_users=tuple(users),
-        mention_everyone=everyone,
-        media=tuple(media),
-        sticker_ids=tuple(stickers),
-        embeds=tuple(embeds),
-    )
-
-
-def allowed_mentions(users: Sequence[int], everyone: bool) -> dict[str, Any]:
-    """Exactly these users (and @everyone/@here only when allowed) may be pinged (discord.md §7.2)."""
-    return {
-        "parse": ["everyone"] if everyone else [],
-        "users": [str(u) for u in users[:MAX_ALLOWED_MENTION_USERS]],
-        "replied_user": False,
-    }
-
-
-def split_text(text: str, limit: int = MAX_CONTENT) -> list[str]:
-    """Split at the last newline, else the last space, within ``limit``; hard-cut only a single huge word.
-
-    Mention/emoji tokens contain no spaces, so they are only cut when a word longer than ``limit`` forces it.
-    """
-    if len(text) <= limit:
-        return [text]
-    chunks: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        window = rest[: limit + 1]
-        cut = window.rfind("\n")
-        if cut <= 0:
-            cut = window.rfind(" ")
-        if cut <= 0:
-            chunks.append(rest[:limit])
-            rest = rest[limit:]
-            continue
-        chunks.append(rest[:cut])
-        rest = rest[cut + 1 :]  # the separator itself is dropped: it would start the next message
-    if rest:
-        chunks.append(rest)
-    return chunks
-
-
-def build_message_bodies(
-    rendered: Rendered,
-    *,
-    quote_message_id: int | None,
-    upload_names: Sequence[str],
-    config: MappingConfig,
-) -> list[dict[str, Any]]:
-    """The JSON bodies of Create Message for one SendMessage (discord.md §7.3, §7.4).
-
-    ``upload_names`` are the file names of the uploads (files[0..n]) that go with the last body.
-    Raises CommandFailed(TOO_LONG) in refuse mode, CommandFailed(BAD_INPUT) when nothing would be sent.
-    """
-    content = rendered.content
-    if len(content) > MAX_CONTENT and config.long_messages == LongMessageMode.REFUSE:
-        raise CommandFailed(
-            FailureKind.TOO_LONG,
-            f"message text is {len(content)} characters; Discord allows {MAX_CONTENT} and "
-            '[mapping] long_messages = "refuse" (set it to "split" to send it in parts)',
-        )
-    if len(upload_names) > MAX_FILES_PER_MESSAGE:
-        raise CommandFailed(
-            FailureKind.BAD_INPUT,
-            f"{len(upload_names)} attachments; Discord allows {MAX_FILES_PER_MESSAGE} per message",
-        )
-    if len(rendered.sticker_ids) > MAX_STICKERS_PER_MESSAGE:
-        raise CommandFailed(
-            FailureKind.BAD_INPUT,
-            f"{len(rendered.sticker_ids)} stickers; Discord allows {MAX_STICKERS_PER_MESSAGE} per message",
-        )
-    chunks = split_text(content) if content else []
-    has_extras = bool(upload_names or rendered.sticker_ids or rendered.embeds)
-    if not chunks and not has_extras:
-        raise CommandFailed(FailureKind.BAD_INPUT, "the message is empty: nothing to send")
-    if not chunks:
-        chunks = [""]
-    mentions = allowed_mentions(rendered.mention_users, rendered.mention_everyone)
-    bodies: list[dict[str, Any]] = []
-    for index, chunk in enumerate(chunks):
-        body: dict[str, Any] = {"allowed_mentions": mentions}
-        if chunk:
-            body["content"] = chunk
-        if index == 0 and quote_message_id:
-            body["message_reference"] = {"message_id": str(quote_message_id), "fail_if_not_exists": False}
-        if index == len(chunks) - 1:
-            if upload_names:
-                body["attachments"] = [{"id": n, "filename": name} for n, name in enumerate(upload_names)]
-            if rendered.sticker_ids:
-                body["sticker_ids"] = [str(s) for s in rendered.sticker_ids]
-            if rendered.embeds:
-                body["embeds"] = [dict(e) for e in rendered.embeds]
-        bodies.append(body)
-    return bodies
 
 
 def mute_all_overwrite(existing: Overwrite | None, muted: bool) -> tuple[int, int] | None:
@@ -348,51 +128,53 @@ class DiscordCommandExecutor:
     def __init__(
         self,
         rest: RestClient,
-        cache: DiscordCache,
-        translator: DiscordTranslator,
+        entities: EntityFactory,
+        own: OwnActions,
         config: BridgeConfig,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``own`` is shared with the inbound side: what the executor records there keeps echoes out."""
         self.rest = rest
-        self.cache = cache
-        self.translator = translator
+        self.entities = entities
+        self.cache = entities.cache
+        self.own = own
         self.config = config
         self.mapping = config.mapping
         self._clock = clock
         self._handlers: dict[type[Any], Any] = {
-            SendMessage: self._send_message,
-            RecallMessage: self._recall_message,
-            GetMessage: self._get_message,
-            GetHistory: self._get_history,
-            ListFriends: self._list_friends,
-            ListGroups: self._list_groups,
-            ListMembers: self._list_members,
-            GetMember: self._get_member,
-            GetBotProfile: self._get_bot_profile,
-            GetUserProfile: self._get_user_profile,
-            MuteMember: self._mute_member,
-            UnmuteMember: self._unmute_member,
-            KickMember: self._kick_member,
-            LeaveGroup: self._leave_group,
-            SetMuteAll: self._set_mute_all,
-            PinMessage: self._pin_message,
-            GetGroupConfig: self._get_group_config,
-            UpdateGroupConfig: self._update_group_config,
-            UpdateMember: self._update_member,
-            SetMemberAdmin: self._set_member_admin,
-            ListAnnouncements: self._list_announcements,
-            PublishAnnouncement: self._publish_announcement,
-            DeleteAnnouncement: self._delete_announcement,
-            DeleteFriend: self._delete_friend,
+            env.SendMessage: self._send_message,
+            env.RecallMessage: self._recall_message,
+            env.GetMessage: self._get_message,
+            env.GetHistory: self._get_history,
+            env.ListFriends: self._list_friends,
+            env.ListGroups: self._list_groups,
+            env.ListMembers: self._list_members,
+            env.GetMember: self._get_member,
+            env.GetBotProfile: self._get_bot_profile,
+            env.GetUserProfile: self._get_user_profile,
+            env.MuteMember: self._mute_member,
+            env.UnmuteMember: self._unmute_member,
+            env.KickMember: self._kick_member,
+            env.LeaveGroup: self._leave_group,
+            env.SetMuteAll: self._set_mute_all,
+            env.PinMessage: self._pin_message,
+            env.GetGroupConfig: self._get_group_config,
+            env.UpdateGroupConfig: self._update_group_config,
+            env.UpdateMember: self._update_member,
+            env.SetMemberAdmin: self._set_member_admin,
+            env.ListAnnouncements: self._list_announcements,
+            env.PublishAnnouncement: self._publish_announcement,
+            env.DeleteAnnouncement: self._delete_announcement,
+            env.DeleteFriend: self._delete_friend,
         }
 
-    async def execute(self, command: Command) -> Result:
+    async def execute(self, command: env.Command) -> env.Result:
         handler = self._handlers.get(type(command))
         if handler is None:
             raise CommandFailed(FailureKind.UNSUPPORTED, f"{type(command).__name__} is not a Discord command")
         try:
-            result: Result = await handler(command)
+            result: env.Result = await handler(command)
         except CommandFailed:
             raise
         except DiscordError as exc:
@@ -404,19 +186,13 @@ class DiscordCommandExecutor:
 
     # ------------------------------------------------------------------ resolution helpers
 
-    def _new_nonce(self) -> str:
-        """A nonce (≤ 25 chars, discord.md §7.3) announced to the translator so the echo is dropped."""
-        nonce = new_nonce()
-        self.translator.expect_nonce(nonce)
-        return nonce
-
-    def _guild_hint(self, command: Command) -> int:
+    def _guild_hint(self, command: env.Command) -> int:
         group_id = getattr(command, "group_id", None)
         if group_id is None:
             conversation = getattr(command, "conversation", None) or getattr(
                 getattr(command, "ref", None), "conversation", None
             )
-            if isinstance(conversation, ConversationRef) and conversation.kind == ConversationKind.GROUP:
+            if isinstance(conversation, env.ConversationRef) and conversation.kind == env.ConversationKind.GROUP:
                 group_id = conversation.id
         channel = self.cache.channels.get(group_id) if isinstance(group_id, int) else None
         return channel.guild_id if channel is not None else 0
@@ -441,12 +217,12 @@ class DiscordCommandExecutor:
             channel = self.cache.upsert_channel(data)
         if channel is None or not channel.guild_id:
             raise CommandFailed(FailureKind.NOT_FOUND, f"group {group_id} is not a guild text channel")
-        if self.translator.group_for_channel(channel.id, channel.guild_id) is None:
+        if self.entities.group_for_channel(channel.id, channel.guild_id) is None:
             raise CommandFailed(FailureKind.NOT_FOUND, f"group {group_id} is not bridged (see [mapping] channels)")
         return channel
 
-    def _group_of(self, channel: CachedChannel) -> Group:
-        group = self.translator.group_for_channel(channel.id, channel.guild_id)
+    def _group_of(self, channel: CachedChannel) -> env.Group:
+        group = self.entities.group_for_channel(channel.id, channel.guild_id)
         if group is None:  # _group_channel checked it; kept for the type checker
             raise CommandFailed(FailureKind.NOT_FOUND, f"group {channel.id} is not bridged")
         return group
@@ -467,12 +243,12 @@ class DiscordCommandExecutor:
         self.cache.note_dm_channel(channel_id, user_id)
         return channel_id
 
-    async def _conversation_channel(self, conversation: ConversationRef) -> int:
-        if conversation.kind == ConversationKind.GROUP:
+    async def _conversation_channel(self, conversation: env.ConversationRef) -> int:
+        if conversation.kind == env.ConversationKind.GROUP:
             return (await self._group_channel(conversation.id)).id
         return await self._dm_channel(conversation.id)
 
-    async def _ref_channel(self, ref: MessageRef) -> tuple[int, int]:
+    async def _ref_channel(self, ref: env.MessageRef) -> tuple[int, int]:
         if ref.platform_id is None:
             raise CommandFailed(FailureKind.NOT_FOUND, "the message is unknown (no Discord message id for it)")
         channel_id = ref.channel_id or await self._conversation_channel(ref.conversation)
@@ -493,8 +269,8 @@ class DiscordCommandExecutor:
 
     # ------------------------------------------------------------------ messages
 
-    async def _send_message(self, command: SendMessage) -> MessageSent:
-        if command.via_group is not None and command.conversation.kind == ConversationKind.PRIVATE:
+    async def _send_message(self, command: env.SendMessage) -> env.MessageSent:
+        if command.via_group is not None and command.conversation.kind == env.ConversationKind.PRIVATE:
             # a temp message (mirai sendTempMessage): the user must be a member of that group's guild
             via = await self._group_channel(command.via_group)
             try:
@@ -526,26 +302,28 @@ class DiscordCommandExecutor:
             upload_names=[u.filename for u in uploads],
             config=self.mapping,
         )
-        refs: list[MessageRef] = []
+        refs: list[env.MessageRef] = []
         first_time = 0
         for index, body in enumerate(bodies):
-            nonce = self._new_nonce()
+            nonce = self.own.new_nonce()
             body["nonce"] = nonce
             body["enforce_nonce"] = True  # a retried POST returns the first message (discord.md §7.3)
             files = uploads if index == len(bodies) - 1 else ()
             sent = await self.rest.create_message(channel_id, body, files)
             message_id = to_int(sent.get("id"))
-            self.translator.note_sent(channel_id, message_id)
+            self.own.note_sent(channel_id, message_id)
             if not refs:
                 first_time = int(snowflake_time(message_id))
-            refs.append(MessageRef(conversation=command.conversation, platform_id=message_id, channel_id=channel_id))
-        return MessageSent(ref=refs[0], time=first_time, extra=tuple(refs[1:]))
+            refs.append(
+                env.MessageRef(conversation=command.conversation, platform_id=message_id, channel_id=channel_id)
+            )
+        return env.MessageSent(ref=refs[0], time=first_time, extra=tuple(refs[1:]))
 
-    async def _upload_of(self, segment: Image | Audio | File) -> UploadFile:
-        kind = "image" if isinstance(segment, Image) else "audio" if isinstance(segment, Audio) else "file"
-        name = segment.name if isinstance(segment, File) else segment.filename
-        data = None if isinstance(segment, File) else segment.data
-        content_type = "" if isinstance(segment, File) else segment.content_type
+    async def _upload_of(self, segment: env.Image | env.Audio | env.File) -> UploadFile:
+        kind = "image" if isinstance(segment, env.Image) else "audio" if isinstance(segment, env.Audio) else "file"
+        name = segment.name if isinstance(segment, env.File) else segment.filename
+        data = None if isinstance(segment, env.File) else segment.data
+        content_type = "" if isinstance(segment, env.File) else segment.content_type
         limit = self.config.discord.max_upload_bytes
         if data is not None:
             if len(data) > limit:
@@ -599,22 +377,22 @@ class DiscordCommandExecutor:
                 return data, content_type, str(attachment.get("filename") or "")
         raise CommandFailed(FailureKind.NOT_FOUND, f"{kind} {issued!r} no longer exists on its message")
 
-    async def _recall_message(self, command: RecallMessage) -> Done:
+    async def _recall_message(self, command: env.RecallMessage) -> env.Done:
         channel_id, message_id = await self._ref_channel(command.ref)
         await self.rest.delete_message(channel_id, message_id)
-        return Done()
+        return env.Done()
 
-    async def _get_message(self, command: GetMessage) -> MessageFound:
+    async def _get_message(self, command: env.GetMessage) -> env.MessageFound:
         channel_id, message_id = await self._ref_channel(command.ref)
-        if command.ref.conversation.kind == ConversationKind.PRIVATE:
+        if command.ref.conversation.kind == env.ConversationKind.PRIVATE:
             self.cache.note_dm_channel(channel_id, command.ref.conversation.id)
         data = await self.rest.get_message(channel_id, message_id)
-        message = self.translator.message_from_payload(data)
+        message = self.entities.message_from_payload(data)
         if message is None:
             raise CommandFailed(FailureKind.NOT_FOUND, f"message {message_id} is a system message or not bridged")
-        return MessageFound(message=message)
+        return env.MessageFound(message=message)
 
-    async def _get_history(self, command: GetHistory) -> MessageList:
+    async def _get_history(self, command: env.GetHistory) -> env.MessageList:
         channel_id = await self._conversation_channel(command.conversation)
         wanted = max(0, min(command.limit, MAX_HISTORY))
         start = max(command.time_start, 0)
@@ -634,25 +412,25 @@ class DiscordCommandExecutor:
             if before < oldest_allowed or len(page) < page_size:
                 break
         collected.sort(key=lambda m: to_int(m.get("id")))
-        messages: list[Message] = []
+        messages: list[env.Message] = []
         for data in collected[-wanted:] if wanted else []:
-            message = self.translator.message_from_payload(data)
+            message = self.entities.message_from_payload(data)
             if message is not None:
                 messages.append(message)
-        return MessageList(messages=tuple(messages))
+        return env.MessageList(messages=tuple(messages))
 
-    async def _pin_message(self, command: PinMessage) -> Done:
+    async def _pin_message(self, command: env.PinMessage) -> env.Done:
         channel_id, message_id = await self._ref_channel(command.ref)
         await self.rest.pin_message(channel_id, message_id)
-        return Done()
+        return env.Done()
 
     # ------------------------------------------------------------------ contacts
 
-    async def _list_friends(self, command: ListFriends) -> FriendList:
+    async def _list_friends(self, command: env.ListFriends) -> env.FriendList:
         user_ids = dict(self.rest.cached_dm_users())
         for channel_id, user_id in self.cache.dm_partners.items():
             user_ids.setdefault(user_id, channel_id)
-        friends: list[User] = []
+        friends: list[env.User] = []
         fetches = 0
         for user_id in sorted(user_ids):
             user = self.cache.find_user(user_id)
@@ -660,21 +438,21 @@ class DiscordCommandExecutor:
                 fetches += 1
                 user = self.cache.upsert_user(await self.rest.get_user(user_id))
             if user is None:
-                friends.append(User(id=user_id, name=""))
+                friends.append(env.User(id=user_id, name=""))
             else:
-                friends.append(User(id=user.id, name=user.name, username=user.username, is_bot=user.is_bot))
-        return FriendList(friends=tuple(friends))
+                friends.append(env.User(id=user.id, name=user.name, username=user.username, is_bot=user.is_bot))
+        return env.FriendList(friends=tuple(friends))
 
-    async def _list_groups(self, command: ListGroups) -> GroupList:
-        return GroupList(groups=tuple(self.translator.all_groups()))
+    async def _list_groups(self, command: env.ListGroups) -> env.GroupList:
+        return env.GroupList(groups=tuple(self.entities.all_groups()))
 
-    async def _list_members(self, command: ListMembers) -> MemberList:
+    async def _list_members(self, command: env.ListMembers) -> env.MemberList:
         channel = await self._group_channel(command.group_id)
         group = self._group_of(channel)
         guild_id = channel.guild_id
         now = self._clock()
         bot_id = self.cache.bot_id
-        members: list[Member] = []
+        members: list[env.Member] = []
         if command.user_ids:
             for user_id in command.user_ids:
                 try:
@@ -683,44 +461,35 @@ class DiscordCommandExecutor:
                     if exc.code in NOT_FOUND_CODES:
                         continue  # not a member: left out, like mirai does for unknown ids
                     raise
-                members.append(self.translator.member_of(guild_id, cached, group, now))
-            return MemberList(members=tuple(members))
+                members.append(self.entities.member_of(guild_id, cached, group, now))
+            return env.MemberList(members=tuple(members))
         guild = self.cache.guilds.get(guild_id)
         if not command.fresh and guild is not None and guild.members_complete:
             found = [m for m in self.cache.iter_members(guild_id) if m.user.id != bot_id]
         else:
             raw = await self.rest.iter_all_guild_members(guild_id)
-            found = []
-            for data in raw:
-                result = self.cache.upsert_member(guild_id, data)
-                if result is None:
-                    continue
-                if result[1].user.id != bot_id:
-                    found.append(result[1].copy())
-            guild = self.cache.guilds.get(guild_id)
-            if guild is not None:
-                guild.members_complete = len(raw) <= self.cache.max_members_per_guild
-        members = [self.translator.member_of(guild_id, m, group, now) for m in found]
-        return MemberList(members=tuple(members))
+            found = [m for m in self.cache.upsert_all_members(guild_id, raw) if m.user.id != bot_id]
+        members = [self.entities.member_of(guild_id, m, group, now) for m in found]
+        return env.MemberList(members=tuple(members))
 
-    async def _get_member(self, command: GetMember) -> MemberFound:
+    async def _get_member(self, command: env.GetMember) -> env.MemberFound:
         channel = await self._group_channel(command.group_id)
         cached = await self._member_data(channel.guild_id, command.user_id)
-        return MemberFound(
-            member=self.translator.member_of(channel.guild_id, cached, self._group_of(channel), self._clock())
+        return env.MemberFound(
+            member=self.entities.member_of(channel.guild_id, cached, self._group_of(channel), self._clock())
         )
 
-    async def _get_bot_profile(self, command: GetBotProfile) -> ProfileFound:
+    async def _get_bot_profile(self, command: env.GetBotProfile) -> env.ProfileFound:
         data = await self.rest.get_current_user()
         self.cache.set_bot_user(data)
-        return ProfileFound(profile=_profile(data))
+        return env.ProfileFound(profile=_profile(data))
 
-    async def _get_user_profile(self, command: GetUserProfile) -> ProfileFound:
+    async def _get_user_profile(self, command: env.GetUserProfile) -> env.ProfileFound:
         data = await self.rest.get_user(command.user_id)
         self.cache.upsert_user(data)
-        return ProfileFound(profile=_profile(data))
+        return env.ProfileFound(profile=_profile(data))
 
-    async def _delete_friend(self, command: DeleteFriend) -> Result:
+    async def _delete_friend(self, command: env.DeleteFriend) -> env.Result:
         raise CommandFailed(
             FailureKind.UNSUPPORTED,
             "Discord bots have no friends list: a user stays reachable by DM while they share a guild with "
@@ -729,7 +498,7 @@ class DiscordCommandExecutor:
 
     # ------------------------------------------------------------------ moderation
 
-    async def _mute_member(self, command: MuteMember) -> Done:
+    async def _mute_member(self, command: env.MuteMember) -> env.Done:
         if command.seconds <= 0:
             raise CommandFailed(
                 FailureKind.BAD_INPUT,
@@ -745,30 +514,30 @@ class DiscordCommandExecutor:
                 applied,
             )
         await self.rest.modify_guild_member(channel.guild_id, command.user_id, communication_disabled_until=until)
-        return Done()
+        return env.Done()
 
-    async def _unmute_member(self, command: UnmuteMember) -> Done:
+    async def _unmute_member(self, command: env.UnmuteMember) -> env.Done:
         channel = await self._group_channel(command.group_id)
         await self.rest.modify_guild_member(channel.guild_id, command.user_id, communication_disabled_until=None)
-        return Done()
+        return env.Done()
 
-    async def _kick_member(self, command: KickMember) -> Done:
+    async def _kick_member(self, command: env.KickMember) -> env.Done:
         channel = await self._group_channel(command.group_id)
         guild_id = channel.guild_id
         reason = command.reason or None
         # noted first: the GUILD_MEMBER_REMOVE may arrive before the REST answer
-        self.translator.note_kicked(guild_id, command.user_id)
+        self.own.note_kicked(guild_id, command.user_id)
         try:
             if command.ban:
                 await self.rest.create_guild_ban(guild_id, command.user_id, reason=reason)
             else:
                 await self.rest.remove_guild_member(guild_id, command.user_id, reason=reason)
         except DiscordError:
-            self.translator.forget_kicked(guild_id, command.user_id)
+            self.own.forget_kicked(guild_id, command.user_id)
             raise
-        return Done()
+        return env.Done()
 
-    async def _leave_group(self, command: LeaveGroup) -> Done:
+    async def _leave_group(self, command: env.LeaveGroup) -> env.Done:
         channel = await self._group_channel(command.group_id)
         guild_id = channel.guild_id
         guild = self.cache.guilds.get(guild_id)
@@ -777,14 +546,14 @@ class DiscordCommandExecutor:
                 FailureKind.NO_PERMISSION,
                 "the bot owns this guild and cannot leave it (transfer ownership or delete the guild first)",
             )
-        self.translator.note_left_guild(guild_id)
+        self.own.note_left_guild(guild_id)
         await self.rest.leave_guild(guild_id)
-        return Done()
+        return env.Done()
 
-    async def _set_mute_all(self, command: SetMuteAll) -> Done:
+    async def _set_mute_all(self, command: env.SetMuteAll) -> env.Done:
         channel = await self._group_channel(command.group_id)
         await self._apply_mute_all(channel, command.muted)
-        return Done()
+        return env.Done()
 
     async def _apply_mute_all(self, channel: CachedChannel, muted: bool) -> None:
         # read-modify-write: PUT replaces the whole overwrite (discord.md §9, mute all row)
@@ -805,12 +574,12 @@ class DiscordCommandExecutor:
 
     # ------------------------------------------------------------------ group and member settings
 
-    async def _get_group_config(self, command: GetGroupConfig) -> GroupConfig:
+    async def _get_group_config(self, command: env.GetGroupConfig) -> env.GroupConfig:
         channel = await self._group_channel(command.group_id)
         fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
-        return GroupConfig(name=fresh.name, mute_all=self.translator.channel_muted_all(fresh))
+        return env.GroupConfig(name=fresh.name, mute_all=fresh.muted_all)
 
-    async def _update_group_config(self, command: UpdateGroupConfig) -> Done:
+    async def _update_group_config(self, command: env.UpdateGroupConfig) -> env.Done:
         channel = await self._group_channel(command.group_id)
         if command.name is not None and command.name != channel.name:
             if not 1 <= len(command.name) <= 100:
@@ -820,9 +589,9 @@ class DiscordCommandExecutor:
                 self.cache.upsert_channel(data, channel.guild_id)
         if command.mute_all is not None:
             await self._apply_mute_all(channel, command.mute_all)
-        return Done()
+        return env.Done()
 
-    async def _update_member(self, command: UpdateMember) -> Done:
+    async def _update_member(self, command: env.UpdateMember) -> env.Done:
         if command.special_title:
             raise CommandFailed(
                 FailureKind.UNSUPPORTED,
@@ -833,9 +602,9 @@ class DiscordCommandExecutor:
             if len(command.nickname) > 32:
                 raise CommandFailed(FailureKind.BAD_INPUT, "a Discord nickname is at most 32 characters")
             await self.rest.modify_guild_member(channel.guild_id, command.user_id, nick=command.nickname or None)
-        return Done()
+        return env.Done()
 
-    async def _set_member_admin(self, command: SetMemberAdmin) -> Done:
+    async def _set_member_admin(self, command: env.SetMemberAdmin) -> env.Done:
         if not self.mapping.admin_role:
             raise CommandFailed(
                 FailureKind.UNSUPPORTED,
@@ -866,14 +635,14 @@ class DiscordCommandExecutor:
             await self.rest.add_guild_member_role(guild_id, command.user_id, role_id)
         else:
             await self.rest.remove_guild_member_role(guild_id, command.user_id, role_id)
-        return Done()
+        return env.Done()
 
     # ------------------------------------------------------------------ announcements (pins)
 
-    async def _list_announcements(self, command: ListAnnouncements) -> AnnouncementList:
+    async def _list_announcements(self, command: env.ListAnnouncements) -> env.AnnouncementList:
         channel = await self._group_channel(command.group_id)
         group = self._group_of(channel)
-        found: list[Announcement] = []
+        found: list[env.Announcement] = []
         before: str | None = None
         wanted = command.offset + max(command.size, 0)
         while len(found) < wanted:
@@ -887,7 +656,7 @@ class DiscordCommandExecutor:
                 if not isinstance(author, dict):
                     author = {}
                 found.append(
-                    Announcement(
+                    env.Announcement(
                         group=group,
                         content=str(message.get("content") or ""),
                         sender_id=to_int(author.get("id")),
@@ -904,9 +673,9 @@ class DiscordCommandExecutor:
             before = str(last.get("pinned_at") or "") or None if isinstance(last, dict) else None
             if before is None:
                 break
-        return AnnouncementList(announcements=tuple(found[command.offset : wanted]))
+        return env.AnnouncementList(announcements=tuple(found[command.offset : wanted]))
 
-    async def _publish_announcement(self, command: PublishAnnouncement) -> AnnouncementPublished:
+    async def _publish_announcement(self, command: env.PublishAnnouncement) -> env.AnnouncementPublished:
         channel = await self._group_channel(command.group_id)
         if not command.content:
             raise CommandFailed(FailureKind.BAD_INPUT, "an announcement needs content")
@@ -918,15 +687,15 @@ class DiscordCommandExecutor:
         body = {
             "content": command.content,
             "allowed_mentions": allowed_mentions((), False),
-            "nonce": self._new_nonce(),
+            "nonce": self.own.new_nonce(),
             "enforce_nonce": True,
         }
         sent = await self.rest.create_message(channel.id, body)
         message_id = to_int(sent.get("id"))
-        self.translator.note_sent(channel.id, message_id)
+        self.own.note_sent(channel.id, message_id)
         await self.rest.pin_message(channel.id, message_id)
-        return AnnouncementPublished(
-            announcement=Announcement(
+        return env.AnnouncementPublished(
+            announcement=env.Announcement(
                 group=self._group_of(channel),
                 content=command.content,
                 sender_id=self.cache.bot_id or to_int((sent.get("author") or {}).get("id")),
@@ -936,7 +705,7 @@ class DiscordCommandExecutor:
             )
         )
 
-    async def _delete_announcement(self, command: DeleteAnnouncement) -> Done:
+    async def _delete_announcement(self, command: env.DeleteAnnouncement) -> env.Done:
         channel = await self._group_channel(command.group_id)
         if not command.announcement_id.isdigit():
             raise CommandFailed(
@@ -945,21 +714,8 @@ class DiscordCommandExecutor:
                 "this bridge issued (they are Discord message ids)",
             )
         await self.rest.unpin_message(channel.id, int(command.announcement_id))
-        return Done()
+        return env.Done()
 
 
-def _profile(data: dict[str, Any]) -> Profile:
-    return Profile(nickname=str(data.get("global_name") or data.get("username") or ""))
-
-
-__all__ = [
-    "DiscordCommandExecutor",
-    "Rendered",
-    "allowed_mentions",
-    "build_message_bodies",
-    "command_failure",
-    "mute_all_overwrite",
-    "render_segments",
-    "split_text",
-    "timeout_until",
-]
+def _profile(data: dict[str, Any]) -> env.Profile:
+    return env.Profile(nickname=str(data.get("global_name") or data.get("username") or ""))
