@@ -236,15 +236,6 @@ class CommandFailed(RelayError):
         super().__init__(f"{kind.value}: {message}")
 
 
-class RequestTimeout(RelayError):
-    """A command was not answered within its deadline."""
-
-    def __init__(self, sync_id: str, seconds: float) -> None:
-        self.sync_id = sync_id
-        self.seconds = seconds
-        super().__init__(f"command {sync_id!r} did not finish within {seconds:g} s")
-
-
 # --------------------------------------------------------------------------- mirai reverse-ws
 
 

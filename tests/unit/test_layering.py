@@ -1,11 +1,14 @@
 """The house rules of DESIGN.md §1, checked by walking every import with ``ast``.
 
 1. Sans-I/O modules never import trio, trio_websocket or httpx (they take ``now`` and payloads); the SQLite
-   modules (relay/storage but its flushers) never import trio.
+   modules (relay/storage but its flushers) never import trio. The Discord adapter's pure modules do not reach
+   an I/O library through the project's own modules either.
 2. An adapter never imports another adapter; adapters meet only in ``relay`` types.
 3. Only the composition root imports ``adapters`` from outside ``adapters/``.
 4. Product code speaks websocket only through ``relay/wire`` (no wsproto or trio-websocket elsewhere).
 5. The sandbox's demo bot speaks mirai through its own code only (no ``adapters``, no ``relay.app``).
+6. Within the Discord adapter, one direction does not call into the other: commands_out (envelope commands →
+   REST) imports neither trio nor events_in; events_in (dispatches → events) does not import REST.
 
 The module lists are data: extend them as modules appear. Listed modules that do not exist yet are skipped.
 """
@@ -22,6 +25,24 @@ ROOT = Path(__file__).resolve().parents[2]
 #: I/O libraries a sans-I/O module must not import.
 IO_LIBRARIES = ("trio", "trio_websocket", "httpx")
 
+#: The Discord adapter's sans-I/O modules (everything but the trio shells: gateway/shard.py, gateway/resume.py,
+#: rest/client.py and commands_out.py).
+DISCORD_PURE_MODULES = (
+    "adapters/discord/gateway/events.py",
+    "adapters/discord/gateway/close_codes.py",
+    "adapters/discord/gateway/payloads.py",
+    "adapters/discord/gateway/pacing.py",
+    "adapters/discord/gateway/session.py",
+    "adapters/discord/rest/ratelimit.py",
+    "adapters/discord/snowflakes.py",
+    "adapters/discord/media.py",
+    "adapters/discord/cache.py",
+    "adapters/discord/entities.py",
+    "adapters/discord/markup.py",
+    "adapters/discord/own_actions.py",
+    "adapters/discord/events_in.py",
+)
+
 #: Modules that must stay sans-I/O.
 SANS_IO_MODULES = (
     "relay/errors.py",
@@ -34,14 +55,7 @@ SANS_IO_MODULES = (
     "relay/backoff.py",
     "relay/proxyurl.py",
     "relay/storage/rows.py",
-    "adapters/discord/gateway/events.py",
-    "adapters/discord/gateway/close_codes.py",
-    "adapters/discord/gateway/payloads.py",
-    "adapters/discord/gateway/pacing.py",
-    "adapters/discord/gateway/session.py",
-    "adapters/discord/rest/ratelimit.py",
-    "adapters/discord/translate.py",
-    "adapters/discord/cache.py",
+    *DISCORD_PURE_MODULES,
     "adapters/mirai/codec.py",
     "adapters/mirai/correlator.py",
     "relay/wire/frames.py",
@@ -88,10 +102,17 @@ TRANSPORT_MODULES = (
     "adapters.mirai.connection",
 )
 
-#: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules.
+#: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules; the
+#: Discord side's six big modules went into gateway/, rest/ and its one-job modules.
 RETIRED_MODULES = (
     "relay/correlator.py",
     "adapters/mirai/translate.py",
+    "adapters/discord/gateway.py",
+    "adapters/discord/shard.py",
+    "adapters/discord/rest.py",
+    "adapters/discord/ratelimit.py",
+    "adapters/discord/translate.py",
+    "adapters/discord/commands.py",
 )
 
 #: Modules that do blocking I/O of their own (SQLite) but must not depend on trio: the trio side drives them.
@@ -120,6 +141,12 @@ WRAPPED_LIBRARIES: dict[str, tuple[str, ...]] = {
 #: The one module of relay/storage that drives the others from trio (the flushers); every other module there is
 #: in NO_TRIO_MODULES or SANS_IO_MODULES.
 STORAGE_TRIO_SHELL = "relay/storage/flushers.py"
+
+#: module → what it must not import (the two directions of the Discord adapter stay apart)
+FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
+    "adapters/discord/commands_out.py": ("trio", "trio_websocket", "adapters.discord.events_in"),
+    "adapters/discord/events_in.py": ("adapters.discord.rest", "adapters.discord.commands_out"),
+}
 
 #: Where `adapters` may be imported from, besides adapters/ itself (one adapter's own package).
 COMPOSITION_ROOT = (
@@ -220,6 +247,46 @@ def test_retired_modules_stay_gone() -> None:
     assert existing(RETIRED_MODULES) == []
 
 
+def source_of(module: str) -> Path | None:
+    """The file of a project module (``adapters.discord.cache`` → its .py or package ``__init__.py``), else None."""
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def reachable_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, directly or through the project's own modules (relay, adapters)."""
+    seen: set[str] = set()
+    todo = [path]
+    visited: set[Path] = set()
+    while todo:
+        current = todo.pop()
+        if current in visited:
+            continue
+        visited.add(current)
+        for _line, name in imported_modules(current):
+            seen.add(name)
+            if is_within(name, "relay") or is_within(name, "adapters"):
+                found = source_of(name)
+                if found is not None:
+                    todo.append(found)
+    return seen
+
+
+@pytest.mark.parametrize("module", existing(DISCORD_PURE_MODULES))
+def test_discord_pure_modules_reach_no_io_library(module: str) -> None:
+    bad = sorted(name for name in reachable_modules(ROOT / module) if any(is_within(name, lib) for lib in IO_LIBRARIES))
+    assert bad == []
+
+
+@pytest.mark.parametrize("module", sorted(FORBIDDEN_IMPORTS))
+def test_directions_of_the_discord_adapter_stay_apart(module: str) -> None:
+    assert (ROOT / module).exists()
+    assert imports_within(module, FORBIDDEN_IMPORTS[module]) == []
+
+
 def test_adapters_do_not_import_each_other() -> None:
     bad: list[str] = []
     for adapter in ADAPTERS:
@@ -306,3 +373,9 @@ def test_the_walker_sees_every_kind_of_import(tmp_path: Path) -> None:
     )
     names = {name for _, name in imported_modules(sample, package="relay")}
     assert {"trio", "os.path", "httpx.Client", "adapters.discord.rest", "relay.envelope", "relay.errors"} <= names
+
+
+def test_the_reachability_walk_follows_the_projects_own_modules() -> None:
+    """commands_out imports no trio itself, but the REST client it drives does: the walk must see that."""
+    assert not any(name == "trio" for _, name in imported_modules(ROOT / "adapters/discord/commands_out.py"))
+    assert "trio" in reachable_modules(ROOT / "adapters/discord/commands_out.py")
