@@ -395,14 +395,13 @@ class _Probe:
 def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
     """Log in to the REST API with the token: GET /users/@me (discord.md, endpoints: "get bot profile").
     Returns the result and the bot's user id (0 when unknown)."""
+    import httpx  # noqa: PLC0415 (see the imports at the top)
+
+    from adapters.discord import USER_AGENT  # noqa: PLC0415 (the REST client's, so the probe looks like `run`)
+
     discord = config.discord
     url = f"{discord.api_base_url}/users/@me"
-    headers = {
-        "Authorization": f"Bot {discord.token}",
-        # discord.md (User-Agent required): "DiscordBot (<url>, <version>)"
-        "User-Agent": f"DiscordBot (https://pypi.org/project/discord-mirai-relay/, {__version__})",
-    }
-    import httpx  # noqa: PLC0415 (see the imports at the top)
+    headers = {"Authorization": f"Bot {discord.token}", "User-Agent": USER_AGENT}
 
     try:
         with httpx.Client(timeout=ONLINE_TIMEOUT, follow_redirects=False) as client:

@@ -269,9 +269,11 @@ def reachable_modules(path: Path) -> set[str]:
         for _line, name in imported_modules(current):
             seen.add(name)
             if is_within(name, "relay") or is_within(name, "adapters"):
-                found = source_of(name)
-                if found is not None:
-                    todo.append(found)
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+                    found = source_of(".".join(parts[:depth]))
+                    if found is not None:
+                        todo.append(found)
     return seen
 
 

@@ -33,7 +33,7 @@ import attrs
 import httpx
 import trio
 
-import relay
+from adapters.discord import USER_AGENT
 from adapters.discord.media import MAX_FILES_PER_MESSAGE
 from adapters.discord.rest.ratelimit import RateLimiter, Reservation
 from adapters.discord.snowflakes import new_nonce, snowflake_time
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 JSONObject = dict[str, Any]
 
-#: discord.md §8.1: Discord requires a User-Agent of this shape (Cloudflare may block others, error 40333).
-USER_AGENT = f"DiscordBot (https://github.com/discord-mirai-relay/discord-mirai-relay, {relay.__version__})"
 #: discord.md §8.1: X-Audit-Log-Reason is 1–512 characters.
 MAX_AUDIT_LOG_REASON = 512
 #: discord.md §9: member list pages are at most 1000.
