@@ -23,10 +23,11 @@ Decisions (documented for framework authors; message rendering has its own in :m
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from adapters.discord.cache import SEND_MESSAGES, CachedChannel, CachedMember, CachedUser, Overwrite
@@ -119,6 +120,18 @@ def command_failure(exc: DiscordError, *, bot_timed_out: bool = False) -> Comman
     return CommandFailed(FailureKind.INTERNAL, str(exc))
 
 
+@contextlib.contextmanager
+def _not_found_as(what: str) -> Iterator[None]:
+    """Inside, an HTTPError saying the target is unknown or out of the bot's sight (a Discord "unknown ..."
+    code, 403 or 404) becomes CommandFailed(NOT_FOUND, "{what}: {error}"); other errors pass unchanged."""
+    try:
+        yield
+    except HTTPError as exc:
+        if exc.code in NOT_FOUND_CODES or exc.status in (403, 404):
+            raise CommandFailed(FailureKind.NOT_FOUND, f"{what}: {exc}") from exc
+        raise
+
+
 # =========================================================================== the executor
 
 
@@ -206,14 +219,8 @@ class DiscordCommandExecutor:
         """The bridged guild channel of a group id (fetched and cached when unknown)."""
         channel = self.cache.channels.get(group_id)
         if channel is None:
-            try:
+            with _not_found_as(f"group {group_id} is not a channel the bot can see"):
                 data = await self.rest.get_channel(group_id)
-            except HTTPError as exc:
-                if exc.code in NOT_FOUND_CODES or exc.status in (403, 404):
-                    raise CommandFailed(
-                        FailureKind.NOT_FOUND, f"group {group_id} is not a channel the bot can see: {exc}"
-                    ) from exc
-                raise
             channel = self.cache.upsert_channel(data)
         if channel is None or not channel.guild_id:
             raise CommandFailed(FailureKind.NOT_FOUND, f"group {group_id} is not a guild text channel")
@@ -361,14 +368,8 @@ class DiscordCommandExecutor:
                 "(or is forgotten); send the image by url or base64 instead",
             )
         channel_id, message_id, attachment_id = where
-        try:
+        with _not_found_as(f"the message holding {kind} {issued!r} is gone"):
             message = await self.rest.get_message(channel_id, message_id)
-        except HTTPError as exc:
-            if exc.code in NOT_FOUND_CODES or exc.status in (403, 404):
-                raise CommandFailed(
-                    FailureKind.NOT_FOUND, f"the message holding {kind} {issued!r} is gone: {exc}"
-                ) from exc
-            raise
         for attachment in message.get("attachments") or ():
             if isinstance(attachment, dict) and to_int(attachment.get("id")) == attachment_id:
                 fresh_url = str(attachment.get("url") or "")
