@@ -1,4 +1,10 @@
-"""Discord side: gateway (sans-I/O + trio shard), REST client + rate limiter, Discord ⇄ envelope.
+"""Discord side of the bridge.
+
+``gateway/`` (the session machine and its pieces, the trio shard, resuming across a restart) and ``rest/`` (the
+rate limiter and the client) talk to Discord; ``cache``, ``snowflakes`` and ``media`` hold its state and ids;
+``entities`` turns payloads and cached state into envelope entities for both directions, ``markup`` converts
+message content both ways; ``events_in`` (dispatches → events) and ``commands_out`` (commands → REST) share
+only ``own_actions``, what the bridge itself did.
 
 :data:`USER_AGENT` is how the bridge introduces itself to Discord, the one copy for every HTTP request it makes
 there (REST, ``check --online``, and the gateway's websocket handshake once it sends one).

@@ -1,4 +1,4 @@
-"""Trio shell around :class:`adapters.discord.gateway.ShardSession` (discord.md §1, §2.12).
+"""Trio shell around :class:`adapters.discord.gateway.session.ShardSession` (discord.md §1, §2.12).
 
 Per connection there are two tasks in one nursery:
 
