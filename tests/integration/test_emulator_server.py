@@ -16,7 +16,7 @@ import httpx
 import pytest
 import trio
 
-from adapters.discord.rest import UploadFile, open_rest_client
+from adapters.discord.rest.client import UploadFile, open_rest_client
 from relay.config import DiscordConfig
 from relay.sandbox.emulator import defaults
 from relay.sandbox.emulator.emulator import DEFAULT_TOKEN, Emulator
