@@ -36,7 +36,7 @@ from adapters.discord.gateway.resume import hydrate_cache, load_sessions, save_s
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.own_actions import OwnActions
-from adapters.discord.rest.client import open_rest_client
+from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
@@ -64,6 +64,57 @@ def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
         return bridge.statistics().events_published + sum(outbox.statistics().cursors.values())
 
     return count
+
+
+# --------------------------------------------------------------------------- the core object graph
+
+
+@attrs.frozen(eq=False)
+class Core:
+    """The objects both data paths run through, wired once (:func:`compose_core`), shared by every transport."""
+
+    cache: DiscordCache
+    translator: DispatchTranslator  #: Discord dispatch → envelope events (events_in)
+    executor: DiscordCommandExecutor  #: envelope commands → Discord REST (commands_out)
+    bridge: Bridge  #: ids through the store, frames into the outbox; the commands' id-resolving front
+    identity: PresentedIdentity  #: the bot as frameworks see it
+    admission: CommandAdmission  #: refuses new commands while draining at shutdown
+    handler: MiraiCommandHandler  #: mirai command → envelope → bridge → mirai data, for every transport
+
+
+def compose_core(config: BridgeConfig, *, store: MessageStore, outbox: Outbox, rest: RestClient) -> Core:
+    """Wire the translators, the bridge and the mirai command handler around ``store``, ``outbox`` and ``rest``.
+
+    Both directions meet only in the bridge: events_in → bridge → outbox (events_out encodes the frame), and
+    handler (commands_in) → bridge → commands_out → REST. The only object both Discord directions share is
+    ``own`` (what the bridge itself did, written by commands_out, read by events_in).
+    """
+    cache = DiscordCache()
+    entities = EntityFactory(cache, config.mapping)
+    own = OwnActions()  # the executor notes what the bridge does, the translator drops its echoes
+    # live messages are built once, with their ids, by the store (see MessageStore.record_new)
+    translator = DispatchTranslator(entities, own, new_message=store.record_new)
+    executor = DiscordCommandExecutor(rest, entities, own, config)
+    identity = PresentedIdentity(cache, config.mirai.bot_id)
+    reserved = config.mirai.reserved_sync_id
+    bridge = Bridge(
+        store=store,
+        outbox=outbox,
+        encode_frame=lambda ev: encode_event_frame(ev, bot_id=identity.bot_id, reserved_sync_id=reserved),
+        executor=executor,
+        identity=identity,
+    )
+    admission = CommandAdmission()
+    handler = MiraiCommandHandler(bridge, identity, admission=admission)
+    return Core(
+        cache=cache,
+        translator=translator,
+        executor=executor,
+        bridge=bridge,
+        identity=identity,
+        admission=admission,
+        handler=handler,
+    )
 
 
 # --------------------------------------------------------------------------- the running bridge
@@ -166,23 +217,9 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
     try:
         with Outbox(store_path, config.outbox) as outbox:
             async with open_rest_client(config.discord, config.discord.token) as rest:
-                cache = DiscordCache()
-                # live messages are built once, with their ids, by the store (see MessageStore.record_new)
-                entities = EntityFactory(cache, config.mapping)
-                own = OwnActions()  # the executor notes what the bridge does, the translator drops its echoes
-                translator = DispatchTranslator(entities, own, new_message=store.record_new)
-                executor = DiscordCommandExecutor(rest, entities, own, config)
-                identity = PresentedIdentity(cache, config.mirai.bot_id)
-                reserved = config.mirai.reserved_sync_id
-                bridge = Bridge(
-                    store=store,
-                    outbox=outbox,
-                    encode_frame=lambda ev: encode_event_frame(ev, bot_id=identity.bot_id, reserved_sync_id=reserved),
-                    executor=executor,
-                    identity=identity,
-                )
-                admission = CommandAdmission()
-                handler = MiraiCommandHandler(bridge, identity, admission=admission)
+                core = compose_core(config, store=store, outbox=outbox, rest=rest)
+                cache, translator, bridge = core.cache, core.translator, core.bridge
+                identity, admission, handler = core.identity, core.admission, core.handler
                 sessions = load_sessions(sessions_path, now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
                     sessions = {}
