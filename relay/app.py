@@ -30,8 +30,7 @@ import trio
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
-from adapters.discord.events_in import DispatchTranslator
-from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
+from adapters.discord.events_in import DispatchTranslator, gateway_listener
 from adapters.discord.gateway.resume import hydrate_cache, load_sessions, save_sessions, session_file
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
@@ -43,7 +42,6 @@ from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
-from relay.envelope import Event
 from relay.errors import HTTPError, RelayError, StoreError
 from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
 from relay.storage.outbox import Outbox
@@ -135,26 +133,6 @@ class RunningBridge:
     def shutdown(self) -> None:
         """Begin the graceful shutdown; :func:`serve_bridge` returns when it is done."""
         self.shutdown_requested.set()
-
-
-def _on_gateway_event(translator: DispatchTranslator, bridge: Bridge) -> Callable[[GatewayEvent], None]:
-    """The gateway reader's callback: translate and hand to the relay, never awaiting (heartbeats keep flowing)."""
-    on_dispatch = translator.on_dispatch
-    publish = bridge.publish_nowait
-    clock = time.time
-
-    def on_event(event: GatewayEvent) -> None:
-        events: list[Event]
-        if isinstance(event, DispatchReceived):
-            events = on_dispatch(event.name, event.data, clock())
-        elif isinstance(event, ShardDisconnected):
-            events = translator.connection_lost()
-        else:
-            return
-        for item in events:
-            publish(item)
-
-    return on_event
 
 
 async def _log_status(running: RunningBridge, interval: float) -> None:
@@ -251,7 +229,7 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             config=config.discord,
                             token=config.discord.token,
                             fetch_gateway_info=rest.get_gateway_bot,
-                            on_event=_on_gateway_event(translator, bridge),
+                            on_event=gateway_listener(translator, bridge, time.time),
                             initial_sessions=sessions,
                             make_room=make_room(outbox, store),
                         ),

@@ -31,10 +31,11 @@ from typing import Any, ClassVar, Final
 
 from adapters.discord.cache import CachedMember, CachedUser, is_obfuscated
 from adapters.discord.entities import EntityFactory
+from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.snowflakes import to_int
 from relay import envelope as env
-from relay.ports import MessageFactory
+from relay.ports import EventSink, MessageFactory
 
 log = logging.getLogger(__name__)
 
@@ -424,3 +425,28 @@ DispatchTranslator._handlers = {
     "MESSAGE_DELETE": DispatchTranslator._on_message_delete,
     "MESSAGE_DELETE_BULK": DispatchTranslator._on_message_delete_bulk,
 }
+
+
+def gateway_listener(
+    translator: DispatchTranslator, sink: EventSink, clock: Callable[[], float]
+) -> Callable[[GatewayEvent], None]:
+    """The gateway reader's ``on_event``: translate each dispatch and hand its envelope events to ``sink``.
+
+    The shard calls it synchronously for every event it reads, so it never awaits (heartbeat ACKs keep being
+    read behind it). ``clock`` gives the wall-clock time a dispatch is stamped with (``time.time`` in the app).
+    """
+    on_dispatch = translator.on_dispatch
+    publish = sink.publish_nowait
+
+    def on_event(event: GatewayEvent) -> None:
+        events: list[env.Event]
+        if isinstance(event, DispatchReceived):
+            events = on_dispatch(event.name, event.data, clock())
+        elif isinstance(event, ShardDisconnected):
+            events = translator.connection_lost()
+        else:
+            return
+        for item in events:
+            publish(item)
+
+    return on_event
