@@ -20,7 +20,18 @@ from typing import Final, TextIO
 from relay.config import LogFormat
 from relay.errors import ConfigError
 
-__all__ = ["MASK", "TRACE", "JsonFormatter", "RedactionFilter", "level_number", "setup_logging"]
+__all__ = [
+    "MASK",
+    "THIRD_PARTY_LOGGERS",
+    "TRACE",
+    "JsonFormatter",
+    "RedactionFilter",
+    "TextFormatter",
+    "level_number",
+    "setup_logging",
+    "shorten_payload",
+    "utc_timestamp",
+]
 
 #: Below DEBUG: raw payloads (models-to-learn-from.md §11 rule 12).
 TRACE: Final = 5
@@ -32,10 +43,27 @@ MASK: Final = "***"
 # pieces joined by dots, far longer than 20 characters (discord.md §1).
 _AUTH_VALUE = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9_\-.]{20,}")
 
-#: Libraries that log every request at INFO; quieter unless the user asks for DEBUG or TRACE.
-_CHATTY_LIBRARIES: Final = ("httpx", "httpcore", "trio-websocket", "trio_websocket", "hpack")
+#: Third-party libraries whose INFO lines (httpx: one per request) and DEBUG lines (httpcore, hpack, h11,
+#: python-multipart: several per request) would drown the bridge's own: at WARNING unless the level is TRACE,
+#: so ``-v`` (DEBUG) shows the bridge's debug lines and only ``-vv`` (TRACE) adds theirs.
+THIRD_PARTY_LOGGERS: Final = (
+    "httpx",
+    "httpcore",
+    "hpack",
+    "h11",
+    "h2",
+    "socksio",
+    "python_multipart",
+    "multipart",
+    "trio-websocket",
+    "trio_websocket",
+    "charset_normalizer",
+)
 
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+#: the longest payload a TRACE line shows; the rest is counted, not printed
+TRACE_PAYLOAD_LIMIT: Final = 4000
 
 
 def level_number(level: str | int) -> int:
@@ -82,13 +110,39 @@ class RedactionFilter(logging.Filter):
         return True
 
 
+def utc_timestamp(created: float) -> str:
+    """``2026-12-04T05:06:07.089+00:00``: ISO 8601, UTC with its offset, milliseconds. Both log formats use it,
+    so a text line and a JSON line of the same moment carry the same time whatever the machine's time zone."""
+    return datetime.datetime.fromtimestamp(created, tz=datetime.UTC).isoformat(timespec="milliseconds")
+
+
+def shorten_payload(payload: str | bytes, limit: int = TRACE_PAYLOAD_LIMIT) -> str:
+    """A payload for a TRACE line: text up to ``limit`` characters (then how many more there were); binary
+    as its size (a zlib-stream chunk says nothing to a reader)."""
+    if isinstance(payload, bytes | bytearray):
+        return f"<binary, {len(payload)} bytes>"
+    if len(payload) <= limit:
+        return payload
+    return f"{payload[:limit]}… ({len(payload) - limit} more characters)"
+
+
+class TextFormatter(logging.Formatter):
+    """``<UTC timestamp> LEVEL   logger: message`` (see :func:`utc_timestamp`)."""
+
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_timestamp(record.created)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg`` and, when there is
-    one, ``exc`` (the formatted traceback) — for log shippers."""
+    """One JSON object per line: ``ts`` (UTC, ISO 8601, as in text lines), ``level``, ``logger``, ``msg`` and,
+    when there is one, ``exc`` (the formatted traceback) — for log shippers."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(timespec="milliseconds"),
+            "ts": utc_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -129,10 +183,10 @@ def setup_logging(
     if LogFormat(fmt) is LogFormat.JSON:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(_TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     root.addHandler(handler)
     root.setLevel(number)
-    for name in _CHATTY_LIBRARIES:
-        logging.getLogger(name).setLevel(max(number, logging.WARNING) if number > logging.DEBUG else number)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(number if number <= TRACE else max(number, logging.WARNING))
     logging.captureWarnings(True)
     return handler

@@ -24,19 +24,26 @@ What every owner relies on:
 * a frame that breaks RFC 6455 closes the connection with 1002/1007 (:class:`~relay.errors.WebSocketClosed`).
 
 One task may read while others send or close; sends are serialized by a lock, so frames never interleave.
+
+At TRACE (``-vv``) every message in and out is logged (``peer ← …`` / ``peer → …``), shortened by
+:func:`relay.logs.shorten_payload` and redacted by the log handler like every line. Whether TRACE is on is read
+once, when the connection is made, so the event path pays one boolean test per read and per write.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import os
+from collections.abc import Iterable
 from typing import Final
 
 import trio
 
 from relay.errors import FrameTooLarge, WebSocketClosed
+from relay.logs import TRACE, shorten_payload
 from relay.wire import frames
 
 log = logging.getLogger(__name__)
@@ -81,6 +88,7 @@ class WebSocketConnection:
         self._close_seen = trio.Event()  # the peer's close frame arrived, or the stream ended
         self._early = early  # frames that came with the upgrade, not parsed yet
         self._refused: FrameTooLarge | None = None  # a too-large message, raised once the deque is empty
+        self._trace = log.isEnabledFor(TRACE)  # read once: the hot path tests a boolean
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -140,6 +148,8 @@ class WebSocketConnection:
     async def send_message(self, message: str | bytes) -> None:
         """Send one text (``str``) or binary message as one frame."""
         self._raise_unless_open()
+        if self._trace:
+            self._trace_messages("→", (message,))
         if isinstance(message, str):
             data = frames.encode_text_frames((message,), self._masking_keys(1))
         else:
@@ -154,6 +164,8 @@ class WebSocketConnection:
         message before it answers a close, while a batch holds many.
         """
         self._raise_unless_open()
+        if self._trace:
+            self._trace_messages("→", messages)
         data = frames.encode_text_frames(messages, self._masking_keys(len(messages)))
         async with self._send_lock:
             self._raise_unless_open()
@@ -233,7 +245,12 @@ class WebSocketConnection:
             raise self._lost("the peer closed the TCP connection")
         await self._parse(data)
 
+    def _trace_messages(self, direction: str, messages: Iterable[str | bytes]) -> None:
+        for message in messages:
+            log.log(TRACE, "%s %s %s", self.peer, direction, shorten_payload(message))
+
     async def _parse(self, data: bytes | bytearray) -> None:
+        queued = len(self._messages)
         try:
             controls = self._parser.feed(bytes(data), self._messages)
         except FrameTooLarge as exc:
@@ -248,6 +265,9 @@ class WebSocketConnection:
             await self._send_close(exc.code, "protocol error")
             self._end(exc.code, exc.reason)
             return
+        finally:
+            if self._trace and len(self._messages) > queued:
+                self._trace_messages("←", itertools.islice(self._messages, queued, None))
         for opcode, payload in controls:
             if opcode == frames.OP_PING:
                 if not self._close_sent:

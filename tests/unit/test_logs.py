@@ -12,7 +12,16 @@ import pytest
 from relay.config import BridgeConfig, DestinationConfig, DiscordConfig, MiraiConfig, ReverseWsConfig
 from relay.configload import secrets_of
 from relay.errors import HTTPError
-from relay.logs import MASK, TRACE, RedactionFilter, level_number, setup_logging
+from relay.logs import (
+    MASK,
+    TRACE,
+    JsonFormatter,
+    RedactionFilter,
+    TextFormatter,
+    level_number,
+    setup_logging,
+    shorten_payload,
+)
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcDE.abcdefghijklmnopqrstuvwxyz0123456789AB"
 VERIFY_KEY = "INITKEYq1w2e3r4"
@@ -147,3 +156,38 @@ def test_trace_level() -> None:
     finally:
         logging.getLogger().removeHandler(handler)
     assert "TRACE   relay.raw: raw payload {}" in buffer.getvalue()
+
+
+def test_text_and_json_lines_carry_the_same_utc_timestamp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # a local time zone must not leak into the lines
+    import time
+
+    time.tzset()
+    try:
+        record = logging.LogRecord("relay.ts", logging.INFO, __file__, 1, "at %s", ("noon",), None)
+        record.created = 1_790_000_000.25  # 2026-09-21T14:13:20.250 UTC
+        text = TextFormatter().format(record)
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert text == "2026-09-21T14:13:20.250+00:00 INFO    relay.ts: at noon"
+    assert line["ts"] == "2026-09-21T14:13:20.250+00:00"
+
+
+@pytest.mark.parametrize(("level", "third_party_debug"), [("INFO", False), ("DEBUG", False), ("TRACE", True)])
+def test_third_party_debug_lines_only_at_trace(level: str, third_party_debug: bool) -> None:
+    handler = setup_logging(level, "text", [], stream=io.StringIO())
+    try:
+        for name in ("httpx", "httpcore", "hpack", "python_multipart", "h11"):
+            assert logging.getLogger(f"{name}.sub").isEnabledFor(logging.DEBUG) is third_party_debug, name
+            assert logging.getLogger(name).isEnabledFor(logging.WARNING)
+        assert logging.getLogger("relay.x").isEnabledFor(logging.DEBUG) is (level != "INFO")
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_shorten_payload() -> None:
+    assert shorten_payload("short") == "short"
+    assert shorten_payload("x" * 10, limit=4) == "xxxx… (6 more characters)"
+    assert shorten_payload(b"\x78\x9c" * 5) == "<binary, 10 bytes>"
