@@ -10,6 +10,7 @@ defaults) live in :mod:`relay.configload`.
 from __future__ import annotations
 
 import enum
+import json
 
 import attrs
 
@@ -65,6 +66,66 @@ class BackoffConfig:
     cap: float = 60.0
 
 
+# --- [discord.presence] and [discord] proxy (issue 16) -------------------------------------------------------
+
+
+class PresenceStatus(enum.Enum):
+    """The status shown next to the bot (discord.md §2.5: identify ``presence.status``)."""
+
+    ONLINE = "online"
+    IDLE = "idle"
+    DND = "dnd"  #: do not disturb
+    INVISIBLE = "invisible"  #: shown as offline
+
+
+class ActivityType(enum.Enum):
+    """The activity under the bot's name; Discord's activity types 0–5 (``""``: none)."""
+
+    NONE = ""
+    PLAYING = "playing"
+    STREAMING = "streaming"
+    LISTENING = "listening"
+    WATCHING = "watching"
+    CUSTOM = "custom"
+    COMPETING = "competing"
+
+
+#: how Discord shows each activity: "Playing {text}", ...; a custom status shows its text alone
+_ACTIVITY_FORMAT: dict[ActivityType, str] = {
+    ActivityType.PLAYING: "Playing {}",
+    ActivityType.STREAMING: "Streaming {}",
+    ActivityType.LISTENING: "Listening to {}",
+    ActivityType.WATCHING: "Watching {}",
+    ActivityType.CUSTOM: "custom status {}",
+    ActivityType.COMPETING: "Competing in {}",
+}
+
+
+@attrs.frozen(kw_only=True)
+class PresenceConfig:
+    """What the bot shows in member lists, sent with every identify (bots may set an activity's name, type,
+    state and url, and nothing else)."""
+
+    status: PresenceStatus = PresenceStatus.ONLINE
+    activity: ActivityType = ActivityType.NONE
+    text: str = ""  #: the activity's name; for ``custom``, the status text itself
+    url: str = ""  #: ``streaming`` only: a https://twitch.tv/... or https://youtube.com/... URL
+
+    def describe(self) -> str:
+        """``online``, ``idle, Playing chess``, ``online, Streaming talks (https://twitch.tv/x)``."""
+        if self.activity is ActivityType.NONE:
+            return self.status.value
+        shown = _ACTIVITY_FORMAT[self.activity].format(json.dumps(self.text, ensure_ascii=False))
+        return f"{self.status.value}, {shown}" + (f" ({self.url})" if self.url else "")
+
+
+#: ``[discord] proxy`` value that means "connect directly, whatever the environment says"
+PROXY_NONE = "none"
+
+
+# --- end of the issue 16 block ----------------------------------------------------------------------------------
+
+
 @attrs.frozen(kw_only=True)
 class DiscordConfig:
     token: str = attrs.field(default="", repr=False)  #: prefer token_env; never logged
@@ -86,6 +147,12 @@ class DiscordConfig:
     invalid_request_refuse: int = 9000  #: refuse REST requests from this many on, before Discord's ban
     identify_reserve: int = 5  #: never spend the last N identifies of the daily budget
     reconnect: BackoffConfig = BackoffConfig()
+    #: proxy URL for REST, the gateway and media; "" = the environment's (HTTPS_PROXY, ALL_PROXY, NO_PROXY);
+    #: "none" = no proxy whatever the environment says. May carry a password: never shown.
+    proxy: str = attrs.field(default="", repr=False)
+    #: allow plain http:// / ws:// URLs that point at Discord's own hosts (the token would travel unencrypted)
+    allow_insecure: bool = False
+    presence: PresenceConfig = PresenceConfig()
 
     @property
     def intents_value(self) -> int:

@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import typing
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -31,6 +32,8 @@ from cattrs.preconf.tomllib import make_converter
 
 from relay.config import (
     INTENT_BITS,
+    PROXY_NONE,
+    ActivityType,
     BackoffConfig,
     BridgeConfig,
     DestinationConfig,
@@ -39,9 +42,11 @@ from relay.config import (
     MappingConfig,
     MiraiConfig,
     OutboxConfig,
+    PresenceConfig,
     StoreConfig,
 )
-from relay.errors import ConfigError
+from relay.errors import ConfigError, InvalidProxyURL
+from relay.proxyurl import parse_proxy_url
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - kept so the tomli fallback works if requires-python drops
     import tomllib
@@ -74,7 +79,7 @@ ENV_OVERRIDES: Final[Mapping[str, str]] = {
 }
 
 #: Paths whose values must never be echoed in a problem message.
-_SECRET_KEYS: Final = frozenset({"token", "verify_key"})
+_SECRET_KEYS: Final = frozenset({"token", "verify_key", "proxy"})
 _SECRET_TABLES: Final = frozenset({"extra_headers"})
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -196,14 +201,24 @@ def default_store_path(env: Mapping[str, str]) -> str:
 
 
 def secrets_of(config: BridgeConfig) -> tuple[str, ...]:
-    """Every secret value in ``config``, for the log redaction filter: the token, the verify key and the
-    values of extra headers (which often carry credentials)."""
-    found: list[str] = [config.discord.token, config.mirai.verify_key]
+    """Every secret value in ``config``, for the log redaction filter: the token, the verify key, the values of
+    extra headers (which often carry credentials) and the password of ``[discord] proxy``."""
+    found: list[str] = [config.discord.token, config.mirai.verify_key, configured_proxy_password(config.discord.proxy)]
     reverse_ws = config.mirai.reverse_ws
     found.extend(reverse_ws.extra_headers.values())
     for destination in reverse_ws.destinations:
         found.extend(destination.extra_headers.values())
     return tuple(dict.fromkeys(s for s in found if s))
+
+
+def configured_proxy_password(value: str) -> str:
+    """The password inside a ``[discord] proxy`` value ("" when it has none or is not a URL)."""
+    if value in ("", PROXY_NONE):
+        return ""
+    try:
+        return parse_proxy_url(value).password
+    except InvalidProxyURL:
+        return ""
 
 
 # --------------------------------------------------------------------------- the checker
@@ -243,7 +258,8 @@ class _Checker:
         names = list(fields)
         for key in data:
             if key not in fields:
-                self.add(_join(path, str(key)), f"unknown key{_did_you_mean(str(key), names)}")
+                hint = _mirai_api_http_hint(path, str(key), names) or _did_you_mean(str(key), names)
+                self.add(_join(path, str(key)), f"unknown key{hint}")
         out: dict[str, Any] = {}
         for name in names:
             child = _join(path, name)
@@ -389,6 +405,56 @@ def _ws_url_or_empty(value: object) -> object:
     return value
 
 
+def _proxy(value: object) -> object:
+    """``""`` (the environment's proxy), ``"none"``, or a proxy URL checked by :func:`parse_proxy_url` (whose
+    problems never quote the password)."""
+    if not isinstance(value, str):
+        raise _Invalid(_PROXY_EXPECTED)
+    if value.strip() in ("", PROXY_NONE):
+        return value.strip()
+    try:
+        parse_proxy_url(value, where="discord.proxy")
+    except InvalidProxyURL as exc:
+        raise _Invalid(_PROXY_EXPECTED, hint=f": the URL {exc.problem}", show_value=False) from None
+    return value.strip()
+
+
+_PROXY_EXPECTED: Final = (
+    'a proxy URL such as "socks5h://127.0.0.1:1080" or "http://user:password@proxy:3128", '
+    '"" (the environment\'s HTTPS_PROXY / ALL_PROXY) or "none"'
+)
+
+#: hosts whose streaming URLs Discord shows (discord.md §2.5: "Only https://twitch.tv/ and https://youtube.com/")
+_STREAMING_HOSTS: Final = ("twitch.tv", "youtube.com")
+
+
+def _streaming_url(value: object) -> object:
+    if not isinstance(value, str):
+        raise _Invalid("a https://twitch.tv/... or https://youtube.com/... URL")
+    if not value:
+        return value
+    parts = urllib.parse.urlsplit(value)
+    host = (parts.hostname or "").removeprefix("www.").removeprefix("m.")
+    if parts.scheme != "https" or host not in _STREAMING_HOSTS:
+        raise _Invalid(
+            "a https://twitch.tv/... or https://youtube.com/... URL",
+            hint=" (Discord shows a streaming activity only with a Twitch or YouTube URL)",
+        )
+    return value
+
+
+def _sync_id(value: object) -> object:
+    """mirai-api-http's ``reservedSyncId`` is a string, but its YAML reads ``-1`` as a number and turns it into
+    the text "-1"; a TOML number is taken the same way."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise _Invalid('a string or an integer such as "-1"')
+    if not value:
+        raise _Invalid("a non-empty string")
+    return value
+
+
 def _intents(value: object) -> object:
     """A list of intent names (case-insensitive) or an integer bitfield; normalized to a tuple of names."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -503,6 +569,8 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (DiscordConfig, "shard_ids"): _shard_ids,
     (DiscordConfig, "api_base_url"): _http_url,
     (DiscordConfig, "gateway_url"): _ws_url_or_empty,
+    (DiscordConfig, "proxy"): _proxy,
+    (PresenceConfig, "url"): _streaming_url,
     (DiscordConfig, "large_threshold"): _int_range(50, 250),  # discord.md §5 (IDENTIFY: 50–250)
     (DiscordConfig, "max_message_bytes"): _POSITIVE_INT,
     (DiscordConfig, "global_rate_limit"): _POSITIVE_INT,
@@ -517,7 +585,7 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (MiraiConfig, "verify_key"): _string,
     (MiraiConfig, "verify_key_env"): _env_var_name,
     (MiraiConfig, "bot_id"): _int_range(0, _MAX_SNOWFLAKE),
-    (MiraiConfig, "reserved_sync_id"): _non_empty_string,
+    (MiraiConfig, "reserved_sync_id"): _sync_id,
     (MiraiConfig, "max_frame_bytes"): _POSITIVE_INT,
     (StoreConfig, "message_retention_days"): _POSITIVE_INT,
     (OutboxConfig, "max_events"): _POSITIVE_INT,
@@ -554,6 +622,9 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
             f"got {discord['invalid_request_warn']}",
         )
 
+    _check_insecure_discord_urls(checker, discord)
+    _check_presence(checker, discord["presence"])
+
     for path, backoff in (
         ("discord.reconnect", discord["reconnect"]),
         ("mirai.reverse_ws.reconnect", data["mirai"]["reverse_ws"]["reconnect"]),
@@ -577,6 +648,49 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
             )
         else:
             seen[label] = index
+
+
+#: Discord's own host names (and every name under them): plain http:// or ws:// to them is refused unless
+#: ``allow_insecure`` (the token would cross the network unencrypted)
+DISCORD_HOSTS: Final = ("discord.com", "discord.gg", "discordapp.com", "discordapp.net")
+
+
+def is_discord_host(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    return any(name == known or name.endswith("." + known) for known in DISCORD_HOSTS)
+
+
+def _check_insecure_discord_urls(checker: _Checker, discord: dict[str, Any]) -> None:
+    if discord["allow_insecure"]:
+        return
+    for key, plain, secure in (("api_base_url", "http", "https"), ("gateway_url", "ws", "wss")):
+        parts = urllib.parse.urlsplit(discord[key])
+        if parts.scheme == plain and is_discord_host(parts.hostname or ""):
+            checker.add(
+                f"discord.{key}",
+                f"{plain}:// to Discord's own host {parts.hostname} would send the token unencrypted; write "
+                f"{secure}://, or set allow_insecure = true under [discord] if this really is a test server",
+            )
+
+
+def _check_presence(checker: _Checker, presence: dict[str, Any]) -> None:
+    activity = ActivityType(presence["activity"])
+    listed = ", ".join(json.dumps(a.value) for a in ActivityType if a is not ActivityType.NONE)
+    if activity is ActivityType.NONE:
+        if presence["text"] or presence["url"]:
+            key = "text" if presence["text"] else "url"
+            checker.add(f"discord.presence.{key}", f"needs an activity: set activity to one of {listed}")
+        return
+    if not presence["text"]:
+        what = "the custom status text" if activity is ActivityType.CUSTOM else f"what the bot is {activity.value}"
+        checker.add("discord.presence.text", f'missing; give {what}, e.g. text = "mirai bots"')
+    if activity is ActivityType.STREAMING and not presence["url"]:
+        checker.add(
+            "discord.presence.url",
+            "missing; a streaming activity needs the stream's https://twitch.tv/... or https://youtube.com/... URL",
+        )
+    elif activity is not ActivityType.STREAMING and presence["url"]:
+        checker.add("discord.presence.url", f'only a "streaming" activity has a url, not "{activity.value}"')
 
 
 def _resolve_store_path(data: dict[str, Any], env: Mapping[str, str], base_dir: str | os.PathLike[str] | None) -> None:
@@ -644,7 +758,7 @@ def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
 
 def _looks_secret_line(line: str) -> bool:
     key = line.split("=", 1)[0].strip().strip('"').lower()
-    return key in _SECRET_KEYS or "header" in key or "token" in key or "key" in key
+    return key in _SECRET_KEYS or "header" in key or "token" in key or "key" in key or "@" in line
 
 
 def _describe(value: object, *, secret: bool) -> str:
@@ -673,6 +787,49 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "an array"
     return f"a {type(value).__name__}"
+
+
+#: mirai-api-http's own setting names (its setting.yml: mirai-api-http.md §3.1, §4, §10, §11) where someone used to
+#: it writes them, keyed by (table path without indexes, key), with where the same job is done here
+_MIRAI_API_HTTP_KEYS: Final[dict[tuple[str, str], str]] = {
+    **{
+        (table, key): hint
+        for table in ("", "mirai")
+        for key, hint in {
+            "verifyKey": '"verify_key" under [mirai] (better: the environment variable MIRAI_VERIFY_KEY)',
+            "enableVerify": '"enable_verify" under [mirai]',
+            "singleMode": '"single_mode" under [mirai]',
+            "reservedSyncId": '"reserved_sync_id" under [mirai]',
+            "adapters": "[mirai.reverse_ws] (the bridge is mirai-api-http's reverse-ws adapter)",
+            "adapterSettings": "[mirai.reverse_ws] and its [[mirai.reverse_ws.destinations]] tables",
+            "debug": 'level = "DEBUG" under [logging] (or -v)',
+            "cacheSize": '"message_retention_days" under [store] (message ids are kept by age)',
+            "persistenceFactory": '"path" under [store]',
+        }.items()
+    },
+    ("mirai", "reverse-ws"): "[mirai.reverse_ws]",
+    ("mirai.reverse_ws", "reservedSyncId"): '"reserved_sync_id" under [mirai]',
+    ("mirai.reverse_ws", "extraParameters"): '"extra_parameters"',
+    ("mirai.reverse_ws", "extraHeaders"): '"extra_headers"',
+    ("mirai.reverse_ws.destinations", "extraParameters"): '"extra_parameters"',
+    ("mirai.reverse_ws.destinations", "extraHeaders"): '"extra_headers"',
+    ("mirai.reverse_ws.destinations", "reconnectInterval"): (
+        '"initial" and "cap" under [mirai.reverse_ws.reconnect] (seconds, with backoff)'
+    ),
+}
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _mirai_api_http_hint(table: str, key: str, names: Sequence[str]) -> str:
+    """ " (did you mean ...? "verifyKey" is mirai-api-http's name)" for a key written the mirai-api-http way;
+    any other camelCase or kebab-case spelling of one of ``names`` gets its snake_case form."""
+    known = _MIRAI_API_HTTP_KEYS.get((_strip_indexes(table), key))
+    if known is not None:
+        return f" (did you mean {known}? {json.dumps(key)} is mirai-api-http's name)"
+    snake = _CAMEL_HUMP.sub("_", key).replace("-", "_").lower()
+    if snake != key and snake in names:
+        return f" (did you mean {json.dumps(snake)}? keys here are snake_case)"
+    return ""
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:

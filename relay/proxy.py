@@ -29,6 +29,7 @@ import base64
 import ipaddress
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Final, TypedDict
 
 import attrs
@@ -47,7 +48,14 @@ from relay.errors import (
 )
 from relay.proxyurl import ProxyScheme, ProxySettings, format_host_port
 
-__all__ = ["DEFAULT_PROXY_TIMEOUT", "HttpxProxyOptions", "httpx_proxy_options", "open_proxied_stream"]
+__all__ = [
+    "DEFAULT_PROXY_TIMEOUT",
+    "HttpxProxyOptions",
+    "StreamOpener",
+    "httpx_proxy_options",
+    "open_proxied_stream",
+    "proxied_stream_opener",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +121,27 @@ async def open_proxied_stream(
         raise ProxyTimeout(attempt.shown, attempt.target, attempt.step, timeout) from None
     log.debug("tunnel to %s open through %s", attempt.target, attempt.shown)
     return stream
+
+
+#: opens a stream to (host, port): what :func:`relay.wire.client.connect_websocket` takes as ``open_stream``
+StreamOpener = Callable[[str, int], Awaitable[trio.abc.Stream]]
+
+
+def proxied_stream_opener(
+    proxy: ProxySettings | None,
+    *,
+    proxy_ssl_context: ssl.SSLContext | None = None,
+    timeout: float = DEFAULT_PROXY_TIMEOUT,
+) -> StreamOpener | None:
+    """``open_stream=`` for :func:`relay.wire.client.connect_websocket`: tunnels through ``proxy`` (chosen by
+    :class:`relay.egress.DiscordEgress`), or None for a direct connection (the client's default opener)."""
+    if proxy is None:
+        return None
+
+    async def open_stream(host: str, port: int) -> trio.abc.Stream:
+        return await open_proxied_stream(proxy, host, port, proxy_ssl_context=proxy_ssl_context, timeout=timeout)
+
+    return open_stream
 
 
 async def _open(attempt: _Attempt, proxy_ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:

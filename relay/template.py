@@ -1,16 +1,21 @@
 """The commented ``bridge.toml`` that ``discord-mirai-relay init`` writes.
 
-The repository's own ``bridge.toml`` is exactly this text (a test checks it), and a test parses it and
-compares it with the defaults of :mod:`relay.config`, so the two cannot drift apart.
+:func:`render_template` fills in what ``init`` asks or is told (the framework's destination, the proxy, the store
+path); :data:`BRIDGE_TOML` is it with the defaults (a plain ``init``). The repository's own ``bridge.toml`` is
+exactly that text (a test checks it), and a test parses it and compares it with the defaults of
+:mod:`relay.config`, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
-__all__ = ["BRIDGE_TOML"]
+from relay.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework
 
-BRIDGE_TOML: Final = """\
+__all__ = ["BRIDGE_TOML", "render_template"]
+
+_TEMPLATE: Final = """\
 # bridge.toml — configuration of discord-mirai-relay.
 #
 # Every key is listed with its default value. Delete what you do not change, or keep it as a reminder.
@@ -23,6 +28,12 @@ BRIDGE_TOML: Final = """\
 [discord]
 # token = "..."                  # possible, but keep the token in the environment variable instead
 token_env = "DISCORD_TOKEN"      # name of the environment variable holding the bot token
+# Proxy for every connection to Discord (REST, gateway, media; never the frameworks): http://, https://,
+# socks5:// or socks5h:// (DNS through the proxy), e.g. "socks5h://127.0.0.1:1080". "" = the environment's
+# HTTPS_PROXY / ALL_PROXY (and NO_PROXY); "none" = no proxy even if the environment names one. A password in
+# the URL is never shown; keep it out of this file by putting the URL in ALL_PROXY instead.
+proxy = {proxy}
+allow_insecure = false           # allow http:// / ws:// URLs to Discord's own hosts (the token travels unencrypted)
 # Gateway intents: names, or one integer bitfield. MESSAGE_CONTENT and GUILD_MEMBERS are privileged:
 # enable them for your bot in the Developer Portal (Bot → Privileged Gateway Intents) or Discord refuses
 # to connect (close code 4014).
@@ -48,11 +59,17 @@ initial = 1.0
 factor = 2.0
 cap = 60.0
 
+[discord.presence]               # what the bot shows in member lists, sent when it connects
+status = "online"                # "online", "idle", "dnd" (do not disturb) or "invisible"
+activity = ""                    # "" = none; "playing", "streaming", "listening", "watching", "competing", "custom"
+text = ""                        # the activity's text ("Playing <text>"), or the custom status itself
+url = ""                         # "streaming" only: a https://twitch.tv/... or https://youtube.com/... URL
+
 [mirai]
 # verify_key = "..."             # possible, but keep the key in the environment variable instead
 verify_key_env = "MIRAI_VERIFY_KEY"  # name of the environment variable holding the verifyKey
 enable_verify = true             # frameworks must send the verifyKey (as mirai-api-http's enableVerify)
-single_mode = false              # mirai-api-http singleMode: one shared session "SINGLE_SESSION"
+single_mode = {single_mode}              # mirai-api-http singleMode: one shared session "SINGLE_SESSION"
 bot_id = 0                       # the bot "qq" presented to frameworks; 0 = the Discord bot user id
 send_qq_header = true            # send the bot id as a `qq` header when dialing a framework
 reserved_sync_id = "-1"          # syncId of pushed events (mirai-api-http's reservedSyncId)
@@ -62,8 +79,8 @@ max_frame_bytes = 16777216       # largest websocket frame accepted from a frame
 [mirai.reverse_ws]
 # Added to every destination; a destination's own values are added after these (same key: the
 # destination's value wins).
-extra_parameters = {}            # URL query parameters, e.g. { token = "abc" }
-extra_headers = {}               # request headers, e.g. { Authorization = "..." }; masked in logs
+extra_parameters = {{}}            # URL query parameters, e.g. {{ token = "abc" }}
+extra_headers = {{}}               # request headers, e.g. {{ Authorization = "..." }}; masked in logs
 connect_timeout = 10.0           # seconds to open the websocket connection
 
 [mirai.reverse_ws.reconnect]     # backoff between reconnects to a framework
@@ -73,20 +90,20 @@ cap = 30.0
 
 # One table per bot framework websocket server the bridge dials (it is the client). Repeat the table
 # for more. host and port are required; the rest shows the defaults.
-# Example: a Graia Ariadne bot whose websocket server listens on 127.0.0.1:8080 at /ws.
+# This one: {framework_source}.
 [[mirai.reverse_ws.destinations]]
 name = ""                        # label in logs and in the outbox; "" = "host:port/path"
-host = "127.0.0.1"
-port = 8080
-path = "/ws"
+host = {host}
+port = {port}
+path = {path}
 protocol = "ws"                  # "ws" or "wss"
 method = "GET"                   # HTTP method of the upgrade request
-extra_parameters = {}
-extra_headers = {}
+extra_parameters = {{}}
+extra_headers = {{}}
 ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the system trust store
 
 [store]
-path = ""                        # SQLite file; "" = $XDG_DATA_HOME/discord-mirai-relay/bridge.sqlite3
+path = {store_path}                        # SQLite file; "" = $XDG_DATA_HOME/discord-mirai-relay/bridge.sqlite3
                                  # (~/.local/share/...); a relative path is relative to this file
 message_retention_days = 30      # how long message ids stay resolvable (quote, recall, messageFromId)
 
@@ -108,3 +125,25 @@ level = "INFO"                   # TRACE, DEBUG, INFO, WARNING, ERROR or CRITICA
 format = "text"                  # "text", or "json" (one JSON object per line, for log shippers)
 status_interval = 60.0           # seconds between status lines at INFO
 """
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's: \\" \\\\ \\n \\uXXXX)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_template(framework: Framework | None = None, *, proxy: str = "", store_path: str = "") -> str:
+    """The commented configuration, its destination pointing at ``framework``'s default server."""
+    chosen = framework or FRAMEWORKS[DEFAULT_FRAMEWORK]
+    return _TEMPLATE.format(
+        proxy=_toml_string(proxy),
+        single_mode="true" if chosen.single_mode else "false",
+        framework_source=chosen.source,
+        host=_toml_string(chosen.host),
+        port=chosen.port,
+        path=_toml_string(chosen.path),
+        store_path=_toml_string(store_path),
+    )
+
+
+BRIDGE_TOML: Final = render_template()

@@ -79,7 +79,7 @@ def test_init_writes_the_template_then_check_accepts_it(
     assert main(["check"], env=ENV) == 0
     out = capsys.readouterr().out
     assert "bridge.toml: configuration is valid" in out
-    assert "127.0.0.1:8080/ws: ws://127.0.0.1:8080/ws" in out
+    assert "127.0.0.1:8000/: ws://127.0.0.1:8000/" in out
     assert "from environment variable DISCORD_TOKEN" in out
     assert "MESSAGE_CONTENT" in out
     assert "/home/u/.local/share/discord-mirai-relay/bridge.sqlite3" in out
@@ -102,7 +102,7 @@ def test_init_into_missing_folder_is_a_runtime_failure(tmp_path: Path, capsys: p
 
 
 def test_check_broken_file_exits_2_and_names_the_key(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = BRIDGE_TOML.replace("port = 8080", 'port = "80a"').replace("large_threshold = 250", "large_treshold = 250")
+    text = BRIDGE_TOML.replace("port = 8000", 'port = "80a"').replace("large_threshold = 250", "large_treshold = 250")
     config_path.write_text(text, encoding="utf-8")
     assert main(["check", str(config_path)], env=ENV) == 2
     err = capsys.readouterr().err

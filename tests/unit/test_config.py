@@ -396,7 +396,7 @@ def test_repo_bridge_toml_is_the_init_template() -> None:
 
 def test_template_holds_the_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BRIDGE_TOML), env=ENV)
-    example = schema.DestinationConfig(host="127.0.0.1", port=8080, path="/ws")
+    example = schema.DestinationConfig(host="127.0.0.1", port=8000, path="/")
     expected = BridgeConfig(
         discord=attrs.evolve(schema.DiscordConfig(), token=ENV["DISCORD_TOKEN"]),
         mirai=attrs.evolve(
