@@ -17,19 +17,23 @@ import platform
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
-
-import attrs
+from typing import Final, TextIO
 
 from relay import __version__
-from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, LogFormat
-from relay.configload import ENV_OVERRIDES, LOG_LEVELS, Override, load_config, secrets_of
-from relay.errors import ConfigError, RelayError
+from relay.check import summary_lines
+from relay.config import BridgeConfig, DiscordConfig, LogFormat
+from relay.configload import LOG_LEVELS, Override, default_store_path, load_config, secrets_of
+from relay.egress import DEFAULT_GATEWAY_URL, DiscordEgress
+from relay.errors import ConfigError, InvalidProxyURL, RelayError
+from relay.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
-from relay.template import BRIDGE_TOML
+from relay.template import render_template
+from relay.wizard import InitAnswers, ask_init_questions
 
-# httpx, trio and the websocket client are imported by the `check --online` probes that use them: `--version`,
-# `init` and an offline `check` start without them, and `run` gets what it needs from relay.app.
+# relay.online (trio, httpx, the adapters) is imported by `check --online` only: `--version`, `init` and an offline
+# `check` start without them, and `run` gets what it needs from relay.app.
+
+Handler = Callable[[argparse.Namespace, Mapping[str, str], TextIO], int]
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "console_main", "main"]
 
@@ -37,17 +41,17 @@ log = logging.getLogger(__name__)
 
 PROG: Final = "discord-mirai-relay"
 DEFAULT_CONFIG: Final = "bridge.toml"
+#: names the configuration file when neither -c nor the positional argument does (the program's own name, so it
+#: cannot be mistaken for another tool's; the RELAY_* variables override values *inside* the file)
+CONFIG_ENV: Final = "DISCORD_MIRAI_RELAY_CONFIG"
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_CONFIG: Final = 2  # also what argparse uses for usage errors
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, the shell convention
 
-#: Seconds for each probe of ``check --online``; short, because a person is waiting for the answer.
+#: Seconds for each probe of ``check --online`` (relay.online.ONLINE_TIMEOUT, without importing it here).
 ONLINE_TIMEOUT: Final = 5.0
-
-#: Verify keys shorter than this get a warning from `check` (mirai-api-http generates "INITKEY" + 8 random characters).
-WEAK_SECRET_LENGTH: Final = 8
 
 # The level ladder -v / -q move along (TRACE = 5 is relay.logs').
 _LADDER: Final = (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
@@ -96,13 +100,29 @@ def _common_options(*, top_level: bool) -> argparse.ArgumentParser:
     return common
 
 
+_CONFIG_PRECEDENCE: Final = f"-c FILE, else the CONFIG argument, else ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}"
+
+
+def _config_flag(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        dest="config_flag" + ("_before_command" if top_level else ""),
+        default=argparse.SUPPRESS,
+        help=f"the configuration file ({_CONFIG_PRECEDENCE})",
+    )
+
+
 def _config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config",
         nargs="?",
-        default=DEFAULT_CONFIG,
-        help=f"the configuration file (default: ./{DEFAULT_CONFIG})",
+        default=None,
+        metavar="CONFIG",
+        help=f"the configuration file ({_CONFIG_PRECEDENCE})",
     )
+    _config_flag(parser, top_level=False)
     parser.add_argument(
         "--store-path",
         metavar="PATH",
@@ -130,11 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
             "precedence: command-line flags > environment (RELAY_LOG_LEVEL, RELAY_LOG_FORMAT,\n"
             "RELAY_STORE_PATH) > the file > defaults. Secrets come from DISCORD_TOKEN and\n"
             "MIRAI_VERIFY_KEY (names configurable in the file).\n"
+            f"the configuration file: -c FILE > the CONFIG argument > ${CONFIG_ENV} > ./{DEFAULT_CONFIG}.\n"
             "\n"
             "exit codes: 0 ok, 1 runtime failure, 2 configuration or usage error, 130 interrupted."
         ),
     )
     parser.add_argument("--version", action="version", version=_version_text())
+    _config_flag(parser, top_level=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     run = commands.add_parser(
@@ -157,11 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the configuration (and with --online, the token and destinations)",
         description=(
             "Validate the configuration the same way `run` does and print a summary: destinations,\n"
-            "intents, store path. Every problem is listed with its key, e.g.\n"
+            "intents, the proxy for Discord, the presence, the store path. Every problem is listed with\n"
+            "its key, e.g.\n"
             '  mirai.reverse_ws.destinations[0].port: expected an integer 1–65535, got "80a"\n'
-            "With --online, also log in to Discord's REST API with the token (GET /users/@me) and open\n"
-            "a websocket connection to each destination, closed right after the handshake\n"
-            f"({ONLINE_TIMEOUT:g} s limit each)."
+            "With --online, also prove what `run` needs, through the same proxy: the token\n"
+            "(GET /users/@me); the privileged intents enabled for the application (GET\n"
+            "/applications/@me); the gateway (open it, read Hello, close); a server where the bot\n"
+            "has the permissions the bridge uses (else the invite URL); and with each destination a\n"
+            "complete verify round trip (its verifyKey and qq checked, answered as `run` answers,\n"
+            f"closed with 1000). {ONLINE_TIMEOUT:g} s limit each; every failure is one line saying what to do."
         ),
         epilog="exit codes: 0 valid (and reachable), 1 an online check failed, 2 configuration error.",
         formatter_class=formatter,
@@ -171,24 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--online",
         action="store_true",
-        help="also check the Discord token and that every destination accepts a websocket connection",
+        help="also check the token, intents, gateway, permissions and a verify round trip with every destination",
     )
     check.set_defaults(handler=_cmd_check)
 
+    frameworks = "\n".join(f"  {f.name:<10} {f.title}: {f.host}:{f.port}, path {f.path}" for f in FRAMEWORKS.values())
     init = commands.add_parser(
         "init",
         help="write a fully commented bridge.toml",
         description=(
             "Write a configuration file listing every key with its default and a comment. It holds no\n"
-            "secrets: set DISCORD_TOKEN (and MIRAI_VERIFY_KEY) in the environment instead."
+            "secrets: set DISCORD_TOKEN (and MIRAI_VERIFY_KEY) in the environment instead.\n"
+            "Its destination is the default websocket server of the framework (--framework):\n"
+            f"{frameworks}\n"
+            "In a terminal, a plain `init` asks which framework, the proxy for Discord and where the\n"
+            f"store goes; otherwise (or with --framework or --no-input) it writes the {DEFAULT_FRAMEWORK} defaults."
         ),
-        epilog="exit codes: 0 written, 1 could not write, 2 the file exists (use --force).",
+        epilog="exit codes: 0 written, 1 could not write (or no answer), 2 the file exists (use --force).",
         formatter_class=formatter,
     )
     init.add_argument(
-        "path", nargs="?", default=DEFAULT_CONFIG, help=f"where to write it (default: ./{DEFAULT_CONFIG})"
+        "config", nargs="?", default=None, metavar="PATH", help=f"where to write it ({_CONFIG_PRECEDENCE})"
     )
+    _config_flag(init, top_level=False)
     init.add_argument("-f", "--force", action="store_true", help="overwrite the file if it exists")
+    init.add_argument(
+        "--framework",
+        choices=list(FRAMEWORKS),
+        default=None,
+        help=f"point the destination at this framework's default server (default: {DEFAULT_FRAMEWORK})",
+    )
+    init.add_argument("--no-input", action="store_true", help="ask nothing, even in a terminal")
     init.set_defaults(handler=_cmd_init)
     return parser
 
@@ -200,10 +239,13 @@ def _version_text() -> str:
 # --------------------------------------------------------------------------- entry points
 
 
-def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, stdin: TextIO | None = None
+) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code.
 
-    ``env`` replaces ``os.environ`` (tests pass their own).
+    ``env`` replaces ``os.environ`` and ``stdin`` ``sys.stdin`` (tests pass their own; ``init`` asks its questions
+    only when ``stdin`` is a terminal).
     """
     environment: Mapping[str, str] = os.environ if env is None else env
     parser = build_parser()
@@ -211,12 +253,12 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version and usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_CONFIG
-    handler: Callable[[argparse.Namespace, Mapping[str, str]], int] | None = getattr(args, "handler", None)
+    handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
     try:
-        return handler(args, environment)
+        return handler(args, environment, sys.stdin if stdin is None else stdin)
     except BaseExceptionGroup as group:  # from a nursery: Ctrl-C inside it, or several failures at once
         _, rest = group.split(KeyboardInterrupt)
         if rest is None:
@@ -247,49 +289,102 @@ def console_main() -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def _cmd_init(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    path = Path(args.path)
+def config_path(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """The configuration file: ``-c`` after the command, ``-c`` before it, the positional argument, the
+    environment variable :data:`CONFIG_ENV`, then ``./bridge.toml``."""
+    for candidate in (
+        getattr(args, "config_flag", None),
+        getattr(args, "config_flag_before_command", None),
+        getattr(args, "config", None),
+        env.get(CONFIG_ENV),
+    ):
+        if candidate:
+            return str(candidate)
+    return DEFAULT_CONFIG
+
+
+def _cmd_init(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    source = config_path(args, env)
+    path = Path(source)
+    if path.exists() and not args.force:
+        print(f"error: {path} already exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_CONFIG
+    answers = InitAnswers(framework=FRAMEWORKS[args.framework or DEFAULT_FRAMEWORK])
+    if args.framework is None and not args.no_input and stdin.isatty():
+        asked = ask_init_questions(
+            stdin,
+            sys.stdout,
+            environment_proxy=_environment_proxy(env),
+            default_store=default_store_path(env),
+        )
+        if asked is None:
+            print("no answer; nothing was written", file=sys.stderr)
+            return EXIT_FAILURE
+        answers = asked
+    text = render_template(answers.framework, proxy=answers.proxy, store_path=answers.store_path)
     try:
         with path.open("w" if args.force else "x", encoding="utf-8") as file:
-            file.write(BRIDGE_TOML)
+            file.write(text)
     except FileExistsError:
         print(f"error: {path} already exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:
         print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
-    target = "" if args.path == DEFAULT_CONFIG else f" {args.path}"
-    print(f"wrote {path}")
-    print("next steps:")
-    print(f"  1. edit {path}: point [[mirai.reverse_ws.destinations]] at your framework's websocket server")
-    print("  2. export DISCORD_TOKEN=<bot token> MIRAI_VERIFY_KEY=<your framework's verifyKey>")
-    print(f"  3. {PROG} check{target} --online")
-    print(f"  4. {PROG} run{target}")
+    for line in _next_steps(source, answers.framework, env):
+        print(line)
     return EXIT_OK
 
 
-def _cmd_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    config = _load(args, env)
-    _setup_logging(args, config)
-    for line in _summary(args.config, config, env):
+def _environment_proxy(env: Mapping[str, str]) -> str:
+    """What ``[discord] proxy = ""`` would use for Discord with this environment."""
+    try:
+        return DiscordEgress.from_config(DiscordConfig(), env).describe(DiscordConfig().api_base_url)
+    except InvalidProxyURL as exc:
+        return f"unusable: {exc}"
+
+
+def _next_steps(source: str, framework: Framework, env: Mapping[str, str]) -> list[str]:
+    found_by_default = source == (env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    target = "" if found_by_default else f" -c {source}"
+    return [
+        f"wrote {source} (destination: {framework.source})",
+        "next steps:",
+        f"  1. start your bot framework's websocket server, e.g. {framework.framework_side};",
+        f"     if it listens elsewhere, edit [[mirai.reverse_ws.destinations]] in {source}",
+        "  2. export DISCORD_TOKEN=<bot token> MIRAI_VERIFY_KEY=<your framework's verifyKey>",
+        f"  3. {PROG} check{target} --online",
+        f"  4. {PROG} run{target}",
+    ]
+
+
+def _cmd_check(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    source = config_path(args, env)
+    config = _load(source, args, env)
+    egress = _egress(source, config, env)
+    _setup_logging(args, config, egress)
+    for line in summary_lines(source, config, env, egress):
         print(line)
     if not args.online:
         return EXIT_OK
     print("online checks:")
-    redactor = RedactionFilter(secrets_of(config))
-    discord_probe, discord_user_id = _probe_discord(config)
-    bot_id = config.mirai.bot_id or discord_user_id
-    results = [discord_probe]
-    results.extend(_probe_destination(d, config, bot_id) for d in config.mirai.reverse_ws.destinations)
+    import trio  # noqa: PLC0415 (see the imports at the top)
+
+    from relay import online  # noqa: PLC0415
+
+    redactor = RedactionFilter((*secrets_of(config), *egress.secrets()))
+    results = trio.run(online.run_online_checks, config, egress)
     for probe in results:
         print(f"  [{'ok' if probe.ok else 'FAIL'}] {redactor.redact(probe.text)}")
     return EXIT_OK if all(probe.ok for probe in results) else EXIT_FAILURE
 
 
-def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    config = _load(args, env)
-    _setup_logging(args, config)
-    log.info("%s %s starting with %s", PROG, __version__, args.config)
+def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    source = config_path(args, env)
+    config = _load(source, args, env)
+    egress = _egress(source, config, env)
+    _setup_logging(args, config, egress)
+    log.info("%s %s starting with %s", PROG, __version__, source)
     # The composition root is imported late, so `check` and `init` work without loading any adapter.
     try:
         app = importlib.import_module("relay.app")
@@ -305,7 +400,7 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _load(args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
+def _load(source: str, args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
     overrides: list[Override] = []
     for attribute, dotted, flag in (
         ("log_level", "logging.level", "--log-level"),
@@ -315,10 +410,22 @@ def _load(args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
         value = getattr(args, attribute, None)
         if value is not None:
             overrides.append(Override(dotted, value, flag))
-    return load_config(args.config, env=env, overrides=overrides, require_secrets=True)
+    return load_config(source, env=env, overrides=overrides, require_secrets=True)
 
 
-def _setup_logging(args: argparse.Namespace, config: BridgeConfig) -> None:
+def _egress(source: str, config: BridgeConfig, env: Mapping[str, str]) -> DiscordEgress:
+    """The proxy decision ``run`` and ``check`` share; an unusable proxy in the environment is a configuration
+    error (``run`` could not connect), named with its variable."""
+    egress = DiscordEgress.from_config(config.discord, env)
+    try:
+        egress.choice(config.discord.api_base_url)
+        egress.choice(config.discord.gateway_url or DEFAULT_GATEWAY_URL)
+    except InvalidProxyURL as exc:
+        raise ConfigError(source, [f"{exc}; fix it, or set [discord] proxy"]) from None
+    return egress
+
+
+def _setup_logging(args: argparse.Namespace, config: BridgeConfig, egress: DiscordEgress) -> None:
     level = level_number(config.logging.level)
     quiet = getattr(args, "quiet", 0) + getattr(args, "quiet_before_command", 0)
     verbose = getattr(args, "verbose", 0) + getattr(args, "verbose_before_command", 0)
@@ -327,161 +434,9 @@ def _setup_logging(args: argparse.Namespace, config: BridgeConfig) -> None:
         # Levels off the ladder (none today) start from the nearest step below them.
         step = max(i for i, rung in enumerate(_LADDER) if rung <= level) if level >= TRACE else 0
         level = _LADDER[min(max(step + shift, 0), len(_LADDER) - 1)]
-    setup_logging(level, config.logging.format, secrets_of(config))
+    setup_logging(level, config.logging.format, (*secrets_of(config), *egress.secrets()))
 
 
 def _print_config_error(exc: ConfigError) -> None:
     print(f"error: {exc}", file=sys.stderr)
     print(f"(run `{PROG} check --help` for how configuration is read)", file=sys.stderr)
-
-
-def _summary(source: str, config: BridgeConfig, env: Mapping[str, str]) -> list[str]:
-    discord, mirai = config.discord, config.mirai
-    token_from = (
-        f"environment variable {discord.token_env}" if env.get(discord.token_env) else "the file ([discord] token)"
-    )
-    privileged = sorted(PRIVILEGED_INTENTS.intersection(discord.intents))
-    shards = "auto (Discord's recommendation)" if discord.shard_count is None else str(discord.shard_count)
-    if discord.shard_ids:
-        shards += f", running {', '.join(map(str, discord.shard_ids))}"
-    if not mirai.enable_verify:
-        verify = "off"
-    elif env.get(mirai.verify_key_env):
-        verify = f"on, key from environment variable {mirai.verify_key_env}"
-    else:
-        verify = "on, key from the file ([mirai] verify_key)"
-    lines = [
-        f"{source}: configuration is valid",
-        f"  discord token:  from {token_from}",
-        f"  intents:        {', '.join(discord.intents)} (= {discord.intents_value})",
-    ]
-    if privileged:
-        lines.append(f"                  privileged, enable them in the Developer Portal: {', '.join(privileged)}")
-    lines += [
-        f"  shards:         {shards}",
-        f"  discord API:    {discord.api_base_url}",
-        f"  gateway:        {discord.gateway_url or 'from GET /gateway/bot'}",
-        f"  mirai verify:   {verify}; single mode {'on' if mirai.single_mode else 'off'}",
-        f"  bot id (qq):    {mirai.bot_id or 'the Discord bot user id'}",
-        f"  destinations:   {len(mirai.reverse_ws.destinations)}",
-    ]
-    for destination in mirai.reverse_ws.destinations:
-        url = f"{destination.protocol.value}://{destination.host}:{destination.port}{destination.path}"
-        lines.append(f"    - {destination.label}: {url}")
-    lines += [
-        f"  store:          {config.store.path}",
-        f"  outbox:         up to {config.outbox.max_events} events, {config.outbox.max_age_seconds} s",
-        f"  mapping:        threads {config.mapping.threads.value}, "
-        f"long messages {config.mapping.long_messages.value}, guild events to {config.mapping.guild_events}",
-        f"  logging:        {config.logging.level}, {config.logging.format.value}",
-    ]
-    if mirai.enable_verify and len(mirai.verify_key) < WEAK_SECRET_LENGTH:
-        lines.append(
-            f"  warning: the verify key has fewer than {WEAK_SECRET_LENGTH} characters; it is easy to guess, and "
-            "every log line containing it is masked"
-        )
-    overridden = [var for var in ENV_OVERRIDES if env.get(var)]
-    if overridden:
-        lines.append(f"  from the environment: {', '.join(overridden)}")
-    return lines
-
-
-@attrs.frozen
-class _Probe:
-    ok: bool
-    text: str
-
-
-def _probe_discord(config: BridgeConfig) -> tuple[_Probe, int]:
-    """Log in to the REST API with the token: GET /users/@me (discord.md, endpoints: "get bot profile").
-    Returns the result and the bot's user id (0 when unknown)."""
-    import httpx  # noqa: PLC0415 (see the imports at the top)
-
-    from adapters.discord import USER_AGENT  # noqa: PLC0415 (the REST client's, so the probe looks like `run`)
-
-    discord = config.discord
-    url = f"{discord.api_base_url}/users/@me"
-    headers = {"Authorization": f"Bot {discord.token}", "User-Agent": USER_AGENT}
-
-    try:
-        with httpx.Client(timeout=ONLINE_TIMEOUT, follow_redirects=False) as client:
-            response = client.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        return _Probe(False, f"discord: cannot reach {url}: {type(exc).__name__}: {exc}"), 0
-    if response.status_code == 200:
-        try:
-            user = response.json()
-            name, user_id = str(user["username"]), int(user["id"])
-        except (ValueError, KeyError, TypeError):
-            return _Probe(False, f"discord: {url} answered 200 but not with a user object"), 0
-        return _Probe(True, f"discord: token accepted, logged in as {name} (id {user_id})"), user_id
-    if response.status_code == 401:
-        text = (
-            "discord: the token was rejected (HTTP 401); reset it in the Developer Portal (Bot → Reset Token) "
-            f"and set {discord.token_env}"
-        )
-        return _Probe(False, text), 0
-    detail = ""
-    try:
-        body = response.json()
-        if isinstance(body, dict) and "message" in body:
-            detail = f": {body['message']}"
-    except ValueError:
-        pass
-    return _Probe(False, f"discord: {url} answered HTTP {response.status_code}{detail}"), 0
-
-
-def _probe_destination(destination: DestinationConfig, config: BridgeConfig, bot_id: int) -> _Probe:
-    """Open a websocket to one destination exactly as ``run`` dials it (the same client, URL, headers and TLS
-    settings), then close at once (code 1000). The framework sees a short connection that never verifies.
-    ``bot_id`` is 0 when unknown (no login)."""
-    import trio  # noqa: PLC0415 (see the imports at the top)
-
-    from adapters.mirai.reverse_ws import (  # noqa: PLC0415
-        destination_endpoint,
-        destination_headers,
-        ssl_context_for,
-    )
-    from relay.errors import WebSocketHandshakeFailed  # noqa: PLC0415
-    from relay.wire import frames  # noqa: PLC0415
-    from relay.wire.client import connect_websocket  # noqa: PLC0415
-
-    where = f"destination {destination.label}"
-    endpoint = destination_endpoint(config.mirai, destination)
-
-    async def handshake() -> None:
-        with trio.fail_after(ONLINE_TIMEOUT):
-            ws = await connect_websocket(
-                endpoint,
-                max_message_size=config.mirai.max_frame_bytes,
-                headers=destination_headers(config.mirai, destination, bot_id),
-                ssl_context=ssl_context_for(destination),
-                peer=endpoint.display,
-            )
-            await ws.aclose(frames.CLOSE_NORMAL)  # 1000: nothing to resume on the framework side
-
-    try:
-        trio.run(handshake)
-    except WebSocketHandshakeFailed as exc:
-        if exc.status is not None:
-            return _Probe(
-                False,
-                f"{where}: the server refused the websocket upgrade with HTTP {exc.status}; "
-                "check path, extra_parameters and extra_headers",
-            )
-        if exc.reason.startswith("connection to"):
-            return _Probe(
-                False,
-                f"{where}: cannot connect to {destination.host}:{destination.port}: connection refused; "
-                "is the framework's websocket server running?",
-            )
-        return _Probe(False, f"{where}: websocket handshake failed: {exc.reason}")
-    except trio.TooSlowError:
-        return _Probe(False, f"{where}: no websocket handshake within {ONLINE_TIMEOUT:g} s")
-    except RelayError as exc:  # e.g. an unreadable ca_file
-        return _Probe(False, f"{where}: {exc}")
-    return _Probe(True, f"{where}: websocket handshake accepted at {endpoint.display}")
-
-
-def _without_query(url: str) -> str:
-    return url.split("?", 1)[0]  # query parameters may carry credentials

@@ -12,6 +12,8 @@ Use::
     port = await nursery.start(fake.serve)
     config = DiscordConfig(api_base_url=fake.base_url, ...)
 
+``application_flags`` (the privileged intents enabled for the application, read by ``GET /applications/@me``)
+and ``guild_permissions_field`` shape what ``check --online`` sees.
 Knobs (all documented on the methods): ``set_bucket`` (per-route limits, shared bucket hashes),
 ``global_limit``, ``inject`` (500s, 429s of any scope, Cloudflare HTML 429s, slow answers, dropped
 connections, Discord JSON errors), ``forbid`` (50013 on a route), ``close_dms`` (50007).
@@ -58,6 +60,14 @@ MAX_TIMEOUT_DAYS = 28
 DEFAULT_EVERYONE_PERMISSIONS = (
     (1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 18) | (1 << 26) | (1 << 38)
 )
+#: application flags (Discord's application object): a privileged intent is enabled when either of its two bits
+#: is set (``_LIMITED``: the Developer Portal toggle of an unverified app)
+GATEWAY_PRESENCE_LIMITED = 1 << 13
+GATEWAY_GUILD_MEMBERS_LIMITED = 1 << 15
+GATEWAY_MESSAGE_CONTENT_LIMITED = 1 << 19
+ALL_PRIVILEGED_INTENT_FLAGS = GATEWAY_PRESENCE_LIMITED | GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED
+ADMINISTRATOR = 1 << 3
+ALL_PERMISSIONS = (1 << 64) - 1
 
 
 # ---------------------------------------------------------------------- public records and knobs
@@ -180,6 +190,8 @@ class FakeDiscordRest:
         default_limit: int = 50,
         default_per: float = 1.0,
         epoch: float | None = FAKE_EPOCH,
+        application_id: int | None = None,
+        application_flags: int = ALL_PRIVILEGED_INTENT_FLAGS,
     ) -> None:
         #: wall-clock seconds at trio time 0: FAKE_EPOCH by default (virtual-time tests), or None to follow the
         #: real clock (a bridge process running on wall time compares timestamps with it, e.g. mute limits)
@@ -187,6 +199,12 @@ class FakeDiscordRest:
         self.token = token
         self.bot_user_id = bot_user_id
         self.gateway_url = gateway_url
+        #: GET /applications/@me: the application's id (default: the bot user's, as for apps made since 2020) and
+        #: its flags (which privileged intents the Developer Portal has enabled)
+        self.application_id = bot_user_id if application_id is None else application_id
+        self.application_flags = application_flags
+        #: GET /users/@me/guilds includes each guild's ``permissions`` (as Discord does); False leaves it out
+        self.guild_permissions_field = True
         #: requests per second per bot; None disables the global limit
         self.global_limit = global_limit
         self.default_limit = default_limit
@@ -744,21 +762,44 @@ class FakeDiscordRest:
     def ep_current_user(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         return 200, self.users[self.bot_user_id]
 
+    def ep_current_application(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
+        return 200, {
+            "id": str(self.application_id),
+            "name": self.users[self.bot_user_id]["username"],
+            "bot": self.users[self.bot_user_id],
+            "flags": self.application_flags,
+        }
+
+    def bot_permissions(self, guild_id: int) -> int:
+        """The bot's guild-level permissions (discord.md §9.2): owner → all; @everyone | its roles; admin → all."""
+        guild = self.guilds[guild_id]
+        if guild["owner_id"] == str(self.bot_user_id):
+            return ALL_PERMISSIONS
+        member_roles = set(self.members[(guild_id, self.bot_user_id)]["roles"]) | {str(guild_id)}
+        perms = 0
+        for role in guild["roles"]:
+            if role["id"] in member_roles:
+                perms |= int(role["permissions"])
+        return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
+
     def ep_current_user_guilds(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         limit = int(r.query.get("limit", "200"))
         after = int(r.query.get("after", "0"))
         ids = sorted(g for g in self.guilds if g > after and (g, self.bot_user_id) in self.members)[:limit]
-        return 200, [
-            {
+        guilds = []
+        for g in ids:
+            entry: JSON = {
                 "id": str(g),
                 "name": self.guilds[g]["name"],
                 "icon": None,
-                "owner": False,
-                "permissions": "0",
+                "owner": self.guilds[g]["owner_id"] == str(self.bot_user_id),
                 "features": [],
             }
-            for g in ids
-        ]
+            if self.guild_permissions_field:
+                perms = self.bot_permissions(g)
+                entry["permissions"] = str(perms if perms != ALL_PERMISSIONS else (1 << 53) - 1)
+            guilds.append(entry)
+        return 200, guilds
 
     def ep_user(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         user = self.users.get(int(p["user_id"]))
@@ -1092,6 +1133,7 @@ def _build_routes(fake: FakeDiscordRest) -> list[_Route]:
     table = [
         ("GET", "/gateway/bot", fake.ep_gateway_bot),
         ("GET", "/users/@me", fake.ep_current_user),
+        ("GET", "/applications/@me", fake.ep_current_application),
         ("POST", "/users/@me/channels", fake.ep_create_dm),
         ("GET", "/users/@me/guilds", fake.ep_current_user_guilds),
         ("DELETE", "/users/@me/guilds/{guild_id}", fake.ep_leave_guild),

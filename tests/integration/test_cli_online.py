@@ -1,128 +1,61 @@
-"""``check --online`` against a loopback HTTP server standing in for Discord and loopback listeners standing
-in for framework websocket servers (127.0.0.1 only)."""
+"""``check --online`` against loopback fakes: the fake Discord REST API and gateway, and fake frameworks that
+verify with the right key and qq, the wrong key, the wrong qq, or refuse the upgrade; through a real proxy
+process too (127.0.0.1 only).
+
+``main`` runs in a worker thread (it calls ``trio.run`` itself) while the fakes serve in the test's trio loop.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import http.server
-import json
 import logging
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
 import pytest
 import trio
-import trio_websocket
 
 from relay.cli import main
+from relay.online import ALL_PERMISSIONS, BRIDGE_PERMISSIONS, NEEDED_PERMISSIONS, invite_url
+from tests.fakes.fake_framework import FakeFramework, open_fake_framework
+from tests.fakes.fake_gateway import FakeGateway
+from tests.fakes.fake_rest import DEFAULT_BOT_ID, GATEWAY_MESSAGE_CONTENT_LIMITED, FakeDiscordRest
+from tests.integration.pproxy_server import open_pproxy
 
 TOKEN = "online-check-token-abcdefghijklmnop"
-ENV = {"DISCORD_TOKEN": TOKEN, "MIRAI_VERIFY_KEY": "online-check-verify-key", "HOME": "/home/u"}
-
-
-class FakeDiscord(http.server.BaseHTTPRequestHandler):
-    """Answers GET /api/v10/users/@me like Discord: 200 with the bot user for the right token, else 401."""
-
-    seen_headers: list[dict[str, str]] = []  # noqa: RUF012 - shared with the test on purpose
-
-    def do_GET(self) -> None:
-        FakeDiscord.seen_headers.append(dict(self.headers))
-        if self.path != "/api/v10/users/@me":
-            self._reply(404, {"message": "404: Not Found", "code": 0})
-        elif self.headers.get("Authorization") == f"Bot {TOKEN}":
-            self._reply(200, {"id": "1234567890", "username": "relay-bot", "bot": True})
-        else:
-            self._reply(401, {"message": "401: Unauthorized", "code": 0})
-
-    def _reply(self, status: int, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-        pass
-
-
-@pytest.fixture
-def discord_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeDiscord)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeDiscord.seen_headers.clear()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v10"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+VERIFY_KEY = "online-check-verify-key"
+ENV = {"DISCORD_TOKEN": TOKEN, "MIRAI_VERIFY_KEY": VERIFY_KEY, "HOME": "/home/u"}
+GUILD, OWNER, ROLE = 1_100_000_000_000_000_010, 1_100_000_000_000_000_500, 1_100_000_000_000_000_020
 
 
 @attrs.define
-class FakeFramework:
-    """A framework's reverse-ws server on 127.0.0.1, in its own thread with its own trio loop: accepts the
-    upgrade on paths under /ws, refuses others with 403, and records what each request carried."""
+class FakeDiscord:
+    rest: FakeDiscordRest
+    gateway: FakeGateway
 
-    port: int = 0
-    requests: list[tuple[str, dict[str, str]]] = attrs.Factory(list)
-
-
-@pytest.fixture
-def framework() -> Iterator[FakeFramework]:
-    fake = FakeFramework()
-    ready = threading.Event()
-    loop: dict[str, object] = {}
-
-    async def handler(request: trio_websocket.WebSocketRequest) -> None:
-        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
-        fake.requests.append((request.path, headers))
-        if not request.path.startswith("/ws"):
-            await request.reject(403)
-            return
-        connection = await request.accept()
-        with contextlib.suppress(trio_websocket.ConnectionClosed):
-            await connection.get_message()
-
-    async def serve() -> None:
-        with trio.CancelScope() as scope:
-            loop["scope"], loop["token"] = scope, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as nursery:
-                server = await nursery.start(
-                    functools.partial(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
-                )
-                fake.port = server.port
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(timeout=10), "the fake framework did not start"
-    try:
-        yield fake
-    finally:
-        scope = loop["scope"]
-        assert isinstance(scope, trio.CancelScope)
-        trio.from_thread.run_sync(scope.cancel, trio_token=loop["token"])
-        thread.join(timeout=10)
+    @property
+    def api(self) -> str:
+        return self.rest.base_url
 
 
-@pytest.fixture
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()  # nothing listens there any more: connecting is refused
-    return port
+@asynccontextmanager
+async def open_fake_discord(**rest_options: object) -> AsyncIterator[FakeDiscord]:
+    async with trio.open_nursery() as nursery:
+        gateway = FakeGateway(token=TOKEN)
+        url = await nursery.start(gateway.serve)
+        rest = FakeDiscordRest(token=TOKEN, gateway_url=url, **rest_options)  # type: ignore[arg-type]
+        rest.add_guild(GUILD, "Bridge Guild", owner_id=OWNER)
+        await nursery.start(rest.serve)
+        yield FakeDiscord(rest, gateway)
+        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours proxy variables; a machine's proxy must not stand between the test and 127.0.0.1."""
+    """A machine's proxy must not stand between the test and 127.0.0.1."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
 
@@ -136,8 +69,19 @@ def restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def write_config(tmp_path: Path, api: str, destinations: list[str]) -> Path:
-    text = f'[discord]\napi_base_url = "{api}"\n[mirai.reverse_ws]\nextra_headers = {{ X-Common = "common" }}\n'
+@pytest.fixture
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()  # nothing listens there any more: connecting is refused
+    return port
+
+
+def write_config(tmp_path: Path, api: str, destinations: list[str], discord: str = "") -> Path:
+    text = (
+        f'[discord]\napi_base_url = "{api}"\n{discord}\n[mirai.reverse_ws]\nextra_headers = {{ X-Common = "common" }}\n'
+    )
     for destination in destinations:
         text += f"[[mirai.reverse_ws.destinations]]\n{destination}\n"
     path = tmp_path / "bridge.toml"
@@ -145,66 +89,271 @@ def write_config(tmp_path: Path, api: str, destinations: list[str]) -> Path:
     return path
 
 
-def test_online_check_passes(
-    tmp_path: Path, discord_url: str, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
-) -> None:
-    destination = (
-        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"\n'
-        'extra_parameters = { room = "a b" }\nextra_headers = { X-Common = "mine", X-Token = "dest-secret-value" }'
-    )
-    path = write_config(tmp_path, discord_url, [destination])
-    assert main(["check", "--online", str(path)], env=ENV) == 0
-    out = capsys.readouterr().out
-    assert "[ok] discord: token accepted, logged in as relay-bot (id 1234567890)" in out
-    assert f"[ok] destination 127.0.0.1:{framework.port}/ws: websocket handshake accepted" in out
-    (discord_headers,) = FakeDiscord.seen_headers
-    assert discord_headers["User-Agent"].startswith("DiscordBot (")
-    ((target, headers),) = framework.requests
-    assert target == "/ws?room=a+b"
-    assert headers["x-common"] == "mine"  # the destination's value wins over the adapter-wide one
-    assert headers["x-token"] == "dest-secret-value"
-    assert headers["qq"] == "1234567890"  # the bot id: the Discord user id when [mirai] bot_id = 0
-    assert TOKEN not in out
-    assert "dest-secret-value" not in out
+async def check_online(path: Path, env: dict[str, str] = ENV) -> int:
+    code: int = await trio.to_thread.run_sync(functools.partial(main, ["check", "--online", "-c", str(path)], env=env))
+    return code
 
 
-def test_online_check_reports_each_failure(
-    tmp_path: Path,
-    discord_url: str,
-    framework: FakeFramework,
-    closed_port: int,
-    capsys: pytest.CaptureFixture[str],
+def destination(framework: FakeFramework, name: str = "", extra: str = "") -> str:
+    named = f'\nname = "{name}"' if name else ""
+    return f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"{named}\n{extra}'
+
+
+def give_bot_every_permission(rest: FakeDiscordRest) -> None:
+    rest.add_role(GUILD, ROLE, "relay", permissions=ALL_PERMISSIONS)
+    rest.members[(GUILD, DEFAULT_BOT_ID)]["roles"] = [str(ROLE)]
+
+
+# --------------------------------------------------------------------------- everything right
+
+
+async def test_online_check_passes_with_a_complete_verify_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    destinations = [
-        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"\nname = "good"',
-        f'host = "127.0.0.1"\nport = {framework.port}\npath = "/wrong"\nname = "wrong-path"',
-        f'host = "127.0.0.1"\nport = {closed_port}\nname = "nobody-home"',
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(
+            verify_key=VERIFY_KEY,
+            qq=DEFAULT_BOT_ID,
+            path="/ws",
+            expected_params={"room": "a b"},
+            expected_headers={"X-Common": "mine", "X-Token": "dest-secret-value"},
+        ) as framework,
+    ):
+        give_bot_every_permission(discord.rest)
+        extra = (
+            'extra_parameters = { room = "a b" }\nextra_headers = { X-Common = "mine", X-Token = "dest-secret-value" }'
+        )
+        path = write_config(tmp_path, discord.api, [destination(framework, extra=extra)])
+        assert await check_online(path) == 0
+        out = capsys.readouterr().out
+        assert f"[ok] discord: token accepted, logged in as relay-bot (id {DEFAULT_BOT_ID})" in out
+        assert "[ok] discord: privileged intents enabled: GUILD_MEMBERS, MESSAGE_CONTENT" in out
+        assert '[ok] discord: the bot has every permission the bridge uses in "Bridge Guild"' in out
+        assert f"[ok] discord gateway: {discord.gateway.url}: reached, Hello received (heartbeat every 41.25 s)" in out
+        label = f"127.0.0.1:{framework.port}/ws"
+        assert f"[ok] destination {label}: verify round trip complete (verifyKey matches, qq {DEFAULT_BOT_ID})" in out
+        conn = framework.connections[0]
+        await conn.wait_closed()
+        assert conn.session is not None and len(conn.session) == 8  # the bridge's verify answer, as run sends it
+        assert conn.events == []  # no BotOnlineEvent: the bot's own handlers do not run for a check
+        assert conn.close_code == 1000
+        assert conn.params == {"room": "a b"}
+        assert conn.headers["x-common"] == "mine"  # the destination's value wins over the adapter-wide one
+        assert conn.headers["qq"] == str(DEFAULT_BOT_ID)  # the bot id: the Discord user id when [mirai] bot_id = 0
+        (hello_client,) = discord.gateway.client_closes
+        assert hello_client[1] == 1000
+        requests = {r.route for r in discord.rest.requests}
+        assert {"GET /users/@me", "GET /applications/@me", "GET /users/@me/guilds", "GET /gateway/bot"} <= requests
+        assert discord.rest.requests[0].headers["user-agent"].startswith("DiscordBot (")
+        assert TOKEN not in out
+        assert VERIFY_KEY not in out
+        assert "dest-secret-value" not in out
+
+
+# --------------------------------------------------------------------------- the framework's verify
+
+
+@pytest.mark.parametrize(
+    ("verify_key", "qq", "expected"),
+    [
+        (
+            "not-the-key",
+            DEFAULT_BOT_ID,
+            "the framework's verifyKey differs from the bridge's (MIRAI_VERIFY_KEY); set the same key on both sides",
+        ),
+        (
+            VERIFY_KEY,
+            123456,
+            f"the framework verifies as qq 123456, but the bridge presents {DEFAULT_BOT_ID}; give the framework the "
+            f"account {DEFAULT_BOT_ID}, or set bot_id = 123456 under [mirai]",
+        ),
+    ],
+)
+async def test_a_wrong_key_or_qq_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verify_key: str, qq: int, expected: str
+) -> None:
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=verify_key, qq=qq, path="/ws") as framework,
+    ):
+        give_bot_every_permission(discord.rest)
+        path = write_config(tmp_path, discord.api, [destination(framework, "bot")])
+        assert await check_online(path) == 1
+        out = capsys.readouterr().out
+        assert f"[FAIL] destination bot: {expected}" in out
+        assert [line for line in out.splitlines() if "FAIL" in line] == [f"  [FAIL] destination bot: {expected}"]
+        conn = framework.connections[0]
+        await conn.wait_closed()
+        assert conn.session is None
+        assert [raw["code"] for raw in conn.raw] == [1 if verify_key != VERIFY_KEY else 2]  # as run answers
+        assert conn.close_code == 1000
+        assert "not-the-key" not in out
+
+
+async def test_a_framework_that_never_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws", auto_verify=False) as framework,
+    ):
+        path = write_config(tmp_path, discord.api, [destination(framework, "silent")])
+        code = await trio.to_thread.run_sync(functools.partial(main, ["check", "--online", str(path)], env=ENV))
+        assert code == 1
+        assert (
+            "[FAIL] destination silent: connected, but the framework sent no verify within 5 s; is this a "
+            "mirai-api-http reverse-ws server" in capsys.readouterr().out
+        )
+
+
+# --------------------------------------------------------------------------- Discord's side
+
+
+async def test_an_application_without_the_privileged_intents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        open_fake_discord(application_flags=GATEWAY_MESSAGE_CONTENT_LIMITED) as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+    ):
+        give_bot_every_permission(discord.rest)
+        path = write_config(tmp_path, discord.api, [destination(framework)])
+        assert await check_online(path) == 1
+        out = capsys.readouterr().out
+        assert (
+            "[FAIL] discord: privileged intents GUILD_MEMBERS are requested but not enabled for the application "
+            "(Discord would close the gateway with 4014); turn on Server Members Intent in the Developer Portal "
+            "(your application → Bot → Privileged Gateway Intents), or remove them from [discord] intents"
+        ) in out
+        assert sum("FAIL" in line for line in out.splitlines()) == 1
+
+
+async def test_permissions_and_the_invite_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with (
+        open_fake_discord(application_id=4242) as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+    ):
+        invite = invite_url(4242)
+        assert invite == f"https://discord.com/oauth2/authorize?client_id=4242&scope=bot&permissions={ALL_PERMISSIONS}"
+        path = write_config(tmp_path, discord.api, [destination(framework)])
+        # the default @everyone role lets it relay, but not moderate: ok, with what is missing and the URL
+        assert await check_online(path) == 0
+        out = capsys.readouterr().out
+        assert '[ok] discord: the bot can relay in "Bridge Guild", but lacks Manage Messages, Pin Messages' in out
+        assert invite in out
+        # without the permissions it needs in any server, and computed from roles when Discord leaves them out
+        discord.rest.guilds[GUILD]["roles"][0]["permissions"] = str(NEEDED_PERMISSIONS & ~(1 << 11))
+        discord.rest.guild_permissions_field = False
+        assert await check_online(path) == 1
+        out = capsys.readouterr().out
+        assert (
+            '[FAIL] discord: in none of its 1 server(s) can the bot relay: it lacks Send Messages in "Bridge Guild"; '
+            f"give its role these permissions, or invite it with {invite}"
+        ) in out
+        # in no server at all
+        del discord.rest.members[(GUILD, DEFAULT_BOT_ID)]
+        assert await check_online(path) == 1
+        assert f"[FAIL] discord: the bot is in no server; add it to yours with {invite}" in capsys.readouterr().out
+
+
+def test_invite_permissions_are_exactly_the_readme_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Permissions", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("|")][2:]
+    listed = [(name.strip(), bit.strip(), needed.strip()) for name, bit, needed in rows]
+    assert listed == [
+        (p.name, f"`1 << {p.bit.bit_length() - 1}`", "yes" if p.needed else "") for p in BRIDGE_PERMISSIONS
     ]
-    path = write_config(tmp_path, discord_url, destinations)
-    env = {**ENV, "DISCORD_TOKEN": "a-wrong-token-value"}
-    assert main(["check", "--online", str(path)], env=env) == 1
-    out = capsys.readouterr().out
-    assert "[FAIL] discord: the token was rejected (HTTP 401)" in out
-    assert "[ok] destination good: websocket handshake accepted" in out
-    assert "[FAIL] destination wrong-path: the server refused the websocket upgrade with HTTP 403" in out
-    assert f"[FAIL] destination nobody-home: cannot connect to 127.0.0.1:{closed_port}" in out
-    assert "a-wrong-token-value" not in out
+    assert f"permissions={ALL_PERMISSIONS}" in readme
 
 
-def test_online_check_when_discord_is_unreachable(
-    tmp_path: Path, closed_port: int, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
+async def test_failures_on_discord_and_destinations_each_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], closed_port: int
 ) -> None:
-    destination = f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"'
-    path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [destination])
-    assert main(["check", "--online", str(path)], env=ENV) == 1
-    out = capsys.readouterr().out
-    assert f"[FAIL] discord: cannot reach http://127.0.0.1:{closed_port}/api/v10/users/@me: ConnectError" in out
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+    ):
+        destinations = [
+            destination(framework, "good"),
+            f'host = "127.0.0.1"\nport = {framework.port}\npath = "/wrong"\nname = "wrong-path"',
+            f'host = "127.0.0.1"\nport = {closed_port}\nname = "nobody-home"',
+        ]
+        path = write_config(tmp_path, discord.api, destinations)
+        env = {**ENV, "DISCORD_TOKEN": "a-wrong-token-value"}
+        assert await check_online(path, env) == 1
+        out = capsys.readouterr().out
+        assert "[FAIL] discord: the token was rejected (HTTP 401)" in out
+        assert "GET /applications/@me" not in {r.route for r in discord.rest.requests}  # no point without a token
+        assert (
+            "[FAIL] destination good: the verifyKey matches, but the qq cannot be checked against an unknown bot id"
+        ) in out
+        assert (
+            "[FAIL] destination wrong-path: the framework refused the websocket upgrade with HTTP 403; check path"
+        ) in out
+        assert f"[FAIL] destination nobody-home: cannot connect to 127.0.0.1:{closed_port}: connection refused" in out
+        assert "a-wrong-token-value" not in out
 
 
-def test_online_check_on_a_non_discord_answer(
-    tmp_path: Path, discord_url: str, framework: FakeFramework, capsys: pytest.CaptureFixture[str]
+async def test_online_check_when_discord_is_unreachable(
+    tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    destination = f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"'
-    path = write_config(tmp_path, discord_url.replace("/api/v10", "/elsewhere"), [destination])
-    assert main(["check", "--online", str(path)], env=ENV) == 1
-    assert "answered HTTP 404: 404: Not Found" in capsys.readouterr().out
+    async with open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework:
+        path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [destination(framework)])
+        assert await check_online(path) == 1
+        out = capsys.readouterr().out
+        assert f"[FAIL] discord: cannot reach http://127.0.0.1:{closed_port}/api/v10/users/@me: ConnectError" in out
+
+
+async def test_online_check_on_a_non_discord_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+    ):
+        path = write_config(tmp_path, discord.api.replace("/api/v10", "/elsewhere"), [destination(framework)])
+        assert await check_online(path) == 1
+        assert "answered HTTP 404: 404: Not Found" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- through a proxy
+
+
+async def test_online_check_goes_through_the_configured_proxy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_pproxy(tmp_path) as proxy,
+    ):
+        give_bot_every_permission(discord.rest)
+        url = proxy.url("socks5")
+        path = write_config(tmp_path, discord.api, [destination(framework)], discord=f'proxy = "{url}"')
+        assert await check_online(path) == 0
+        out = capsys.readouterr().out
+        shown = f"socks5://alice:***@127.0.0.1:{proxy.port}"
+        assert f"proxy:          {shown} (from [discord] proxy)" in out
+        assert f"[ok] discord gateway: {discord.gateway.url}: reached through {shown}, Hello received" in out
+        log = proxy.log()
+        assert f"127.0.0.1:{discord.rest.port}" in log  # REST went through the proxy
+        assert f"127.0.0.1:{discord.gateway.url.rsplit(':', 1)[1]}" in log  # and so did the gateway
+        assert f"127.0.0.1:{framework.port}" not in log  # frameworks never do
+        assert "s3cret" not in out
+
+
+async def test_a_proxy_that_refuses_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with open_fake_discord() as discord, open_pproxy(tmp_path) as proxy:
+        url = proxy.url("socks5", password="wrong-password")
+        path = write_config(
+            tmp_path,
+            discord.api,
+            ['host = "127.0.0.1"\nport = 1'],
+            discord=f'proxy = "{url}"\ngateway_url = "{discord.gateway.url}"',
+        )
+        assert await check_online(path) == 1
+        out = capsys.readouterr().out
+        assert f"[FAIL] discord: cannot reach {discord.api}/users/@me" in out
+        assert (
+            f"[FAIL] discord gateway: {discord.gateway.url}: the proxy socks5://alice:***@127.0.0.1:{proxy.port} "
+            "refused authentication"
+        ) in out
+        assert "wrong-password" not in out

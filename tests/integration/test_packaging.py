@@ -22,6 +22,7 @@ def run_module(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Co
         cwd=cwd,
         env={**base, **env},
         capture_output=True,
+        stdin=subprocess.DEVNULL,  # like CI: no terminal, so `init` asks nothing
         text=True,
         timeout=PROCESS_TIMEOUT,
         check=False,

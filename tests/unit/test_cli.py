@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +191,172 @@ def test_verbosity_before_and_after_the_command_adds_up(config_path: Path) -> No
 def test_weak_verify_key_warning(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(config_path)], env={**ENV, "MIRAI_VERIFY_KEY": "1234"}) == 0
     assert "warning: the verify key has fewer than 8 characters" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- issue 16: -c, proxy, presence
+
+
+def test_config_path_precedence_flag_positional_environment_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("flag.toml", "positional.toml", "env.toml", "bridge.toml"):
+        assert main(["init", name, "--no-input"], env={}) == 0
+    capsys.readouterr()
+
+    def checked(argv: list[str], env: dict[str, str]) -> str:
+        assert main(argv, env={**ENV, **env}) == 0
+        return capsys.readouterr().out.splitlines()[0]
+
+    from_env = {"DISCORD_MIRAI_RELAY_CONFIG": "env.toml"}
+    assert checked(["check", "-c", "flag.toml", "positional.toml"], from_env) == "flag.toml: configuration is valid"
+    assert checked(["--config", "flag.toml", "check", "positional.toml"], from_env).startswith("flag.toml")
+    assert checked(["check", "positional.toml"], from_env).startswith("positional.toml")
+    assert checked(["check"], from_env).startswith("env.toml")
+    assert checked(["check"], {}).startswith("bridge.toml")
+    assert checked(["check"], {"DISCORD_MIRAI_RELAY_CONFIG": ""}).startswith("bridge.toml")
+
+
+def test_help_names_the_config_precedence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--help"], env={}) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "-c FILE, --config FILE" in out
+    assert "-c FILE, else the CONFIG argument, else $DISCORD_MIRAI_RELAY_CONFIG, else ./bridge.toml" in out
+
+
+def test_check_prints_the_proxy_and_the_presence(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = config_path.read_text(encoding="utf-8")
+    text = text.replace('proxy = ""', 'proxy = "socks5h://alice:pr0xy-pw@127.0.0.1:1080"')
+    text = text.replace('activity = ""', 'activity = "playing"').replace('text = ""', 'text = "with mirai"')
+    config_path.write_text(text, encoding="utf-8")
+    assert main(["check", str(config_path)], env=ENV) == 0
+    out = capsys.readouterr().out
+    assert "  proxy:          socks5h://alice:***@127.0.0.1:1080 (from [discord] proxy)\n" in out
+    assert '  presence:       online, Playing "with mirai"\n' in out
+    assert "pr0xy-pw" not in out
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "shown"),
+    [
+        ("", {"HTTPS_PROXY": "http://10.0.0.1:3128"}, "http://10.0.0.1:3128 (from environment variable HTTPS_PROXY)"),
+        ("none", {"HTTPS_PROXY": "http://10.0.0.1:3128"}, 'none ([discord] proxy = "none")'),
+        (
+            "",
+            {"ALL_PROXY": "socks5h://[::1]:1080", "NO_PROXY": "discord.com"},
+            "",  # the API and the gateway differ: two lines
+        ),
+        ("", {}, "none"),
+    ],
+)
+def test_check_says_which_proxy_from_where(
+    config_path: Path, capsys: pytest.CaptureFixture[str], value: str, env: dict[str, str], shown: str
+) -> None:
+    text = config_path.read_text(encoding="utf-8").replace('proxy = ""', f'proxy = "{value}"')
+    config_path.write_text(text, encoding="utf-8")
+    assert main(["check", str(config_path)], env={**ENV, **env}) == 0
+    out = capsys.readouterr().out
+    if shown:
+        assert f"  proxy:          {shown}\n" in out
+    else:
+        assert "  proxy (API):    none (NO_PROXY excludes discord.com from ALL_PROXY)\n" in out
+        assert "  proxy (gateway): socks5h://[::1]:1080 (from environment variable ALL_PROXY)\n" in out
+
+
+def test_an_unusable_environment_proxy_is_a_configuration_error(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", str(config_path)], env={**ENV, "HTTPS_PROXY": "socks4://u:env-pw@h:1"}) == 2
+    err = capsys.readouterr().err
+    assert "environment variable HTTPS_PROXY: unsupported scheme socks4://" in err
+    assert "env-pw" not in err
+
+
+# --------------------------------------------------------------------------- issue 16: init
+
+
+@pytest.mark.parametrize("name", ["ariadne", "other"])
+def test_init_framework_writes_its_default_server(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from relay.configload import load_config
+    from relay.frameworks import FRAMEWORKS
+
+    path = tmp_path / "bridge.toml"
+    assert main(["init", str(path), "--framework", name], env={}) == 0
+    framework = FRAMEWORKS[name]
+    (destination,) = load_config(path, env=ENV).mirai.reverse_ws.destinations
+    assert (destination.host, destination.port, destination.path) == (framework.host, framework.port, framework.path)
+    assert load_config(path, env=ENV).mirai.single_mode is framework.single_mode
+    assert f"e.g. {framework.framework_side}" in capsys.readouterr().out
+
+
+def test_plain_init_matches_the_readme_example(tmp_path: Path) -> None:
+    """The README's Ariadne example (WebsocketServerConfig() on 127.0.0.1:8000) is what a plain init dials."""
+    from relay.configload import load_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "WebsocketServerConfig()))" in readme  # the default path, "/"
+    path = tmp_path / "bridge.toml"
+    assert main(["init", str(path)], env={}, stdin=io.StringIO("")) == 0  # not a terminal: no questions
+    (destination,) = load_config(path, env=ENV).mirai.reverse_ws.destinations
+    assert f"**{destination.host}:{destination.port}**" in readme
+    assert destination.path == "/"
+
+
+def test_init_in_a_terminal_asks_framework_proxy_and_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from relay.configload import load_config
+
+    master, slave = os.openpty()
+    try:
+        answers = "7\nother\nsocks4://nope\nsocks5h://alice:pw-in-file@127.0.0.1:1080\ndata/store.db\n"
+        os.write(master, answers.encode())
+        with os.fdopen(slave, "r", encoding="utf-8", closefd=False) as terminal:
+            assert terminal.isatty()
+            path = tmp_path / "bridge.toml"
+            assert main(["init", str(path)], env={"HOME": "/home/u"}, stdin=terminal) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
+    out = capsys.readouterr().out
+    assert "Which bot framework will the bridge connect to" in out
+    assert "Please answer a number from 1 to 2" in out  # "7" was asked again
+    assert "that proxy URL: unsupported scheme socks4://" in out  # and so was the bad proxy
+    assert "the password will be written into the configuration file" in out
+    assert "Framework [1]: " in out
+    assert "Store path [/home/u/.local/share/discord-mirai-relay/bridge.sqlite3]: " in out
+    config = load_config(path, env=ENV)
+    (destination,) = config.mirai.reverse_ws.destinations
+    assert (destination.host, destination.port) == ("localhost", 8080)
+    assert config.discord.proxy == "socks5h://alice:pw-in-file@127.0.0.1:1080"
+    assert config.store.path == str(tmp_path / "data" / "store.db")
+
+
+def test_init_in_a_terminal_with_defaults_and_end_of_input(tmp_path: Path) -> None:
+    from relay.template import BRIDGE_TOML
+
+    master, slave = os.openpty()
+    try:
+        os.write(master, b"\n\n\n")
+        with os.fdopen(slave, "r", encoding="utf-8", closefd=False) as terminal:
+            assert main(["init", str(tmp_path / "a.toml")], env={}, stdin=terminal) == 0
+            os.write(master, b"\x04")  # Ctrl-D at the first question: nothing written
+            assert main(["init", str(tmp_path / "b.toml")], env={}, stdin=terminal) == 1
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert (tmp_path / "a.toml").read_text(encoding="utf-8") == BRIDGE_TOML
+    assert not (tmp_path / "b.toml").exists()
+
+
+def test_init_refuses_before_asking_when_the_file_exists(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(slave, "r", encoding="utf-8", closefd=False) as terminal:
+            assert main(["init", str(config_path)], env={}, stdin=terminal) == 2
+    finally:
+        os.close(master)
+        os.close(slave)
+    captured = capsys.readouterr()
+    assert "already exists" in captured.err
+    assert "Which bot framework" not in captured.out

@@ -51,6 +51,8 @@ SANS_IO_MODULES = (
     "relay/configload.py",
     "relay/ports.py",
     "relay/template.py",
+    "relay/check.py",
+    "relay/wizard.py",
     "relay/fastjson.py",
     "relay/backoff.py",
     "relay/proxyurl.py",
@@ -155,6 +157,7 @@ FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
 COMPOSITION_ROOT = (
     "relay/app.py",
     "relay/cli.py",
+    "relay/online.py",  # check --online: the probes dial as run dials (relay/cli.py's half that uses trio)
     "relay/__main__.py",
 )
 COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")

@@ -1,0 +1,82 @@
+"""What offline ``check`` prints: the configuration exactly as ``run`` would use it, one line per subject.
+
+Pure apart from reading the environment mapping it is given: the token's source, the intents, the shards, the
+Discord URLs and the proxy each goes through (:class:`relay.egress.DiscordEgress`), the presence sent in Identify,
+the verify settings, the destinations, the store, the outbox, the mapping and logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from relay.config import PRIVILEGED_INTENTS, BridgeConfig
+from relay.configload import ENV_OVERRIDES
+from relay.egress import DEFAULT_GATEWAY_URL, DiscordEgress
+
+__all__ = ["WEAK_SECRET_LENGTH", "summary_lines"]
+
+#: Verify keys shorter than this get a warning (mirai-api-http generates "INITKEY" + 8 random characters).
+WEAK_SECRET_LENGTH: Final = 8
+
+
+def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egress: DiscordEgress) -> list[str]:
+    """The lines ``check`` prints. Raises :class:`relay.errors.InvalidProxyURL` when an environment variable's
+    proxy cannot be used (``run`` would fail on it too)."""
+    discord, mirai = config.discord, config.mirai
+    token_from = (
+        f"environment variable {discord.token_env}" if env.get(discord.token_env) else "the file ([discord] token)"
+    )
+    privileged = sorted(PRIVILEGED_INTENTS.intersection(discord.intents))
+    shards = "auto (Discord's recommendation)" if discord.shard_count is None else str(discord.shard_count)
+    if discord.shard_ids:
+        shards += f", running {', '.join(map(str, discord.shard_ids))}"
+    if not mirai.enable_verify:
+        verify = "off"
+    elif env.get(mirai.verify_key_env):
+        verify = f"on, key from environment variable {mirai.verify_key_env}"
+    else:
+        verify = "on, key from the file ([mirai] verify_key)"
+    rest_proxy = egress.describe(discord.api_base_url)
+    gateway_proxy = egress.describe(discord.gateway_url or DEFAULT_GATEWAY_URL)
+    lines = [
+        f"{source}: configuration is valid",
+        f"  discord token:  from {token_from}",
+        f"  intents:        {', '.join(discord.intents)} (= {discord.intents_value})",
+    ]
+    if privileged:
+        lines.append(f"                  privileged, enable them in the Developer Portal: {', '.join(privileged)}")
+    lines += [
+        f"  shards:         {shards}",
+        f"  discord API:    {discord.api_base_url}",
+        f"  gateway:        {discord.gateway_url or 'from GET /gateway/bot'}",
+    ]
+    if rest_proxy == gateway_proxy:
+        lines.append(f"  proxy:          {rest_proxy}")
+    else:
+        lines += [f"  proxy (API):    {rest_proxy}", f"  proxy (gateway): {gateway_proxy}"]
+    lines += [
+        f"  presence:       {discord.presence.describe()}",
+        f"  mirai verify:   {verify}; single mode {'on' if mirai.single_mode else 'off'}",
+        f"  bot id (qq):    {mirai.bot_id or 'the Discord bot user id'}",
+        f"  destinations:   {len(mirai.reverse_ws.destinations)} (never through the proxy)",
+    ]
+    for destination in mirai.reverse_ws.destinations:
+        url = f"{destination.protocol.value}://{destination.host}:{destination.port}{destination.path}"
+        lines.append(f"    - {destination.label}: {url}")
+    lines += [
+        f"  store:          {config.store.path}",
+        f"  outbox:         up to {config.outbox.max_events} events, {config.outbox.max_age_seconds} s",
+        f"  mapping:        threads {config.mapping.threads.value}, "
+        f"long messages {config.mapping.long_messages.value}, guild events to {config.mapping.guild_events}",
+        f"  logging:        {config.logging.level}, {config.logging.format.value}",
+    ]
+    if mirai.enable_verify and len(mirai.verify_key) < WEAK_SECRET_LENGTH:
+        lines.append(
+            f"  warning: the verify key has fewer than {WEAK_SECRET_LENGTH} characters; it is easy to guess, and "
+            "every log line containing it is masked"
+        )
+    overridden = [var for var in ENV_OVERRIDES if env.get(var)]
+    if overridden:
+        lines.append(f"  from the environment: {', '.join(overridden)}")
+    return lines
