@@ -350,7 +350,7 @@ def _next_steps(source: str, framework: Framework, env: Mapping[str, str]) -> li
     return [
         f"wrote {source} (destination: {framework.source})",
         "next steps:",
-        f"  1. start your bot framework's websocket server, e.g. {framework.framework_side};",
+        f"  1. start your bot with its websocket server ({framework.framework_side});",
         f"     if it listens elsewhere, edit [[mirai.reverse_ws.destinations]] in {source}",
         "  2. export DISCORD_TOKEN=<bot token> MIRAI_VERIFY_KEY=<your framework's verifyKey>",
         f"  3. {PROG} check{target} --online",

@@ -53,7 +53,7 @@ FRAMEWORKS: Final[dict[str, Framework]] = {
             port=8080,
             path="/",
             source="mirai-api-http's reverse-ws destination defaults: localhost:8080, path /",
-            framework_side="a websocket server for mirai-api-http's reverse-ws adapter, with the same verifyKey",
+            framework_side="its server for mirai-api-http's reverse-ws adapter, with the same verifyKey",
         ),
     )
 }

@@ -288,7 +288,7 @@ def test_init_framework_writes_its_default_server(
     (destination,) = load_config(path, env=ENV).mirai.reverse_ws.destinations
     assert (destination.host, destination.port, destination.path) == (framework.host, framework.port, framework.path)
     assert load_config(path, env=ENV).mirai.single_mode is framework.single_mode
-    assert f"e.g. {framework.framework_side}" in capsys.readouterr().out
+    assert f"start your bot with its websocket server ({framework.framework_side})" in capsys.readouterr().out
 
 
 def test_plain_init_matches_the_readme_example(tmp_path: Path) -> None:
