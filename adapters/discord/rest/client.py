@@ -39,6 +39,7 @@ from adapters.discord.rest.ratelimit import RateLimiter, Reservation
 from adapters.discord.snowflakes import new_nonce, snowflake_time
 from relay.config import DiscordConfig
 from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError
+from relay.logs import TRACE, shorten_payload
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,7 @@ class RestClient:
         self._config = config
         self.__auth = f"Bot {token}"  # name-mangled; never part of repr, logs or errors
         self._http = http
+        self._trace = log.isEnabledFor(TRACE)  # request and response bodies at TRACE; read once
         self._limiter = RateLimiter(
             global_limit=config.global_rate_limit,
             max_wait=config.max_rate_limit_wait,
@@ -263,6 +265,12 @@ class RestClient:
         elif json_body is not None:
             content = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
             headers["Content-Type"] = "application/json"
+        if self._trace:  # -vv: the bodies both ways, redacted by the log handler like every line
+            if files:
+                sent = f"<multipart: {len(files)} file(s)> {shorten_payload(json.dumps(json_body, ensure_ascii=False))}"
+            else:
+                sent = shorten_payload(content.decode()) if content is not None else ""
+            log.log(TRACE, "Discord REST → %s %s %s", route.method, route.path, sent)
         attempt = 0
         rate_limited = 0
         outcome_unknown = False  # a previous attempt may have reached Discord without us seeing the answer
@@ -308,6 +316,15 @@ class RestClient:
             finally:
                 self._wake_waiters()
             status = response.status_code
+            if self._trace:
+                log.log(
+                    TRACE,
+                    "Discord REST ← %d %s %s %s",
+                    status,
+                    route.method,
+                    route.path,
+                    shorten_payload(response.text),
+                )
             if retry:
                 rate_limited += 1
                 if rate_limited > MAX_RATE_LIMITED_RETRIES:
