@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -42,7 +43,10 @@ from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
+from relay.egress import DiscordEgress
 from relay.errors import HTTPError, RelayError, StoreError
+from relay.notify import Notifier, serve_watchdog
+from relay.proxy import proxied_stream_opener
 from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
 from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
@@ -135,33 +139,31 @@ class RunningBridge:
         self.shutdown_requested.set()
 
 
-async def _log_status(running: RunningBridge, interval: float) -> None:
+def status_line(running: RunningBridge, rate: float) -> str:
+    """The one-line summary logged every ``[logging] status_interval`` and sent to systemd as ``STATUS=``."""
+    bridge = running.bridge.statistics()
+    shards = running.gateway.statistics()
+    ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
+    destinations = running.reverse_ws.statistics()
+    verified = sum(1 for d in destinations if d.verified)
+    outbox = running.outbox.statistics()
+    cache = running.cache.statistics()
+    return (
+        f"shards {ready}/{len(shards)} up, guilds {cache.get('guilds', 0)}, destinations {verified}/"
+        f"{len(destinations)} verified, outbox {outbox.retained} retained ({outbox.dropped} dropped), "
+        f"{rate:.1f} events/s, commands {bridge.commands} ({bridge.commands_failed} failed)"
+    )
+
+
+async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
     previous = running.bridge.statistics().events_published
     while True:
         await trio.sleep(interval)
-        bridge = running.bridge.statistics()
-        shards = running.gateway.statistics()
-        ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
-        destinations = running.reverse_ws.statistics()
-        verified = sum(1 for d in destinations if d.verified)
-        outbox = running.outbox.statistics()
-        cache = running.cache.statistics()
-        rate = (bridge.events_published - previous) / interval
-        previous = bridge.events_published
-        log.info(
-            "status: shards %d/%d up, guilds %d, destinations %d/%d verified, outbox %d retained "
-            "(%d dropped), %.1f events/s, commands %d (%d failed)",
-            ready,
-            len(shards),
-            cache.get("guilds", 0),
-            verified,
-            len(destinations),
-            outbox.retained,
-            outbox.dropped,
-            rate,
-            bridge.commands,
-            bridge.commands_failed,
-        )
+        published = running.bridge.statistics().events_published
+        line = status_line(running, (published - previous) / interval)
+        previous = published
+        log.info("status: %s", line)
+        notifier.status(line)
 
 
 async def _scoped(
@@ -174,11 +176,22 @@ async def _scoped(
         done.set()
 
 
-async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_bridge(
+    config: BridgeConfig,
+    *,
+    egress: DiscordEgress | None = None,
+    notifier: Notifier | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Run the whole bridge until :meth:`RunningBridge.shutdown` (then shut down gracefully and return).
 
-    Raises :class:`~relay.errors.GatewayClosed` (inside an ExceptionGroup) on a fatal Discord close.
+    ``egress`` decides the proxy of every connection to Discord (default: ``[discord] proxy`` with this process's
+    environment); ``notifier`` tells a supervisor (systemd) when the bridge is ready, its status and when it stops
+    (default: ``$NOTIFY_SOCKET``, a no-op without it). Raises :class:`~relay.errors.GatewayClosed` (inside an
+    ExceptionGroup) on a fatal Discord close.
     """
+    egress = egress or DiscordEgress.from_config(config.discord, os.environ)
+    notifier = notifier or Notifier.from_environment()
     store_path = config.store.path
     try:
         Path(store_path).parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +207,8 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
     )
     try:
         with Outbox(store_path, config.outbox) as outbox:
-            async with open_rest_client(config.discord, config.discord.token) as rest:
+            rest_proxy = egress.choice(config.discord.api_base_url).proxy
+            async with open_rest_client(config.discord, config.discord.token, proxy=rest_proxy) as rest:
                 core = compose_core(config, store=store, outbox=outbox, rest=rest)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
                 identity, admission, handler = core.identity, core.admission, core.handler
@@ -232,12 +246,13 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                             on_event=gateway_listener(translator, bridge, time.time),
                             initial_sessions=sessions,
                             make_room=make_room(outbox, store),
+                            open_stream=lambda url: proxied_stream_opener(egress.choice(url).proxy),
                         ),
                     )
                     running = RunningBridge(
                         bridge=bridge, gateway=gateway, reverse_ws=reverse_ws, outbox=outbox, store=store, cache=cache
                     )
-                    nursery.start_soon(_log_status, running, config.logging.status_interval)
+                    nursery.start_soon(_log_status, running, config.logging.status_interval, notifier)
                     await nursery.start(process.serve_memory_trim, _activity(bridge, outbox))
                     log.info(
                         "bridge running: %d shard(s), %d destination(s), store %s",
@@ -246,7 +261,11 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
                         store_path,
                     )
                     task_status.started(running)
+                    # systemd (Type=notify): up once Discord is ready and every transport runs; fed while the loop runs
+                    notifier.ready(status_line(running, 0.0))
+                    await nursery.start(serve_watchdog, notifier)
                     await running.shutdown_requested.wait()
+                    notifier.stopping("shutting down")
 
                     log.info("shutting down: refusing new commands, finishing %d in flight", admission.in_flight)
                     with trio.move_on_after(COMMAND_GRACE) as grace:
@@ -274,13 +293,13 @@ async def serve_bridge(config: BridgeConfig, *, task_status: Any = trio.TASK_STA
 # --------------------------------------------------------------------------- process entry point
 
 
-async def _main(config: BridgeConfig) -> int:
+async def _main(config: BridgeConfig, egress: DiscordEgress | None) -> int:
     interrupted = False
     async with trio.open_nursery() as nursery:
         running: RunningBridge | None = None
 
         async def bridge_task(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            await serve_bridge(config, task_status=task_status)
+            await serve_bridge(config, egress=egress, task_status=task_status)
             nursery.cancel_scope.cancel(reason="bridge stopped")
 
         async def watch_signals() -> None:
@@ -315,13 +334,15 @@ def fatal_message(exc: RelayError, config: BridgeConfig) -> str:
     return str(exc)
 
 
-def run(config: BridgeConfig) -> int:
-    """Run the bridge until SIGINT/SIGTERM. Exit code: 0 clean stop, 1 fatal error, 130 forced stop."""
+def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
+    """Run the bridge until SIGINT/SIGTERM. Exit code: 0 clean stop, 1 fatal error, 130 forced stop.
+
+    ``egress``: the proxy decision ``check`` printed (the CLI builds it once); default: from the environment."""
     code = 0
     if process.limit_malloc_arenas():
         log.debug("malloc arenas limited to %d", process.MALLOC_ARENA_LIMIT)
     try:
-        code = trio.run(_main, config)
+        code = trio.run(_main, config, egress)
     except* RelayError as group:
         # several tasks may fail together (the shards of one bot with a bad token): say it once
         seen: set[str] = set()

@@ -393,8 +393,8 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
             raise
         log.error("this installation has no relay.app module; reinstall %s", PROG)
         return EXIT_FAILURE
-    run_bridge: Callable[[BridgeConfig], int] = app.run
-    return run_bridge(config)
+    run_bridge: Callable[[BridgeConfig, DiscordEgress], int] = app.run
+    return run_bridge(config, egress)
 
 
 # --------------------------------------------------------------------------- helpers

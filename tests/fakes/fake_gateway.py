@@ -56,6 +56,7 @@ class ConnectionRecord:
     time: float
     path: str
     query: dict[str, str]
+    headers: dict[str, str] = attrs.field(factory=dict)  #: the upgrade request's, names lower-cased
 
 
 @attrs.define(eq=False)
@@ -332,7 +333,8 @@ class FakeGateway:
                 split_frames=self.split_frames,
                 index=self._conn_counter,
             )
-            self.connections.append(ConnectionRecord(trio.current_time(), parts.path, query))
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
+            self.connections.append(ConnectionRecord(trio.current_time(), parts.path, query, headers))
             self._live.append(conn)
             self._notify()
             nursery.start_soon(conn.writer)

@@ -116,6 +116,8 @@ class ShardSession:
     properties: Mapping[str, str] = DEFAULT_PROPERTIES
     backoff: BackoffConfig = attrs.field(factory=BackoffConfig)
     initial_session: ResumeState | None = None
+    #: Identify's ``presence`` (``gateway/presence.py`` builds it from ``[discord.presence]``); None: Discord's default
+    presence: Mapping[str, object] | None = None
 
     state: ShardState = ShardState.DISCONNECTED
     session_id: str | None = None
@@ -295,6 +297,7 @@ class ShardSession:
                         "compress": False,  # payload compression; we use transport compression (§2.5)
                         "large_threshold": self.large_threshold,
                         "shard": [self.shard_id, self.shard_count],
+                        **({"presence": dict(self.presence)} if self.presence is not None else {}),
                     },
                 }
             )

@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
+from adapters.discord import USER_AGENT
 from adapters.discord.gateway.close_codes import RESUMABLE_CLOSE_CODE
 from adapters.discord.gateway.events import (
     DispatchReceived,
@@ -42,6 +43,7 @@ from adapters.discord.gateway.events import (
 )
 from adapters.discord.gateway.pacing import IdentifyPacer
 from adapters.discord.gateway.payloads import PayloadDecoder
+from adapters.discord.gateway.presence import identify_presence
 from adapters.discord.gateway.session import ShardSession, ShardStatistics
 from adapters.discord.rest.client import GatewayBotInfo
 from relay.config import DiscordConfig
@@ -53,7 +55,7 @@ from relay.errors import (
     WebSocketClosed,
     WebSocketHandshakeFailed,
 )
-from relay.wire.client import connect_websocket
+from relay.wire.client import StreamOpener, connect_websocket
 from relay.wire.connection import WebSocketConnection
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ OnEvent = Callable[[GatewayEvent], None]
 #: awaited by the reader every READER_YIELD_EVERY messages; returns once the consumer can take more (it must
 #: checkpoint, like any trio function). The default only yields.
 MakeRoom = Callable[[], Awaitable[None]]
+#: the stream opener for one gateway URL (the main or the resume URL): a proxy tunnel, or None to connect directly
+OpenStreamFor = Callable[[str], StreamOpener | None]
 
 
 class IdentifyGate:
@@ -119,6 +123,8 @@ class Shard:
     on_event: OnEvent
     identify_gate: IdentifyGate
     make_room: MakeRoom = trio.lowlevel.checkpoint
+    #: the TCP stream opener for a gateway URL (a proxy tunnel, see relay.egress); None: connect directly
+    open_stream: OpenStreamFor | None = None
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _ready: trio.Event = attrs.field(factory=trio.Event)
     _identify_task_running: bool = False
@@ -217,7 +223,12 @@ class Shard:
         decoder = PayloadDecoder(compressed=self.config.compress, max_size=self.config.max_message_bytes)
         with trio.fail_after(CONNECT_TIMEOUT):
             ws = await connect_websocket(
-                url, max_message_size=self.config.max_message_bytes, peer="the Discord gateway"
+                url,
+                max_message_size=self.config.max_message_bytes,
+                # the same User-Agent as REST (docs/discord.md §8.1): some Discord-compatible servers refuse none
+                headers=[("User-Agent", USER_AGENT)],
+                open_stream=self.open_stream(url) if self.open_stream is not None else None,
+                peer="the Discord gateway",
             )
         try:
             self._wakeup = trio.Event()
@@ -371,6 +382,7 @@ async def serve_shard(
     initial_session: ResumeState | None = None,
     rng: random.Random | None = None,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
+    open_stream: OpenStreamFor | None = None,
     task_status: trio.TaskStatus[Shard] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run one shard forever; ``task_status.started(shard)`` once it first reached READY or RESUMED.
@@ -389,6 +401,7 @@ async def serve_shard(
         initial_session=initial_session,
         rng=rng or random.Random(),
         make_room=make_room,
+        open_stream=open_stream,
     )
     try:
         await shard.run(task_status=task_status)
@@ -439,6 +452,7 @@ async def serve_gateway(
     initial_sessions: Mapping[int, ResumeState] | None = None,
     rng: random.Random | None = None,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
+    open_stream: OpenStreamFor | None = None,
     task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Run every shard of this process in one nursery, forever.
@@ -482,6 +496,7 @@ async def serve_gateway(
             initial_session=sessions.get(sid),
             rng=random.Random(base_rng.random()),
             make_room=make_room,
+            open_stream=open_stream,
         )
         for sid in shard_ids
     }
@@ -516,6 +531,7 @@ def _build_shard(
     initial_session: ResumeState | None,
     rng: random.Random,
     make_room: MakeRoom = trio.lowlevel.checkpoint,
+    open_stream: OpenStreamFor | None = None,
 ) -> Shard:
     machine = ShardSession(
         shard_id=shard_id,
@@ -529,8 +545,16 @@ def _build_shard(
         intent_names=config.intents,
         backoff=config.reconnect,
         initial_session=initial_session,
+        presence=identify_presence(config.presence),
     )
-    return Shard(config=config, machine=machine, on_event=on_event, identify_gate=identify_gate, make_room=make_room)
+    return Shard(
+        config=config,
+        machine=machine,
+        on_event=on_event,
+        identify_gate=identify_gate,
+        make_room=make_room,
+        open_stream=open_stream,
+    )
 
 
 def _raise_fatal_from(group: BaseExceptionGroup[BaseException]) -> None:

@@ -40,6 +40,8 @@ from adapters.discord.snowflakes import new_nonce, snowflake_time
 from relay.config import DiscordConfig
 from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError
 from relay.logs import TRACE, shorten_payload
+from relay.proxy import httpx_proxy_options
+from relay.proxyurl import ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -184,17 +186,25 @@ async def open_rest_client(
     token: str,
     *,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    proxy: ProxySettings | None = None,
 ) -> AsyncIterator[RestClient]:
-    """Open a REST client for ``token``; the HTTP connection pool closes when the block ends."""
+    """Open a REST client for ``token``; the HTTP connection pool closes when the block ends.
+
+    ``proxy`` (chosen by :class:`relay.egress.DiscordEgress` for ``api_base_url``) carries every request and media
+    download; None connects directly, whatever the environment says (the egress decision already read it).
+    """
     if not token:
         raise HTTPError(401, 0, "no Discord bot token given; set DISCORD_TOKEN (or discord.token_env)")
     timeout = httpx.Timeout(config.request_timeout)
+    # a test's in-memory transport replaces the network, proxy included
+    routing: dict[str, Any] = dict(httpx_proxy_options(proxy)) if http_transport is None else {}
     async with httpx.AsyncClient(
         base_url=config.api_base_url.rstrip("/") + "/",
         headers={"User-Agent": USER_AGENT},
         timeout=timeout,
         transport=http_transport,
         follow_redirects=False,
+        **routing,
     ) as http:
         log.info("Discord REST client ready for %s", config.api_base_url)
         try:
