@@ -509,6 +509,26 @@ async def test_refused_handshakes_are_retried_forever(outbox: Outbox) -> None:
                 await (await fw.wait_connection()).wait_verified()
 
 
+async def test_reconnect_messages_are_one_plain_sentence_naming_the_destination_and_cause(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with open_fake_framework(verify_key=KEY, qq=BOT) as gone:
+        port = gone.port
+    with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.reverse_ws"):
+        async with running_bridge(mirai_config(port), outbox):  # nothing listens there any more
+            while caplog.text.count("reconnecting in") < 2:
+                await trio.sleep(0.02)
+        async with open_fake_framework(verify_key=KEY, qq=BOT, expected_headers={"X-Token": "secret"}) as fw:
+            async with running_bridge(mirai_config(fw.port), outbox):
+                await fw.wait_rejected(1)
+                while "HTTP 403" not in caplog.text:
+                    await trio.sleep(0.02)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"fw0: connection to 127.0.0.1:{port} refused (is the server running and listening there?)" in warnings
+    assert any(w.startswith("fw0: the framework refused the websocket upgrade with HTTP 403;") for w in warnings)
+    assert not any("attempts" in w or "ExceptionGroup" in w or "\n" in w for w in warnings)
+
+
 async def test_tls_failures_are_retried(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
     with trio.fail_after(GUARD), caplog.at_level(logging.INFO, logger="adapters.mirai.reverse_ws"):
         async with open_fake_framework(verify_key=KEY, qq=BOT) as fw:
