@@ -113,11 +113,16 @@ async def test_rest_and_the_gateway_go_through_the_configured_proxy(tmp_path: Pa
                         {"target": CHANNEL, "messageChain": [{"type": "Plain", "text": "back through it"}]},
                     )
                 )["code"] == 0
+                # a dropped gateway connection resumes through the proxy too
+                await world.gateway.drop_connection()
+                await world.gateway.wait_until(lambda: len(world.gateway.resumes) == 1)
+                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "after resume"))
+                await wait_group_messages(framework, 2)
         log = proxy.log()
         rest_port = world.rest.base_url.split(":")[2].split("/")[0]
         gateway_port = world.gateway.url.split(":")[2].split("/")[0]
         assert f"127.0.0.1:{rest_port}" in log  # REST tunnelled
-        assert f"127.0.0.1:{gateway_port}" in log  # the gateway websocket tunnelled
+        assert log.count(f"127.0.0.1:{gateway_port}") == 2  # the gateway websocket, then its resume, tunnelled
         assert "127.0.0.1:9" not in log
     finally:
         await proxy.kill()
