@@ -13,6 +13,7 @@ Data flow (DESIGN.md §1):
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from relay.envelope import Command, ConversationRef, Event, Group, Member, Message, Quote, Result, Segment, User
@@ -63,3 +64,21 @@ class BotIdentity(Protocol):
 
     @property
     def bot_name(self) -> str: ...
+
+
+class IdPresenter(Protocol):
+    """How the mirai side shows Discord ids to frameworks and reads them back (``[mirai] ids``; relay/ids.py).
+
+    The mirai encoders call :meth:`present` for every 64-bit id they write and the command decoder calls
+    :meth:`resolve` for every one it reads. Ids first seen inside :meth:`deferred` are made durable together when
+    the block ends (outside it, before :meth:`present` returns): nothing carrying them may leave the process
+    earlier.
+    """
+
+    def present(self, real: int) -> int:
+        """The id frameworks see for the Discord id ``real``."""
+
+    def resolve(self, presented: int) -> int | None:
+        """The Discord id behind an id a framework sent; ``None`` when no Discord id has that presented id."""
+
+    def deferred(self) -> AbstractContextManager[None]: ...

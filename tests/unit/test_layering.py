@@ -61,6 +61,7 @@ SANS_IO_MODULES = (
     "relay/egress.py",
     "relay/frameworks.py",
     "adapters/discord/gateway/presence.py",
+    "relay/ids.py",
     "adapters/mirai/codec.py",
     "adapters/mirai/correlator.py",
     "relay/wire/frames.py",
@@ -126,6 +127,7 @@ NO_TRIO_MODULES = (
     "relay/storage/sqlite.py",
     "relay/storage/store.py",
     "relay/storage/outbox.py",
+    "relay/storage/idmap.py",
     "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
     "relay/sandbox/emulator/db.py",
     "relay/sandbox/emulator/world.py",
