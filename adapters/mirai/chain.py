@@ -18,6 +18,9 @@ Representation choices (documented here because frameworks see them):
 * **One stand-alone element per chain.** Ariadne rejects a whole event whose chain has more than one
   element outside Plain/Image/Face/At/AtAll/Source/Quote; a Discord message with several audio/file
   attachments or stickers keeps the first as Voice/File/MarketFace and the rest become readable Plain.
+* **Ids.** ``At.target`` and ``Quote``'s ``senderId``/``targetId``/``groupId`` go through ``ids.present`` when
+  encoding; a received ``At.target`` (and ``[mirai:at:N]``) through ``ids.resolve`` when decoding, an id no
+  Discord id has being answered code 5 (:class:`~relay.ports.IdPresenter`, ``[mirai] ids``).
 * **Send-side elements** with no Discord form: Face with a QQ face id → ``[表情:name]`` text; Dice → "🎲 N";
   MusicShare → title and link; ShortVideo with ``videoUrl`` → the link; Forward → quoted ``> name: text``
   lines; MiraiCode → at/atall/image parsed, the rest literal; FlashImage → an ordinary image. Refused with
@@ -34,6 +37,8 @@ from collections.abc import Mapping, Sequence
 
 from adapters.mirai import codec, fields
 from relay import envelope as env
+from relay.ids import SNOWFLAKE_IDS
+from relay.ports import IdPresenter
 
 __all__ = ["decode_chain", "encode_chain", "encode_message_chain"]
 
@@ -66,13 +71,13 @@ def _image_type(image: env.Image) -> str:
     return "UNKNOWN"
 
 
-def _encode_segment(segment: env.Segment) -> dict[str, object]:
+def _encode_segment(segment: env.Segment, ids: IdPresenter) -> dict[str, object]:
     # Order of tests = rough frequency on Discord (text first).
     if type(segment) is env.Text:
         return {"type": "Plain", "text": segment.text}
     if isinstance(segment, env.Mention):
         # real mirai-api-http always emits display "" (mirai-api-http.md §7)
-        return {"type": "At", "target": segment.user_id, "display": ""}
+        return {"type": "At", "target": ids.present(segment.user_id), "display": ""}
     if isinstance(segment, env.Image):
         return {
             "type": "Image",
@@ -133,7 +138,7 @@ def _special_as_text(segment: env.Segment) -> dict[str, object]:
     return {"type": "Plain", "text": text}
 
 
-def encode_chain(segments: Sequence[env.Segment]) -> list[dict[str, object]]:
+def encode_chain(segments: Sequence[env.Segment], ids: IdPresenter = SNOWFLAKE_IDS) -> list[dict[str, object]]:
     """Segments → mirai elements, in order (no Source/Quote); at most one stand-alone element."""
     elements: list[dict[str, object]] = []
     special_seen = False
@@ -143,39 +148,42 @@ def encode_chain(segments: Sequence[env.Segment]) -> list[dict[str, object]]:
                 elements.append(_special_as_text(segment))
                 continue
             special_seen = True
-        elements.append(_encode_segment(segment))
+        elements.append(_encode_segment(segment, ids))
     return elements
 
 
-def _quote_element(message: env.Message, *, bot_id: int) -> dict[str, object]:
+def _quote_element(message: env.Message, *, bot_id: int, ids: IdPresenter) -> dict[str, object]:
     quote = message.quote
     assert quote is not None  # the caller checked
     conversation = message.conversation
     if conversation.kind is env.ConversationKind.GROUP:
-        group_id = conversation.id
-        target_id = conversation.id
+        group_id = target_id = ids.present(conversation.id)
     else:
-        # targetId = who received the quoted message (mirai-api-http.md §7 Quote)
+        # targetId = who received the quoted message (mirai-api-http.md §7 Quote). A private conversation has two
+        # parties, the bot and the user whose id it bears: whoever did not write the quoted message received it.
         group_id = 0
-        target_id = conversation.id if quote.author_id == bot_id else bot_id
+        target_id = bot_id if quote.author_id == conversation.id else ids.present(conversation.id)
     local_id = quote.ref.local_id
     return {
         "type": "Quote",
         "id": local_id if local_id is not None else 0,
         "groupId": group_id,
-        "senderId": quote.author_id,
+        "senderId": ids.present(quote.author_id),
         "targetId": target_id,
-        "origin": encode_chain(quote.origin),
+        "origin": encode_chain(quote.origin, ids),
     }
 
 
-def encode_message_chain(message: env.Message, *, bot_id: int) -> list[dict[str, object]]:
-    """A message's whole chain: Source, the Quote if it replies, then its segments."""
+def encode_message_chain(
+    message: env.Message, *, bot_id: int, ids: IdPresenter = SNOWFLAKE_IDS
+) -> list[dict[str, object]]:
+    """A message's whole chain: Source, the Quote if it replies, then its segments. ``bot_id`` is the bot's
+    presented id (the receiver in private quotes), ``ids`` presents the others."""
     # Source first, Quote second: Ariadne looks for both in the first two elements (mirai-api-http.md §3.7)
     chain: list[dict[str, object]] = [{"type": "Source", "id": message.local_id, "time": fields.clamp32(message.time)}]
     if message.quote is not None:
-        chain.append(_quote_element(message, bot_id=bot_id))
-    chain.extend(encode_chain(message.segments))
+        chain.append(_quote_element(message, bot_id=bot_id, ids=ids))
+    chain.extend(encode_chain(message.segments, ids))
     return chain
 
 
@@ -210,10 +218,10 @@ def _decode_image(
     raise fields.bad(where, f"needs one of {id_key}, url or base64")
 
 
-def _plain_text_of(chain: object, where: str) -> str:
+def _plain_text_of(chain: object, where: str, ids: IdPresenter) -> str:
     """Readable text of a nested chain (Forward nodes): Plain as is, everything else in brackets/urls."""
     parts: list[str] = []
-    for segment in decode_chain(chain, where):
+    for segment in decode_chain(chain, where, ids=ids):
         if isinstance(segment, env.Text):
             parts.append(segment.text)
         elif isinstance(segment, env.Mention):
@@ -229,7 +237,7 @@ def _plain_text_of(chain: object, where: str) -> str:
     return "".join(parts)
 
 
-def _decode_mirai_code(code: str) -> list[env.Segment]:
+def _decode_mirai_code(code: str, where: str, ids: IdPresenter) -> list[env.Segment]:
     """Best-effort mirai code: ``at``/``atall``/``image`` become elements; anything else stays readable text."""
     segments: list[env.Segment] = []
     position = 0
@@ -245,7 +253,7 @@ def _decode_mirai_code(code: str) -> list[env.Segment]:
         kind = match.group(1).lower()
         args = _MIRAI_CODE_UNESCAPE_RE.sub(r"\1", match.group(2) or "")
         if kind == "at" and args.strip().lstrip("-").isdigit():
-            segments.append(env.Mention(user_id=int(args.strip())))
+            segments.append(env.Mention(user_id=fields.resolve(ids, int(args.strip()), f"{where} [mirai:at]")))
         elif kind == "atall":
             segments.append(env.MentionAll())
         elif kind == "image" and args:
@@ -256,7 +264,7 @@ def _decode_mirai_code(code: str) -> list[env.Segment]:
     return segments
 
 
-def _decode_element(element: object, where: str) -> list[env.Segment]:
+def _decode_element(element: object, where: str, ids: IdPresenter) -> list[env.Segment]:
     if not isinstance(element, Mapping):
         raise fields.bad(where, "must be a message element object")
     kind = element.get("type")
@@ -265,7 +273,7 @@ def _decode_element(element: object, where: str) -> list[env.Segment]:
     if kind == "Plain":
         return [env.Text(fields.string(element, "text", None))] if element.get("text") != "" else []
     if kind == "At":
-        return [env.Mention(user_id=fields.long(element, "target"))]
+        return [env.Mention(user_id=fields.resolve(ids, fields.long(element, "target"), f"{where}.target"))]
     if kind == "AtAll":
         return [env.MentionAll()]
     if kind in ("Source", "Quote"):
@@ -293,7 +301,7 @@ def _decode_element(element: object, where: str) -> list[env.Segment]:
             return [env.Sticker(id=int(match.group(2)), name=match.group(1))]
         return [env.Text(f"[{name or '商城表情'}]")]
     if kind == "MiraiCode":
-        return _decode_mirai_code(fields.string(element, "code", None))
+        return _decode_mirai_code(fields.string(element, "code", None), f"{where}.code", ids)
     if kind == "Dice":
         value = fields.int32(element, "value", 0)
         return [env.Text(f"🎲 {value}")]
@@ -309,7 +317,7 @@ def _decode_element(element: object, where: str) -> list[env.Segment]:
             return [env.Text(video_url)]  # Discord embeds the link
         raise fields.unsupported(f"{where}: ShortVideo without videoUrl cannot be sent to Discord (no QQ video store)")
     if kind == "Forward":
-        return _decode_forward(element, where)
+        return _decode_forward(element, where, ids)
     if kind in ("Xml", "Json", "App"):
         raise fields.unsupported(
             f"{where}: {kind} service cards cannot be rendered on Discord; send Plain text or an Image instead"
@@ -321,7 +329,7 @@ def _decode_element(element: object, where: str) -> list[env.Segment]:
     raise fields.bad(f"{where}.type", f"is not a mirai message element ({kind!r})")
 
 
-def _decode_forward(element: Mapping[str, object], where: str) -> list[env.Segment]:
+def _decode_forward(element: Mapping[str, object], where: str, ids: IdPresenter) -> list[env.Segment]:
     """Forward → readable quoted lines ``> name: text`` (Discord has no merged-forward cards)."""
     nodes = element.get("nodeList")
     if not isinstance(nodes, list):
@@ -337,7 +345,7 @@ def _decode_forward(element: Mapping[str, object], where: str) -> list[env.Segme
                 "give senderName and messageChain"
             )
         name = fields.string(node_map, "senderName", "") or str(node_map.get("senderId") or "")
-        text = _plain_text_of(chain, f"{node_where}.messageChain")
+        text = _plain_text_of(chain, f"{node_where}.messageChain", ids)
         lines.append(f"> {name}: {text}" if name else f"> {text}")
     display = element.get("display")
     title = ""
@@ -348,16 +356,17 @@ def _decode_forward(element: Mapping[str, object], where: str) -> list[env.Segme
     return [env.Text("\n".join(header + lines))] if lines or header else []
 
 
-def decode_chain(chain: object, where: str = "messageChain") -> list[env.Segment]:
+def decode_chain(chain: object, where: str = "messageChain", *, ids: IdPresenter = SNOWFLAKE_IDS) -> list[env.Segment]:
     """A mirai ``messageChain`` → envelope segments; raises :class:`~adapters.mirai.fields.BadContent` naming the
-    element (``messageChain[2].target``) when one cannot be used."""
+    element (``messageChain[2].target``) when one cannot be used. ``ids`` maps ``At`` targets back to Discord
+    ids."""
     if not isinstance(chain, list):
         raise fields.bad(where, "must be a list of message elements")
     segments: list[env.Segment] = []
     for index, element in enumerate(chain):
         element_where = f"{where}[{index}]"
         try:
-            segments.extend(_decode_element(element, element_where))
+            segments.extend(_decode_element(element, element_where, ids))
         except fields.BadContent as problem:
             if element_where in problem.msg:
                 raise

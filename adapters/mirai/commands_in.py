@@ -16,6 +16,10 @@ id"): the decoded :class:`~relay.envelope.MessageRef` uses ``ConversationKind.GR
 snowflakes never collide between channels and users, and the store keys messages by conversation id alone, so
 resolving the ref through the store yields the real conversation (``MessageStore.lookup_local``;
 ``MessageStore.conversation(id)`` for ``roamingMessages``).
+
+**Contact ids** (groups, members, friends: ``target``, ``group``, ``qq``, ``memberId``, ``memberIds``, ``At``)
+are read through the :class:`~relay.ports.IdPresenter` given to :func:`decode_command` (``[mirai] ids``), so the
+envelope command carries Discord ids; an id the bridge never presented is answered code 5.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from adapters.mirai import codec, fields
 from adapters.mirai.chain import decode_chain
 from adapters.mirai.codec import StatusCode
 from relay import envelope as env
+from relay.ids import SNOWFLAKE_IDS
+from relay.ports import IdPresenter
 
 __all__ = [
     "UNSUPPORTED_COMMANDS",
@@ -66,8 +72,10 @@ def answer_query(query: BridgeQuery, *, bot_id: int, bot_name: str, session_key:
     return codec.restful_data({"sessionKey": session_key, "qq": {"id": bot_id, "nickname": bot_name, "remark": ""}})
 
 
-def _send(content: Mapping[str, object], conversation: env.ConversationRef, via_group: int | None) -> env.SendMessage:
-    segments = decode_chain(content.get("messageChain"))
+def _send(
+    content: Mapping[str, object], ids: IdPresenter, conversation: env.ConversationRef, via_group: int | None
+) -> env.SendMessage:
+    segments = decode_chain(content.get("messageChain"), ids=ids)
     if not segments:
         raise fields.bad("messageChain", "has nothing Discord can send (it is empty or only Source/Quote)")
     quote_id = content.get("quote")
@@ -77,77 +85,88 @@ def _send(content: Mapping[str, object], conversation: env.ConversationRef, via_
     return env.SendMessage(conversation=conversation, segments=tuple(segments), quote=quote, via_group=via_group)
 
 
-def _ambiguous_ref(content: Mapping[str, object]) -> env.MessageRef:
+def _ambiguous_ref(content: Mapping[str, object], ids: IdPresenter) -> env.MessageRef:
     # see the module docstring: kind GROUP is a placeholder the store resolves
-    target = fields.long(content, "target", "group", "qq")
+    target = fields.contact(content, ids, "target", "group", "qq")
     return env.MessageRef(conversation=env.ConversationRef.group(target), local_id=fields.message_id(content))
 
 
-def _cmd_send_group(content: Mapping[str, object]) -> env.Command:
-    return _send(content, env.ConversationRef.group(fields.long(content, "target", "group")), None)
+def _group(content: Mapping[str, object], ids: IdPresenter) -> int:
+    """The group a command is about: ``target``, or its synonym ``group``."""
+    return fields.contact(content, ids, "target", "group")
 
 
-def _cmd_send_friend(content: Mapping[str, object]) -> env.Command:
-    return _send(content, env.ConversationRef.private(fields.long(content, "target", "qq")), None)
+def _member(content: Mapping[str, object], ids: IdPresenter) -> int:
+    return fields.contact(content, ids, "memberId")
 
 
-def _cmd_send_temp(content: Mapping[str, object]) -> env.Command:
-    user = fields.long(content, "qq", "target")
-    group = fields.long(content, "group")
-    return _send(content, env.ConversationRef.private(user), group)
+def _cmd_send_group(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
+    return _send(content, ids, env.ConversationRef.group(_group(content, ids)), None)
 
 
-def _cmd_roaming(content: Mapping[str, object]) -> env.Command:
+def _cmd_send_friend(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
+    return _send(content, ids, env.ConversationRef.private(fields.contact(content, ids, "target", "qq")), None)
+
+
+def _cmd_send_temp(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
+    user = fields.contact(content, ids, "qq", "target")
+    group = fields.contact(content, ids, "group")
+    return _send(content, ids, env.ConversationRef.private(user), group)
+
+
+def _cmd_roaming(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
     start = fields.epoch(content, ("timeStart", "start"), 0)
     end = fields.epoch(content, ("timeEnd", "end"), fields.INT64_MAX)
     if end < start:
         raise fields.bad("timeEnd", f"({end}) is before timeStart ({start})")
-    target = fields.optional_long(content, "target")
+    target = fields.optional_contact(content, ids, "target")
     if target is not None:
         conversation = env.ConversationRef.group(target)  # ambiguous placeholder, see module docstring
-    elif (qq := fields.optional_long(content, "qq")) is not None:
+    elif (qq := fields.optional_contact(content, ids, "qq")) is not None:
         conversation = env.ConversationRef.private(qq)
-    elif (group := fields.optional_long(content, "group")) is not None:
+    elif (group := fields.optional_contact(content, ids, "group")) is not None:
         conversation = env.ConversationRef.group(group)
     else:
         raise fields.bad("target", "is missing (give target, qq or group)")
     return env.GetHistory(conversation=conversation, time_start=start, time_end=end)
 
 
-def _cmd_latest_members(content: Mapping[str, object]) -> env.Command:
+def _cmd_latest_members(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
     raw_ids = content.get("memberIds")
-    ids: tuple[int, ...] = ()
+    user_ids: tuple[int, ...] = ()
     if raw_ids is not None:
         if not isinstance(raw_ids, list):
             raise fields.bad("memberIds", "must be a list of ids or null")
-        ids = tuple(
-            fields.as_int(value, f"memberIds[{i}]", fields.INT64_MIN, fields.INT64_MAX, "integer id")
+        user_ids = tuple(
+            fields.resolve(
+                ids,
+                fields.as_int(value, f"memberIds[{i}]", fields.INT64_MIN, fields.INT64_MAX, "integer id"),
+                f"memberIds[{i}]",
+            )
             for i, value in enumerate(raw_ids)
         )
-    return env.ListMembers(group_id=fields.long(content, "target", "group"), fresh=True, user_ids=ids)
+    return env.ListMembers(group_id=_group(content, ids), fresh=True, user_ids=user_ids)
 
 
-def _cmd_mute(content: Mapping[str, object]) -> env.Command:
+def _cmd_mute(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
     seconds = fields.int32(content, "time", 0)
     if seconds < 0:
         raise fields.bad("time", f"must not be negative ({seconds})")
     # the upper clamp (Discord: 28 days) is the Discord adapter's business
-    return env.MuteMember(
-        group_id=fields.long(content, "target", "group"), user_id=fields.long(content, "memberId"), seconds=seconds
-    )
+    return env.MuteMember(group_id=_group(content, ids), user_id=_member(content, ids), seconds=seconds)
 
 
-def _cmd_kick(content: Mapping[str, object]) -> env.Command:
+def _cmd_kick(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
     return env.KickMember(
-        group_id=fields.long(content, "target", "group"),
-        user_id=fields.long(content, "memberId"),
+        group_id=_group(content, ids),
+        user_id=_member(content, ids),
         ban=fields.boolean(content, "block", False),
         reason=fields.string(content, "msg", ""),
     )
 
 
-def _cmd_group_config(sub: str, content: Mapping[str, object]) -> env.Command:
-    group_id = fields.long(content, "target", "group")
+def _cmd_group_config(sub: str, content: Mapping[str, object], ids: IdPresenter) -> env.Command:
+    group_id = _group(content, ids)
     if sub == "get":
         return env.GetGroupConfig(group_id=group_id)
     config = fields.mapping(content.get("config"), "config")
@@ -160,9 +179,9 @@ def _cmd_group_config(sub: str, content: Mapping[str, object]) -> env.Command:
     )
 
 
-def _cmd_member_info(sub: str, content: Mapping[str, object]) -> env.Command:
-    group_id = fields.long(content, "target", "group")
-    user_id = fields.long(content, "memberId")
+def _cmd_member_info(sub: str, content: Mapping[str, object], ids: IdPresenter) -> env.Command:
+    group_id = _group(content, ids)
+    user_id = _member(content, ids)
     if sub == "get":
         return env.GetMember(group_id=group_id, user_id=user_id)
     info = fields.mapping(content.get("info"), "info")
@@ -176,7 +195,7 @@ def _cmd_member_info(sub: str, content: Mapping[str, object]) -> env.Command:
     )
 
 
-def _cmd_anno_publish(content: Mapping[str, object]) -> env.Command:
+def _cmd_anno_publish(content: Mapping[str, object], ids: IdPresenter) -> env.Command:
     for key in ("imageUrl", "imagePath", "imageBase64"):
         if content.get(key) not in (None, ""):
             raise fields.unsupported(
@@ -184,53 +203,50 @@ def _cmd_anno_publish(content: Mapping[str, object]) -> env.Command:
                 "send the image as a message and pin it with setEssence"
             )
     return env.PublishAnnouncement(
-        group_id=fields.long(content, "target", "group", "id"),
+        group_id=fields.contact(content, ids, "target", "group", "id"),
         content=fields.string(content, "content", None),
         pinned=fields.boolean(content, "pinned", False),
     )
 
 
-_Decoder = Callable[[Mapping[str, object]], env.Command]
+_Decoder = Callable[[Mapping[str, object], IdPresenter], env.Command]
 
-#: commands that read ``content`` (mirai-api-http.md §6.1)
+#: commands that read ``content`` (mirai-api-http.md §6.1). Every id of a contact is read with fields.contact /
+#: fields.resolve (through ``ids``): never with fields.long alone (test_mirai_commands_in checks it)
 _CONTENT_COMMANDS: dict[str, _Decoder] = {
     "sendGroupMessage": _cmd_send_group,
     "sendFriendMessage": _cmd_send_friend,
     "sendTempMessage": _cmd_send_temp,
-    "recall": lambda c: env.RecallMessage(ref=_ambiguous_ref(c)),
-    "messageFromId": lambda c: env.GetMessage(ref=_ambiguous_ref(c)),
-    "setEssence": lambda c: env.PinMessage(ref=_ambiguous_ref(c)),
+    "recall": lambda c, ids: env.RecallMessage(ref=_ambiguous_ref(c, ids)),
+    "messageFromId": lambda c, ids: env.GetMessage(ref=_ambiguous_ref(c, ids)),
+    "setEssence": lambda c, ids: env.PinMessage(ref=_ambiguous_ref(c, ids)),
     "roamingMessages": _cmd_roaming,
-    "memberList": lambda c: env.ListMembers(group_id=fields.long(c, "target", "group")),
+    "memberList": lambda c, ids: env.ListMembers(group_id=_group(c, ids)),
     "latestMemberList": _cmd_latest_members,
-    "friendProfile": lambda c: env.GetUserProfile(user_id=fields.long(c, "target", "qq")),
-    "userProfile": lambda c: env.GetUserProfile(user_id=fields.long(c, "target", "qq")),
-    "memberProfile": lambda c: env.GetUserProfile(
-        user_id=fields.long(c, "memberId"), group_id=fields.long(c, "target", "group")
-    ),
+    "friendProfile": lambda c, ids: env.GetUserProfile(user_id=fields.contact(c, ids, "target", "qq")),
+    "userProfile": lambda c, ids: env.GetUserProfile(user_id=fields.contact(c, ids, "target", "qq")),
+    "memberProfile": lambda c, ids: env.GetUserProfile(user_id=_member(c, ids), group_id=_group(c, ids)),
     "mute": _cmd_mute,
-    "unmute": lambda c: env.UnmuteMember(
-        group_id=fields.long(c, "target", "group"), user_id=fields.long(c, "memberId")
-    ),
+    "unmute": lambda c, ids: env.UnmuteMember(group_id=_group(c, ids), user_id=_member(c, ids)),
     "kick": _cmd_kick,
-    "quit": lambda c: env.LeaveGroup(group_id=fields.long(c, "target", "group")),
-    "muteAll": lambda c: env.SetMuteAll(group_id=fields.long(c, "target", "group"), muted=True),
-    "unmuteAll": lambda c: env.SetMuteAll(group_id=fields.long(c, "target", "group"), muted=False),
-    "memberAdmin": lambda c: env.SetMemberAdmin(
-        group_id=fields.long(c, "target", "group"),
-        user_id=fields.long(c, "memberId"),
+    "quit": lambda c, ids: env.LeaveGroup(group_id=_group(c, ids)),
+    "muteAll": lambda c, ids: env.SetMuteAll(group_id=_group(c, ids), muted=True),
+    "unmuteAll": lambda c, ids: env.SetMuteAll(group_id=_group(c, ids), muted=False),
+    "memberAdmin": lambda c, ids: env.SetMemberAdmin(
+        group_id=_group(c, ids),
+        user_id=_member(c, ids),
         admin=fields.boolean(c, "assign", None),
     ),
-    "anno_list": lambda c: env.ListAnnouncements(
-        group_id=fields.long(c, "id", "target", "group"),
+    "anno_list": lambda c, ids: env.ListAnnouncements(
+        group_id=fields.contact(c, ids, "id", "target", "group"),
         offset=max(0, fields.int32(c, "offset", 0)),
         size=max(0, fields.int32(c, "size", env.INT32_MAX)),
     ),
     "anno_publish": _cmd_anno_publish,
-    "anno_delete": lambda c: env.DeleteAnnouncement(
-        group_id=fields.long(c, "id", "target", "group"), announcement_id=fields.string(c, "fid", None)
+    "anno_delete": lambda c, ids: env.DeleteAnnouncement(
+        group_id=fields.contact(c, ids, "id", "target", "group"), announcement_id=fields.string(c, "fid", None)
     ),
-    "deleteFriend": lambda c: env.DeleteFriend(user_id=fields.long(c, "target", "qq")),
+    "deleteFriend": lambda c, ids: env.DeleteFriend(user_id=fields.contact(c, ids, "target", "qq")),
 }
 
 #: commands that ignore ``content``
@@ -240,7 +256,7 @@ _NO_CONTENT_COMMANDS: dict[str, env.Command] = {
     "botProfile": env.GetBotProfile(),
 }
 
-_SUBCOMMANDS: dict[str, Callable[[str, Mapping[str, object]], env.Command]] = {
+_SUBCOMMANDS: dict[str, Callable[[str, Mapping[str, object], IdPresenter], env.Command]] = {
     "groupConfig": _cmd_group_config,
     "memberInfo": _cmd_member_info,
 }
@@ -276,11 +292,14 @@ UNSUPPORTED_COMMANDS: dict[str, str] = {
 _ABOUT = LocalAnswer(codec.about_data())
 
 
-def decode_command(command: str, sub_command: str | None, content: object) -> env.Command | LocalAnswer | BridgeQuery:
+def decode_command(
+    command: str, sub_command: str | None, content: object, *, ids: IdPresenter = SNOWFLAKE_IDS
+) -> env.Command | LocalAnswer | BridgeQuery:
     """A mirai command → envelope command, a :class:`BridgeQuery`, or a ready :class:`LocalAnswer`.
 
     Never raises for bad input: every problem becomes a ``LocalAnswer`` with a mirai code and a message
-    naming the command and the field.
+    naming the command and the field. ``ids`` maps every contact id back to its Discord id (an id it does not
+    know: code 5).
     """
     if command == "about":
         return _ABOUT
@@ -293,7 +312,7 @@ def decode_command(command: str, sub_command: str | None, content: object) -> en
             return _NO_CONTENT_COMMANDS[command]
         decoder = _CONTENT_COMMANDS.get(command)
         if decoder is not None:
-            return decoder(fields.mapping(content, "content"))
+            return decoder(fields.mapping(content, "content"), ids)
         sub_decoder = _SUBCOMMANDS.get(command)
         if sub_decoder is not None:
             sub = sub_command.lower() if isinstance(sub_command, str) else ""
@@ -302,7 +321,7 @@ def decode_command(command: str, sub_command: str | None, content: object) -> en
                     StatusCode.NO_OPERATE_SUPPORT,
                     f"{StatusCode.NO_OPERATE_SUPPORT.message}: {command} needs subCommand 'get' or 'update'",
                 )
-            return sub_decoder(sub, fields.mapping(content, "content"))
+            return sub_decoder(sub, fields.mapping(content, "content"), ids)
         why = UNSUPPORTED_COMMANDS.get(command)
         if why is not None:
             return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT, f"{command}: {why}")

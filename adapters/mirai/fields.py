@@ -7,6 +7,10 @@ query string is a string. So the readers are lenient the way mirai-api-http's ko
 §2): a quoted number is a number, ``"true"``/``"false"`` are booleans, a number is accepted where a string is
 expected, and synonyms (``target``/``group``/``qq``) are read in order. A value that cannot be used raises
 :class:`BadContent` naming the field; :func:`adapters.mirai.commands_in.decode_command` answers it.
+
+Ids of contacts (groups, members, friends) are read with :func:`contact` / :func:`resolve`, which map the id a
+framework sent back to the Discord id through the bridge's :class:`~relay.ports.IdPresenter` (``[mirai] ids``):
+an id the bridge never presented is code 5, never passed on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Final, TypeVar
 
 from adapters.mirai.codec import StatusCode
 from relay.envelope import INT32_MAX
+from relay.ports import IdPresenter
 
 __all__ = [
     "BAD_INPUT_PREFIX",
@@ -28,13 +33,16 @@ __all__ = [
     "bad",
     "boolean",
     "clamp32",
+    "contact",
     "epoch",
     "first",
     "int32",
     "long",
     "mapping",
     "message_id",
+    "optional_contact",
     "optional_long",
+    "resolve",
     "string",
     "unsupported",
 ]
@@ -111,6 +119,34 @@ def optional_long(content: Mapping[str, object], *names: str) -> int | None:
     """An optional mirai ``Long``: ``None`` when none of ``names`` is present."""
     value = first(content, *names)
     return None if value is None else as_int(value, names[0], INT64_MIN, INT64_MAX, "integer id")
+
+
+def resolve(ids: IdPresenter, value: int, field: str) -> int:
+    """The Discord id behind ``value``, the id a framework sent in ``field``; code 5 when no Discord id has it."""
+    real = ids.resolve(value)
+    if real is None:
+        raise BadContent(
+            StatusCode.NO_ELEMENT,
+            f"{StatusCode.NO_ELEMENT.message}: {field} {value} is not an id the bridge presented "
+            '([mirai] ids = "small": frameworks see every Discord id as a 16-digit small id; '
+            "`discord-mirai-relay ids` shows them)",
+        )
+    return real
+
+
+def _present_name(content: Mapping[str, object], names: tuple[str, ...]) -> str:
+    return next((name for name in names if content.get(name) is not None), names[0])
+
+
+def contact(content: Mapping[str, object], ids: IdPresenter, *names: str) -> int:
+    """A required contact id (group, member, friend) under the first of ``names`` present, as its Discord id."""
+    return resolve(ids, long(content, *names), _present_name(content, names))
+
+
+def optional_contact(content: Mapping[str, object], ids: IdPresenter, *names: str) -> int | None:
+    """An optional contact id as its Discord id; ``None`` when none of ``names`` is present."""
+    value = optional_long(content, *names)
+    return None if value is None else resolve(ids, value, _present_name(content, names))
 
 
 def message_id(content: Mapping[str, object], name: str = "messageId") -> int:

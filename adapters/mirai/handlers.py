@@ -9,7 +9,9 @@ cancellation propagates.
 
 One :class:`CommandAdmission` is shared by the handlers of every connection: it counts the commands in flight
 and, once the bridge shuts down, refuses new ones so the in-flight ones can finish. :class:`PresentedIdentity`
-is the bot as frameworks see it.
+is the bot as frameworks see it, and holds the :class:`~relay.ports.IdPresenter` every id goes through
+(``[mirai] ids``): the handler decodes commands and encodes results with it, and the ids a result shows for the
+first time are durable before ``dispatch`` returns it (``ids.deferred()``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from adapters.mirai.codec import StatusCode
 from adapters.mirai.commands_in import BridgeQuery, LocalAnswer, answer_query, decode_command
 from adapters.mirai.results_out import encode_failure, encode_result
 from relay.errors import CommandFailed
-from relay.ports import BotIdentity, CommandService
+from relay.ids import SNOWFLAKE_IDS
+from relay.ports import BotIdentity, CommandService, IdPresenter
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +36,23 @@ __all__ = ["CommandAdmission", "MiraiCommandHandler", "PresentedIdentity"]
 
 @attrs.frozen
 class PresentedIdentity:
-    """The bot as frameworks see it: ``override`` (``[mirai] bot_id``) when set, else the Discord bot user id.
+    """The bot as frameworks see it: ``override`` (``[mirai] bot_id``) when set, else the Discord bot user id as
+    ``ids`` presents it (the id itself, or its small id with ``[mirai] ids = "small"``; 0 before READY).
 
-    ``discord`` is whatever knows the Discord bot (the Discord cache), seen only through
-    :class:`~relay.ports.BotIdentity`.
+    ``bot_id`` is the qq frameworks bind with: ``verify``'s qq, ``botList``, ``sessionInfo``, ``BotOnlineEvent``
+    and the like, the reverse-ws ``qq`` header, the webhook ``qq``/``bot`` headers, the receiver in private
+    quotes. Where the bot appears as a user (a member of a group, an ``At``, the sender of its messages), it is
+    the presented Discord id, override or not. ``discord`` is whatever knows the Discord bot (the Discord cache),
+    seen only through :class:`~relay.ports.BotIdentity`.
     """
 
     discord: BotIdentity
     override: int = 0
+    ids: IdPresenter = SNOWFLAKE_IDS
 
     @property
     def bot_id(self) -> int:
-        return self.override or self.discord.bot_id
+        return self.override or self.ids.present(self.discord.bot_id)
 
     @property
     def bot_name(self) -> str:
@@ -85,9 +93,10 @@ class MiraiCommandHandler:
     """Answers mirai commands through the relay's :class:`~relay.ports.CommandService`.
 
     ``bot_id``, when given, is the qq presented to frameworks instead of ``identity.bot_id`` (the same as passing
-    a :class:`PresentedIdentity`). ``session_key`` is what ``sessionInfo`` reports; a per-connection key can be
-    given with :meth:`for_session` (cheap: the handler holds no per-connection state). ``admission`` is shared by
-    every handler made from this one.
+    a :class:`PresentedIdentity`). ``ids`` presents every id (default: the ``PresentedIdentity``'s, else the
+    identity). ``session_key`` is what ``sessionInfo`` reports; a per-connection key can be given with
+    :meth:`for_session` (cheap: the handler holds no per-connection state). ``admission`` is shared by every
+    handler made from this one.
     """
 
     def __init__(
@@ -98,9 +107,15 @@ class MiraiCommandHandler:
         bot_id: int | None = None,
         session_key: str = codec.SINGLE_SESSION_KEY,
         admission: CommandAdmission | None = None,
+        ids: IdPresenter | None = None,
     ) -> None:
         self._service = service
-        self._identity = PresentedIdentity(identity, bot_id or 0)
+        if isinstance(identity, PresentedIdentity):  # presented already: never present its id twice
+            presented = attrs.evolve(identity, override=bot_id or identity.override, ids=ids or identity.ids)
+        else:
+            presented = PresentedIdentity(identity, bot_id or 0, ids or SNOWFLAKE_IDS)
+        self._identity = presented
+        self._ids = presented.ids
         self._session_key = session_key
         self.admission = admission if admission is not None else CommandAdmission()
 
@@ -125,7 +140,7 @@ class MiraiCommandHandler:
 
     async def _answer(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         try:
-            decoded = decode_command(command, sub_command, content)
+            decoded = decode_command(command, sub_command, content, ids=self._ids)
             if isinstance(decoded, LocalAnswer):
                 if decoded.data.get("code") != StatusCode.SUCCESS:
                     log.info("mirai command %s answered locally: %s", command, decoded.data.get("msg"))
@@ -135,7 +150,8 @@ class MiraiCommandHandler:
                     decoded, bot_id=self.bot_id, bot_name=self._identity.bot_name, session_key=self._session_key
                 )
             result = await self._service.execute(decoded)
-            return encode_result(command, result, bot_id=self.bot_id)
+            with self._ids.deferred():  # the ids it shows first are durable before it is sent
+                return encode_result(command, result, bot_id=self.bot_id, ids=self._ids)
         except CommandFailed as failure:
             log.info("mirai command %s failed: %s", command, failure)
             return encode_failure(failure)

@@ -3,6 +3,7 @@
 :func:`encode_result` builds the ``data`` of a successful command and :func:`encode_failure` the
 ``{"code", "msg"}`` of a :class:`~relay.errors.CommandFailed` (mirai-api-http.md §5.2, §6.2). The objects are the
 same on every transport: a websocket wraps them with the command's ``syncId``, http sends them as the body.
+Every contact id goes through ``ids.present`` (``[mirai] ids``; see :mod:`adapters.mirai.events_out`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from adapters.mirai import codec, events_out
 from adapters.mirai.codec import StatusCode
 from relay import envelope as env
 from relay.errors import CommandFailed, FailureKind, LocalProtocolError
+from relay.ids import SNOWFLAKE_IDS
+from relay.ports import IdPresenter
 
 __all__ = ["encode_failure", "encode_result"]
 
@@ -42,11 +45,11 @@ def _profile(profile: env.Profile) -> dict[str, object]:
     }
 
 
-def _announcement(announcement: env.Announcement) -> dict[str, object]:
+def _announcement(announcement: env.Announcement, ids: IdPresenter) -> dict[str, object]:
     return {
-        "group": events_out.encode_group(announcement.group),
+        "group": events_out.encode_group(announcement.group, ids),
         "content": announcement.content,
-        "senderId": announcement.sender_id,
+        "senderId": ids.present(announcement.sender_id),
         "fid": announcement.id,
         "allConfirmed": False,
         "confirmedMembersCount": 0,
@@ -54,8 +57,12 @@ def _announcement(announcement: env.Announcement) -> dict[str, object]:
     }
 
 
-def encode_result(command: str, result: env.Result, *, bot_id: int) -> dict[str, object]:
-    """The response ``data`` for a successful ``command`` (mirai-api-http.md §6 shapes)."""
+def encode_result(
+    command: str, result: env.Result, *, bot_id: int, ids: IdPresenter = SNOWFLAKE_IDS
+) -> dict[str, object]:
+    """The response ``data`` for a successful ``command`` (mirai-api-http.md §6 shapes); ``bot_id`` is the bot's
+    presented id, ``ids`` presents the others. Ids first seen here are durable once ``ids.deferred()`` around
+    the call ends (the handler does that)."""
     if isinstance(result, env.Done):
         return codec.status_data(StatusCode.SUCCESS)
     if isinstance(result, env.MessageSent):
@@ -63,18 +70,18 @@ def encode_result(command: str, result: env.Result, *, bot_id: int) -> dict[str,
         local_id = result.ref.local_id
         return codec.status_data(StatusCode.SUCCESS) | {"messageId": local_id if local_id is not None else -1}
     if isinstance(result, env.MessageFound):
-        return codec.restful_data(events_out.encode_message_event(result.message, bot_id=bot_id))
+        return codec.restful_data(events_out.encode_message_event(result.message, bot_id=bot_id, ids=ids))
     if isinstance(result, env.MessageList):
-        return codec.restful_data([events_out.encode_message_event(m, bot_id=bot_id) for m in result.messages])
+        return codec.restful_data([events_out.encode_message_event(m, bot_id=bot_id, ids=ids) for m in result.messages])
     if isinstance(result, env.FriendList):
-        return codec.restful_data([events_out.encode_friend(u) for u in result.friends])
+        return codec.restful_data([events_out.encode_friend(u, ids) for u in result.friends])
     if isinstance(result, env.GroupList):
-        return codec.restful_data([events_out.encode_group(g) for g in result.groups])
+        return codec.restful_data([events_out.encode_group(g, ids) for g in result.groups])
     if isinstance(result, env.MemberList):
-        return codec.restful_data([events_out.encode_member(m) for m in result.members])
+        return codec.restful_data([events_out.encode_member(m, ids) for m in result.members])
     if isinstance(result, env.MemberFound):
         # bare Member (memberInfo get); Discord has no QQ activity ranks, so `active` stays null
-        return events_out.encode_member(result.member)
+        return events_out.encode_member(result.member, ids)
     if isinstance(result, env.ProfileFound):
         return _profile(result.profile)
     if isinstance(result, env.GroupConfig):
@@ -87,9 +94,9 @@ def encode_result(command: str, result: env.Result, *, bot_id: int) -> dict[str,
             "muteAll": result.mute_all,
         }
     if isinstance(result, env.AnnouncementList):
-        return codec.restful_data([_announcement(a) for a in result.announcements])
+        return codec.restful_data([_announcement(a, ids) for a in result.announcements])
     if isinstance(result, env.AnnouncementPublished):
-        return codec.restful_data(_announcement(result.announcement))
+        return codec.restful_data(_announcement(result.announcement, ids))
     raise LocalProtocolError(f"{command}: no mirai shape for result {type(result).__name__}")
 
 
