@@ -16,12 +16,14 @@ Lifecycle:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,12 +44,15 @@ from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, Prese
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from relay import process
 from relay.bridge import Bridge
-from relay.config import BridgeConfig
+from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
 from relay.errors import HTTPError, RelayError, StoreError
+from relay.ids import SNOWFLAKE_IDS
 from relay.notify import Notifier, serve_watchdog
+from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
 from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
+from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
 
@@ -84,12 +89,21 @@ class Core:
     handler: MiraiCommandHandler  #: mirai command → envelope → bridge → mirai data, for every transport
 
 
-def compose_core(config: BridgeConfig, *, store: MessageStore, outbox: Outbox, rest: RestClient) -> Core:
+def compose_core(
+    config: BridgeConfig,
+    *,
+    store: MessageStore,
+    outbox: Outbox,
+    rest: RestClient,
+    ids: IdPresenter = SNOWFLAKE_IDS,
+) -> Core:
     """Wire the translators, the bridge and the mirai command handler around ``store``, ``outbox`` and ``rest``.
 
     Both directions meet only in the bridge: events_in → bridge → outbox (events_out encodes the frame), and
     handler (commands_in) → bridge → commands_out → REST. The only object both Discord directions share is
-    ``own`` (what the bridge itself did, written by commands_out, read by events_in).
+    ``own`` (what the bridge itself did, written by commands_out, read by events_in). ``ids`` is how frameworks
+    see Discord ids (``[mirai] ids``, :func:`open_ids`): the frame encoder and the handler present and resolve
+    through it, the relay and the Discord side keep Discord ids.
     """
     cache = DiscordCache()
     entities = EntityFactory(cache, config.mapping)
@@ -97,14 +111,14 @@ def compose_core(config: BridgeConfig, *, store: MessageStore, outbox: Outbox, r
     # live messages are built once, with their ids, by the store (see MessageStore.record_new)
     translator = DispatchTranslator(entities, own, new_message=store.record_new)
     executor = DiscordCommandExecutor(rest, entities, own, config)
-    identity = PresentedIdentity(cache, config.mirai.bot_id)
+    identity = PresentedIdentity(cache, config.mirai.bot_id, ids)
     reserved = config.mirai.reserved_sync_id
     bridge = Bridge(
         store=store,
         outbox=outbox,
-        encode_frame=lambda ev: encode_event_frame(ev, bot_id=identity.bot_id, reserved_sync_id=reserved),
+        encode_frame=lambda ev: encode_event_frame(ev, bot_id=identity.bot_id, reserved_sync_id=reserved, ids=ids),
         executor=executor,
-        identity=identity,
+        identity=cache,  # the Discord bot itself: the store keeps Discord ids only
     )
     admission = CommandAdmission()
     handler = MiraiCommandHandler(bridge, identity, admission=admission)
@@ -117,6 +131,14 @@ def compose_core(config: BridgeConfig, *, store: MessageStore, outbox: Outbox, r
         admission=admission,
         handler=handler,
     )
+
+
+def open_ids(config: BridgeConfig, store_path: str, outbox: Outbox) -> AbstractContextManager[IdPresenter]:
+    """How frameworks see Discord ids (``[mirai] ids``): as they are, or small ids kept in the store's file (written
+    under the file's one write lock, the outbox's)."""
+    if config.mirai.ids is IdMode.SMALL:
+        return open_small_ids(store_path, write_lock=outbox.write_lock)
+    return contextlib.nullcontext(SNOWFLAKE_IDS)
 
 
 # --------------------------------------------------------------------------- the running bridge
@@ -206,10 +228,10 @@ async def serve_bridge(
         store_path, retention_days=config.store.message_retention_days, on_batch_full=store_wake.set
     )
     try:
-        with Outbox(store_path, config.outbox) as outbox:
+        with Outbox(store_path, config.outbox) as outbox, open_ids(config, store_path, outbox) as ids:
             rest_proxy = egress.choice(config.discord.api_base_url).proxy
             async with open_rest_client(config.discord, config.discord.token, proxy=rest_proxy) as rest:
-                core = compose_core(config, store=store, outbox=outbox, rest=rest)
+                core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
                 identity, admission, handler = core.identity, core.admission, core.handler
                 sessions = load_sessions(sessions_path, now=time.time())

@@ -192,13 +192,23 @@ class ReverseWsConfig:
     connect_timeout: float = 10.0
 
 
+# --- [mirai] ids (small ids for frameworks that parse JSON numbers as doubles; relay/ids.py)
+class IdMode(enum.Enum):
+    SNOWFLAKE = "snowflake"  #: frameworks see Discord ids as they are (64-bit)
+    SMALL = "small"  #: frameworks see each Discord id as a stable integer below 2**53, stored in the store
+
+
+# --- end [mirai] ids
+
+
 @attrs.frozen(kw_only=True)
 class MiraiConfig:
     verify_key: str = attrs.field(default="", repr=False)  #: prefer verify_key_env; never logged
     verify_key_env: str = "MIRAI_VERIFY_KEY"
     enable_verify: bool = True
     single_mode: bool = False
-    bot_id: int = 0  #: the qq the bridge presents; 0 = the Discord bot user id
+    bot_id: int = 0  #: the qq the bridge presents; 0 = the Discord bot user id (as `ids` presents it)
+    ids: IdMode = IdMode.SNOWFLAKE  #: how Discord ids are shown to frameworks (see README, "Ids")
     send_qq_header: bool = True  #: send the bot id as a `qq` header when dialing
     reserved_sync_id: str = "-1"
     command_timeout: float = 30.0

@@ -38,6 +38,7 @@ from relay.config import (
     BridgeConfig,
     DestinationConfig,
     DiscordConfig,
+    IdMode,
     LoggingConfig,
     MappingConfig,
     MiraiConfig,
@@ -47,6 +48,7 @@ from relay.config import (
 )
 from relay.errors import ConfigError, InvalidProxyURL
 from relay.proxyurl import parse_proxy_url
+from relay.ids import PRESENTED_MIN
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - kept so the tomli fallback works if requires-python drops
     import tomllib
@@ -631,6 +633,15 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
     ):
         if backoff["cap"] < backoff["initial"]:
             checker.add(f"{path}.cap", f"expected a cap ≥ initial ({backoff['initial']:g}), got {backoff['cap']:g}")
+
+    # [mirai] ids: in small mode the bind qq must survive a double too, and stay clear of the presented range
+    mirai = data["mirai"]
+    if mirai["ids"] == IdMode.SMALL.value and mirai["bot_id"] >= PRESENTED_MIN:
+        checker.add(
+            "mirai.bot_id",
+            f'with ids = "small", expected 0 or a number below {PRESENTED_MIN} (presented ids start there), '
+            f"got {mirai['bot_id']}",
+        )
 
     destinations = data["mirai"]["reverse_ws"]["destinations"]
     if not destinations:

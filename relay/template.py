@@ -70,7 +70,12 @@ url = ""                         # "streaming" only: a https://twitch.tv/... or 
 verify_key_env = "MIRAI_VERIFY_KEY"  # name of the environment variable holding the verifyKey
 enable_verify = true             # frameworks must send the verifyKey (as mirai-api-http's enableVerify)
 single_mode = {single_mode}              # mirai-api-http singleMode: one shared session "SINGLE_SESSION"
-bot_id = 0                       # the bot "qq" presented to frameworks; 0 = the Discord bot user id
+bot_id = 0                       # the bot "qq" frameworks bind with; 0 = the Discord bot user id (as `ids` shows it)
+# How frameworks see Discord ids (groups, members, friends, the bot). "snowflake": as they are (64-bit);
+# "small": each as a stable 16-digit number below 2^53, kept in the store, for frameworks that parse JSON
+# numbers as doubles (JavaScript) and would corrupt snowflakes. Switching changes every id frameworks see.
+# With "small", bot_id must be 0 or below 1000000000000000; `discord-mirai-relay ids` shows the mapping.
+ids = "snowflake"
 send_qq_header = true            # send the bot id as a `qq` header when dialing a framework
 reserved_sync_id = "-1"          # syncId of pushed events (mirai-api-http's reservedSyncId)
 command_timeout = 30.0           # seconds a framework command may take before it fails

@@ -22,6 +22,9 @@ Usage::
         await fw.wait_events(100)
         await fw.stop(); await fw.start()   # the framework goes down and comes back on the same port
 
+``doubles=True`` makes it a JavaScript framework: every JSON number it reads becomes a double (53 bits of
+precision), and what it sends is written from those doubles, as ``JSON.stringify`` does.
+
 Keep it cheap per frame: the benchmark pushes many thousands of events through it. The server is a thin
 wsproto shell on trio streams (one parse per socket read, one notification per read), not trio-websocket,
 whose per-message task hand-off made the fake slower than the bridge it measures.
@@ -48,6 +51,17 @@ RESERVED_SYNC_ID = "-1"
 RECEIVE_BYTES = 65_536
 #: syncId Ariadne uses for its verify command (mirai-api-http.md §3.3)
 VERIFY_SYNC_ID = "#"
+
+
+def _as_javascript_writes_it(value: object) -> object:
+    """A JSON value of doubles as ``JSON.stringify`` writes it: an integral double as an integer literal."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_as_javascript_writes_it(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_javascript_writes_it(item) for key, item in value.items()}
+    return value
 
 
 @attrs.frozen
@@ -104,6 +118,8 @@ class FakeConnection:
             await self.stream.send_all(self.ws.send(event))
 
     async def send_json(self, obj: object) -> None:
+        if self.framework.doubles:
+            obj = _as_javascript_writes_it(obj)
         await self.send_text(json.dumps(obj, ensure_ascii=False))
 
     async def send_text(self, text: str | bytes) -> None:
@@ -181,7 +197,7 @@ class FakeConnection:
         if framework.record_frames:
             self.frames.append(message)
         try:
-            obj = json.loads(message)
+            obj = json.loads(message, parse_int=float) if framework.doubles else json.loads(message)
         except ValueError:
             self.raw.append(message)
             return
@@ -217,8 +233,10 @@ class FakeFramework:
         reserved_sync_id: str = RESERVED_SYNC_ID,
         record_frames: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        doubles: bool = False,
     ) -> None:
         self._nursery = nursery
+        self.doubles = doubles  #: numbers are doubles, as in JavaScript (see the module docstring)
         self.verify_key = verify_key
         self.qq = qq
         self.auto_verify = auto_verify

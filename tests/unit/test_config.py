@@ -495,3 +495,28 @@ def test_readme_documents_every_key() -> None:
 
     missing = [key for key in _all_keys(BridgeConfig) if not documented(key)]
     assert missing == [], f"document these keys in README.md's configuration reference: {missing}"
+
+
+# --------------------------------------------------------------------------- [mirai] ids
+
+
+def test_ids_default_to_snowflakes_and_small_is_accepted(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL), env=ENV).mirai.ids is schema.IdMode.SNOWFLAKE
+    small = load_config(write(tmp_path, '[mirai]\nids = "small"\nbot_id = 10000\n' + MINIMAL), env=ENV)
+    assert small.mirai.ids is schema.IdMode.SMALL and small.mirai.bot_id == 10000
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ('[mirai]\nids = "tiny"', 'mirai.ids: expected one of "snowflake", "small", got "tiny"'),
+        (
+            '[mirai]\nids = "small"\nbot_id = 1100000000000000001',
+            'mirai.bot_id: with ids = "small", expected 0 or a number below 1000000000000000 (presented ids start '
+            "there), got 1100000000000000001",
+        ),
+    ],
+)
+def test_ids_problems(tmp_path: Path, snippet: str, expected: str) -> None:
+    (problem,) = problems_of(tmp_path, snippet + "\n" + MINIMAL)
+    assert problem == expected
