@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from relay.config import PRIVILEGED_INTENTS, BridgeConfig
+from relay.config import PRIVILEGED_INTENTS, BridgeConfig, IdMode
 from relay.configload import ENV_OVERRIDES
 from relay.egress import DEFAULT_GATEWAY_URL, DiscordEgress
 
@@ -58,7 +58,8 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
     lines += [
         f"  presence:       {discord.presence.describe()}",
         f"  mirai verify:   {verify}; single mode {'on' if mirai.single_mode else 'off'}",
-        f"  bot id (qq):    {mirai.bot_id or 'the Discord bot user id'}",
+        f"  bot id (qq):    {mirai.bot_id or _default_bot_id(config)}",
+        f"  ids:            {_ids(source, config)}",
         f"  destinations:   {len(mirai.reverse_ws.destinations)} (never through the proxy)",
     ]
     for destination in mirai.reverse_ws.destinations:
@@ -80,3 +81,19 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
     if overridden:
         lines.append(f"  from the environment: {', '.join(overridden)}")
     return lines
+
+
+def _default_bot_id(config: BridgeConfig) -> str:
+    if config.mirai.ids is IdMode.SMALL:
+        return "the small id of the Discord bot user id (`check --online` prints it)"
+    return "the Discord bot user id"
+
+
+def _ids(source: str, config: BridgeConfig) -> str:
+    """``[mirai] ids``, and in small mode how to find a channel's presented id (relay/ids.py)."""
+    if config.mirai.ids is IdMode.SNOWFLAKE:
+        return "snowflake (frameworks see Discord ids as they are, 64-bit)"
+    return (
+        "small (every Discord id shown as a 16-digit id below 2^53, kept in the store); a channel's: "
+        f"discord-mirai-relay ids {source} --id CHANNEL_ID"
+    )

@@ -1,4 +1,4 @@
-"""The ``discord-mirai-relay`` command: ``run``, ``check`` and ``init``.
+"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and ``ids``.
 
 A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.app.run`.
 :func:`main` is testable in-process (``main(["check", path], env={...}) -> exit code``);
@@ -21,7 +21,7 @@ from typing import Final, TextIO
 
 from relay import __version__
 from relay.check import summary_lines
-from relay.config import BridgeConfig, DiscordConfig, LogFormat
+from relay.config import BridgeConfig, DiscordConfig, IdMode, LogFormat
 from relay.configload import LOG_LEVELS, Override, default_store_path, load_config, secrets_of
 from relay.egress import DEFAULT_GATEWAY_URL, DiscordEgress
 from relay.errors import ConfigError, InvalidProxyURL, RelayError
@@ -229,6 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--no-input", action="store_true", help="ask nothing, even in a terminal")
     init.set_defaults(handler=_cmd_init)
+
+    ids = commands.add_parser(
+        "ids",
+        help='show the ids frameworks see for Discord ids ([mirai] ids = "small")',
+        description=(
+            'With [mirai] ids = "small" frameworks see every Discord id (channel, user, the bot) as a\n'
+            "16-digit number kept in the store. This reads the store, without writing, and prints for each\n"
+            "--id its counterpart: a Discord id's presented id (also for one the bridge has not seen yet:\n"
+            "the number it will get), or a presented id's Discord id. Without --id it lists every pair.\n"
+            "Safe while the bridge runs. Needs no secrets."
+        ),
+        epilog="exit codes: 0 done, 1 a presented id is unknown or the store is unreadable, 2 configuration error.",
+        formatter_class=formatter,
+        parents=[_common_options(top_level=False)],
+    )
+    _config_argument(ids)
+    ids.add_argument(
+        "--id",
+        dest="ids",
+        metavar="ID",
+        action="append",
+        type=int,
+        default=[],
+        help="a Discord id (e.g. a channel's, from Discord's Copy Channel ID) or a presented id; repeatable",
+    )
+    ids.set_defaults(handler=_cmd_ids)
     return parser
 
 
@@ -379,6 +405,39 @@ def _cmd_check(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) 
     return EXIT_OK if all(probe.ok for probe in results) else EXIT_FAILURE
 
 
+def _cmd_ids(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    from relay.ids import is_presented  # noqa: PLC0415 (see the imports at the top)
+    from relay.storage.idmap import read_small_ids  # noqa: PLC0415
+
+    source = config_path(args, env)
+    config = _load(source, args, env, require_secrets=False)
+    _setup_logging(args, config, _egress(source, config, env))
+    ids = read_small_ids(config.store.path)
+    print(f'{source}: [mirai] ids = "{config.mirai.ids.value}"; {len(ids)} presented ids in {config.store.path}')
+    if config.mirai.ids is not IdMode.SMALL:
+        print('  frameworks see Discord ids as they are; the presented ids below apply once ids = "small"')
+    if not args.ids:
+        for real, presented in sorted(ids.items(), key=lambda pair: pair[1]):
+            print(f"  {presented}  Discord id {real}")
+        return EXIT_OK
+    code = EXIT_OK
+    for value in args.ids:
+        if is_presented(value):
+            behind = ids.resolve(value)
+            if behind is None:
+                print(f"  {value}: not an id this bridge presented")
+                code = EXIT_FAILURE
+            else:
+                print(f"  {value}  Discord id {behind}")
+        elif value > 0:
+            seen = "" if ids.lookup(value) is not None else "  (not seen by the bridge yet: it gets this id when it is)"
+            print(f"  {ids.preview(value)}  Discord id {value}{seen}")
+        else:
+            print(f"  {value}: not an id")
+            code = EXIT_FAILURE
+    return code
+
+
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
     source = config_path(args, env)
     config = _load(source, args, env)
@@ -400,7 +459,9 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
 # --------------------------------------------------------------------------- helpers
 
 
-def _load(source: str, args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
+def _load(
+    source: str, args: argparse.Namespace, env: Mapping[str, str], *, require_secrets: bool = True
+) -> BridgeConfig:
     overrides: list[Override] = []
     for attribute, dotted, flag in (
         ("log_level", "logging.level", "--log-level"),
@@ -410,7 +471,7 @@ def _load(source: str, args: argparse.Namespace, env: Mapping[str, str]) -> Brid
         value = getattr(args, attribute, None)
         if value is not None:
             overrides.append(Override(dotted, value, flag))
-    return load_config(source, env=env, overrides=overrides, require_secrets=True)
+    return load_config(source, env=env, overrides=overrides, require_secrets=require_secrets)
 
 
 def _egress(source: str, config: BridgeConfig, env: Mapping[str, str]) -> DiscordEgress:

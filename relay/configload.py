@@ -47,8 +47,8 @@ from relay.config import (
     StoreConfig,
 )
 from relay.errors import ConfigError, InvalidProxyURL
-from relay.proxyurl import parse_proxy_url
 from relay.ids import PRESENTED_MIN
+from relay.proxyurl import parse_proxy_url
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - kept so the tomli fallback works if requires-python drops
     import tomllib

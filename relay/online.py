@@ -38,11 +38,12 @@ from adapters.mirai import codec
 from adapters.mirai.connection import new_session
 from adapters.mirai.reverse_ws import destination_endpoint, destination_headers, ssl_context_for
 from adapters.mirai.session import SendFrame, Verified
-from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, DiscordConfig
+from relay.config import PRIVILEGED_INTENTS, BridgeConfig, DestinationConfig, DiscordConfig, IdMode
 from relay.egress import DiscordEgress
 from relay.errors import RelayError, RemoteProtocolError, WebSocketClosed, WebSocketHandshakeFailed
 from relay.logs import TRACE, shorten_payload
 from relay.proxy import httpx_proxy_options, proxied_stream_opener
+from relay.storage.idmap import read_small_ids
 from relay.wire import frames
 from relay.wire.client import connect_websocket
 from relay.wire.connection import WebSocketConnection
@@ -150,6 +151,12 @@ async def run_online_checks(
     if gateway_url:
         probes.append(await _probe_gateway(gateway_url, discord, egress, timeout))
     bot_id = config.mirai.bot_id or user_id
+    if config.mirai.ids is IdMode.SMALL and not config.mirai.bot_id and user_id:
+        # [mirai] ids = "small": frameworks bind with the bot's small id (the one `run` presents, relay/ids.py)
+        bot_id = read_small_ids(config.store.path).preview(user_id)
+        probes.append(
+            Probe(True, f"bot qq: {bot_id}, the small id of Discord user {user_id} (frameworks verify with it)")
+        )
     for destination in config.mirai.reverse_ws.destinations:
         probes.append(await _probe_destination(destination, config, bot_id, timeout))
     return probes

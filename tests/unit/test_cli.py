@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from relay import __version__
 from relay.cli import main
 from relay.logs import TRACE
+from relay.storage.idmap import open_small_ids
 from relay.template import BRIDGE_TOML
 
 ENV = {"DISCORD_TOKEN": "cli-test-token-value", "MIRAI_VERIFY_KEY": "cli-test-verify-key", "HOME": "/home/u"}
@@ -360,3 +362,61 @@ def test_init_refuses_before_asking_when_the_file_exists(config_path: Path, caps
     captured = capsys.readouterr()
     assert "already exists" in captured.err
     assert "Which bot framework" not in captured.out
+
+
+# --------------------------------------------------------------------------- ids ([mirai] ids = "small")
+
+CHANNEL = 1_234_567_890_123_456_789
+USER = 1_100_000_000_000_000_001
+
+
+def small_config(config_path: Path, tmp_path: Path) -> Path:
+    text = config_path.read_text(encoding="utf-8").replace('ids = "snowflake"', 'ids = "small"')
+    config_path.write_text(text.replace('path = ""', f'path = "{tmp_path / "bridge.sqlite3"}"', 1), encoding="utf-8")
+    return config_path
+
+
+def test_check_prints_the_id_mode_and_how_to_find_a_channels_id(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", str(config_path)], env=ENV) == 0
+    assert "  ids:            snowflake (frameworks see Discord ids as they are, 64-bit)" in capsys.readouterr().out
+    assert main(["check", str(small_config(config_path, tmp_path))], env=ENV) == 0
+    out = capsys.readouterr().out
+    assert "  ids:            small (every Discord id shown as a 16-digit id below 2^53" in out
+    assert f"discord-mirai-relay ids {config_path} --id CHANNEL_ID" in out
+    assert "bot id (qq):    the small id of the Discord bot user id" in out
+
+
+def test_ids_shows_presented_ids_both_ways_without_writing(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = small_config(config_path, tmp_path)
+    with open_small_ids(str(tmp_path / "bridge.sqlite3"), write_lock=threading.Lock()) as ids:
+        channel = ids.present(CHANNEL)
+        user_will_be = ids.preview(USER)
+    assert main(["ids", str(path), "--id", str(CHANNEL), "--id", str(channel), "--id", str(USER)], env={}) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f'{path}: [mirai] ids = "small"; 1 presented ids in {tmp_path / "bridge.sqlite3"}'
+    assert out[1:] == [
+        f"  {channel}  Discord id {CHANNEL}",
+        f"  {channel}  Discord id {CHANNEL}",
+        f"  {user_will_be}  Discord id {USER}  (not seen by the bridge yet: it gets this id when it is)",
+    ]
+    assert main(["ids", str(path)], env={}) == 0  # no --id: every pair
+    assert capsys.readouterr().out.splitlines()[1:] == [f"  {channel}  Discord id {CHANNEL}"]
+    with open_small_ids(str(tmp_path / "bridge.sqlite3"), write_lock=threading.Lock()) as ids:
+        assert len(ids) == 1  # the look-ups wrote nothing
+
+
+def test_ids_of_an_unknown_presented_id_exits_1(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = small_config(config_path, tmp_path)
+    assert main(["ids", str(path), "--id", "1000000000000042"], env={}) == 1
+    assert "  1000000000000042: not an id this bridge presented" in capsys.readouterr().out
+
+
+def test_ids_in_snowflake_mode_says_so(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ids", str(config_path), "--store-path", str(config_path.parent / "s.sqlite3")], env={}) == 0
+    assert "frameworks see Discord ids as they are" in capsys.readouterr().out
