@@ -164,7 +164,8 @@ class IdMap:
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """Ids first seen inside the block are written in one transaction when it ends (before its result can
-        leave the process: the caller sends nothing inside the block). Blocks may nest."""
+        leave the process: the caller sends nothing inside the block). Blocks may nest. Never ``await`` inside
+        one: another task's ids would be deferred too, and its frame could leave before they are written."""
         self._deferring += 1
         try:
             yield
@@ -202,6 +203,7 @@ class IdMap:
         self._forward[real] = presented
         self._reverse[presented] = real
         self._pending.append((real, presented))
+        log.debug("small id %d for Discord id %d", presented, real)
         if not self._deferring:
             self.flush()
         return presented

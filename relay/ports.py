@@ -72,7 +72,7 @@ class IdPresenter(Protocol):
     The mirai encoders call :meth:`present` for every 64-bit id they write and the command decoder calls
     :meth:`resolve` for every one it reads. Ids first seen inside :meth:`deferred` are made durable together when
     the block ends (outside it, before :meth:`present` returns): nothing carrying them may leave the process
-    earlier.
+    earlier, and nothing inside the block may ``await``.
     """
 
     def present(self, real: int) -> int:
