@@ -199,6 +199,96 @@ class IdMode(enum.Enum):
 
 
 # --- end [mirai] ids
+# --------------------------------------------------------------------------- webhooks out (issue 14)
+
+#: every mirai event type name (mirai-api-http.md §9): what ``[[mirai.webhook.destinations]] events`` may list
+MIRAI_EVENT_TYPES: tuple[str, ...] = (
+    "FriendMessage",
+    "GroupMessage",
+    "TempMessage",
+    "StrangerMessage",
+    "OtherClientMessage",
+    "FriendSyncMessage",
+    "GroupSyncMessage",
+    "TempSyncMessage",
+    "StrangerSyncMessage",
+    "BotOnlineEvent",
+    "BotOfflineEventActive",
+    "BotOfflineEventForce",
+    "BotOfflineEventDropped",
+    "BotReloginEvent",
+    "BotGroupPermissionChangeEvent",
+    "BotMuteEvent",
+    "BotUnmuteEvent",
+    "BotJoinGroupEvent",
+    "BotLeaveEventActive",
+    "BotLeaveEventKick",
+    "BotLeaveEventDisband",
+    "FriendInputStatusChangedEvent",
+    "FriendNickChangedEvent",
+    "FriendAddEvent",
+    "FriendDeleteEvent",
+    "FriendRecallEvent",
+    "GroupRecallEvent",
+    "NudgeEvent",
+    "GroupNameChangeEvent",
+    "GroupMuteAllEvent",
+    "GroupAllowAnonymousChatEvent",
+    "GroupAllowConfessTalkEvent",
+    "GroupAllowMemberInviteEvent",
+    "MemberJoinEvent",
+    "MemberLeaveEventKick",
+    "MemberLeaveEventQuit",
+    "MemberCardChangeEvent",
+    "MemberSpecialTitleChangeEvent",
+    "MemberPermissionChangeEvent",
+    "MemberMuteEvent",
+    "MemberUnmuteEvent",
+    "MemberHonorChangeEvent",
+    "NewFriendRequestEvent",
+    "MemberJoinRequestEvent",
+    "BotInvitedJoinGroupRequestEvent",
+    "OtherClientOnlineEvent",
+    "OtherClientOfflineEvent",
+    "CommandExecutedEvent",
+)
+
+
+class WebhookSigning(enum.Enum):
+    NONE = "none"  #: mirai-api-http's behaviour: no signature
+    STANDARD = "standard"  #: Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature
+    X_SIGNATURE = "x-signature"  #: hex HMAC-SHA256 of the body (the Sendbird convention)
+
+
+@attrs.frozen(kw_only=True)
+class WebhookDestinationConfig:
+    """One URL every event is POSTed to (mirai-api-http's ``webhook`` adapter, durable and signed)."""
+
+    name: str = ""  #: label in logs, metrics, dead letters and the outbox cursor; default: the url
+    url: str = ""  #: required; http:// or https:// (a URL without a scheme gets http://, as mirai-api-http)
+    extra_headers: dict[str, str] = attrs.field(factory=dict, repr=False)  #: may carry credentials
+    timeout: float = 5.0  #: seconds for one POST, connection included
+    retries: int = 3  #: further attempts of a failed POST before its events go to the dead letters
+    backoff: BackoffConfig = BackoffConfig(initial=1.0, factor=2.0, cap=60.0)
+    events: tuple[str, ...] = ()  #: mirai event type names to send; empty = all
+    signing: WebhookSigning = WebhookSigning.NONE
+    secret_env: str = ""  #: environment variable holding the signing secret
+    secret: str = attrs.field(default="", repr=False)  #: read from secret_env only; never logged
+    batch_max_events: int = 0  #: 0 = off (one bare event per POST); N = a JSON array of up to N events
+    batch_max_ms: int = 200  #: with batching: wait at most this long for a batch to fill
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+@attrs.frozen(kw_only=True)
+class WebhookConfig:
+    destinations: tuple[WebhookDestinationConfig, ...] = ()
+    extra_headers: dict[str, str] = attrs.field(factory=dict, repr=False)  #: on every POST (mirai extraHeaders)
+
+
+# --------------------------------------------------------------------------- end of webhooks out
 
 
 @attrs.frozen(kw_only=True)
@@ -214,6 +304,7 @@ class MiraiConfig:
     command_timeout: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024
     reverse_ws: ReverseWsConfig = ReverseWsConfig()
+    webhook: WebhookConfig = WebhookConfig()
 
 
 @attrs.frozen(kw_only=True)
@@ -269,6 +360,37 @@ class LoggingConfig:
     status_interval: float = 60.0  #: seconds between status lines at INFO
 
 
+# --------------------------------------------------------------------------- inbound robots (issue 14)
+
+
+class RobotSignature(enum.Enum):
+    ANY = "any"  #: Standard Webhooks or timestamp + sign, whichever the request carries
+    STANDARD = "standard"  #: Standard Webhooks headers only
+    TIMESTAMP = "timestamp"  #: DingTalk/Feishu timestamp + sign only
+    NONE = "none"  #: no signature checked (only for a listener nobody else can reach)
+
+
+@attrs.frozen(kw_only=True)
+class RobotConfig:
+    """An inbound webhook robot: ``POST /robots/<name>`` posts into one group (Discord channel)."""
+
+    name: str = ""  #: required; the URL path segment: letters, digits, "-" and "_"
+    group: int = 0  #: required; the mirai group id = the Discord channel id it posts into
+    display_name: str = ""  #: shown in bold before each post on Discord; default: the name
+    secret_env: str = ""  #: environment variable holding the secret (required unless signature = "none")
+    secret: str = attrs.field(default="", repr=False)  #: read from secret_env only; never logged
+    signature: RobotSignature = RobotSignature.ANY
+    max_body_bytes: int = 1024 * 1024  #: larger posts are refused with 413
+    forward_to_frameworks: bool = False  #: also push each post to the frameworks as a GroupMessage
+
+    @property
+    def shown_name(self) -> str:
+        return self.display_name or self.name
+
+
+# --------------------------------------------------------------------------- end of inbound robots
+
+
 @attrs.frozen(kw_only=True)
 class BridgeConfig:
     discord: DiscordConfig = DiscordConfig()
@@ -277,3 +399,4 @@ class BridgeConfig:
     outbox: OutboxConfig = OutboxConfig()
     mapping: MappingConfig = MappingConfig()
     logging: LoggingConfig = LoggingConfig()
+    robots: tuple[RobotConfig, ...] = ()

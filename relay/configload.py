@@ -32,6 +32,7 @@ from cattrs.preconf.tomllib import make_converter
 
 from relay.config import (
     INTENT_BITS,
+    MIRAI_EVENT_TYPES,
     PROXY_NONE,
     ActivityType,
     BackoffConfig,
@@ -44,11 +45,16 @@ from relay.config import (
     MiraiConfig,
     OutboxConfig,
     PresenceConfig,
+    RobotConfig,
+    RobotSignature,
     StoreConfig,
+    WebhookDestinationConfig,
+    WebhookSigning,
 )
 from relay.errors import ConfigError, InvalidProxyURL
 from relay.ids import PRESENTED_MIN
 from relay.proxyurl import parse_proxy_url
+from relay.signatures import is_standard_secret
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - kept so the tomli fallback works if requires-python drops
     import tomllib
@@ -81,7 +87,7 @@ ENV_OVERRIDES: Final[Mapping[str, str]] = {
 }
 
 #: Paths whose values must never be echoed in a problem message.
-_SECRET_KEYS: Final = frozenset({"token", "verify_key", "proxy"})
+_SECRET_KEYS: Final = frozenset({"token", "verify_key", "proxy", "secret"})
 _SECRET_TABLES: Final = frozenset({"extra_headers"})
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -210,6 +216,11 @@ def secrets_of(config: BridgeConfig) -> tuple[str, ...]:
     found.extend(reverse_ws.extra_headers.values())
     for destination in reverse_ws.destinations:
         found.extend(destination.extra_headers.values())
+    webhook = config.mirai.webhook
+    found.extend(webhook.extra_headers.values())
+    for hook in webhook.destinations:
+        found.extend([*hook.extra_headers.values(), hook.secret])
+    found.extend(robot.secret for robot in config.robots)
     return tuple(dict.fromkeys(s for s in found if s))
 
 
@@ -558,6 +569,62 @@ def _http_method(value: object) -> object:
     return value.upper()
 
 
+def _webhook_url(value: object) -> object:
+    """An http(s) URL with a host; one without a scheme gets http:// (mirai-api-http accepts ``localhost:9999/x``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid('an http:// or https:// URL such as "http://127.0.0.1:9999/events"')
+    url = value.strip()
+    if "://" not in url:
+        url = "http://" + url
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if scheme.lower() not in ("http", "https") or not host or host.startswith(":") or any(c.isspace() for c in url):
+        raise _Invalid('an http:// or https:// URL such as "http://127.0.0.1:9999/events"')
+    return url
+
+
+def _env_var_name_or_empty(value: object) -> object:
+    if value == "":
+        return value
+    return _env_var_name(value)
+
+
+def _secret_not_here(value: object) -> object:
+    raise _Invalid(
+        "no secret in the file",
+        hint="; put it in an environment variable and name that in secret_env",
+        show_value=False,
+    )
+
+
+def _event_types(value: object) -> object:
+    """mirai event type names (exact case, mirai-api-http.md §9); unknown ones are refused with a did-you-mean."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _Invalid('a list of mirai event type names, e.g. ["GroupMessage"]; [] = all')
+    unknown = [
+        f"{json.dumps(item)}{_did_you_mean(item, MIRAI_EVENT_TYPES)}" for item in value if item not in MIRAI_EVENT_TYPES
+    ]
+    if unknown:
+        raise _Invalid("mirai event type names", hint=f" with unknown {'; '.join(unknown)}", show_value=False)
+    return list(dict.fromkeys(value))
+
+
+_ROBOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+
+
+def _robot_name(value: object) -> object:
+    if not isinstance(value, str) or not _ROBOT_NAME.match(value):
+        raise _Invalid('a name of 1–64 letters, digits, "-" or "_" (it is the URL path: /robots/<name>)')
+    return value
+
+
+def _channel_id(value: object) -> object:
+    channel = _snowflake(value)
+    if channel is None:
+        raise _Invalid("a channel id (the mirai group id: a positive integer)")
+    return channel
+
+
 _PORT = _int_range(1, 65535)
 _POSITIVE_INT = _int_range(1, None)
 
@@ -596,12 +663,27 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (MappingConfig, "admin_role"): _role,
     (MappingConfig, "channels"): _channel_ids,
     (LoggingConfig, "level"): _choice(LOG_LEVELS, fold_case=True),
+    (WebhookDestinationConfig, "url"): _webhook_url,
+    (WebhookDestinationConfig, "retries"): _int_range(0, 100),
+    (WebhookDestinationConfig, "events"): _event_types,
+    (WebhookDestinationConfig, "secret_env"): _env_var_name_or_empty,
+    (WebhookDestinationConfig, "secret"): _secret_not_here,
+    (WebhookDestinationConfig, "batch_max_events"): _int_range(0, 10_000),
+    (WebhookDestinationConfig, "batch_max_ms"): _int_range(1, 60_000),
+    (RobotConfig, "name"): _robot_name,
+    (RobotConfig, "group"): _channel_id,
+    (RobotConfig, "secret_env"): _env_var_name_or_empty,
+    (RobotConfig, "secret"): _secret_not_here,
+    (RobotConfig, "max_body_bytes"): _int_range(1, 32 * 1024 * 1024),  # relay/web's ServerLimits.max_body_bytes
 }
 
 #: Keys that must be written explicitly, with what to do about it.
 _REQUIRED: Final[dict[tuple[type, str], str]] = {
     (DestinationConfig, "host"): 'give the host of the framework\'s websocket server, e.g. host = "127.0.0.1"',
     (DestinationConfig, "port"): "give the port of the framework's websocket server, e.g. port = 8080",
+    (WebhookDestinationConfig, "url"): 'give the URL events are POSTed to, e.g. url = "http://127.0.0.1:9999/events"',
+    (RobotConfig, "name"): 'give the robot a name; it posts at /robots/<name>, e.g. name = "ci"',
+    (RobotConfig, "group"): "give the channel id (the mirai group id) it posts into, e.g. group = 123456789012345678",
 }
 
 
@@ -644,11 +726,15 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
         )
 
     destinations = data["mirai"]["reverse_ws"]["destinations"]
-    if not destinations:
+    webhooks = data["mirai"]["webhook"]["destinations"]
+    if not destinations and not webhooks:
         checker.add(
             "mirai.reverse_ws.destinations",
-            "missing; add at least one [[mirai.reverse_ws.destinations]] table (the framework's websocket server)",
+            "missing; add at least one [[mirai.reverse_ws.destinations]] table (the framework's websocket server) "
+            "or a [[mirai.webhook.destinations]] table",
         )
+    _webhook_checks(checker, webhooks)
+    _robot_checks(checker, data["robots"])
     seen: dict[str, int] = {}
     for index, destination in enumerate(destinations):
         label = destination["name"] or f"{destination['host']}:{destination['port']}{destination['path']}"
@@ -704,6 +790,42 @@ def _check_presence(checker: _Checker, presence: dict[str, Any]) -> None:
         checker.add("discord.presence.url", f'only a "streaming" activity has a url, not "{activity.value}"')
 
 
+def _webhook_checks(checker: _Checker, webhooks: list[dict[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for index, hook in enumerate(webhooks):
+        path = f"mirai.webhook.destinations[{index}]"
+        label = hook["name"] or hook["url"]
+        if label in seen:
+            checker.add(
+                path, f"same label {json.dumps(label)} as destinations[{seen[label]}]; give each a distinct `name`"
+            )
+        else:
+            seen[label] = index
+        if hook["backoff"]["cap"] < hook["backoff"]["initial"]:
+            checker.add(f"{path}.backoff.cap", f"expected a cap ≥ initial ({hook['backoff']['initial']:g})")
+        if hook["signing"] != WebhookSigning.NONE.value and not hook["secret_env"]:
+            checker.add(
+                f"{path}.secret_env",
+                f'missing; signing = "{hook["signing"]}" needs the name of the environment variable holding the secret',
+            )
+
+
+def _robot_checks(checker: _Checker, robots: list[dict[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for index, robot in enumerate(robots):
+        path = f"robots[{index}]"
+        if robot["name"] in seen:
+            checker.add(f"{path}.name", f"same name {json.dumps(robot['name'])} as robots[{seen[robot['name']]}]")
+        else:
+            seen[robot["name"]] = index
+        if robot["signature"] != RobotSignature.NONE.value and not robot["secret_env"]:
+            checker.add(
+                f"{path}.secret_env",
+                'missing; name the environment variable holding the robot\'s secret (or signature = "none" for a '
+                "robot nobody else can reach)",
+            )
+
+
 def _resolve_store_path(data: dict[str, Any], env: Mapping[str, str], base_dir: str | os.PathLike[str] | None) -> None:
     store = data["store"]
     raw: str = store["path"]
@@ -736,6 +858,8 @@ def _apply_secrets(checker: _Checker, data: dict[str, Any], env: Mapping[str, st
             "(Discord Developer Portal → your application → Bot → Reset Token)",
         )
 
+    _apply_named_secrets(checker, data, env, require_secrets=require_secrets)
+
     key_env: str = mirai["verify_key_env"]
     if env.get(key_env):
         mirai["verify_key"] = env[key_env]
@@ -745,6 +869,37 @@ def _apply_secrets(checker: _Checker, data: dict[str, Any], env: Mapping[str, st
             f"missing; set the environment variable {key_env} to the verifyKey your framework uses "
             "(or set enable_verify = false under [mirai])",
         )
+
+
+def _apply_named_secrets(
+    checker: _Checker, data: dict[str, Any], env: Mapping[str, str], *, require_secrets: bool
+) -> None:
+    """The webhook destinations' and the robots' secrets, each from the environment variable its table names."""
+    owners = [
+        (f"mirai.webhook.destinations[{i}]", hook, hook["signing"] == WebhookSigning.STANDARD.value)
+        for i, hook in enumerate(data["mirai"]["webhook"]["destinations"])
+        if hook["signing"] != WebhookSigning.NONE.value
+    ]
+    owners.extend(
+        (f"robots[{i}]", robot, robot["signature"] == RobotSignature.STANDARD.value)
+        for i, robot in enumerate(data["robots"])
+        if robot["signature"] != RobotSignature.NONE.value
+    )
+    for path, table, standard in owners:
+        name: str = table["secret_env"]
+        if not name:
+            continue  # reported by the cross checks
+        table["secret"] = env.get(name, "")
+        if not table["secret"]:
+            if require_secrets:
+                checker.add(f"{path}.secret", f"missing; set the environment variable {name} to the secret")
+        elif standard and not is_standard_secret(table["secret"]):
+            checker.add(
+                f"{path}.secret",
+                f"the environment variable {name} must hold a Standard Webhooks secret: whsec_ followed by base64 "
+                "(e.g. the output of: python -c \"import base64,secrets;print('whsec_'+base64.b64encode("
+                'secrets.token_bytes(32)).decode())")',
+            )
 
 
 # --------------------------------------------------------------------------- helpers

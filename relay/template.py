@@ -107,6 +107,31 @@ extra_parameters = {{}}
 extra_headers = {{}}
 ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the system trust store
 
+# --- webhooks out: mirai-api-http's `webhook` adapter, durable and signed (README "Webhooks out").
+# Every event is POSTed, as the bare mirai event object, to each destination, in order; a receiver that is
+# down gets its events when it is back (within [outbox] retention); an event whose POSTs keep failing goes
+# to the dead letters (`discord-mirai-relay webhooks dead-letters` / `webhooks replay`).
+[mirai.webhook]
+extra_headers = {}               # headers on every POST (mirai-api-http's extraHeaders); masked in logs
+
+# One table per URL; none by default. Uncomment and repeat for more. url is required.
+# [[mirai.webhook.destinations]]
+# name = ""                      # label in logs, metrics and dead letters; "" = the url
+# url = "http://127.0.0.1:9999/events"  # http:// or https://; without a scheme, http:// is assumed
+# extra_headers = {}             # added after [mirai.webhook] extra_headers (same key: this one wins)
+# timeout = 5.0                  # seconds for one POST, connecting included
+# retries = 3                    # further attempts of a failed POST, then its events go to the dead letters
+# events = []                    # mirai event types to send, e.g. ["GroupMessage", "MemberJoinEvent"]; [] = all
+# signing = "none"               # "none" (as mirai-api-http), "standard" (Standard Webhooks) or "x-signature"
+# secret_env = ""                # environment variable holding the signing secret (standard: whsec_<base64>)
+# secret = "..."                 # NOT here: always in the environment variable named by secret_env
+# batch_max_events = 0           # 0 = one event per POST; N = a JSON array of up to N events per POST
+# batch_max_ms = 200             # with batching: wait at most this long for a batch to fill
+# [mirai.webhook.destinations.backoff]  # between attempts: random(0, min(cap, initial * factor^n)) seconds
+# initial = 1.0
+# factor = 2.0
+# cap = 60.0
+
 [store]
 path = {store_path}                        # SQLite file; "" = $XDG_DATA_HOME/discord-mirai-relay/bridge.sqlite3
                                  # (~/.local/share/...); a relative path is relative to this file
@@ -129,6 +154,18 @@ channels = []                    # channel ids to bridge; [] = every text channe
 level = "INFO"                   # TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL
 format = "text"                  # "text", or "json" (one JSON object per line, for log shippers)
 status_interval = 60.0           # seconds between status lines at INFO
+
+# --- inbound webhook robots (README "Webhook robots"): POST /robots/<name> on the bridge's [server] listener
+# posts the body's text into one Discord channel. None by default; uncomment and repeat for more.
+# [[robots]]
+# name = "ci"                    # required; the URL is /robots/<name> (letters, digits, - and _)
+# group = 123456789012345678     # required; the mirai group id = the Discord channel id it posts into
+# display_name = ""              # shown in bold before each post; "" = the name
+# secret_env = "ROBOT_CI_SECRET" # environment variable holding the secret senders sign with
+# secret = "..."                 # NOT here: always in the environment variable named by secret_env
+# signature = "any"              # "any", "standard" (Standard Webhooks), "timestamp" (DingTalk/Feishu), "none"
+# max_body_bytes = 1048576       # larger posts are refused with 413
+# forward_to_frameworks = false  # also push each post to the frameworks as a GroupMessage
 """
 
 
