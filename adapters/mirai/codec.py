@@ -304,3 +304,31 @@ def verify_success_data(session_key: str) -> dict[str, object]:
 def bot_online_event_data(bot_id: int) -> dict[str, object]:
     """``BotOnlineEvent`` pushed right after verify so Ariadne becomes usable (mirai-api-http.md §3.7, §9.2)."""
     return {"type": "BotOnlineEvent", "qq": bot_id}
+
+
+# --------------------------------------------------------------------------- pushed frames → bare events (webhook)
+
+
+def event_of_frame(frame: str) -> dict[str, object] | None:
+    """The event object inside a pushed event frame (``{"syncId": <reserved>, "data": {...}}``, §3.4), or None
+    for text that is not one. Whatever the reserved syncId is (a string, a number), only ``data`` is read."""
+    try:
+        obj = fastjson.loads(frame)
+    except ValueError:  # orjson refuses what json accepts (a lone surrogate escape, which dumps may write)
+        try:
+            obj = json.loads(frame)
+        except ValueError:
+            return None
+    data = obj.get("data") if isinstance(obj, dict) else None
+    return data if isinstance(data, dict) else None
+
+
+def event_type(event: dict[str, object]) -> str:
+    """The mirai event type name of an event object (mirai-api-http.md §9), "" when it has none."""
+    kind = event.get("type")
+    return kind if isinstance(kind, str) else ""
+
+
+def encode_bare_event(event: dict[str, object]) -> str:
+    """The bare event object as the webhook adapter POSTs it (mirai-api-http.md §10.2): no syncId/data wrapper."""
+    return dumps(event)
