@@ -255,6 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Discord id (e.g. a channel's, from Discord's Copy Channel ID) or a presented id; repeatable",
     )
     ids.set_defaults(handler=_cmd_ids)
+    webhooks = commands.add_parser(
+        "webhooks",
+        help="list or re-send the webhook dead letters (offline: opens the store only)",
+        formatter_class=formatter,
+        parents=[_common_options(top_level=False)],
+    )
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    dead = webhook_commands.add_parser("dead-letters", help="list the events webhook destinations gave up on")
+    _config_argument(dead)
+    dead.set_defaults(handler=_cmd_webhooks)
+    replay = webhook_commands.add_parser("replay", help="POST dead letters again; delivered ones are removed")
+    _config_argument(replay)
+    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--id", type=int, action="append", dest="ids", metavar="N", help="a dead letter (repeatable)")
+    chosen.add_argument("--all", action="store_true", help="every dead letter")
+    replay.set_defaults(handler=_cmd_webhooks)
     return parser
 
 
@@ -454,6 +470,16 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
         return EXIT_FAILURE
     run_bridge: Callable[[BridgeConfig, DiscordEgress], int] = app.run
     return run_bridge(config, egress)
+
+
+def _cmd_webhooks(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    overrides = [Override("store.path", args.store_path, "--store-path")] if getattr(args, "store_path", None) else []
+    config = load_config(args.config, env=env, overrides=overrides, require_secrets=False)
+    _setup_logging(args, config)
+    webhook_cli = importlib.import_module("adapters.mirai.webhook_cli")  # offline: no other adapter is loaded
+    if args.webhooks_command == "dead-letters":
+        return int(webhook_cli.list_dead_letters(config, sys.stdout))
+    return int(webhook_cli.replay_dead_letters(config, None if args.all else args.ids, sys.stdout))
 
 
 # --------------------------------------------------------------------------- helpers
