@@ -22,7 +22,18 @@ from relay.errors import LocalProtocolError
 from relay.web import models
 from relay.web.models import Handler, Request, Response
 
-__all__ = ["Router"]
+__all__ = ["Route", "Router"]
+
+
+@attrs.frozen
+class Route:
+    """What a feature serves, for the composition root to put on the listener it belongs to: ``methods`` on
+    ``path`` (exactly, or every path below it when ``prefix``) go to ``handler``."""
+
+    methods: tuple[str, ...]
+    path: str
+    handler: Handler
+    prefix: bool = False
 
 
 @attrs.define(eq=False)
@@ -59,6 +70,14 @@ class Router:
             self._prefixes.append(route)
             self._prefixes.sort(key=lambda r: len(r.path), reverse=True)
         self._register(route, methods, handler)
+
+    def include(self, routes: Iterable[Route]) -> None:
+        """Add every route of a feature (see :class:`Route`)."""
+        for route in routes:
+            if route.prefix:
+                self.add_prefix(route.methods, route.path, route.handler)
+            else:
+                self.add(route.methods, route.path, route.handler)
 
     @staticmethod
     def _register(route: _Route, methods: str | Iterable[str], handler: Handler) -> None:

@@ -84,6 +84,11 @@ SANS_IO_MODULES = (
     "relay/sandbox/emulator/intents.py",
     "relay/sandbox/emulator/ratelimits.py",
     "relay/sandbox/emulator/gateway.py",
+    "relay/signatures.py",
+    "adapters/mirai/webhook_requests.py",
+    "adapters/robots/payloads.py",
+    "adapters/robots/auth.py",
+    "adapters/robots/render.py",
 )
 
 #: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
@@ -106,6 +111,7 @@ TRANSPORT_MODULES = (
     "ssl",
     "adapters.mirai.reverse_ws",
     "adapters.mirai.connection",
+    "adapters.mirai.webhook",
 )
 
 #: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules; the
@@ -135,6 +141,8 @@ NO_TRIO_MODULES = (
     "relay/sandbox/emulator/defaults.py",
     "relay/sandbox/emulator/endpoints.py",
     "relay/sandbox/emulator/rest.py",
+    "adapters/mirai/deadletters.py",
+    "adapters/robots/queue.py",
 )
 
 #: Libraries wrapped by one module each: only that module (in relay/ and adapters/) may import them.
@@ -143,6 +151,7 @@ WRAPPED_LIBRARIES: dict[str, tuple[str, ...]] = {
     "h11": ("relay/web/server.py", "relay/proxy.py"),
     "python_multipart": ("relay/web/multipart.py",),
     "prometheus_client": ("relay/web/metrics.py",),
+    "standardwebhooks": ("relay/signatures.py",),
 }
 
 #: The one module of relay/storage that drives the others from trio (the flushers); every other module there is
@@ -164,7 +173,7 @@ COMPOSITION_ROOT = (
 )
 COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")
 
-ADAPTERS = ("discord", "mirai")
+ADAPTERS = ("discord", "mirai", "robots")
 
 #: The demo bot is an independent client of the mirai protocol (our own mirai code must not test itself): of the
 #: project it may use only these.
