@@ -1109,7 +1109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commands", type=int, default=300, help="command round trips to time")
     parser.add_argument("--clients", default="bridge,bare,discordpy", help="comma-separated subset")
     parser.add_argument("--compress", default="on,off", help="zlib-stream modes to run: on,off")
-    parser.add_argument("--skip", default="", help="comma-separated phases to skip: saturate,paced,backlog,commands")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated phases to skip: saturate,paced,backlog,commands,webhooks"
+    )
     parser.add_argument("--discordpy-python", help="python with discord.py installed (default .bench-venv)")
     parser.add_argument("--setup-discordpy", action="store_true", help="create .bench-venv with discord.py, exit")
     parser.add_argument(
@@ -1212,6 +1214,21 @@ def main(argv: list[str] | None = None) -> int:
         if "profile" in commands:
             extras["commands_profile"] = commands
 
+    if "bridge" in clients and "webhooks" not in skip:
+        # webhooks out (deliveries/s to a local receiver) and robots in (accepted/s, latency to the fake Discord):
+        # scripts/bench_webhooks.py, in a process of its own
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "bench_webhooks.py")],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode == 0:
+            extras["webhooks"] = json.loads(done.stdout.strip().splitlines()[-1])
+        else:
+            print(f"bench: the webhooks phase failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+
     # ------------------------------------------------------------------ report
     def find(kind: str, mode: str, compress: bool, repetition: int = 0) -> dict[str, Any]:
         for row in rows:
@@ -1299,6 +1316,14 @@ def main(argv: list[str] | None = None) -> int:
             f"({c['direct_rest_rtt_p50_ms']:.2f} ms from the REST server's own process), "
             f"added p50 {c['added_p50_ms']:.2f} ms ({c['added_over_in_process_p50_ms']:.2f} ms over the in-process "
             f"figure), failures {c['failures']}"
+        )
+    if "webhooks" in extras:
+        w = extras["webhooks"]
+        print(
+            f"webhooks: {fmt(w['webhook_deliveries_per_s_batching_off'], 0)} deliveries/s to a local receiver with "
+            f"batching off, {fmt(w['webhook_deliveries_per_s_batching_on'], 0)} events/s with batches of 100; robots: "
+            f"{fmt(w['robot_posts_accepted_per_s'], 0)} posts accepted/s, post → fake Discord p50 "
+            f"{fmt(w['robot_latency_p50_ms'], 2)} ms, p99 {fmt(w['robot_latency_p99_ms'], 2)} ms"
         )
     profiles = [(row["mode"], row.pop("profile")) for row in rows if "profile" in row]
     for key in ("backlog", "commands_profile"):
