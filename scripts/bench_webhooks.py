@@ -47,11 +47,11 @@ def percentile(values: list[float], pct: float) -> float:
 
 async def outbound(events: int, batch: int) -> float:
     from adapters.mirai import codec
-    from adapters.mirai.client import serve_outbox_flusher
     from adapters.mirai.deadletters import DeadLetters
     from adapters.mirai.webhook import serve_webhooks
     from relay.config import OutboxConfig, WebhookConfig, WebhookDestinationConfig, WebhookSigning
-    from relay.outbox import Outbox
+    from relay.storage.flushers import serve_outbox_flusher
+    from relay.storage.outbox import Outbox
     from relay.web.metrics import Metrics
 
     class Identity:

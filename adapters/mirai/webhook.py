@@ -45,9 +45,9 @@ from adapters.mirai.session import CommandDispatcher
 from relay.backoff import backoff_delay
 from relay.config import WebhookConfig, WebhookDestinationConfig
 from relay.errors import StoreError
-from relay.outbox import Outbox
 from relay.ports import BotIdentity
 from relay.proxy import httpx_proxy_options
+from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
 
 __all__ = [

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from adapters.mirai.client import serve_outbox_flusher
 from adapters.mirai.deadletters import DeadLetters
 from adapters.mirai.webhook import serve_webhooks
 from relay.config import BackoffConfig, OutboxConfig, WebhookConfig, WebhookDestinationConfig
-from relay.outbox import Outbox
+from relay.storage.flushers import serve_outbox_flusher
+from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
 from tests.integration.test_ariadne import (
     ARIADNE_PYTHON,

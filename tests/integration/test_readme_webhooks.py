@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from adapters.mirai.client import serve_outbox_flusher
 from adapters.mirai.deadletters import DeadLetters
 from adapters.mirai.webhook import serve_webhooks
 from relay.config import OutboxConfig, RobotConfig, RobotSignature, WebhookConfig, WebhookSigning
-from relay.outbox import Outbox
+from relay.storage.flushers import serve_outbox_flusher
+from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
 from tests.integration.test_robots import CHANNEL, RecordingService, robots_running, wait_status
 from tests.integration.test_webhooks import SECRET, FixedIdentity, RecordingDispatcher, destination, frame, free_port

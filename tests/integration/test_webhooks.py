@@ -24,7 +24,6 @@ import trio
 from standardwebhooks import Webhook
 
 from adapters.mirai import codec
-from adapters.mirai.client import serve_outbox_flusher
 from adapters.mirai.deadletters import DeadLetters
 from adapters.mirai.webhook import READ_AHEAD, Webhooks, serve_webhooks
 from relay import cli
@@ -35,7 +34,8 @@ from relay.config import (
     WebhookDestinationConfig,
     WebhookSigning,
 )
-from relay.outbox import Outbox
+from relay.storage.flushers import serve_outbox_flusher
+from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
 from tests.fakes.webhook_receiver import Answer, WebhookReceiver
 

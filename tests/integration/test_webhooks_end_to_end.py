@@ -23,11 +23,10 @@ import pytest
 import trio
 
 from adapters.mirai.deadletters import DeadLetters
-from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.handlers import MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.webhook import serve_webhooks
 from adapters.robots.queue import DeliveryQueue
 from adapters.robots.service import RobotService, robot_member_id, robot_routes, serve_robots
-from relay.app import PresentedIdentity
 from relay.config import RobotConfig, RobotSignature, WebhookConfig, WebhookDestinationConfig
 from relay.web.metrics import Metrics
 from relay.web.routing import Router
