@@ -473,10 +473,10 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
     return run_bridge(config, egress)
 
 
-def _cmd_webhooks(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def _cmd_webhooks(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
     overrides = [Override("store.path", args.store_path, "--store-path")] if getattr(args, "store_path", None) else []
-    config = load_config(args.config, env=env, overrides=overrides, require_secrets=False)
-    _setup_logging(args, config)
+    config = load_config(config_path(args, env), env=env, overrides=overrides, require_secrets=False)
+    _setup_logging(args, config, DiscordEgress.from_config(config.discord, env))
     webhook_cli = importlib.import_module("adapters.mirai.webhook_cli")  # offline: no other adapter is loaded
     if args.webhooks_command == "dead-letters":
         return int(webhook_cli.list_dead_letters(config, sys.stdout))

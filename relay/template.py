@@ -112,13 +112,13 @@ ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the syste
 # down gets its events when it is back (within [outbox] retention); an event whose POSTs keep failing goes
 # to the dead letters (`discord-mirai-relay webhooks dead-letters` / `webhooks replay`).
 [mirai.webhook]
-extra_headers = {}               # headers on every POST (mirai-api-http's extraHeaders); masked in logs
+extra_headers = {{}}               # headers on every POST (mirai-api-http's extraHeaders); masked in logs
 
 # One table per URL; none by default. Uncomment and repeat for more. url is required.
 # [[mirai.webhook.destinations]]
 # name = ""                      # label in logs, metrics and dead letters; "" = the url
 # url = "http://127.0.0.1:9999/events"  # http:// or https://; without a scheme, http:// is assumed
-# extra_headers = {}             # added after [mirai.webhook] extra_headers (same key: this one wins)
+# extra_headers = {{}}             # added after [mirai.webhook] extra_headers (same key: this one wins)
 # timeout = 5.0                  # seconds for one POST, connecting included
 # retries = 3                    # further attempts of a failed POST, then its events go to the dead letters
 # events = []                    # mirai event types to send, e.g. ["GroupMessage", "MemberJoinEvent"]; [] = all
