@@ -65,6 +65,19 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
     for destination in mirai.reverse_ws.destinations:
         url = f"{destination.protocol.value}://{destination.host}:{destination.port}{destination.path}"
         lines.append(f"    - {destination.label}: {url}")
+    hooks = mirai.webhook.destinations
+    lines.append(f"  webhooks out:   {len(hooks)}" if hooks else "  webhooks out:   none")
+    for hook in hooks:
+        events = ", ".join(hook.events) if hook.events else "every event"
+        batching = f", batches of up to {hook.batch_max_events}" if hook.batch_max_events else ""
+        lines.append(f"    - {hook.label}: {events}, signing {hook.signing.value}{batching}")
+    lines.append(f"  robots:         {len(config.robots)}" if config.robots else "  robots:         none")
+    for robot in config.robots:
+        forward = ", also to the frameworks" if robot.forward_to_frameworks else ""
+        lines.append(
+            f"    - /robots/{robot.name} → channel {robot.group} as {robot.shown_name!r}, signature "
+            f"{robot.signature.value}{forward}"
+        )
     lines += [
         f"  store:          {config.store.path}",
         f"  outbox:         up to {config.outbox.max_events} events, {config.outbox.max_age_seconds} s",

@@ -127,3 +127,22 @@ def test_webhook_destinations_alone_are_enough() -> None:
     config = parse_config({"mirai": {"webhook": {"destinations": [{"url": "http://a/"}]}}}, source="b", env=ENV)
     assert config.mirai.reverse_ws.destinations == ()
     assert problems({}, ENV)[0].startswith("mirai.reverse_ws.destinations: missing; add at least one")
+
+
+def test_check_summarises_webhooks_and_robots() -> None:
+    from relay.check import summary_lines
+    from relay.egress import DiscordEgress
+
+    config = parse_config(
+        {
+            "mirai": {
+                "webhook": {"destinations": [{"name": "ci-hook", "url": "http://a/", "events": ["GroupMessage"]}]}
+            },
+            "robots": [{"name": "ci", "group": 5, "display_name": "CI", "signature": "none"}],
+        },
+        source="b",
+        env=ENV,
+    )
+    lines = summary_lines("b", config, ENV, DiscordEgress.from_config(config.discord, ENV))
+    assert "    - ci-hook: GroupMessage, signing none" in lines
+    assert "    - /robots/ci → channel 5 as 'CI', signature none" in lines
