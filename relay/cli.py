@@ -1,5 +1,5 @@
-"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and ``ids``.
-"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and the offline ``webhooks`` commands.
+"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and the offline ``ids`` and ``webhooks``
+commands.
 
 A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.app.run`.
 :func:`main` is testable in-process (``main(["check", path], env={...}) -> exit code``);
