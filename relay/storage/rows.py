@@ -343,14 +343,27 @@ def flushed_entry(row: Row) -> Flushed:
     return (row[0], row[1], row[3], row[4], row[6])
 
 
-def encode_batch(batch: list[Content]) -> tuple[list[object], list[Flushed]]:
-    """The bound parameters of ``batch``'s rows (eight a row, in :data:`COLUMNS` order) and their cache entries.
+#: SQLite's INTEGER range (a larger Python int raises OverflowError when bound)
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def fits_int64(*values: int) -> bool:
+    """Whether SQLite can store every one of ``values`` as an INTEGER."""
+    return all(INT64_MIN <= value <= INT64_MAX for value in values)
+
+
+def encode_batch(batch: list[Content]) -> tuple[list[object], list[Flushed], list[Content]]:
+    """The bound parameters of ``batch``'s rows (eight a row, in :data:`COLUMNS` order), their cache entries, and
+    the rows left out because an id or the time does not fit SQLite's 64-bit integers (logged at WARNING: one such
+    value must not fail the whole batch's transaction; the Discord edge refuses such snowflakes anyway).
 
     Flat rather than a tuple per row: this loop is the flusher's GIL-holding work (one turn per relayed message),
     so it builds nothing the statement does not need.
     """
     params: list[object] = []
     flushed: list[Flushed] = []
+    skipped: list[Content] = []
     memo: _GroupMemo = {}  # the batch keeps every group alive until this returns
     for content in batch:
         conversation = content.conversation
@@ -359,17 +372,31 @@ def encode_batch(batch: list[Content]) -> tuple[list[object], list[Flushed]]:
         channel_id = content.channel_id
         platform_id = content.platform_id
         time = content.time
+        author_id = _author_id(content)
+        # one shift for the six values: non-zero only for a negative value or one of 2**63 or more (rare)
+        if (conversation_id | local_id | channel_id | platform_id | author_id | time) >> 63 and not fits_int64(
+            conversation_id, local_id, channel_id, platform_id, author_id, time
+        ):
+            log.warning(
+                "message store: not storing message %s of conversation %s: an id or its time is beyond SQLite's "
+                "64-bit integers (it keeps its id %d until the bridge restarts)",
+                platform_id,
+                conversation_id,
+                local_id,
+            )
+            skipped.append(content)
+            continue
         params += (
             conversation_id,
             local_id,
             conversation.kind._value_,
             channel_id,
             platform_id,
-            _author_id(content),
+            author_id,
             time,
             _safe_payload(content, memo),
         )
         # a group's channel id equals its conversation id: share the int object (32 bytes a cached entry)
         shared_channel = conversation_id if channel_id == conversation_id else channel_id
         flushed.append((conversation_id, local_id, shared_channel, platform_id, time))
-    return params, flushed
+    return params, flushed, skipped

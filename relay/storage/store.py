@@ -3,11 +3,21 @@
 mirai-api-http message ids are Int32 and unique only within one conversation (mirai-api-http.md §2), so
 the bridge allocates them itself and remembers what they point at, across restarts.
 
-**Allocation.** Each conversation has a counter; ids are handed out 1, 2, 3, ... up to ``INT32_MAX`` and
-then wrap to 1. 0 and negatives are never issued (mirai uses -1 for "no id", and 0 is our "unknown").
-The counter is persisted with each flushed batch, so ids are never reissued after a restart. After a
-wrap (2,147,483,647 messages in *one* conversation) an id is reused and the old mapping it pointed at is
+**Allocation.** Each conversation has a counter; ids are handed out from the store's ``first_id`` (see
+:meth:`MessageStore.open`) on, one by one, up to ``INT32_MAX`` and then wrap to 1. 0 and negatives are never
+issued (mirai uses -1 for "no id", and 0 is our "unknown"). The counter is persisted with each flushed batch, so
+ids are never reissued after a restart. After a wrap an id is reused and the old mapping it pointed at is
 overwritten; with any sane retention that mapping was pruned long before.
+
+**A store that replaces a lost one** (deleted, or moved aside by ``store repair``'s predecessor: any store
+without a counter for a conversation) must not hand out that conversation's ids again: frameworks may still
+hold them. The composition root therefore opens the store with ``first_id=``:func:`first_id_from_clock`: a
+conversation without a counter starts where the clock stands, at :data:`SEED_IDS_PER_SECOND` ids a second.
+Every id a lost store issued was issued before the new store was opened, and it issued at most its start plus
+the messages of that conversation; so the new ids stay clear of the old ones unless one conversation averaged
+more than 10 messages a second over the old store's whole life, the wall clock went back, or the stores are
+:data:`SEED_PERIOD_DAYS` apart (the seed wraps around the Int32 range). Stores written before the seed existed
+started at 1: the seed never goes below :data:`SEED_LOW`, so their first million ids per conversation are clear.
 
 **Speed.** :meth:`MessageStore.record` is the per-event path: a dict lookup, a counter increment and an
 append to the pending batch — no SQLite, no serialization. Rows are written by :meth:`MessageStore.flush`
@@ -46,7 +56,9 @@ import functools
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Final
 
 import attrs
 import cattrs
@@ -67,6 +79,8 @@ from relay.storage import sqlite
 from relay.storage.rows import (
     COLUMN_COUNT,
     COLUMNS,
+    INT64_MAX,
+    INT64_MIN,
     Content,
     Flushed,
     StoredMessage,
@@ -78,7 +92,7 @@ from relay.storage.rows import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoreBatch"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CACHE_SIZE", "MessageStore", "StoreBatch", "first_id_from_clock"]
 
 #: rows pending before record() flushes by itself (one transaction each; keeps a burst from piling up RAM)
 DEFAULT_BATCH_SIZE = 1024
@@ -92,6 +106,27 @@ WARM_ROWS = 10_000
 #: must not hang the caller, e.g. the final flush at shutdown; a slow disk finishes well within this)
 BATCH_WAIT_TIMEOUT = 60.0
 _SECONDS_PER_DAY = 86_400
+
+# The clock seed of a conversation's first id (see the module docstring and first_id_from_clock).
+#: the seed counts from Discord's epoch, 2015-01-01 (any fixed instant would do)
+SEED_EPOCH: Final = 1_420_070_400
+#: how fast the seed moves: faster than any conversation's lifetime average, slow enough to wrap rarely
+SEED_IDS_PER_SECOND: Final = 10
+#: the lowest seed: above the ids a store that started at 1 (before seeds) gave most conversations
+SEED_LOW: Final = 1 << 20
+#: ids a seeded conversation can issue before its counter wraps to 1 (~4 months at 10 messages a second)
+SEED_HEADROOM: Final = 1 << 27
+_SEED_SPAN: Final = INT32_MAX - SEED_HEADROOM - SEED_LOW
+#: days after which the seed comes round again
+SEED_PERIOD_DAYS: Final = _SEED_SPAN // SEED_IDS_PER_SECOND // _SECONDS_PER_DAY
+
+
+def first_id_from_clock(now: float) -> int:
+    """The first id of a conversation the store has no counter for, from the wall clock ``now`` (Unix seconds):
+    in [:data:`SEED_LOW`, ``INT32_MAX - SEED_HEADROOM``), advancing :data:`SEED_IDS_PER_SECOND` a second and
+    wrapping every :data:`SEED_PERIOD_DAYS` days."""
+    return SEED_LOW + int((now - SEED_EPOCH) * SEED_IDS_PER_SECOND) % _SEED_SPAN
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages_map (
@@ -185,10 +220,12 @@ class StoreBatch:
     """One transaction's worth of rows, taken and encoded on the recording thread (see
     :meth:`MessageStore.take_batch`), written by :meth:`MessageStore.write_batch`."""
 
-    contents: list[Content]
+    contents: list[Content]  #: the rows taken (they go back to the pending ones if the write fails)
     params: list[object]  #: eight bound values a row (see encode_batch)
-    flushed: list[Flushed]  #: each row's cache entry once it is on disk
+    flushed: list[Flushed]  #: each written row's cache entry once it is on disk
     counter_ids: set[int]  #: conversations whose counters to persist (their values are read at write time)
+    #: the rows written, when encode_batch left some out (an integer SQLite cannot hold); None: all of contents
+    kept: list[Content] | None = None
 
 
 class MessageStore:
@@ -208,8 +245,15 @@ class MessageStore:
         cache_size: int,
         on_batch_full: Callable[[], None] | None,
         reader: sqlite3.Connection | None = None,
+        first_id: int = 1,
+        path: str = ":memory:",
     ) -> None:
+        if not 0 < first_id <= INT32_MAX:
+            raise ValueError(f"first_id must be an Int32 id (1 to {INT32_MAX}), not {first_id}")
         self._conn = db
+        self._path = path
+        #: a conversation without a counter starts after this (see first_id_from_clock)
+        self._before_first = first_id - 1
         self._mem = threading.Lock()
         self._db = threading.RLock()
         #: lookups read through their own connection when the file allows one (WAL: a reader neither waits for
@@ -253,8 +297,13 @@ class MessageStore:
         cache_size: int = DEFAULT_CACHE_SIZE,
         on_batch_full: Callable[[], None] | None = None,
         busy_timeout: float = sqlite.BUSY_TIMEOUT,
+        first_id: int = 1,
     ) -> MessageStore:
         """Open (creating if needed) the store in the SQLite file ``path`` (``":memory:"`` for tests).
+
+        ``first_id``: the first id of a conversation the file has no counter for. The bridge passes
+        :func:`first_id_from_clock` so that a store replacing a lost one does not reissue its ids (see the module
+        docstring); 1 numbers every conversation from 1.
 
         ``on_batch_full``: called (instead of an inline :meth:`flush`) when ``batch_size`` rows are pending,
         so an async app can wake its flusher and run :meth:`flush` in a worker thread rather than on the
@@ -286,6 +335,8 @@ class MessageStore:
             cache_size=cache_size,
             on_batch_full=on_batch_full,
             reader=reader,
+            first_id=first_id,
+            path=path,
         )
         try:
             store._load()
@@ -336,7 +387,7 @@ class MessageStore:
 
     def _allocate(self, conversation_id: int) -> tuple[int, int]:
         """The next key of a conversation (call with ``_mem`` held)."""
-        last = self._counters.get(conversation_id, 0)
+        last = self._counters.get(conversation_id, self._before_first)
         local_id = last + 1 if last < INT32_MAX else 1  # wrap: reuse the oldest ids (see module docstring)
         self._counters[conversation_id] = local_id
         self._dirty_counters.add(conversation_id)
@@ -500,7 +551,7 @@ class MessageStore:
             else:
                 # _allocate and _add, inlined: this runs once per relayed message
                 conversation_id = conversation.id
-                last = self._counters.get(conversation_id, 0)
+                last = self._counters.get(conversation_id, self._before_first)
                 local_id = last + 1 if last < INT32_MAX else 1  # wrap: see the module docstring
                 self._counters[conversation_id] = local_id
                 self._dirty_counters.add(conversation_id)
@@ -630,11 +681,15 @@ class MessageStore:
             self._dirty_counters = set()
             self._taken = contents
         try:
-            params, flushed = encode_batch(contents)
+            params, flushed, skipped = encode_batch(contents)
         except BaseException:
             self._put_back(contents, counter_ids)
             raise
-        return StoreBatch(contents=contents, params=params, flushed=flushed, counter_ids=counter_ids)
+        kept = None
+        if skipped:
+            left_out = {id(content) for content in skipped}
+            kept = [content for content in contents if id(content) not in left_out]
+        return StoreBatch(contents=contents, params=params, flushed=flushed, counter_ids=counter_ids, kept=kept)
 
     def write_batch(self, batch: StoreBatch) -> int:
         """Write ``batch`` in one transaction (safe in a worker thread) and return how many rows it had.
@@ -662,38 +717,61 @@ class MessageStore:
                     "and neither written nor given back (MessageStore.return_batch); not waiting for it any longer"
                 )
 
-    def _write(self, batch: StoreBatch | None) -> int:
-        """The transaction of ``batch`` (call with ``_db`` held)."""
-        if batch is None:
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The store's writer connection, for a transaction that writes a batch with :meth:`write_rows` beside
+        other tables of the file (:mod:`relay.storage.flush`): one flush, one transaction. Holds the connection's
+        lock; raises :class:`StoreError` when the store is closed."""
+        with self._db:
+            self._check_open()
+            yield self._conn
+
+    def write_rows(self, db: sqlite3.Connection, batch: StoreBatch) -> None:
+        """The statements of ``batch`` inside the caller's transaction on ``db`` (the writer connection, see
+        :meth:`writing`); then :meth:`finish_batch` with whether the transaction committed. Raises
+        :class:`sqlite3.Error`."""
+        with self._mem:
+            self._check_open()
+            # read now, not when the batch was taken: a later batch may already have been written, and a
+            # counter must never go back (ids would be issued twice after a restart). A conversation id beyond
+            # SQLite's integers has no row either (see encode_batch)
+            counters = [(cid, self._counters[cid]) for cid in batch.counter_ids if INT64_MIN <= cid <= INT64_MAX]
+        _write_rows(db, batch, counters)
+
+    def finish_batch(self, batch: StoreBatch, written: bool) -> int:
+        """After :meth:`write_rows`' transaction: ``written`` (it committed) → cached entries keep only their ids;
+        else the rows go back to the pending ones. Returns the rows written."""
+        if not written:
+            self._put_back(batch.contents, batch.counter_ids)
             return 0
-        try:
-            with self._mem:
-                self._check_open()
-                # read now, not when the batch was taken: a later batch may already have been written, and a
-                # counter must never go back (ids would be issued twice after a restart)
-                counters = [(cid, self._counters[cid]) for cid in batch.counter_ids]
-            with sqlite.Transaction(self._conn):
-                _write_rows(self._conn, batch, counters)
-        except (sqlite3.Error, StoreError) as exc:
-            self._put_back(batch.contents, batch.counter_ids)
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(
-                f"could not write {len(batch.contents)} message-id rows: {exc}; they stay pending and are retried "
-                "on the next flush (check free disk space)"
-            ) from exc
-        except BaseException:
-            self._put_back(batch.contents, batch.counter_ids)
-            raise
         with self._mem:  # cached entries keep only their ids (see Flushed); skipped if re-recorded meanwhile
             by_local = self._by_local
-            for content, entry in zip(batch.contents, batch.flushed, strict=True):
+            rows = batch.contents if batch.kept is None else batch.kept
+            for content, entry in zip(rows, batch.flushed, strict=True):
                 key = (entry[0], entry[1])
                 if by_local.get(key) is content:
                     by_local[key] = entry
             if self._taken is batch.contents:
                 self._taken = None
             self._batch_done.notify_all()
+        return len(batch.flushed)
+
+    def _write(self, batch: StoreBatch | None) -> int:
+        """The transaction of ``batch`` (call with ``_db`` held)."""
+        if batch is None:
+            return 0
+        written = False
+        try:
+            with sqlite.Transaction(self._conn):
+                self.write_rows(self._conn, batch)
+            written = True
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"could not write {len(batch.contents)} message-id rows: {exc}; they stay pending and are retried "
+                "on the next flush (check free disk space)"
+            ) from exc
+        finally:
+            self.finish_batch(batch, written)
         return len(batch.flushed)
 
     def _put_back(self, contents: list[Content], counter_ids: set[int]) -> None:
@@ -754,6 +832,8 @@ class MessageStore:
                 row = self._reader.execute(
                     "SELECT conversation_kind FROM messages_map WHERE conversation_id = ? LIMIT 1", (conversation_id,)
                 ).fetchone()
+            except OverflowError:  # beyond SQLite's integers: never stored (see encode_batch)
+                row = None
             except sqlite3.Error as exc:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else ConversationRef(ConversationKind(row[0]), conversation_id)
@@ -766,6 +846,8 @@ class MessageStore:
             self._check_open()
             try:
                 row = self._reader.execute(f"SELECT {COLUMNS} FROM messages_map {where}", params).fetchone()
+            except OverflowError:  # an id beyond SQLite's integers: never stored (see encode_batch)
+                row = None
             except sqlite3.Error as exc:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else from_row(row)
@@ -784,8 +866,10 @@ class MessageStore:
                     f"SELECT {COLUMNS} FROM (SELECT * FROM messages_map WHERE conversation_id = ? "
                     "AND time >= ? AND time <= ? ORDER BY time DESC, local_id DESC LIMIT ?) "
                     "ORDER BY time, local_id",
-                    (conversation_id, max(time_start, -(2**63)), min(time_end, 2**63 - 1), max(0, limit)),
+                    (conversation_id, max(time_start, INT64_MIN), min(time_end, INT64_MAX), max(0, limit)),
                 ).fetchall()
+            except OverflowError:  # a conversation id beyond SQLite's integers: never stored
+                rows = []
             except sqlite3.Error as exc:
                 raise StoreError(f"message store history query failed: {exc}") from exc
         return [from_row(row) for row in rows]
@@ -806,12 +890,14 @@ class MessageStore:
                 cached = self._forget_cached(key)
             try:
                 with sqlite.Transaction(self._conn):
-                    cursor = self._conn.execute(
+                    deleted = self._conn.execute(
                         "DELETE FROM messages_map WHERE conversation_id = ? AND local_id = ?", key
-                    )
+                    ).rowcount
+            except OverflowError:  # beyond SQLite's integers: never stored
+                deleted = 0
             except sqlite3.Error as exc:
                 raise StoreError(f"message store delete failed: {exc}") from exc
-        return cached is not None or cursor.rowcount > 0
+        return cached is not None or deleted > 0
 
     def prune(self, now: float) -> int:
         """Delete mappings older than the retention (by message time); returns how many rows went."""
@@ -836,6 +922,10 @@ class MessageStore:
         return cursor.rowcount
 
     # ------------------------------------------------------------------ misc
+
+    @property
+    def path(self) -> str:
+        return self._path
 
     @property
     def retention_days(self) -> int:
