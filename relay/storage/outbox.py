@@ -29,6 +29,11 @@ Durability and cost:
   may see up to one interval of frames twice (at-least-once across crashes; exactly-once across reconnects).
 * Recent frames (:data:`TAIL_CAPACITY`) are also kept in memory so live delivery never reads the disk;
   a destination that fell further behind reads from SQLite in batches.
+* **A damaged page** in ``outbox_events`` (the file was damaged on disk) must not stop delivery. A read that
+  meets one goes on past it (:mod:`relay.storage.salvage`), the frames it held are reported once at ERROR (how
+  many, which sequence numbers), and the next write moves every readable frame into a fresh ``outbox_events``,
+  keeping the damaged table aside as ``outbox_events_damaged_<n>`` (writes that reach a damaged page fail, and
+  SQLite then gives up their whole transaction). Live frames never depend on the disk.
 
 Bounds (``[outbox]`` ``max_events`` / ``max_age_seconds``): the oldest frames beyond either bound are deleted
 even if some destination has not received them; every such frame is counted (``dropped``) and logged at
@@ -66,7 +71,7 @@ import attrs
 
 from relay.config import OutboxConfig
 from relay.errors import StoreError
-from relay.storage import sqlite
+from relay.storage import salvage, sqlite
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +94,13 @@ DROP_LOG_INTERVAL: Final = 60.0
 #: the age bound is checked at most this often (seconds): it needs a range scan
 AGE_CHECK_INTERVAL: Final = 1.0
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL);
+_EVENTS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS outbox_events (seq INTEGER PRIMARY KEY, created REAL NOT NULL, frame TEXT NOT NULL)"
+)
+#: the key the events are read by around a damaged page
+_SEQ_KEY: Final = salvage.Key(("seq",))
+_SCHEMA: Final = f"""
+{_EVENTS_TABLE};
 CREATE TABLE IF NOT EXISTS outbox_cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -139,6 +149,7 @@ class OutboxStatistics:
     pending_writes: int  #: frames some destination lacks that are not yet written to SQLite
     dropped: int  #: frames deleted by the bounds before every destination received them (this process)
     cursors: dict[str, int]  #: registered destination → last delivered seq
+    unreadable: int = 0  #: undelivered frames lost to a damaged page of the file (this process)
 
 
 #: a pending row's sequence number (rows are (seq, created, frame))
@@ -157,14 +168,70 @@ class WriteBatch:
     #: the newest sequence number handed out, persisted even when no row is written, so numbering never
     #: restarts below a saved cursor (0: nothing new)
     last_seq: int = 0
+    #: move the readable frames to a fresh table first (outbox_events has a damaged page)
+    rebuild: bool = False
+    #: the newest sequence number on disk when the batch was taken (the end of a damaged range at the end)
+    on_disk_through: int = 0
+    #: filled by the writer when it moved the frames: (the damaged table's new name, [(first, last) lost seqs])
+    moved: list[tuple[str, list[tuple[int, int]]]] = attrs.field(factory=list)
 
 
-def _write_statements(db: sqlite3.Connection, batch: WriteBatch) -> int:
-    """The statements of ``batch``'s transaction; returns the cut (frames up to it are deleted)."""
+def _disk_bounds(db: sqlite3.Connection) -> tuple[int | None, int | None, list[salvage.Gap]]:
+    """The oldest and newest sequence numbers of ``outbox_events`` (None: no frame, or for the newest: its page is
+    damaged), and the gap before the oldest readable frame when the first pages are damaged. Two statements: one
+    with both MIN and MAX would scan the table, and meet any damaged page."""
+    gaps: list[salvage.Gap] = []
+    try:
+        oldest = db.execute("SELECT MIN(seq) FROM outbox_events").fetchone()[0]
+    except sqlite3.Error as exc:
+        if not salvage.is_damage(exc):
+            raise
+        # frames every destination had may be long gone: the lost ones start after the lowest cursor
+        row = db.execute("SELECT MIN(seq) FROM outbox_cursors").fetchone()
+        start = (row[0] or 0) + 1
+        rows, gaps = salvage.read_some(db, "outbox_events", _SEQ_KEY, "", start=(start,), limit=1)
+        oldest = gaps[0].first[0] if gaps else int(rows[0][0]) if rows else None  # type: ignore[call-overload]
+    try:
+        newest = db.execute("SELECT MAX(seq) FROM outbox_events").fetchone()[0]
+    except sqlite3.Error as exc:
+        if not salvage.is_damage(exc):
+            raise
+        newest = None  # the last page: outbox_state's last_seq is at least as new
+    return oldest, newest, gaps
+
+
+def _move_readable(db: sqlite3.Connection, path: str, batch: WriteBatch) -> None:
+    """Inside ``batch``'s transaction: set the damaged ``outbox_events`` aside and copy its readable frames from
+    the batch's oldest on into a fresh one (:func:`relay.storage.salvage.move_readable`); the lost ranges go
+    into ``batch.moved`` for the owner's thread to report."""
+    reader = salvage.connect_reader(path)
+    try:
+        damaged, _, gaps = salvage.move_readable(
+            db,
+            reader,
+            "outbox_events",
+            _EVENTS_TABLE,
+            key=_SEQ_KEY,
+            columns=("seq", "created", "frame"),
+            start=(batch.oldest_seq,),
+        )
+    finally:
+        reader.close()
+    lost = [(gap.first[0], gap.resume[0] - 1 if gap.resume is not None else batch.on_disk_through) for gap in gaps]
+    batch.moved.append((damaged, lost))
+
+
+def _write_statements(db: sqlite3.Connection, batch: WriteBatch, *, cached: bool = False) -> int:
+    """The statements of ``batch``'s transaction; returns the cut (frames up to it are deleted). ``cached``: ``db``
+    keeps prepared statements (see below)."""
     if batch.rows:
         sqlite.write_chunks(
             db, batch.rows, chunk_rows=CHUNK_ROWS, row_sql=_INSERT_ROWS, chunk_sql=_INSERT_CHUNK, bulk=_frames_chunk
         )
+        if cached and len(batch.rows) > 1 and sqlite.BULK_SUPPORTED:
+            # on a connection that caches statements (the flush's, see relay.storage.flush) the chunk statement
+            # would keep its last ~1 MB of bound frames until the next batch: bind it again to nothing
+            db.execute(_INSERT_CHUNK, ("[]", b""))
     last_seq = max(batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
     if last_seq:
         db.execute(
@@ -233,13 +300,13 @@ class Outbox:
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM outbox_state WHERE key = 'last_seq'").fetchone()
             stored_last = row[0] if row else 0
-            max_row = self._db.execute("SELECT MIN(seq), MAX(seq) FROM outbox_events").fetchone()
+            oldest, newest, gaps = _disk_bounds(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the outbox in {path!r}: {exc}; check the path and permissions") from None
-        self._last_seq: int = max(stored_last, max_row[1] or 0)
+        self._last_seq: int = max(stored_last, newest or 0)
         #: the newest sequence number known to be on disk (as a row or as outbox_state's last_seq)
         self._saved_seq: int = self._last_seq
-        self._oldest_seq: int = max_row[0] if max_row[0] is not None else self._last_seq + 1
+        self._oldest_seq: int = oldest if oldest is not None else self._last_seq + 1
         self._pending: list[tuple[int, float, str]] = []
         self._tail: collections.deque[tuple[int, str]] = collections.deque(maxlen=TAIL_CAPACITY)
         self._cursors: dict[str, int] = {}
@@ -252,6 +319,13 @@ class Outbox:
         self._in_flight: WriteBatch | None = None
         self._closed = False
         self._write_now_at = MAX_PENDING_WRITES  # append writes on its own thread at this many buffered frames
+        #: sequence ranges known unreadable on disk (reported; reads go past them)
+        self._unreadable = salvage.Ranges()
+        self._unreadable_count = 0
+        #: outbox_events has a damaged page: the next write moves the readable frames to a fresh table
+        self._rebuild = newest is None and oldest is not None
+        for gap in gaps:  # the oldest frames are unreadable
+            self._note_unreadable(gap.first[0], gap.resume[0] - 1 if gap.resume is not None else self._saved_seq)
         #: held during every transaction on the SQLite file; other writers of the file should take it too
         self.write_lock = threading.Lock()
 
@@ -335,7 +409,13 @@ class Outbox:
             age_cutoff = now - self._config.max_age_seconds
         delete_through = max(size_cut, delivered_to_all)
         unsaved_seq = self._last_seq > self._saved_seq
-        if not unsaved_seq and not self._dirty_cursors and age_cutoff is None and delete_through < self._oldest_seq:
+        if (
+            not unsaved_seq
+            and not self._dirty_cursors
+            and age_cutoff is None
+            and delete_through < self._oldest_seq
+            and not self._rebuild
+        ):
             self._log_drops(now)
             return None
         self._forget_delivered(delivered_to_all)
@@ -346,6 +426,8 @@ class Outbox:
             oldest_seq=self._oldest_seq,
             age_cutoff=age_cutoff,
             last_seq=self._last_seq if unsaved_seq else 0,
+            rebuild=self._rebuild,
+            on_disk_through=self._saved_seq,
         )
         self._pending = []
         self._dirty_cursors.clear()
@@ -368,6 +450,16 @@ class Outbox:
             self._pending = batch.rows + self._pending
             self._dirty_cursors.update(dest for dest, _ in batch.cursors)
             return
+        for damaged, lost in batch.moved:
+            self._rebuild = False
+            for first, last in lost:
+                self._note_unreadable(first, last)
+            log.warning(
+                "outbox: the readable frames now live in a fresh table; the damaged one is kept in %s as %s "
+                "(`discord-mirai-relay store repair`, with the bridge stopped, reclaims its space)",
+                self._path,
+                damaged,
+            )
         self._saved_seq = max(self._saved_seq, batch.last_seq, batch.rows[-1][0] if batch.rows else 0)
         now = self._clock()
         if cut >= self._oldest_seq:
@@ -380,16 +472,31 @@ class Outbox:
                 self._unlogged_drops += dropped
         self._log_drops(now)
 
+    def write_in(self, db: sqlite3.Connection, batch: WriteBatch, *, rebuild: bool, cached: bool = False) -> int:
+        """``batch``'s statements inside the caller's transaction on ``db`` (a writer connection to this file, see
+        :mod:`relay.storage.flush`; ``cached``: it caches prepared statements); ``rebuild`` first moves the
+        readable frames out of a damaged table (as ``batch.rebuild`` asks, or after an attempt failed on a damaged
+        page). Returns the cut for :meth:`finish_batch`; raises :class:`sqlite3.Error`."""
+        batch.moved.clear()  # a rolled-back attempt moved nothing
+        if rebuild:
+            _move_readable(db, self._path, batch)
+        return _write_statements(db, batch, cached=cached)
+
     def _write(self, batch: WriteBatch) -> int:
         with self.write_lock:
             return self._write_locked(self._writer_db, batch)
 
     def _write_locked(self, db: sqlite3.Connection, batch: WriteBatch) -> int:
-        try:
-            with sqlite.Transaction(db):
-                return _write_statements(db, batch)
-        except sqlite3.Error as exc:
-            raise StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}") from None
+        rebuild = batch.rebuild
+        while True:
+            try:
+                with sqlite.Transaction(db):
+                    return self.write_in(db, batch, rebuild=rebuild)
+            except sqlite3.Error as exc:
+                if not rebuild and salvage.is_damage(exc):
+                    rebuild = True  # a damaged page spoils the whole transaction: move the frames, then retry
+                    continue
+                raise StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}") from None
 
     def _delivered_to_all(self) -> int:
         return min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
@@ -466,9 +573,10 @@ class Outbox:
     def read_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` retained frames with sequence > ``seq``, in order.
 
-        If frames after ``seq`` were dropped by the bounds, reading resumes at the oldest retained frame.
+        If frames after ``seq`` were dropped by the bounds, reading resumes at the oldest retained frame; frames a
+        damaged page of the file lost are skipped (and reported once).
         """
-        start = max(seq + 1, self._oldest_seq)
+        start = self._unreadable.past(max(seq + 1, self._oldest_seq))
         if start > self._last_seq or limit <= 0:
             return []
         tail = self._tail
@@ -488,12 +596,45 @@ class Outbox:
                 "SELECT seq, frame FROM outbox_events WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
             ).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"reading the outbox from {self._path!r} failed: {exc}") from None
+            if not salvage.is_damage(exc):
+                raise StoreError(f"reading the outbox from {self._path!r} failed: {exc}") from None
+            rows, gaps = salvage.read_some(self._db, "outbox_events", _SEQ_KEY, "frame", start=(start,), limit=limit)
+            for gap in gaps:
+                self._note_unreadable(gap.first[0], gap.resume[0] - 1 if gap.resume is not None else self._saved_seq)
+            if not rows and self._unreadable.past(start) > start:
+                return self.read_after(self._unreadable.past(start) - 1, limit)  # the rest is in memory
         return [(int(s), str(f)) for s, f in rows]
+
+    def _note_unreadable(self, first: int, last: int) -> None:
+        """Frames ``first``..``last`` cannot be read from the file: reads go past them, the next write moves the
+        readable frames to a fresh table, and the undelivered ones among them are reported once (ERROR)."""
+        delivered = self._delivered_to_all()
+        for lo, hi in self._unreadable.add(max(first, self._oldest_seq), last):
+            self._rebuild = True
+            undelivered = max(0, hi - max(lo, delivered + 1) + 1)
+            self._unreadable_count += undelivered
+            log.error(
+                "outbox: %d undelivered frames (seq %d–%d) cannot be read: %s is damaged there; they are skipped and "
+                "delivery goes on after them (live events are not affected). `discord-mirai-relay store check` "
+                "with the bridge stopped tells more",
+                undelivered,
+                lo,
+                hi,
+                self._path,
+            )
 
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def writer(self) -> sqlite3.Connection:
+        """The connection transactions run on (hold :attr:`write_lock` while using it; see write_in)."""
+        return self._writer_db
 
     @property
     def waiting_writes(self) -> int:
@@ -529,6 +670,7 @@ class Outbox:
             pending_writes=self.waiting_writes + (len(self._in_flight.rows) if self._in_flight else 0),
             dropped=self._dropped,
             cursors=dict(self._cursors),
+            unreadable=self._unreadable_count,
         )
 
     # ----------------------------------------------------------------- bounds

@@ -134,6 +134,11 @@ NO_TRIO_MODULES = (
     "relay/storage/store.py",
     "relay/storage/outbox.py",
     "relay/storage/idmap.py",
+    "relay/storage/flush.py",
+    "relay/storage/sessions.py",
+    "relay/storage/salvage.py",
+    "relay/storage/guard.py",
+    "relay/storage/repair.py",
     "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
     "relay/sandbox/emulator/db.py",
     "relay/sandbox/emulator/world.py",
