@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -46,15 +46,16 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError, StoreError
+from relay.errors import HTTPError, RelayError
 from relay.ids import SNOWFLAKE_IDS
 from relay.notify import Notifier, serve_watchdog
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
-from relay.storage.flushers import Wakeup, make_room, serve_outbox_flusher, serve_store_flusher
+from relay.storage import guard as store_guard
+from relay.storage.flushers import Wakeup, make_room, serve_flusher
 from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
-from relay.storage.store import MessageStore
+from relay.storage.store import MessageStore, first_id_from_clock
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,19 @@ def status_line(running: RunningBridge, rate: float) -> str:
     )
 
 
+def _session_snapshot(started: list[Gateway]) -> Callable[[], dict[int, str] | None]:
+    """The flusher's gateway session snapshot (relay.storage.flush.SessionSnapshot): each shard's resume state as
+    JSON text, taken between two dispatches (the reader hands each dispatch over whole before it reads the next, so
+    the seq in it is one up to which every dispatch is in the outbox); None before the gateway runs."""
+
+    def snapshot() -> dict[int, str] | None:
+        if not started:
+            return None
+        return {shard: json.dumps(state.to_json()) for shard, state in started[0].sessions().items()}
+
+    return snapshot
+
+
 async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
     previous = running.bridge.statistics().events_published
     while True:
@@ -215,17 +229,15 @@ async def serve_bridge(
     egress = egress or DiscordEgress.from_config(config.discord, os.environ)
     notifier = notifier or Notifier.from_environment()
     store_path = config.store.path
-    try:
-        Path(store_path).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the folder of the store {store_path!r}: {exc.strerror or exc}; set [store] path "
-            "(or --store-path) to a writable location"
-        ) from None
     sessions_path = session_file(store_path)
+    # private folder and files, the start-up integrity check, and the watch over the files while running
+    guard = store_guard.prepare(store_path, also_private=[str(sessions_path)])
     store_wake = Wakeup()
     store = MessageStore.open(
-        store_path, retention_days=config.store.message_retention_days, on_batch_full=store_wake.set
+        store_path,
+        retention_days=config.store.message_retention_days,
+        on_batch_full=store_wake.set,
+        first_id=first_id_from_clock(time.time()),  # a store replacing a lost one issues none of its ids again
     )
     try:
         with Outbox(store_path, config.outbox) as outbox, open_ids(config, store_path, outbox) as ids:
@@ -239,10 +251,19 @@ async def serve_bridge(
                     sessions = {}
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
                 mirai_scope, mirai_done = trio.CancelScope(), trio.Event()
+                started_gateway: list[Gateway] = []
                 async with trio.open_nursery() as nursery:
-                    # the file's two writers, side by side under its one write lock (the outbox's)
-                    await nursery.start(serve_store_flusher, store, store_wake, outbox.write_lock)
-                    await nursery.start(serve_outbox_flusher, outbox)
+                    # message ids, outbox frames and the gateway session: one flush, one transaction
+                    await nursery.start(
+                        functools.partial(
+                            serve_flusher,
+                            store,
+                            outbox,
+                            store_wake,
+                            sessions=_session_snapshot(started_gateway),
+                            guard=guard,
+                        )
+                    )
                     reverse_ws = await nursery.start(
                         _scoped,
                         mirai_scope,
@@ -271,6 +292,7 @@ async def serve_bridge(
                             open_stream=lambda url: proxied_stream_opener(egress.choice(url).proxy),
                         ),
                     )
+                    started_gateway.append(gateway)
                     running = RunningBridge(
                         bridge=bridge, gateway=gateway, reverse_ws=reverse_ws, outbox=outbox, store=store, cache=cache
                     )
@@ -361,6 +383,7 @@ def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
 
     ``egress``: the proxy decision ``check`` printed (the CLI builds it once); default: from the environment."""
     code = 0
+    store_guard.private_umask()  # the store, session data and uploads hold message text
     if process.limit_malloc_arenas():
         log.debug("malloc arenas limited to %d", process.MALLOC_ARENA_LIMIT)
     try:

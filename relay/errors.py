@@ -342,3 +342,8 @@ class ProxyProtocolError(ProxyError):
 
 class StoreError(RelayError):
     """The SQLite store failed (disk full, corrupt file, locked by another process)."""
+
+
+class StoreLost(StoreError):
+    """The store can no longer keep its promises: its file was deleted or replaced under the running bridge, or
+    damaged where the bridge cannot work around it. The bridge stops rather than issue a message id twice."""

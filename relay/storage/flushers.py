@@ -1,20 +1,23 @@
-"""The SQLite file's two writers, driven from trio: the store's and the outbox's flush loops, side by side, and
-the gateway reader's back-pressure on them.
+"""The SQLite file's writer, driven from trio: one flush loop for the message store, the outbox and the gateway
+session snapshot, the gateway reader's back-pressure on it, and the watch over the file.
 
-* :func:`serve_store_flusher` writes the message store's batches (every :data:`STORE_FLUSH_INTERVAL`, or at once
-  when a batch is full: :class:`Wakeup`) and prunes it by retention;
-* :func:`serve_outbox_flusher` writes the outbox's frames and cursors (every
-  :data:`relay.storage.outbox.FLUSH_INTERVAL`, or back to back in a burst);
-* :func:`make_room` is the hook the Discord reader awaits before each read: it returns once both writers have
-  caught up (it belongs with the writers because its marks are theirs: the outbox's
+* :func:`serve_flusher` commits, every :data:`relay.storage.outbox.FLUSH_INTERVAL` (or at once when the store's
+  batch is full or :data:`FLUSH_AT_ONCE` frames some framework lacks wait), the store's rows, the outbox's frames
+  and cursors and the gateway session snapshot in ONE transaction (:mod:`relay.storage.flush`: after a crash the
+  file is consistent with itself and the saved session resumes right after the last event it kept). It prunes
+  the store by retention, and every :data:`GUARD_INTERVAL` checks that the store's files are still the ones the
+  bridge opened (:class:`relay.storage.guard.StoreGuard`).
+* :func:`serve_store_flusher` and :func:`serve_outbox_flusher` are the same loop for a store or an outbox alone.
+* :func:`make_room` is the hook the Discord reader awaits before each read: it returns once the writer has caught
+  up (it belongs with the writer because its marks are the writer's: the outbox's
   :data:`~relay.storage.outbox.MAX_PENDING_WRITES`, the store's batch size).
 
-Both loops take their batch on the event loop (the Python work: encoding rows, choosing what to delete) and run
-only the SQLite transaction in a worker thread, so the loop — the Discord reader and its heartbeats included —
-never waits for the disk. Every transaction holds the file's one write lock,
-:attr:`relay.storage.outbox.Outbox.write_lock` (the outbox takes it itself; the store's flusher holds it around
-the store's writes), so the two writers take turns on a lock instead of in SQLite's busy handler (see
-:mod:`relay.storage.sqlite`). Each loop flushes once more, synchronously, when it is cancelled.
+The loop takes its batch on the event loop (the Python work: encoding rows, choosing what to delete, the session
+snapshot) and runs only the SQLite transaction in a worker thread, so the loop — the Discord reader and its
+heartbeats included — never waits for the disk. Every transaction holds the file's one write lock,
+:attr:`relay.storage.outbox.Outbox.write_lock` (see :mod:`relay.storage.sqlite`). The loop flushes once more,
+synchronously, when it is cancelled. A :class:`~relay.errors.StoreLost` (the file deleted, replaced or damaged
+beyond repair) ends it, and with it the bridge's nursery; other failures are logged and retried.
 
 The only module of :mod:`relay.storage` that imports trio.
 """
@@ -30,7 +33,10 @@ from typing import Final, TypeVar
 import attrs
 import trio
 
-from relay.errors import StoreError
+from relay.errors import StoreError, StoreLost
+from relay.storage import flush
+from relay.storage.flush import SessionSnapshot
+from relay.storage.guard import StoreGuard
 from relay.storage.outbox import FLUSH_INTERVAL, MAX_PENDING_WRITES, Outbox
 from relay.storage.store import MessageStore
 
@@ -40,11 +46,15 @@ _T = TypeVar("_T")
 
 #: seconds between message-store flushes (rows are also flushed as soon as a batch is full). Short on purpose:
 #: a flush's Python work (~10 µs a row) holds the GIL in its worker thread, and the bench's paced p99 measured
-#: 7-10 ms with 0.25 s batches vs 4.4-5.5 ms with 0.05 s ones (3.5-4.3 ms with no store flushing at all)
-STORE_FLUSH_INTERVAL: Final = 0.05
+#: 7-10 ms with 0.25 s batches vs 4.4-5.5 ms with 0.05 s ones (3.5-4.3 ms with no store flushing at all). The
+#: store's rows and the outbox's frames now share one flush, every FLUSH_INTERVAL (the same 0.05 s)
+STORE_FLUSH_INTERVAL: Final = FLUSH_INTERVAL
 #: seconds between message-store retention passes
 STORE_PRUNE_INTERVAL: Final = 3600.0
-#: the outbox flusher writes its next batch without waiting FLUSH_INTERVAL while this many frames wait: in a
+#: seconds between looks whether the store's files are still the ones the bridge opened (three stat calls): a
+#: store deleted or replaced under the bridge stops it within about this long
+GUARD_INTERVAL: Final = 1.0
+#: the flusher writes its next batch without waiting FLUSH_INTERVAL while this many frames wait: in a
 #: burst the writer thread then runs back to back, and the gateway reader (which waits for room, see
 #: make_room) is held only as long as the disk really is behind
 FLUSH_AT_ONCE: Final = 256
@@ -83,6 +93,103 @@ def _holding(lock: threading.Lock, fn: Callable[..., _T], *args: object) -> _T:
         return fn(*args)
 
 
+async def serve_flusher(
+    store: MessageStore | None,
+    outbox: Outbox | None,
+    wake: Wakeup,
+    *,
+    sessions: SessionSnapshot | None = None,
+    guard: StoreGuard | None = None,
+    write_lock: threading.Lock | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Flush ``store``, ``outbox`` and the ``sessions`` snapshot together (one transaction each time, see
+    :mod:`relay.storage.flush`) off the trio thread, prune the store by retention, check the files with ``guard``,
+    and flush once more on the way out.
+
+    ``wake`` is the store's ``on_batch_full`` (see :meth:`MessageStore.open`); the flusher also sets it when
+    :data:`FLUSH_AT_ONCE` frames some framework lacks wait. ``store`` and ``outbox`` must share one file.
+    ``write_lock`` is the file's write lock when there is no outbox (it is the outbox's otherwise). Raises
+    :class:`~relay.errors.StoreLost`; other failures are logged and retried (everything stays in memory).
+    """
+    if store is not None and outbox is not None and store.path != outbox.path:
+        raise ValueError(f"the store ({store.path}) and the outbox ({outbox.path}) must share one file")
+    lock = outbox.write_lock if outbox is not None else write_lock if write_lock is not None else threading.Lock()
+    source = flush.Sessions(sessions) if sessions is not None else None
+    hold_rows = store.batch_size if store is not None else 0
+
+    def wake_on_burst(seq: int) -> None:
+        # Frames pile up only while some framework is not taking them (down, or slow): write them as soon
+        # as a batch is worth it instead of sleeping out the interval while the gateway reader is held.
+        if not seq % FLUSH_CHECK_EVERY and outbox is not None and outbox.waiting_writes >= FLUSH_AT_ONCE:
+            wake.set()
+
+    def behind() -> bool:
+        return (outbox is not None and outbox.waiting_writes >= FLUSH_AT_ONCE) or (
+            store is not None and store.pending >= hold_rows
+        )
+
+    if outbox is not None:
+        outbox.add_append_listener(wake_on_burst)
+    task_status.started()
+    failed = False
+    took = False  # the last tick had something to write (a burst goes on only while there is)
+    lost = False
+    last_prune = 0.0
+    next_guard = trio.current_time()
+    try:
+        while True:
+            if failed:
+                await trio.sleep(FLUSH_INTERVAL)  # a failing disk is not hammered
+            elif took and behind():
+                await trio.lowlevel.checkpoint()  # a burst: write the next batch as soon as the last is done
+            else:
+                with trio.move_on_after(FLUSH_INTERVAL):
+                    await wake.wait()
+            if guard is not None and trio.current_time() >= next_guard:
+                next_guard = trio.current_time() + GUARD_INTERVAL
+                guard.check()
+            # an idle tick costs nothing (no worker-thread round trip); rows are encoded here and only SQLite runs
+            # in the worker (see MessageStore.take_batch)
+            batch = flush.take(store, outbox, source, time.time())
+            took = batch is not None
+            if batch is not None:
+                committed, cut = False, None
+                failed = True
+                try:
+                    # not abandoned on cancel: the transaction always finishes before finish runs
+                    cut = await trio.to_thread.run_sync(flush.write, batch, store, outbox, lock)
+                    committed, failed = True, False
+                except StoreLost:
+                    raise
+                except StoreError as exc:
+                    log.error("%s; retrying in %.2f s", exc, FLUSH_INTERVAL)
+                finally:
+                    # also when cancelled before the thread started: everything goes back for the final flush
+                    flush.finish(batch, store, outbox, source, committed=committed, cut=cut)
+            if store is not None and time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
+                last_prune = time.monotonic()
+                try:
+                    pruned = await trio.to_thread.run_sync(_holding, lock, store.prune, time.time())
+                except StoreError as exc:
+                    log.error("message store: %s; pruning again in %.0f s", exc, STORE_PRUNE_INTERVAL)
+                else:
+                    if pruned:
+                        log.info("message store: pruned %d mappings older than the retention", pruned)
+    except StoreLost:
+        lost = True
+        raise
+    finally:
+        if outbox is not None:
+            outbox.remove_append_listener(wake_on_burst)
+        if not lost:
+            try:
+                # synchronous: cancellation cannot stop it
+                flush.flush_now(store, outbox, source, lock, now=time.time())
+            except StoreError as exc:
+                log.error("final flush failed: %s", exc)
+
+
 async def serve_store_flusher(
     store: MessageStore,
     wake: Wakeup,
@@ -90,97 +197,17 @@ async def serve_store_flusher(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Flush the message store off the trio thread (batched), prune by retention, flush once more at exit.
-
-    ``wake`` is the store's ``on_batch_full`` (see :meth:`MessageStore.open`). The worker thread holds
-    ``write_lock`` (the outbox's, :attr:`relay.storage.outbox.Outbox.write_lock`: both write the same SQLite file)
-    around each transaction, so the two writers take turns without SQLite's sleeping busy handler between them.
-    """
-    task_status.started()
-    last_prune = 0.0
-    try:
-        while True:
-            with trio.move_on_after(STORE_FLUSH_INTERVAL):
-                await wake.wait()
-            try:
-                # an idle tick costs nothing (no worker-thread round trip); the batch is encoded here and only
-                # SQLite runs in the worker (see MessageStore.take_batch)
-                batch = store.take_batch() if store.pending else None
-                if batch is not None:
-                    try:
-                        await trio.to_thread.run_sync(_holding, write_lock, store.write_batch, batch)
-                    finally:
-                        # cancelled before the thread started: the rows go back, so the final flush writes them
-                        # (it would otherwise wait for a batch that no one writes)
-                        store.return_batch(batch)
-                if time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
-                    last_prune = time.monotonic()
-                    pruned = await trio.to_thread.run_sync(_holding, write_lock, store.prune, time.time())
-                    if pruned:
-                        log.info("message store: pruned %d mappings older than the retention", pruned)
-            except StoreError as exc:
-                log.error("message store: %s; retrying", exc)
-    finally:
-        try:
-            store.flush()
-        except StoreError as exc:
-            log.error("message store: final flush failed: %s", exc)
+    """:func:`serve_flusher` for a message store alone (``write_lock``: the file's write lock)."""
+    await serve_flusher(store, None, wake, write_lock=write_lock, task_status=task_status)
 
 
 async def serve_outbox_flusher(
     outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Flush ``outbox`` every :data:`relay.storage.outbox.FLUSH_INTERVAL` until cancelled, and once more on the way
-    out.
-
-    Frames some framework lacks (it is down or slow) are written sooner: once :data:`FLUSH_AT_ONCE` of them wait,
-    the flusher is woken and writes batch after batch until fewer wait. Frames every framework already has are
-    never written (see :meth:`relay.storage.outbox.Outbox.take_batch`).
-
-    Each transaction runs in a worker thread (``Outbox.write_batch``), so the trio loop — the Discord reader
-    and its heartbeats included — never waits for the disk (measured ~14 µs of SQLite work per 1 KB event).
-    Failures are logged and retried (frames stay in memory).
-    """
-    burst = trio.Event()
-
-    def wake_on_burst(seq: int) -> None:
-        # Frames pile up only while some framework is not taking them (down, or slow): write them as soon
-        # as a batch is worth it instead of sleeping out the interval while the gateway reader is held.
-        if not seq % FLUSH_CHECK_EVERY and outbox.waiting_writes >= FLUSH_AT_ONCE:
-            burst.set()
-
-    task_status.started()
-    failed = False
-    outbox.add_append_listener(wake_on_burst)
-    try:
-        while True:
-            if failed:
-                await trio.sleep(FLUSH_INTERVAL)  # a failing disk is not hammered
-            elif outbox.waiting_writes < FLUSH_AT_ONCE:
-                with trio.move_on_after(FLUSH_INTERVAL):
-                    await burst.wait()
-            else:
-                await trio.lowlevel.checkpoint()  # a burst: write the next batch as soon as the last is done
-            burst = trio.Event()
-            batch = outbox.take_batch()
-            if batch is None:
-                continue
-            cut: int | None = None
-            failed = True
-            try:
-                # not abandoned on cancel: the transaction always finishes before finish_batch runs
-                cut = await trio.to_thread.run_sync(outbox.write_batch, batch)
-                failed = False
-            except StoreError as exc:
-                log.error("outbox: %s; retrying in %.2f s", exc, FLUSH_INTERVAL)
-            finally:
-                outbox.finish_batch(batch, cut)
-    finally:
-        outbox.remove_append_listener(wake_on_burst)
-        try:
-            outbox.flush()  # synchronous: cancellation cannot interrupt it
-        except StoreError as exc:
-            log.error("outbox: final flush failed: %s", exc)
+    """:func:`serve_flusher` for an outbox alone (a framework-side test harness; the bridge flushes its outbox with
+    its store). Frames every framework already has are never written (see
+    :meth:`relay.storage.outbox.Outbox.take_batch`)."""
+    await serve_flusher(None, outbox, Wakeup(), task_status=task_status)
 
 
 def make_room(outbox: Outbox, store: MessageStore) -> Callable[[], Awaitable[None]]:

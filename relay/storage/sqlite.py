@@ -9,6 +9,9 @@ each with tables of its own, and each opens two connections with :func:`connect`
   does not wait for the disk; a crash of the process loses nothing committed, a power loss may lose the last
   commits. Connections are in autocommit mode and every write is an explicit ``BEGIN IMMEDIATE`` transaction
   (:class:`Transaction`).
+* **Files at rest** hold message text: :func:`connect` creates a missing file with :data:`FILE_MODE` (0600), and
+  SQLite gives its ``-wal`` and ``-shm`` files the database file's mode (:mod:`relay.storage.guard` makes the
+  folder 0700 and tightens files that exist).
 * **Page caches** are bounded per connection (the ``*_CACHE_KIB`` constants: 2.75 MiB for the four, where
   SQLite's default would allow ~8 MB), sized to what each connection's access pattern keeps reusing.
 * **The write lock.** SQLite lets one connection of a file write at a time; another waits in its busy handler,
@@ -28,8 +31,10 @@ each with tables of its own, and each opens two connections with :func:`connect`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _R = TypeVar("_R", bound=Sequence[object])
 
+#: the mode of the files the bridge creates: they hold message text
+FILE_MODE: Final = 0o600
 #: seconds a connection waits for a write lock held by another connection before failing
 BUSY_TIMEOUT: Final = 5.0
 #: prepared statements a connection caches by default (the sqlite3 module's own default)
@@ -82,6 +89,8 @@ def connect(
     connection whose statements bind large values (a cached statement keeps its last bound values).
     Raises :class:`sqlite3.Error`; callers say which file and what to do.
     """
+    if not read_only and path not in ("", ":memory:"):
+        create_private(path)
     db = sqlite3.connect(
         path,
         timeout=busy_timeout,
@@ -101,6 +110,13 @@ def connect(
         db.close()
         raise
     return db
+
+
+def create_private(path: str) -> None:
+    """Create ``path`` empty with :data:`FILE_MODE` if it does not exist (SQLite takes an empty file for a new
+    database, and would create it 0644). An existing file is left as it is; failures are left to SQLite's open."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
 
 
 class Transaction:

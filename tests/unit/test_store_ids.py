@@ -12,7 +12,7 @@ import pytest
 from relay.envelope import INT32_MAX, ConversationRef, MessageRef, Quote, Text, User
 from relay.storage import store as store_module
 from relay.storage.store import MessageStore, first_id_from_clock
-from tests.unit.test_store import DM, G, T0, msg
+from tests.unit.test_store import DM, T0, G, msg
 
 DAY = 86_400
 
