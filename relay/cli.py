@@ -1,5 +1,5 @@
-"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and the offline ``ids`` and ``webhooks``
-commands.
+"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and the offline ``ids``, ``webhooks`` and
+``store check|repair`` commands.
 
 A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.app.run`.
 :func:`main` is testable in-process (``main(["check", path], env={...}) -> exit code``);
@@ -272,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--id", type=int, action="append", dest="ids", metavar="N", help="a dead letter (repeatable)")
     chosen.add_argument("--all", action="store_true", help="every dead letter")
     replay.set_defaults(handler=_cmd_webhooks)
+    store = commands.add_parser("store", help="check or repair the SQLite store (with the bridge stopped)")
+    actions = store.add_subparsers(dest="store_action", metavar="ACTION", title="actions", required=True)
+    for action, text in (
+        ("check", "integrity check and a per-table report; exit 1 when damaged"),
+        ("repair", "salvage every readable row into a fresh file; the damaged one is kept beside it"),
+    ):
+        sub = actions.add_parser(action, help=text, description=text, parents=[_common_options(top_level=False)])
+        _config_argument(sub)
+        sub.set_defaults(handler=_cmd_store)
     return parser
 
 
@@ -453,6 +462,15 @@ def _cmd_ids(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
             print(f"  {value}: not an id")
             code = EXIT_FAILURE
     return code
+
+
+def _cmd_store(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    source = config_path(args, env)
+    config = _load(source, args, env, require_secrets=False)
+    _setup_logging(args, config, DiscordEgress.from_config(config.discord, env))
+    repair = importlib.import_module("relay.storage.repair")  # only this command needs it
+    run_action: Callable[[str], int] = repair.check if args.store_action == "check" else repair.repair
+    return run_action(config.store.path)
 
 
 def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:

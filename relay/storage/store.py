@@ -9,15 +9,15 @@ issued (mirai uses -1 for "no id", and 0 is our "unknown"). The counter is persi
 ids are never reissued after a restart. After a wrap an id is reused and the old mapping it pointed at is
 overwritten; with any sane retention that mapping was pruned long before.
 
-**A store that replaces a lost one** (deleted, or moved aside by ``store repair``'s predecessor: any store
-without a counter for a conversation) must not hand out that conversation's ids again: frameworks may still
-hold them. The composition root therefore opens the store with ``first_id=``:func:`first_id_from_clock`: a
-conversation without a counter starts where the clock stands, at :data:`SEED_IDS_PER_SECOND` ids a second.
-Every id a lost store issued was issued before the new store was opened, and it issued at most its start plus
-the messages of that conversation; so the new ids stay clear of the old ones unless one conversation averaged
-more than 10 messages a second over the old store's whole life, the wall clock went back, or the stores are
-:data:`SEED_PERIOD_DAYS` apart (the seed wraps around the Int32 range). Stores written before the seed existed
-started at 1: the seed never goes below :data:`SEED_LOW`, so their first million ids per conversation are clear.
+**A store that replaces a lost one** (deleted, or lost with a disk) must not hand out its conversations' ids
+again: frameworks may still hold them. The composition root therefore opens the store with ``first_id`` from
+:func:`first_id_from_clock`: a conversation without a counter starts where the clock stands, at
+:data:`SEED_IDS_PER_SECOND` ids a second. Every id a lost store issued was issued before the new store was opened,
+and in each conversation it issued ids from its own seed up, one per message; so the new ids stay clear of the
+old ones unless one conversation averaged more than 10 messages a second over the old store's whole life, the
+wall clock went back, or the stores were opened a multiple of :data:`SEED_PERIOD_DAYS` apart (the seed wraps
+around the Int32 range). Stores written before the seed existed started at 1: the seed never goes below
+:data:`SEED_LOW`, so their first million ids per conversation are clear.
 
 **Speed.** :meth:`MessageStore.record` is the per-event path: a dict lookup, a counter increment and an
 append to the pending batch — no SQLite, no serialization. Rows are written by :meth:`MessageStore.flush`
@@ -193,6 +193,15 @@ def _write_rows(db: sqlite3.Connection, batch: StoreBatch, counters: list[tuple[
         chunk_sql=_UPSERT_COUNTERS_BULK,
         bulk=sqlite.json_array,
     )
+
+
+def restore_missing_counters(db: sqlite3.Connection) -> int:
+    """Give every conversation that has rows but no counter (a counter lost to a damaged page) one at its highest
+    id, inside the caller's transaction (``store repair``); returns how many were added."""
+    return db.execute(
+        "INSERT OR IGNORE INTO messages_counter (conversation_id, last_id) "
+        "SELECT conversation_id, MAX(local_id) FROM messages_map GROUP BY conversation_id"
+    ).rowcount
 
 
 def _recorded(message: Message, local_id: int, quote: Quote | None) -> Message:
