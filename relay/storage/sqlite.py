@@ -12,13 +12,15 @@ each with tables of its own, and each opens two connections with :func:`connect`
 * **Files at rest** hold message text: :func:`connect` creates a missing file with :data:`FILE_MODE` (0600), and
   SQLite gives its ``-wal`` and ``-shm`` files the database file's mode (:mod:`relay.storage.guard` makes the
   folder 0700 and tightens files that exist).
-* **Page caches** are bounded per connection (the ``*_CACHE_KIB`` constants: 2.75 MiB for the four, where
-  SQLite's default would allow ~8 MB), sized to what each connection's access pattern keeps reusing.
+* **Page caches** are bounded per connection (the ``*_CACHE_KIB`` constants: 3.75 MiB for the four, where
+  SQLite's default would allow ~8 MB), sized to what each connection's access pattern keeps reusing; the
+  outbox's writer now runs only its close and its rare emergency writes, so its cache mostly stays empty.
 * **The write lock.** SQLite lets one connection of a file write at a time; another waits in its busy handler,
-  which sleeps in steps of up to 100 ms. So every transaction of the bridge's two writers holds one
-  ``threading.Lock``, :attr:`relay.storage.outbox.Outbox.write_lock`: the outbox takes it itself, and the store's
-  flusher (:func:`relay.storage.flushers.serve_store_flusher`) holds it around the store's batches and prunes. The
-  writers then queue on the lock, in microseconds, instead of in SQLite. In the bench's 100,000-event burst a
+  which sleeps in steps of up to 100 ms. So every transaction of the bridge's writers holds one
+  ``threading.Lock``, :attr:`relay.storage.outbox.Outbox.write_lock`: the outbox takes it itself, and the flusher
+  (:func:`relay.storage.flushers.serve_flusher`) holds it around each flush (the store's rows, the outbox's frames
+  and the session in one transaction on the store's writer) and the store's prunes. The writers then queue on
+  the lock, in microseconds, instead of in SQLite. In the bench's 100,000-event burst a
   255-row outbox write took 1.4 s beside a store flush before the lock. :data:`BUSY_TIMEOUT` is left for
   another process (or a write the lock does not cover) holding the file.
 * **Multi-row writes.** ``executemany`` releases the GIL around every row's ``sqlite3_step`` and must take it back
@@ -57,10 +59,11 @@ BULK_SUPPORTED: Final = sqlite3.sqlite_version_info >= (3, 38, 0)
 MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 # Page caches (KiB), one per connection.
-#: the store's writer: rows are appended at the right edge of the table and of its three indexes (ids, snowflakes
-#: and times all grow), so a batch's working set is its new pages plus the paths down to them: ~1,000 rows of
-#: ~0.7 KB are ~200 leaf pages, which this holds
-STORE_WRITER_CACHE_KIB: Final = 1_024
+#: the store's writer, which also runs the outbox's statements of a flush (relay.storage.flush: one transaction):
+#: rows are appended at the right edge of the table and of its three indexes (ids, snowflakes and times all
+#: grow), so a batch's working set is its new pages plus the paths down to them: ~1,000 rows of ~0.7 KB are ~200
+#: leaf pages; plus the outbox writer's working set (below), which its own connection now rarely needs
+STORE_WRITER_CACHE_KIB: Final = 2_048
 #: the store's lookups: point lookups by key or snowflake, a few pages each
 STORE_READER_CACHE_KIB: Final = 512
 #: the outbox's writer: inserts touch only the right edge of one B-tree and deletes the left edge, so a
