@@ -117,9 +117,16 @@ def connect(
 
 def create_private(path: str) -> None:
     """Create ``path`` empty with :data:`FILE_MODE` if it does not exist (SQLite takes an empty file for a new
-    database, and would create it 0644). An existing file is left as it is; failures are left to SQLite's open."""
-    with contextlib.suppress(OSError):
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+    database, and would create it 0644). Failures are left to SQLite's open.
+
+    An existing file is never opened here: closing any descriptor of a database file drops every POSIX lock this
+    process holds on it (SQLite's docs, "How To Corrupt An SQLite Database File" §2.2), and another process could
+    then take itself for the file's last user and delete the ``-wal`` this one is writing.
+    """
+    if os.path.lexists(path):
+        return
+    with contextlib.suppress(OSError):  # O_EXCL: never a file that appeared meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
 
 
 class Transaction:

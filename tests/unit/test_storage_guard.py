@@ -6,6 +6,8 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -20,7 +22,7 @@ from relay.storage.flushers import GUARD_INTERVAL, Wakeup, serve_flusher
 from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
 from tests.sqlite_damage import damage_table
-from tests.unit.test_store import msg
+from tests.unit.test_store import G, msg
 
 
 def mode(path: str | Path) -> int:
@@ -86,6 +88,25 @@ def test_existing_loose_files_are_tightened_with_a_warning(tmp_path: Path, caplo
     # the folder may be one the user shares: reported, not changed
     assert any(str(folder) in w and "chmod 700" in w for w in warnings)
     assert mode(folder) == 0o755
+
+
+def test_making_files_private_keeps_the_processs_sqlite_locks(tmp_path: Path) -> None:
+    # closing any descriptor of a database file drops the process's POSIX locks on it; another process closing
+    # its connection then takes itself for the last user and deletes the -wal this one writes (found by the
+    # kill -9 test as "database disk image is malformed")
+    path = str(tmp_path / "bridge.sqlite3")
+    guard.prepare(path)
+    store, outbox = opened(path)  # the outbox's connections come after the store's: nothing may reopen the file
+    store.record(msg(2))
+    store.flush()
+    peek = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM messages_map'); c.close()"
+    subprocess.run([sys.executable, "-c", peek, path], check=True, timeout=60)
+    assert os.path.exists(path + "-wal")  # still this process's, with its content
+    store.record(msg(3))
+    store.flush()
+    assert len(store.history(G, 0, 2**40, 10)) == 3
+    outbox.close()
+    store.close()
 
 
 def test_private_umask_makes_later_files_private(tmp_path: Path) -> None:
