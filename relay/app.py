@@ -8,8 +8,13 @@ Lifecycle:
   not hold up startup: its events wait in the outbox).
 * Shutdown (:meth:`RunningBridge.shutdown`, or SIGINT/SIGTERM under :func:`run`): new commands are refused,
   in-flight ones get :data:`COMMAND_GRACE` seconds to finish (each still gets a response), the Discord
-  connection closes with a resumable code and its session is saved so a quick restart resumes instead of
-  identifying, then the outbox and the store are flushed and closed. A second signal exits at once.
+  connection closes with a resumable code, then the outbox and the store are flushed (with the session, so a
+  quick restart resumes instead of identifying) and closed. A second signal exits at once.
+* Every flush commits the message ids, the frames and each shard's resume state in one transaction
+  (:mod:`relay.storage.flush`, :class:`GatewaySessions`): a start after a clean stop or a crash resumes the saved
+  sessions while Discord still keeps them (:func:`resumable_sessions`), and Discord replays exactly what the
+  store lacks.
+* A store deleted, replaced or damaged beyond repair stops the bridge (:class:`~relay.errors.StoreLost`).
 * A fatal Discord error (bad token, disallowed intents) ends :func:`run` with exit code 1 and one line that
   says what to do.
 """
@@ -23,7 +28,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -34,7 +39,8 @@ from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
 from adapters.discord.events_in import DispatchTranslator, gateway_listener
-from adapters.discord.gateway.resume import hydrate_cache, load_sessions, save_sessions, session_file
+from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
+from adapters.discord.gateway.resume import RESUME_WINDOW, hydrate_cache
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.own_actions import OwnActions
@@ -46,7 +52,7 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError
+from relay.errors import HTTPError, RelayError, RemoteProtocolError
 from relay.ids import SNOWFLAKE_IDS
 from relay.notify import Notifier, serve_watchdog
 from relay.ports import IdPresenter
@@ -55,6 +61,7 @@ from relay.storage import guard as store_guard
 from relay.storage.flushers import Wakeup, make_room, serve_flusher
 from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
+from relay.storage.sessions import SavedSessions, load_gateway_sessions
 from relay.storage.store import MessageStore, first_id_from_clock
 
 log = logging.getLogger(__name__)
@@ -178,17 +185,68 @@ def status_line(running: RunningBridge, rate: float) -> str:
     )
 
 
-def _session_snapshot(started: list[Gateway]) -> Callable[[], dict[int, str] | None]:
-    """The flusher's gateway session snapshot (relay.storage.flush.SessionSnapshot): each shard's resume state as
-    JSON text, taken between two dispatches (the reader hands each dispatch over whole before it reads the next, so
-    the seq in it is one up to which every dispatch is in the outbox); None before the gateway runs."""
+@attrs.define
+class GatewaySessions:
+    """The flusher's gateway session snapshot (:data:`relay.storage.flush.SessionSnapshot`): each shard's resume
+    state as JSON text, its seq the one up to which every dispatch has been handed over, frames and all.
 
-    def snapshot() -> dict[int, str] | None:
-        if not started:
-            return None
-        return {shard: json.dumps(state.to_json()) for shard, state in started[0].sessions().items()}
+    Once the gateway is up, ``gateway.sessions()`` (taken between two dispatches: the shard hands each dispatch
+    over whole before it reads the next). Before that — while a resume replays what was missed, or a first READY
+    arrives — what the shard's events said (:meth:`listen`), starting from ``resuming``, the sessions being
+    resumed. At shutdown, ``final``: what the closed gateway left resumable.
+    """
 
-    return snapshot
+    resuming: dict[int, ResumeState] = attrs.field(factory=dict)
+    gateway: Gateway | None = None
+    final: Mapping[int, ResumeState] | None = None
+    _seqs: dict[int, int] = attrs.field(factory=dict)
+
+    def listen(self, inner: Callable[[GatewayEvent], None]) -> Callable[[GatewayEvent], None]:
+        """``inner`` (the gateway listener), then a note of the shard's session (READY, RESUMED) or of the seq of
+        the dispatch just handed over."""
+        seqs, states = self._seqs, self.resuming
+
+        def on_event(event: GatewayEvent) -> None:
+            inner(event)
+            if type(event) is DispatchReceived:
+                if event.seq is not None:
+                    seqs[event.shard_id] = event.seq
+            elif isinstance(event, ShardReady | ShardResumed):
+                states[event.shard_id] = event.session
+                seqs.pop(event.shard_id, None)
+
+        return on_event
+
+    def __call__(self) -> dict[int, str] | None:
+        if self.final is not None:
+            states: Mapping[int, ResumeState] = self.final
+        elif self.gateway is not None:
+            states = self.gateway.sessions()
+        else:
+            seqs = self._seqs
+            states = {
+                shard: state if shard not in seqs else attrs.evolve(state, seq=seqs[shard])
+                for shard, state in self.resuming.items()
+            }
+        return {shard: json.dumps(state.to_json()) for shard, state in states.items()}
+
+
+def resumable_sessions(saved: SavedSessions, *, now: float) -> dict[int, ResumeState]:
+    """The sessions the last flush of the previous run saved in the store, if Discord still keeps them (written
+    within :data:`~adapters.discord.gateway.resume.RESUME_WINDOW`: after a clean stop or a crash alike)."""
+    if not saved.sessions:
+        return {}
+    age = saved.age(now)
+    if not 0 <= age <= RESUME_WINDOW:
+        log.info("the saved Discord session is %.0f s old: identifying afresh", age)
+        return {}
+    sessions: dict[int, ResumeState] = {}
+    for shard_id, text in saved.sessions.items():
+        try:
+            sessions[shard_id] = ResumeState.from_json(json.loads(text))
+        except (ValueError, RemoteProtocolError) as exc:
+            log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
+    return sessions
 
 
 async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
@@ -229,9 +287,8 @@ async def serve_bridge(
     egress = egress or DiscordEgress.from_config(config.discord, os.environ)
     notifier = notifier or Notifier.from_environment()
     store_path = config.store.path
-    sessions_path = session_file(store_path)
     # private folder and files, the start-up integrity check, and the watch over the files while running
-    guard = store_guard.prepare(store_path, also_private=[str(sessions_path)])
+    guard = store_guard.prepare(store_path, also_private=[f"{store_path}.session.json"])  # an earlier version's
     store_wake = Wakeup()
     store = MessageStore.open(
         store_path,
@@ -246,12 +303,13 @@ async def serve_bridge(
                 core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
                 identity, admission, handler = core.identity, core.admission, core.handler
-                sessions = load_sessions(sessions_path, now=time.time())
+                # saved with the last flush before the bridge stopped, cleanly or not
+                sessions = resumable_sessions(load_gateway_sessions(store_path), now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
                     sessions = {}
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
                 mirai_scope, mirai_done = trio.CancelScope(), trio.Event()
-                started_gateway: list[Gateway] = []
+                snapshot = GatewaySessions(resuming=dict(sessions))
                 async with trio.open_nursery() as nursery:
                     # message ids, outbox frames and the gateway session: one flush, one transaction
                     await nursery.start(
@@ -260,7 +318,7 @@ async def serve_bridge(
                             store,
                             outbox,
                             store_wake,
-                            sessions=_session_snapshot(started_gateway),
+                            sessions=snapshot,
                             guard=guard,
                         )
                     )
@@ -286,13 +344,13 @@ async def serve_bridge(
                             config=config.discord,
                             token=config.discord.token,
                             fetch_gateway_info=rest.get_gateway_bot,
-                            on_event=gateway_listener(translator, bridge, time.time),
+                            on_event=snapshot.listen(gateway_listener(translator, bridge, time.time)),
                             initial_sessions=sessions,
                             make_room=make_room(outbox, store),
                             open_stream=lambda url: proxied_stream_opener(egress.choice(url).proxy),
                         ),
                     )
-                    started_gateway.append(gateway)
+                    snapshot.gateway = gateway
                     running = RunningBridge(
                         bridge=bridge, gateway=gateway, reverse_ws=reverse_ws, outbox=outbox, store=store, cache=cache
                     )
@@ -318,13 +376,14 @@ async def serve_bridge(
                         log.warning(
                             "shutdown: %d commands still running after %.0f s", admission.in_flight, COMMAND_GRACE
                         )
-                    live_sessions = gateway.sessions()
+                    live_sessions = snapshot.final = gateway.sessions()
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await gateway.aclose()  # 4000 from inside the connection: Discord keeps the session
                     gateway_scope.cancel(reason="shutdown")
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await gateway_done.wait()
-                    save_sessions(sessions_path, gateway.sessions() or live_sessions, now=time.time())
+                    # the flusher's last flush saves it in the store with the last events
+                    snapshot.final = gateway.sessions() or live_sessions
                     mirai_scope.cancel(reason="shutdown")
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await mirai_done.wait()

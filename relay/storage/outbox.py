@@ -48,8 +48,10 @@ of in SQLite's busy handler; both writers' unwritten rows were most of the memor
 100,000-event burst before).
 
 This module is plain synchronous code (no trio): the periodic flush is
-:func:`relay.storage.flushers.serve_outbox_flusher`, which the composition root runs beside the store's, and the
-owner closes the outbox (``with Outbox(...) as outbox:`` or :meth:`Outbox.close`), which flushes what is left.
+:func:`relay.storage.flushers.serve_flusher`, which writes the outbox's batch in the same transaction as the
+message store's rows and the gateway session (:mod:`relay.storage.flush`; ``serve_outbox_flusher`` for an outbox
+alone), and the owner closes the outbox (``with Outbox(...) as outbox:`` or :meth:`Outbox.close`), which flushes
+what is left.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import attrs
 import pytest
 import trio
 
-from adapters.discord.gateway.resume import session_file
 from relay.app import RunningBridge, run, serve_bridge
 from relay.config import (
     BridgeConfig,
@@ -29,6 +28,7 @@ from relay.config import (
     ReverseWsConfig,
     StoreConfig,
 )
+from relay.storage.sessions import load_gateway_sessions
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
@@ -275,8 +275,9 @@ async def test_shutdown_saves_a_resumable_session_and_closes_discord_resumably(t
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
             gateway = env.world.gateway
-        saved = json.loads(session_file(env.config.store.path).read_text())
-        assert saved["sessions"]["0"]["session_id"]
+        # saved in the store with the last flush (relay.storage.sessions)
+        saved = load_gateway_sessions(env.config.store.path).sessions
+        assert json.loads(saved[0])["session_id"]
         # closed from inside the live connection with 4000 (never 1000/1001, which end the session)
         assert [code for _t, code in gateway.client_closes] == [4000]
 
@@ -289,12 +290,19 @@ async def test_restart_resumes_the_saved_session_instead_of_identifying(tmp_path
             await world.start(nursery)
             async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id) as framework:
                 config = bridge_config(world, framework, tmp_path)
-                running = await nursery.start(serve_bridge, config)
+                stopped = trio.Event()
+
+                async def first_run(task_status: trio.TaskStatus[RunningBridge] = trio.TASK_STATUS_IGNORED) -> None:
+                    try:
+                        await serve_bridge(config, task_status=task_status)
+                    finally:
+                        stopped.set()
+
+                running = await nursery.start(first_run)
                 await (await framework.wait_connection()).wait_verified()
                 running.shutdown()
                 with trio.fail_after(15):
-                    while not session_file(config.store.path).exists():
-                        await trio.sleep(0.05)
+                    await stopped.wait()  # stopped cleanly: the session is in the store
                 await trio.sleep(0.2)
                 await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "while down"))
                 running = await nursery.start(serve_bridge, config)
