@@ -312,7 +312,7 @@ async def serve_bridge(
                 snapshot = GatewaySessions(resuming=dict(sessions))
                 async with trio.open_nursery() as nursery:
                     # message ids, outbox frames and the gateway session: one flush, one transaction
-                    await nursery.start(
+                    flusher = await nursery.start(
                         functools.partial(
                             serve_flusher,
                             store,
@@ -382,8 +382,10 @@ async def serve_bridge(
                     gateway_scope.cancel(reason="shutdown")
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await gateway_done.wait()
-                    # the flusher's last flush saves it in the store with the last events
+                    # saved in the store with the last events before the frameworks are let go
                     snapshot.final = gateway.sessions() or live_sessions
+                    with trio.move_on_after(GATEWAY_CLOSE_GRACE):
+                        await flusher.flushed()
                     mirai_scope.cancel(reason="shutdown")
                     with trio.move_on_after(GATEWAY_CLOSE_GRACE):
                         await mirai_done.wait()

@@ -88,6 +88,30 @@ class Wakeup:
         self.event = trio.Event()
 
 
+@attrs.define(eq=False)
+class Flusher:
+    """What :func:`serve_flusher` hands to ``task_status.started()``: a way to wait for a flush."""
+
+    wake: Wakeup
+    #: waiters for the next flush taken after they asked, and for the flush in flight
+    _asked: list[trio.Event] = attrs.field(factory=list)
+
+    async def flushed(self) -> None:
+        """Return once everything recorded, appended or snapshotted before the call is committed (a flush taken
+        after the call has succeeded, or found nothing to write). Callers bound the wait."""
+        done = trio.Event()
+        self._asked.append(done)
+        self.wake.set()
+        await done.wait()
+
+    def _take_waiters(self) -> list[trio.Event]:
+        waiters, self._asked = self._asked, []
+        return waiters
+
+    def _give_back(self, waiters: list[trio.Event]) -> None:
+        self._asked[:0] = waiters
+
+
 def _holding(lock: threading.Lock, fn: Callable[..., _T], *args: object) -> _T:
     with lock:
         return fn(*args)
@@ -101,7 +125,7 @@ async def serve_flusher(
     sessions: SessionSnapshot | None = None,
     guard: StoreGuard | None = None,
     write_lock: threading.Lock | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Flusher] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Flush ``store``, ``outbox`` and the ``sessions`` snapshot together (one transaction each time, see
     :mod:`relay.storage.flush`) off the trio thread, prune the store by retention, check the files with ``guard``,
@@ -111,6 +135,7 @@ async def serve_flusher(
     :data:`FLUSH_AT_ONCE` frames some framework lacks wait. ``store`` and ``outbox`` must share one file.
     ``write_lock`` is the file's write lock when there is no outbox (it is the outbox's otherwise). Raises
     :class:`~relay.errors.StoreLost`; other failures are logged and retried (everything stays in memory).
+    ``task_status.started()`` gets a :class:`Flusher` (:meth:`Flusher.flushed` waits for a flush).
     """
     if store is not None and outbox is not None and store.path != outbox.path:
         raise ValueError(f"the store ({store.path}) and the outbox ({outbox.path}) must share one file")
@@ -131,7 +156,8 @@ async def serve_flusher(
 
     if outbox is not None:
         outbox.add_append_listener(wake_on_burst)
-    task_status.started()
+    control = Flusher(wake)
+    task_status.started(control)
     failed = False
     took = False  # the last tick had something to write (a burst goes on only while there is)
     lost = False
@@ -151,15 +177,21 @@ async def serve_flusher(
                 guard.check()
             # an idle tick costs nothing (no worker-thread round trip); rows are encoded here and only SQLite runs
             # in the worker (see MessageStore.take_batch)
+            waiters = control._take_waiters()
             batch = flush.take(store, outbox, source, time.time())
             took = batch is not None
-            if batch is not None:
+            if batch is None:
+                for waiter in waiters:  # nothing was left to write
+                    waiter.set()
+            else:
                 committed, cut = False, None
                 failed = True
                 try:
                     # not abandoned on cancel: the transaction always finishes before finish runs
                     cut = await trio.to_thread.run_sync(flush.write, batch, store, outbox, lock)
                     committed, failed = True, False
+                    for waiter in waiters:
+                        waiter.set()
                 except StoreLost:
                     raise
                 except StoreError as exc:
@@ -167,6 +199,8 @@ async def serve_flusher(
                 finally:
                     # also when cancelled before the thread started: everything goes back for the final flush
                     flush.finish(batch, store, outbox, source, committed=committed, cut=cut)
+                    if not committed:
+                        control._give_back(waiters)
             if store is not None and time.monotonic() - last_prune > STORE_PRUNE_INTERVAL:
                 last_prune = time.monotonic()
                 try:
@@ -195,14 +229,14 @@ async def serve_store_flusher(
     wake: Wakeup,
     write_lock: threading.Lock,
     *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Flusher] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """:func:`serve_flusher` for a message store alone (``write_lock``: the file's write lock)."""
     await serve_flusher(store, None, wake, write_lock=write_lock, task_status=task_status)
 
 
 async def serve_outbox_flusher(
-    outbox: Outbox, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    outbox: Outbox, *, task_status: trio.TaskStatus[Flusher] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """:func:`serve_flusher` for an outbox alone (a framework-side test harness; the bridge flushes its outbox with
     its store). Frames every framework already has are never written (see

@@ -209,3 +209,24 @@ async def test_a_crash_leaves_exactly_the_frames_the_saved_session_accounts_for(
     for f in frames:
         assert (f["conversation"], f["id"]) in rows
         assert counters[f["conversation"]] >= f["id"]
+
+
+async def test_flushed_returns_once_everything_before_it_is_committed(tmp_path: Path) -> None:
+    path = str(tmp_path / "bridge.sqlite3")
+    store, outbox = opened(path)
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            flusher = await nursery.start(
+                partial(serve_flusher, store, outbox, Wakeup(), sessions=lambda: {0: '{"seq": 5}'})
+            )
+            await flusher.flushed()  # nothing to write yet: at once
+            for n in range(1, 6):
+                store.record(msg(n, time=int(time.time())))
+                outbox.append(frame(n))
+            await flusher.flushed()
+            assert count(path, "SELECT COUNT(*) FROM messages_map") == 5
+            assert count(path, "SELECT COUNT(*) FROM outbox_events") == 5
+            assert load_gateway_sessions(path).sessions == {0: '{"seq": 5}'}
+            nursery.cancel_scope.cancel()
+    outbox.close()
+    store.close()
