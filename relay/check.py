@@ -60,7 +60,12 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
         f"  mirai verify:   {verify}; single mode {'on' if mirai.single_mode else 'off'}",
         f"  bot id (qq):    {mirai.bot_id or _default_bot_id(config)}",
         f"  ids:            {_ids(source, config)}",
-        f"  destinations:   {len(mirai.reverse_ws.destinations)} (never through the proxy)",
+        f"  mirai adapters: {', '.join(mirai.adapters)}",
+    ]
+    lines += _listening_lines(config)
+    off = ' (not dialed: "reverse-ws" is off)' if mirai.reverse_ws.destinations and not mirai.runs("reverse-ws") else ""
+    lines += [
+        f"  destinations:   {len(mirai.reverse_ws.destinations)} (never through the proxy){off}",
     ]
     for destination in mirai.reverse_ws.destinations:
         url = f"{destination.protocol.value}://{destination.host}:{destination.port}{destination.path}"
@@ -93,6 +98,30 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
     overridden = [var for var in ENV_OVERRIDES if env.get(var)]
     if overridden:
         lines.append(f"  from the environment: {', '.join(overridden)}")
+    return lines
+
+
+def _listening_lines(config: BridgeConfig) -> list[str]:
+    """Where the ws and http adapters listen (one line each; a shared port says so)."""
+    mirai = config.mirai
+    lines: list[str] = []
+    shared = (
+        mirai.runs("ws") and mirai.runs("http") and (mirai.ws.host, mirai.ws.port) == (mirai.http.host, mirai.http.port)
+    )
+    if mirai.runs("ws"):
+        host = f"[{mirai.ws.host}]" if ":" in mirai.ws.host else mirai.ws.host
+        lines.append(f"  ws adapter:     ws://{host}:{mirai.ws.port}/all, /message, /event (and the upload routes)")
+    if mirai.runs("http"):
+        host = f"[{mirai.http.host}]" if ":" in mirai.http.host else mirai.http.host
+        lines.append(
+            f"  http adapter:   http://{host}:{mirai.http.port}{' (the same port)' if shared else ''}, "
+            f"cors {', '.join(mirai.http.cors)}, {mirai.http.unread_queue_max_size} unread events per poller"
+        )
+    if mirai.runs("ws") or mirai.runs("http"):
+        lines.append(
+            f"  uploads:        kept {mirai.uploads.retention_seconds} s, at most {mirai.uploads.total_bytes} bytes "
+            f"in all, {config.discord.max_upload_bytes} each, in {config.store.path}.uploads"
+        )
     return lines
 
 

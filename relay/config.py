@@ -289,6 +289,40 @@ class WebhookConfig:
 
 
 # --------------------------------------------------------------------------- end of webhooks out
+# ------------------------------------------------------------------ mirai-api-http adapters (issue 13)
+
+#: mirai-api-http's adapters the bridge can run, as ``[mirai] adapters`` names them (mirai-api-http.md §1).
+#: ``webhook`` joins this list with the webhook adapter.
+MIRAI_ADAPTERS: tuple[str, ...] = ("reverse-ws", "ws", "http")
+
+
+@attrs.frozen(kw_only=True)
+class WsServerConfig:
+    """mirai-api-http's ``ws`` adapter: the bridge as a websocket server (mirai-api-http.md §4.1)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@attrs.frozen(kw_only=True)
+class HttpServerConfig:
+    """mirai-api-http's ``http`` adapter: commands as HTTP requests, events polled (mirai-api-http.md §11.1)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    cors: tuple[str, ...] = ("*",)  #: allowed browser origins (hosts or whole origins); "*" = every origin
+    #: unread events one polling identity sees at a time; the rest wait in the outbox (never dropped)
+    unread_queue_max_size: int = 100
+
+
+@attrs.frozen(kw_only=True)
+class UploadsConfig:
+    """Files frameworks upload (uploadImage, uploadVoice, uploadShortVideo, file/upload), kept beside the store.
+
+    Each upload is at most ``[discord] max_upload_bytes`` (Discord would refuse anything larger)."""
+
+    retention_seconds: int = 24 * 3600  #: an upload is deleted this long after it arrived
+    total_bytes: int = 512 * 1024 * 1024  #: beyond this the oldest uploads are deleted first
 
 
 @attrs.frozen(kw_only=True)
@@ -303,8 +337,17 @@ class MiraiConfig:
     reserved_sync_id: str = "-1"
     command_timeout: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024
+    #: the adapters to run, any of MIRAI_ADAPTERS (mirai-api-http's ``adapters``)
+    adapters: tuple[str, ...] = ("reverse-ws",)
     reverse_ws: ReverseWsConfig = ReverseWsConfig()
     webhook: WebhookConfig = WebhookConfig()
+    ws: WsServerConfig = WsServerConfig()
+    http: HttpServerConfig = HttpServerConfig()
+    uploads: UploadsConfig = UploadsConfig()
+
+    def runs(self, adapter: str) -> bool:
+        """Whether ``adapter`` (a name of MIRAI_ADAPTERS) is in ``adapters``."""
+        return adapter in self.adapters
 
 
 @attrs.frozen(kw_only=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
 import json
 import os
 import re
@@ -35,11 +36,13 @@ from relay.config import (
     MIRAI_EVENT_TYPES,
     PROXY_NONE,
     ActivityType,
+    MIRAI_ADAPTERS,
     BackoffConfig,
     BridgeConfig,
     DestinationConfig,
     DiscordConfig,
     IdMode,
+    HttpServerConfig,
     LoggingConfig,
     MappingConfig,
     MiraiConfig,
@@ -50,6 +53,8 @@ from relay.config import (
     StoreConfig,
     WebhookDestinationConfig,
     WebhookSigning,
+    UploadsConfig,
+    WsServerConfig,
 )
 from relay.errors import ConfigError, InvalidProxyURL
 from relay.ids import PRESENTED_MIN
@@ -623,6 +628,42 @@ def _channel_id(value: object) -> object:
     if channel is None:
         raise _Invalid("a channel id (the mirai group id: a positive integer)")
     return channel
+def _adapters(value: object) -> object:
+    """mirai-api-http's ``adapters``: a non-empty list of distinct names from MIRAI_ADAPTERS."""
+    listed = ", ".join(json.dumps(a) for a in MIRAI_ADAPTERS)
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise _Invalid(f"a non-empty list of adapter names ({listed})")
+    unknown = [item for item in value if item not in MIRAI_ADAPTERS]
+    if unknown:
+        hint = _did_you_mean(unknown[0], MIRAI_ADAPTERS)
+        raise _Invalid(f"adapter names from {listed}", hint=f" with unknown {json.dumps(unknown[0])}{hint}")
+    if len(set(value)) != len(value):
+        raise _Invalid("a list of distinct adapter names")
+    return value
+
+
+def _listen_host(value: object) -> object:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise _Invalid('an address or host name to listen on, such as "127.0.0.1", "::1" or "0.0.0.0"')
+    if "://" in value or "/" in value or value.startswith("["):
+        raise _Invalid("a bare address or host name", hint=" (no scheme, path or brackets)")
+    return value
+
+
+def _cors(value: object) -> object:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise _Invalid('a list of allowed origins, such as ["*"] or ["example.com", "https://app.example.com"]')
+    return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether listening on ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to an address others can reach
 
 
 _PORT = _int_range(1, 65535)
@@ -656,6 +697,16 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (MiraiConfig, "bot_id"): _int_range(0, _MAX_SNOWFLAKE),
     (MiraiConfig, "reserved_sync_id"): _sync_id,
     (MiraiConfig, "max_frame_bytes"): _POSITIVE_INT,
+    (MiraiConfig, "adapters"): _adapters,
+    (WsServerConfig, "host"): _listen_host,
+    (WsServerConfig, "port"): _PORT,
+    (HttpServerConfig, "host"): _listen_host,
+    (HttpServerConfig, "port"): _PORT,
+    (HttpServerConfig, "cors"): _cors,
+    # one fetchMessage answer holds at most this many events (~1 KB each)
+    (HttpServerConfig, "unread_queue_max_size"): _int_range(1, 10_000),
+    (UploadsConfig, "retention_seconds"): _POSITIVE_INT,
+    (UploadsConfig, "total_bytes"): _POSITIVE_INT,
     (StoreConfig, "message_retention_days"): _POSITIVE_INT,
     (OutboxConfig, "max_events"): _POSITIVE_INT,
     (OutboxConfig, "max_age_seconds"): _POSITIVE_INT,
@@ -725,13 +776,14 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
             f"got {mirai['bot_id']}",
         )
 
+    _mirai_adapter_checks(checker, data["mirai"])
     destinations = data["mirai"]["reverse_ws"]["destinations"]
     webhooks = data["mirai"]["webhook"]["destinations"]
-    if not destinations and not webhooks:
+    if not destinations and not webhooks and "reverse-ws" in data["mirai"]["adapters"]:
         checker.add(
             "mirai.reverse_ws.destinations",
             "missing; add at least one [[mirai.reverse_ws.destinations]] table (the framework's websocket server) "
-            "or a [[mirai.webhook.destinations]] table",
+            'or a [[mirai.webhook.destinations]] table, or leave "reverse-ws" out of mirai.adapters',
         )
     _webhook_checks(checker, webhooks)
     _robot_checks(checker, data["robots"])
@@ -745,6 +797,39 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
             )
         else:
             seen[label] = index
+        if _RESERVED_CURSOR.fullmatch(label):
+            checker.add(
+                f"mirai.reverse_ws.destinations[{index}].name",
+                f"{json.dumps(label)} looks like the outbox cursor of a framework connected to the ws or http "
+                'adapter ("ws:…", "http:…"); choose another name',
+            )
+
+
+#: outbox cursor names of frameworks that connect to the bridge (adapters/mirai/cursors.py)
+_RESERVED_CURSOR: Final = re.compile(r"(?:ws|http):[^/]*")
+
+
+def _mirai_adapter_checks(checker: _Checker, mirai: dict[str, Any]) -> None:
+    """The listening adapters: no open port without verify, and ports shared only on the same host."""
+    listening = [name for name in ("ws", "http") if name in mirai["adapters"]]
+    if not mirai["enable_verify"]:
+        for name in listening:
+            host = mirai[name]["host"]
+            if not is_loopback_host(host):
+                checker.add(
+                    f"mirai.{name}.host",
+                    f"{json.dumps(host)} lets other machines reach the {name} adapter, and mirai.enable_verify is "
+                    "false: anyone could drive the bot. Set enable_verify = true (with a verify key) or listen on "
+                    '"127.0.0.1"',
+                )
+    if len(listening) == 2:
+        ws, http = mirai["ws"], mirai["http"]
+        if ws["port"] == http["port"] and ws["host"] != http["host"]:
+            checker.add(
+                "mirai.http.host",
+                f"port {http['port']} is also mirai.ws.port but on host {json.dumps(ws['host'])}: to share one "
+                "port (as mirai-api-http allows) give both the same host, else give them different ports",
+            )
 
 
 #: Discord's own host names (and every name under them): plain http:// or ws:// to them is refused unless

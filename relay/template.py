@@ -80,6 +80,13 @@ send_qq_header = true            # send the bot id as a `qq` header when dialing
 reserved_sync_id = "-1"          # syncId of pushed events (mirai-api-http's reservedSyncId)
 command_timeout = 30.0           # seconds a framework command may take before it fails
 max_frame_bytes = 16777216       # largest websocket frame accepted from a framework (16 MiB)
+# mirai-api-http's adapters to run, any combination (as its `adapters`):
+#   "reverse-ws"  the bridge dials your framework's websocket server ([mirai.reverse_ws] below)
+#   "ws"          your framework dials the bridge's websocket server ([mirai.ws]): NoneBot, Ariadne's
+#                 WebsocketClientConfig, most SDKs
+#   "http"        your framework calls the bridge's HTTP API and polls for events ([mirai.http]):
+#                 Ariadne's HttpClientConfig, NoneBot (for commands), YiriMirai
+adapters = ["reverse-ws"]
 
 [mirai.reverse_ws]
 # Added to every destination; a destination's own values are added after these (same key: the
@@ -92,6 +99,28 @@ connect_timeout = 10.0           # seconds to open the websocket connection
 initial = 1.0
 factor = 2.0
 cap = 30.0
+
+# The "ws" adapter: frameworks connect to ws://host:port/all (or /message, /event) with verifyKey and qq
+# (or sessionKey) in the headers or the query. ws and http may share one port, as in mirai-api-http.
+# Listening on anything but a loopback address needs enable_verify = true.
+[mirai.ws]
+host = "127.0.0.1"
+port = 8080
+
+# The "http" adapter: /verify, /bind, every command at its mirai-api-http route, event polling
+# (fetchMessage...), uploads (uploadImage...). The ws adapter serves the upload routes on its port too.
+[mirai.http]
+host = "127.0.0.1"
+port = 8080
+cors = ["*"]                     # browser origins allowed to call it: hosts, whole origins, or "*"
+unread_queue_max_size = 100      # events one poller sees at a time (mirai-api-http's unreadQueueMaxSize);
+                                 # the rest wait in the outbox and come as earlier ones are fetched
+
+# Uploads (uploadImage, uploadVoice, uploadShortVideo, file/upload) are kept in a private folder beside
+# the store (<store path>.uploads) until they are sent; each at most [discord] max_upload_bytes.
+[mirai.uploads]
+retention_seconds = 86400        # an upload is deleted this long after it arrived (1 day)
+total_bytes = 536870912          # beyond this (512 MiB) the oldest uploads are deleted first
 
 # One table per bot framework websocket server the bridge dials (it is the client). Repeat the table
 # for more. host and port are required; the rest shows the defaults.
