@@ -50,6 +50,7 @@ from adapters.mirai.session import (
     SessionState,
     Verified,
 )
+from adapters.mirai.sessions import SessionRegistry
 from relay.config import MiraiConfig
 from relay.errors import WebSocketError
 from relay.storage.outbox import Outbox
@@ -116,6 +117,7 @@ class FrameworkConnection:
         bot_id: Callable[[], int],
         counters: ConnectionCounters,
         dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
+        keep_frame: Callable[[str], bool] | None = None,
     ) -> None:
         self.label = label
         self.transport = transport
@@ -124,6 +126,8 @@ class FrameworkConnection:
         self.cursor = cursor
         self.dispatcher = dispatcher
         self.dispatcher_for_session = dispatcher_for_session
+        #: which outbox frames this connection delivers (a ws channel's filter); None = every frame
+        self.keep_frame = keep_frame
         self.command_timeout = config.command_timeout
         self.bot_id = bot_id
         self.counters = counters
@@ -136,6 +140,7 @@ class FrameworkConnection:
         #: the expirer sleeps in this scope until the earliest command deadline (inf: no command in flight)
         self.expiry = trio.CancelScope()
         self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
+        self._on_session_closed: Callable[[], None] | None = None
 
     @property
     def verified(self) -> bool:
@@ -145,15 +150,38 @@ class FrameworkConnection:
         self.wake.set()
 
     async def run(self) -> None:
-        """Serve the connection until its transport ends (the transport's error propagates)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._expire_commands)
-            if self.verified:
-                self._start_writing(nursery)
-            while True:
-                message = await self.transport.get_message()
-                for action in self.session.receive(message, bot_id=self.bot_id()):
-                    await self._apply(action, nursery)
+        """Serve the connection until its transport ends (the transport's error propagates), or until its session
+        is released by another transport (then it returns). The session's reference is given back either way."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._expire_commands)
+                if self.verified:
+                    self._start_writing(nursery)
+                while True:
+                    message = await self.transport.get_message()
+                    for action in self.session.receive(message, bot_id=self.bot_id(), now=trio.current_time()):
+                        await self._apply(action, nursery)
+        finally:
+            held = self.session.session
+            if held is not None and self._on_session_closed is not None:
+                held.remove_close_listener(self._on_session_closed)
+            self.session.leave()
+
+    def _end_with_session(self, nursery: trio.Nursery) -> None:
+        """When the session is removed elsewhere (http ``/release``), this connection ends (mirai-api-http.md §4.2)."""
+        session = self.session.session
+        if session is None:
+            return
+
+        def session_closed() -> None:
+            log.info("%s: the session was released; closing the connection", self.label)
+            nursery.cancel_scope.cancel(reason="session released")
+
+        if session.closed:
+            session_closed()
+        else:
+            self._on_session_closed = session_closed
+            session.add_close_listener(session_closed)
 
     def _start_writing(self, nursery: trio.Nursery) -> None:
         log.info(
@@ -163,6 +191,7 @@ class FrameworkConnection:
             self.outbox.cursor(self.cursor) + 1,
         )
         self.writing = True
+        self._end_with_session(nursery)
         nursery.start_soon(self._write)
 
     async def _apply(
@@ -265,7 +294,15 @@ class FrameworkConnection:
                     texts.append(self.responses.popleft())
                 answered = len(texts)
                 batch = outbox.read_after(cursor, WRITE_BATCH)
-                texts.extend([frame for _, frame in batch])
+                keep = self.keep_frame
+                if keep is None:
+                    texts.extend([frame for _, frame in batch])
+                else:
+                    texts.extend([frame for _, frame in batch if keep(frame)])
+                    if batch and not texts:  # nothing for this channel: move past it without a write
+                        cursor = batch[-1][0]
+                        outbox.ack(name, cursor)
+                        continue
                 if not texts:
                     await self.wake.wait()
                     if not self.responses and trio.current_time() - last_write_at < BURST_GAP:
@@ -286,8 +323,9 @@ class FrameworkConnection:
             outbox.remove_append_listener(self._wake_writer)
 
 
-def new_session(config: MiraiConfig, rng: random.Random) -> MiraiSession:
-    """A session awaiting the framework's ``verify``, configured from ``[mirai]``."""
+def new_session(config: MiraiConfig, rng: random.Random, registry: SessionRegistry | None = None) -> MiraiSession:
+    """A session awaiting the framework's ``verify``, configured from ``[mirai]``; ``registry`` is the bridge's
+    sessions shared by every transport (a private one when None)."""
     return MiraiSession(
         verify_key=config.verify_key,
         enable_verify=config.enable_verify,
@@ -295,4 +333,5 @@ def new_session(config: MiraiConfig, rng: random.Random) -> MiraiSession:
         reserved_sync_id=config.reserved_sync_id,
         max_frame_bytes=config.max_frame_bytes,
         rng=rng,
+        registry=registry,
     )

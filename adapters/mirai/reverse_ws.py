@@ -29,6 +29,7 @@ import trio
 
 from adapters.mirai.connection import ConnectionCounters, FrameworkConnection, new_session
 from adapters.mirai.session import CommandDispatcher
+from adapters.mirai.sessions import SessionRegistry
 from relay.backoff import backoff_delay
 from relay.config import DestinationConfig, MiraiConfig, Protocol
 from relay.errors import FrameTooLarge, RelayError, WebSocketClosed, WebSocketHandshakeFailed
@@ -166,8 +167,10 @@ class DestinationClient:
         identity: BotIdentity,
         rng: random.Random | None = None,
         dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
+        sessions: SessionRegistry | None = None,
     ) -> None:
         self.destination = destination
+        self.sessions = sessions
         self.dispatcher_for_session = dispatcher_for_session
         self.config = config
         self.outbox = outbox
@@ -274,7 +277,7 @@ class DestinationClient:
         connection = FrameworkConnection(
             label=self.label,
             transport=ws,
-            session=new_session(config, self.rng),
+            session=new_session(config, self.rng, self.sessions),
             outbox=self.outbox,
             cursor=self.label,
             dispatcher=self.dispatcher,
@@ -329,14 +332,17 @@ async def serve_reverse_ws(
     identity: BotIdentity,
     rng: random.Random | None = None,
     dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
+    sessions: SessionRegistry | None = None,
     task_status: trio.TaskStatus[ReverseWsClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
 
     ``dispatcher`` answers every authenticated command. ``dispatcher_for_session``, if given, is called with the
     session key after each successful verify and its result serves that connection instead (so ``sessionInfo``
-    can report the key: ``dispatcher_for_session=handler.for_session``). ``rng`` (session keys, backoff jitter)
-    defaults to a fresh ``random.Random()``. The caller runs ``outbox``'s flusher
+    can report the key: ``dispatcher_for_session=handler.for_session``). ``sessions`` is the bridge's session
+    registry, shared with the ws and http adapters (a session key made over http verifies here too; each
+    connection gets a private one when None). ``rng`` (session keys, backoff jitter) defaults to a fresh
+    ``random.Random()``. The caller runs ``outbox``'s flusher
     (:func:`relay.storage.flushers.serve_outbox_flusher`) and closes it after this ends.
     """
     shared_rng = rng if rng is not None else random.Random()
@@ -351,6 +357,7 @@ async def serve_reverse_ws(
                 identity=identity,
                 rng=shared_rng,
                 dispatcher_for_session=dispatcher_for_session,
+                sessions=sessions,
             )
             clients.append(await nursery.start(_serve_client, client))
         task_status.started(ReverseWsClient(tuple(clients)))

@@ -5,11 +5,15 @@ reproduces mirai-api-http's ``handleReverseWs`` (mirai-api-http.md §3.3, §3.5)
 DESIGN.md §4:
 
 ``AWAITING_VERIFY`` (the bridge never speaks first)
-    * ``verify`` → check the verifyKey when ``enable_verify`` (constant-time compare); single mode →
-      session ``"SINGLE_SESSION"``; otherwise ``qq`` (number, numeric string or missing) must be the bot id
-      (else the raw code-2 frame) and a fresh 8-char ``[A-Za-z0-9]`` session key is drawn from the injected rng.
+    * ``verify`` → the session registry decides (:meth:`~adapters.mirai.sessions.SessionRegistry.open`, shared
+      with the ws and http adapters, so a ``sessionKey`` made over http works here: rows f–h): the verifyKey
+      when ``enable_verify`` (constant-time compare); single mode → session ``"SINGLE_SESSION"``; a
+      ``sessionKey`` → that session (unknown: raw code 3, not bound: raw code 4); otherwise ``qq`` (number,
+      numeric string or missing) must be the bot id (else the raw code-2 frame) and a fresh 8-char
+      ``[A-Za-z0-9]`` session key is drawn from the injected rng.
       Success → the wrapped ``{"code":0,"session":...}`` reply, then a pushed ``BotOnlineEvent``, then
       :class:`Verified`. A wrong key → the raw code-1 frame; the connection stays open (as in mirai-api-http).
+      The connection holds a reference to its session until :meth:`MiraiSession.leave`.
     * ``about`` / ``botList`` → answered (wrapped, same syncId); still unauthenticated.
     * any other command → the raw ``{"code":1,"msg":"Auth Key错误"}`` frame.
     * junk (not JSON, no ``command``) → ignored, no reply.
@@ -21,29 +25,39 @@ DESIGN.md §4:
     * malformed JSON / no ``command`` / oversize → the raw ``{"code":400,"msg":"无效参数"}`` frame;
     * every other command → :class:`Execute`, for the shell to dispatch concurrently.
 
-The machine never reads the clock, never imports trio and draws randomness only from the injected rng.
+The machine never reads the clock (``receive`` takes ``now``), never imports trio and draws randomness only from
+the injected rng (through its registry).
 """
 
 from __future__ import annotations
 
 import enum
-import hmac
 import logging
 import random
-import string
-from typing import Final, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import attrs
 
 from adapters.mirai import codec
 from adapters.mirai.codec import IncomingFrame
+from adapters.mirai.sessions import SESSION_KEY_ALPHABET, SESSION_KEY_LENGTH, Refused, Session, SessionRegistry
 from relay.errors import RemoteProtocolError
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "SESSION_KEY_ALPHABET",
+    "SESSION_KEY_LENGTH",
+    "CommandDispatcher",
+    "Execute",
+    "FrameRejected",
+    "Ignored",
+    "MiraiSession",
+    "SendFrame",
+    "SessionAction",
+    "SessionState",
+    "Verified",
+]
 
-#: mirai-api-http.md §5.1: session keys are 8 random [A-Za-z0-9] characters
-SESSION_KEY_ALPHABET: Final = string.ascii_letters + string.digits
-SESSION_KEY_LENGTH: Final = 8
+log = logging.getLogger(__name__)
 
 
 class CommandDispatcher(Protocol):
@@ -120,51 +134,70 @@ class MiraiSession:
     state: SessionState = SessionState.AWAITING_VERIFY
     session_key: str | None = attrs.field(default=None, repr=False)
     bot_id: int = 0  #: the bot the session is bound to (set on verify)
+    #: the sessions of every transport; a private one (from the fields above) when not given
+    registry: SessionRegistry | None = attrs.field(default=None, repr=False)
+    #: the registry's session this connection holds (after verify)
+    session: Session | None = attrs.field(default=None, repr=False)
 
-    def receive(self, data: str | bytes, *, bot_id: int) -> list[SessionAction]:
-        """Process one incoming message. ``bot_id`` is the identity the bridge presents right now."""
+    def __attrs_post_init__(self) -> None:
+        if self.registry is None:
+            self.registry = SessionRegistry(
+                verify_key=self.verify_key,
+                enable_verify=self.enable_verify,
+                single_mode=self.single_mode,
+                rng=self.rng,
+            )
+
+    def receive(self, data: str | bytes, *, bot_id: int, now: float = 0.0) -> list[SessionAction]:
+        """Process one incoming message. ``bot_id`` is the identity the bridge presents right now; ``now`` is the
+        clock of the registry (it expires unbound http sessions)."""
         if self.state is SessionState.AWAITING_VERIFY:
-            return self._receive_pre_auth(data, bot_id)
+            return self._receive_pre_auth(data, bot_id, now)
         return self._receive_verified(data, bot_id)
+
+    def leave(self) -> None:
+        """The connection ended: give its reference to the session back (idempotent)."""
+        session, self.session = self.session, None
+        if session is not None and self.registry is not None:
+            self.registry.leave(session)
 
     # ----------------------------------------------------------------- pre-auth
 
-    def _receive_pre_auth(self, data: str | bytes, bot_id: int) -> list[SessionAction]:
+    def _receive_pre_auth(self, data: str | bytes, bot_id: int, now: float) -> list[SessionAction]:
         try:
             frame = codec.decode_frame(data, max_frame_bytes=self.max_frame_bytes)
         except RemoteProtocolError as exc:  # includes FrameTooLarge: mirai-api-http ignores unparseable frames
             return [Ignored(f"pre-auth frame ignored: {exc}")]
         if frame.command == "verify":
-            return self._verify(frame, bot_id)
+            return self._verify(frame, bot_id, now)
         if frame.command in ("about", "botList"):
             return [SendFrame(self._answer_builtin(frame, bot_id))]
         return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]
 
-    def _verify(self, frame: IncomingFrame, bot_id: int) -> list[SessionAction]:
+    def _verify(self, frame: IncomingFrame, bot_id: int, now: float) -> list[SessionAction]:
         try:
             content = codec.decode_verify_content(frame.content)
         except RemoteProtocolError as exc:
             log.warning("verify rejected: %s", exc)
             return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]  # row a
-        if self.enable_verify and not _keys_equal(content.verify_key, self.verify_key):
-            log.warning("verify rejected: wrong verifyKey (check mirai.verify_key against the framework's)")
-            return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]  # row b
-        if self.single_mode:
-            session_key = codec.SINGLE_SESSION_KEY  # row c: qq / sessionKey ignored
-        else:
-            # rows d/d'/e: the bridge has exactly one bot; a missing qq binds to it (lenient), a different qq
-            # (or any qq before Discord READY told us who the bot is) is an unknown bot.
-            if bot_id == 0 or (content.qq is not None and content.qq != bot_id):
-                log.warning("verify rejected: qq %s is not this bridge's bot (%s)", content.qq, bot_id)
-                return [SendFrame(codec.encode_raw(codec.NO_BOT))]
-            session_key = "".join(self.rng.choice(SESSION_KEY_ALPHABET) for _ in range(SESSION_KEY_LENGTH))
+        assert self.registry is not None  # set in __attrs_post_init__
+        outcome = self.registry.open(
+            verify_key=content.verify_key, session_key=content.session_key, qq=content.qq, bot_id=bot_id, now=now
+        )
+        if isinstance(outcome, Refused):
+            if outcome.code is codec.StatusCode.AUTH_KEY_FAIL:
+                log.warning("verify rejected: wrong verifyKey (check mirai.verify_key against the framework's)")
+            else:
+                log.warning("verify rejected (code %d): %s", outcome.code, outcome.reason)
+            return [SendFrame(codec.encode_raw(outcome.data()))]  # rows b, d, f, g: raw, the connection stays open
         self.state = SessionState.VERIFIED
-        self.session_key = session_key
-        self.bot_id = bot_id
+        self.session = outcome
+        self.session_key = outcome.key
+        self.bot_id = outcome.bot_id or bot_id
         return [
-            SendFrame(codec.encode_response(frame.sync_id, codec.verify_success_data(session_key))),
-            SendFrame(codec.encode_event(self.reserved_sync_id, codec.bot_online_event_data(bot_id))),
-            Verified(session_key),
+            SendFrame(codec.encode_response(frame.sync_id, codec.verify_success_data(outcome.key))),
+            SendFrame(codec.encode_event(self.reserved_sync_id, codec.bot_online_event_data(self.bot_id))),
+            Verified(outcome.key),
         ]
 
     # ----------------------------------------------------------------- verified
@@ -184,8 +217,3 @@ class MiraiSession:
         if frame.command == "about":
             return codec.encode_response(frame.sync_id, codec.about_data())
         return codec.encode_response(frame.sync_id, codec.bot_list_data(bot_id))
-
-
-def _keys_equal(given: str | None, expected: str) -> bool:
-    """Constant-time comparison so the verify key cannot be guessed byte by byte from reply timing."""
-    return hmac.compare_digest((given or "").encode("utf-8"), expected.encode("utf-8"))

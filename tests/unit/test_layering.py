@@ -66,6 +66,7 @@ SANS_IO_MODULES = (
     "adapters/mirai/correlator.py",
     "relay/wire/frames.py",
     "adapters/mirai/session.py",
+    "adapters/mirai/sessions.py",
     "adapters/mirai/fields.py",
     "adapters/mirai/chain.py",
     "adapters/mirai/events_out.py",
@@ -101,6 +102,7 @@ MIRAI_TRANSPORT_INDEPENDENT = (
     "adapters/mirai/commands_in.py",
     "adapters/mirai/results_out.py",
     "adapters/mirai/session.py",
+    "adapters/mirai/sessions.py",
     "adapters/mirai/correlator.py",
     "adapters/mirai/handlers.py",
 )
