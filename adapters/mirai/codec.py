@@ -332,3 +332,58 @@ def event_type(event: dict[str, object]) -> str:
 def encode_bare_event(event: dict[str, object]) -> str:
     """The bare event object as the webhook adapter POSTs it (mirai-api-http.md §10.2): no syncId/data wrapper."""
     return dumps(event)
+# --------------------------------------------------------------------------- reading outbox frames
+
+#: the message events of mirai-api-http.md §9.1 (the ``/message`` channel of the ws adapter, §4.2)
+MESSAGE_EVENT_TYPES: Final = frozenset(
+    {
+        "FriendMessage",
+        "GroupMessage",
+        "TempMessage",
+        "StrangerMessage",
+        "OtherClientMessage",
+        "FriendSyncMessage",
+        "GroupSyncMessage",
+        "TempSyncMessage",
+        "StrangerSyncMessage",
+    }
+)
+
+#: what follows an event frame's syncId string: :func:`encode_event` writes ``{"syncId":"<id>","data":{...}}``
+_DATA_AFTER_SYNC_ID: Final = '","data":'
+_FRAME_START: Final = '{"syncId":"'
+_TYPE_START: Final = '{"type":"'
+
+
+def event_data_text(frame: str) -> str:
+    """The ``data`` of a pushed event frame, as JSON text (the bare event object the http adapter polls, §11.5).
+
+    Outbox frames are :func:`encode_event`'s text, so ``data`` is found without parsing: inside the syncId
+    string every ``"`` is escaped, so the first ``","data":`` after it ends the syncId whatever reserved syncId
+    is configured. Any other shape is parsed.
+    """
+    if frame.startswith(_FRAME_START) and frame.endswith("}"):
+        at = frame.find(_DATA_AFTER_SYNC_ID, len(_FRAME_START) - 1)
+        if at >= 0:
+            return frame[at + len(_DATA_AFTER_SYNC_ID) : -1]
+    obj = loads(frame)
+    if not isinstance(obj, dict) or "data" not in obj:
+        raise RemoteProtocolError("not an event frame (no data)")
+    return dumps(obj["data"])
+
+
+def frame_event_type(frame: str) -> str:
+    """The ``type`` of a pushed event frame (``"GroupMessage"``); ``""`` when it has none."""
+    data = event_data_text(frame)
+    if data.startswith(_TYPE_START):  # every event object the bridge writes starts with its type (§2)
+        end = data.find('"', len(_TYPE_START))
+        if end >= 0 and "\\" not in data[len(_TYPE_START) : end]:
+            return data[len(_TYPE_START) : end]
+    obj = loads(data)
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind if isinstance(kind, str) else ""
+
+
+def is_message_frame(frame: str) -> bool:
+    """Whether a pushed event frame carries a message event (§9.1), for the ws adapter's channels (§4.2)."""
+    return frame_event_type(frame) in MESSAGE_EVENT_TYPES

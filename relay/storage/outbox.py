@@ -176,6 +176,8 @@ class WriteBatch:
     on_disk_through: int = 0
     #: filled by the writer when it moved the frames: (the damaged table's new name, [(first, last) lost seqs])
     moved: list[tuple[str, list[tuple[int, int]]]] = attrs.field(factory=list)
+    #: cursors to delete (:meth:`Outbox.forget`), before ``cursors`` are written
+    forgotten: list[str] = attrs.field(factory=list)
 
 
 def _disk_bounds(db: sqlite3.Connection) -> tuple[int | None, int | None, list[salvage.Gap]]:
@@ -241,6 +243,8 @@ def _write_statements(db: sqlite3.Connection, batch: WriteBatch, *, cached: bool
             "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
             (last_seq,),
         )
+    if batch.forgotten:
+        db.executemany("DELETE FROM outbox_cursors WHERE destination = ?", [(name,) for name in batch.forgotten])
     if batch.cursors:
         db.executemany(
             "INSERT INTO outbox_cursors (destination, seq) VALUES (?, ?) "
@@ -313,6 +317,7 @@ class Outbox:
         self._tail: collections.deque[tuple[int, str]] = collections.deque(maxlen=TAIL_CAPACITY)
         self._cursors: dict[str, int] = {}
         self._dirty_cursors: set[str] = set()
+        self._forgotten: set[str] = set()  #: cursors to delete with the next batch
         self._listeners: list[Callable[[int], None]] = []
         self._dropped = 0
         self._unlogged_drops = 0
@@ -414,6 +419,7 @@ class Outbox:
         if (
             not unsaved_seq
             and not self._dirty_cursors
+            and not self._forgotten
             and age_cutoff is None
             and delete_through < self._oldest_seq
             and not self._rebuild
@@ -430,9 +436,11 @@ class Outbox:
             last_seq=self._last_seq if unsaved_seq else 0,
             rebuild=self._rebuild,
             on_disk_through=self._saved_seq,
+            forgotten=sorted(self._forgotten),
         )
         self._pending = []
         self._dirty_cursors.clear()
+        self._forgotten.clear()
         self._in_flight = batch
         return batch
 
@@ -451,6 +459,7 @@ class Outbox:
         if cut is None:  # put everything back; INSERT OR IGNORE makes a repeated write harmless
             self._pending = batch.rows + self._pending
             self._dirty_cursors.update(dest for dest, _ in batch.cursors)
+            self._forgotten.update(name for name in batch.forgotten if name not in self._cursors)
             return
         for damaged, lost in batch.moved:
             self._rebuild = False
@@ -548,7 +557,11 @@ class Outbox:
         A destination never seen before starts at the current end: it receives events appended from now on.
         Only registered destinations hold back garbage collection.
         """
-        if destination not in self._cursors:
+        if destination not in self._cursors and destination in self._forgotten:
+            # forgotten but not yet deleted on disk: it starts afresh (the batch deletes, then writes it anew)
+            self._cursors[destination] = self._last_seq
+            self._dirty_cursors.add(destination)
+        elif destination not in self._cursors:
             try:
                 row = self._db.execute(
                     "SELECT seq FROM outbox_cursors WHERE destination = ?", (destination,)
@@ -561,6 +574,26 @@ class Outbox:
             else:
                 self._cursors[destination] = min(row[0], self._last_seq)
         return self._cursors[destination]
+
+    def forget(self, destination: str) -> None:
+        """Drop a cursor, in memory and (with the next flush) on disk: it no longer holds back garbage collection,
+        and registering the name again starts at the current end. For cursors made on the fly (the frameworks
+        that connect to the bridge), which would otherwise pin the outbox after their framework is gone."""
+        self._cursors.pop(destination, None)
+        self._dirty_cursors.discard(destination)
+        self._forgotten.add(destination)
+
+    def saved_cursors(self, prefix: str) -> dict[str, int]:
+        """Every cursor whose name starts with ``prefix``, saved or registered, with its sequence."""
+        try:
+            rows = self._db.execute(
+                "SELECT destination, seq FROM outbox_cursors WHERE substr(destination, 1, length(?1)) = ?1", (prefix,)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the outbox cursors from {self._path!r} failed: {exc}") from None
+        found = {str(name): int(seq) for name, seq in rows if str(name) not in self._forgotten}
+        found.update((name, seq) for name, seq in self._cursors.items() if name.startswith(prefix))
+        return found
 
     def cursor(self, destination: str) -> int:
         """The last sequence delivered to ``destination`` (it must be registered)."""

@@ -117,3 +117,35 @@ def test_about_reports_a_plain_dotted_version() -> None:
     version = codec.about_data()["data"]
     assert isinstance(version, dict)
     assert tuple(map(int, str(version["version"]).split("."))) == (2, 10, 0)
+
+
+# --------------------------------------------------------------------------- reading outbox frames
+
+
+@pytest.mark.parametrize("reserved", ["-1", "", 'x","data":{"type":"GroupMessage"}', "back\\", "事件", "-2"])
+def test_event_data_and_type_of_any_reserved_sync_id(reserved: str) -> None:
+    data = {"type": "FriendRecallEvent", "authorId": 1, "messageId": 2, "time": 3, "operator": 4}
+    frame = codec.encode_event(reserved, data)
+    assert json.loads(codec.event_data_text(frame)) == data
+    assert codec.frame_event_type(frame) == "FriendRecallEvent"
+    assert not codec.is_message_frame(frame)
+    message = codec.encode_event(reserved, {"type": "GroupSyncMessage", "messageChain": [], "subject": {}})
+    assert codec.frame_event_type(message) == "GroupSyncMessage"
+    assert codec.is_message_frame(message)
+
+
+def test_event_type_of_frames_written_some_other_way() -> None:
+    spaced = '{ "syncId": "-1", "data": {"messageChain": [], "type": "GroupMessage"} }'
+    assert codec.frame_event_type(spaced) == "GroupMessage"
+    assert json.loads(codec.event_data_text(spaced)) == {"messageChain": [], "type": "GroupMessage"}
+    assert codec.frame_event_type('{"syncId":"-1","data":{"qq":1}}') == ""
+    assert codec.frame_event_type('{"syncId":"-1","data":{"type":"We\\u0069rd"}}') == "Weird"
+    with pytest.raises(RemoteProtocolError):
+        codec.event_data_text('{"syncId":"-1"}')
+    with pytest.raises(RemoteProtocolError):
+        codec.frame_event_type("not json")
+
+
+def test_message_event_types_are_those_of_section_9_1() -> None:
+    assert {t for t in codec.MESSAGE_EVENT_TYPES if not t.endswith("Message")} == set()
+    assert len(codec.MESSAGE_EVENT_TYPES) == 9
