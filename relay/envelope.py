@@ -170,10 +170,15 @@ class Audio:
 
 @attrs.frozen(kw_only=True)
 class File:
+    """A file. Inbound: ``id``, ``name``, ``url``. Outbound: sent as an attachment from ``data`` when given, else
+    from the attachment ``id`` names."""
+
     id: str
     name: str
     size: int = 0
     url: str | None = None
+    data: bytes | None = attrs.field(default=None, repr=False)
+    content_type: str = ""
 
 
 @attrs.frozen(kw_only=True)

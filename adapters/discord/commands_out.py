@@ -329,8 +329,8 @@ class DiscordCommandExecutor:
     async def _upload_of(self, segment: env.Image | env.Audio | env.File) -> UploadFile:
         kind = "image" if isinstance(segment, env.Image) else "audio" if isinstance(segment, env.Audio) else "file"
         name = segment.name if isinstance(segment, env.File) else segment.filename
-        data = None if isinstance(segment, env.File) else segment.data
-        content_type = "" if isinstance(segment, env.File) else segment.content_type
+        data = segment.data
+        content_type = segment.content_type
         limit = self.config.discord.max_upload_bytes
         if data is not None:
             if len(data) > limit:

@@ -23,9 +23,11 @@ Representation choices (documented here because frameworks see them):
   Discord id has being answered code 5 (:class:`~relay.ports.IdPresenter`, ``[mirai] ids``).
 * **Send-side elements** with no Discord form: Face with a QQ face id → ``[表情:name]`` text; Dice → "🎲 N";
   MusicShare → title and link; ShortVideo with ``videoUrl`` → the link; Forward → quoted ``> name: text``
-  lines; MiraiCode → at/atall/image parsed, the rest literal; FlashImage → an ordinary image. Refused with
-  code 6 and a reason: Xml/Json/App cards, Poke, File, ShortVideo without url, Forward nodes by reference,
-  and any ``path`` (the bridge does not share the framework's file system).
+  lines; MiraiCode → at/atall/image parsed, the rest literal; FlashImage → an ordinary image. File and
+  ShortVideo with an id the bridge issued for an upload (:func:`~adapters.mirai.codec.is_upload_id`) → an
+  attachment. Refused with code 6 and a reason: Xml/Json/App cards, Poke, other File elements, ShortVideo without
+  url or upload id, Forward nodes by reference, and any ``path`` (the bridge does not share the framework's file
+  system).
 """
 
 from __future__ import annotations
@@ -269,7 +271,7 @@ def _decode_element(element: object, where: str, ids: IdPresenter) -> list[env.S
         raise fields.bad(where, "must be a message element object")
     kind = element.get("type")
     if not isinstance(kind, str):
-        raise fields.bad(f"{where}.type", "is missing")
+        raise fields.missing(f"{where}.type")
     if kind == "Plain":
         return [env.Text(fields.string(element, "text", None))] if element.get("text") != "" else []
     if kind == "At":
@@ -312,6 +314,9 @@ def _decode_element(element: object, where: str, ids: IdPresenter) -> list[env.S
         text = " - ".join(part for part in (title, summary) if part)
         return [env.Text(f"🎵 {text}\n{url}".strip() if url else f"🎵 {text}")]
     if kind == "ShortVideo":
+        video_id = element.get("videoId")
+        if isinstance(video_id, str) and codec.is_upload_id(video_id):  # uploaded to the bridge: an attachment
+            return [env.File(id=video_id, name=fields.string(element, "filename", ""))]
         video_url = element.get("videoUrl")
         if isinstance(video_url, str) and video_url:
             return [env.Text(video_url)]  # Discord embeds the link
@@ -325,6 +330,9 @@ def _decode_element(element: object, where: str, ids: IdPresenter) -> list[env.S
     if kind == "Poke":
         raise fields.unsupported(f"{where}: Discord has no poke (戳一戳)")
     if kind == "File":
+        file_id = element.get("id")
+        if isinstance(file_id, str) and codec.is_upload_id(file_id):  # uploaded to the bridge: an attachment
+            return [env.File(id=file_id, name=fields.string(element, "name", ""))]
         raise fields.unsupported(f"{where}: File elements cannot be sent (mirai drops them too); send a link instead")
     raise fields.bad(f"{where}.type", f"is not a mirai message element ({kind!r})")
 
@@ -373,5 +381,6 @@ def decode_chain(chain: object, where: str = "messageChain", *, ids: IdPresenter
             # a field of the element (``text``, ``target``...): name it with its path in the chain
             prefix = fields.BAD_INPUT_PREFIX
             msg = problem.msg.replace(prefix, f"{prefix}{element_where}.", 1)
-            raise fields.BadContent(problem.code, msg) from None
+            missing = f"{element_where}.{problem.missing}" if problem.missing else None
+            raise fields.BadContent(problem.code, msg, missing=missing) from None
     return segments

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from typing import Final
 
 import attrs
@@ -117,6 +118,15 @@ MIRAI_API_HTTP_VERSION: Final = "2.10.0"
 
 #: session key in single mode (mirai-api-http.md §3.3 row c, §5.1)
 SINGLE_SESSION_KEY: Final = "SINGLE_SESSION"
+
+#: the id of a file uploaded to the bridge (``uploadImage``...): mirai's ``{UUID}.ext`` form, upper-case hex
+#: (Discord attachments the bridge names are ``{channel}-{message}-{attachment}.ext``, digits only)
+UPLOAD_ID: Final = re.compile(r"\{([0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12})\}\.([a-z0-9]{1,5})")
+
+
+def is_upload_id(media_id: str) -> bool:
+    """Whether ``media_id`` is the id of an upload to the bridge (``Image.imageId``, ``Voice.voiceId``, ...)."""
+    return UPLOAD_ID.fullmatch(media_id) is not None
 
 
 # --------------------------------------------------------------------------- models

@@ -50,11 +50,13 @@ class LocalAnswer:
     """The response ``data`` is known without asking Discord (errors, unsupported commands, ``about``)."""
 
     data: Mapping[str, object]
+    #: the required field whose absence this answers, if that is the problem (http words it its own way, §11.3)
+    missing: str | None = None
 
     @classmethod
-    def error(cls, code: StatusCode, msg: str | None = None) -> LocalAnswer:
+    def error(cls, code: StatusCode, msg: str | None = None, *, missing: str | None = None) -> LocalAnswer:
         """``{code, msg}``; ``msg`` defaults to the code's standard message."""
-        return cls(codec.status_data(code, msg))
+        return cls(codec.status_data(code, msg), missing)
 
 
 class BridgeQuery(enum.Enum):
@@ -127,7 +129,7 @@ def _cmd_roaming(content: Mapping[str, object], ids: IdPresenter) -> env.Command
     elif (group := fields.optional_contact(content, ids, "group")) is not None:
         conversation = env.ConversationRef.group(group)
     else:
-        raise fields.bad("target", "is missing (give target, qq or group)")
+        raise fields.missing("target", "(give target, qq or group)")
     return env.GetHistory(conversation=conversation, time_start=start, time_end=end)
 
 
@@ -327,4 +329,4 @@ def decode_command(
             return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT, f"{command}: {why}")
         return LocalAnswer.error(StatusCode.NO_OPERATE_SUPPORT)
     except fields.BadContent as problem:
-        return LocalAnswer.error(problem.code, f"{command}: {problem.msg}")
+        return LocalAnswer.error(problem.code, f"{command}: {problem.msg}", missing=problem.missing)

@@ -41,6 +41,7 @@ __all__ = [
     "mapping",
     "message_id",
     "optional_contact",
+    "missing",
     "optional_long",
     "resolve",
     "string",
@@ -61,15 +62,24 @@ class BadContent(Exception):
     """A command's content is unusable. Raised while decoding a command (here and in :mod:`.chain`), never
     beyond :func:`adapters.mirai.commands_in.decode_command`, which answers it with ``code`` and ``msg``."""
 
-    def __init__(self, code: StatusCode, msg: str) -> None:
+    def __init__(self, code: StatusCode, msg: str, *, missing: str | None = None) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
+        #: the field whose absence this is, if that is the problem (http answers name it mirai's way, §11.3)
+        self.missing = missing
 
 
 def bad(field: str, why: str) -> BadContent:
     """Code 400 with mirai's standard message, the field and why: ``无效参数: target is missing``."""
     return BadContent(StatusCode.INVALID_PARAMETER, f"{BAD_INPUT_PREFIX}{field} {why}")
+
+
+def missing(field: str, hint: str = "") -> BadContent:
+    """Code 400 for a required field that is absent: ``无效参数: target is missing``, remembering the field."""
+    return BadContent(
+        StatusCode.INVALID_PARAMETER, f"{BAD_INPUT_PREFIX}{field} is missing{' ' + hint if hint else ''}", missing=field
+    )
 
 
 def unsupported(msg: str) -> BadContent:
@@ -111,7 +121,7 @@ def long(content: Mapping[str, object], *names: str) -> int:
     """A required mirai ``Long`` (ids), under the first of ``names`` present."""
     value = first(content, *names)
     if value is None:
-        raise bad(names[0], "is missing")
+        raise missing(names[0])
     return as_int(value, names[0], INT64_MIN, INT64_MAX, "integer id")
 
 
@@ -153,7 +163,7 @@ def message_id(content: Mapping[str, object], name: str = "messageId") -> int:
     """A required message id (mirai ``Int``)."""
     value = content.get(name)
     if value is None:
-        raise bad(name, "is missing")
+        raise missing(name)
     # mirai-api-http.md §2: message ids are Int32; out of range → 400
     return as_int(value, name, INT32_MIN, INT32_MAX, "Int32 message id")
 
@@ -177,7 +187,7 @@ def epoch(content: Mapping[str, object], names: tuple[str, ...], default: int) -
 def _default(name: str, default: _T | None) -> _T:
     """What an absent field reads as: ``default``, or code 400 when there is none (the field is required)."""
     if default is None:
-        raise bad(name, "is missing")
+        raise missing(name)
     return default
 
 
@@ -209,7 +219,7 @@ def mapping(value: object, field: str) -> Mapping[str, object]:
     """A JSON object (``content``, ``config``, a Forward node...)."""
     if not isinstance(value, Mapping):
         if value is None:
-            raise bad(field, "is missing (send a JSON object)")
+            raise missing(field, "(send a JSON object)")
         raise bad(field, f"must be a JSON object (got {type(value).__name__})")
     return value
 

@@ -12,11 +12,17 @@ and, once the bridge shuts down, refuses new ones so the in-flight ones can fini
 is the bot as frameworks see it, and holds the :class:`~relay.ports.IdPresenter` every id goes through
 (``[mirai] ids``): the handler decodes commands and encodes results with it, and the ids a result shows for the
 first time are durable before ``dispatch`` returns it (``ids.deferred()``).
+
+Uploads: an Image, Voice or File of a send command that names an id the bridge issued for an upload
+(:mod:`adapters.mirai.uploads`) gets that upload's bytes (read in a worker thread) before the command goes on,
+so Discord's side sends them as an attachment; an upload by url gets its url. An id whose upload is no longer
+kept is answered with code 5.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final, Protocol
 
 import attrs
 import trio
@@ -25,13 +31,24 @@ from adapters.mirai import codec
 from adapters.mirai.codec import StatusCode
 from adapters.mirai.commands_in import BridgeQuery, LocalAnswer, answer_query, decode_command
 from adapters.mirai.results_out import encode_failure, encode_result
-from relay.errors import CommandFailed
+from adapters.mirai.uploads import StoredUpload
+from relay import envelope as env
+from relay.errors import CommandFailed, FailureKind
 from relay.ids import SNOWFLAKE_IDS
 from relay.ports import BotIdentity, CommandService, IdPresenter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CommandAdmission", "MiraiCommandHandler", "PresentedIdentity"]
+__all__ = ["CommandAdmission", "MiraiCommandHandler", "PresentedIdentity", "UploadResolver"]
+
+#: how mirai-api-http's http adapter words a missing field (mirai-api-http.md §11.3)
+HTTP_MISSING_FIELD: Final = "参数错误，缺少字段: "
+
+
+class UploadResolver(Protocol):
+    """What an upload id stands for (:class:`adapters.mirai.uploads.UploadStore`); called in a worker thread."""
+
+    def resolve(self, media_id: str) -> StoredUpload | None: ...
 
 
 @attrs.frozen
@@ -108,6 +125,8 @@ class MiraiCommandHandler:
         session_key: str = codec.SINGLE_SESSION_KEY,
         admission: CommandAdmission | None = None,
         ids: IdPresenter | None = None,
+        uploads: UploadResolver | None = None,
+        http: bool = False,
     ) -> None:
         self._service = service
         if isinstance(identity, PresentedIdentity):  # presented already: never present its id twice
@@ -118,14 +137,30 @@ class MiraiCommandHandler:
         self._ids = presented.ids
         self._session_key = session_key
         self.admission = admission if admission is not None else CommandAdmission()
+        self.uploads = uploads
+        #: answers go out on the http adapter (a missing field is worded its way, mirai-api-http.md §11.3)
+        self.http = http
 
-    def for_session(self, session_key: str) -> MiraiCommandHandler:
-        """The same handler (and admission) reporting ``session_key`` from ``sessionInfo``."""
-        return MiraiCommandHandler(self._service, self._identity, session_key=session_key, admission=self.admission)
+    def for_session(self, session_key: str, *, http: bool = False) -> MiraiCommandHandler:
+        """The same handler (admission, uploads) reporting ``session_key`` from ``sessionInfo``; ``http`` for the
+        http adapter's requests."""
+        return MiraiCommandHandler(
+            self._service,
+            self._identity,
+            session_key=session_key,
+            admission=self.admission,
+            uploads=self.uploads,
+            http=http,
+        )
 
     @property
     def bot_id(self) -> int:
         return self._identity.bot_id
+
+    @property
+    def ids(self) -> IdPresenter:
+        """How this handler presents and resolves ids (a transport that reads an id itself resolves it here)."""
+        return self._ids
 
     async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         """Run one mirai command; returns the response's ``data`` object (never raises but for cancellation)."""
@@ -144,11 +179,15 @@ class MiraiCommandHandler:
             if isinstance(decoded, LocalAnswer):
                 if decoded.data.get("code") != StatusCode.SUCCESS:
                     log.info("mirai command %s answered locally: %s", command, decoded.data.get("msg"))
+                if self.http and decoded.missing:
+                    return codec.status_data(StatusCode.INVALID_PARAMETER, HTTP_MISSING_FIELD + decoded.missing)
                 return dict(decoded.data)
             if isinstance(decoded, BridgeQuery):
                 return answer_query(
                     decoded, bot_id=self.bot_id, bot_name=self._identity.bot_name, session_key=self._session_key
                 )
+            if isinstance(decoded, env.SendMessage) and self.uploads is not None:
+                decoded = await self._with_uploads(decoded, self.uploads)
             result = await self._service.execute(decoded)
             with self._ids.deferred():  # the ids it shows first are durable before it is sent
                 return encode_result(command, result, bot_id=self.bot_id, ids=self._ids)
@@ -161,3 +200,51 @@ class MiraiCommandHandler:
                 StatusCode.INTERNAL_ERROR,
                 f"{command}: internal error in the bridge ({type(exc).__name__}: {exc}); see the bridge log",
             )
+
+    async def run(self, command: env.Command) -> env.Result:
+        """Run an envelope command a transport built itself (``file/upload`` posts its file), under the same
+        admission; raises :class:`~relay.errors.CommandFailed` (code 500 while the bridge shuts down)."""
+        if not self.admission.admit():
+            raise CommandFailed(FailureKind.INTERNAL, "the bridge is shutting down; retry after it restarts")
+        try:
+            if isinstance(command, env.SendMessage) and self.uploads is not None:
+                command = await self._with_uploads(command, self.uploads)
+            return await self._service.execute(command)
+        finally:
+            self.admission.release()
+
+    @staticmethod
+    async def _with_uploads(command: env.SendMessage, uploads: UploadResolver) -> env.SendMessage:
+        """``command`` with every segment naming an upload given that upload's bytes (or url)."""
+        if not any(
+            isinstance(s, env.Image | env.Audio | env.File) and s.id and codec.is_upload_id(s.id)
+            for s in command.segments
+        ):
+            return command
+        segments: list[env.Segment] = []
+        for segment in command.segments:
+            if isinstance(segment, env.Image | env.Audio | env.File) and segment.id and codec.is_upload_id(segment.id):
+                stored = await trio.to_thread.run_sync(uploads.resolve, segment.id)
+                if stored is None:
+                    raise CommandFailed(
+                        FailureKind.NOT_FOUND,
+                        f"{segment.id} was uploaded to the bridge but is no longer kept (uploads are deleted "
+                        "[mirai.uploads] retention_seconds after they arrive, oldest first beyond total_bytes); "
+                        "upload it again",
+                    )
+                segments.append(_with_upload(segment, stored))
+            else:
+                segments.append(segment)
+        return attrs.evolve(command, segments=tuple(segments))
+
+
+def _with_upload(segment: env.Image | env.Audio | env.File, stored: StoredUpload) -> env.Segment:
+    if stored.url is not None:
+        if isinstance(segment, env.File):
+            return env.Text(stored.url)  # a file by url: Discord embeds the link
+        return attrs.evolve(segment, id=None, url=stored.url)
+    if isinstance(segment, env.File):
+        return attrs.evolve(
+            segment, data=stored.data, name=segment.name or stored.filename, content_type=stored.content_type
+        )
+    return attrs.evolve(segment, id=None, data=stored.data, filename=stored.filename, content_type=stored.content_type)
