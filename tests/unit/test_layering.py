@@ -105,6 +105,8 @@ MIRAI_TRANSPORT_INDEPENDENT = (
     "adapters/mirai/sessions.py",
     "adapters/mirai/correlator.py",
     "adapters/mirai/handlers.py",
+    "adapters/mirai/cursors.py",
+    "adapters/mirai/uploads.py",
 )
 TRANSPORT_MODULES = (
     "relay.wire",
@@ -114,6 +116,10 @@ TRANSPORT_MODULES = (
     "adapters.mirai.reverse_ws",
     "adapters.mirai.connection",
     "adapters.mirai.webhook",
+    "adapters.mirai.ws_server",
+    "adapters.mirai.http_server",
+    "adapters.mirai.upload_routes",
+    "relay.listeners",
 )
 
 #: Modules that moved away (issue 12): the correlator is mirai-only, translate.py became five modules; the
@@ -150,6 +156,8 @@ NO_TRIO_MODULES = (
     "relay/sandbox/emulator/rest.py",
     "adapters/mirai/deadletters.py",
     "adapters/robots/queue.py",
+    "adapters/mirai/cursors.py",  # drives the outbox (SQLite); the adapters' trio shells call it
+    "adapters/mirai/uploads.py",  # plain file I/O, called in worker threads by the trio shells
 )
 
 #: Libraries wrapped by one module each: only that module (in relay/ and adapters/) may import them.
