@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,15 +46,22 @@ from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client
+from adapters.mirai.cursors import DynamicCursors
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
+from adapters.mirai.http_server import HttpAdapter
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
+from adapters.mirai.sessions import SessionRegistry
+from adapters.mirai.upload_routes import UploadRoutes
+from adapters.mirai.uploads import UploadStore
+from adapters.mirai.ws_server import WsAdapter
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
 from relay.errors import HTTPError, RelayError, RemoteProtocolError
 from relay.ids import SNOWFLAKE_IDS
+from relay.listeners import Mount, serve_listeners
 from relay.notify import Notifier, serve_watchdog
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
@@ -63,6 +71,7 @@ from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
 from relay.storage.sessions import SavedSessions, load_gateway_sessions
 from relay.storage.store import MessageStore, first_id_from_clock
+from relay.web.models import ServerLimits
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +79,12 @@ log = logging.getLogger(__name__)
 COMMAND_GRACE: Final = 5.0
 #: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
 GATEWAY_CLOSE_GRACE: Final = 6.0
+
+
+#: seconds between sweeps of unbound http sessions, forgotten framework cursors and expired uploads
+SWEEP_INTERVAL: Final = 60.0
+#: the listeners' request bodies: relay/web's default, or one upload plus room for its multipart framing
+UPLOAD_BODY_SLACK: Final = 1024 * 1024
 
 
 def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
@@ -104,6 +119,7 @@ def compose_core(
     outbox: Outbox,
     rest: RestClient,
     ids: IdPresenter = SNOWFLAKE_IDS,
+    uploads: UploadStore | None = None,
 ) -> Core:
     """Wire the translators, the bridge and the mirai command handler around ``store``, ``outbox`` and ``rest``.
 
@@ -111,7 +127,8 @@ def compose_core(
     handler (commands_in) → bridge → commands_out → REST. The only object both Discord directions share is
     ``own`` (what the bridge itself did, written by commands_out, read by events_in). ``ids`` is how frameworks
     see Discord ids (``[mirai] ids``, :func:`open_ids`): the frame encoder and the handler present and resolve
-    through it, the relay and the Discord side keep Discord ids.
+    through it, the relay and the Discord side keep Discord ids. ``uploads`` holds what frameworks uploaded over
+    the ws/http adapters; the handler sends it when a chain names it.
     """
     cache = DiscordCache()
     entities = EntityFactory(cache, config.mapping)
@@ -129,7 +146,7 @@ def compose_core(
         identity=cache,  # the Discord bot itself: the store keeps Discord ids only
     )
     admission = CommandAdmission()
-    handler = MiraiCommandHandler(bridge, identity, admission=admission)
+    handler = MiraiCommandHandler(bridge, identity, admission=admission, uploads=uploads)
     return Core(
         cache=cache,
         translator=translator,
@@ -153,6 +170,18 @@ def open_ids(config: BridgeConfig, store_path: str, outbox: Outbox) -> AbstractC
 
 
 @attrs.define(eq=False)
+class MiraiAdapters:
+    """The mirai adapters that run (issue 13): reverse-ws (empty when off), ws, http, and the listening ports."""
+
+    reverse_ws: ReverseWsClient
+    ws: WsAdapter | None = None
+    http: HttpAdapter | None = None
+    uploads: UploadStore | None = None
+    #: bound port by config section ("mirai.ws", "mirai.http"): useful with port 0
+    ports: dict[str, int] = attrs.field(factory=dict)
+
+
+@attrs.define(eq=False)
 class RunningBridge:
     """What :func:`serve_bridge` hands to ``task_status.started()``."""
 
@@ -162,6 +191,7 @@ class RunningBridge:
     outbox: Outbox
     store: MessageStore
     cache: DiscordCache
+    mirai: MiraiAdapters | None = None
     shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
 
     def shutdown(self) -> None:
@@ -260,6 +290,100 @@ async def _log_status(running: RunningBridge, interval: float, notifier: Notifie
         notifier.status(line)
 
 
+async def serve_mirai_adapters(
+    *,
+    config: BridgeConfig,
+    outbox: Outbox,
+    handler: MiraiCommandHandler,
+    identity: PresentedIdentity,
+    sessions: SessionRegistry,
+    uploads: UploadStore | None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the mirai adapters ``[mirai] adapters`` names; ``started(MiraiAdapters)`` once each is dialing or
+    listening. reverse-ws dials; ws and http are mounted on the listeners (one socket per host and port)."""
+    mirai = config.mirai
+    rng = random.SystemRandom()  # session keys and upload ids are secrets
+
+    def bot_id() -> int:
+        return identity.bot_id
+
+    cursors = DynamicCursors(outbox, max_idle=float(config.outbox.max_age_seconds))
+    async with trio.open_nursery() as nursery:
+        reverse_ws = ReverseWsClient(())
+        if mirai.runs("reverse-ws") and mirai.reverse_ws.destinations:
+            reverse_ws = await nursery.start(
+                functools.partial(
+                    serve_reverse_ws,
+                    config=mirai,
+                    outbox=outbox,
+                    dispatcher=handler,
+                    identity=identity,
+                    dispatcher_for_session=handler.for_session,
+                    sessions=sessions,
+                )
+            )
+        elif mirai.reverse_ws.destinations:
+            log.warning(
+                'mirai.reverse_ws.destinations: %d destination(s) configured but "reverse-ws" is not in '
+                "mirai.adapters: they are not dialed",
+                len(mirai.reverse_ws.destinations),
+            )
+        running = MiraiAdapters(reverse_ws=reverse_ws, uploads=uploads)
+        mounts: list[Mount] = []
+        upload_routes = (
+            UploadRoutes(sessions=sessions, store=uploads, handler=handler, bot_id=bot_id).routes()
+            if uploads is not None
+            else ()
+        )
+        if mirai.runs("ws"):
+            running.ws = WsAdapter(
+                config=mirai,
+                sessions=sessions,
+                handler=handler,
+                outbox=outbox,
+                cursors=cursors,
+                bot_id=bot_id,
+                rng=rng,
+                extra_routes=upload_routes,
+            )
+            mounts.append(running.ws.mount())
+        if mirai.runs("http"):
+            running.http = HttpAdapter(
+                config=mirai,
+                sessions=sessions,
+                handler=handler,
+                outbox=outbox,
+                cursors=cursors,
+                bot_id=bot_id,
+                extra_routes=upload_routes,
+            )
+            mounts.append(running.http.mount())
+        if mounts:
+            adopted = cursors.adopt_saved(trio.current_time())
+            if adopted:
+                log.info("outbox cursors of returning frameworks kept: %s", ", ".join(adopted))
+            limits = ServerLimits(
+                max_body_bytes=max(ServerLimits().max_body_bytes, config.discord.max_upload_bytes + UPLOAD_BODY_SLACK)
+            )
+            running.ports = await nursery.start(functools.partial(serve_listeners, mounts, limits=limits))
+            nursery.start_soon(_sweep, sessions, cursors, running)
+        task_status.started(running)
+
+
+async def _sweep(sessions: SessionRegistry, cursors: DynamicCursors, running: MiraiAdapters) -> None:
+    """Every SWEEP_INTERVAL: unbound http sessions past 180 s, cursors of frameworks long gone, old uploads."""
+    while True:
+        await trio.sleep(SWEEP_INTERVAL)
+        now = trio.current_time()
+        sessions.expire(now)
+        forgotten = cursors.sweep(now)
+        if running.http is not None and forgotten:
+            running.http.forget_queues(forgotten)
+        if running.uploads is not None:
+            await trio.to_thread.run_sync(running.uploads.expire, time.time())
+
+
 async def _scoped(
     scope: trio.CancelScope, done: trio.Event, fn: Callable[..., Awaitable[None]], *, task_status: Any
 ) -> None:
@@ -300,7 +424,24 @@ async def serve_bridge(
         with Outbox(store_path, config.outbox) as outbox, open_ids(config, store_path, outbox) as ids:
             rest_proxy = egress.choice(config.discord.api_base_url).proxy
             async with open_rest_client(config.discord, config.discord.token, proxy=rest_proxy) as rest:
-                core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids)
+                mirai = config.mirai
+                mirai_sessions = SessionRegistry(
+                    verify_key=mirai.verify_key,
+                    enable_verify=mirai.enable_verify,
+                    single_mode=mirai.single_mode,
+                    rng=random.SystemRandom(),
+                )
+                uploads = None
+                if mirai.runs("ws") or mirai.runs("http"):
+                    uploads = UploadStore(
+                        store_path + ".uploads",
+                        max_bytes=config.discord.max_upload_bytes,
+                        total_bytes=mirai.uploads.total_bytes,
+                        retention_seconds=mirai.uploads.retention_seconds,
+                        rng=random.SystemRandom(),
+                        now=time.time(),
+                    )
+                core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids, uploads=uploads)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
                 identity, admission, handler = core.identity, core.admission, core.handler
                 # saved with the last flush before the bridge stopped, cleanly or not
@@ -322,17 +463,18 @@ async def serve_bridge(
                             guard=guard,
                         )
                     )
-                    reverse_ws = await nursery.start(
+                    adapters: MiraiAdapters = await nursery.start(
                         _scoped,
                         mirai_scope,
                         mirai_done,
                         functools.partial(
-                            serve_reverse_ws,
-                            config=config.mirai,
+                            serve_mirai_adapters,
+                            config=config,
                             outbox=outbox,
-                            dispatcher=handler,
+                            handler=handler,
                             identity=identity,
-                            dispatcher_for_session=handler.for_session,
+                            sessions=mirai_sessions,
+                            uploads=uploads,
                         ),
                     )
                     gateway = await nursery.start(
@@ -352,14 +494,21 @@ async def serve_bridge(
                     )
                     snapshot.gateway = gateway
                     running = RunningBridge(
-                        bridge=bridge, gateway=gateway, reverse_ws=reverse_ws, outbox=outbox, store=store, cache=cache
+                        bridge=bridge,
+                        gateway=gateway,
+                        reverse_ws=adapters.reverse_ws,
+                        outbox=outbox,
+                        store=store,
+                        cache=cache,
+                        mirai=adapters,
                     )
                     nursery.start_soon(_log_status, running, config.logging.status_interval, notifier)
                     await nursery.start(process.serve_memory_trim, _activity(bridge, outbox))
                     log.info(
-                        "bridge running: %d shard(s), %d destination(s), store %s",
+                        "bridge running: %d shard(s), mirai adapters %s, %d destination(s), store %s",
                         len(gateway.shards),
-                        len(config.mirai.reverse_ws.destinations),
+                        ", ".join(config.mirai.adapters),
+                        len(adapters.reverse_ws.destinations),
                         store_path,
                     )
                     task_status.started(running)

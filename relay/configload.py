@@ -628,6 +628,8 @@ def _channel_id(value: object) -> object:
     if channel is None:
         raise _Invalid("a channel id (the mirai group id: a positive integer)")
     return channel
+
+
 def _adapters(value: object) -> object:
     """mirai-api-http's ``adapters``: a non-empty list of distinct names from MIRAI_ADAPTERS."""
     listed = ", ".join(json.dumps(a) for a in MIRAI_ADAPTERS)

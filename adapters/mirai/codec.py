@@ -342,6 +342,8 @@ def event_type(event: dict[str, object]) -> str:
 def encode_bare_event(event: dict[str, object]) -> str:
     """The bare event object as the webhook adapter POSTs it (mirai-api-http.md §10.2): no syncId/data wrapper."""
     return dumps(event)
+
+
 # --------------------------------------------------------------------------- reading outbox frames
 
 #: the message events of mirai-api-http.md §9.1 (the ``/message`` channel of the ws adapter, §4.2)
