@@ -33,16 +33,16 @@ from cattrs.preconf.tomllib import make_converter
 
 from relay.config import (
     INTENT_BITS,
+    MIRAI_ADAPTERS,
     MIRAI_EVENT_TYPES,
     PROXY_NONE,
     ActivityType,
-    MIRAI_ADAPTERS,
     BackoffConfig,
     BridgeConfig,
     DestinationConfig,
     DiscordConfig,
-    IdMode,
     HttpServerConfig,
+    IdMode,
     LoggingConfig,
     MappingConfig,
     MiraiConfig,
@@ -51,9 +51,9 @@ from relay.config import (
     RobotConfig,
     RobotSignature,
     StoreConfig,
+    UploadsConfig,
     WebhookDestinationConfig,
     WebhookSigning,
-    UploadsConfig,
     WsServerConfig,
 )
 from relay.errors import ConfigError, InvalidProxyURL

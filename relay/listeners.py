@@ -1,15 +1,16 @@
 """The bridge's HTTP listeners: features hand over routes, equal (host, port) pairs share one socket (trio shell).
 
 A feature that serves HTTP (mirai-api-http's ``ws`` and ``http`` adapters today; health, metrics and robots
-later) does not listen by itself: it describes what it serves on one host and port as a :class:`Mount` —
-:class:`Route`\\ s (methods, path or path prefix, handler, optional CORS origins) and :class:`WebSocketRoute`\\ s
-(a path whose websocket upgrades it takes). :func:`serve_listeners` groups the mounts by (host, port), as
-mirai-api-http lets its ws and http adapters share one port, builds one :class:`~relay.web.routing.Router` and
-one upgrade dispatcher per group, and serves each group with :func:`~relay.web.server.serve_http`:
+later) does not listen by itself: it describes what it serves on one host and port as a :class:`Mount` — its
+:class:`~relay.web.routing.Route`\\ s (methods, path or path prefix, handler), the CORS origins for them if any,
+and its :class:`WebSocketRoute`\\ s (a path whose websocket upgrades it takes). :func:`serve_listeners` groups
+the mounts by (host, port), as mirai-api-http lets its ws and http adapters share one port, builds one
+:class:`~relay.web.routing.Router` and one upgrade dispatcher per group, and serves each group with
+:func:`~relay.web.server.serve_http`:
 
 * the same route given by two mounts of one listener (the upload routes of both mirai adapters) is routed once;
   two different handlers for one method and path are a programming error;
-* a route with ``cors`` answers browsers through :func:`~relay.web.cors.with_cors` (preflights included);
+* a mount with ``cors`` answers browsers through :func:`~relay.web.cors.with_cors` (preflights included);
 * a websocket upgrade on a path no mount takes is refused with 404.
 
 Nothing here knows about mirai: adapters build their mounts, the composition root passes them in.
@@ -20,33 +21,21 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import attrs
 import trio
 
 from relay.errors import RelayError
 from relay.web.cors import with_cors
-from relay.web.models import Handler, ServerLimits
-from relay.web.routing import Router
+from relay.web.models import ServerLimits
+from relay.web.routing import Route, Router
 from relay.web.server import UpgradeHandler, WebSocketUpgrade, serve_http
 from relay.wire.server import UpgradeRequest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Listener", "Mount", "Route", "WebSocketRoute", "plan_listeners", "serve_listeners"]
-
-
-@attrs.frozen
-class Route:
-    """``methods`` on ``path`` (or, with ``prefix``, every path below it) go to ``handler``."""
-
-    methods: tuple[str, ...]
-    path: str
-    handler: Handler
-    prefix: bool = False
-    #: browser origins allowed (relay.web.cors); None = no CORS handling
-    cors: tuple[str, ...] | None = None
+__all__ = ["Listener", "Mount", "WebSocketRoute", "plan_listeners", "serve_listeners"]
 
 
 @attrs.frozen
@@ -59,13 +48,16 @@ class WebSocketRoute:
 
 @attrs.frozen
 class Mount:
-    """What one feature (``name``, e.g. ``"mirai.ws"``: the config section, for messages) serves on host:port."""
+    """What one feature (``name``, e.g. ``"mirai.ws"``: the config section, for messages) serves on host:port:
+    its routes (CORS for browsers from ``cors`` when given, relay.web.cors) and its websocket paths."""
 
     name: str
     host: str
     port: int
     routes: tuple[Route, ...] = ()
     websockets: tuple[WebSocketRoute, ...] = ()
+    #: browser origins allowed on ``routes``; None = no CORS handling
+    cors: tuple[str, ...] | None = None
 
 
 @attrs.define(eq=False)
@@ -101,33 +93,27 @@ class Listener:
 def plan_listeners(mounts: Iterable[Mount]) -> list[Listener]:
     """Group ``mounts`` by (host, port) into listeners (pure; see the module docstring)."""
     listeners: dict[tuple[str, int], Listener] = {}
-    routes: dict[tuple[str, int], dict[tuple[tuple[str, ...], str, Handler, bool], Route]] = {}
+    chosen_by_listener: dict[tuple[str, int], dict[Route, tuple[str, ...] | None]] = {}
     for mount in mounts:
         key = (mount.host, mount.port)
         listener = listeners.get(key)
         if listener is None:
             listener = listeners[key] = Listener(mount.host, mount.port, [], Router(), {})
         listener.names.append(mount.name)
-        chosen = routes.setdefault(key, {})
+        chosen = chosen_by_listener.setdefault(key, {})
         for route in mount.routes:
-            same = (route.methods, route.path, route.handler, route.prefix)
-            if same not in chosen or (chosen[same].cors is None and route.cors is not None):
-                chosen[same] = route  # offered by two mounts of this listener: once, with CORS if either has it
+            if route not in chosen or (chosen[route] is None and mount.cors is not None):
+                chosen[route] = mount.cors  # offered by two mounts of this listener: once, with CORS if either has it
         for websocket in mount.websockets:
             if listener.websockets.setdefault(websocket.path, websocket.handler) != websocket.handler:
                 raise RelayError(f"two websocket handlers for {websocket.path} on {listener.label}")
     for key, listener in listeners.items():
-        for route in routes.get(key, {}).values():
-            handler = route.handler
-            methods: Sequence[str] = route.methods
-            if route.cors is not None:
-                handler = with_cors(handler, allowed_origins=route.cors)
-                if "OPTIONS" not in methods:
-                    methods = (*methods, "OPTIONS")  # preflights reach with_cors
-            if route.prefix:
-                listener.router.add_prefix(methods, route.path, handler)
-            else:
-                listener.router.add(methods, route.path, handler)
+        for route, cors in chosen_by_listener.get(key, {}).items():
+            served = route
+            if cors is not None:
+                methods = route.methods if "OPTIONS" in route.methods else (*route.methods, "OPTIONS")
+                served = Route(methods, route.path, with_cors(route.handler, allowed_origins=cors), route.prefix)
+            listener.router.include([served])
     return list(listeners.values())
 
 

@@ -44,9 +44,10 @@ from adapters.mirai.sessions import Refused, Session, SessionRegistry
 from relay import fastjson
 from relay.config import MiraiConfig
 from relay.errors import RemoteProtocolError
-from relay.listeners import Mount, Route
+from relay.listeners import Mount
 from relay.storage.outbox import Outbox
 from relay.web.models import Request, Response
+from relay.web.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -225,21 +226,19 @@ class HttpAdapter:
         self.polled_events = 0  #: events returned by fetch/peek
 
     def mount(self) -> Mount:
-        cors = self.config.http.cors
         routes: list[Route] = [
-            Route(("POST",), "/verify", self._verify, cors=cors),
-            Route(("POST",), "/bind", self._bind, cors=cors),
-            Route(("POST",), "/release", self._release, cors=cors),
+            Route(("POST",), "/verify", self._verify),
+            Route(("POST",), "/bind", self._bind),
+            Route(("POST",), "/release", self._release),
         ]
         for path, variants in COMMAND_ROUTES.items():
             by_method = {method: (command, sub) for method, command, sub in variants}
-            routes.append(Route(tuple(by_method), path, self._command_handler(by_method), cors=cors))
+            routes.append(Route(tuple(by_method), path, self._command_handler(by_method)))
         for path, operation in POLLING_ROUTES.items():
-            routes.append(Route(("GET",), path, self._poll_handler(operation), cors=cors))
-        routes.extend(
-            Route(route.methods, route.path, route.handler, route.prefix, cors) for route in self.extra_routes
-        )
-        return Mount("mirai.http", self.config.http.host, self.config.http.port, tuple(routes))
+            routes.append(Route(("GET",), path, self._poll_handler(operation)))
+        routes.extend(self.extra_routes)
+        http = self.config.http
+        return Mount("mirai.http", http.host, http.port, tuple(routes), cors=http.cors)
 
     def _now(self) -> float:
         return trio.current_time()

@@ -45,10 +45,10 @@ from adapters.mirai.sessions import Refused, SessionRegistry
 from adapters.mirai.uploads import Kind, UploadRefused, UploadStore
 from relay import envelope as env
 from relay.errors import CommandFailed
-from relay.listeners import Route
 from relay.web.bodies import media_type
 from relay.web.models import Handler, Request, RequestRejected, Response
 from relay.web.multipart import DEFAULT_MAX_PARTS, Part, find_part, parse_multipart
+from relay.web.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,12 @@ class UploadRoutes:
                     f"{StatusCode.INVALID_PARAMETER.message}: target must be a group id (got {target_text[:30]!r})",
                 )
             )
-        target = int(target_text)
+        presented = int(target_text)
+        target = self.handler.ids.resolve(presented)  # the id frameworks see → the Discord channel ([mirai] ids)
+        if target is None:
+            return mirai_answer(
+                codec.status_data(StatusCode.NO_ELEMENT, f"{StatusCode.NO_ELEMENT.message}: no group {presented}")
+            )
         name = file_part.filename or upload_id
         folder = fields["path"].text().strip() if "path" in fields else ""
         data = file_part.data
@@ -161,11 +166,11 @@ class UploadRoutes:
             await self.handler.run(env.SendMessage(conversation=env.ConversationRef.group(target), segments=(segment,)))
             groups = await self.handler.run(env.ListGroups())
         except CommandFailed as failure:
-            log.info("file/upload to %d failed: %s", target, failure)
+            log.info("file/upload to group %d failed: %s", presented, failure)
             return mirai_answer(encode_failure(failure))
         group = next((g for g in groups.groups if g.id == target), None) if isinstance(groups, env.GroupList) else None
         contact = {
-            "id": target,
+            "id": presented,
             "name": group.name if group else "",
             "permission": group.bot_role.value if group else "MEMBER",
         }

@@ -47,9 +47,10 @@ from adapters.mirai.session import MiraiSession, SessionState
 from adapters.mirai.sessions import Refused, SessionRegistry
 from relay.config import MiraiConfig
 from relay.errors import FrameTooLarge, RelayError, WebSocketError, WebSocketHandshakeFailed
-from relay.listeners import Mount, Route, WebSocketRoute
+from relay.listeners import Mount, WebSocketRoute
 from relay.storage.outbox import Outbox
 from relay.web.models import Request
+from relay.web.routing import Route
 from relay.web.server import WebSocketUpgrade
 from relay.wire import frames
 from relay.wire.connection import WebSocketConnection
