@@ -240,7 +240,8 @@ def proc_stats(pid: int) -> dict[str, float]:
 
 
 class ClientFrameReader:
-    """Whole messages out of what a websocket *client* sends (RFC 6455 §5.2: every frame masked, §5.3).
+    """Whole messages out of what a websocket *client* sends (RFC 6455 §5.2: every frame masked, §5.3), or, with
+    ``masked=False``, out of what a *server* sends (never masked: the sinks that dial the bridge's ws adapter).
 
     The peer's gateway and sink read with this instead of wsproto: wsproto's general parser (a generator, an
     event object and a byte-by-byte unmask per frame) made the sink the larger half of the peer's CPU while it
@@ -252,10 +253,11 @@ class ClientFrameReader:
     frame, a reserved bit, an unknown opcode or a stray continuation.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, masked: bool = True) -> None:
         self._buffer = b""
         self._parts: list[bytes] = []
         self._opcode = 0
+        self._masked = masked
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         buffer = self._buffer + data if self._buffer else data
@@ -266,8 +268,8 @@ class ClientFrameReader:
             first, second = buffer[offset], buffer[offset + 1]
             if first & 0x70:
                 raise ValueError("reserved bits set (no extension was negotiated)")
-            if not second & 0x80:
-                raise ValueError("a client frame must be masked (RFC 6455 §5.3)")
+            if bool(second & 0x80) != self._masked:
+                raise ValueError("a client frame must be masked, a server frame must not (RFC 6455 §5.3)")
             length = second & 0x7F
             head = 2
             if length == 126:
@@ -280,12 +282,12 @@ class ClientFrameReader:
                     break
                 length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
                 head = 10
-            start = offset + head + 4
+            start = offset + head + (4 if self._masked else 0)
             if end < start + length:
                 break
             mask = buffer[offset + head : start]
             payload = buffer[start : start + length]
-            if length:
+            if length and self._masked:
                 key = (mask * (length // 4 + 1))[:length]
                 payload = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(length, "little")
             offset = start + length
@@ -369,6 +371,7 @@ def run_peer(params: dict[str, Any]) -> None:
             self.stream = stream
             self.ws = wsproto.WSConnection(role)  # the handshake and our frames; ClientFrameReader reads theirs
             self.send_lock = trio.Lock()
+            self.early = b""  #: bytes read with the handshake's answer that belong to the frames after it
 
         async def accept(self) -> str:
             while True:
@@ -381,21 +384,48 @@ def run_peer(params: dict[str, Any]) -> None:
                         await self.stream.send_all(self.ws.send(wse.AcceptConnection()))
                         return ev.target
 
+        async def connect(self, host: str, target: str) -> None:
+            """The client side of the handshake (the sinks that dial the bridge's ws adapter)."""
+            await self.stream.send_all(self.ws.send(wse.Request(host=host, target=target)))
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise trio.BrokenResourceError
+                buffer += data
+            # wsproto reads the answer's head only: the frames that came with it are the reader's (the bridge
+            # writes its handshake frame, then events, right after the 101)
+            end = buffer.index(b"\r\n\r\n") + 4
+            self.ws.receive_data(buffer[:end])
+            self.early = buffer[end:]
+            for ev in self.ws.events():
+                if isinstance(ev, wse.AcceptConnection):
+                    return
+            raise trio.BrokenResourceError
+
         async def messages(self):  # type: ignore[no-untyped-def]
             """Whole text or binary messages (bytes); answers pings and the close handshake."""
-            reader = ClientFrameReader()
+            client = self.ws.client
+            reader = ClientFrameReader(masked=not client)
+            data, self.early = self.early, b""
             while True:
-                data = await self.stream.receive_some(262144)
                 if not data:
-                    return
-                for opcode, payload in reader.feed(data):
+                    data = await self.stream.receive_some(262144)
+                    if not data:
+                        return
+                received, data = data, b""
+                for opcode, payload in reader.feed(received):
                     if opcode <= 2:
                         yield payload
                     elif opcode == 9:
-                        await self.send_raw(server_frame(10, payload))
+                        await self.send_raw(self.ws.send(wse.Pong(payload)) if client else server_frame(10, payload))
                     elif opcode == 8:
                         with contextlib.suppress(Exception):  # the peer may already be gone
-                            await self.send_raw(server_frame(8, payload[:2]))
+                            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1000
+                            closing = (
+                                self.ws.send(wse.CloseConnection(code)) if client else server_frame(8, payload[:2])
+                            )
+                            await self.send_raw(closing)
                         return
 
         async def send_raw(self, data: bytes) -> None:
@@ -598,34 +628,126 @@ def run_peer(params: dict[str, Any]) -> None:
                 )
             )
         )
-        paced = mode == "paced"
-        pending: dict[str, trio.MemorySendChannel[tuple[float, Any]]] = sink_state["pending"]
         async for message in conn.messages():
-            raw = message
-            if raw.startswith(b'{"syncId":"-1"') or b'"syncId":"-1"' in raw[:40]:
-                if b'"GroupMessage"' not in raw[:60]:
-                    continue
-                now = time.monotonic()
-                sink_state["count"] += 1
-                if sink_state["first"] is None:
-                    sink_state["first"] = now
-                sink_state["last"] = now
-                # every event exactly once and in order: the text carries the gateway's sequence (0, 1, ...)
-                m = LATENCY_RE.search(raw)
-                event_seq = int(m.group(1)) if m else -1
-                if event_seq != sink_state["next_seq"]:
-                    sink_state["disorder"] += 1
-                sink_state["next_seq"] = event_seq + 1
-                if paced and m and event_seq >= warmup:
-                    sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
-                if sink_state["count"] >= count:
-                    all_received.set()
+            on_sink_message(message)
+
+    def count_event(raw: bytes) -> None:
+        """One GroupMessage the framework received (the sink checks order and, paced, latency)."""
+        now = time.monotonic()
+        sink_state["count"] += 1
+        if sink_state["first"] is None:
+            sink_state["first"] = now
+        sink_state["last"] = now
+        # every event exactly once and in order: the text carries the gateway's sequence (0, 1, ...)
+        m = LATENCY_RE.search(raw)
+        event_seq = int(m.group(1)) if m else -1
+        if event_seq != sink_state["next_seq"]:
+            sink_state["disorder"] += 1
+        sink_state["next_seq"] = event_seq + 1
+        if mode == "paced" and m and event_seq >= warmup:
+            sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
+        if sink_state["count"] >= count:
+            all_received.set()
+
+    def on_sink_message(raw: bytes) -> None:
+        """A frame the bridge pushed to the sink: an event, the verify answer, or a command's response."""
+        if raw.startswith(b'{"syncId":"-1"') or b'"syncId":"-1"' in raw[:40]:
+            if b'"GroupMessage"' in raw[:60]:
+                count_event(raw)
+            return
+        frame = json.loads(raw)
+        pending: dict[str, trio.MemorySendChannel[tuple[float, Any]]] = sink_state["pending"]
+        if frame.get("syncId") in ("#", "") and isinstance(frame.get("data"), dict) and "session" in frame["data"]:
+            sink_verified.set()  # reverse-ws: the verify answer; ws: the handshake's (mirai-api-http.md §4.2)
+        elif frame.get("syncId") in pending:
+            pending.pop(frame["syncId"]).send_nowait((time.perf_counter(), frame.get("data")))
+
+    # ------------------------------------------------------------------ sinks that dial the bridge (ws, http)
+    sink_kind = params.get("sink", "server")  # "server" (reverse-ws) | "ws" | "http" | "fanout"
+    bridge_port = int(params.get("bridge_port", 0))
+
+    async def dial_ws(name: str | None) -> WsConn:
+        """Open the bridge's /all as a framework would (retried until the bridge listens and knows its bot)."""
+        target = f"/all?verifyKey={VERIFY_KEY}&qq={BOT_ID}" + (f"&client={name}" if name else "")
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", bridge_port)
+            except OSError:
+                await trio.sleep(0.05)
                 continue
-            frame = json.loads(raw)
-            if frame.get("syncId") == "#" and isinstance(frame.get("data"), dict) and "session" in frame["data"]:
-                sink_verified.set()
-            elif frame.get("syncId") in pending:
-                pending.pop(frame["syncId"]).send_nowait((time.perf_counter(), frame.get("data")))
+            conn = WsConn(stream, wsproto.ConnectionType.CLIENT)
+            try:
+                await conn.connect(f"127.0.0.1:{bridge_port}", target)
+            except trio.BrokenResourceError:
+                await trio.sleep(0.05)
+                continue
+            return conn
+
+    async def ws_sink() -> None:
+        while True:
+            conn = await dial_ws(None)
+            sink_state["conn"] = conn
+            refused = False
+            async for message in conn.messages():
+                if message.startswith(b'{"syncId":"","data":{"code":') and b'"session"' not in message:
+                    refused = True  # e.g. code 2 before the bridge read READY: dial again
+                    break
+                on_sink_message(message)
+            if not refused:
+                return
+            await trio.sleep(0.05)
+
+    fanout_counts: list[int] = []
+
+    async def fanout_sink(index: int, connected: list[int]) -> None:
+        conn = await dial_ws(f"fw{index}")
+        async for message in conn.messages():
+            if message.startswith(b'{"syncId":"","data":{"code":0'):
+                connected[0] += 1
+                if connected[0] == len(fanout_counts):
+                    sink_verified.set()
+            elif b'"GroupMessage"' in message[:60]:
+                fanout_counts[index] += 1
+                if fanout_counts[index] == count:
+                    sink_state["last"] = time.monotonic()
+                    if min(fanout_counts) >= count:
+                        sink_state["count"] = count
+                        all_received.set()
+            elif message.startswith(b'{"syncId":"","data":{"code":'):
+                raise SystemExit(f"fanout framework {index} refused: {message[:80]!r}")
+
+    http_state: dict[str, Any] = {}
+
+    async def http_sink() -> None:
+        import httpx
+
+        base = f"http://127.0.0.1:{bridge_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            while True:
+                try:
+                    verified = (await client.post("/verify", json={"verifyKey": VERIFY_KEY})).json()
+                    bound = (await client.post("/bind", json={"sessionKey": verified["session"], "qq": BOT_ID})).json()
+                except httpx.HTTPError:
+                    await trio.sleep(0.05)
+                    continue
+                if bound.get("code") == 0:
+                    break
+                await trio.sleep(0.05)  # code 2 before the bridge read READY
+            key = verified["session"]
+            http_state["client"], http_state["key"] = client, key
+            await client.get("/countMessage", params={"sessionKey": key})  # the first poll: the cursor starts here
+            sink_verified.set()
+            if mode == "commands":
+                await trio.sleep_forever()
+            while not all_received.is_set():
+                answer = (await client.get("/fetchMessage", params={"sessionKey": key, "count": 100})).json()
+                events = answer.get("data") or []
+                for event in events:
+                    if event.get("type") == "GroupMessage":
+                        text = "".join(e.get("text", "") for e in event["messageChain"] if e.get("type") == "Plain")
+                        count_event(text.encode())
+                if not events:
+                    await trio.sleep(0.001)
 
     async def command_round_trips(n: int) -> None:
         """Framework → bridge → fake REST → response, one at a time, beside direct REST round trips."""
@@ -680,6 +802,26 @@ def run_peer(params: dict[str, Any]) -> None:
             "added_over_in_process_p50_ms": (percentile(rtts, 50) - percentile(direct, 50)) * 1e3,
         }
 
+    async def http_command_round_trips(n: int) -> None:
+        """Framework → bridge's http adapter → fake REST → response, one POST at a time."""
+        client, key = http_state["client"], http_state["key"]
+        rtts: list[float] = []
+        failures = 0
+        for i in range(n):
+            body = {"sessionKey": key, "target": CHANNEL_ID, "messageChain": [{"type": "Plain", "text": f"reply {i}"}]}
+            started = time.perf_counter()
+            data = (await client.post("/sendGroupMessage", json=body)).json()
+            rtts.append(time.perf_counter() - started)
+            if data.get("code") != 0:
+                failures += 1
+            await trio.sleep(COMMAND_SPACING)
+        result["commands"] = {
+            "n": n,
+            "failures": failures,
+            "bridge_rtt_p50_ms": percentile(rtts, 50) * 1e3,
+            "bridge_rtt_p99_ms": percentile(rtts, 99) * 1e3,
+        }
+
     async def main() -> None:
         listeners = {}
         for name in ("gateway", "rest"):
@@ -703,12 +845,25 @@ def run_peer(params: dict[str, Any]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, gateway_handler, [listeners["gateway"]])
             nursery.start_soon(trio.serve_listeners, rest_handler, [listeners["rest"]])
-            if want_sink and mode != "backlog":
+            if sink_kind == "ws":
+                nursery.start_soon(ws_sink)
+            elif sink_kind == "http":
+                nursery.start_soon(http_sink)
+            elif sink_kind == "fanout":
+                connected = [0]
+                fanout_counts.extend([0] * int(params["frameworks"]))
+                for index in range(len(fanout_counts)):
+                    nursery.start_soon(fanout_sink, index, connected)
+            elif want_sink and mode != "backlog":
                 await open_sink()
                 sink_open.set()
             deadline = float(params.get("deadline", 120))
             with trio.move_on_after(deadline) as scope:
-                if mode == "commands":
+                if mode == "commands" and sink_kind == "http":
+                    await sink_verified.wait()
+                    await trio.sleep(settle)
+                    await http_command_round_trips(int(params.get("commands", 300)))
+                elif mode == "commands":
                     await sink_verified.wait()
                     await trio.sleep(settle)
                     await command_round_trips(int(params.get("commands", 300)))
@@ -931,8 +1086,30 @@ def read_peer_result(peer: subprocess.Popen[str], timeout: float) -> dict[str, A
     raise SystemExit("bench: the peer gave no result")
 
 
-def bridge_config(workdir: Path, ports: dict[str, int], compress: bool) -> Path:
+#: the bridge's clients: reverse-ws (it dials the sink), or a framework dialing its ws / http adapter
+BRIDGE_KINDS = ("bridge", "bridge-ws", "bridge-http")
+
+
+def bridge_config(workdir: Path, ports: dict[str, int], compress: bool, kind: str = "bridge", port: int = 0) -> Path:
+    """The bench bridge's configuration: reverse-ws to the sink (``bridge``), or the ws and http adapters on
+    ``port`` for a sink that dials it (``bridge-ws``, ``bridge-http``)."""
     path = workdir / "bench-bridge.toml"
+    if kind == "bridge":
+        adapters = f"""
+[[mirai.reverse_ws.destinations]]
+name = "sink"
+host = "127.0.0.1"
+port = {ports["sink"]}
+path = "/ws"
+protocol = "ws"
+"""
+    else:
+        adapters = f"""adapters = ["ws", "http"]
+[mirai.ws]
+port = {port}
+[mirai.http]
+port = {port}
+"""
     path.write_text(f"""
 [discord]
 api_base_url = "http://127.0.0.1:{ports["rest"]}/api/v10"
@@ -941,13 +1118,7 @@ compress = {str(compress).lower()}
 
 [mirai]
 enable_verify = true
-
-[[mirai.reverse_ws.destinations]]
-name = "sink"
-host = "127.0.0.1"
-port = {ports["sink"]}
-path = "/ws"
-protocol = "ws"
+{adapters}
 
 [store]
 path = "{workdir / "bench.sqlite3"}"
@@ -969,8 +1140,8 @@ def launch_client(
         "rest_port": ports["rest"],
         "sink_port": ports["sink"],
     }
-    if kind == "bridge":
-        cfg = bridge_config(workdir, ports, bool(params["compress"]))
+    if kind in BRIDGE_KINDS:
+        cfg = bridge_config(workdir, ports, bool(params["compress"]), kind, int(params.get("bridge_port", 0)))
         argv = [sys.executable, "-m", "relay", "-q", "run", str(cfg)]
         if params.get("profile"):
             argv = [
@@ -1026,6 +1197,12 @@ def run_scenario(
         "rate": rate,
         **(extra or {}),
     }
+    if kind in ("bridge-ws", "bridge-http"):
+        # the sink is a framework that dials the bridge's ws (or http) adapter on a port chosen here
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            params["bridge_port"] = probe.getsockname()[1]
+        params.setdefault("sink", kind.removeprefix("bridge-"))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         peer, ports = start_peer(params)
@@ -1057,6 +1234,8 @@ def run_scenario(
             result["profile"] = (workdir / "profile.txt").read_text()
     sink = result.get("sink", {})
     out: dict[str, Any] = {"client": kind, "mode": mode, "compress": compress, "events": events, **stats}
+    if params.get("sink") == "fanout":
+        out["frameworks"] = params["frameworks"]
     if sink.get("count") and sink.get("last") and result.get("first_send"):
         start = result["first_send"]
         if "drain_start" in result:
@@ -1107,10 +1286,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backlog", type=int, default=100_000, help="events queued while the framework is down")
     parser.add_argument("--commands", type=int, default=300, help="command round trips to time")
-    parser.add_argument("--clients", default="bridge,bare,discordpy", help="comma-separated subset")
+    parser.add_argument(
+        "--clients",
+        default="bridge,bridge-ws,bare,discordpy",
+        help="comma-separated subset; bridge-ws is the bridge with a framework dialing its ws adapter",
+    )
+    parser.add_argument(
+        "--frameworks", type=int, default=100, help="ws frameworks connected at once in the servers phase's fan-out"
+    )
     parser.add_argument("--compress", default="on,off", help="zlib-stream modes to run: on,off")
     parser.add_argument(
-        "--skip", default="", help="comma-separated phases to skip: saturate,paced,backlog,commands,webhooks"
+        "--skip",
+        default="",
+        help="comma-separated phases to skip: saturate,paced,backlog,commands,servers,webhooks",
     )
     parser.add_argument("--discordpy-python", help="python with discord.py installed (default .bench-venv)")
     parser.add_argument("--setup-discordpy", action="store_true", help="create .bench-venv with discord.py, exit")
@@ -1139,9 +1327,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     clients = [c for c in args.clients.split(",") if c]
-    unknown = sorted(set(clients) - {"bridge", "bare", "discordpy"})
+    unknown = sorted(set(clients) - {"bridge", "bridge-ws", "bare", "discordpy"})
     if unknown:
-        parser.error(f"unknown client(s) {', '.join(unknown)}: choose from bridge, bare, discordpy")
+        parser.error(f"unknown client(s) {', '.join(unknown)}: choose from bridge, bridge-ws, bare, discordpy")
     dpy_python = find_discordpy_python(args.discordpy_python)
     if "discordpy" in clients and dpy_python is None:
         print("bench: discord.py not found (run with --setup-discordpy once); measuring without it", file=sys.stderr)
@@ -1171,7 +1359,7 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
     for kind in clients:
-        if "paced" not in skip:
+        if "paced" not in skip and kind != "bridge-ws":
             rows.append(
                 run_scenario(
                     kind,
@@ -1213,6 +1401,26 @@ def main(argv: list[str] | None = None) -> int:
         extras["commands"] = commands.get("commands")
         if "profile" in commands:
             extras["commands_profile"] = commands
+
+    if "bridge" in clients and "servers" not in skip:
+        # the listening adapters (issue 13), short: http polling at saturation, a fan-out to many ws frameworks,
+        # and the command round trip over ws and over http (the reverse-ws one is the commands phase above)
+        servers: dict[str, Any] = {}
+        servers["http_polling"] = run_scenario("bridge-http", "saturate", True, args.events, args.paced_rate, None)
+        fanout_events = 1_000
+        servers["fanout"] = run_scenario(
+            "bridge-ws",
+            "saturate",
+            True,
+            fanout_events,
+            args.paced_rate,
+            None,
+            {"sink": "fanout", "frameworks": args.frameworks},
+        )
+        for kind in ("bridge-ws", "bridge-http"):
+            row = run_scenario(kind, "commands", True, 0, args.paced_rate, None, {"commands": args.commands})
+            servers[f"commands_{kind.removeprefix('bridge-')}"] = row.get("commands")
+        extras["servers"] = servers
 
     if "bridge" in clients and "webhooks" not in skip:
         # webhooks out (deliveries/s to a local receiver) and robots in (accepted/s, latency to the fake Discord):
@@ -1282,15 +1490,15 @@ def main(argv: list[str] | None = None) -> int:
     ratios: dict[str, Any] = {}
     ratio_ranges: dict[str, Any] = {}
     for compress in modes:
-        for ref in ("discordpy", "bare"):
+        for subject, ref in (("bridge", "discordpy"), ("bridge", "bare"), ("bridge-ws", "bridge")):
             paired = []
             for repetition in range(args.repeat):
-                bridge = find("bridge", "saturate", compress, repetition).get("events_per_s")
+                bridge = find(subject, "saturate", compress, repetition).get("events_per_s")
                 other = find(ref, "saturate", compress, repetition).get("events_per_s")
                 if bridge and other:
                     paired.append(bridge / other)
             if paired:
-                name = f"bridge/{ref} zlib={'on' if compress else 'off'}"
+                name = f"{subject}/{ref} zlib={'on' if compress else 'off'}"
                 ratios[name] = statistics.median(paired)
                 ratio_ranges[name] = [min(paired), max(paired)]
     if ratios:
@@ -1317,6 +1525,27 @@ def main(argv: list[str] | None = None) -> int:
             f"added p50 {c['added_p50_ms']:.2f} ms ({c['added_over_in_process_p50_ms']:.2f} ms over the in-process "
             f"figure), failures {c['failures']}"
         )
+    if "servers" in extras:
+        v = extras["servers"]
+        h, f = v["http_polling"], v["fanout"]
+        print(
+            f"http adapter: fetchMessage(count=100) polling received {h.get('received', 0)} events at "
+            f"{fmt(h.get('events_per_s'), 0)} ev/s (bridge CPU {fmt(h.get('cpu_s'), 2)} s, peak RSS "
+            f"{fmt(h.get('peak_rss_mb'))} MB)"
+        )
+        delivered = f.get("received", 0) * f.get("frameworks", 0)
+        print(
+            f"ws adapter: {f.get('frameworks')} frameworks connected, {f.get('received', 0)} events each "
+            f"({delivered} deliveries at {fmt((f.get('events_per_s') or 0) * f.get('frameworks', 0), 0)}/s): bridge "
+            f"peak RSS {fmt(f.get('peak_rss_mb'))} MB"
+        )
+        for name in ("commands_ws", "commands_http"):
+            c = v.get(name) or {}
+            if c:
+                print(
+                    f"commands over {name.removeprefix('commands_')}: {c['n']} sendGroupMessage round trips p50 "
+                    f"{c['bridge_rtt_p50_ms']:.2f} ms (p99 {c['bridge_rtt_p99_ms']:.2f}), failures {c['failures']}"
+                )
     if "webhooks" in extras:
         w = extras["webhooks"]
         print(

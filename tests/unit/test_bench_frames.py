@@ -86,3 +86,13 @@ def test_server_frames_parse_as_wsproto_messages() -> None:
     events = list(client.events())
     assert isinstance(events[0], wse.TextMessage) and events[0].data == "ok"
     assert isinstance(events[1], wse.Pong) and events[1].payload == b"p"
+
+
+def test_the_reader_of_server_frames_takes_unmasked_frames_only() -> None:
+    """The sinks that dial the bridge's ws adapter read what a server sends: never masked (RFC 6455 §5.1)."""
+    reader = bench.ClientFrameReader(masked=False)
+    text = b'{"syncId":"","data":{"code":0,"session":"abcd1234"}}'
+    assert reader.feed(bench.server_frame(1, text)[:5]) == []
+    assert reader.feed(bench.server_frame(1, text)[5:] + bench.server_frame(9, b"p")) == [(1, text), (9, b"p")]
+    with pytest.raises(ValueError, match="masked"):
+        bench.ClientFrameReader(masked=False).feed(b"\x81\x81abcdX")
