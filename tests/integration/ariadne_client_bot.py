@@ -22,10 +22,10 @@ import zlib
 
 from graia.ariadne.app import Ariadne
 from graia.ariadne.connection.config import HttpClientConfig, WebsocketClientConfig, config
+from graia.ariadne.connection.util import UploadMethod
 from graia.ariadne.event.message import GroupMessage
 from graia.ariadne.message.chain import MessageChain
-from graia.ariadne.message.element import Image, Plain
-from graia.ariadne.connection.util import UploadMethod
+from graia.ariadne.message.element import Plain
 from launart import Launart
 
 
