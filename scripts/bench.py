@@ -700,21 +700,27 @@ def run_peer(params: dict[str, Any]) -> None:
     fanout_counts: list[int] = []
 
     async def fanout_sink(index: int, connected: list[int]) -> None:
-        conn = await dial_ws(f"fw{index}")
-        async for message in conn.messages():
-            if message.startswith(b'{"syncId":"","data":{"code":0'):
-                connected[0] += 1
-                if connected[0] == len(fanout_counts):
-                    sink_verified.set()
-            elif b'"GroupMessage"' in message[:60]:
-                fanout_counts[index] += 1
-                if fanout_counts[index] == count:
-                    sink_state["last"] = time.monotonic()
-                    if min(fanout_counts) >= count:
-                        sink_state["count"] = count
-                        all_received.set()
-            elif message.startswith(b'{"syncId":"","data":{"code":'):
-                raise SystemExit(f"fanout framework {index} refused: {message[:80]!r}")
+        while True:
+            conn = await dial_ws(f"fw{index}")
+            refused = False
+            async for message in conn.messages():
+                if message.startswith(b'{"syncId":"","data":{"code":0'):
+                    connected[0] += 1
+                    if connected[0] == len(fanout_counts):
+                        sink_verified.set()
+                elif message.startswith(b'{"syncId":"","data":{"code":'):
+                    refused = True  # code 2 before the bridge read READY: dial again
+                    break
+                elif b'"GroupMessage"' in message[:60]:
+                    fanout_counts[index] += 1
+                    if fanout_counts[index] == count:
+                        sink_state["last"] = time.monotonic()
+                        if min(fanout_counts) >= count:
+                            sink_state["count"] = count
+                            all_received.set()
+            if not refused:
+                return
+            await trio.sleep(0.05)
 
     http_state: dict[str, Any] = {}
 
