@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Final
@@ -130,7 +131,33 @@ def _writer(store: MessageStore | None, outbox: Outbox | None) -> Iterator[tuple
 def write(flush: Flush, store: MessageStore | None, outbox: Outbox | None, lock: threading.Lock) -> int | None:
     """Commit ``flush`` in one transaction (safe in a worker thread); returns the outbox's cut (None without an
     outbox batch). Raises :class:`StoreLost` for damage the bridge cannot work around, :class:`StoreError` for
-    other failures (then :func:`finish` puts everything back)."""
+    other failures (then :func:`finish` puts everything back). Each writer's :class:`~relay.storage.sqlite.WriteCounts`
+    count the outcome (the metrics and the readiness check read them)."""
+    try:
+        cut = _write(flush, store, outbox, lock)
+    except StoreError as exc:
+        now = time.time()
+        for counts in _counts(flush, store, outbox):
+            counts.failed(str(exc), now)
+        raise
+    now = time.time()
+    if flush.store is not None and store is not None:
+        store.writes.succeeded(len(flush.store.flushed), now)
+    if flush.outbox is not None and outbox is not None:
+        outbox.writes.succeeded(len(flush.outbox.rows), now)
+    return cut
+
+
+def _counts(flush: Flush, store: MessageStore | None, outbox: Outbox | None) -> list[sqlite.WriteCounts]:
+    found = []
+    if flush.store is not None and store is not None:
+        found.append(store.writes)
+    if flush.outbox is not None and outbox is not None:
+        found.append(outbox.writes)
+    return found
+
+
+def _write(flush: Flush, store: MessageStore | None, outbox: Outbox | None, lock: threading.Lock) -> int | None:
     path = store.path if store is not None else outbox.path if outbox is not None else "?"
     rebuild = flush.outbox is not None and flush.outbox.rebuild
     with lock, _writer(store, outbox) as (db, cached):

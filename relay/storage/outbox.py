@@ -151,6 +151,7 @@ class OutboxStatistics:
     pending_writes: int  #: frames some destination lacks that are not yet written to SQLite
     dropped: int  #: frames deleted by the bounds before every destination received them (this process)
     cursors: dict[str, int]  #: registered destination → last delivered seq
+    writes: sqlite.WriteCounts  #: the outbox's transactions (a copy)
     unreadable: int = 0  #: undelivered frames lost to a damaged page of the file (this process)
 
 
@@ -335,6 +336,8 @@ class Outbox:
             self._note_unreadable(gap.first[0], gap.resume[0] - 1 if gap.resume is not None else self._saved_seq)
         #: held during every transaction on the SQLite file; other writers of the file should take it too
         self.write_lock = threading.Lock()
+        #: what the transactions did (counted where they end, see :meth:`_write_locked`)
+        self.writes = sqlite.WriteCounts()
 
     # ----------------------------------------------------------------- writing
 
@@ -502,12 +505,16 @@ class Outbox:
         while True:
             try:
                 with sqlite.Transaction(db):
-                    return self.write_in(db, batch, rebuild=rebuild)
+                    cut = self.write_in(db, batch, rebuild=rebuild)
             except sqlite3.Error as exc:
                 if not rebuild and salvage.is_damage(exc):
                     rebuild = True  # a damaged page spoils the whole transaction: move the frames, then retry
                     continue
-                raise StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}") from None
+                error = StoreError(f"writing {len(batch.rows)} outbox frames to {self._path!r} failed: {exc}")
+                self.writes.failed(str(error), self._clock())
+                raise error from None
+            self.writes.succeeded(len(batch.rows), self._clock())
+            return cut
 
     def _delivered_to_all(self) -> int:
         return min(self._cursors.values()) if self._cursors else self._oldest_seq - 1
@@ -705,8 +712,32 @@ class Outbox:
             pending_writes=self.waiting_writes + (len(self._in_flight.rows) if self._in_flight else 0),
             dropped=self._dropped,
             cursors=dict(self._cursors),
+            writes=attrs.evolve(self.writes),
             unreadable=self._unreadable_count,
         )
+
+    def undelivered(self, destination: str) -> tuple[int, float | None]:
+        """How many retained frames ``destination`` (registered) still lacks, and the wall-clock time the oldest of
+        them was appended (None when it lacks none, or that time cannot be read).
+
+        For the metrics, at scrape time: a frame a destination lacks is never forgotten before it is written, so
+        its time is in the frames waiting for a writer or, once written, one indexed read of the file away.
+        """
+        first = max(self._cursors[destination] + 1, self._oldest_seq)
+        if first > self._last_seq:
+            return 0, None
+        count = self._last_seq - first + 1
+        unwritten = [self._in_flight.rows] if self._in_flight else []
+        for rows in [*unwritten, self._pending]:
+            if rows and rows[0][0] <= first <= rows[-1][0]:
+                return count, rows[bisect.bisect_left(rows, first, key=_row_seq)][1]
+        try:
+            row = self._db.execute(
+                "SELECT created FROM outbox_events WHERE seq >= ? ORDER BY seq LIMIT 1", (first,)
+            ).fetchone()
+        except sqlite3.Error:
+            return count, None
+        return count, None if row is None else float(row[0])
 
     # ----------------------------------------------------------------- bounds
 

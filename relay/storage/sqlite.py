@@ -29,6 +29,8 @@ each with tables of its own, and each opens two connections with :func:`connect`
   and the other writer timed out with "database is locked". Rows are therefore written a chunk per statement:
   :func:`write_chunks` (one ``json_each`` statement per chunk, its text the same whatever the chunk's size) and
   :func:`insert_values` (multi-row ``VALUES`` statements of a few fixed sizes, :func:`fixed_chunks`).
+* **What each writer did** (:class:`WriteCounts`): transactions committed and failed, rows written, and whether
+  the last one failed, for the metrics and for readiness ("the store is writable").
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
+
+import attrs
 
 from relay import fastjson
 
@@ -73,6 +77,32 @@ OUTBOX_WRITER_CACHE_KIB: Final = 1_024
 #: the outbox's reader: it only scans forward ranges (a replay), so beyond the interior pages a cached leaf is
 #: never read again
 OUTBOX_READER_CACHE_KIB: Final = 256
+
+
+@attrs.define
+class WriteCounts:
+    """What one writer of the file did, counted where its transactions end (possibly in a worker thread: plain
+    attribute updates, read on the event loop's thread by the metrics and the readiness check)."""
+
+    batches: int = 0  #: transactions committed
+    rows: int = 0  #: rows they wrote (frames or message-id rows)
+    failures: int = 0  #: transactions that failed (rolled back; their rows stay in memory and are retried)
+    last_success: float | None = None  #: wall-clock time of the last commit
+    last_failure: float | None = None  #: wall-clock time of the last failure
+    last_error: str = ""  #: what the last failure said (no secrets: SQLite's message and the file's path)
+    failing: bool = False  #: the last transaction failed (cleared by the next commit)
+
+    def succeeded(self, rows: int, now: float) -> None:
+        self.batches += 1
+        self.rows += rows
+        self.last_success = now
+        self.failing = False
+
+    def failed(self, error: str, now: float) -> None:
+        self.failures += 1
+        self.last_failure = now
+        self.last_error = error
+        self.failing = True
 
 
 def connect(

@@ -293,6 +293,8 @@ class MessageStore:
         #: notified when the batch in flight is written (or put back)
         self._batch_done = threading.Condition(self._mem)
         self._closed = False
+        #: what the transactions of message-id rows did (counted in :meth:`_write`, possibly in a worker thread)
+        self.writes = sqlite.WriteCounts()
 
     # ------------------------------------------------------------------ lifecycle
 
