@@ -64,6 +64,9 @@ RESUME_URL_FALLBACK_AFTER: Final = 3
 RESUME_GIVE_UP_AFTER: Final = 6
 #: user sends queued per shard before send_nowait refuses: ~8 minutes of the 117/min normal lane
 MAX_PENDING_SENDS: Final = 1000
+#: distinct dispatch names counted apart (Discord has about 80); any further name counts as OTHER_DISPATCHES
+MAX_DISPATCH_NAMES: Final = 256
+OTHER_DISPATCHES: Final = "(other)"
 #: default identify ``properties`` (discord.md §2.5)
 DEFAULT_PROPERTIES: Final[Mapping[str, str]] = {
     "os": "linux",
@@ -98,6 +101,10 @@ class ShardStatistics:
     reconnects: int
     latency: float | None  #: last heartbeat round trip, seconds
     pending_sends: int
+    identifies: int = 0  #: op 2 sent (new sessions)
+    resumes: int = 0  #: op 6 sent (resume attempts)
+    #: dispatches by event name ("MESSAGE_CREATE", ...; every name past MAX_DISPATCH_NAMES as OTHER_DISPATCHES)
+    dispatches_by_name: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -148,9 +155,11 @@ class ShardSession:
     _user_frames: deque[str] = attrs.field(factory=deque)
     _attempt: int = 0
     _failed_resumes: int = 0
-    _dispatches: int = 0
+    _dispatch_names: dict[str, int] = attrs.field(factory=dict)
     _duplicates: int = 0
     _reconnects: int = 0
+    _identifies: int = 0
+    _resumes: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.initial_session is not None:
@@ -209,12 +218,15 @@ class ShardSession:
             shard_id=self.shard_id,
             state=self.state,
             seq=self.seq,
-            dispatches=self._dispatches,
+            dispatches=sum(self._dispatch_names.values()),
             duplicates_dropped=self._duplicates,
             malformed_dispatches=self.malformed_dispatches,
             reconnects=self._reconnects,
             latency=self.latency,
             pending_sends=len(self._user_frames),
+            identifies=self._identifies,
+            resumes=self._resumes,
+            dispatches_by_name=dict(self._dispatch_names),
         )
 
     # ----------------------------------------------------------------- inputs
@@ -302,6 +314,7 @@ class ShardSession:
                 }
             )
         )
+        self._identifies += 1
         self.state = ShardState.AUTHENTICATING
 
     def tick(self, *, now: float) -> list[GatewayEvent]:
@@ -438,6 +451,7 @@ class ShardSession:
                     {"op": Op.RESUME, "d": {"token": self.token, "session_id": self.session_id, "seq": self.seq}}
                 )
             )
+            self._resumes += 1
             self.state = ShardState.AUTHENTICATING
         else:
             self._resuming = False
@@ -463,7 +477,14 @@ class ShardSession:
             if data is not None:
                 self.malformed_dispatches += 1
             data = {}
-        self._dispatches += 1
+        names = self._dispatch_names  # one dict update per dispatch: the metrics' "events in, by kind"
+        count = names.get(name)
+        if count is not None:
+            names[name] = count + 1
+        elif len(names) < MAX_DISPATCH_NAMES:
+            names[name] = 1
+        else:
+            names[OTHER_DISPATCHES] = names.get(OTHER_DISPATCHES, 0) + 1
         events: list[GatewayEvent] = [DispatchReceived(shard_id=self.shard_id, name=name, seq=seq, data=data)]
         if self.state is ShardState.AUTHENTICATING and self._resuming and name != "RESUMED":
             self._replayed += 1

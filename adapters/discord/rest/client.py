@@ -147,6 +147,10 @@ class RestStatistics:
     invalid_requests_window: int  #: 401/403/429 in the last 10 minutes (Discord bans at 10,000)
     buckets: int  #: rate-limit buckets currently tracked
     cloudflare_banned: bool  #: REST is paused because of a non-JSON 429
+    rate_limited_wait_seconds: float = 0.0  #: time requests spent waiting for a bucket or the global limit
+    #: attempts by (route, outcome): the route as "METHOD /template" (never ids), the outcome an HTTP status
+    #: ("200", "429", ...) or "error" (timed out, network error: no answer)
+    by_route: Mapping[tuple[str, str], int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -236,6 +240,8 @@ class RestClient:
         self._requests = 0
         self._retries = 0
         self._rate_limited_waits = 0
+        self._rate_limited_wait_seconds = 0.0
+        self._by_route: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
         return f"<RestClient base_url={self._config.api_base_url!r}>"
@@ -251,7 +257,13 @@ class RestClient:
             invalid_requests_window=stats.invalid_requests_window,
             buckets=stats.buckets,
             cloudflare_banned=banned_until is not None and banned_until > trio.current_time(),
+            rate_limited_wait_seconds=self._rate_limited_wait_seconds,
+            by_route=dict(self._by_route),
         )
+
+    def _count(self, route: Route, outcome: str) -> None:
+        key = (f"{route.method} {route.template}", outcome)
+        self._by_route[key] = self._by_route.get(key, 0) + 1
 
     # ------------------------------------------------------------------ the request engine
 
@@ -298,6 +310,7 @@ class RestClient:
                         files=multipart,
                     )
             except (httpx.TransportError, trio.TooSlowError) as exc:
+                self._count(route, "error")
                 self._limiter.abandon(reservation, trio.current_time())
                 self._wake_waiters()
                 reason_text = (
@@ -315,6 +328,7 @@ class RestClient:
                 self._limiter.abandon(reservation, trio.current_time())
                 self._wake_waiters()
                 raise
+            self._count(route, str(response.status_code))
             try:
                 retry = self._limiter.update(
                     reservation,
@@ -376,14 +390,17 @@ class RestClient:
             lock = self._queues[queue_key] = trio.Lock()
         try:
             async with lock:
-                waited = False
+                waited_since: float | None = None
                 while True:
-                    reservation = self._limiter.reserve(route.key, route.major, trio.current_time())
+                    now = trio.current_time()
+                    reservation = self._limiter.reserve(route.key, route.major, now)
                     if reservation.granted:
-                        if waited:
+                        if waited_since is not None:
                             self._rate_limited_waits += 1
+                            self._rate_limited_wait_seconds += now - waited_since
                         return reservation
-                    waited = True
+                    if waited_since is None:
+                        waited_since = now
                     changed = self._limiter_changed
                     with trio.move_on_after(reservation.delay):
                         await changed.wait()
