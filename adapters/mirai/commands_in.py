@@ -37,6 +37,7 @@ from relay.ids import SNOWFLAKE_IDS
 from relay.ports import IdPresenter
 
 __all__ = [
+    "KNOWN_COMMANDS",
     "UNSUPPORTED_COMMANDS",
     "BridgeQuery",
     "LocalAnswer",
@@ -292,6 +293,13 @@ UNSUPPORTED_COMMANDS: dict[str, str] = {
 }
 
 _ABOUT = LocalAnswer(codec.about_data())
+
+
+#: every command name the bridge knows (answered, or refused as unsupported): the metrics count commands by name,
+#: and a name outside this set (a framework's typo, or a command newer than the bridge) is not a label of its own
+KNOWN_COMMANDS: frozenset[str] = frozenset(
+    {"about", "botList", "sessionInfo", *_NO_CONTENT_COMMANDS, *_CONTENT_COMMANDS, *_SUBCOMMANDS, *UNSUPPORTED_COMMANDS}
+)
 
 
 def decode_command(

@@ -93,6 +93,7 @@ class ConnectionCounters:
     connections: int = 0  #: transports opened
     verifications: int = 0  #: successful verifies
     timed_out: int = 0  #: commands answered by their timeout
+    frames_delivered: int = 0  #: event frames written to a verified connection (the cursor moved past them)
 
 
 class FrameworkConnection:
@@ -319,6 +320,7 @@ class FrameworkConnection:
                 if batch:
                     cursor = batch[-1][0]
                     outbox.ack(name, cursor)  # delivered: written to a verified connection's socket
+                    self.counters.frames_delivered += len(batch)
         finally:
             outbox.remove_append_listener(self._wake_writer)
 

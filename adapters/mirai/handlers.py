@@ -29,7 +29,7 @@ import trio
 
 from adapters.mirai import codec
 from adapters.mirai.codec import StatusCode
-from adapters.mirai.commands_in import BridgeQuery, LocalAnswer, answer_query, decode_command
+from adapters.mirai.commands_in import KNOWN_COMMANDS, BridgeQuery, LocalAnswer, answer_query, decode_command
 from adapters.mirai.results_out import encode_failure, encode_result
 from adapters.mirai.uploads import StoredUpload
 from relay import envelope as env
@@ -39,10 +39,19 @@ from relay.ports import BotIdentity, CommandService, IdPresenter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CommandAdmission", "MiraiCommandHandler", "PresentedIdentity", "UploadResolver"]
+__all__ = [
+    "UNKNOWN_COMMAND",
+    "CommandAdmission",
+    "CommandCounts",
+    "MiraiCommandHandler",
+    "PresentedIdentity",
+    "UploadResolver",
+]
 
 #: how mirai-api-http's http adapter words a missing field (mirai-api-http.md §11.3)
 HTTP_MISSING_FIELD: Final = "参数错误，缺少字段: "
+#: how a command name the bridge does not know is counted (names come from frameworks: unbounded otherwise)
+UNKNOWN_COMMAND = "(unknown)"
 
 
 class UploadResolver(Protocol):
@@ -106,14 +115,28 @@ class CommandAdmission:
         await self._idle.wait()
 
 
+@attrs.define
+class CommandCounts:
+    """Commands answered, by command name and the mirai status code of the answer (0 when it carries none, as
+    ``botProfile``'s bare object); shared by every handler made from one. A plain dict updated once per command
+    and copied by the metrics at scrape time."""
+
+    answered: dict[tuple[str, int], int] = attrs.field(factory=dict)
+
+    def record(self, command: str, data: dict[str, object]) -> None:
+        code = data.get("code", 0)
+        key = (command if command in KNOWN_COMMANDS else UNKNOWN_COMMAND, code if isinstance(code, int) else 0)
+        self.answered[key] = self.answered.get(key, 0) + 1
+
+
 class MiraiCommandHandler:
     """Answers mirai commands through the relay's :class:`~relay.ports.CommandService`.
 
     ``bot_id``, when given, is the qq presented to frameworks instead of ``identity.bot_id`` (the same as passing
     a :class:`PresentedIdentity`). ``ids`` presents every id (default: the ``PresentedIdentity``'s, else the
     identity). ``session_key`` is what ``sessionInfo`` reports; a per-connection key can be given with
-    :meth:`for_session` (cheap: the handler holds no per-connection state). ``admission`` is shared by every
-    handler made from this one.
+    :meth:`for_session` (cheap: the handler holds no per-connection state). ``admission`` and ``counts`` (the
+    answers by command and code) are shared by every handler made from this one.
     """
 
     def __init__(
@@ -127,6 +150,7 @@ class MiraiCommandHandler:
         ids: IdPresenter | None = None,
         uploads: UploadResolver | None = None,
         http: bool = False,
+        counts: CommandCounts | None = None,
     ) -> None:
         self._service = service
         if isinstance(identity, PresentedIdentity):  # presented already: never present its id twice
@@ -140,10 +164,11 @@ class MiraiCommandHandler:
         self.uploads = uploads
         #: answers go out on the http adapter (a missing field is worded its way, mirai-api-http.md §11.3)
         self.http = http
+        self.counts = counts if counts is not None else CommandCounts()
 
     def for_session(self, session_key: str, *, http: bool = False) -> MiraiCommandHandler:
-        """The same handler (admission, uploads) reporting ``session_key`` from ``sessionInfo``; ``http`` for the
-        http adapter's requests."""
+        """The same handler (admission, uploads, counts) reporting ``session_key`` from ``sessionInfo``; ``http``
+        for the http adapter's requests."""
         return MiraiCommandHandler(
             self._service,
             self._identity,
@@ -151,6 +176,7 @@ class MiraiCommandHandler:
             admission=self.admission,
             uploads=self.uploads,
             http=http,
+            counts=self.counts,
         )
 
     @property
@@ -165,13 +191,16 @@ class MiraiCommandHandler:
     async def dispatch(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         """Run one mirai command; returns the response's ``data`` object (never raises but for cancellation)."""
         if not self.admission.admit():
-            return codec.status_data(
+            data = codec.status_data(
                 StatusCode.INTERNAL_ERROR, f"{command}: the bridge is shutting down; retry after it restarts"
             )
-        try:
-            return await self._answer(command, sub_command, content)
-        finally:
-            self.admission.release()
+        else:
+            try:
+                data = await self._answer(command, sub_command, content)
+            finally:
+                self.admission.release()
+        self.counts.record(command, data)
+        return data
 
     async def _answer(self, command: str, sub_command: str | None, content: object) -> dict[str, object]:
         try:

@@ -149,6 +149,7 @@ class DestinationStatistics:
     connections: int  #: successful websocket handshakes so far
     verifications: int
     timed_out_commands: int
+    frames_delivered: int = 0  #: event frames written to its verified connections
 
 
 # --------------------------------------------------------------------------- one destination
@@ -199,6 +200,7 @@ class DestinationClient:
             connections=self.counters.connections,
             verifications=self.counters.verifications,
             timed_out_commands=self.counters.timed_out,
+            frames_delivered=self.counters.frames_delivered,
         )
 
     async def serve(self, *, task_status: trio.TaskStatus[DestinationClient] = trio.TASK_STATUS_IGNORED) -> None:

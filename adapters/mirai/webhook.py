@@ -124,6 +124,7 @@ class WebhookStatistics:
     failed_attempts: int
     dead_letters: int  #: events given up in this process
     down: bool  #: the last attempt could not reach the receiver
+    events_delivered: int = 0  #: events in the POSTs answered 2xx
 
 
 class _Wakeup:
@@ -163,6 +164,7 @@ class WebhookDestination:
     wakeup: _Wakeup = attrs.field(factory=_Wakeup)
     ahead: collections.deque[tuple[int, str]] = attrs.field(factory=collections.deque)
     posts: int = 0
+    events_delivered: int = 0
     failed_attempts: int = 0
     dead_lettered: int = 0
     down: bool = False
@@ -187,6 +189,7 @@ class WebhookDestination:
             failed_attempts=self.failed_attempts,
             dead_letters=self.dead_lettered,
             down=self.down,
+            events_delivered=self.events_delivered,
         )
 
     # ------------------------------------------------------------------ the loop
@@ -274,6 +277,7 @@ class WebhookDestination:
             outcome = await self._post(post)
             if isinstance(outcome, Delivered):
                 self.posts += 1
+                self.events_delivered += len(events)
                 self.metrics.webhook_posts.labels(self.label, "delivered").inc()
                 if self.down:
                     self.down = False
