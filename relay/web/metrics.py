@@ -6,17 +6,85 @@ apart, and only what the bridge registers is exposed: the process collector (CPU
 open file descriptors, read from ``/proc``; nothing on systems without it) plus the bridge's own metrics,
 which are attributes of :class:`Metrics`. :meth:`Metrics.handler` answers a scrape in the text format, or in
 OpenMetrics when the scraper's ``Accept`` asks for it.
+
+Counters on the event path are not prometheus-client objects: the components count in plain ints and dicts
+(their ``statistics()``), and :meth:`Metrics.add_reader` turns them into metric families when a scrape asks, from
+:class:`MetricSpec` declarations (names, types, help and labels, declared once, so a clash of names is found when
+the reader is added, not at a scrape). The event path then pays a dict update, not a labelled counter's lock.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from relay.web.models import Request, Response
 
-__all__ = ["Metrics"]
+__all__ = ["MetricKind", "MetricSpec", "Metrics", "Reading", "Samples"]
+
+log = logging.getLogger(__name__)
+
+
+class MetricKind(enum.Enum):
+    COUNTER = "counter"  #: only goes up (exposed with the ``_total`` suffix)
+    GAUGE = "gauge"  #: goes up and down
+
+
+@attrs.frozen
+class MetricSpec:
+    """One metric a reader reports: ``name`` without a counter's ``_total``, its ``help`` text and label names."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+#: one metric's samples: label values (in the spec's label order) → value
+Samples = Mapping[tuple[str, ...], float]
+#: what a reader returns at scrape time: metric name → its samples (a name left out has no samples this time)
+Reading = Mapping[str, Samples]
+
+
+class _ReaderCollector:
+    """A prometheus-client collector that asks its reader at every scrape (never on the event path)."""
+
+    def __init__(self, specs: Sequence[MetricSpec], read: Callable[[], Reading]) -> None:
+        self._specs = tuple(specs)
+        self._read = read
+        self._failing = False
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family(spec) for spec in self._specs]
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            reading = self._read()
+        except Exception:  # a failing reader must not fail the whole scrape (the other metrics still count)
+            if not self._failing:
+                log.exception("metrics: a reader failed; its metrics are left out until it works again")
+            self._failing = True
+            return []
+        self._failing = False
+        families = []
+        for spec in self._specs:
+            family = self._family(spec)
+            for values, value in reading.get(spec.name, {}).items():
+                family.add_metric(values, value)
+            families.append(family)
+        return families
+
+    @staticmethod
+    def _family(spec: MetricSpec) -> CounterMetricFamily | GaugeMetricFamily:
+        if spec.kind is MetricKind.COUNTER:
+            return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+        return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
 
 
 @attrs.define(eq=False)
@@ -81,6 +149,11 @@ class Metrics:
         self.robot_queue_depth = Gauge(
             "relay_robot_queue_depth", "Robot posts queued for a channel", ["channel"], registry=self.registry
         )
+
+    def add_reader(self, specs: Sequence[MetricSpec], read: Callable[[], Reading]) -> None:
+        """Expose ``specs``, their samples read by ``read()`` at every scrape (on the event loop's thread: keep it
+        to copying counters). Raises ``ValueError`` when a name is already taken."""
+        self.registry.register(_ReaderCollector(specs, read))
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its Content-Type, in the format ``accept`` asks for (text by default)."""
