@@ -83,6 +83,7 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
             f"    - /robots/{robot.name} → channel {robot.group} as {robot.shown_name!r}, signature "
             f"{robot.signature.value}{forward}"
         )
+    lines += _server_lines(config)
     lines += [
         f"  store:          {config.store.path}",
         f"  outbox:         up to {config.outbox.max_events} events, {config.outbox.max_age_seconds} s",
@@ -123,6 +124,19 @@ def _listening_lines(config: BridgeConfig) -> list[str]:
             f"in all, {config.discord.max_upload_bytes} each, in {config.store.path}.uploads"
         )
     return lines
+def _server_lines(config: BridgeConfig) -> list[str]:
+    """Where ``[server]`` listens: health, readiness and metrics (and the robots, listed above)."""
+    server = config.server
+    host = f"[{server.host}]" if ":" in server.host else server.host
+    port = str(server.port) if server.port else "<any free port, logged at start>"
+    base = f"http://{host}:{port}"
+    readiness = "Discord, the store, the adapters" + (
+        " and every framework" if server.ready_requires_frameworks else " (frameworks reported, not required)"
+    )
+    return [
+        f"  health:         {base}/healthz (alive), {base}/readyz (ready: {readiness})",
+        f"  metrics:        {base}/metrics (Prometheus)",
+    ]
 
 
 def _default_bot_id(config: BridgeConfig) -> str:

@@ -434,6 +434,31 @@ class RobotConfig:
 # --------------------------------------------------------------------------- end of inbound robots
 
 
+# --------------------------------------------------------------------------- [server]: health, metrics, robots
+
+#: the ``[server]`` listener's default port. Not 8080 (mirai-api-http's default for every adapter, so also where a
+#: reverse-ws framework server usually listens on the same machine), not 8000 (Graia Ariadne's server), not 8765
+#: (the sandbox), not 9090-9999 (Prometheus itself and the range its exporters register ports in).
+DEFAULT_SERVER_PORT = 8780
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """The bridge's own HTTP listener: ``/healthz``, ``/readyz``, ``/metrics`` and the robots' ``/robots/<name>``.
+
+    It may share its host and port with ``[mirai.ws]`` / ``[mirai.http]`` (one socket, one router)."""
+
+    host: str = "127.0.0.1"  #: an address or host name to listen on; "0.0.0.0" or "::" for every interface
+    port: int = DEFAULT_SERVER_PORT  #: 0 = any free port (the log says which)
+    #: also count the frameworks in readiness: every reverse-ws destination connected and verified, every
+    #: webhook receiver reachable (off: they are reported by /readyz but a framework that is down does not make
+    #: the bridge unready, nor hold up systemd's READY=1 at start)
+    ready_requires_frameworks: bool = False
+
+
+# --------------------------------------------------------------------------- end of [server]
+
+
 @attrs.frozen(kw_only=True)
 class BridgeConfig:
     discord: DiscordConfig = DiscordConfig()
@@ -443,3 +468,4 @@ class BridgeConfig:
     mapping: MappingConfig = MappingConfig()
     logging: LoggingConfig = LoggingConfig()
     robots: tuple[RobotConfig, ...] = ()
+    server: ServerConfig = ServerConfig()

@@ -50,6 +50,7 @@ from relay.config import (
     PresenceConfig,
     RobotConfig,
     RobotSignature,
+    ServerConfig,
     StoreConfig,
     UploadsConfig,
     WebhookDestinationConfig,
@@ -728,6 +729,8 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (RobotConfig, "secret_env"): _env_var_name_or_empty,
     (RobotConfig, "secret"): _secret_not_here,
     (RobotConfig, "max_body_bytes"): _int_range(1, 32 * 1024 * 1024),  # relay/web's ServerLimits.max_body_bytes
+    (ServerConfig, "host"): _listen_host,
+    (ServerConfig, "port"): _int_range(0, 65535),  # 0: any free port
 }
 
 #: Keys that must be written explicitly, with what to do about it.

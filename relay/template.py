@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Final
 
+from relay.config import DEFAULT_SERVER_PORT
 from relay.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework
 
 __all__ = ["BRIDGE_TOML", "render_template"]
@@ -184,6 +185,14 @@ level = "INFO"                   # TRACE, DEBUG, INFO, WARNING, ERROR or CRITICA
 format = "text"                  # "text", or "json" (one JSON object per line, for log shippers)
 status_interval = 60.0           # seconds between status lines at INFO
 
+# --- the bridge's own HTTP listener (README "Health and metrics"): GET /healthz (alive), /readyz (ready, or 503
+# with the reasons), /metrics (Prometheus), and the robots' POST /robots/<name>. It may share its host and port
+# with [mirai.ws] / [mirai.http].
+[server]
+host = "127.0.0.1"               # address to listen on; "0.0.0.0" or "::" = every interface (no authentication!)
+port = {server_port}                      # 0 = any free port (the log says which)
+ready_requires_frameworks = false  # true: /readyz (and systemd READY=1) also wait for every framework
+
 # --- inbound webhook robots (README "Webhook robots"): POST /robots/<name> on the bridge's [server] listener
 # posts the body's text into one Discord channel. None by default; uncomment and repeat for more.
 # [[robots]]
@@ -214,6 +223,7 @@ def render_template(framework: Framework | None = None, *, proxy: str = "", stor
         port=chosen.port,
         path=_toml_string(chosen.path),
         store_path=_toml_string(store_path),
+        server_port=DEFAULT_SERVER_PORT,
     )
 
 
