@@ -5,7 +5,9 @@ Lifecycle:
 
 * :func:`serve_bridge` opens everything, starts the adapters and calls ``task_status.started()`` once the
   Discord shards are READY (or RESUMED) and every destination loop is running (a framework that is down does
-  not hold up startup: its events wait in the outbox).
+  not hold up startup: its events wait in the outbox). The ``[server]`` listener (health, readiness, metrics)
+  starts before Discord, so ``/readyz`` answers from the first second; systemd hears ``READY=1`` when
+  :func:`relay.observe.readiness` first holds (the definition ``/readyz`` and the status line use too).
 * Shutdown (:meth:`RunningBridge.shutdown`, or SIGINT/SIGTERM under :func:`run`): new commands are refused,
   in-flight ones get :data:`COMMAND_GRACE` seconds to finish (each still gets a response), the Discord
   connection closes with a resumable code, then the outbox and the store are flushed (with the session, so a
@@ -22,6 +24,7 @@ Lifecycle:
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -48,7 +51,7 @@ from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.mirai.cursors import DynamicCursors
 from adapters.mirai.events_out import encode_event_frame
-from adapters.mirai.handlers import CommandAdmission, MiraiCommandHandler, PresentedIdentity
+from adapters.mirai.handlers import CommandAdmission, CommandCounts, MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.http_server import HttpAdapter
 from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from adapters.mirai.sessions import SessionRegistry
@@ -60,9 +63,11 @@ from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
 from relay.errors import HTTPError, RelayError, RemoteProtocolError
+from relay.health import health_routes
 from relay.ids import SNOWFLAKE_IDS
 from relay.listeners import Mount, serve_listeners
 from relay.notify import Notifier, serve_watchdog
+from relay.observe import SPECS, Observed, read_metrics
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
 from relay.storage import guard as store_guard
@@ -71,7 +76,10 @@ from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
 from relay.storage.sessions import SavedSessions, load_gateway_sessions
 from relay.storage.store import MessageStore, first_id_from_clock
+from relay.web.metrics import Metrics
 from relay.web.models import ServerLimits
+from relay.web.routing import Router
+from relay.web.server import serve_http
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,8 @@ log = logging.getLogger(__name__)
 COMMAND_GRACE: Final = 5.0
 #: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
 GATEWAY_CLOSE_GRACE: Final = 6.0
+#: how often startup looks again whether the bridge is ready, for systemd's READY=1 (only until it is)
+READY_POLL_INTERVAL: Final = 0.1
 
 
 #: seconds between sweeps of unbound http sessions, forgotten framework cursors and expired uploads
@@ -110,6 +120,7 @@ class Core:
     identity: PresentedIdentity  #: the bot as frameworks see it
     admission: CommandAdmission  #: refuses new commands while draining at shutdown
     handler: MiraiCommandHandler  #: mirai command → envelope → bridge → mirai data, for every transport
+    commands: CommandCounts  #: the handler's answers by command and code (the metrics read them)
 
 
 def compose_core(
@@ -146,7 +157,8 @@ def compose_core(
         identity=cache,  # the Discord bot itself: the store keeps Discord ids only
     )
     admission = CommandAdmission()
-    handler = MiraiCommandHandler(bridge, identity, admission=admission, uploads=uploads)
+    commands = CommandCounts()
+    handler = MiraiCommandHandler(bridge, identity, admission=admission, uploads=uploads, counts=commands)
     return Core(
         cache=cache,
         translator=translator,
@@ -155,6 +167,7 @@ def compose_core(
         identity=identity,
         admission=admission,
         handler=handler,
+        commands=commands,
     )
 
 
@@ -191,8 +204,17 @@ class RunningBridge:
     outbox: Outbox
     store: MessageStore
     cache: DiscordCache
+    observed: Observed  #: the components as the operator sees them: readiness and metrics
+    metrics: Metrics
     mirai: MiraiAdapters | None = None
     shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def server_port(self) -> int:
+        """The port the ``[server]`` listener is bound to (useful with ``port = 0``)."""
+        address = self.observed.listeners["server"]
+        assert address is not None  # bound before the bridge reports it is running
+        return int(address.rsplit(":", 1)[1])
 
     def shutdown(self) -> None:
         """Begin the graceful shutdown; :func:`serve_bridge` returns when it is done."""
@@ -200,7 +222,8 @@ class RunningBridge:
 
 
 def status_line(running: RunningBridge, rate: float) -> str:
-    """The one-line summary logged every ``[logging] status_interval`` and sent to systemd as ``STATUS=``."""
+    """The one-line summary logged every ``[logging] status_interval`` and sent to systemd as ``STATUS=``; it ends
+    with the readiness verdict (``ready``, or ``not ready: <reasons>``), as ``/readyz`` gives it."""
     bridge = running.bridge.statistics()
     shards = running.gateway.statistics()
     ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
@@ -211,7 +234,8 @@ def status_line(running: RunningBridge, rate: float) -> str:
     return (
         f"shards {ready}/{len(shards)} up, guilds {cache.get('guilds', 0)}, destinations {verified}/"
         f"{len(destinations)} verified, outbox {outbox.retained} retained ({outbox.dropped} dropped), "
-        f"{rate:.1f} events/s, commands {bridge.commands} ({bridge.commands_failed} failed)"
+        f"{rate:.1f} events/s, commands {bridge.commands} ({bridge.commands_failed} failed); "
+        f"{running.observed.readiness().describe()}"
     )
 
 
@@ -277,6 +301,32 @@ def resumable_sessions(saved: SavedSessions, *, now: float) -> dict[int, ResumeS
         except (ValueError, RemoteProtocolError) as exc:
             log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
     return sessions
+
+
+async def _notify_when_ready(running: RunningBridge, notifier: Notifier) -> None:
+    """systemd's ``READY=1`` once the bridge is first ready (the readiness ``/readyz`` answers), unless the
+    shutdown began first."""
+    while not running.observed.readiness().ready:
+        if running.shutdown_requested.is_set():
+            return
+        await trio.sleep(READY_POLL_INTERVAL)
+    if not running.shutdown_requested.is_set():
+        notifier.ready(status_line(running, 0.0))
+
+
+async def _serve_server_listener(
+    router: Router, config: BridgeConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The ``[server]`` listener (health, readiness, metrics); a port it cannot bind is one clear error."""
+    host, port = config.server.host, config.server.port
+    try:
+        await serve_http(router, host=host, port=port, task_status=task_status)
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise RelayError(
+            f"cannot listen on {host} port {port} for [server] (health and metrics): {why}; set [server] host and "
+            "port (port = 0 picks any free port)"
+        ) from None
 
 
 async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
@@ -444,6 +494,20 @@ async def serve_bridge(
                 core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids, uploads=uploads)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
                 identity, admission, handler = core.identity, core.admission, core.handler
+                observed = Observed(
+                    config=config,
+                    bridge=bridge,
+                    outbox=outbox,
+                    store=store,
+                    cache=cache,
+                    rest=rest,
+                    commands=core.commands,
+                )
+                observed.expect_listener("server")
+                metrics = Metrics()
+                metrics.add_reader(SPECS, functools.partial(read_metrics, observed))
+                server_router = Router()
+                server_router.include(health_routes(observed.readiness, metrics))
                 # saved with the last flush before the bridge stopped, cleanly or not
                 sessions = resumable_sessions(load_gateway_sessions(store_path), now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
@@ -463,6 +527,14 @@ async def serve_bridge(
                             guard=guard,
                         )
                     )
+                    # health, readiness and metrics answer from now on (503 until Discord is READY)
+                    server_port = await nursery.start(_serve_server_listener, server_router, config)
+                    observed.listening("server", f"{config.server.host}:{server_port}")
+                    log.info(
+                        "health and metrics on http://%s:%d (/healthz, /readyz, /metrics)",
+                        f"[{config.server.host}]" if ":" in config.server.host else config.server.host,
+                        server_port,
+                    )
                     adapters: MiraiAdapters = await nursery.start(
                         _scoped,
                         mirai_scope,
@@ -477,6 +549,7 @@ async def serve_bridge(
                             uploads=uploads,
                         ),
                     )
+                    observed.reverse_ws = adapters.reverse_ws
                     gateway = await nursery.start(
                         _scoped,
                         gateway_scope,
@@ -493,6 +566,7 @@ async def serve_bridge(
                         ),
                     )
                     snapshot.gateway = gateway
+                    observed.gateway = gateway
                     running = RunningBridge(
                         bridge=bridge,
                         gateway=gateway,
@@ -500,6 +574,8 @@ async def serve_bridge(
                         outbox=outbox,
                         store=store,
                         cache=cache,
+                        observed=observed,
+                        metrics=metrics,
                         mirai=adapters,
                     )
                     nursery.start_soon(_log_status, running, config.logging.status_interval, notifier)
@@ -512,10 +588,15 @@ async def serve_bridge(
                         store_path,
                     )
                     task_status.started(running)
-                    # systemd (Type=notify): up once Discord is ready and every transport runs; fed while the loop runs
-                    notifier.ready(status_line(running, 0.0))
+                    # systemd (Type=notify): READY=1 once the bridge is ready (relay.observe.readiness, as /readyz
+                    # answers), at once when it already is; the watchdog is fed meanwhile
+                    if observed.readiness().ready:
+                        notifier.ready(status_line(running, 0.0))
+                    else:
+                        nursery.start_soon(_notify_when_ready, running, notifier)
                     await nursery.start(serve_watchdog, notifier)
                     await running.shutdown_requested.wait()
+                    observed.stopping = True  # /readyz answers 503 from now on
                     notifier.stopping("shutting down")
 
                     log.info("shutting down: refusing new commands, finishing %d in flight", admission.in_flight)

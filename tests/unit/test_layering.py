@@ -90,6 +90,7 @@ SANS_IO_MODULES = (
     "adapters/robots/payloads.py",
     "adapters/robots/auth.py",
     "adapters/robots/render.py",
+    "relay/health.py",
 )
 
 #: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
@@ -184,6 +185,7 @@ COMPOSITION_ROOT = (
     "relay/app.py",
     "relay/cli.py",
     "relay/online.py",  # check --online: the probes dial as run dials (relay/cli.py's half that uses trio)
+    "relay/observe.py",  # readiness and metrics: reads every component's statistics (nothing on the event path)
     "relay/__main__.py",
 )
 COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")
