@@ -1132,6 +1132,9 @@ path = "{workdir / "bench.sqlite3"}"
 [logging]
 level = "WARNING"
 status_interval = 3600
+
+[server]
+port = 0
 """)
     return path
 

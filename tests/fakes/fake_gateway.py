@@ -4,7 +4,8 @@
 * IDENTIFY: validates the token (4004), the shard (4010), privileged intents (4014 unless allowed),
   ``max_concurrency`` (two identifies of a bucket within 5 s → op 9 d=false) and the identify budget of
   ``session_start_limit`` (identifying with none left closes 4004, like the token reset Discord does);
-  answers READY with ``resume_gateway_url`` pointing back here (path ``/resume``), then GUILD_CREATE per guild;
+  answers READY with ``resume_gateway_url`` pointing back here (path ``/resume``), then GUILD_CREATE per guild
+  (``ready_gate``, when set, holds READY until the event is set);
 * sequenced dispatches with a per-session replay buffer: RESUME replays every dispatch after the client's
   ``seq``, then RESUMED; an unknown/expired session gets op 9 d=false;
 * op 7, op 9 true/false, arbitrary close codes, dropping the TCP connection without a close frame;
@@ -153,6 +154,8 @@ class FakeGateway:
         factory=lambda: {"id": "1000", "username": "relay-bot", "global_name": None, "bot": True}
     )
     ready_guilds: list[dict[str, Any]] = attrs.field(factory=list)  #: full guild objects; GUILD_CREATE after READY
+    #: when set, an Identify is answered (READY) only once this event is set: a client held before READY
+    ready_gate: trio.Event | None = None
 
     url: str = ""
     identifies: list[Recorded] = attrs.field(factory=list)
@@ -408,6 +411,8 @@ class FakeGateway:
             self.invalid_sessions.append((now, False))
             conn.queue(_dumps({"op": 9, "d": False}))
             return True
+        if self.ready_gate is not None:
+            await self.ready_gate.wait()
         self._forget_session(shard_id)
         self._session_counter += 1
         session = _Session(session_id=f"session-{self._session_counter}", shard_id=shard_id)

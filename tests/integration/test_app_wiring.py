@@ -136,6 +136,8 @@ async def test_systemd_hears_ready_status_and_stopping(tmp_path: Path) -> None:
         notifier = Notifier.from_environment({"NOTIFY_SOCKET": path}, pid=1)
         with trio.fail_after(GUARD):
             async with bridge_with(tmp_path, notifier=notifier) as (_world, _framework, _running, _stopped):
+                # READY=1 comes when the bridge is ready (the store's first commit may follow Discord's READY)
+                await trio.lowlevel.wait_readable(systemd)
                 ready = systemd.recv(4096).decode()
         stopping = systemd.recv(4096).decode()
     assert ready.startswith("READY=1\nSTATUS=shards 1/1 up, guilds 1, destinations")

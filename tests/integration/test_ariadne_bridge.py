@@ -24,6 +24,7 @@ from relay.config import (
     LoggingConfig,
     MiraiConfig,
     ReverseWsConfig,
+    ServerConfig,
     StoreConfig,
 )
 from tests.fakes.discord_world import DiscordWorld
@@ -75,6 +76,7 @@ async def test_ariadne_answers_a_discord_message_through_the_whole_bridge(tmp_pa
                     ),
                     store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
                     logging=LoggingConfig(status_interval=3600),
+                    server=ServerConfig(port=0),
                 )
                 running: RunningBridge = await nursery.start(serve_bridge, config)
                 message = world.user_message(CHANNEL, ALICE, "ping")

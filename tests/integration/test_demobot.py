@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from relay.app import serve_bridge
-from relay.config import BridgeConfig, DiscordConfig, MiraiConfig, ReverseWsConfig, StoreConfig
+from relay.config import BridgeConfig, DiscordConfig, MiraiConfig, ReverseWsConfig, ServerConfig, StoreConfig
 from relay.errors import WebSocketClosed, WebSocketHandshakeFailed
 from relay.sandbox.demobot import DEFAULT_PATH, demo_destination, serve_demo_bot
 from relay.sandbox.demobot_logic import HELP_TEXT, RECALL_HINT
@@ -445,6 +445,7 @@ async def test_echo_and_recall_through_the_bridge_and_the_fake_discord(tmp_path:
                 ),
                 mirai=MiraiConfig(verify_key=KEY, reverse_ws=ReverseWsConfig(destinations=(demo_destination(port),))),
                 store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
+                server=ServerConfig(port=0),
             )
             running = await nursery.start(serve_bridge, config)
             asked = world.user_message(CHANNEL, ALICE, "echo hi")

@@ -26,6 +26,7 @@ from relay.config import (
     MappingConfig,
     MiraiConfig,
     ReverseWsConfig,
+    ServerConfig,
     StoreConfig,
 )
 from relay.storage.sessions import load_gateway_sessions
@@ -59,6 +60,7 @@ def bridge_config(
         ),
         store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
         logging=LoggingConfig(status_interval=status_interval),
+        server=ServerConfig(port=0),  # any free port: suites may run side by side on one machine
     )
 
 

@@ -52,6 +52,9 @@ path = "{tmp_path / "bridge.sqlite3"}"
 [logging]
 level = "INFO"
 status_interval = 3600
+
+[server]
+port = 0
 """,
         encoding="utf-8",
     )
