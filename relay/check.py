@@ -124,6 +124,8 @@ def _listening_lines(config: BridgeConfig) -> list[str]:
             f"in all, {config.discord.max_upload_bytes} each, in {config.store.path}.uploads"
         )
     return lines
+
+
 def _server_lines(config: BridgeConfig) -> list[str]:
     """Where ``[server]`` listens: health, readiness and metrics (and the robots, listed above)."""
     server = config.server

@@ -56,6 +56,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -777,12 +778,15 @@ class MessageStore:
                 self.write_rows(self._conn, batch)
             written = True
         except sqlite3.Error as exc:
-            raise StoreError(
+            error = StoreError(
                 f"could not write {len(batch.contents)} message-id rows: {exc}; they stay pending and are retried "
                 "on the next flush (check free disk space)"
-            ) from exc
+            )
+            self.writes.failed(str(error), time.time())
+            raise error from exc
         finally:
             self.finish_batch(batch, written)
+        self.writes.succeeded(len(batch.flushed), time.time())
         return len(batch.flushed)
 
     def _put_back(self, contents: list[Content], counter_ids: set[int]) -> None:
