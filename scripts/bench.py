@@ -207,6 +207,80 @@ def guild_create() -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- the scale grid's world
+#: G guilds, each with one text channel and M members of its own (G x M distinct users); ids are offsets
+SCALE_GUILD_BASE = 940000000000000000
+SCALE_CHANNEL_BASE = 950000000000000000
+SCALE_USER_BASE = 960000000000000000
+#: GUILD_MEMBERS_CHUNK size (discord.md §6.4)
+CHUNK_SIZE = 1000
+#: authors of the scale stream walk the G x M members with this stride (a prime), so consecutive messages come
+#: from different guilds and members, as in a bot that lives in many guilds
+SCALE_STRIDE = 7919
+
+
+def scale_user(guild: int, member: int, members: int) -> dict[str, Any]:
+    n = guild * members + member
+    return {
+        "username": f"user{n}",
+        "public_flags": 0,
+        "id": str(SCALE_USER_BASE + n),
+        "global_name": f"User {n}",
+        "discriminator": "0",
+        "clan": None,
+        "avatar_decoration_data": None,
+        "avatar": f"{n:032x}",
+    }
+
+
+def scale_member(guild: int, member: int, members: int) -> dict[str, Any]:
+    return {
+        "user": scale_user(guild, member, members),
+        "roles": [],
+        "nick": None,
+        "joined_at": f"2025-01-01T00:{member // 60 % 60:02d}:{member % 60:02d}.000000+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "pending": False,
+        "premium_since": None,
+        "communication_disabled_until": None,
+        "avatar": None,
+    }
+
+
+def scale_guild_create(guild: int, members: int, listed: int) -> dict[str, Any]:
+    """Guild number ``guild`` of the grid: its channel, and the first ``listed`` of its ``members`` (all of them
+    under the large threshold; a large guild lists only some, and ``member_count`` says how many it has)."""
+    data = guild_create()
+    guild_id = str(SCALE_GUILD_BASE + guild)
+    channel = {**data["channels"][0], "id": str(SCALE_CHANNEL_BASE + guild), "guild_id": guild_id}
+    data["roles"][0]["id"] = guild_id
+    data.update(
+        id=guild_id,
+        name=f"Guild {guild}",
+        owner_id=str(BOT_ID),
+        system_channel_id=channel["id"],
+        channels=[channel],
+        large=listed < members,
+        member_count=members + 1,
+        members=[data["members"][0], *(scale_member(guild, j, members) for j in range(listed))],
+    )
+    return data
+
+
+def scale_message(seq: int, guilds: int, members: int) -> dict[str, Any]:
+    """Message ``seq`` of the scale stream: its author is one of the G x M members, walked with a stride."""
+    n = (seq * SCALE_STRIDE) % (guilds * members)
+    guild, member = divmod(n, members)
+    data = message_payload(seq, 0)
+    data["guild_id"] = str(SCALE_GUILD_BASE + guild)
+    data["channel_id"] = str(SCALE_CHANNEL_BASE + guild)
+    data["author"] = scale_user(guild, member, members)
+    data["member"]["joined_at"] = scale_member(guild, member, members)["joined_at"]
+    return data
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
@@ -339,8 +413,36 @@ def run_peer(params: dict[str, Any]) -> None:
     import wsproto
     import wsproto.events as wse
 
-    mode = params["mode"]  # "saturate" | "paced" | "backlog" | "commands"
+    mode = params["mode"]  # "saturate" | "paced" | "backlog" | "commands" | "scale" | "members"
     count = int(params["events"])
+    scale = mode in ("scale", "members")
+    n_guilds = int(params.get("guilds", 1))
+    n_members = int(params.get("members", 100))
+    listed = int(params.get("listed", n_members))
+    # the scale world is encoded before the client starts, so the peer's JSON work is not timed
+    guild_bodies: list[bytes] = []
+    member_chunks: list[list[bytes]] = []
+    scale_bodies: list[bytes] = []
+    if scale:
+        guild_bodies = [
+            json.dumps(scale_guild_create(g, n_members, listed), separators=(",", ":")).encode()
+            for g in range(n_guilds)
+        ]
+    if mode == "members":
+        member_chunks = [
+            [
+                json.dumps(
+                    [scale_member(g, j, n_members) for j in range(start, min(n_members, start + CHUNK_SIZE))],
+                    separators=(",", ":"),
+                ).encode()
+                for start in range(0, n_members, CHUNK_SIZE)
+            ]
+            for g in range(n_guilds)
+        ]
+    if mode == "scale":
+        scale_bodies = [
+            json.dumps(scale_message(i, n_guilds, n_members), separators=(",", ":")).encode() for i in range(count)
+        ]
     rate = float(params.get("rate", 1000.0))
     want_sink = params["client"] != "discordpy"
     #: latency excludes the first second of a paced run (start-up: caches filling, first GC passes)
@@ -351,6 +453,8 @@ def run_peer(params: dict[str, Any]) -> None:
     sink_verified = trio.Event()
     sink_open = trio.Event()
     all_received = trio.Event()
+    #: the scale stream's first message (sent right after the last GUILD_CREATE) reached the client's consumer
+    probe_seen = trio.Event()
     # pending: syncId -> channel of the command phase, resolved by the sink's reader
     sink_state: dict[str, Any] = {
         "count": 0,
@@ -460,7 +564,65 @@ def run_peer(params: dict[str, Any]) -> None:
 
         await conn.send_raw(encode({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_MS}}))
 
+        async def scale_streamer() -> None:
+            await identified.wait()
+            await probe_seen.wait()
+            await trio.sleep(settle)
+            result["first_send"] = time.monotonic()
+            batch: list[bytes] = []
+            for body in scale_bodies[1:]:
+                batch.append(dispatch("MESSAGE_CREATE", body))
+                if len(batch) >= 64:
+                    await conn.send_raw(b"".join(batch))
+                    batch = []
+            if batch:
+                await conn.send_raw(b"".join(batch))
+            result["last_send"] = time.monotonic()
+            result["sent"] = count
+
+        async def send_world(ready: dict[str, Any]) -> None:
+            """READY with every guild unavailable, then one GUILD_CREATE each, then (scale) the probe message."""
+            ready["guilds"] = [{"id": str(SCALE_GUILD_BASE + g), "unavailable": True} for g in range(n_guilds)]
+            await conn.send_raw(dispatch("READY", ready))
+            if want_sink:
+                # the bridge dials its framework once READY gave it the bot id: the clock starts once that
+                # connection is verified, so the figure is the guilds' processing, not the dial
+                await sink_verified.wait()
+            result["ready_sent"] = time.monotonic()
+            batch: list[bytes] = []
+            size = 0
+            for body in guild_bodies:
+                batch.append(dispatch("GUILD_CREATE", body))
+                size += len(batch[-1])
+                if size >= 1 << 20:
+                    await conn.send_raw(b"".join(batch))
+                    batch, size = [], 0
+            if mode == "scale":
+                batch.append(dispatch("MESSAGE_CREATE", scale_bodies[0]))
+            await conn.send_raw(b"".join(batch))
+            result["guilds_sent"] = time.monotonic()
+            identified.set()
+
+        async def answer_member_request(d: dict[str, Any]) -> None:
+            """op 8 for a whole guild: its members in GUILD_MEMBERS_CHUNKs of 1,000 (discord.md §6.4)."""
+            result["member_requests"] = result.get("member_requests", 0) + 1
+            guild = int(d["guild_id"]) - SCALE_GUILD_BASE
+            chunks = member_chunks[guild] if 0 <= guild < len(member_chunks) else [b"[]"]
+            nonce = json.dumps(d.get("nonce")).encode()
+            for index, chunk in enumerate(chunks):
+                body = b'{"guild_id":"%d","members":%s,"chunk_index":%d,"chunk_count":%d,"nonce":%s}' % (
+                    SCALE_GUILD_BASE + guild,
+                    chunk,
+                    index,
+                    len(chunks),
+                    nonce,
+                )
+                await conn.send_raw(dispatch("GUILD_MEMBERS_CHUNK", body))
+
         async def streamer() -> None:
+            if mode == "scale":
+                await scale_streamer()
+                return
             await identified.wait()
             if want_sink and mode != "backlog":
                 await sink_verified.wait()
@@ -496,6 +658,21 @@ def run_peer(params: dict[str, Any]) -> None:
                 op = payload.get("op")
                 if op == 1:
                     await conn.send_raw(encode({"op": 11}))
+                elif op == 3:
+                    probe_seen.set()  # discord.py's client says it handled the probe (see DISCORDPY_CLIENT)
+                elif op == 8:
+                    await answer_member_request(payload.get("d") or {})
+                elif op == 2 and scale:
+                    await send_world(
+                        {
+                            "v": 10,
+                            "user": bot_user(),
+                            "session_id": "bench-session",
+                            "resume_gateway_url": params["gateway_url"],
+                            "shard": [0, 1],
+                            "application": {"id": str(BOT_ID), "flags": 0},
+                        }
+                    )
                 elif op == 2:
                     ready = {
                         "v": 10,
@@ -536,7 +713,7 @@ def run_peer(params: dict[str, Any]) -> None:
     message_counter = [1500000000000000000]
 
     def rest_route(method: str, path: str, body: bytes) -> tuple[int, Any]:
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         if path.endswith("/users/@me"):
             return 200, bot_user()
         if path.endswith("/oauth2/applications/@me"):
@@ -567,6 +744,15 @@ def run_peer(params: dict[str, Any]) -> None:
             return 200, guild_create()["channels"]
         if re.search(r"/guilds/(\d+)/roles$", path):
             return 200, guild_create()["roles"]
+        m = re.search(r"/guilds/(\d+)/members$", path)
+        if m and member_chunks:
+            # pages of 1,000 after the highest user id so far (discord.md §6.4); the chunks are the pages
+            guild = int(m.group(1)) - SCALE_GUILD_BASE
+            after = int(dict(re.findall(r"(\w+)=(\d+)", query)).get("after", 0))
+            start = max(0, after - (SCALE_USER_BASE + guild * n_members) + 1) if after else 0
+            chunks = member_chunks[guild] if 0 <= guild < len(member_chunks) else []
+            index = start // CHUNK_SIZE
+            return 200, chunks[index] if index < len(chunks) else b"[]"
         if re.search(r"/guilds/(\d+)$", path):
             return 200, guild_create()
         print(f"peer REST: unhandled {method} {path}", file=sys.stderr, flush=True)
@@ -596,7 +782,7 @@ def run_peer(params: dict[str, Any]) -> None:
             assert request is not None
             started = time.perf_counter()
             status, obj = rest_route(request.method.decode(), request.target.decode(), body)
-            payload = json.dumps(obj).encode()
+            payload = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
             headers = [("content-type", "application/json"), ("content-length", str(len(payload)))]
             out = conn.send(h11.Response(status_code=status, headers=headers)) + conn.send(h11.Data(data=payload))
             out += conn.send(h11.EndOfMessage())
@@ -648,6 +834,7 @@ def run_peer(params: dict[str, Any]) -> None:
             sink_state["lat"].append(time.monotonic_ns() - int(m.group(2)))
         if sink_state["count"] >= count:
             all_received.set()
+        probe_seen.set()
 
     def on_sink_message(raw: bytes) -> None:
         """A frame the bridge pushed to the sink: an event, the verify answer, or a command's response."""
@@ -828,6 +1015,39 @@ def run_peer(params: dict[str, Any]) -> None:
             "bridge_rtt_p99_ms": percentile(rtts, 99) * 1e3,
         }
 
+    async def member_lists() -> dict[str, Any]:
+        """memberList for every guild at once, as a framework asks after start-up; seconds until all answered."""
+        conn: WsConn = sink_state["conn"]
+        sizes: dict[int, int] = {}
+
+        async def one(guild: int, round_no: int) -> None:
+            send, recv = trio.open_memory_channel[tuple[float, Any]](1)
+            sync_id = f"ml{round_no}-{guild}"
+            sink_state["pending"][sync_id] = send
+            frame = {
+                "syncId": sync_id,
+                "command": "memberList",
+                "subCommand": None,
+                "content": {"target": SCALE_CHANNEL_BASE + guild},
+            }
+            await conn.send_raw(conn.frame(json.dumps(frame)))
+            with trio.fail_after(300):
+                _, data = await recv.receive()
+            listed = data.get("data") if isinstance(data, dict) else None
+            sizes[guild] = len(listed) if isinstance(listed, list) else -1
+
+        out: dict[str, Any] = {"guilds": n_guilds, "members": n_members, "listed_in_guild_create": listed}
+        for round_no, name in enumerate(("first_s", "again_s")):
+            started = time.monotonic()
+            async with trio.open_nursery() as nursery:
+                for guild in range(n_guilds):
+                    nursery.start_soon(one, guild, round_no)
+            out[name] = time.monotonic() - started
+            out["complete" if round_no == 0 else "complete_again"] = all(v == n_members for v in sizes.values())
+            out["sizes"] = sorted(set(sizes.values()))
+        out["member_requests"] = result.get("member_requests", 0)
+        return out
+
     async def main() -> None:
         listeners = {}
         for name in ("gateway", "rest"):
@@ -873,6 +1093,10 @@ def run_peer(params: dict[str, Any]) -> None:
                     await sink_verified.wait()
                     await trio.sleep(settle)
                     await command_round_trips(int(params.get("commands", 300)))
+                elif mode == "members":
+                    await identified.wait()
+                    await trio.sleep(settle)
+                    result["members"] = await member_lists()
                 elif mode == "backlog":
                     # the framework is down while the backlog builds; the orchestrator samples RSS meanwhile
                     await identified.wait()
@@ -890,6 +1114,8 @@ def run_peer(params: dict[str, Any]) -> None:
                         await trio.sleep(0.05)
             result["timed_out"] = scope.cancelled_caught
             result["sink"] = {k: sink_state[k] for k in ("count", "first", "last", "disorder")}
+            if mode == "scale" and not want_sink:
+                result["sink"] = {}
             lat = sink_state["lat"]
             result["sink"]["lat_p50_ms"] = percentile(lat, 50) / 1e6 if lat else None
             result["sink"]["lat_p99_ms"] = percentile(lat, 99) / 1e6 if lat else None
@@ -1046,6 +1272,9 @@ async def on_message(message):
     state["n"] += 1
     if state["first"] is None:
         state["first"] = now
+        if params["mode"] == "scale":
+            # the probe (sent right after the last GUILD_CREATE) was handled: tell the peer with one op 3
+            await client.change_presence(status=discord.Status.online)
     state["last"] = now
     if params["mode"] == "paced":
         m = pat.match(message.content)
@@ -1057,6 +1286,8 @@ async def on_message(message):
             return lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))] / 1e6 if lat else None
         print(json.dumps({"dpy": {"count": state["n"], "first": state["first"], "last": state["last"],
                                   "lat_p50_ms": pct(50), "lat_p99_ms": pct(99)}}), flush=True)
+        if params["mode"] == "scale":
+            await asyncio.sleep(3600)  # stay alive with the caches filled: the bench reads the RSS, then stops us
         await client.close()
 client.run("bench-token-not-a-secret", log_handler=None)
 """
@@ -1229,12 +1460,18 @@ def run_scenario(
                     samples.append(proc_stats(client.pid)["rss_mb"])
                     time.sleep(0.1)
             result = read_peer_result(peer, timeout=float(params.get("deadline", 120)) + 30)
+            dpy: dict[str, Any] = {}
+            if kind == "discordpy" and mode == "scale":
+                # the RSS after the stream: read once discord.py has handled the last message (it then waits)
+                assert client.stdout is not None
+                dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
             stats = proc_stats(client.pid)
             # the peer (gateway + REST + sink on one core) must not be the bottleneck: report its CPU too
             stats["peer_cpu_s"] = proc_stats(peer.pid)["cpu_s"]
             if kind == "discordpy":
                 assert client.stdout is not None
-                dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
+                if not dpy:
+                    dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
                 result["sink"] = {**dpy}
         finally:
             stop(client)
@@ -1245,7 +1482,18 @@ def run_scenario(
     out: dict[str, Any] = {"client": kind, "mode": mode, "compress": compress, "events": events, **stats}
     if params.get("sink") == "fanout":
         out["frameworks"] = params["frameworks"]
-    if sink.get("count") and sink.get("last") and result.get("first_send"):
+    if mode == "scale":
+        out.update(guilds=params["guilds"], members=params["members"], received=sink.get("count", 0))
+        if sink.get("first") and result.get("ready_sent"):
+            # READY sent → the probe (right behind the last GUILD_CREATE) handled: every guild processed
+            out["load_s"] = sink["first"] - result["ready_sent"]
+        if sink.get("last") and result.get("first_send"):
+            out["events_per_s"] = (events - 1) / max(1e-9, sink["last"] - result["first_send"])
+        if sink.get("disorder"):
+            out["out_of_order"] = sink["disorder"]
+    elif mode == "members":
+        out["members"] = result.get("members")
+    elif sink.get("count") and sink.get("last") and result.get("first_send"):
         start = result["first_send"]
         if "drain_start" in result:
             # replay speed counts from the first replayed event; the wait before it is the bridge's reconnect
@@ -1315,8 +1563,25 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         nargs="?",
         const="saturate",
-        choices=["saturate", "paced", "backlog", "commands"],
+        choices=["saturate", "paced", "backlog", "commands", "scale", "members"],
         help="profile the bridge in this phase (default: saturate) with pyinstrument",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also run the scale grid (G guilds x M members, bridge and discord.py back to back) and the "
+        "large-guild member-list phase (skip either with --skip scale / --skip members)",
+    )
+    parser.add_argument(
+        "--scale-points",
+        default="1x100,1000x100,2500x100,10x10000",
+        help="GxM grid points for --scale (default 1x100,1000x100,2500x100,10x10000)",
+    )
+    parser.add_argument("--scale-repeat", type=int, default=1, help="runs per grid point, client and zlib mode")
+    parser.add_argument(
+        "--members-guilds",
+        default="10x10000",
+        help="GxM of the large-guild phase: GUILD_CREATE lists 100 members, memberList must fetch the rest",
     )
     parser.add_argument(
         "--repeat",
@@ -1386,6 +1651,34 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     extras: dict[str, Any] = {}
+    scale_points = [tuple(int(x) for x in point.split("x")) for point in args.scale_points.split(",") if point]
+    if args.scale and "scale" not in skip:
+        for repetition in range(args.scale_repeat):
+            for guilds, members in scale_points:
+                for compress in modes:
+                    for kind in [c for c in clients if c in ("bridge", "discordpy")]:
+                        extra = {"guilds": guilds, "members": members, "settle": 1.0, "deadline": 300}
+                        if repetition == 0 and args.profile == "scale" and kind == "bridge":
+                            extra["profile"] = True
+                        row = run_scenario(kind, "scale", compress, args.events, args.paced_rate, dpy_python, extra)
+                        row["repetition"] = repetition
+                        rows.append(row)
+                        print(
+                            f"  {kind:9} zlib={'on ' if compress else 'off'} scale {guilds}x{members}: "
+                            f"{fmt(row.get('events_per_s'), 0)} ev/s, guilds loaded in {fmt(row.get('load_s'), 2)} s, "
+                            f"RSS {fmt(row.get('rss_mb'))} MB",
+                            file=sys.stderr,
+                        )
+    if args.scale and "members" not in skip and "bridge" in clients:
+        guilds, members = (int(x) for x in args.members_guilds.split("x"))
+        extra = {"guilds": guilds, "members": members, "listed": min(100, members), "settle": 1.0, "deadline": 300}
+        if args.profile == "members":
+            extra["profile"] = True
+        row = run_scenario("bridge", "members", True, 0, args.paced_rate, dpy_python, extra)
+        extras["members"] = row.get("members")
+        if "profile" in row:
+            extras["members_profile"] = row
+        print(f"  bridge    member lists {guilds}x{members}: {row.get('members')}", file=sys.stderr)
     if "bridge" in clients and "backlog" not in skip:
         backlog = run_scenario(
             "bridge",
@@ -1471,7 +1764,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt(row.get('peak_rss_mb')):>11}"
         )
     for row in rows:
-        expected = args.events if row["mode"] == "saturate" else paced_events
+        expected = args.events if row["mode"] in ("saturate", "scale") else paced_events
         problems = []
         if row["received"] != expected:
             problems.append(f"received {row['received']} of {expected}")
@@ -1563,11 +1856,77 @@ def main(argv: list[str] | None = None) -> int:
             f"{fmt(w['robot_posts_accepted_per_s'], 0)} posts accepted/s, post → fake Discord p50 "
             f"{fmt(w['robot_latency_p50_ms'], 2)} ms, p99 {fmt(w['robot_latency_p99_ms'], 2)} ms"
         )
+    scale_rows = [r for r in rows if r["mode"] == "scale"]
+    if scale_rows:
+        print("\nscale grid: 20,000-event stream over G guilds x M members after loading them; medians of runs")
+        print(
+            f"{'G x M':>12} {'zlib':4} {'bridge ev/s':>11} {'dpy ev/s':>9} {'ratio':>6} "
+            f"{'RSS MB bridge/dpy':>18} {'load s bridge/dpy':>18}"
+        )
+        scale_report: list[dict[str, Any]] = []
+        for guilds, members in scale_points:
+            for compress in modes:
+
+                def median_of(kind: str, key: str, g: int = guilds, m: int = members, z: bool = compress) -> float:
+                    values = [
+                        r[key]
+                        for r in scale_rows
+                        if (r["client"], r["guilds"], r["members"], r["compress"]) == (kind, g, m, z) and key in r
+                    ]
+                    return statistics.median(values) if values else float("nan")
+
+                point = {
+                    "guilds": guilds,
+                    "members": members,
+                    "zlib": compress,
+                    **{
+                        f"{kind}_{key}": median_of(kind, key)
+                        for kind in ("bridge", "discordpy")
+                        for key in ("events_per_s", "rss_mb", "load_s")
+                    },
+                }
+                paired = []
+                for repetition in range(args.scale_repeat):
+                    pair = {
+                        r["client"]: r.get("events_per_s")
+                        for r in scale_rows
+                        if (r["guilds"], r["members"], r["compress"], r["repetition"])
+                        == (guilds, members, compress, repetition)
+                    }
+                    if pair.get("bridge") and pair.get("discordpy"):
+                        paired.append(pair["bridge"] / pair["discordpy"])
+                point["ratio"] = statistics.median(paired) if paired else float("nan")
+                scale_report.append(point)
+                print(
+                    f"{f'{guilds:,} x {members:,}':>12} {'on' if compress else 'off':4} "
+                    f"{fmt(point['bridge_events_per_s'], 0):>11} {fmt(point['discordpy_events_per_s'], 0):>9} "
+                    f"{fmt(point['ratio'], 2):>6} "
+                    f"{fmt(point['bridge_rss_mb'], 0) + ' / ' + fmt(point['discordpy_rss_mb'], 0):>18} "
+                    f"{fmt(point['bridge_load_s'], 2) + ' / ' + fmt(point['discordpy_load_s'], 2):>18}"
+                )
+        for compress in modes:
+            base = [p for p in scale_report if (p["guilds"], p["members"], p["zlib"]) == (1, 100, compress)]
+            wide = [p for p in scale_report if (p["guilds"], p["members"], p["zlib"]) == (1000, 100, compress)]
+            if base and wide:
+                print(
+                    f"bridge 1,000-guild / 1-guild rate, zlib {'on' if compress else 'off'}: "
+                    f"{wide[0]['bridge_events_per_s'] / base[0]['bridge_events_per_s']:.2f}"
+                    f" (discord.py {wide[0]['discordpy_events_per_s'] / base[0]['discordpy_events_per_s']:.2f})"
+                )
+        extras["scale"] = scale_report
+    if extras.get("members"):
+        m = extras["members"]
+        print(
+            f"\nlarge guilds: {m['guilds']} x {m['members']:,} members, {m['listed_in_guild_create']} listed by "
+            f"GUILD_CREATE: memberList of every guild at once answered in {m['first_s']:.2f} s "
+            f"(complete: {m['complete']}, {m['member_requests']} op 8 requests), again in {m['again_s']:.2f} s"
+        )
     profiles = [(row["mode"], row.pop("profile")) for row in rows if "profile" in row]
-    for key in ("backlog", "commands_profile"):
+    for key in ("backlog", "commands_profile", "members_profile"):
         if "profile" in extras.get(key, {}):
             profiles.append((extras[key]["mode"], extras[key].pop("profile")))
     extras.pop("commands_profile", None)
+    extras.pop("members_profile", None)
     report = {
         "rows": rows,
         "ratios": ratios,
