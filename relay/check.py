@@ -2,7 +2,8 @@
 
 Pure apart from reading the environment mapping it is given: the token's source, the intents, the shards, the
 Discord URLs and the proxy each goes through (:class:`relay.egress.DiscordEgress`), the presence sent in Identify,
-the verify settings, the destinations, the store, the outbox, the mapping and logging.
+the Discord cache's bounds and the memory they imply, the verify settings, the destinations, the store, the outbox,
+the mapping and logging.
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ def summary_lines(source: str, config: BridgeConfig, env: Mapping[str, str], egr
         lines.append(f"  proxy:          {rest_proxy}")
     else:
         lines += [f"  proxy (API):    {rest_proxy}", f"  proxy (gateway): {gateway_proxy}"]
+    cache = discord.cache
     lines += [
         f"  presence:       {discord.presence.describe()}",
+        f"  discord cache:  {cache.max_members:,} members ({cache.max_members_per_guild:,} a guild), "
+        f"{cache.max_users:,} users, {cache.max_dm_channels:,} DM channels, {cache.max_media_ids:,} media ids: "
+        f"up to ~{cache.estimated_bytes() / 2**20:.0f} MiB when full",
         f"  mirai verify:   {verify}; single mode {'on' if mirai.single_mode else 'off'}",
         f"  bot id (qq):    {mirai.bot_id or _default_bot_id(config)}",
         f"  ids:            {_ids(source, config)}",

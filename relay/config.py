@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+from typing import Final
 
 import attrs
 
@@ -124,6 +125,37 @@ PROXY_NONE = "none"
 
 
 # --- end of the issue 16 block ----------------------------------------------------------------------------------
+#: Bytes a full entry of the Discord cache costs, measured with tracemalloc (tests/unit/test_discord_members.py
+#: checks the member figure at the cap with churn; the others are an ordered-dict entry, its key and its value).
+CACHE_MEMBER_BYTES: Final = 400
+CACHE_USER_BYTES: Final = 330
+CACHE_DM_CHANNEL_BYTES: Final = 170
+CACHE_MEDIA_ID_BYTES: Final = 330
+
+
+@attrs.frozen(kw_only=True)
+class DiscordCacheConfig:
+    """``[discord.cache]``: the bounds of the Discord state cache (adapters/discord/members.py: what each costs)."""
+
+    #: members kept over all guilds, least recently used evicted first (~0.4 KB each)
+    max_members: int = 100_000
+    #: members kept per guild; a guild's member list is served from the cache only when it fits
+    max_members_per_guild: int = 25_000
+    #: users kept outside guild member lists (DM partners, profile lookups)
+    max_users: int = 20_000
+    #: DM channels remembered (channel → the other user)
+    max_dm_channels: int = 20_000
+    #: image/audio ids the bridge issued whose URL is remembered
+    max_media_ids: int = 20_000
+
+    def estimated_bytes(self) -> int:
+        """The memory these bounds imply once every one is full (guilds, channels and roles come on top)."""
+        return (
+            self.max_members * CACHE_MEMBER_BYTES
+            + self.max_users * CACHE_USER_BYTES
+            + self.max_dm_channels * CACHE_DM_CHANNEL_BYTES
+            + self.max_media_ids * CACHE_MEDIA_ID_BYTES
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -153,6 +185,7 @@ class DiscordConfig:
     #: allow plain http:// / ws:// URLs that point at Discord's own hosts (the token would travel unencrypted)
     allow_insecure: bool = False
     presence: PresenceConfig = PresenceConfig()
+    cache: DiscordCacheConfig = DiscordCacheConfig()
 
     @property
     def intents_value(self) -> int:

@@ -40,6 +40,7 @@ from relay.config import (
     BackoffConfig,
     BridgeConfig,
     DestinationConfig,
+    DiscordCacheConfig,
     DiscordConfig,
     HttpServerConfig,
     IdMode,
@@ -691,6 +692,11 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     # discord.md: Cloudflare bans an IP after 10,000 invalid requests in 10 minutes
     (DiscordConfig, "invalid_request_warn"): _int_range(1, 10_000),
     (DiscordConfig, "invalid_request_refuse"): _int_range(1, 10_000),
+    (DiscordCacheConfig, "max_members"): _POSITIVE_INT,
+    (DiscordCacheConfig, "max_members_per_guild"): _POSITIVE_INT,
+    (DiscordCacheConfig, "max_users"): _POSITIVE_INT,
+    (DiscordCacheConfig, "max_dm_channels"): _POSITIVE_INT,
+    (DiscordCacheConfig, "max_media_ids"): _POSITIVE_INT,
     (DestinationConfig, "host"): _host,
     (DestinationConfig, "port"): _PORT,
     (DestinationConfig, "path"): _ws_path,
@@ -764,6 +770,12 @@ def _cross_checks(checker: _Checker, data: dict[str, Any]) -> None:
 
     _check_insecure_discord_urls(checker, discord)
     _check_presence(checker, discord["presence"])
+    cache = discord["cache"]
+    if cache["max_members_per_guild"] > cache["max_members"]:
+        checker.add(
+            "discord.cache.max_members_per_guild",
+            f"expected at most max_members ({cache['max_members']}), got {cache['max_members_per_guild']}",
+        )
 
     for path, backoff in (
         ("discord.reconnect", discord["reconnect"]),

@@ -66,6 +66,13 @@ activity = ""                    # "" = none; "playing", "streaming", "listening
 text = ""                        # the activity's text ("Playing <text>"), or the custom status itself
 url = ""                         # "streaming" only: a https://twitch.tv/... or https://youtube.com/... URL
 
+[discord.cache]                  # bounds of the Discord state cache; `check` prints the memory they imply
+max_members = 100000             # members over all guilds, least recently used evicted first (~0.4 KB each)
+max_members_per_guild = 25000    # members per guild; memberList answers from the cache when a guild fits
+max_users = 20000                # users outside member lists: DM partners, profile lookups (~0.33 KB each)
+max_dm_channels = 20000          # DM channel -> user remembered (~0.17 KB each)
+max_media_ids = 20000            # image/audio ids whose URL is remembered (~0.33 KB each)
+
 [mirai]
 # verify_key = "..."             # possible, but keep the key in the environment variable instead
 verify_key_env = "MIRAI_VERIFY_KEY"  # name of the environment variable holding the verifyKey

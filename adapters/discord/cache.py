@@ -25,20 +25,19 @@ from typing import Any
 
 import attrs
 
-from adapters.discord.snowflakes import parse_iso_time, to_int
+from adapters.discord.members import CachedMember, CachedUser, MemberTable
+from adapters.discord.snowflakes import to_int
+from relay.config import DiscordCacheConfig
 
 # --------------------------------------------------------------------------- bounds (memory)
 
-#: Members kept per guild. A member costs ~0.5 KB here; 5,000 covers every active speaker of a busy guild.
-MAX_MEMBERS_PER_GUILD = 5_000
-#: Members kept over all guilds (~50 MB worst case): bots in thousands of guilds stay bounded.
-MAX_MEMBERS_TOTAL = 100_000
-#: Users kept outside guild member lists (DM partners, profile lookups).
-MAX_USERS = 20_000
-#: DM channels remembered (channel → the other user); a DM channel is re-learned from its next message.
-MAX_DM_CHANNELS = 20_000
-#: Image/audio ids the bridge issued whose URL is remembered (a framework usually echoes an image soon after).
-MAX_MEDIA_IDS = 20_000
+#: The default bounds ([discord.cache] in the configuration; adapters/discord/members.py says what each costs).
+_DEFAULTS = DiscordCacheConfig()
+MAX_MEMBERS_PER_GUILD = _DEFAULTS.max_members_per_guild
+MAX_MEMBERS_TOTAL = _DEFAULTS.max_members
+MAX_USERS = _DEFAULTS.max_users
+MAX_DM_CHANNELS = _DEFAULTS.max_dm_channels
+MAX_MEDIA_IDS = _DEFAULTS.max_media_ids
 
 # --------------------------------------------------------------------------- Discord constants
 
@@ -57,76 +56,6 @@ SEND_MESSAGES = 1 << 11
 ALL_PERMISSIONS = (1 << 64) - 1
 
 # --------------------------------------------------------------------------- cached objects
-
-
-@attrs.define(slots=True)
-class CachedUser:
-    id: int
-    username: str = ""
-    global_name: str = ""
-    is_bot: bool = False
-    avatar: str = ""
-
-    @property
-    def name(self) -> str:
-        """global_name → username (discord.md §6.3)."""
-        return self.global_name or self.username
-
-    def update(self, data: Mapping[str, Any]) -> None:
-        if "username" in data:
-            self.username = data.get("username") or ""
-        if "global_name" in data:
-            self.global_name = data.get("global_name") or ""
-        if "bot" in data:
-            self.is_bot = bool(data.get("bot"))
-        if "avatar" in data:
-            self.avatar = data.get("avatar") or ""
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any]) -> CachedUser:
-        user = cls(to_int(data.get("id")))
-        user.update(data)
-        return user
-
-
-@attrs.define(slots=True)
-class CachedMember:
-    user: CachedUser
-    nick: str = ""
-    roles: tuple[int, ...] = ()
-    joined_at: float = 0.0
-    timeout_until: float = 0.0  #: epoch seconds; 0 = never timed out
-    last_spoke_at: float = 0.0
-    _joined_raw: object = attrs.field(default=None, repr=False, eq=False)
-    _timeout_raw: object = attrs.field(default=None, repr=False, eq=False)
-
-    @property
-    def display_name(self) -> str:
-        """Nick → global_name → username (discord.md §6.3)."""
-        return self.nick or self.user.global_name or self.user.username
-
-    def copy(self) -> CachedMember:
-        return attrs.evolve(self, user=attrs.evolve(self.user))
-
-    def update(self, data: Mapping[str, Any]) -> None:
-        """Apply a (possibly partial) member payload; fields absent from the payload are kept."""
-        user = data.get("user")
-        if isinstance(user, dict):
-            self.user.update(user)
-        if "nick" in data:
-            self.nick = data.get("nick") or ""
-        roles = data.get("roles")
-        if isinstance(roles, list):
-            self.roles = tuple(map(to_int, roles)) if roles else ()
-        # timestamps are parsed only when they change: this runs for every MESSAGE_CREATE (the hot path)
-        joined = data.get("joined_at", self._joined_raw)
-        if joined != self._joined_raw:
-            self._joined_raw = joined
-            self.joined_at = parse_iso_time(joined)
-        timeout = data.get("communication_disabled_until", self._timeout_raw)
-        if timeout != self._timeout_raw:
-            self._timeout_raw = timeout
-            self.timeout_until = parse_iso_time(timeout)
 
 
 @attrs.define(slots=True)
@@ -225,12 +154,18 @@ class CachedGuild:
     system_channel_id: int = 0
     roles: dict[int, CachedRole] = attrs.field(factory=dict)
     channel_ids: set[int] = attrs.field(factory=set)
-    #: LRU: least recently used first. The bot's own member lives in ``bot_member`` and is never evicted.
-    members: collections.OrderedDict[int, CachedMember] = attrs.field(factory=collections.OrderedDict)
+    #: least recently used first (see adapters.discord.members.MemberTable, which alone changes it). The bot's
+    #: own member lives in ``bot_member`` and is never evicted.
+    members: dict[int, CachedMember] = attrs.field(factory=dict)
     bot_member: CachedMember | None = None
     unavailable: bool = False
-    #: True while ``members`` holds every member (after a full REST listing that fit, until one is evicted)
+    #: True while ``members`` holds every member (a GUILD_CREATE that listed them all, a whole-list member
+    #: request or REST listing that fit), until one is evicted
     members_complete: bool = False
+    #: members evicted from this guild so far
+    members_evicted: int = 0
+    #: GUILD_CREATE's ``member_count`` (the bot included); 0 when unknown
+    member_count: int = 0
 
     def update(self, data: Mapping[str, Any]) -> None:
         if "name" in data:
@@ -301,6 +236,7 @@ class DiscordCache:
     ) -> None:
         self.max_members_per_guild = max_members_per_guild
         self.max_members_total = max_members_total
+        self._members = MemberTable(per_guild=max_members_per_guild, total=max_members_total)
         self.bot_user: CachedUser | None = None
         self._ready_guild_ids: set[int] = set()
         self.guilds: dict[int, CachedGuild] = {}
@@ -309,9 +245,22 @@ class DiscordCache:
         self.media_urls: _BoundedMap = _BoundedMap(max_media_ids)
         #: DM channel id → the other user's id (DM channels are not kept in ``channels``)
         self.dm_partners: _BoundedMap = _BoundedMap(max_dm_channels)
-        #: global member LRU over (guild_id, user_id), oldest first; mirrors every guild's ``members``
-        self._member_lru: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
-        self.members_evicted = 0
+
+    @classmethod
+    def from_config(cls, config: DiscordCacheConfig) -> DiscordCache:
+        """A cache with the bounds of ``[discord.cache]``."""
+        return cls(
+            max_members_per_guild=config.max_members_per_guild,
+            max_members_total=config.max_members,
+            max_users=config.max_users,
+            max_media_ids=config.max_media_ids,
+            max_dm_channels=config.max_dm_channels,
+        )
+
+    @property
+    def members_evicted(self) -> int:
+        """Members evicted so far (past a bound)."""
+        return self._members.evicted
 
     # ---------------------------------------------------------------- identity
 
@@ -364,6 +313,8 @@ class DiscordCache:
             guild = self.guilds[guild_id] = CachedGuild(guild_id)
         guild.update(data)
         guild.unavailable = False
+        if "member_count" in data:
+            guild.member_count = to_int(data.get("member_count"))
         channels = data.get("channels")
         if isinstance(channels, list):
             self.replace_guild_channels(guild_id, channels)
@@ -372,9 +323,15 @@ class DiscordCache:
             for thread in threads:
                 if isinstance(thread, dict):
                     self.upsert_channel(thread, guild_id)
-        for member in data.get("members") or ():
-            if isinstance(member, dict):
-                self.upsert_member(guild_id, member)
+        members = data.get("members")
+        if isinstance(members, list):
+            evicted = guild.members_evicted
+            for member in members:
+                if isinstance(member, dict):
+                    self._load_member(guild, member)
+            # under the large threshold GUILD_CREATE lists every member (with GUILD_MEMBERS; discord.md §6.4)
+            if guild.member_count and len(members) >= guild.member_count and guild.members_evicted == evicted:
+                guild.members_complete = True
         return guild
 
     def replace_guild_channels(self, guild_id: int, channels: list[Any]) -> None:
@@ -405,8 +362,7 @@ class DiscordCache:
             return None
         for channel_id in guild.channel_ids:
             self.channels.pop(channel_id, None)
-        for user_id in guild.members:
-            self._member_lru.pop((guild_id, user_id), None)
+        self._members.drop_guild(guild)
         return guild
 
     def upsert_role(self, guild_id: int, data: Mapping[str, Any]) -> None:
@@ -517,31 +473,63 @@ class DiscordCache:
         if self.bot_user is not None and user_id == self.bot_user.id:
             old_bot = guild.bot_member.copy() if guild.bot_member is not None else None
             if guild.bot_member is None:
-                guild.bot_member = CachedMember(CachedUser(user_id))
-            guild.bot_member.user.update(raw_user)
+                guild.bot_member = CachedMember(user_id)
+            CachedUser.update(guild.bot_member, raw_user)
             guild.bot_member.update(data)
             return old_bot, guild.bot_member
         member = guild.members.get(user_id)
         previous = member.copy() if member is not None else None
         if member is None:
-            member = CachedMember(CachedUser(user_id))
-            guild.members[user_id] = member
-        member.user.update(raw_user)
-        member.update(data)
-        self._touch_member(guild, user_id)
+            member = CachedMember(user_id)
+            CachedUser.update(member, raw_user)
+            member.update(data)
+            self._members.add(guild, member)
+        else:
+            CachedUser.update(member, raw_user)
+            member.update(data)
+            self._members.touch(member)
         return previous, member
+
+    def _load_member(self, guild: CachedGuild, data: Mapping[str, Any]) -> None:
+        """:meth:`upsert_member` without the previous copy (GUILD_CREATE, member chunks, REST listings)."""
+        raw_user = data.get("user")
+        if not isinstance(raw_user, dict):
+            return
+        user_id = to_int(raw_user.get("id"))
+        if self.bot_user is not None and user_id == self.bot_user.id:
+            self.upsert_member(guild.id, data)
+            return
+        member = guild.members.get(user_id)
+        if member is None:
+            member = CachedMember(user_id)
+            member.update(data)
+            self._members.add(guild, member)
+        else:
+            member.update(data)
+            self._members.touch(member)
+
+    def load_members(self, guild_id: int, members: Sequence[Any]) -> None:
+        """Members of a guild in bulk (a GUILD_MEMBERS_CHUNK): cached, no copies made."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return
+        for data in members:
+            if isinstance(data, dict):
+                self._load_member(guild, data)
 
     def upsert_all_members(self, guild_id: int, members: Sequence[Mapping[str, Any]]) -> list[CachedMember]:
         """Every member of a guild (a full REST listing): each is cached, and the guild's member list counts as
         complete when all of them fit. Returns a copy of each member (the cache may evict them meanwhile)."""
+        guild = self.guilds.get(guild_id)
+        if guild is None:
+            return []
         found: list[CachedMember] = []
+        evicted = guild.members_evicted
         for data in members:
             result = self.upsert_member(guild_id, data)
             if result is not None:
                 found.append(result[1].copy())
-        guild = self.guilds.get(guild_id)
-        if guild is not None:
-            guild.members_complete = len(members) <= self.max_members_per_guild
+        guild.members_complete = len(members) <= self.max_members_per_guild and guild.members_evicted == evicted
         return found
 
     def touch_message_author(
@@ -563,50 +551,32 @@ class DiscordCache:
         if user_id is None:
             user_id = to_int(author.get("id"))
         cached = guild.members.get(user_id)
-        if cached is None and guild.bot_member is not None and guild.bot_member.user.id == user_id:
-            cached = guild.bot_member
-        if cached is None:
-            cached = CachedMember(CachedUser(user_id))
-            if self.bot_user is not None and user_id == self.bot_user.id:
-                guild.bot_member = cached
-            else:
-                guild.members[user_id] = cached
-        cached.user.update(author)
+        if cached is not None:
+            CachedUser.update(cached, author)
+            if member is not None:
+                cached.refresh_from_message(member)
+            cached.last_spoke_at = spoke_at
+            self._members.touch(cached)
+            return cached
+        bot = guild.bot_member
+        cached = bot if bot is not None and bot.id == user_id else CachedMember(user_id)
+        CachedUser.update(cached, author)
         if member is not None:
-            cached.update(member)
+            cached.refresh_from_message(member)
         cached.last_spoke_at = spoke_at
-        if cached is not guild.bot_member:
-            self._touch_member(guild, user_id)
+        if cached is bot:
+            return cached
+        if self.bot_user is not None and user_id == self.bot_user.id:
+            guild.bot_member = cached
+        else:
+            self._members.add(guild, cached)
         return cached
 
     def remove_member(self, guild_id: int, user_id: int) -> CachedMember | None:
         guild = self.guilds.get(guild_id)
         if guild is None:
             return None
-        self._member_lru.pop((guild_id, user_id), None)
-        return guild.members.pop(user_id, None)
-
-    def _touch_member(self, guild: CachedGuild, user_id: int) -> None:
-        key = (guild.id, user_id)
-        lru = self._member_lru
-        if key in lru:
-            lru.move_to_end(key)
-            guild.members.move_to_end(user_id)
-            return
-        lru[key] = None
-        # per-guild bound first, then the global one (the oldest member of whichever guild it belongs to)
-        while len(guild.members) > self.max_members_per_guild:
-            old_id, _ = guild.members.popitem(last=False)
-            lru.pop((guild.id, old_id), None)
-            guild.members_complete = False
-            self.members_evicted += 1
-        while len(lru) > self.max_members_total:
-            (old_guild_id, old_user_id), _ = lru.popitem(last=False)
-            owner = self.guilds.get(old_guild_id)
-            if owner is not None:
-                owner.members.pop(old_user_id, None)
-                owner.members_complete = False
-            self.members_evicted += 1
+        return self._members.remove(guild, user_id)
 
     def display_name(self, guild_id: int, user_id: int) -> str:
         """A user's name as shown in the guild: the member's nick first, else the user's name; "" when unknown."""
@@ -669,7 +639,7 @@ class DiscordCache:
         return {
             "guilds": len(self.guilds),
             "channels": len(self.channels),
-            "members": len(self._member_lru),
+            "members": self._members.count,
             "members_evicted": self.members_evicted,
             "users": len(self.users),
             "media_ids": len(self.media_urls),

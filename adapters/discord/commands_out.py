@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from adapters.discord.cache import SEND_MESSAGES, CachedChannel, CachedMember, CachedUser, Overwrite
+from adapters.discord.cache import SEND_MESSAGES, CachedChannel, Overwrite
 from adapters.discord.entities import EntityFactory
 from adapters.discord.markup import MAX_CONTENT, allowed_mentions, build_message_bodies, render_segments
 from adapters.discord.media import default_name, guess_content_type, parse_media_id, url_filename
+from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, UploadFile
 from adapters.discord.snowflakes import parse_iso_time, snowflake_at, snowflake_time, to_int
@@ -269,7 +270,7 @@ class DiscordCommandExecutor:
         data = await self.rest.get_guild_member(guild_id, user_id)
         result = self.cache.upsert_member(guild_id, data)
         if result is None:
-            member = CachedMember(CachedUser(user_id))
+            member = CachedMember(user_id)
             member.update(data)
             return member
         return result[1]

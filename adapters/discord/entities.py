@@ -37,12 +37,11 @@ from adapters.discord.cache import (
     MANAGE_GUILD,
     CachedChannel,
     CachedGuild,
-    CachedMember,
-    CachedUser,
     DiscordCache,
 )
 from adapters.discord.markup import embed_text, merge_text, parse_content
 from adapters.discord.media import media_id
+from adapters.discord.members import CachedMember, CachedUser
 from adapters.discord.snowflakes import snowflake_time, to_int
 from relay import envelope as env
 from relay.config import MappingConfig, ThreadMode, WebhookMessageMode
@@ -269,7 +268,7 @@ class EntityFactory:
                     else self.cache.member(guild_id, author_id)
                 )
                 if cached is None:
-                    cached = CachedMember(CachedUser.from_payload(author))
+                    cached = CachedMember.of_user(author)
                     if isinstance(partial, dict):
                         cached.update(partial)
                 sender = self.member_of(guild_id, cached, group, time)

@@ -29,9 +29,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
-from adapters.discord.cache import CachedMember, CachedUser, is_obfuscated
+from adapters.discord.cache import is_obfuscated
 from adapters.discord.entities import EntityFactory
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
+from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.snowflakes import to_int
 from relay import envelope as env
@@ -260,7 +261,7 @@ class DispatchTranslator:
             return []  # the bot's own removal is reported by GUILD_DELETE
         cached = self.cache.remove_member(guild_id, user_id)
         if cached is None:
-            cached = CachedMember(CachedUser.from_payload(user))
+            cached = CachedMember.of_user(user)
         operator_id = self.own.take_kick(guild_id, user_id)
         target = self.entities.guild_event_group(guild_id)
         if target is None:
@@ -324,7 +325,7 @@ class DispatchTranslator:
             return None
         cached = self.cache.member(guild_id, user_id)
         if cached is None:
-            cached = CachedMember(CachedUser(user_id))
+            cached = CachedMember(user_id)
         return self.entities.member_of(guild_id, cached, group, now)
 
     # ----------------------------------------------------------------- messages

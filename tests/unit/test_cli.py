@@ -13,6 +13,7 @@ import pytest
 
 from relay import __version__
 from relay.cli import main
+from relay.config import DiscordCacheConfig
 from relay.logs import TRACE
 from relay.storage.idmap import open_small_ids
 from relay.template import BRIDGE_TOML
@@ -89,6 +90,14 @@ def test_init_writes_the_template_then_check_accepts_it(
     assert "/home/u/.local/share/discord-mirai-relay/bridge.sqlite3" in out
     assert ENV["DISCORD_TOKEN"] not in out
     assert ENV["MIRAI_VERIFY_KEY"] not in out
+
+
+def test_check_prints_the_memory_the_cache_bounds_imply(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_path.write_text(BRIDGE_TOML.replace("max_members = 100000", "max_members = 200000"), encoding="utf-8")
+    assert main(["check", str(config_path)], env=ENV) == 0
+    out = capsys.readouterr().out
+    assert "discord cache:  200,000 members (25,000 a guild)" in out
+    assert f"up to ~{DiscordCacheConfig(max_members=200_000).estimated_bytes() / 2**20:.0f} MiB when full" in out
 
 
 def test_init_refuses_to_overwrite(config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,6 +167,11 @@ def test_type_error_names_path_expectation_and_value(tmp_path: Path) -> None:
         ('[discord]\ntoken_env = "NOT A NAME"', "discord.token_env: expected the name of an environment variable"),
         ('[discord]\napi_base_url = "discord.com"', "discord.api_base_url: expected an http:// or https:// URL"),
         ("[discord.reconnect]\nfactor = 0.5", "discord.reconnect.factor: expected a number ≥ 1, got 0.5"),
+        ("[discord.cache]\nmax_members = 0", "discord.cache.max_members: expected an integer ≥ 1, got 0"),
+        (
+            "[discord.cache]\nmax_members = 10\nmax_members_per_guild = 20",
+            "discord.cache.max_members_per_guild: expected at most max_members (10), got 20",
+        ),
         ('[mirai]\nreserved_sync_id = ""', 'mirai.reserved_sync_id: expected a non-empty string, got ""'),
         ("[mirai]\nbot_id = -1", "mirai.bot_id: expected an integer 0–9223372036854775807, got -1"),
         ("[outbox]\nmax_events = 0", "outbox.max_events: expected an integer ≥ 1, got 0"),

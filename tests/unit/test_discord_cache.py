@@ -6,11 +6,10 @@ from typing import Any
 
 from adapters.discord.cache import (
     ALL_PERMISSIONS,
-    CachedMember,
-    CachedUser,
     DiscordCache,
     Overwrite,
 )
+from adapters.discord.members import CachedMember
 from adapters.discord.snowflakes import parse_iso_time, snowflake_at, snowflake_time, to_int
 
 GUILD = 10
@@ -124,10 +123,10 @@ def test_upsert_member_returns_previous_copy_and_partials_keep_fields() -> None:
 def test_permissions_owner_admin_roles() -> None:
     cache = ready_cache()
     g = cache.guilds[GUILD]
-    plain = CachedMember(CachedUser(7))
+    plain = CachedMember(7)
     assert g.base_permissions(plain) == 3072
-    assert g.base_permissions(CachedMember(CachedUser(7), roles=(20,))) == ALL_PERMISSIONS
-    assert g.base_permissions(CachedMember(CachedUser(1))) == ALL_PERMISSIONS  # owner
+    assert g.base_permissions(CachedMember(7, roles=(20,))) == ALL_PERMISSIONS
+    assert g.base_permissions(CachedMember(1)) == ALL_PERMISSIONS  # owner
     assert g.role_id_by_name_or_id("Admin") == 20
     assert g.role_id_by_name_or_id("20") == 20
     assert g.role_id_by_name_or_id("nope") == 0
