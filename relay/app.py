@@ -4,7 +4,8 @@ reverse-ws destination (DESIGN.md §1). Only this module (and the CLI) imports a
 Lifecycle:
 
 * :func:`serve_bridge` opens everything, starts the adapters and calls ``task_status.started()`` once the
-  Discord shards are READY (or RESUMED) and every destination loop is running (a framework that is down does
+  Discord side is ready — every shard READY (or RESUMED) and the guilds of READY loaded
+  (``Gateway.guilds_loaded``) — and every destination loop is running (a framework that is down does
   not hold up startup: its events wait in the outbox). The ``[server]`` listener (health, readiness, metrics)
   starts before Discord, so ``/readyz`` answers from the first second; systemd hears ``READY=1`` when
   :func:`relay.observe.readiness` first holds (the definition ``/readyz`` and the status line use too).
@@ -141,7 +142,7 @@ def compose_core(
     through it, the relay and the Discord side keep Discord ids. ``uploads`` holds what frameworks uploaded over
     the ws/http adapters; the handler sends it when a chain names it.
     """
-    cache = DiscordCache()
+    cache = DiscordCache.from_config(config.discord.cache)
     entities = EntityFactory(cache, config.mapping)
     own = OwnActions()  # the executor notes what the bridge does, the translator drops its echoes
     # live messages are built once, with their ids, by the store (see MessageStore.record_new)
@@ -580,9 +581,12 @@ async def serve_bridge(
                     )
                     nursery.start_soon(_log_status, running, config.logging.status_interval, notifier)
                     await nursery.start(process.serve_memory_trim, _activity(bridge, outbox))
+                    # running means the guilds are loaded, not just READY (issue 18): Gateway.guilds_loaded
+                    await gateway.wait_guilds_loaded()
                     log.info(
-                        "bridge running: %d shard(s), mirai adapters %s, %d destination(s), store %s",
+                        "bridge running: %d shard(s), %d guild(s) loaded, mirai adapters %s, %d destination(s), store %s",
                         len(gateway.shards),
+                        len(cache.guilds),
                         ", ".join(config.mirai.adapters),
                         len(adapters.reverse_ws.destinations),
                         store_path,

@@ -79,6 +79,17 @@ class ShardResumed:
 
 
 @attrs.frozen(kw_only=True)
+class ShardGuildsLoaded:
+    """Every guild READY listed has arrived (GUILD_CREATE), or was reported unavailable (GUILD_DELETE, or no
+    GUILD_CREATE within the session machine's ``GUILD_LOAD_TIMEOUT``): the shard's state is loaded. Emitted once
+    per READY (and on RESUMED when no READY of this process was still loading)."""
+
+    shard_id: int
+    guilds: int  #: guilds READY listed (0 after a resume)
+    unavailable: int  #: of those, the ones that did not arrive
+
+
+@attrs.frozen(kw_only=True)
 class ShardDisconnected:
     """The connection ended. ``will_retry_in`` is None when the shard stops (fatal)."""
 
@@ -89,4 +100,6 @@ class ShardDisconnected:
     reason: str
 
 
-GatewayEvent: TypeAlias = DispatchReceived | ShardConnected | ShardReady | ShardResumed | ShardDisconnected
+GatewayEvent: TypeAlias = (
+    DispatchReceived | ShardConnected | ShardReady | ShardResumed | ShardGuildsLoaded | ShardDisconnected
+)

@@ -44,6 +44,7 @@ from adapters.discord.gateway.events import (
     ResumeState,
     ShardConnected,
     ShardDisconnected,
+    ShardGuildsLoaded,
     ShardReady,
     ShardResumed,
 )
@@ -62,6 +63,9 @@ HEALTHY_CONNECTION_SECONDS: Final = 30.0
 RESUME_URL_FALLBACK_AFTER: Final = 3
 #: ... and after this many, give the session up and identify (buape/carbon #364, discord.md §2.7)
 RESUME_GIVE_UP_AFTER: Final = 6
+#: guilds READY listed that have not arrived when no GUILD_CREATE came for this many seconds count as unavailable
+#: (an outage keeps them away; discord.md §2.6: discord.py waits 2 s after the last GUILD_CREATE)
+GUILD_LOAD_TIMEOUT: Final = 5.0
 #: user sends queued per shard before send_nowait refuses: ~8 minutes of the 117/min normal lane
 MAX_PENDING_SENDS: Final = 1000
 #: distinct dispatch names counted apart (Discord has about 80); any further name counts as OTHER_DISPATCHES
@@ -137,6 +141,8 @@ class ShardSession:
     latency: float | None = None
     #: dispatches skipped or stripped because their shape was wrong (the shell logs when this grows)
     malformed_dispatches: int = 0
+    #: every guild of the last READY arrived or was given up as unavailable (see ShardGuildsLoaded)
+    guilds_loaded: bool = False
 
     # per connection
     _resuming: bool = False
@@ -160,6 +166,11 @@ class ShardSession:
     _reconnects: int = 0
     _identifies: int = 0
     _resumes: int = 0
+    # guild loading after READY (across connections: a resume replays the GUILD_CREATEs it missed)
+    _guilds_pending: set[int] = attrs.field(factory=set)
+    _guilds_listed: int = 0
+    _guilds_unavailable: int = 0
+    _guilds_deadline: float = math.inf
 
     def __attrs_post_init__(self) -> None:
         if self.initial_session is not None:
@@ -212,6 +223,21 @@ class ShardSession:
             # the limiter decides; frames_to_send is cheap, so wake at the earliest time one may go
             deadline = min(deadline, self._earliest_send())
         return deadline
+
+    def guilds_deadline(self) -> float:
+        """When :meth:`expire_guilds` must run (math.inf: no guild of READY is missing, or not connected)."""
+        if self._guilds_pending and self.state is ShardState.CONNECTED:
+            return self._guilds_deadline
+        return math.inf
+
+    def expire_guilds(self, *, now: float) -> list[GatewayEvent]:
+        """Guilds of READY still missing after :data:`GUILD_LOAD_TIMEOUT` s without one arriving are unavailable
+        (an outage): the shard counts as loaded (ShardGuildsLoaded)."""
+        if now < self.guilds_deadline():
+            return []
+        self._guilds_unavailable += len(self._guilds_pending)
+        self._guilds_pending.clear()
+        return self._guilds_done()
 
     def statistics(self) -> ShardStatistics:
         return ShardStatistics(
@@ -490,6 +516,8 @@ class ShardSession:
             self._replayed += 1
         if name == "READY":
             events.append(self._on_ready(data, now))
+            if not self._guilds_pending:
+                events.extend(self._guilds_done())
         elif name == "RESUMED":
             self.state = ShardState.CONNECTED
             self._connected_since = now
@@ -497,7 +525,26 @@ class ShardSession:
             session = self.session_state()
             assert session is not None  # resuming implies a session
             events.append(ShardResumed(shard_id=self.shard_id, session=session, replayed=self._replayed))
+            if not self._guilds_pending and not self.guilds_loaded:
+                events.extend(self._guilds_done())  # resumed a session this process never saw READY of
+            self._guilds_deadline = now + GUILD_LOAD_TIMEOUT
+        elif self._guilds_pending and name in ("GUILD_CREATE", "GUILD_DELETE"):
+            guild_id = parse_snowflake(data.get("id"))
+            if guild_id in self._guilds_pending:
+                self._guilds_pending.discard(guild_id)
+                if name == "GUILD_DELETE" or data.get("unavailable"):
+                    self._guilds_unavailable += 1
+                self._guilds_deadline = now + GUILD_LOAD_TIMEOUT
+                if not self._guilds_pending:
+                    events.extend(self._guilds_done())
         return events
+
+    def _guilds_done(self) -> list[GatewayEvent]:
+        self.guilds_loaded = True
+        self._guilds_deadline = math.inf
+        return [
+            ShardGuildsLoaded(shard_id=self.shard_id, guilds=self._guilds_listed, unavailable=self._guilds_unavailable)
+        ]
 
     def _on_ready(self, data: Mapping[str, Any], now: float) -> ShardReady:
         session_id = data.get("session_id")
@@ -521,6 +568,11 @@ class ShardSession:
         self.resume_url = resume_url
         self.user = user
         self.guild_ids = tuple(guild_ids)
+        self._guilds_pending = set(guild_ids)
+        self._guilds_listed = len(self._guilds_pending)
+        self._guilds_unavailable = 0
+        self._guilds_deadline = now + GUILD_LOAD_TIMEOUT
+        self.guilds_loaded = False
         self.state = ShardState.CONNECTED
         self._connected_since = now
         self._failed_resumes = 0

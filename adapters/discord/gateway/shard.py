@@ -38,6 +38,7 @@ from adapters.discord.gateway.events import (
     ResumeState,
     ShardConnected,
     ShardDisconnected,
+    ShardGuildsLoaded,
     ShardReady,
     ShardResumed,
 )
@@ -127,6 +128,8 @@ class Shard:
     open_stream: OpenStreamFor | None = None
     _wakeup: trio.Event = attrs.field(factory=trio.Event)
     _ready: trio.Event = attrs.field(factory=trio.Event)
+    #: set once the guilds of the current READY are loaded (see ShardGuildsLoaded); replaced on a new READY
+    _guilds_loaded: trio.Event = attrs.field(factory=trio.Event)
     _identify_task_running: bool = False
     #: a graceful stop was asked for (aclose): close resumably and do not reconnect
     _closing: bool = False
@@ -155,6 +158,16 @@ class Shard:
     async def wait_ready(self) -> None:
         """Wait until the shard first reached READY or RESUMED."""
         await self._ready.wait()
+
+    @property
+    def guilds_loaded(self) -> bool:
+        """Every guild of the shard's READY arrived or was given up as unavailable (ShardGuildsLoaded)."""
+        return self.machine.guilds_loaded
+
+    async def wait_guilds_loaded(self) -> None:
+        """Wait until :attr:`guilds_loaded` (at once when it is)."""
+        while not self.machine.guilds_loaded:
+            await self._guilds_loaded.wait()
 
     async def aclose(self) -> None:
         """Close the connection with the resumable code and stop reconnecting (the session stays resumable).
@@ -303,13 +316,14 @@ class Shard:
     async def _pump(self, ws: WebSocketConnection) -> None:
         machine = self.machine
         while True:
-            deadline = machine.next_deadline()
+            deadline = min(machine.next_deadline(), machine.guilds_deadline())
             if deadline > trio.current_time():
                 with trio.move_on_at(deadline):
                     await self._wakeup.wait()
             # replace the event *before* working, so a set() during the work wakes the next wait
             self._wakeup = trio.Event()
             now = trio.current_time()
+            self._emit(machine.expire_guilds(now=now))
             self._emit(machine.tick(now=now))
             try:
                 for frame in machine.frames_to_send(now=now):
@@ -346,7 +360,18 @@ class Shard:
                     len(event.guild_ids),
                     event.session.session_id,
                 )
+                if self._guilds_loaded.is_set():
+                    self._guilds_loaded = trio.Event()  # a new session loads its guilds afresh
                 self._ready.set()
+            elif isinstance(event, ShardGuildsLoaded):
+                log.info(
+                    "shard %d: guilds loaded: %d of %d (%d unavailable)",
+                    shard_id,
+                    event.guilds - event.unavailable,
+                    event.guilds,
+                    event.unavailable,
+                )
+                self._guilds_loaded.set()
             elif isinstance(event, ShardResumed):
                 log.info(
                     "shard %d: resumed session %s (%d events replayed)",
@@ -435,6 +460,20 @@ class Gateway:
 
     def statistics(self) -> dict[int, ShardStatistics]:
         return {shard_id: shard.statistics() for shard_id, shard in self.shards.items()}
+
+    @property
+    def guilds_loaded(self) -> bool:
+        """The readiness of the Discord side: every shard reached READY (or RESUMED) and every guild its READY
+        listed arrived, or was given up as unavailable. Status lines, a readiness endpoint and the supervisor
+        notification all use this (issue 18); :meth:`wait_guilds_loaded` waits for it."""
+        return all(shard.guilds_loaded for shard in self.shards.values())
+
+    async def wait_guilds_loaded(self) -> None:
+        """Wait until :attr:`guilds_loaded`."""
+        for shard in self.shards.values():
+            await shard.wait_guilds_loaded()
+        if not self.guilds_loaded:  # a shard re-identified meanwhile: wait again
+            await self.wait_guilds_loaded()
 
     async def aclose(self) -> None:
         """Close every shard resumably (see :meth:`Shard.aclose`); callers bound the wait."""
