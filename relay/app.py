@@ -45,9 +45,11 @@ from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
 from adapters.discord.events_in import DispatchTranslator, gateway_listener
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
+from adapters.discord.gateway.members import GatewayMemberLoader
 from adapters.discord.gateway.resume import RESUME_WINDOW, hydrate_cache
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
+from adapters.discord.member_requests import MemberRequests
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.mirai.cursors import DynamicCursors
@@ -122,6 +124,7 @@ class Core:
     admission: CommandAdmission  #: refuses new commands while draining at shutdown
     handler: MiraiCommandHandler  #: mirai command → envelope → bridge → mirai data, for every transport
     commands: CommandCounts  #: the handler's answers by command and code (the metrics read them)
+    member_loader: GatewayMemberLoader  #: whole member lists over the gateway (op 8); attach() the gateway
 
 
 def compose_core(
@@ -145,9 +148,11 @@ def compose_core(
     cache = DiscordCache.from_config(config.discord.cache)
     entities = EntityFactory(cache, config.mapping)
     own = OwnActions()  # the executor notes what the bridge does, the translator drops its echoes
+    member_requests = MemberRequests(cache)  # op 8 chunks: fed by the translator, awaited by memberList
+    member_loader = GatewayMemberLoader(member_requests, cache)
     # live messages are built once, with their ids, by the store (see MessageStore.record_new)
-    translator = DispatchTranslator(entities, own, new_message=store.record_new)
-    executor = DiscordCommandExecutor(rest, entities, own, config)
+    translator = DispatchTranslator(entities, own, new_message=store.record_new, member_requests=member_requests)
+    executor = DiscordCommandExecutor(rest, entities, own, config, member_loader=member_loader)
     identity = PresentedIdentity(cache, config.mirai.bot_id, ids)
     reserved = config.mirai.reserved_sync_id
     bridge = Bridge(
@@ -169,6 +174,7 @@ def compose_core(
         admission=admission,
         handler=handler,
         commands=commands,
+        member_loader=member_loader,
     )
 
 
@@ -568,6 +574,7 @@ async def serve_bridge(
                     )
                     snapshot.gateway = gateway
                     observed.gateway = gateway
+                    core.member_loader.attach(gateway)
                     running = RunningBridge(
                         bridge=bridge,
                         gateway=gateway,

@@ -17,7 +17,10 @@ Decisions (documented for framework authors; message rendering has its own in :m
 * Announcements are pinned messages: publish = post + pin, list = pins, delete = unpin (the message stays).
 * DeleteFriend is UNSUPPORTED: Discord bots have no friends list; a DM channel cannot be "unfriended".
 * UpdateMember.special_title has no Discord meaning → UNSUPPORTED. ListMembers leaves out the bot itself
-  (mirai's memberList does too).
+  (mirai's memberList does too). It answers from the cache when the guild's whole list is there; otherwise the
+  list is fetched whole over the gateway (op 8, see ``MemberLoader``) and the command waits for it, bounded by
+  its command timeout; when that way is closed (larger than the cache's per-guild bound, Discord's limit of one
+  request per guild per 30 s, no gateway yet) it pages through REST.
 * Mutes longer than Discord's 28-day maximum are clamped (logged at WARNING).
 """
 
@@ -28,7 +31,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from adapters.discord.cache import SEND_MESSAGES, CachedChannel, Overwrite
 from adapters.discord.entities import EntityFactory
@@ -136,6 +139,14 @@ def _not_found_as(what: str) -> Iterator[None]:
 # =========================================================================== the executor
 
 
+class MemberLoader(Protocol):
+    """Fills the cache with a guild's whole member list (the gateway's op 8: adapters.discord.gateway.members)."""
+
+    async def load_all(self, guild_id: int) -> bool:
+        """True when the cache then holds the whole list; False: page through REST instead."""
+        ...
+
+
 class DiscordCommandExecutor:
     """Runs envelope commands against Discord's REST API (implements ``relay.ports.CommandExecutor``)."""
 
@@ -147,8 +158,11 @@ class DiscordCommandExecutor:
         config: BridgeConfig,
         *,
         clock: Callable[[], float] = time.time,
+        member_loader: MemberLoader | None = None,
     ) -> None:
-        """``own`` is shared with the inbound side: what the executor records there keeps echoes out."""
+        """``own`` is shared with the inbound side: what the executor records there keeps echoes out.
+        ``member_loader``: how ``memberList`` completes a guild's list in the cache (else REST pages it)."""
+        self.member_loader = member_loader
         self.rest = rest
         self.entities = entities
         self.cache = entities.cache
@@ -466,6 +480,11 @@ class DiscordCommandExecutor:
                 members.append(self.entities.member_of(guild_id, cached, group, now))
             return env.MemberList(members=tuple(members))
         guild = self.cache.guilds.get(guild_id)
+        if not command.fresh and guild is not None and not guild.members_complete and self.member_loader is not None:
+            # a guild whose GUILD_CREATE listed only part of its members (large, or no presences): the list is
+            # fetched whole over the gateway and this command waits for it (bounded by its command_timeout)
+            await self.member_loader.load_all(guild_id)
+            guild = self.cache.guilds.get(guild_id)
         if not command.fresh and guild is not None and guild.members_complete:
             found = [m for m in self.cache.iter_members(guild_id) if m.user.id != bot_id]
         else:

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Final
 from adapters.discord.cache import is_obfuscated
 from adapters.discord.entities import EntityFactory
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected
+from adapters.discord.member_requests import MemberRequests
 from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.snowflakes import to_int
@@ -50,9 +51,18 @@ _Handler = Callable[["DispatchTranslator", dict[str, Any], float], list[env.Even
 class DispatchTranslator:
     """Discord → envelope. Feed it every dispatch; read back events. Holds only bounded state."""
 
-    def __init__(self, entities: EntityFactory, own: OwnActions, *, new_message: MessageFactory = env.Message) -> None:
+    def __init__(
+        self,
+        entities: EntityFactory,
+        own: OwnActions,
+        *,
+        new_message: MessageFactory = env.Message,
+        member_requests: MemberRequests | None = None,
+    ) -> None:
         """``new_message`` builds each live MESSAGE_CREATE's message; the bridge passes its store's ``record_new``
-        so the message is built once, with its id (REST results are built plainly and recorded by the bridge)."""
+        so the message is built once, with its id (REST results are built plainly and recorded by the bridge).
+        ``member_requests`` learns which whole-guild member requests (op 8) the chunks complete."""
+        self.member_requests = member_requests
         self.entities = entities
         self.cache = entities.cache
         self.own = own
@@ -230,10 +240,17 @@ class DispatchTranslator:
 
     def _on_members_chunk(self, data: dict[str, Any], now: float) -> list[env.Event]:
         """GUILD_MEMBERS_CHUNK (answers to op 8, discord.md §6.4): cache only, never events."""
-        guild_id = to_int(data.get("guild_id"))
-        for member in data.get("members") or ():
-            if isinstance(member, dict):
-                self.cache.upsert_member(guild_id, member)
+        members = data.get("members")
+        if isinstance(members, list):
+            self.cache.load_members(to_int(data.get("guild_id")), members)
+        if self.member_requests is not None:
+            self.member_requests.on_chunk(data, now)
+        return []
+
+    def _on_rate_limited(self, data: dict[str, Any], now: float) -> list[env.Event]:
+        """RATE_LIMITED (discord.md §3): Discord refused a gateway request; an op 8 of ours ends incomplete."""
+        if self.member_requests is not None:
+            self.member_requests.on_rate_limited(data)
         return []
 
     def _on_member_add(self, data: dict[str, Any], now: float) -> list[env.Event]:
@@ -395,6 +412,7 @@ _MESSAGE_ONLY = frozenset(
         "GUILD_BAN_ADD",
         "GUILD_AUDIT_LOG_ENTRY_CREATE",
         "GUILD_MEMBERS_CHUNK",
+        "RATE_LIMITED",
         "GUILD_MEMBER_ADD",
         "GUILD_MEMBER_REMOVE",
         "RESUMED",
@@ -418,6 +436,7 @@ DispatchTranslator._handlers = {
     "THREAD_DELETE": DispatchTranslator._on_channel_delete,
     "THREAD_LIST_SYNC": DispatchTranslator._on_thread_list_sync,
     "GUILD_MEMBERS_CHUNK": DispatchTranslator._on_members_chunk,
+    "RATE_LIMITED": DispatchTranslator._on_rate_limited,
     "GUILD_MEMBER_ADD": DispatchTranslator._on_member_add,
     "GUILD_MEMBER_REMOVE": DispatchTranslator._on_member_remove,
     "GUILD_MEMBER_UPDATE": DispatchTranslator._on_member_update,

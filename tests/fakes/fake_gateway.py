@@ -9,6 +9,8 @@
 * sequenced dispatches with a per-session replay buffer: RESUME replays every dispatch after the client's
   ``seq``, then RESUMED; an unknown/expired session gets op 9 d=false;
 * op 7, op 9 true/false, arbitrary close codes, dropping the TCP connection without a close frame;
+* op 8 for a whole guild answered with GUILD_MEMBERS_CHUNKs of ``guild_members`` (one request per guild per 30 s,
+  else RATE_LIMITED);
 * zlib-stream when the client asks for it (``compress=zlib-stream``), optionally splitting each payload over
   ``split_frames`` websocket messages;
 * enforces 120 client sends per 60 s per connection (close 4008);
@@ -37,6 +39,8 @@ SEND_LIMIT = 120
 SEND_WINDOW = 60.0
 #: identify concurrency window (discord.md §3)
 IDENTIFY_WINDOW = 5.0
+#: whole-guild member requests Discord answers per guild (discord.md §3)
+MEMBER_REQUEST_INTERVAL = 30.0
 #: privileged intent bits (discord.md §5)
 PRIVILEGED_INTENT_BITS = (1 << 1) | (1 << 8) | (1 << 15)
 #: websocket message size the fake accepts from clients (Discord: 4096-byte payloads; generous here)
@@ -156,6 +160,10 @@ class FakeGateway:
     ready_guilds: list[dict[str, Any]] = attrs.field(factory=list)  #: full guild objects; GUILD_CREATE after READY
     #: when set, an Identify is answered (READY) only once this event is set: a client held before READY
     ready_gate: trio.Event | None = None
+    #: guild id → every member object: what op 8 (query "", limit 0) answers, in GUILD_MEMBERS_CHUNKs
+    guild_members: dict[int, list[dict[str, Any]]] = attrs.field(factory=dict)
+    member_chunk_size: int = 1000  #: discord.md §6.4
+    member_requests: list[Recorded] = attrs.field(factory=list)  #: every op 8
 
     url: str = ""
     identifies: list[Recorded] = attrs.field(factory=list)
@@ -172,6 +180,7 @@ class FakeGateway:
     _pending: dict[int, list[tuple[str, dict[str, Any]]]] = attrs.field(factory=dict)  #: before any session
     _live: list[_Connection] = attrs.field(factory=list)
     _last_identify: dict[int, float] = attrs.field(factory=dict)
+    _last_member_request: dict[int, float] = attrs.field(factory=dict)  #: guild id → when (1 per 30 s, §3)
     _budget_reset_at: float = 0.0
     _session_counter: int = 0
     _conn_counter: int = 0
@@ -381,6 +390,35 @@ class FakeGateway:
                     return
             elif op == 6 and not await self._resume(conn, payload.get("d") or {}, now):
                 return
+            elif op == 8:
+                self._answer_member_request(conn, payload.get("d") or {}, now)
+
+    def _answer_member_request(self, conn: _Connection, d: dict[str, Any], now: float) -> None:
+        """op 8 for a whole guild → GUILD_MEMBERS_CHUNKs; a second one within 30 s → RATE_LIMITED (discord.md §3)."""
+        self.member_requests.append(Recorded(now, conn.shard_id, {"op": 8, "d": d}))
+        guild_id = int(d.get("guild_id") or 0)
+        nonce = d.get("nonce")
+        last = self._last_member_request.get(guild_id)
+        if last is not None and now - last < MEMBER_REQUEST_INTERVAL:
+            meta = {"guild_id": str(guild_id), "nonce": nonce}
+            limited = {"opcode": 8, "retry_after": MEMBER_REQUEST_INTERVAL - (now - last), "meta": meta}
+            self._dispatch("RATE_LIMITED", [limited], conn.shard_id)
+            return
+        self._last_member_request[guild_id] = now
+        members = self.guild_members.get(guild_id, [])
+        size = self.member_chunk_size
+        count = max(1, -(-len(members) // size))
+        chunks = [
+            {
+                "guild_id": str(guild_id),
+                "members": members[index * size : (index + 1) * size],
+                "chunk_index": index,
+                "chunk_count": count,
+                "nonce": nonce,
+            }
+            for index in range(count)
+        ]
+        self._dispatch("GUILD_MEMBERS_CHUNK", chunks, conn.shard_id)
 
     async def _identify(self, conn: _Connection, d: dict[str, Any], now: float) -> bool:
         shard = d.get("shard") or [0, 1]

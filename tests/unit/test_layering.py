@@ -37,6 +37,8 @@ DISCORD_PURE_MODULES = (
     "adapters/discord/snowflakes.py",
     "adapters/discord/media.py",
     "adapters/discord/cache.py",
+    "adapters/discord/members.py",
+    "adapters/discord/member_requests.py",
     "adapters/discord/entities.py",
     "adapters/discord/markup.py",
     "adapters/discord/own_actions.py",
