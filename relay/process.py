@@ -118,7 +118,9 @@ def freeze_startup_objects() -> None:
     A full collection walks every tracked object: ~45,000 after startup, 20-30 ms per pass (bench, measured
     with gc callbacks), a stall every few seconds under load and the largest single delay in the paced-latency
     runs. Frozen objects are never scanned again (they are long-lived anyway); objects made later are collected
-    as usual. A collection first, so no garbage is frozen.
+    as usual. The bridge runs once its guilds are loaded, so the Discord cache is frozen too (2,500 guilds of 100
+    members: 137,000 objects). Only the young generations are collected first: a full pass then took 69 ms
+    (young: 14 ms), in the way of the first events; what start-up left in the old generation stays.
     """
-    gc.collect()
+    gc.collect(1)
     gc.freeze()

@@ -568,6 +568,9 @@ def run_peer(params: dict[str, Any]) -> None:
             await identified.wait()
             await probe_seen.wait()
             await trio.sleep(settle)
+            # the orchestrator reads the client's CPU time now, and again once the stream is consumed
+            print(json.dumps({"stream_start": True}), flush=True)
+            await trio.sleep(0.2)
             result["first_send"] = time.monotonic()
             batch: list[bytes] = []
             for body in scale_bodies[1:]:
@@ -1310,7 +1313,8 @@ def start_peer(params: dict[str, Any]) -> tuple[subprocess.Popen[str], dict[str,
     return peer, json.loads(line)["ports"]
 
 
-def read_peer_result(peer: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+def read_peer_result(peer: subprocess.Popen[str], timeout: float, on_line: Any = None) -> dict[str, Any]:
+    """The peer's result; ``on_line(obj)`` sees the lines before it (the scale stream's start)."""
     assert peer.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -1320,6 +1324,8 @@ def read_peer_result(peer: subprocess.Popen[str], timeout: float) -> dict[str, A
         obj = json.loads(line)
         if "result" in obj:
             return obj["result"]  # type: ignore[no-any-return]
+        if on_line is not None:
+            on_line(obj)
     raise SystemExit("bench: the peer gave no result")
 
 
@@ -1459,13 +1465,22 @@ def run_scenario(
                 while time.monotonic() < hold_until:
                     samples.append(proc_stats(client.pid)["rss_mb"])
                     time.sleep(0.1)
-            result = read_peer_result(peer, timeout=float(params.get("deadline", 120)) + 30)
+            stream_cpu: list[float] = []
+
+            def at_stream_start(obj: dict[str, Any]) -> None:
+                if obj.get("stream_start"):
+                    stream_cpu.append(proc_stats(client.pid)["cpu_s"])
+
+            result = read_peer_result(peer, float(params.get("deadline", 120)) + 30, at_stream_start)
             dpy: dict[str, Any] = {}
             if kind == "discordpy" and mode == "scale":
                 # the RSS after the stream: read once discord.py has handled the last message (it then waits)
                 assert client.stdout is not None
                 dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
             stats = proc_stats(client.pid)
+            if stream_cpu:
+                # CPU per event of the stream alone: steadier than events/s on a machine shared with others
+                stats["cpu_us_per_event"] = (stats["cpu_s"] - stream_cpu[0]) / max(1, events - 1) * 1e6
             # the peer (gateway + REST + sink on one core) must not be the bottleneck: report its CPU too
             stats["peer_cpu_s"] = proc_stats(peer.pid)["cpu_s"]
             if kind == "discordpy":
@@ -1861,7 +1876,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nscale grid: 20,000-event stream over G guilds x M members after loading them; medians of runs")
         print(
             f"{'G x M':>12} {'zlib':4} {'bridge ev/s':>11} {'dpy ev/s':>9} {'ratio':>6} "
-            f"{'RSS MB bridge/dpy':>18} {'load s bridge/dpy':>18}"
+            f"{'RSS MB bridge/dpy':>18} {'load s bridge/dpy':>18} {'CPU us/ev bridge/dpy':>21}"
         )
         scale_report: list[dict[str, Any]] = []
         for guilds, members in scale_points:
@@ -1882,7 +1897,7 @@ def main(argv: list[str] | None = None) -> int:
                     **{
                         f"{kind}_{key}": median_of(kind, key)
                         for kind in ("bridge", "discordpy")
-                        for key in ("events_per_s", "rss_mb", "load_s")
+                        for key in ("events_per_s", "rss_mb", "load_s", "cpu_us_per_event")
                     },
                 }
                 paired = []
@@ -1902,7 +1917,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fmt(point['bridge_events_per_s'], 0):>11} {fmt(point['discordpy_events_per_s'], 0):>9} "
                     f"{fmt(point['ratio'], 2):>6} "
                     f"{fmt(point['bridge_rss_mb'], 0) + ' / ' + fmt(point['discordpy_rss_mb'], 0):>18} "
-                    f"{fmt(point['bridge_load_s'], 2) + ' / ' + fmt(point['discordpy_load_s'], 2):>18}"
+                    f"{fmt(point['bridge_load_s'], 2) + ' / ' + fmt(point['discordpy_load_s'], 2):>18} "
+                    f"{fmt(point['bridge_cpu_us_per_event']) + ' / ' + fmt(point['discordpy_cpu_us_per_event']):>21}"
                 )
         for compress in modes:
             base = [p for p in scale_report if (p["guilds"], p["members"], p["zlib"]) == (1, 100, compress)]
