@@ -111,7 +111,10 @@ def _discord(observed: Observed) -> Component:
         for shard_id, stats in sorted(shards.items())
         if stats.state is not ShardState.CONNECTED
     )
-    up = len(shards) - len(problems)
+    if not problems and not gateway.guilds_loaded:
+        # ready means the guilds of READY loaded, not only READY (docs/architecture.md §5)
+        problems = ("still loading the guilds READY listed",)
+    up = sum(1 for stats in shards.values() if stats.state is ShardState.CONNECTED)
     return Component("discord", f"{up}/{len(shards)} shards READY, {guilds} guilds", problems)
 
 

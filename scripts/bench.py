@@ -1594,6 +1594,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale-repeat", type=int, default=1, help="runs per grid point, client and zlib mode")
     parser.add_argument(
+        "--scale-settle",
+        type=float,
+        default=2.5,
+        help="seconds between the probe and the stream (discord.py dispatches its ready 2 s after the last "
+        "GUILD_CREATE; the saturation runs wait 2.5 s too)",
+    )
+    parser.add_argument(
         "--members-guilds",
         default="10x10000",
         help="GxM of the large-guild phase: GUILD_CREATE lists 100 members, memberList must fetch the rest",
@@ -1672,7 +1679,7 @@ def main(argv: list[str] | None = None) -> int:
             for guilds, members in scale_points:
                 for compress in modes:
                     for kind in [c for c in clients if c in ("bridge", "discordpy")]:
-                        extra = {"guilds": guilds, "members": members, "settle": 1.0, "deadline": 300}
+                        extra = {"guilds": guilds, "members": members, "settle": args.scale_settle, "deadline": 300}
                         if repetition == 0 and args.profile == "scale" and kind == "bridge":
                             extra["profile"] = True
                         row = run_scenario(kind, "scale", compress, args.events, args.paced_rate, dpy_python, extra)
