@@ -10,6 +10,7 @@ Used by the end-to-end tests and usable from scripts; it only ever listens on lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import trio
@@ -20,13 +21,33 @@ from tests.fakes.fake_rest import DEFAULT_BOT_ID, FakeDiscordRest
 TOKEN = "test-token"
 
 
+class _RestMembers(Mapping[int, list[dict[str, Any]]]):
+    """Every guild's members as the fake REST has them now: what the fake gateway's op 8 answers."""
+
+    def __init__(self, rest: FakeDiscordRest) -> None:
+        self.rest = rest
+
+    def __getitem__(self, guild_id: int) -> list[dict[str, Any]]:
+        if guild_id not in self.rest.guilds:
+            raise KeyError(guild_id)
+        return [dict(m) for (g, _u), m in self.rest.members.items() if g == guild_id]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rest.guilds)
+
+    def __len__(self) -> int:
+        return len(self.rest.guilds)
+
+
 class DiscordWorld:
     def __init__(self, *, token: str = TOKEN, bot_id: int = DEFAULT_BOT_ID) -> None:
         self.token = token
         self.bot_id = bot_id
         # the bridge runs on wall-clock time, so the fake Discord's timestamps follow the real clock too
         self.rest = FakeDiscordRest(token=token, bot_user_id=bot_id, epoch=None)
-        self.gateway = FakeGateway(token=token, bot_user=dict(self.rest.users[bot_id]))
+        self.gateway = FakeGateway(
+            token=token, bot_user=dict(self.rest.users[bot_id]), guild_members=_RestMembers(self.rest)
+        )
         self._guild_ids: list[int] = []
 
     async def start(self, nursery: trio.Nursery) -> None:

@@ -160,8 +160,9 @@ class FakeGateway:
     ready_guilds: list[dict[str, Any]] = attrs.field(factory=list)  #: full guild objects; GUILD_CREATE after READY
     #: when set, an Identify is answered (READY) only once this event is set: a client held before READY
     ready_gate: trio.Event | None = None
-    #: guild id → every member object: what op 8 (query "", limit 0) answers, in GUILD_MEMBERS_CHUNKs
-    guild_members: dict[int, list[dict[str, Any]]] = attrs.field(factory=dict)
+    #: guild id → every member object: what op 8 (query "", limit 0) answers, in GUILD_MEMBERS_CHUNKs; an op 8 for
+    #: a guild not in it is recorded and left unanswered
+    guild_members: Mapping[int, list[dict[str, Any]]] = attrs.field(factory=dict)
     member_chunk_size: int = 1000  #: discord.md §6.4
     member_requests: list[Recorded] = attrs.field(factory=list)  #: every op 8
 
@@ -404,8 +405,10 @@ class FakeGateway:
             limited = {"opcode": 8, "retry_after": MEMBER_REQUEST_INTERVAL - (now - last), "meta": meta}
             self._dispatch("RATE_LIMITED", [limited], conn.shard_id)
             return
+        if guild_id not in self.guild_members:
+            return
         self._last_member_request[guild_id] = now
-        members = self.guild_members.get(guild_id, [])
+        members = self.guild_members[guild_id]
         size = self.member_chunk_size
         count = max(1, -(-len(members) // size))
         chunks = [
