@@ -69,9 +69,9 @@ url = ""                         # "streaming" only: a https://twitch.tv/... or 
 [discord.cache]                  # bounds of the Discord state cache; `check` prints the memory they imply
 max_members = 100000             # members over all guilds, least recently used evicted first (~0.4 KB each)
 max_members_per_guild = 25000    # members per guild; memberList answers from the cache when a guild fits
-max_users = 20000                # users outside member lists: DM partners, profile lookups (~0.33 KB each)
-max_dm_channels = 20000          # DM channel -> user remembered (~0.17 KB each)
-max_media_ids = 20000            # image/audio ids whose URL is remembered (~0.33 KB each)
+max_users = 20000                # users outside member lists: DM partners, profile lookups (~0.37 KB each)
+max_dm_channels = 20000          # DM channel -> user remembered (~0.2 KB each)
+max_media_ids = 20000            # image/audio ids whose URL is remembered (~0.45 KB each)
 
 [mirai]
 # verify_key = "..."             # possible, but keep the key in the environment variable instead

@@ -201,7 +201,7 @@ def test_cache_bounds_come_from_the_configuration() -> None:
         cache.note_dm_channel(500 + n, USER_BASE + n)
     stats = cache.statistics()
     assert (stats["members"], stats["users"], stats["media_ids"], stats["dm_channels"]) == (3, 2, 2, 2)
-    assert config.estimated_bytes() == 7 * CACHE_MEMBER_BYTES + 2 * (330 + 170 + 330)
+    assert config.estimated_bytes() == 7 * CACHE_MEMBER_BYTES + 2 * (370 + 200 + 450)
 
 
 def test_a_detached_copy_is_equal_but_outside_the_table() -> None:
