@@ -160,6 +160,8 @@ class FakeGateway:
     ready_guilds: list[dict[str, Any]] = attrs.field(factory=list)  #: full guild objects; GUILD_CREATE after READY
     #: when set, an Identify is answered (READY) only once this event is set: a client held before READY
     ready_gate: trio.Event | None = None
+    #: ids of ready_guilds READY lists but whose GUILD_CREATE is not sent (the test dispatches it, or never)
+    withheld_guilds: set[int] = attrs.field(factory=set)
     #: guild id → every member object: what op 8 (query "", limit 0) answers, in GUILD_MEMBERS_CHUNKs; an op 8 for
     #: a guild not in it is recorded and left unanswered
     guild_members: Mapping[int, list[dict[str, Any]]] = attrs.field(factory=dict)
@@ -471,8 +473,9 @@ class FakeGateway:
             "application": {"id": self.bot_user["id"], "flags": 0},
         }
         self._dispatch("READY", [ready], shard_id)
-        if self.ready_guilds:
-            self._dispatch("GUILD_CREATE", self.ready_guilds, shard_id)
+        created = [g for g in self.ready_guilds if int(g["id"]) not in self.withheld_guilds]
+        if created:
+            self._dispatch("GUILD_CREATE", created, shard_id)
         for name, data in self._pending.pop(shard_id, []):
             self._dispatch(name, [data], shard_id)
         self._notify()
