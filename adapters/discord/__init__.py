@@ -1,7 +1,9 @@
 """Discord side of the bridge.
 
 ``gateway/`` (the session machine and its pieces, the trio shard, resuming across a restart) and ``rest/`` (the
-rate limiter and the client) talk to Discord; ``cache``, ``snowflakes`` and ``media`` hold its state and ids;
+rate limiter and the client) talk to Discord; ``cache`` (with its member records in ``members``), ``snowflakes``
+and ``media`` hold its state and ids; ``member_requests`` keeps the books of whole-guild member lists asked over
+the gateway (``gateway/members`` sends and waits);
 ``entities`` turns payloads and cached state into envelope entities for both directions, ``markup`` converts
 message content both ways; ``events_in`` (dispatches → events) and ``commands_out`` (commands → REST) share
 only ``own_actions``, what the bridge itself did.

@@ -10,9 +10,13 @@ What it holds:
 * the bot user, and the guild ids READY announced (to tell "bot joined a guild" from a lazy GUILD_CREATE);
 * guilds: name, owner, system channel, roles (name, permissions, position), the bot's own member;
 * channels (guild channels, threads, DM channels): name, type, parent, overwrites, guild;
-* members "as far as seen or fetched", in a per-guild LRU under a global cap (discord.md §6.4: caching every
-  member of large guilds is what costs discord.py users gigabytes), plus a small LRU of users;
+* members "as far as seen or fetched", as compact records under a per-guild and a global bound, least recently
+  used evicted first (:mod:`adapters.discord.members`; discord.md §6.4: caching every member of large guilds is
+  what costs discord.py users gigabytes), plus a small LRU of users. A guild's list counts as complete when a
+  GUILD_CREATE listed everyone, or a whole-list request (op 8) or REST listing fit, until an eviction;
 * the bridge's image ids → attachment URLs (so a framework can send back an image it received).
+
+The bounds are ``[discord.cache]`` (:class:`relay.config.DiscordCacheConfig`, :meth:`DiscordCache.from_config`).
 
 Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) are never cached.
 """
