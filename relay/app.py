@@ -88,6 +88,8 @@ log = logging.getLogger(__name__)
 
 #: seconds in-flight commands get to finish at shutdown before their connection is closed
 COMMAND_GRACE: Final = 5.0
+#: seconds after start-up (guilds loaded) before the objects alive are frozen out of the collector
+FREEZE_AFTER: Final = 0.1
 #: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
 GATEWAY_CLOSE_GRACE: Final = 6.0
 #: how often startup looks again whether the bridge is ready, for systemd's READY=1 (only until it is)
@@ -665,6 +667,8 @@ async def _main(config: BridgeConfig, egress: DiscordEgress | None) -> int:
 
         nursery.start_soon(watch_signals)
         running = await nursery.start(bridge_task)
+        # the first events after the guilds loaded go out before the collection the freeze runs
+        await trio.sleep(FREEZE_AFTER)
         process.freeze_startup_objects()
     return 130 if interrupted else 0
 
