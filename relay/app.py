@@ -593,7 +593,8 @@ async def serve_bridge(
                     # running means the guilds are loaded, not just READY (issue 18): Gateway.guilds_loaded
                     await gateway.wait_guilds_loaded()
                     log.info(
-                        "bridge running: %d shard(s), %d guild(s) loaded, mirai adapters %s, %d destination(s), store %s",
+                        "bridge running: %d shard(s), %d guild(s) loaded, mirai adapters %s, %d destination(s), "
+                        "store %s",
                         len(gateway.shards),
                         len(cache.guilds),
                         ", ".join(config.mirai.adapters),
