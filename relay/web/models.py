@@ -3,7 +3,8 @@
 Pure (no trio, no sockets): the server in ``relay/web/server.py`` builds a :class:`Request` from what h11
 parsed, calls a :data:`Handler`, and writes the :class:`Response` it returns. Handlers and the helpers beside
 them (``bodies``, ``multipart``, ``routing``, ``cors``) refuse a request by raising :class:`RequestRejected`,
-which the server answers with :func:`json_error`'s body; any other exception from a handler is answered 500.
+which the server answers with :func:`json_error`'s body; a handler that must not answer at all raises
+:class:`DropConnection` (the server closes the connection); any other exception from a handler is answered 500.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from relay import fastjson
 from relay.errors import RelayError
 
 __all__ = [
+    "DropConnection",
     "Handler",
     "Request",
     "RequestRejected",
@@ -129,6 +131,15 @@ class RequestRejected(RelayError):
 
     def response(self) -> Response:
         return json_error(self.status, self.message, headers=self.headers)
+
+
+class DropConnection(RelayError):
+    """Raised by a handler: close the connection without answering the request (nor any pipelined after it).
+
+    For servers that play an unreliable peer on purpose (the Discord emulator's injected ``Drop``: Discord's
+    edge sometimes closes a connection mid-request, and the client cannot tell whether the request acted).
+    The message is logged at DEBUG.
+    """
 
 
 def reason_phrase(status: int) -> str:

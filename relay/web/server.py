@@ -13,8 +13,10 @@ status or ends that connection only:
 * a head not complete ``header_timeout`` seconds after its first byte, or a body not complete
   ``body_timeout`` seconds after its head → 408, then close; no request within ``keep_alive_timeout`` → close;
   a response not written within ``send_timeout`` → close;
-* a handler that raises :class:`~relay.web.models.RequestRejected` → its status; any other exception → 500
-  with a JSON body, logged with the traceback; the server goes on;
+* a handler that raises :class:`~relay.web.models.RequestRejected` → its status;
+  :class:`~relay.web.models.DropConnection` → the connection is closed with no answer (on purpose: a test
+  peer playing a flaky server); any other exception → 500 with a JSON body, logged with the traceback; the
+  server goes on;
 * beyond ``max_connections`` open connections, a new one is accepted, its first request answered 503 with
   ``Retry-After``, and closed (a clear answer rather than a stalled connect); at most
   :data:`MAX_REJECTING` such answers are in progress at once, beyond which new connections are closed at once.
@@ -214,7 +216,12 @@ class _Connection:
             if upgrade_handler is not None and models.is_websocket_upgrade(request):
                 await self._hand_over(upgrade_handler, request)
                 return
-            response = await _respond(handler, request)
+            try:
+                response = await _respond(handler, request)
+            except models.DropConnection as exc:
+                log.debug("%s %s: closing the connection unanswered (%s)", request.method, request.path, exc)
+                await trio.aclose_forcefully(self.stream)
+                return
             if not await self._send(response, head_only=request.method == "HEAD"):
                 return  # not taken: a client that does not read gets no lingering either
             if self.conn.our_state is h11.MUST_CLOSE:
@@ -369,6 +376,8 @@ async def _respond(handler: Handler, request: Request) -> Response:
         return await handler(request)
     except models.RequestRejected as exc:
         return exc.response()
+    except models.DropConnection:
+        raise
     except Exception:
         log.exception("%s %s: the handler failed; answering 500", request.method, request.path)
         return models.json_error(500, "the server failed to handle the request")

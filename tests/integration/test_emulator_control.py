@@ -9,10 +9,9 @@ import pytest
 import trio
 
 from relay.sandbox.emulator.emulator import Emulator
-from relay.sandbox.emulator.errors import DropConnection
 from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
 from relay.sandbox.emulator.rest import Drop, Slow
-from relay.web.models import Request
+from relay.web.models import DropConnection, Request
 
 TOKEN = "control-token"
 GUILD = 600_000_000_000_000_001

@@ -21,6 +21,7 @@ from relay.config import DiscordConfig
 from relay.sandbox.emulator import defaults
 from relay.sandbox.emulator.emulator import DEFAULT_TOKEN, Emulator
 from relay.sandbox.emulator.errors import EmulatorError
+from relay.sandbox.emulator.rest import Drop
 from relay.sandbox.emulator.server import serve_emulator
 from relay.wire.client import connect_websocket
 from relay.wire.connection import WebSocketConnection
@@ -104,3 +105,18 @@ async def test_a_busy_port_and_a_public_host_are_clear_errors() -> None:
                 await serve_emulator(Emulator(), port=em.port)  # fails before it would serve
     with pytest.raises(EmulatorError, match="loopback only"):
         await serve_emulator(Emulator(), host="0.0.0.0")
+
+
+async def test_an_injected_drop_closes_the_connection_unanswered() -> None:
+    """relay.web's DropConnection: the client sees the connection end with no response (not a 500)."""
+    emulator = Emulator(seed_default=True)
+    with trio.fail_after(30):
+        async with serving(emulator) as em:
+            em.inject("GET /users/@me", Drop())
+            headers = {"authorization": f"Bot {DEFAULT_TOKEN}"}
+            async with httpx.AsyncClient() as http:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await http.get(f"{em.base_url}/users/@me", headers=headers)
+                after = await http.get(f"{em.base_url}/users/@me", headers=headers)
+            assert after.status_code == 200
+            assert [r.status for r in em.requests_to("GET /users/@me")] == [0, 200]

@@ -193,6 +193,21 @@ async def test_a_handler_refusal_gets_its_status() -> None:
     assert reply.json() == {"status": 409, "error": "Conflict", "message": "already bound"}
 
 
+async def test_a_handler_can_close_the_connection_without_answering(caplog: pytest.LogCaptureFixture) -> None:
+    with trio.fail_after(GUARD):
+        async with serving(app()) as port:
+            async with RawClient.connect(port) as client:
+                # a request pipelined behind the dropped one is not answered either
+                await client.send(b"GET /drop HTTP/1.1\r\nHost: t\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+                try:
+                    data = await client.stream.receive_some(65536)
+                except trio.BrokenResourceError:  # a reset is a close without an answer too
+                    data = b""
+                assert data == b""
+            await assert_still_serving(port)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_an_invalid_response_from_a_handler_becomes_500() -> None:
     with trio.fail_after(GUARD):
         async with serving(app()) as port, RawClient.connect(port) as client:

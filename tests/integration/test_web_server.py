@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from relay.web import bodies
-from relay.web.models import Request, RequestRejected, Response
+from relay.web.models import DropConnection, Request, RequestRejected, Response
 from relay.web.routing import Router
 from tests.integration.webclient import RawClient, serving
 
@@ -32,6 +32,10 @@ async def echo(request: Request) -> Response:
 
 async def crash(request: Request) -> Response:
     raise RuntimeError("a bug in a handler")
+
+
+async def drop(request: Request) -> Response:
+    raise DropConnection("playing a flaky server")
 
 
 async def refuse(request: Request) -> Response:
@@ -59,6 +63,7 @@ def app() -> Router:
     router.add(("GET", "POST"), "/echo", echo)
     router.add("GET", "/crash", crash)
     router.add("GET", "/refuse", refuse)
+    router.add("GET", "/drop", drop)
     router.add("GET", "/invalid", invalid)
     router.add("POST", "/json", needs_json)
     router.add("GET", "/big", big)

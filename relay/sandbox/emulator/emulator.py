@@ -3,8 +3,8 @@
 :class:`Emulator` composes the pure parts (:mod:`.world` + :mod:`.actions` persisted by :mod:`.db`,
 :mod:`.rest` over :mod:`.endpoints` and :mod:`.ratelimits`, :mod:`.gateway`) and is their trio side: it reads
 the clocks, answers HTTP requests in the contract's handler shape (:meth:`Emulator.handle_http`: sleeping for an
-injected slow answer, raising :class:`~.errors.DropConnection` for a dropped one) and wraps the gateway's control
-calls as awaitables, like the old test fakes.
+injected slow answer; for a dropped one raising :class:`relay.web.models.DropConnection`, which relay.web
+closes unanswered) and wraps the gateway's control calls as awaitables, like the old test fakes.
 
 Clocks: the gateway and the rate limits run on ``trio.current_time()``; the world's wall clock is
 ``epoch + trio.current_time()`` when ``epoch`` is given (virtual-time tests: ids and timestamps look real and
@@ -32,12 +32,11 @@ from relay.sandbox.emulator.actions import Actions
 from relay.sandbox.emulator.db import StateFile
 from relay.sandbox.emulator.defaults import seed_default_world
 from relay.sandbox.emulator.endpoints import Endpoints
-from relay.sandbox.emulator.errors import DropConnection
 from relay.sandbox.emulator.gateway import Gateway
 from relay.sandbox.emulator.ratelimits import RateLimits
 from relay.sandbox.emulator.rest import Failure, RecordedRequest, RestApi
 from relay.sandbox.emulator.world import DEFAULT_BOT_ID, JSON, World
-from relay.web.models import Request, Response
+from relay.web.models import DropConnection, Request, Response
 
 #: the token the sandbox's bridge logs in with (nothing secret: the emulator is loopback-only)
 DEFAULT_TOKEN = "sandbox-token"

@@ -17,11 +17,6 @@ class EmulatorError(RelayError):
     """Root of the emulator's errors."""
 
 
-class DropConnection(EmulatorError):
-    """Raised by the HTTP handler: close the connection without an answer (an injected ``Drop``; Discord's edge
-    sometimes does that, and whether the request acted is then unknown to the client)."""
-
-
 class StateFileError(EmulatorError):
     """The emulator's SQLite file cannot be opened or read."""
 
