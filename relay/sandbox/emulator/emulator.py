@@ -51,7 +51,8 @@ def _monotonic() -> float:
 
 class Emulator:
     """See the module docstring. ``state_path``: the SQLite file of the world (``":memory:"``: none);
-    ``seed_default``: an empty world starts as :mod:`.defaults` (one guild, channels, members, roles)."""
+    ``seed_default``: an empty world starts as :mod:`.defaults` (one guild, channels, members, roles);
+    ``keep_requests``: bound the request log (None: keep every request, as tests want)."""
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Emulator:
         global_limit: int | None = 50,
         default_limit: int = 50,
         default_per: float = 1.0,
+        keep_requests: int | None = None,
     ) -> None:
         self.token = token
         self.epoch = epoch
@@ -88,7 +90,15 @@ class Emulator:
             default_per=default_per,
             wall_offset=epoch if epoch is not None else time.time() - _monotonic(),
         )
-        self.rest = RestApi(self.world, Endpoints(self.world, self.actions, self.gateway), self.limits, token=token)
+        self.rest = RestApi(
+            self.world,
+            Endpoints(self.world, self.actions, self.gateway),
+            self.limits,
+            token=token,
+            keep_requests=keep_requests,
+        )
+        #: called with each HTTP request answered (or dropped: None) as it is decided, before an injected delay
+        self.request_listeners: list[Callable[[RecordedRequest, Response | None], None]] = []
         self.world.listeners.append(self.gateway.publish)
         self._changed = trio.Event()
 
@@ -137,6 +147,8 @@ class Emulator:
     async def handle_http(self, request: Request) -> Response:
         """The REST API and the uploaded files, as a ``relay.web`` handler."""
         outcome = self.rest.answer(request, trio.current_time())
+        for listener in list(self.request_listeners):
+            listener(self.rest.requests[-1], outcome.response)
         if outcome.delay:
             await trio.sleep(outcome.delay)
         if outcome.response is None:

@@ -138,11 +138,16 @@ _CLOUDFLARE_PAGE = b"<html><body><h1>Error 1015</h1><p>You are being rate limite
 class RestApi:
     """See the module docstring."""
 
-    def __init__(self, world: World, endpoints: Endpoints, limits: RateLimits, *, token: str) -> None:
+    def __init__(
+        self, world: World, endpoints: Endpoints, limits: RateLimits, *, token: str, keep_requests: int | None = None
+    ) -> None:
         self.world = world
         self.limits = limits
         self._token = token
+        #: every request in arrival order; with ``keep_requests``, only about the latest that many (a long-running
+        #: sandbox must not keep every upload's body forever): the oldest are dropped in batches
         self.requests: list[RecordedRequest] = []
+        self._keep_requests = keep_requests
         self._routes = [_compile(method, template, fn) for method, template, fn in endpoints.table()]
         self._failures: dict[str, deque[Failure]] = {}
         self._forbidden: set[tuple[str, int | None]] = set()
@@ -196,6 +201,8 @@ class RestApi:
             time=now,
         )
         self.requests.append(record)
+        if self._keep_requests is not None and len(self.requests) > 2 * self._keep_requests:
+            del self.requests[: len(self.requests) - self._keep_requests]
 
         if request.method == "GET" and not request.path.startswith(API_PREFIX + "/"):
             stored = self.world.file(request.path)

@@ -2,8 +2,9 @@
 
 :func:`serve_emulator` runs ``relay.web``'s HTTP server with a :class:`~relay.web.routing.Router` whose catch-all
 prefix goes to :meth:`~.emulator.Emulator.handle_http` (so longer prefixes, such as the chat page's, can be
-added beside it) and whose websocket upgrades go to :func:`~.gateway_shell.serve_gateway_upgrade`. The
-emulator's addresses (``base_url``, ``gateway_url``, attachment URLs) follow the bound port.
+added beside it) and whose websocket upgrades go to :func:`~.gateway_shell.serve_gateway_upgrade`, except those
+at a path given in ``upgrades`` (the chat page's live updates). The emulator's addresses (``base_url``,
+``gateway_url``, attachment URLs) follow the bound port.
 
 It listens on loopback only: the emulated Discord has no accounts and one well-known token, so anything that
 can reach the port can act as the bot.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from collections.abc import Mapping
 from typing import Final, NoReturn
 
 import trio
@@ -23,7 +25,7 @@ from relay.sandbox.emulator.errors import EmulatorError
 from relay.sandbox.emulator.gateway_shell import serve_gateway_upgrade
 from relay.web.models import ServerLimits
 from relay.web.routing import Router
-from relay.web.server import WebSocketUpgrade, serve_http
+from relay.web.server import UpgradeHandler, WebSocketUpgrade, serve_http
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +63,23 @@ async def serve_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     router: Router | None = None,
+    upgrades: Mapping[str, UpgradeHandler] | None = None,
     limits: ServerLimits = LIMITS,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve ``emulator`` on ``host``:``port`` (0: a free port) until cancelled; ``task_status.started(port)``.
 
-    ``router`` defaults to :func:`make_router`. A port in use is an :class:`~.errors.EmulatorError` saying so.
+    ``router`` defaults to :func:`make_router`; ``upgrades`` maps a path to the handler of websocket upgrades
+    there (every other path is the gateway's). A port in use is an :class:`~.errors.EmulatorError` saying so.
     """
     check_loopback(host)
+    elsewhere = dict(upgrades or {})
 
     async def upgrade(handoff: WebSocketUpgrade) -> None:
+        other = elsewhere.get(handoff.request.path)
+        if other is not None:
+            await other(handoff)
+            return
         client = handoff.request.client
         await serve_gateway_upgrade(
             emulator.gateway,
