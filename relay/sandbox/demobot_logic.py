@@ -331,8 +331,11 @@ def member_summary(data: dict[str, Any]) -> str:
 
 
 def describe_event(event: Event) -> str:
-    """One log line about a pushed event: who said what where, who joined; else its type."""
+    """One log line about a pushed event: who said what where (and what else the message holds: ``[Image]``,
+    ``[At]``, ...), who joined, which message was recalled; else its type."""
     data = event.data
+    if event.kind == "GroupRecallEvent":
+        return _describe_recall(data)
     holder = data.get("sender") if event.kind == "GroupMessage" else data.get("member")
     if not isinstance(holder, dict) or event.kind not in ("GroupMessage", "MemberJoinEvent"):
         return event.kind
@@ -341,4 +344,17 @@ def describe_event(event: Event) -> str:
     who = f"{holder.get('memberName')} ({holder.get('id')})"
     if event.kind == "MemberJoinEvent":
         return f"MemberJoinEvent: {who} joined group {group_id}"
-    return f"GroupMessage in group {group_id} from {who}: {shorten(plain_text(data.get('messageChain')))}"
+    chain = data.get("messageChain")
+    others = "".join(
+        f" [{e.get('type')}]" for e in _elements(chain) if e.get("type") not in ("Source", "Plain", "Quote")
+    )
+    quoting = f" (quoting message {quoted_id(chain)})" if quoted_id(chain) is not None else ""
+    return f"GroupMessage in group {group_id} from {who}{quoting}: {shorten(plain_text(chain))}{others}"
+
+
+def _describe_recall(data: dict[str, Any]) -> str:
+    group = data.get("group")
+    group_id = group.get("id") if isinstance(group, dict) else None
+    operator = data.get("operator")
+    by = f"{operator.get('memberName')} ({operator.get('id')})" if isinstance(operator, dict) else "the bot"
+    return f"GroupRecallEvent: message {data.get('messageId')} in group {group_id} recalled by {by}"

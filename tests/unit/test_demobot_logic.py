@@ -147,3 +147,29 @@ def test_log_lines() -> None:
     joined = logic.Event({"type": "MemberJoinEvent", "member": {"id": 7, "memberName": "bob", "group": {"id": 1}}})
     assert logic.describe_event(joined) == "MemberJoinEvent: bob (7) joined group 1"
     assert logic.describe_event(logic.Event({"type": "GroupMessage"})) == "GroupMessage"
+
+
+def test_log_lines_name_what_else_a_message_holds_and_recalls() -> None:
+    """The sandbox's browser test reads these lines: an uploaded image is an Image segment, a delete a recall."""
+    chain = [
+        {"type": "Source", "id": 9, "time": 1},
+        {"type": "Quote", "id": 8, "senderId": 1, "targetId": 5001, "groupId": 5001, "origin": []},
+        {"type": "At", "target": 1, "display": ""},
+        {"type": "Plain", "text": "look"},
+        {"type": "Image", "imageId": "x", "url": "http://127.0.0.1/a.png"},
+    ]
+    sender = {"id": 6001, "memberName": "Alice", "group": {"id": 5001}}
+    line = logic.describe_event(logic.Event({"type": "GroupMessage", "messageChain": chain, "sender": sender}))
+    assert line == "GroupMessage in group 5001 from Alice (6001) (quoting message 8): 'look' [At] [Image]"
+    recall = {
+        "type": "GroupRecallEvent",
+        "authorId": 42,
+        "messageId": 77,
+        "time": 1,
+        "group": {"id": 5001, "name": "general", "permission": "ADMINISTRATOR"},
+        "operator": {"id": 6001, "memberName": "Alice"},
+    }
+    described = logic.describe_event(logic.Event(recall))
+    assert described == "GroupRecallEvent: message 77 in group 5001 recalled by Alice (6001)"
+    by_bot = logic.describe_event(logic.Event({**recall, "operator": None}))
+    assert by_bot == "GroupRecallEvent: message 77 in group 5001 recalled by the bot"
