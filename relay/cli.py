@@ -1,5 +1,5 @@
-"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init`` and the offline ``ids``, ``webhooks`` and
-``store check|repair`` commands.
+"""The ``discord-mirai-relay`` command: ``run``, ``check``, ``init``, ``sandbox`` and the offline ``ids``,
+``webhooks`` and ``store check|repair`` commands.
 
 A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.app.run`.
 :func:`main` is testable in-process (``main(["check", path], env={...}) -> exit code``);
@@ -28,6 +28,7 @@ from relay.egress import DEFAULT_GATEWAY_URL, DiscordEgress
 from relay.errors import ConfigError, InvalidProxyURL, RelayError
 from relay.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, Framework
 from relay.logs import TRACE, RedactionFilter, level_number, setup_logging
+from relay.sandbox import command as sandbox_command
 from relay.template import render_template
 from relay.wizard import InitAnswers, ask_init_questions
 
@@ -281,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub = actions.add_parser(action, help=text, description=text, parents=[_common_options(top_level=False)])
         _config_argument(sub)
         sub.set_defaults(handler=_cmd_store)
+
+    sandbox = sandbox_command.add_parser(
+        commands, parents=[_common_options(top_level=False)], formatter_class=formatter
+    )
+    _config_flag(sandbox, top_level=False)
+    sandbox.set_defaults(handler=_cmd_sandbox)
     return parser
 
 
@@ -499,6 +506,15 @@ def _cmd_webhooks(args: argparse.Namespace, env: Mapping[str, str], stdin: TextI
     if args.webhooks_command == "dead-letters":
         return int(webhook_cli.list_dead_letters(config, sys.stdout))
     return int(webhook_cli.replay_dead_letters(config, None if args.all else args.ids, sys.stdout))
+
+
+def _cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
+    # a configuration only when one is named (-c or CONFIG): ./bridge.toml and $DISCORD_MIRAI_RELAY_CONFIG are
+    # the real bridge's, and the sandbox needs none
+    source = getattr(args, "config_flag", None) or getattr(args, "config_flag_before_command", None) or args.config
+    config = sandbox_command.load(source, args, env)
+    _setup_logging(args, config, DiscordEgress.from_config(config.discord, env))
+    return sandbox_command.run_sandbox(args, config, env)
 
 
 # --------------------------------------------------------------------------- helpers

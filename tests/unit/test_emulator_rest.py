@@ -523,3 +523,12 @@ def test_channel_rename_topic_and_overwrites() -> None:
     actions = [e.data["action_type"] for e in events if e.name == "GUILD_AUDIT_LOG_ENTRY_CREATE"]
     assert actions == [13, 14, 15]
     assert [e.name for e in events].count("CHANNEL_UPDATE") == 3
+
+
+def test_a_bounded_request_log_keeps_the_latest() -> None:
+    em = Emulator(token=TOKEN, epoch=FAKE_EPOCH, keep_requests=3)
+    for n in range(10):
+        em.rest.answer(request("GET", f"/api/v10/users/{n}"), float(n))
+    assert 3 <= len(em.requests) <= 6  # trimmed in batches
+    assert em.requests[-1].path == "/users/9"
+    assert [r.path for r in em.requests] == [f"/users/{n}" for n in range(10 - len(em.requests), 10)]

@@ -93,6 +93,9 @@ SANS_IO_MODULES = (
     "adapters/robots/auth.py",
     "adapters/robots/render.py",
     "relay/health.py",
+    "relay/sandbox/pageviews.py",
+    "relay/sandbox/settings.py",
+    "relay/sandbox/command.py",  # imported by the CLI at start: trio comes with relay/sandbox/run.py
 )
 
 #: The mirai side every transport reuses (reverse-ws today; ws server, http, webhook later): no transport in
@@ -189,6 +192,7 @@ COMPOSITION_ROOT = (
     "relay/online.py",  # check --online: the probes dial as run dials (relay/cli.py's half that uses trio)
     "relay/observe.py",  # readiness and metrics: reads every component's statistics (nothing on the event path)
     "relay/__main__.py",
+    "relay/sandbox/run.py",  # the sandbox's: the emulator, the page, the demo bot and the bridge together
 )
 COMPOSITION_ROOT_FOLDERS = ("scripts", "tests")
 
