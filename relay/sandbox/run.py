@@ -216,7 +216,7 @@ def run(plan: SandboxPlan) -> int:
         for exc in _leaves(group):
             line = fatal_message(exc, plan.config)
             if isinstance(exc, EmulatorError) and "cannot listen" in line:
-                line += f" (start it on another port with --port, e.g. --port {plan.port + 1}; --port 0 takes any)"
+                line += f"; choose another port with --port (e.g. --port {plan.port + 1}; 0 takes any free port)"
             if line not in seen:
                 seen.add(line)
                 print(f"error: {line}", file=sys.stderr, flush=True)

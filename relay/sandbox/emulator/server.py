@@ -112,6 +112,6 @@ async def serve_emulator(
     if failure is not None:
         raise EmulatorError(
             f"the Discord emulator cannot listen on {host} port {port}: {failure.strerror or failure}"
-            + ("; is another sandbox running? choose another port" if port else "")
+            + (" (is another sandbox running?)" if port else "")
         ) from failure
     raise AssertionError("unreachable: serve_http never returns")  # pragma: no cover
