@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,3 +68,21 @@ async def framework_log() -> AsyncIterator[FrameworkLog]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous)
+
+
+def make_png(width: int = 120, height: int = 72) -> bytes:
+    """A small RGB PNG (blurple with a white diagonal band), written by hand: no imaging library needed."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)  # filter: none
+        for x in range(width):
+            band = abs(x - y * width // height) < 10
+            rows += b"\xff\xff\xff" if band else bytes((88, 101, 242))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b"")
+    )

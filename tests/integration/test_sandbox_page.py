@@ -21,13 +21,10 @@ from relay.sandbox.emulator import defaults
 from relay.sandbox.run import RunningSandbox
 from relay.wire.client import connect_websocket
 from relay.wire.connection import WebSocketConnection
-from tests.integration.sandboxing import GUARD, framework_log, running_sandbox
+from tests.integration.sandboxing import GUARD, framework_log, make_png, running_sandbox
 
 GENERAL = str(defaults.GENERAL)
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-    b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82"
-)
+PNG = make_png()
 
 
 def origin(running: RunningSandbox) -> str:
