@@ -4,7 +4,8 @@
     python scripts/build_zipapp.py -o /tmp/relay.pyz
     ./dist/discord-mirai-relay.pyz --version
 
-The project and its dependencies are installed with pip into a temporary folder, which becomes the archive.
+The project and its dependencies are installed with pip into a temporary folder, which becomes the archive; the
+package data (the sandbox's chat page) comes along, and the build fails if it did not.
 zipimport cannot load native extensions, so they are left out: tomli keeps pure-Python sources beside its
 compiled ones, and orjson (the fast JSON of the per-event paths) is replaced by the standard library
 (``relay/fastjson.py``), which is slower but gives the same results. The archive runs on any machine with a
@@ -25,6 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINT = "relay.cli:console_main"  # the same function as the console script in pyproject.toml
 NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+#: package data the archive must carry (pyproject.toml's [tool.setuptools.package-data]): the sandbox's chat page,
+#: read with importlib.resources, which reads from inside the archive too
+PACKAGE_DATA = (
+    "relay/sandbox/static/index.html",
+    "relay/sandbox/static/page.css",
+    "relay/sandbox/static/page.js",
+)
 
 
 def build(output: Path, interpreter: str) -> Path:
@@ -51,6 +59,9 @@ def build(output: Path, interpreter: str) -> Path:
             shutil.rmtree(cache, ignore_errors=True)
         # zipimport cannot load native extensions; packages that ship optional compiled speed-ups keep
         # their pure-Python sources next to them, and those are what runs from the archive.
+        missing = [name for name in PACKAGE_DATA if not (target / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"the install left out package data: {', '.join(missing)} (see pyproject.toml)")
         native = sorted(p for p in target.rglob("*") if p.suffix in NATIVE_SUFFIXES)
         for path in native:
             print(f"note: leaving out native extension {path.relative_to(target)} (zipimport cannot load it)")
@@ -73,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         path = build(args.output, args.python)
     except subprocess.CalledProcessError as exc:
         print(f"error: pip failed with exit code {exc.returncode}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     size = path.stat().st_size
     print(f"built {path} ({size / 1024 / 1024:.1f} MiB)")
