@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "getting started:\n"
+            f"  {PROG} sandbox --demo-bot   try it on an embedded Discord: no account, no token\n"
             f"  {PROG} init                 write a commented ./bridge.toml\n"
             f"  DISCORD_TOKEN=... MIRAI_VERIFY_KEY=... {PROG} check --online\n"
             f"  DISCORD_TOKEN=... MIRAI_VERIFY_KEY=... {PROG} run\n"
