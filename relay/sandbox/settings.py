@@ -89,4 +89,3 @@ def sandbox_config(
 def needs_verify_key(config: BridgeConfig) -> bool:
     """The framework side verifies, but no key was given (the user's bridge.toml without MIRAI_VERIFY_KEY)."""
     return config.mirai.enable_verify and not config.mirai.verify_key
-

@@ -94,4 +94,3 @@ def test_the_discord_side_becomes_the_emulators() -> None:
         base, api_base_url="a", gateway_url="b", token="t", store_path="/s", destinations=None, verify_key=None
     )
     assert kept.mirai == base.mirai
-
