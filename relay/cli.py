@@ -510,10 +510,7 @@ def _cmd_webhooks(args: argparse.Namespace, env: Mapping[str, str], stdin: TextI
 
 
 def _cmd_sandbox(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) -> int:
-    # a configuration only when one is named (-c or CONFIG): ./bridge.toml and $DISCORD_MIRAI_RELAY_CONFIG are
-    # the real bridge's, and the sandbox needs none
-    source = getattr(args, "config_flag", None) or getattr(args, "config_flag_before_command", None) or args.config
-    config = sandbox_command.load(source, args, env)
+    config = sandbox_command.load(sandbox_command.config_source(args), args, env)
     _setup_logging(args, config, DiscordEgress.from_config(config.discord, env))
     return sandbox_command.run_sandbox(args, config, env)
 

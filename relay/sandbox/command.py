@@ -99,6 +99,19 @@ def add_parser(
     return parser
 
 
+def config_source(args: argparse.Namespace) -> str | None:
+    """The file named by ``-c`` (after or before the command) or ``CONFIG``; None: the built-in configuration
+    (``./bridge.toml`` and ``$DISCORD_MIRAI_RELAY_CONFIG`` are the real bridge's, and the sandbox needs none)."""
+    for candidate in (
+        getattr(args, "config_flag", None),
+        getattr(args, "config_flag_before_command", None),
+        getattr(args, "config", None),
+    ):
+        if candidate:
+            return str(candidate)
+    return None
+
+
 def load(source: str | None, args: argparse.Namespace, env: Mapping[str, str]) -> BridgeConfig:
     """The bridge configuration the sandbox starts from: the file ``source``, or (None) the built-in one; checked
     like ``run``'s, except that no Discord token is needed (the emulator's is used). Raises :class:`ConfigError`."""

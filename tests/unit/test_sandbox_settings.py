@@ -33,6 +33,13 @@ def test_the_command_line() -> None:
         parse("--port", "70000")
 
 
+def test_a_configuration_file_only_when_one_is_named() -> None:
+    assert command.config_source(parse()) is None  # not ./bridge.toml, not $DISCORD_MIRAI_RELAY_CONFIG
+    assert command.config_source(parse("mine.toml")) == "mine.toml"
+    assert command.config_source(parse("-c", "flag.toml", "mine.toml")) == "flag.toml"
+    assert command.config_source(build_parser().parse_args(["-c", "before.toml", "sandbox"])) == "before.toml"
+
+
 def test_the_built_in_configuration_needs_no_file_and_no_variable() -> None:
     config = command.load(None, parse(), env={})
     assert config.mirai.verify_key == settings.VERIFY_KEY
