@@ -66,8 +66,8 @@ def sandbox_config(
     destinations: tuple[DestinationConfig, ...] | None = None,
     verify_key: str | None = None,
 ) -> BridgeConfig:
-    """``base`` with the emulated Discord in place of Discord and the sandbox's own store; ``destinations`` and
-    ``verify_key`` replace the framework side's when given (``--demo-bot``)."""
+    """``base`` with the emulated Discord in place of Discord, the sandbox's own store and ``[server]`` on any free
+    port; ``destinations`` and ``verify_key`` replace the framework side's when given (``--demo-bot``)."""
     discord = attrs.evolve(
         base.discord,
         api_base_url=api_base_url,
@@ -83,7 +83,10 @@ def sandbox_config(
     if verify_key is not None:
         mirai = attrs.evolve(mirai, verify_key=verify_key)
     store = attrs.evolve(base.store, path=store_path)
-    return attrs.evolve(base, discord=discord, mirai=mirai, store=store)
+    # health, metrics and robots on any free port (logged at start): a real bridge on this machine may hold the
+    # configured one, and the sandbox must start beside it
+    server = attrs.evolve(base.server, port=0)
+    return attrs.evolve(base, discord=discord, mirai=mirai, store=store, server=server)
 
 
 def needs_verify_key(config: BridgeConfig) -> bool:

@@ -101,3 +101,18 @@ def test_the_discord_side_becomes_the_emulators() -> None:
         base, api_base_url="a", gateway_url="b", token="t", store_path="/s", destinations=None, verify_key=None
     )
     assert kept.mirai == base.mirai
+
+
+def test_the_sandbox_bridge_serves_health_on_any_free_port_beside_a_real_bridge() -> None:
+    from relay.config import BridgeConfig, ServerConfig
+    from relay.sandbox.settings import sandbox_config
+
+    base = BridgeConfig(server=ServerConfig(port=8780))
+    config = sandbox_config(
+        base,
+        api_base_url="http://127.0.0.1:1/api/v10",
+        gateway_url="ws://127.0.0.1:1",
+        token="t",
+        store_path="/tmp/x.sqlite3",
+    )
+    assert config.server.port == 0 and config.server.host == base.server.host
