@@ -25,7 +25,6 @@ Lifecycle:
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import json
 import logging
@@ -33,7 +32,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -53,6 +52,7 @@ from adapters.discord.member_requests import MemberRequests
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client
 from adapters.mirai.cursors import DynamicCursors
+from adapters.mirai.deadletters import DeadLetters
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, CommandCounts, MiraiCommandHandler, PresentedIdentity
 from adapters.mirai.http_server import HttpAdapter
@@ -60,7 +60,10 @@ from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
 from adapters.mirai.sessions import SessionRegistry
 from adapters.mirai.upload_routes import UploadRoutes
 from adapters.mirai.uploads import UploadStore
+from adapters.mirai.webhook import Webhooks, serve_webhooks
 from adapters.mirai.ws_server import WsAdapter
+from adapters.robots.queue import DeliveryQueue
+from adapters.robots.service import RobotService, robot_routes, serve_robots
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
@@ -81,8 +84,6 @@ from relay.storage.sessions import SavedSessions, load_gateway_sessions
 from relay.storage.store import MessageStore, first_id_from_clock
 from relay.web.metrics import Metrics
 from relay.web.models import ServerLimits
-from relay.web.routing import Router
-from relay.web.server import serve_http
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,8 @@ class MiraiAdapters:
     ws: WsAdapter | None = None
     http: HttpAdapter | None = None
     uploads: UploadStore | None = None
-    #: bound port by config section ("mirai.ws", "mirai.http"): useful with port 0
+    webhooks: Webhooks | None = None  #: the webhook destinations' deliveries (None without destinations)
+    #: bound port by config section ("server", "mirai.ws", "mirai.http"): useful with port 0
     ports: dict[str, int] = attrs.field(factory=dict)
 
 
@@ -323,21 +325,6 @@ async def _notify_when_ready(running: RunningBridge, notifier: Notifier) -> None
         notifier.ready(status_line(running, 0.0))
 
 
-async def _serve_server_listener(
-    router: Router, config: BridgeConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """The ``[server]`` listener (health, readiness, metrics); a port it cannot bind is one clear error."""
-    host, port = config.server.host, config.server.port
-    try:
-        await serve_http(router, host=host, port=port, task_status=task_status)
-    except OSError as exc:
-        why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise RelayError(
-            f"cannot listen on {host} port {port} for [server] (health and metrics): {why}; set [server] host and "
-            "port (port = 0 picks any free port)"
-        ) from None
-
-
 async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
     previous = running.bridge.statistics().events_published
     while True:
@@ -357,10 +344,15 @@ async def serve_mirai_adapters(
     identity: PresentedIdentity,
     sessions: SessionRegistry,
     uploads: UploadStore | None,
+    metrics: Metrics,
+    dead_letters: DeadLetters | None = None,
+    mounts: Sequence[Mount] = (),
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the mirai adapters ``[mirai] adapters`` names; ``started(MiraiAdapters)`` once each is dialing or
-    listening. reverse-ws dials; ws and http are mounted on the listeners (one socket per host and port)."""
+    """Run the mirai adapters ``[mirai] adapters`` names, the webhook destinations (with ``dead_letters``) and the
+    HTTP listeners; ``started(MiraiAdapters)`` once each is dialing, posting or listening. reverse-ws dials; ws and
+    http are mounted on the listeners beside ``mounts`` (the bridge's own ``[server]``), one socket per host and
+    port."""
     mirai = config.mirai
     rng = random.SystemRandom()  # session keys and upload ids are secrets
 
@@ -389,7 +381,19 @@ async def serve_mirai_adapters(
                 len(mirai.reverse_ws.destinations),
             )
         running = MiraiAdapters(reverse_ws=reverse_ws, uploads=uploads)
-        mounts: list[Mount] = []
+        if dead_letters is not None:
+            running.webhooks = await nursery.start(
+                functools.partial(
+                    serve_webhooks,
+                    config=mirai.webhook,
+                    outbox=outbox,
+                    dead_letters=dead_letters,
+                    dispatcher=handler,
+                    identity=identity,
+                    metrics=metrics,
+                )
+            )
+        mounts = list(mounts)
         upload_routes = (
             UploadRoutes(sessions=sessions, store=uploads, handler=handler, bot_id=bot_id).routes()
             if uploads is not None
@@ -418,15 +422,18 @@ async def serve_mirai_adapters(
                 extra_routes=upload_routes,
             )
             mounts.append(running.http.mount())
-        if mounts:
+        if mirai.runs("ws") or mirai.runs("http"):
             adopted = cursors.adopt_saved(trio.current_time())
             if adopted:
                 log.info("outbox cursors of returning frameworks kept: %s", ", ".join(adopted))
             limits = ServerLimits(
                 max_body_bytes=max(ServerLimits().max_body_bytes, config.discord.max_upload_bytes + UPLOAD_BODY_SLACK)
             )
-            running.ports = await nursery.start(functools.partial(serve_listeners, mounts, limits=limits))
             nursery.start_soon(_sweep, sessions, cursors, running)
+        else:
+            limits = ServerLimits()
+        if mounts:
+            running.ports = await nursery.start(functools.partial(serve_listeners, mounts, limits=limits))
         task_status.started(running)
 
 
@@ -480,7 +487,11 @@ async def serve_bridge(
         first_id=first_id_from_clock(time.time()),  # a store replacing a lost one issues none of its ids again
     )
     try:
-        with Outbox(store_path, config.outbox) as outbox, open_ids(config, store_path, outbox) as ids:
+        with (
+            Outbox(store_path, config.outbox) as outbox,
+            open_ids(config, store_path, outbox) as ids,
+            contextlib.ExitStack() as stack,  # the robots' queue and the webhooks' dead letters, when configured
+        ):
             rest_proxy = egress.choice(config.discord.api_base_url).proxy
             async with open_rest_client(config.discord, config.discord.token, proxy=rest_proxy) as rest:
                 mirai = config.mirai
@@ -512,11 +523,34 @@ async def serve_bridge(
                     rest=rest,
                     commands=core.commands,
                 )
-                observed.expect_listener("server")
                 metrics = Metrics()
                 metrics.add_reader(SPECS, functools.partial(read_metrics, observed))
-                server_router = Router()
-                server_router.include(health_routes(observed.readiness, metrics))
+                robots = (
+                    RobotService(
+                        config.robots,
+                        queue=stack.enter_context(contextlib.closing(DeliveryQueue(store_path))),
+                        service=bridge,
+                        events=bridge,
+                        metrics=metrics,
+                        write_lock=outbox.write_lock,
+                    )
+                    if config.robots
+                    else None
+                )
+                dead_letters = (
+                    stack.enter_context(contextlib.closing(DeadLetters(store_path)))
+                    if config.mirai.webhook.destinations
+                    else None
+                )
+                # health, readiness, metrics and the robots: the bridge's own listener, [server]
+                server_mount = Mount(
+                    "server",
+                    config.server.host,
+                    config.server.port,
+                    routes=(*health_routes(observed.readiness, metrics), *(robot_routes(robots) if robots else ())),
+                )
+                for name in ("server", *(section for section in ("mirai.ws", "mirai.http") if mirai.runs(section[6:]))):
+                    observed.expect_listener(name)
                 # saved with the last flush before the bridge stopped, cleanly or not
                 sessions = resumable_sessions(load_gateway_sessions(store_path), now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
@@ -536,14 +570,9 @@ async def serve_bridge(
                             guard=guard,
                         )
                     )
-                    # health, readiness and metrics answer from now on (503 until Discord is READY)
-                    server_port = await nursery.start(_serve_server_listener, server_router, config)
-                    observed.listening("server", f"{config.server.host}:{server_port}")
-                    log.info(
-                        "health and metrics on http://%s:%d (/healthz, /readyz, /metrics)",
-                        f"[{config.server.host}]" if ":" in config.server.host else config.server.host,
-                        server_port,
-                    )
+                    if robots is not None:
+                        await nursery.start(serve_robots, robots)  # its queue runs before the route takes posts
+                    # the listeners, [server] included, answer from now on (/readyz: 503 until Discord is ready)
                     adapters: MiraiAdapters = await nursery.start(
                         _scoped,
                         mirai_scope,
@@ -556,9 +585,24 @@ async def serve_bridge(
                             identity=identity,
                             sessions=mirai_sessions,
                             uploads=uploads,
+                            metrics=metrics,
+                            dead_letters=dead_letters,
+                            mounts=(server_mount,),
                         ),
                     )
                     observed.reverse_ws = adapters.reverse_ws
+                    observed.webhooks = adapters.webhooks
+                    observed.ws, observed.http = adapters.ws, adapters.http
+                    listening = {"server": config.server.host, "mirai.ws": mirai.ws.host, "mirai.http": mirai.http.host}
+                    for name, port in adapters.ports.items():
+                        observed.listening(name, f"{listening[name]}:{port}")
+                    server_host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+                    log.info(
+                        "health and metrics on http://%s:%d (/healthz, /readyz, /metrics)%s",
+                        server_host,
+                        adapters.ports["server"],
+                        f", robots at /robots/<name> ({len(config.robots)})" if config.robots else "",
+                    )
                     gateway = await nursery.start(
                         _scoped,
                         gateway_scope,

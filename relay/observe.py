@@ -34,8 +34,10 @@ from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway
 from adapters.discord.rest.client import RestClient
 from adapters.mirai.handlers import CommandCounts
+from adapters.mirai.http_server import HttpAdapter
 from adapters.mirai.reverse_ws import ReverseWsClient
 from adapters.mirai.webhook import Webhooks
+from adapters.mirai.ws_server import WsAdapter
 from relay.bridge import Bridge
 from relay.config import BridgeConfig
 from relay.health import Component, Verdict
@@ -64,6 +66,8 @@ class Observed:
     gateway: Gateway | None = None  #: None until every shard reached READY
     reverse_ws: ReverseWsClient | None = None
     webhooks: Webhooks | None = None
+    ws: WsAdapter | None = None  #: mirai-api-http's ws adapter, when it runs
+    http: HttpAdapter | None = None  #: mirai-api-http's http adapter, when it runs
     #: every HTTP listener the configuration asks for (``"server"``, ``"mirai.ws"``...) → the address it is bound
     #: to ("127.0.0.1:8780"), None until it is
     listeners: dict[str, str | None] = attrs.field(factory=dict)
@@ -351,6 +355,18 @@ def _frameworks_out(observed: Observed) -> dict[str, Samples]:
             delivered[key] = destination.frames_delivered
             connected[key] = float(destination.verified)
             connections[key] = destination.connections
+    if observed.ws is not None:
+        counters = observed.ws.counters  # every framework connection to the ws adapter, whatever its identity
+        delivered[("ws", "ws")] = counters.frames_delivered
+        connections[("ws", "ws")] = counters.connections
+    if observed.http is not None:
+        delivered[("http", "http")] = observed.http.polled_events  # events handed out by fetch/peek
+    if observed.ws is not None:
+        counters = observed.ws.counters  # every framework connection to the ws adapter, whatever its identity
+        delivered[("ws", "ws")] = counters.frames_delivered
+        connections[("ws", "ws")] = counters.connections
+    if observed.http is not None:
+        delivered[("http", "http")] = observed.http.polled_events  # events handed out by fetch/peek
     if observed.webhooks is not None:
         for hook in observed.webhooks.statistics():
             key = ("webhook", hook.label)
