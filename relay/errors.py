@@ -66,6 +66,20 @@ class FrameTooLarge(RemoteProtocolError):
 # --------------------------------------------------------------------------- Discord
 
 
+class InvalidSnowflake(RemoteProtocolError, ValueError):
+    """Discord sent an id outside ``0 < id < 2**63`` (discord.md §10), or a non-integral number where an id goes.
+
+    A :class:`ValueError` too, so the lenient readers that skip a malformed dispatch skip this one as well.
+    """
+
+    def __init__(self, value: object) -> None:
+        shown = repr(value)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        super().__init__(f"id {shown} is not a snowflake (0 < id < 2**63)")
+        self.value = value
+
+
 class DiscordError(RelayError):
     """Root of the errors that come from talking to Discord."""
 

@@ -37,6 +37,7 @@ from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.snowflakes import to_int
 from relay import envelope as env
+from relay.errors import InvalidSnowflake
 from relay.ports import EventSink, MessageFactory
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class DispatchTranslator:
         self._new_message = new_message
         self._status: env.BotStatus | None = None
         self.dropped_echoes = 0
+        #: dispatches skipped for their shape (logged at WARNING); failed: skipped because handling raised (ERROR)
+        self.malformed_dispatches = 0
+        self.failed_dispatches = 0
 
     # ================================================================= connection state
 
@@ -82,21 +86,37 @@ class DispatchTranslator:
     # ================================================================= dispatch
 
     def on_dispatch(self, name: str, data: Any, now: float) -> list[env.Event]:
-        """Translate one gateway dispatch. Never raises for odd payloads: they are logged and skipped."""
-        if not isinstance(data, dict):
-            data = {}
-        if name == "MESSAGE_CREATE":
-            return self._on_message_create(data, now)
-        handler = self._handlers.get(name)
-        if handler is None:
-            return []
-        if name not in _MESSAGE_ONLY:
-            self.entities.forget_groups()
+        """Translate one gateway dispatch (``data`` is its raw ``d``). Never raises: a dispatch it cannot handle is
+        logged with its name and skipped, so one bad payload never ends the gateway reader.
+
+        Dispatches the bridge does not use pass by quietly whatever their ``d`` (SESSIONS_REPLACE's is a list);
+        one it uses whose ``d`` is not an object, or whose ids are out of range (:func:`to_int`), is refused."""
         try:
+            if name == "MESSAGE_CREATE" and type(data) is dict:  # the hot path: no table lookup
+                return self._on_message_create(data, now)
+            handler = self._handlers.get(name)
+            if handler is None:
+                return []
+            if not isinstance(data, dict):
+                if data is not None:  # RESUMED's d is null
+                    self.malformed_dispatches += 1
+                    log.warning("skipping malformed %s dispatch: 'd' is %s, not an object", name, type(data).__name__)
+                    return []
+                data = {}
+            if name not in _MESSAGE_ONLY:
+                self.entities.forget_groups()
             return handler(self, data, now)
+        except InvalidSnowflake as exc:
+            self.malformed_dispatches += 1
+            log.warning("refused a %s dispatch: %s", name, exc)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.malformed_dispatches += 1
             log.warning("skipping malformed %s dispatch: %r", name, exc)
-            return []
+        except Exception:
+            # a bug, or a payload shape nobody foresaw (e.g. nesting deep enough for RecursionError): contained
+            self.failed_dispatches += 1
+            log.exception("skipping a %s dispatch: handling it failed", name)
+        return []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -348,14 +368,10 @@ class DispatchTranslator:
     # ----------------------------------------------------------------- messages
 
     def _on_message_create(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        try:
-            if self._is_own_echo(data):
-                self.dropped_echoes += 1
-                return []
-            message = self.entities.message(data, live=True, new_message=self._new_message)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.warning("skipping malformed MESSAGE_CREATE: %r", exc)
+        if self._is_own_echo(data):
+            self.dropped_echoes += 1
             return []
+        message = self.entities.message(data, live=True, new_message=self._new_message)
         if message is None:
             return []
         return [env.MessageReceived(message=message)]
@@ -419,6 +435,7 @@ _MESSAGE_ONLY = frozenset(
     },
 )
 DispatchTranslator._handlers = {
+    "MESSAGE_CREATE": DispatchTranslator._on_message_create,
     "READY": DispatchTranslator._on_ready,
     "RESUMED": DispatchTranslator._on_resumed,
     "USER_UPDATE": DispatchTranslator._on_user_update,
