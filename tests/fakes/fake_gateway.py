@@ -154,6 +154,11 @@ class FakeGateway:
     allowed_intents: int = (1 << 26) - 1  #: privileged bits missing here → 4014
     enforce_send_limit: bool = True
     replay_buffer_size: int = 20_000  #: dispatches kept per session for RESUME (Discord keeps a few minutes)
+    #: a server that never resumes: every RESUME is answered op 9 d=false (some Discord-compatible servers)
+    refuse_resume: bool = False
+    #: answer IDENTIFY by closing with this code (and ``close_on_identify_reason``) instead of READY
+    close_on_identify: int | None = None
+    close_on_identify_reason: str | None = None
     bot_user: dict[str, Any] = attrs.field(
         factory=lambda: {"id": "1000", "username": "relay-bot", "global_name": None, "bot": True}
     )
@@ -247,12 +252,12 @@ class FakeGateway:
         conn.queue(_dumps({"op": 9, "d": resumable}))
         await trio.lowlevel.checkpoint()
 
-    async def close_with(self, code: int, *, shard_id: int = 0) -> None:
-        """Close the shard's live connection with ``code`` (4007/4009 also end the session)."""
+    async def close_with(self, code: int, *, shard_id: int = 0, reason: str | None = None) -> None:
+        """Close the shard's live connection with ``code`` and ``reason`` (4007/4009 also end the session)."""
         conn = self._conn_for(shard_id)
         if code in (4007, 4009):
             self._forget_session(shard_id)
-        await self._close(conn, code)
+        await self._close(conn, code, reason)
 
     async def drop_connection(self, *, shard_id: int = 0) -> None:
         """Drop the TCP connection without a close frame (the session stays resumable)."""
@@ -324,11 +329,11 @@ class FakeGateway:
             conn.session.conn = None
         self._notify()
 
-    async def _close(self, conn: _Connection, code: int) -> None:
+    async def _close(self, conn: _Connection, code: int, reason: str | None = None) -> None:
         self.server_closes.append((trio.current_time(), code))
         self._detach(conn)
         with trio.move_on_after(5):
-            await conn.ws.aclose(code)
+            await conn.ws.aclose(code, reason)
 
     async def _handle_tcp(self, stream: trio.SocketStream) -> None:
         async with trio.open_nursery() as nursery:
@@ -434,6 +439,9 @@ class FakeGateway:
         if d.get("token") != self.token:
             await self._close(conn, 4004)
             return False
+        if self.close_on_identify is not None:
+            await self._close(conn, self.close_on_identify, self.close_on_identify_reason)
+            return False
         if now >= self._budget_reset_at:
             self.identify_remaining = self.identify_total
             self._budget_reset_at = now + 24 * 3600.0
@@ -489,7 +497,7 @@ class FakeGateway:
             return False
         session = self._sessions.get(str(d.get("session_id")))
         seq = d.get("seq") or 0
-        if session is None or (session.buffer and session.buffer[0][0] > seq + 1):
+        if self.refuse_resume or session is None or (session.buffer and session.buffer[0][0] > seq + 1):
             self.invalid_sessions.append((now, False))
             conn.queue(_dumps({"op": 9, "d": False}))
             return True

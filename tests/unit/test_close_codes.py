@@ -74,3 +74,13 @@ def test_4014_without_known_privileged_intents_lists_all_of_them() -> None:
 
 def test_4004_advice_points_to_the_token_setting() -> None:
     assert "discord.token_env" in fatal_close_advice(4004)
+
+
+@pytest.mark.parametrize("code", [None, 1000, 1001, 4000, 4002, 4005, 4008, 4999])
+def test_without_a_session_a_close_never_says_resume(code: int | None) -> None:
+    # issue 15: a connection that ended before READY has nothing to resume; the log must not promise it
+    assert classify_close(code, has_session=False) is CloseAction.REIDENTIFY
+
+
+def test_without_a_session_fatal_codes_stay_fatal() -> None:
+    assert all(classify_close(code, has_session=False) is CloseAction.FATAL for code in FATAL_CLOSE_CODES)

@@ -585,16 +585,23 @@ def test_session_state_round_trip() -> None:
             ResumeState.from_json(bad)
 
 
-def test_dispatch_with_non_object_data_is_counted_not_fatal() -> None:
+def test_dispatch_with_non_object_data_passes_through_quietly() -> None:
+    # issue 15: SESSIONS_REPLACE's d is a list; whether a d has the right shape is the translator's business
     gw = connected()
-    (ev,) = gw.receive({"op": 0, "t": "WEIRD", "s": 2, "d": [1, 2]}, now=1.0)
+    (ev,) = gw.receive({"op": 0, "t": "SESSIONS_REPLACE", "s": 2, "d": [1, 2]}, now=1.0)
     assert isinstance(ev, DispatchReceived)
-    assert ev.data == {}
-    assert gw.statistics().malformed_dispatches == 1
+    assert ev.data == [1, 2]
+    assert gw.statistics().malformed_dispatches == 0
     assert gw.receive({"op": 0, "s": 3, "d": {}}, now=1.0) == []  # no name: skipped, seq taken
-    assert gw.malformed_dispatches == 2
+    assert gw.malformed_dispatches == 1
     assert gw.seq == 3
     assert gw.state is ShardState.CONNECTED
+
+
+def test_ready_whose_d_is_not_an_object_is_a_remote_protocol_error() -> None:
+    gw = connected()
+    with pytest.raises(RemoteProtocolError):
+        gw.receive({"op": 0, "t": "READY", "s": 5, "d": [1]}, now=1.0)
 
 
 def test_any_remote_protocol_error_finishes_the_connection() -> None:

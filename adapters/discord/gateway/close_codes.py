@@ -63,16 +63,18 @@ class CloseAction(enum.Enum):
     FATAL = "fatal"  #: stop: reconnecting cannot help
 
 
-def classify_close(code: int | None) -> CloseAction:
-    """Classify a close code from Discord (``None``: the socket died without a close frame). discord.md §2.11."""
-    if code is None:
-        return CloseAction.RESUME
+def classify_close(code: int | None, *, has_session: bool = True) -> CloseAction:
+    """Classify a close code from Discord (``None``: the socket died without a close frame). discord.md §2.11.
+
+    ``has_session``: whether there is a session to resume; without one the answer is never RESUME (the next
+    connection identifies), so no log line promises a resume that cannot happen.
+    """
     if code in FATAL_CLOSE_CODES:
         return CloseAction.FATAL
-    if code in REIDENTIFY_CLOSE_CODES:
+    if code in REIDENTIFY_CLOSE_CODES or not has_session:
         return CloseAction.REIDENTIFY
-    # 1000/1001 from the server, other transport codes, 4000-4002, 4005, 4008 and unknown codes: try a resume;
-    # if the session is really gone Discord answers op 9 d=false and we identify.
+    # no close frame, 1000/1001 from the server, other transport codes, 4000-4002, 4005, 4008 and unknown codes:
+    # try a resume; if the session is really gone Discord answers op 9 d=false and we identify.
     return CloseAction.RESUME
 
 

@@ -47,7 +47,7 @@ class DispatchReceived:
     shard_id: int
     name: str
     seq: int | None
-    data: dict[str, Any]  #: raw ``d``; the adapter's translator consumes it
+    data: Any  #: raw ``d``, as sent (usually an object); the adapter's translator consumes it
 
 
 @attrs.frozen(kw_only=True)

@@ -132,6 +132,8 @@ def _loads(raw: bytes | str) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"gateway sent invalid JSON: {exc}") from None
+    except RecursionError:
+        raise RemoteProtocolError("gateway sent JSON nested too deeply to decode") from None
 
 
 def encode_payload(payload: Mapping[str, Any]) -> str:

@@ -139,7 +139,7 @@ class ShardSession:
     fatal_error: GatewayClosed | None = None
     close_code: int | None = None  #: set in CLOSING: the code the shell must close the socket with
     latency: float | None = None
-    #: dispatches skipped or stripped because their shape was wrong (the shell logs when this grows)
+    #: op 0 payloads skipped because they carry no event name (the shell logs when this grows)
     malformed_dispatches: int = 0
     #: every guild of the last READY arrived or was given up as unavailable (see ShardGuildsLoaded)
     guilds_loaded: bool = False
@@ -392,8 +392,11 @@ class ShardSession:
         if self.state in _LIVE_STATES:
             self._begin_close(CloseAction.RESUME, reason)
 
-    def connection_lost(self, code: int | None, *, now: float, reason: str = "") -> list[GatewayEvent]:
-        """The socket is gone (``code``: the server's close code; None when it died without one).
+    def connection_lost(
+        self, code: int | None, *, now: float, reason: str = "", server_reason: str = ""
+    ) -> list[GatewayEvent]:
+        """The socket is gone (``code``: the server's close code; None when it died without one; ``server_reason``:
+        the reason text of its close frame, which ends up in the event's reason and a fatal error).
 
         Also call it when connecting failed. Returns one :class:`ShardDisconnected`; after a fatal code the
         state is STOPPED and ``fatal_error`` holds the GatewayClosed to raise.
@@ -409,15 +412,20 @@ class ShardSession:
         if self.state is ShardState.CLOSING:
             action, why, delay = self._pending_action, self._pending_reason, self._pending_delay
         else:
-            action = classify_close(code)
-            why = reason or f"{close_reason_text(code)}"
+            action = classify_close(code, has_session=self.session_id is not None)
+            said = f": {server_reason}" if server_reason else ""
+            named = close_reason_text(code) if code is None else f"close code {code}, {close_reason_text(code)}"
+            why = (reason or named) + said
             delay = None
             if action is CloseAction.FATAL:
                 assert code is not None  # classify_close(None) is RESUME
                 self._drop_session()
                 self.state = ShardState.STOPPED
                 self.fatal_error = GatewayClosed(
-                    code, close_reason_text(code), fatal=True, advice=fatal_close_advice(code, self.intent_names)
+                    code,
+                    close_reason_text(code) + said,
+                    fatal=True,
+                    advice=fatal_close_advice(code, self.intent_names),
                 )
                 return [
                     ShardDisconnected(shard_id=self.shard_id, code=code, action=action, will_retry_in=None, reason=why)
@@ -428,6 +436,8 @@ class ShardSession:
             self._drop_session()
             action = CloseAction.REIDENTIFY
             why += f"; {self._failed_resumes} resume attempts failed, starting a new session"
+        if action is CloseAction.RESUME and self.session_id is None:
+            action = CloseAction.REIDENTIFY  # nothing to resume (closed before READY, or op 7 while identifying)
         if delay is None:
             delay = backoff_delay(self.backoff, self._attempt, self.rng)
             self._attempt += 1
@@ -498,11 +508,9 @@ class ShardSession:
             # skipped, but its seq is taken: a resume would replay the same garbage forever
             self.malformed_dispatches += 1
             return []
+        # ``d`` is passed on as it is: whether its shape is right is the consumer's business (SESSIONS_REPLACE's
+        # is a list, RESUMED's null); only READY's is read here
         data = payload.get("d")
-        if not isinstance(data, dict):
-            if data is not None:
-                self.malformed_dispatches += 1
-            data = {}
         names = self._dispatch_names  # one dict update per dispatch: the metrics' "events in, by kind"
         count = names.get(name)
         if count is not None:
@@ -515,6 +523,8 @@ class ShardSession:
         if self.state is ShardState.AUTHENTICATING and self._resuming and name != "RESUMED":
             self._replayed += 1
         if name == "READY":
+            if not isinstance(data, dict):
+                raise RemoteProtocolError("READY whose 'd' is not an object")
             events.append(self._on_ready(data, now))
             if not self._guilds_pending:
                 events.extend(self._guilds_done())

@@ -13,7 +13,8 @@ The supervisor loop around them reconnects with backoff, waits for identify slot
 :class:`IdentifyGate`, and raises :class:`relay.errors.GatewayClosed` on fatal close codes.
 
 ``on_event`` must not block (it is a plain function; do slow work elsewhere). An exception it raises is a bug
-in the consumer and stops the gateway. Back-pressure goes through ``make_room`` instead: the reader awaits it
+in the consumer: it is logged with the event's name and the event is skipped; the reader carries on (one bad
+payload never ends the gateway). Back-pressure goes through ``make_room`` instead: the reader awaits it
 every :data:`READER_YIELD_EVERY` messages, so a consumer whose buffers are full can hold the reader (and only
 the reader: the pump's heartbeats, commands and the framework writers keep running) until it has caught up.
 It must hold only briefly: an ACK not read before the next heartbeat makes the connection a zombie (the bridge's
@@ -70,6 +71,9 @@ CLOSE_GRACE = 5.0
 #: a yield the mirai writer and the pump sat idle meanwhile and the backlog piled up in memory (bench, 40,000
 #: events: peak RSS 245 MB without, ~110 MB with 256; 64 cost more CPU in smaller write batches)
 READER_YIELD_EVERY = 256
+
+#: how a failed TLS handshake's reason begins (relay.wire.client.tls_failure_text): logged at WARNING
+_TLS_FAILURES = ("certificate verify failed", "TLS handshake failed")
 
 OnEvent = Callable[[GatewayEvent], None]
 #: awaited by the reader every READER_YIELD_EVERY messages; returns once the consumer can take more (it must
@@ -135,6 +139,8 @@ class Shard:
     _closing: bool = False
     _connected: bool = False
     _stopped: trio.Event = attrs.field(factory=trio.Event)
+    #: events whose ``on_event`` raised (each logged with its name, then skipped)
+    consumer_errors: int = 0
 
     @property
     def shard_id(self) -> int:
@@ -202,16 +208,19 @@ class Shard:
                 await self.identify_gate.wait_until_identify_likely(machine.shard_id)
             url = machine.connect_url()
             code: int | None = None
-            reason = ""
+            reason = server_reason = ""
             try:
                 self._connected = True
-                code = await self._run_connection(url)
+                code, server_reason = await self._run_connection(url)
             except WebSocketHandshakeFailed as exc:
                 reason = f"could not connect: {exc.reason}"
+                if exc.reason.startswith(_TLS_FAILURES):
+                    # not a passing outage: the operator must look (a proxy or clock in the way, a wrong URL)
+                    log.warning("shard %d: %s", machine.shard_id, exc.reason)
             except trio.TooSlowError:
                 reason = f"could not connect within {CONNECT_TIMEOUT:.0f} s"
             except WebSocketClosed as exc:
-                code = exc.code
+                code, server_reason = exc.code, exc.reason
             except (OSError, trio.BrokenResourceError) as exc:
                 reason = f"network error: {type(exc).__name__}"
             finally:
@@ -220,7 +229,7 @@ class Shard:
                 log.info("shard %d: closed (session kept resumable)", machine.shard_id)
                 continue
             self._identify_task_running = False
-            events = machine.connection_lost(code, now=trio.current_time(), reason=reason)
+            events = machine.connection_lost(code, now=trio.current_time(), reason=reason, server_reason=server_reason)
             self._emit(events)
             if machine.fatal_error is not None:
                 raise machine.fatal_error
@@ -230,8 +239,8 @@ class Shard:
                     delay = event.will_retry_in
             await trio.sleep(delay)
 
-    async def _run_connection(self, url: str) -> int | None:
-        """One websocket connection; returns Discord's close code (None: no close frame)."""
+    async def _run_connection(self, url: str) -> tuple[int | None, str]:
+        """One websocket connection; returns Discord's close code (None: no close frame) and its reason text."""
         machine = self.machine
         decoder = PayloadDecoder(compressed=self.config.compress, max_size=self.config.max_message_bytes)
         with trio.fail_after(CONNECT_TIMEOUT):
@@ -248,16 +257,18 @@ class Shard:
             self._emit(machine.connection_opened(now=trio.current_time()))
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump, ws)
-                code = await self._read(ws, decoder, nursery)
+                closed = await self._read(ws, decoder, nursery)
                 nursery.cancel_scope.cancel(reason="connection closed")
-            return code
+            return closed
         finally:
             # Always close with an explicit code: 1000 would end the Discord session (discord.md §2.12).
             # aclose is idempotent, so after a close handshake this only closes the stream.
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
                 await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
 
-    async def _read(self, ws: WebSocketConnection, decoder: PayloadDecoder, nursery: trio.Nursery) -> int | None:
+    async def _read(
+        self, ws: WebSocketConnection, decoder: PayloadDecoder, nursery: trio.Nursery
+    ) -> tuple[int | None, str]:
         machine = self.machine
         on_event = self.on_event
         make_room = self.make_room
@@ -267,11 +278,11 @@ class Shard:
             try:
                 batch = await ws.get_messages()  # one await per socket read, not per message
             except WebSocketClosed as exc:
-                return exc.code
+                return exc.code, exc.reason
             except FrameTooLarge as exc:
                 # the socket already sent close 1009, which keeps the session resumable (discord.md §2.12)
                 log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
-                return ws.closed.code if ws.closed is not None else None
+                return (ws.closed.code if ws.closed is not None else None), ""
             # the messages of one read arrived together: they share a timestamp, taken again after each yield
             now = trio.current_time()
             for message in batch:
@@ -293,13 +304,16 @@ class Shard:
                 if machine.malformed_dispatches != malformed_seen:
                     malformed_seen = machine.malformed_dispatches
                     log.warning(
-                        "shard %d: skipped a malformed dispatch (op 0 without a name, or 'd' not an object); %d so far",
+                        "shard %d: skipped a malformed dispatch (op 0 without an event name); %d so far",
                         machine.shard_id,
                         malformed_seen,
                     )
                 for event in events:
                     if type(event) is DispatchReceived:
-                        on_event(event)  # the hot path: no logging, no awaiting
+                        try:
+                            on_event(event)  # the hot path: no logging, no awaiting
+                        except Exception as exc:
+                            self._consumer_failed(event, exc)
                     else:
                         self._emit([event])
                 if machine.has_work:
@@ -392,7 +406,23 @@ class Shard:
                         event.will_retry_in,
                         event.action.value,
                     )
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:
+                self._consumer_failed(event, exc)
+
+    def _consumer_failed(self, event: GatewayEvent, exc: Exception) -> None:
+        """``on_event`` raised ``exc``: a bug in the consumer. Logged with the event's name and the traceback; the
+        reader carries on."""
+        self.consumer_errors += 1
+        name = event.name if isinstance(event, DispatchReceived) else type(event).__name__
+        log.error(
+            "shard %d: handling %s failed; skipped (%d so far)",
+            self.shard_id,
+            name,
+            self.consumer_errors,
+            exc_info=exc,
+        )
 
 
 async def serve_shard(
