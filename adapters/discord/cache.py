@@ -523,7 +523,9 @@ class DiscordCache:
 
     def upsert_all_members(self, guild_id: int, members: Sequence[Mapping[str, Any]]) -> list[CachedMember]:
         """Every member of a guild (a full REST listing): each is cached, and the guild's member list counts as
-        complete when all of them fit. Returns a copy of each member (the cache may evict them meanwhile)."""
+        complete when all of them fit and every entry could be read (one without its ``user`` object, as some
+        Discord-compatible servers send, cannot be). Returns a copy of each member read (the cache may evict them
+        meanwhile); ``len(members)`` minus its length is how many could not be."""
         guild = self.guilds.get(guild_id)
         if guild is None:
             return []
@@ -533,7 +535,9 @@ class DiscordCache:
             result = self.upsert_member(guild_id, data)
             if result is not None:
                 found.append(result[1].copy())
-        guild.members_complete = len(members) <= self.max_members_per_guild and guild.members_evicted == evicted
+        guild.members_complete = (
+            len(found) == len(members) <= self.max_members_per_guild and guild.members_evicted == evicted
+        )
         return found
 
     def touch_message_author(

@@ -489,9 +489,35 @@ class DiscordCommandExecutor:
             found = [m for m in self.cache.iter_members(guild_id) if m.user.id != bot_id]
         else:
             raw = await self.rest.iter_all_guild_members(guild_id)
-            found = [m for m in self.cache.upsert_all_members(guild_id, raw) if m.user.id != bot_id]
+            read = self.cache.upsert_all_members(guild_id, raw)
+            if len(read) < len(raw):
+                read = self._members_despite_unreadable(guild_id, read, len(raw))
+            found = [m for m in read if m.user.id != bot_id]
         members = [self.entities.member_of(guild_id, m, group, now) for m in found]
         return env.MemberList(members=tuple(members))
+
+    def _members_despite_unreadable(self, guild_id: int, read: list[CachedMember], listed: int) -> list[CachedMember]:
+        """Discord's listing had entries without their ``user`` object (a deviant server): they cannot be named, so
+        the answer is the members that could be read plus those the cache knows, and it is said in the log (the
+        guild's list stays incomplete, so the next memberList asks again). With nothing at all, the command fails
+        rather than answer an empty list a framework would trust."""
+        seen = {m.user.id for m in read}
+        known = [m.copy() for m in self.cache.iter_members(guild_id) if m.user.id not in seen]
+        log.warning(
+            "guild %d: %d of the %d members Discord listed came without their user object and cannot be named; "
+            "answering with the %d members known",
+            guild_id,
+            listed - len(read),
+            listed,
+            len(read) + len(known),
+        )
+        if not read and not known:
+            raise CommandFailed(
+                FailureKind.INTERNAL,
+                f"Discord listed {listed} members of guild {guild_id} without their user objects; "
+                "no member can be named",
+            )
+        return read + known
 
     async def _get_member(self, command: env.GetMember) -> env.MemberFound:
         channel = await self._group_channel(command.group_id)

@@ -36,7 +36,7 @@ import trio
 from adapters.discord import USER_AGENT
 from adapters.discord.media import MAX_FILES_PER_MESSAGE
 from adapters.discord.rest.ratelimit import RateLimiter, Reservation
-from adapters.discord.snowflakes import new_nonce, snowflake_time
+from adapters.discord.snowflakes import new_nonce, parse_snowflake, snowflake_time
 from relay.config import DiscordConfig
 from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, PayloadTooLarge, RemoteProtocolError
 from relay.logs import TRACE, shorten_payload
@@ -624,7 +624,10 @@ class RestClient:
         return _expect_list(await self.request(route, query=query), route.key)
 
     async def iter_all_guild_members(self, guild_id: int) -> list[JSONObject]:
-        """Every member of a guild, paging with ``after`` = the highest user id seen (discord.md §6.4)."""
+        """Every member of a guild, paging with ``after`` = the highest user id seen (discord.md §6.4).
+
+        Entries are returned as Discord sent them, also those without a ``user`` (the caller reports them); a full
+        page none of whose entries has a user id cannot be paged past, so the listing ends there."""
         members: list[JSONObject] = []
         after = 0
         while True:
@@ -632,10 +635,16 @@ class RestClient:
             members.extend(page)
             if len(page) < MEMBER_PAGE_LIMIT:
                 return members
-            try:
-                after = max(int(m["user"]["id"]) for m in page)
-            except (KeyError, TypeError, ValueError):
-                raise RemoteProtocolError("GET /guilds/{guild_id}/members: a member without user.id") from None
+            ids = [parse_snowflake(m["user"].get("id")) for m in page if isinstance(m.get("user"), dict)]
+            highest = max((i for i in ids if i is not None), default=None)
+            if highest is None or highest <= after:
+                log.warning(
+                    "GET /guilds/%d/members: a full page without user ids; the member list ends after %d entries",
+                    guild_id,
+                    len(members),
+                )
+                return members
+            after = highest
 
     async def iter_current_user_guilds(self) -> list[JSONObject]:
         """Every guild the bot is in (partial guild objects), paging with ``after`` (discord.md §9: 200 a page)."""
