@@ -210,12 +210,20 @@ def check_frame_size(data: str | bytes, limit: int) -> None:
 
 
 def loads(data: str | bytes) -> object:
-    """Parse JSON text; raise :class:`RemoteProtocolError` (never a bare ValueError) when it is not JSON."""
+    """Parse JSON text; raise :class:`RemoteProtocolError` (never a bare ValueError) when it is not JSON.
+
+    Nesting too deep to decode (a 50,000-deep array: RecursionError; MemoryError for what would not fit) is not
+    JSON the bridge can use either: the same RemoteProtocolError, so the framework gets the bare 400 answer and
+    its connection stays."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RemoteProtocolError(f"frame is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise RemoteProtocolError("frame is JSON nested too deeply to decode") from None
+    except MemoryError:
+        raise RemoteProtocolError("frame is JSON too large to decode") from None
 
 
 def decode_frame(data: str | bytes, *, max_frame_bytes: int) -> IncomingFrame:

@@ -72,6 +72,10 @@ LATE_COMPLETION_GRACE: Final = 5.0
 WRITE_COALESCE_DELAY: Final = 0.001
 #: a wake-up sooner than this after the last write means events arrive faster than one per pause: a burst
 BURST_GAP: Final = 0.0005
+#: bad frames of one connection logged each at WARNING; after that one line per REJECTED_LOG_EVERY (a framework
+#: stuck sending garbage must not flood the log; every frame is still answered)
+REJECTED_LOGGED: Final = 10
+REJECTED_LOG_EVERY: Final = 1000
 
 
 class MessageTransport(Protocol):
@@ -142,6 +146,7 @@ class FrameworkConnection:
         self.expiry = trio.CancelScope()
         self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
         self._on_session_closed: Callable[[], None] | None = None
+        self.rejected = 0  #: frames answered with the bare 400 (each is logged up to REJECTED_LOGGED)
 
     @property
     def verified(self) -> bool:
@@ -160,7 +165,14 @@ class FrameworkConnection:
                     self._start_writing(nursery)
                 while True:
                     message = await self.transport.get_message()
-                    for action in self.session.receive(message, bot_id=self.bot_id(), now=trio.current_time()):
+                    try:
+                        actions = self.session.receive(message, bot_id=self.bot_id(), now=trio.current_time())
+                    except Exception as exc:  # a bug in the session: this frame is lost, the connection is not
+                        log.error("%s: a frame could not be handled; answered as a bad frame", self.label, exc_info=exc)
+                        actions = [FrameRejected(f"{type(exc).__name__}: {exc}")]
+                        if self.verified:
+                            actions.insert(0, SendFrame(codec.encode_raw(codec.INVALID_PARAMETER)))
+                    for action in actions:
                         await self._apply(action, nursery)
         finally:
             held = self.session.session
@@ -221,7 +233,14 @@ class FrameworkConnection:
                 self.dispatcher = self.dispatcher_for_session(action.session_key)
             self._start_writing(nursery)
         elif isinstance(action, FrameRejected):
-            log.warning("%s: bad frame from the framework answered with code 400: %s", self.label, action.reason)
+            self.rejected += 1
+            if self.rejected <= REJECTED_LOGGED or not self.rejected % REJECTED_LOG_EVERY:
+                log.warning(
+                    "%s: bad frame from the framework answered with code 400: %s (%d so far)",
+                    self.label,
+                    action.reason,
+                    self.rejected,
+                )
         else:
             log.debug("%s: %s", self.label, action.reason)
 

@@ -149,3 +149,17 @@ def test_event_type_of_frames_written_some_other_way() -> None:
 def test_message_event_types_are_those_of_section_9_1() -> None:
     assert {t for t in codec.MESSAGE_EVENT_TYPES if not t.endswith("Message")} == set()
     assert len(codec.MESSAGE_EVENT_TYPES) == 9
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 50_000 + "]" * 50_000,
+        '{"syncId":"1","command":"about","content":' + '{"a":' * 50_000 + "1" + "}" * 50_000 + "}",
+        b"[" * 100_000,
+    ],
+)
+def test_json_nested_too_deeply_is_a_bad_frame_not_a_crash(frame: str | bytes) -> None:
+    # issue 15: RecursionError escaped the codec (it caught only ValueError) and ended the connection
+    with pytest.raises(RemoteProtocolError):
+        codec.decode_frame(frame, max_frame_bytes=1 << 24)
