@@ -722,8 +722,9 @@ def fatal_message(exc: RelayError, config: BridgeConfig) -> str:
     """One line that says what went wrong and what to do about it."""
     if isinstance(exc, HTTPError) and exc.status == 401:
         source = f"the {config.discord.token_env} environment variable" if config.discord.token_env else "[discord]"
+        where = f"HTTP 401 on {exc.method} {exc.route}" if exc.method else "HTTP 401"
         return (
-            f"Discord rejected the bot token (HTTP 401 on {exc.method} {exc.route}): copy the token from the "
+            f"Discord rejected the bot token ({where}): copy the token from the "
             f"Developer Portal (Bot → Reset Token) into {source}"
         )
     return str(exc)

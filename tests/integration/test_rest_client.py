@@ -341,6 +341,23 @@ async def test_token_never_appears_in_repr_errors_or_logs(
     assert "data" not in repr(UploadFile("a.png", b"\x89PNG"))
 
 
+async def test_a_token_refused_earlier_names_the_request_discord_rejected(autojump_clock: trio.abc.Clock) -> None:
+    # issue 15: the exit message of a poisoned REST client said "HTTP 401 on  " (no method, no route)
+    from relay.app import fatal_message
+    from relay.config import BridgeConfig
+
+    fake = make_fake()
+    with trio.fail_after(60):
+        async with running(fake, token="wrong-" + TOKEN) as client:
+            with pytest.raises(HTTPError):
+                await client.get_current_user()
+            with pytest.raises(HTTPError) as refused:
+                await client.get_guild(GUILD)
+    assert (refused.value.method, refused.value.route) == ("GET", "/users/@me")
+    line = fatal_message(refused.value, BridgeConfig())
+    assert "HTTP 401 on GET /users/@me" in line and "DISCORD_TOKEN" in line
+
+
 # ---------------------------------------------------------------------- request shapes
 
 

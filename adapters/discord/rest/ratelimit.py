@@ -171,7 +171,8 @@ class RateLimiter:
     _invalid_warned: bool = attrs.field(default=False, init=False)
     _banned_until: float | None = attrs.field(default=None, init=False)
     _banned_status: int = attrs.field(default=0, init=False)
-    _unauthorized: bool = attrs.field(default=False, init=False)
+    #: the route key ("GET /users/@me") of the request Discord answered 401; every later request is refused
+    _unauthorized: str | None = attrs.field(default=None, init=False)
     _rate_limited_responses: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -259,12 +260,16 @@ class RateLimiter:
             if now < self._banned_until:
                 raise CloudflareBanned(self._banned_status, self._banned_until - now)
             self._banned_until = None
-        if self._unauthorized:
+        if self._unauthorized is not None:
+            # named after the request Discord rejected, so the line the operator reads says where it happened
+            method, _, route = self._unauthorized.partition(" ")
             raise HTTPError(
                 401,
                 0,
                 "Discord rejected the bot token earlier; no further requests are sent with it. "
                 "Fix the token (DISCORD_TOKEN) and restart",
+                method=method,
+                route=route.split(" [", 1)[0],
             )
         count = self.invalid_count(now)
         if count >= self.invalid_refuse:
@@ -311,7 +316,7 @@ class RateLimiter:
             self._count_invalid(now)
         if status == 401:
             # discord.md §8.6.8: a rejected token stays rejected; hammering with it only counts toward a ban.
-            self._unauthorized = True
+            self._unauthorized = reservation.route
         if status == 403 and body.strip() and not _is_json(body):
             # discord.md §8.6.6: an HTML 403 from the edge is Cloudflare's ban page, not a Discord error.
             self._ban(reservation, 403, parsed.retry_after, now)
