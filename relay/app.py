@@ -690,6 +690,8 @@ async def _main(config: BridgeConfig, egress: DiscordEgress | None) -> int:
     interrupted = False
     async with trio.open_nursery() as nursery:
         running: RunningBridge | None = None
+        #: cancelled by a first signal that arrives before startup finished (Discord not READY yet)
+        startup = trio.CancelScope()
 
         async def bridge_task(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
             await serve_bridge(config, egress=egress, task_status=task_status)
@@ -699,22 +701,31 @@ async def _main(config: BridgeConfig, egress: DiscordEgress | None) -> int:
             nonlocal interrupted
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
-                    if running is None or running.shutdown_requested.is_set():
-                        # a second signal (or one before startup finished): stop at once
-                        log.warning("received %s again: exiting now", signal.Signals(signum).name)
+                    name = signal.Signals(signum).name
+                    if startup.cancel_called or (running is not None and running.shutdown_requested.is_set()):
+                        log.warning("received %s again: exiting now", name)
                         interrupted = True
                         nursery.cancel_scope.cancel(reason="second signal")
                         return
-                    log.info(
-                        "received %s: shutting down gracefully (again to exit at once)", signal.Signals(signum).name
-                    )
+                    if running is None:
+                        # nothing to drain yet: stop starting (the store and outbox are still flushed and closed)
+                        log.info("received %s before startup finished: stopping (again to exit at once)", name)
+                        startup.cancel(reason=f"{name} during startup")
+                        continue
+                    log.info("received %s: shutting down gracefully (again to exit at once)", name)
                     running.shutdown()
 
         nursery.start_soon(watch_signals)
-        running = await nursery.start(bridge_task)
-        # the first events after the guilds loaded go out before the collection the freeze runs
-        await trio.sleep(FREEZE_AFTER)
-        process.freeze_startup_objects()
+        with startup:
+            # while the bridge starts it runs inside this scope (trio's nursery.start), so cancelling the scope
+            # stops the start-up cleanly; a bridge that did start lives in the nursery, outside it
+            running = await nursery.start(bridge_task)
+        if running is None:
+            nursery.cancel_scope.cancel(reason="stopped before startup finished")
+        else:
+            # the first events after the guilds loaded go out before the collection the freeze runs
+            await trio.sleep(FREEZE_AFTER)
+            process.freeze_startup_objects()
     return 130 if interrupted else 0
 
 

@@ -216,3 +216,19 @@ async def test_second_sigint_exits_at_once_while_a_command_is_in_flight(tmp_path
                 with trio.fail_after(10):  # a hang guard; the 30 s slow request must not be waited for
                     code = await bridge.process.wait()
     assert code == 130, bridge.log
+
+
+async def test_one_sigterm_before_the_first_ready_stops_cleanly_with_exit_0(tmp_path: Path) -> None:
+    # issue 15: a signal before startup finished was taken as the second one (exit 130)
+    with trio.fail_after(60):
+        async with world_and_framework(tmp_path) as (world, _framework, config):
+            world.gateway.close_on_identify = 4000  # the shard never reaches READY: startup never finishes
+            async with bridge_process(config, token=world.token) as bridge:
+                await world.gateway.wait_until(lambda: len(world.gateway.identifies) >= 1)
+                bridge.process.send_signal(signal.SIGTERM)
+                with trio.fail_after(20):
+                    code = await bridge.process.wait()
+    assert code == 0, bridge.log
+    assert "before startup finished" in bridge.log
+    assert "again: exiting now" not in bridge.log
+    assert "Discord REST client closed" in bridge.log  # it stopped by unwinding, not by being killed
