@@ -95,7 +95,7 @@ ENV_OVERRIDES: Final[Mapping[str, str]] = {
 
 #: Paths whose values must never be echoed in a problem message.
 _SECRET_KEYS: Final = frozenset({"token", "verify_key", "proxy", "secret"})
-_SECRET_TABLES: Final = frozenset({"extra_headers"})
+_SECRET_TABLES: Final = frozenset({"extra_headers", "extra_parameters"})
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HTTP_METHOD = re.compile(r"[A-Z]+\Z")
@@ -228,7 +228,19 @@ def secrets_of(config: BridgeConfig) -> tuple[str, ...]:
     for hook in webhook.destinations:
         found.extend([*hook.extra_headers.values(), hook.secret])
     found.extend(robot.secret for robot in config.robots)
+    found.extend(_query_secrets(reverse_ws.extra_parameters))
+    for destination in reverse_ws.destinations:
+        found.extend(_query_secrets(destination.extra_parameters))
     return tuple(dict.fromkeys(s for s in found if s))
+
+
+def _query_secrets(parameters: Mapping[str, str]) -> list[str]:
+    """``extra_parameters`` values (frameworks take tokens there too), as written and as they appear in a URL's
+    query string once encoded, so a logged request target is masked as well."""
+    found: list[str] = []
+    for value in parameters.values():
+        found.extend((value, urllib.parse.quote_plus(value), urllib.parse.quote(value, safe="")))
+    return found
 
 
 def configured_proxy_password(value: str) -> str:
@@ -1019,14 +1031,41 @@ def _describe_toml_error(exc: tomllib.TOMLDecodeError, text: str) -> str:
     if line is None:
         return f"TOML syntax error: {reason}"
     lines = text.splitlines()
-    snippet = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-    shown = f" near `{snippet[:60]}`" if snippet and not _looks_secret_line(snippet) else ""
+    snippet = _excerpt(lines[line - 1]) if 0 < line <= len(lines) else ""
+    shown = f" near `{snippet}`" if snippet else ""
     return f"line {line}, column {column}: TOML syntax error: {reason}{shown}"
 
 
-def _looks_secret_line(line: str) -> bool:
-    key = line.split("=", 1)[0].strip().strip('"').lower()
-    return key in _SECRET_KEYS or "header" in key or "token" in key or "key" in key or "@" in line
+def _excerpt(line: str) -> str:
+    """What of a broken line a syntax error may quote: a table header whole; of ``key = value`` only the key, and
+    only when it is one of the bridge's own keys; of anything else (a header or query parameter of its own, a
+    line inside an array or a multi-line string) nothing. A value is never shown: any of them may carry a secret
+    (a token, a header, a query parameter, a proxy password), inline or on a line of its own."""
+    stripped = line.strip()
+    if _TABLE_HEADER.match(stripped):
+        return stripped
+    key, equals, _value = stripped.partition("=")
+    if equals and key.strip() in _OWN_KEYS:
+        return f"{key.strip()} = …"
+    return ""
+
+
+def _own_keys(cls: type) -> set[str]:
+    keys: set[str] = set()
+    for field in attrs.fields(cls):
+        keys.add(field.name)
+        hint = typing.get_type_hints(cls)[field.name]
+        if attrs.has(hint):
+            keys |= _own_keys(hint)
+        elif typing.get_origin(hint) is tuple and attrs.has(typing.get_args(hint)[0]):
+            keys |= _own_keys(typing.get_args(hint)[0])
+    return keys
+
+
+#: every key the bridge's configuration has (a broken line may be quoted up to its ``=`` only if it is one)
+_OWN_KEYS: Final = frozenset(_own_keys(BridgeConfig))
+#: ``[a.b]`` / ``[[a.b]]`` with bare key names only
+_TABLE_HEADER: Final = re.compile(r"\[\[?[A-Za-z0-9_.\- ]{1,60}\]?\]?\Z|\[\[?[A-Za-z0-9_.\- ]{1,60}\Z")
 
 
 def _describe(value: object, *, secret: bool) -> str:

@@ -525,3 +525,50 @@ def test_ids_default_to_snowflakes_and_small_is_accepted(tmp_path: Path) -> None
 def test_ids_problems(tmp_path: Path, snippet: str, expected: str) -> None:
     (problem,) = problems_of(tmp_path, snippet + "\n" + MINIMAL)
     assert problem == expected
+
+
+SECRET = "s3cr3t-value"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'[mirai.reverse_ws.extra_headers]\nAuthorization = "Bearer {SECRET}\n',
+        f'[mirai.reverse_ws]\nextra_headers = {{ Authorization = "Bearer {SECRET}" \n',
+        f'[mirai.reverse_ws]\nextra_parameters = {{ access = "{SECRET}" \n',
+        '[[mirai.reverse_ws.destinations]]\nhost = "h"\n'
+        f'[mirai.reverse_ws.destinations.extra_parameters]\nsig = "{SECRET}\n',
+        f'[discord]\ntoken = "{SECRET}\n',
+        f'[discord]\napi_base_url = "https://user:{SECRET}@example.com\n',
+        f'[discord]\nintents = [\n  "{SECRET}=", \n  "x" "y"\n]\n',
+        f'[discord]\ntoken = """\n{SECRET}=\n"""x\n',
+    ],
+)
+def test_a_syntax_error_never_quotes_a_value(tmp_path: Path, text: str) -> None:
+    # issue 15: only token = / verify_key = lines were masked; a header, a parameter or a URL was echoed
+    (problem,) = problems_of(tmp_path, text)
+    assert "TOML syntax error" in problem
+    assert SECRET not in problem and "Bearer" not in problem and SECRET[:4] not in problem
+
+
+def test_a_syntax_error_still_points_at_the_key_or_table(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path, "[discord]\ncompress = tru\n")
+    assert "near `compress = …`" in problem
+    (problem,) = problems_of(tmp_path, "[discord\ncompress = true\n")
+    assert "near `[discord`" in problem
+
+
+def test_extra_parameters_values_are_secrets_as_written_and_as_encoded(tmp_path: Path) -> None:
+    text = (
+        '[mirai.reverse_ws]\nextra_parameters = { access = "a b/c" }\n'
+        '[[mirai.reverse_ws.destinations]]\nhost = "h"\nport = 1\nextra_parameters = { sig = "per-destination" }\n'
+    )
+    path = tmp_path / "bridge.toml"
+    path.write_text(text, encoding="utf-8")
+    found = secrets_of(load_config(path, env=ENV))
+    assert {"a b/c", "a+b%2Fc", "a%20b%2Fc", "per-destination"} <= set(found)
+
+
+def test_a_wrong_extra_parameter_value_is_not_echoed(tmp_path: Path) -> None:
+    (problem,) = problems_of(tmp_path, "[mirai.reverse_ws]\nextra_parameters = { flag = true }\n")
+    assert problem == "mirai.reverse_ws.extra_parameters.flag: expected a string, got a boolean"
