@@ -34,6 +34,7 @@ import trio
 
 from adapters.discord import USER_AGENT  # the REST client's, so the probes look like `run`
 from adapters.discord.gateway.payloads import gateway_connect_url
+from adapters.discord.rest.client import tls_failure
 from adapters.mirai import codec
 from adapters.mirai.connection import new_session
 from adapters.mirai.reverse_ws import destination_endpoint, destination_headers, ssl_context_for
@@ -185,7 +186,8 @@ class _Rest:
         try:
             response = await self.client.get(url)
         except httpx.HTTPError as exc:
-            return _Answer(0, None, f"cannot reach {url}: {type(exc).__name__}: {exc}")
+            tls = tls_failure(exc, httpx.URL(url).host)  # "certificate verify failed for HOST: reason", as run says
+            return _Answer(0, None, f"cannot reach {url}: {tls or f'{type(exc).__name__}: {exc}'}")
         except RelayError as exc:
             return _Answer(0, None, f"cannot reach {url}: {exc}")
         log.log(TRACE, "GET %s → %d %s", url, response.status_code, shorten_payload(response.text))

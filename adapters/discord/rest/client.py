@@ -23,6 +23,7 @@ import enum
 import json
 import logging
 import random
+import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -42,6 +43,7 @@ from relay.errors import DiscordUnreachable, HTTPError, MediaUnreachable, Payloa
 from relay.logs import TRACE, shorten_payload
 from relay.proxy import httpx_proxy_options
 from relay.proxyurl import ProxySettings
+from relay.wire.client import tls_failure_text
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +315,10 @@ class RestClient:
                 self._count(route, "error")
                 self._limiter.abandon(reservation, trio.current_time())
                 self._wake_waiters()
+                tls = tls_failure(exc, self._http.base_url.host)
+                if tls is not None:
+                    # a certificate will not verify on the next attempt either: say so at once
+                    raise DiscordUnreachable(route.method, route.template, tls, attempts=attempt + 1) from None
                 reason_text = (
                     "timed out"
                     if isinstance(exc, (trio.TooSlowError, httpx.TimeoutException))
@@ -778,6 +784,20 @@ class RestClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def tls_failure(exc: BaseException, host: str) -> str | None:
+    """ "certificate verify failed for HOST: reason" (or "TLS handshake failed with HOST: ...") when a TLS error
+    is behind an httpx error (httpx wraps it in ConnectError); None for any other failure. Also used by
+    ``check --online``, so both say it the same way as the websocket client does."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLError):
+            return tls_failure_text(cause, host)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 #: discord.md §8.3: deletes of messages younger than 10 s / older than 14 days have their own hidden buckets.
