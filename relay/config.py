@@ -159,6 +159,21 @@ class DiscordCacheConfig:
         )
 
 
+# --- [discord.backfill] (issue 15: crash without loss) ---------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class BackfillConfig:
+    """How far back the bridge reads a channel's history after its gateway session was lost (a crash, a refused
+    resume, a server that never resumes), to deliver the messages it missed. 0 in either turns it off."""
+
+    max_age_seconds: int = 3600  #: read back at most this far (older gaps are reported, not filled)
+    max_messages: int = 1000  #: per channel and gap (each 100 cost one rate-limited request)
+
+
+# --- end of the issue 15 block ----------------------------------------------------------------------------------
+
+
 @attrs.frozen(kw_only=True)
 class DiscordConfig:
     token: str = attrs.field(default="", repr=False)  #: prefer token_env; never logged
@@ -187,6 +202,7 @@ class DiscordConfig:
     allow_insecure: bool = False
     presence: PresenceConfig = PresenceConfig()
     cache: DiscordCacheConfig = DiscordCacheConfig()
+    backfill: BackfillConfig = BackfillConfig()
 
     @property
     def intents_value(self) -> int:

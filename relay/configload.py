@@ -37,6 +37,7 @@ from relay.config import (
     MIRAI_EVENT_TYPES,
     PROXY_NONE,
     ActivityType,
+    BackfillConfig,
     BackoffConfig,
     BridgeConfig,
     DestinationConfig,
@@ -697,6 +698,8 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (DiscordConfig, "gateway_url"): _ws_url_or_empty,
     (DiscordConfig, "proxy"): _proxy,
     (PresenceConfig, "url"): _streaming_url,
+    (BackfillConfig, "max_age_seconds"): _int_range(0, 14 * 86_400),  # Discord keeps history; 2 weeks is plenty
+    (BackfillConfig, "max_messages"): _int_range(0, 100_000),
     (DiscordConfig, "large_threshold"): _int_range(50, 250),  # discord.md §5 (IDENTIFY: 50–250)
     (DiscordConfig, "max_message_bytes"): _POSITIVE_INT,
     (DiscordConfig, "global_rate_limit"): _POSITIVE_INT,

@@ -60,6 +60,10 @@ initial = 1.0
 factor = 2.0
 cap = 60.0
 
+[discord.backfill]               # after a lost session (crash, refused resume): read what was missed from history
+max_age_seconds = 3600           # read each bridged channel back at most this far; 0 = never back-fill
+max_messages = 1000              # and at most this many messages per channel (100 per request); 0 = never
+
 [discord.presence]               # what the bot shows in member lists, sent when it connects
 status = "online"                # "online", "idle", "dnd" (do not disturb) or "invisible"
 activity = ""                    # "" = none; "playing", "streaming", "listening", "watching", "competing", "custom"

@@ -572,3 +572,14 @@ def test_extra_parameters_values_are_secrets_as_written_and_as_encoded(tmp_path:
 def test_a_wrong_extra_parameter_value_is_not_echoed(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, "[mirai.reverse_ws]\nextra_parameters = { flag = true }\n")
     assert problem == "mirai.reverse_ws.extra_parameters.flag: expected a string, got a boolean"
+
+
+def test_backfill_bounds_are_validated_with_their_paths(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "[discord.backfill]\nmax_age_seconds = 0\nmax_messages = 50\n" + MINIMAL), env=ENV
+    )
+    assert (config.discord.backfill.max_age_seconds, config.discord.backfill.max_messages) == (0, 50)
+    problems = problems_of(tmp_path, '[discord.backfill]\nmax_age_seconds = -1\nmax_messages = "many"\nlimit = 3\n')
+    assert any(p.startswith("discord.backfill.max_age_seconds: expected") for p in problems), problems
+    assert any(p.startswith("discord.backfill.max_messages: expected") for p in problems), problems
+    assert any(p.startswith("discord.backfill.limit: unknown key") for p in problems), problems
