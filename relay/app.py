@@ -39,6 +39,8 @@ from typing import Any, Final
 import attrs
 import trio
 
+from adapters.discord.backfill import Backfill, channels_to_read
+from adapters.discord.backfill_task import serve_backfill
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
@@ -68,7 +70,7 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError, RemoteProtocolError
+from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
 from relay.health import health_routes
 from relay.ids import SNOWFLAKE_IDS
 from relay.listeners import Mount, serve_listeners
@@ -77,7 +79,7 @@ from relay.observe import SPECS, Observed, read_metrics
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
 from relay.storage import guard as store_guard
-from relay.storage.flushers import Wakeup, make_room, serve_flusher
+from relay.storage.flushers import STORE_FLUSH_INTERVAL, Wakeup, make_room, serve_flusher
 from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
 from relay.storage.sessions import SavedSessions, load_gateway_sessions
@@ -179,6 +181,18 @@ def compose_core(
         commands=commands,
         member_loader=member_loader,
     )
+
+
+def _known_to(store: MessageStore) -> Callable[[int], bool]:
+    """Whether the store has recorded a Discord message (the back-fill delivers only those it has not)."""
+
+    def known(platform_id: int) -> bool:
+        try:
+            return store.lookup_platform(platform_id) is not None
+        except StoreError:
+            return False  # a closed store: the bridge is stopping, and an unknown message is delivered at worst twice
+
+    return known
 
 
 def open_ids(config: BridgeConfig, store_path: str, outbox: Outbox) -> AbstractContextManager[IdPresenter]:
@@ -558,6 +572,13 @@ async def serve_bridge(
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
                 mirai_scope, mirai_done = trio.CancelScope(), trio.Event()
                 snapshot = GatewaySessions(resuming=dict(sessions))
+                backfill = Backfill(
+                    config.discord.backfill,
+                    channels_of=functools.partial(channels_to_read, translator.entities),
+                    known=_known_to(store),
+                    flush_interval=STORE_FLUSH_INTERVAL,
+                )
+                listener = gateway_listener(translator, bridge, time.time, backfill)
                 async with trio.open_nursery() as nursery:
                     # message ids, outbox frames and the gateway session: one flush, one transaction
                     flusher = await nursery.start(
@@ -568,6 +589,16 @@ async def serve_bridge(
                             store_wake,
                             sessions=snapshot,
                             guard=guard,
+                        )
+                    )
+                    # after a lost session: each bridged channel's missed messages, from its history
+                    await nursery.start(
+                        functools.partial(
+                            serve_backfill,
+                            backfill,
+                            rest=rest,
+                            newest_known=store.newest_in_channel,
+                            deliver=listener.deliver,
                         )
                     )
                     if robots is not None:
@@ -612,7 +643,7 @@ async def serve_bridge(
                             config=config.discord,
                             token=config.discord.token,
                             fetch_gateway_info=rest.get_gateway_bot,
-                            on_event=snapshot.listen(gateway_listener(translator, bridge, time.time)),
+                            on_event=snapshot.listen(listener),
                             initial_sessions=sessions,
                             make_room=make_room(outbox, store),
                             open_stream=lambda url: proxied_stream_opener(egress.choice(url).proxy),

@@ -882,6 +882,30 @@ class MessageStore:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else ConversationRef(ConversationKind(row[0]), conversation_id)
 
+    def newest_in_channel(self, conversation_id: int, channel_id: int) -> int | None:
+        """The newest Discord message id recorded in ``channel_id`` (of ``conversation_id``), or None: where a
+        back-fill after a lost gateway session starts reading the channel's history (adapters/discord/backfill.py).
+        Safe in a worker thread; the (conversation, time) index is walked from its newest end."""
+        with self._mem:
+            self._check_open()
+            unwritten = [
+                p.platform_id
+                for p in self._unwritten()
+                if p.conversation.id == conversation_id and p.channel_id == channel_id
+            ]
+        with self._read:
+            self._check_open()
+            try:
+                row = self._reader.execute(
+                    "SELECT platform_id FROM messages_map WHERE conversation_id = ? AND channel_id = ? "
+                    "ORDER BY time DESC, platform_id DESC LIMIT 1",
+                    (conversation_id, channel_id),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"message store lookup failed: {exc}") from exc
+        found = [*unwritten, *([int(row[0])] if row is not None else [])]
+        return max(found) if found else None
+
     def _select_platform(self, platform_id: int) -> StoredMessage | None:
         return self._select_one("WHERE platform_id = ? ORDER BY time DESC LIMIT 1", (platform_id,))
 

@@ -19,6 +19,7 @@ import trio
 
 from relay.app import RunningBridge, run, serve_bridge
 from relay.config import (
+    BackfillConfig,
     BridgeConfig,
     DestinationConfig,
     DiscordConfig,
@@ -48,10 +49,17 @@ def bridge_config(
     tmp_path: Path,
     mapping: MappingConfig | None = None,
     status_interval: float = 3600,
+    *,
+    backfill: BackfillConfig | None = None,
 ) -> BridgeConfig:
     return BridgeConfig(
         mapping=mapping or MappingConfig(),
-        discord=DiscordConfig(token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url),
+        discord=DiscordConfig(
+            token=world.token,
+            api_base_url=world.rest.base_url,
+            gateway_url=world.gateway.url,
+            backfill=backfill or BackfillConfig(),
+        ),
         mirai=MiraiConfig(
             verify_key=VERIFY_KEY,
             reverse_ws=ReverseWsConfig(
@@ -80,6 +88,7 @@ async def running_bridge(
     mapping: MappingConfig | None = None,
     before_start: Callable[[DiscordWorld], None] | None = None,
     status_interval: float = 3600,
+    backfill: BackfillConfig | None = None,
 ) -> AsyncIterator[Env]:
     world = DiscordWorld()
     world.add_guild(
@@ -90,7 +99,7 @@ async def running_bridge(
     async with trio.open_nursery() as nursery:
         await world.start(nursery)
         async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id if qq is None else qq) as framework:
-            config = bridge_config(world, framework, tmp_path, mapping, status_interval)
+            config = bridge_config(world, framework, tmp_path, mapping, status_interval, backfill=backfill)
             stopped = trio.Event()
 
             async def run_bridge(task_status: trio.TaskStatus[RunningBridge] = trio.TASK_STATUS_IGNORED) -> None:

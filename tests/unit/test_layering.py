@@ -43,6 +43,7 @@ DISCORD_PURE_MODULES = (
     "adapters/discord/markup.py",
     "adapters/discord/own_actions.py",
     "adapters/discord/events_in.py",
+    "adapters/discord/backfill.py",
 )
 
 #: Modules that must stay sans-I/O.
