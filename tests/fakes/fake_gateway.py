@@ -159,6 +159,8 @@ class FakeGateway:
     #: answer IDENTIFY by closing with this code (and ``close_on_identify_reason``) instead of READY
     close_on_identify: int | None = None
     close_on_identify_reason: str | None = None
+    #: two identifies of one concurrency bucket within this many seconds: the second gets op 9 (Discord: 5 s)
+    identify_window: float = IDENTIFY_WINDOW
     bot_user: dict[str, Any] = attrs.field(
         factory=lambda: {"id": "1000", "username": "relay-bot", "global_name": None, "bot": True}
     )
@@ -458,7 +460,7 @@ class FakeGateway:
         bucket = shard_id % self.max_concurrency
         last = self._last_identify.get(bucket)
         self._last_identify[bucket] = now
-        if last is not None and now - last < IDENTIFY_WINDOW:
+        if last is not None and now - last < self.identify_window:
             self.invalid_sessions.append((now, False))
             conn.queue(_dumps({"op": 9, "d": False}))
             return True
