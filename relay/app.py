@@ -361,6 +361,7 @@ async def serve_mirai_adapters(
     metrics: Metrics,
     dead_letters: DeadLetters | None = None,
     mounts: Sequence[Mount] = (),
+    bot_online: Callable[[], bool] = lambda: True,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the mirai adapters ``[mirai] adapters`` names, the webhook destinations (with ``dead_letters``) and the
@@ -386,6 +387,7 @@ async def serve_mirai_adapters(
                     identity=identity,
                     dispatcher_for_session=handler.for_session,
                     sessions=sessions,
+                    bot_online=bot_online,
                 )
             )
         elif mirai.reverse_ws.destinations:
@@ -619,6 +621,8 @@ async def serve_bridge(
                             metrics=metrics,
                             dead_letters=dead_letters,
                             mounts=(server_mount,),
+                            # a verify announces the bot online only while Discord is (else: dropped)
+                            bot_online=lambda: translator.online,
                         ),
                     )
                     observed.reverse_ws = adapters.reverse_ws

@@ -77,6 +77,12 @@ class DispatchTranslator:
 
     # ================================================================= connection state
 
+    @property
+    def online(self) -> bool:
+        """The bot's Discord connection is up (READY or RESUMED seen, no drop since): what a framework's verify
+        announces."""
+        return self._status in (env.BotStatus.ONLINE, env.BotStatus.RELOGIN)
+
     def connection_lost(self) -> list[env.Event]:
         """The gateway connection dropped (called by the shard driver). One OFFLINE_DROPPED per outage."""
         if self._status in (env.BotStatus.ONLINE, env.BotStatus.RELOGIN):

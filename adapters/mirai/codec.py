@@ -324,6 +324,18 @@ def bot_online_event_data(bot_id: int) -> dict[str, object]:
     return {"type": "BotOnlineEvent", "qq": bot_id}
 
 
+def bot_dropped_event_data(bot_id: int) -> dict[str, object]:
+    """``BotOfflineEventDropped``: what a verify announces instead while the Discord connection is down
+    (mirai-api-http.md §9.2); any event makes Ariadne usable, and this one is true."""
+    return {"type": "BotOfflineEventDropped", "qq": bot_id}
+
+
+def event_frame_prefix(reserved_sync_id: str, event_type: str) -> str:
+    """How every pushed frame of ``event_type`` begins (compact JSON, keys in order: see :func:`encode_event`), so a
+    transport can recognise one without decoding it."""
+    return encode_event(reserved_sync_id, {"type": event_type})[: -len("}}")]
+
+
 # --------------------------------------------------------------------------- pushed frames → bare events (webhook)
 
 

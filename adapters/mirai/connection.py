@@ -121,6 +121,7 @@ class FrameworkConnection:
         config: MiraiConfig,
         bot_id: Callable[[], int],
         counters: ConnectionCounters,
+        bot_online: Callable[[], bool] = lambda: True,
         dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
         keep_frame: Callable[[str], bool] | None = None,
     ) -> None:
@@ -135,6 +136,15 @@ class FrameworkConnection:
         self.keep_frame = keep_frame
         self.command_timeout = config.command_timeout
         self.bot_id = bot_id
+        self.bot_online = bot_online
+        #: a connection that verifies here announces the bot's state itself, so a BotOnlineEvent in the outbox (the
+        #: process's first READY, before any framework could verify) would be a second one: not sent on it. One
+        #: that arrives verified (the ws adapter's handshake) keeps the outbox's ("\0": a prefix no frame has).
+        self._online_prefix = (
+            "\0"
+            if session.state is SessionState.VERIFIED
+            else codec.event_frame_prefix(config.reserved_sync_id, "BotOnlineEvent")
+        )
         self.counters = counters
         self.correlator = CommandCorrelator(timeout=config.command_timeout)
         self.limiter = trio.CapacityLimiter(MAX_CONCURRENT_COMMANDS)
@@ -166,7 +176,9 @@ class FrameworkConnection:
                 while True:
                     message = await self.transport.get_message()
                     try:
-                        actions = self.session.receive(message, bot_id=self.bot_id(), now=trio.current_time())
+                        actions = self.session.receive(
+                            message, bot_id=self.bot_id(), now=trio.current_time(), bot_online=self.bot_online()
+                        )
                     except Exception as exc:  # a bug in the session: this frame is lost, the connection is not
                         log.error("%s: a frame could not be handled; answered as a bad frame", self.label, exc_info=exc)
                         actions = [FrameRejected(f"{type(exc).__name__}: {exc}")]
@@ -314,15 +326,16 @@ class FrameworkConnection:
                     texts.append(self.responses.popleft())
                 answered = len(texts)
                 batch = outbox.read_after(cursor, WRITE_BATCH)
+                online = self._online_prefix
                 keep = self.keep_frame
                 if keep is None:
-                    texts.extend([frame for _, frame in batch])
+                    texts.extend([frame for _, frame in batch if not frame.startswith(online)])
                 else:
-                    texts.extend([frame for _, frame in batch if keep(frame)])
-                    if batch and not texts:  # nothing for this channel: move past it without a write
-                        cursor = batch[-1][0]
-                        outbox.ack(name, cursor)
-                        continue
+                    texts.extend([frame for _, frame in batch if not frame.startswith(online) and keep(frame)])
+                if not texts and batch:  # nothing for this connection in it (another channel's; a BotOnlineEvent)
+                    cursor = batch[-1][0]
+                    outbox.ack(name, cursor)
+                    continue
                 if not texts:
                     await self.wake.wait()
                     if not self.responses and trio.current_time() - last_write_at < BURST_GAP:

@@ -169,9 +169,11 @@ class DestinationClient:
         rng: random.Random | None = None,
         dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
         sessions: SessionRegistry | None = None,
+        bot_online: Callable[[], bool] = lambda: True,
     ) -> None:
         self.destination = destination
         self.sessions = sessions
+        self.bot_online = bot_online
         self.dispatcher_for_session = dispatcher_for_session
         self.config = config
         self.outbox = outbox
@@ -285,6 +287,7 @@ class DestinationClient:
             dispatcher=self.dispatcher,
             config=config,
             bot_id=self.bot_id,
+            bot_online=self.bot_online,
             counters=self.counters,
             dispatcher_for_session=self.dispatcher_for_session,
         )
@@ -335,6 +338,7 @@ async def serve_reverse_ws(
     rng: random.Random | None = None,
     dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
     sessions: SessionRegistry | None = None,
+    bot_online: Callable[[], bool] = lambda: True,
     task_status: trio.TaskStatus[ReverseWsClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
@@ -343,8 +347,9 @@ async def serve_reverse_ws(
     session key after each successful verify and its result serves that connection instead (so ``sessionInfo``
     can report the key: ``dispatcher_for_session=handler.for_session``). ``sessions`` is the bridge's session
     registry, shared with the ws and http adapters (a session key made over http verifies here too; each
-    connection gets a private one when None). ``rng`` (session keys, backoff jitter) defaults to a fresh
-    ``random.Random()``. The caller runs ``outbox``'s flusher
+    connection gets a private one when None). ``bot_online`` says whether the bot's Discord connection is up: a
+    verify announces BotOnlineEvent then, else BotOfflineEventDropped. ``rng`` (session keys, backoff jitter)
+    defaults to a fresh ``random.Random()``. The caller runs ``outbox``'s flusher
     (:func:`relay.storage.flushers.serve_outbox_flusher`) and closes it after this ends.
     """
     shared_rng = rng if rng is not None else random.Random()
@@ -360,6 +365,7 @@ async def serve_reverse_ws(
                 rng=shared_rng,
                 dispatcher_for_session=dispatcher_for_session,
                 sessions=sessions,
+                bot_online=bot_online,
             )
             clients.append(await nursery.start(_serve_client, client))
         task_status.started(ReverseWsClient(tuple(clients)))

@@ -148,11 +148,14 @@ class MiraiSession:
                 rng=self.rng,
             )
 
-    def receive(self, data: str | bytes, *, bot_id: int, now: float = 0.0) -> list[SessionAction]:
+    def receive(
+        self, data: str | bytes, *, bot_id: int, now: float = 0.0, bot_online: bool = True
+    ) -> list[SessionAction]:
         """Process one incoming message. ``bot_id`` is the identity the bridge presents right now; ``now`` is the
-        clock of the registry (it expires unbound http sessions)."""
+        clock of the registry (it expires unbound http sessions); ``bot_online`` whether the bot's Discord
+        connection is up (what a successful verify announces)."""
         if self.state is SessionState.AWAITING_VERIFY:
-            return self._receive_pre_auth(data, bot_id, now)
+            return self._receive_pre_auth(data, bot_id, now, bot_online)
         return self._receive_verified(data, bot_id)
 
     def leave(self) -> None:
@@ -163,18 +166,18 @@ class MiraiSession:
 
     # ----------------------------------------------------------------- pre-auth
 
-    def _receive_pre_auth(self, data: str | bytes, bot_id: int, now: float) -> list[SessionAction]:
+    def _receive_pre_auth(self, data: str | bytes, bot_id: int, now: float, bot_online: bool) -> list[SessionAction]:
         try:
             frame = codec.decode_frame(data, max_frame_bytes=self.max_frame_bytes)
         except RemoteProtocolError as exc:  # includes FrameTooLarge: mirai-api-http ignores unparseable frames
             return [Ignored(f"pre-auth frame ignored: {exc}")]
         if frame.command == "verify":
-            return self._verify(frame, bot_id, now)
+            return self._verify(frame, bot_id, now, bot_online)
         if frame.command in ("about", "botList"):
             return [SendFrame(self._answer_builtin(frame, bot_id))]
         return [SendFrame(codec.encode_raw(codec.AUTH_KEY_FAIL))]
 
-    def _verify(self, frame: IncomingFrame, bot_id: int, now: float) -> list[SessionAction]:
+    def _verify(self, frame: IncomingFrame, bot_id: int, now: float, bot_online: bool) -> list[SessionAction]:
         try:
             content = codec.decode_verify_content(frame.content)
         except RemoteProtocolError as exc:
@@ -196,7 +199,16 @@ class MiraiSession:
         self.bot_id = outcome.bot_id or bot_id
         return [
             SendFrame(codec.encode_response(frame.sync_id, codec.verify_success_data(outcome.key))),
-            SendFrame(codec.encode_event(self.reserved_sync_id, codec.bot_online_event_data(self.bot_id))),
+            # one event right away, or Ariadne never becomes usable (mirai-api-http.md §3.7): the truth about the
+            # bot — online, or dropped while Discord is away (a BotReloginEvent follows when it is back)
+            SendFrame(
+                codec.encode_event(
+                    self.reserved_sync_id,
+                    codec.bot_online_event_data(self.bot_id)
+                    if bot_online
+                    else codec.bot_dropped_event_data(self.bot_id),
+                )
+            ),
             Verified(outcome.key),
         ]
 
