@@ -44,7 +44,7 @@ from adapters.discord.backfill_task import serve_backfill
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
-from adapters.discord.events_in import DispatchTranslator, gateway_listener
+from adapters.discord.events_in import DispatchTranslator, GatewayListener, gateway_listener
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
 from adapters.discord.gateway.members import GatewayMemberLoader
 from adapters.discord.gateway.resume import RESUME_WINDOW, hydrate_cache
@@ -97,6 +97,8 @@ FREEZE_AFTER: Final = 0.1
 GATEWAY_CLOSE_GRACE: Final = 6.0
 #: how often startup looks again whether the bridge is ready, for systemd's READY=1 (only until it is)
 READY_POLL_INTERVAL: Final = 0.1
+#: seconds between looks at what the gateway listener holds until a deadline (a recall waits 2 s for its entry)
+LISTENER_TICK: Final = 0.25
 
 
 #: seconds between sweeps of unbound http sessions, forgotten framework cursors and expired uploads
@@ -156,7 +158,13 @@ def compose_core(
     member_requests = MemberRequests(cache)  # op 8 chunks: fed by the translator, awaited by memberList
     member_loader = GatewayMemberLoader(member_requests, cache)
     # live messages are built once, with their ids, by the store (see MessageStore.record_new)
-    translator = DispatchTranslator(entities, own, new_message=store.record_new, member_requests=member_requests)
+    translator = DispatchTranslator(
+        entities,
+        own,
+        new_message=store.record_new,
+        member_requests=member_requests,
+        author_of=_author_of(store),
+    )
     executor = DiscordCommandExecutor(rest, entities, own, config, member_loader=member_loader)
     identity = PresentedIdentity(cache, config.mirai.bot_id, ids)
     reserved = config.mirai.reserved_sync_id
@@ -181,6 +189,26 @@ def compose_core(
         commands=commands,
         member_loader=member_loader,
     )
+
+
+def _author_of(store: MessageStore) -> Callable[[int], int | None]:
+    """The author of a message the store recorded (a recall's operator, when nobody else deleted it)."""
+
+    def author_of(platform_id: int) -> int | None:
+        try:
+            stored = store.lookup_platform(platform_id)
+        except StoreError:
+            return None
+        return stored.author_id if stored is not None else None
+
+    return author_of
+
+
+async def _serve_listener_timers(listener: GatewayListener) -> None:
+    """What the gateway listener holds until a deadline (recalls waiting for their audit-log entry)."""
+    while True:
+        await trio.sleep(LISTENER_TICK)
+        listener.tick()
 
 
 def _known_to(store: MessageStore) -> Callable[[int], bool]:
@@ -668,6 +696,7 @@ async def serve_bridge(
                         mirai=adapters,
                     )
                     nursery.start_soon(_log_status, running, config.logging.status_interval, notifier)
+                    nursery.start_soon(_serve_listener_timers, listener)
                     await nursery.start(process.serve_memory_trim, _activity(bridge, outbox))
                     # running means the guilds are loaded, not just READY (issue 18): Gateway.guilds_loaded
                     await gateway.wait_guilds_loaded()

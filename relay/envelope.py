@@ -249,7 +249,8 @@ class MessageRecalled:
     author_id: int
     time: int  #: epoch seconds of the recall
     group: Group | None = None  #: None for DMs
-    operator: Member | None = None  #: None = unknown or the author themself
+    #: who deleted it: the author (a self-deletion) or a moderator; None = the bot (mirai's GroupRecallEvent null)
+    operator: Member | None = None
 
 
 @attrs.frozen(kw_only=True)

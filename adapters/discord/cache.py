@@ -57,6 +57,7 @@ CHANNEL_FLAG_OBFUSCATED = 1 << 17
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 SEND_MESSAGES = 1 << 11
+VIEW_AUDIT_LOG = 1 << 7
 ALL_PERMISSIONS = (1 << 64) - 1
 
 # --------------------------------------------------------------------------- cached objects

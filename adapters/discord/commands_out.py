@@ -395,7 +395,13 @@ class DiscordCommandExecutor:
 
     async def _recall_message(self, command: env.RecallMessage) -> env.Done:
         channel_id, message_id = await self._ref_channel(command.ref)
-        await self.rest.delete_message(channel_id, message_id)
+        # noted first: the MESSAGE_DELETE may arrive before the REST answer (its recall's operator is the bot)
+        self.own.note_recalled(message_id)
+        try:
+            await self.rest.delete_message(channel_id, message_id)
+        except DiscordError:
+            self.own.forget_recalled(message_id)
+            raise
         return env.Done()
 
     async def _get_message(self, command: env.GetMessage) -> env.MessageFound:

@@ -15,7 +15,10 @@ Rules worth knowing (documented for the mirai side and for operators):
 * **The bot's own messages**: those the bridge sent (recorded in :class:`~adapters.discord.own_actions.OwnActions`
   by the outbound side: the nonce before the send, the id after it) are dropped — no echo loops; every other
   message of the bot account is emitted with ``from_self=True`` (mirai ``*SyncMessage``).
-* Recalls carry ``author_id=0``: Discord does not say who wrote a deleted message; the relay's store knows.
+* Recalls: Discord says neither who wrote nor who deleted a message. The author comes from the store (``author_of``);
+  the operator is the bot for the bridge's own recalls, the moderator an audit-log entry names, else the author
+  (a self-deletion) — see :mod:`~adapters.discord.recalls`, whose waiting recalls :meth:`DispatchTranslator.tick`
+  releases.
 * Kick vs quit: a member removal is a kick when the bridge kicked/banned (``OwnActions.note_kicked``), or a
   GUILD_BAN_ADD or audit-log entry (MEMBER_KICK 20 / MEMBER_BAN_ADD 22) for that member arrived *before*
   the removal (Discord does not order them; an audit entry arriving later cannot change an emitted event).
@@ -30,12 +33,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
 from adapters.discord.backfill import Backfill
-from adapters.discord.cache import is_obfuscated
+from adapters.discord.cache import VIEW_AUDIT_LOG, is_obfuscated
 from adapters.discord.entities import EntityFactory
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected, ShardReady, ShardResumed
 from adapters.discord.member_requests import MemberRequests
 from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
+from adapters.discord.recalls import AUDIT_WAIT, PendingRecall, RecallOperators
 from adapters.discord.snowflakes import parse_snowflake, to_int
 from relay import envelope as env
 from relay.errors import InvalidSnowflake
@@ -48,6 +52,8 @@ AUDIT_MEMBER_KICK: Final = 20
 AUDIT_MEMBER_BAN_ADD: Final = 22
 
 _Handler = Callable[["DispatchTranslator", dict[str, Any], float], list[env.Event]]
+#: a recall's operator id meaning "the bot" (mirai: operator null)
+BOT_OPERATOR: Final = 0
 
 
 class DispatchTranslator:
@@ -60,12 +66,16 @@ class DispatchTranslator:
         *,
         new_message: MessageFactory = env.Message,
         member_requests: MemberRequests | None = None,
+        author_of: Callable[[int], int | None] = lambda message_id: None,
     ) -> None:
         """``new_message`` builds each live MESSAGE_CREATE's message; the bridge passes its store's ``record_new``
         so the message is built once, with its id (REST results are built plainly and recorded by the bridge).
-        ``member_requests`` learns which whole-guild member requests (op 8) the chunks complete."""
+        ``member_requests`` learns which whole-guild member requests (op 8) the chunks complete. ``author_of`` gives
+        the author of a recorded message (the store's), for recalls."""
         self.member_requests = member_requests
         self.entities = entities
+        self._author_of = author_of
+        self.recalls = RecallOperators()
         self.cache = entities.cache
         self.own = own
         self._new_message = new_message
@@ -355,14 +365,26 @@ class DispatchTranslator:
         return []
 
     def _on_audit_entry(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        if to_int(data.get("action_type")) in (AUDIT_MEMBER_KICK, AUDIT_MEMBER_BAN_ADD):
-            operator = to_int(data.get("user_id"))
+        action = to_int(data.get("action_type"))
+        operator = to_int(data.get("user_id"))
+        if action in (AUDIT_MEMBER_KICK, AUDIT_MEMBER_BAN_ADD):
             self.own.note_kicked(
                 to_int(data.get("guild_id")),
                 to_int(data.get("target_id")),
                 0 if operator == self.cache.bot_id else operator,
             )
-        return []
+            return []
+        options = data.get("options")
+        options = options if isinstance(options, dict) else {}
+        matched = self.recalls.entry(
+            action,
+            operator_id=operator,
+            target_id=to_int(data.get("target_id")),
+            channel_id=to_int(options.get("channel_id")),
+            count=to_int(options.get("count"), 1),
+            now=now,
+        )
+        return [self._recall_event(recall, operator_id, now) for recall, operator_id in matched]
 
     def _operator(self, guild_id: int, user_id: int, group: env.Group, now: float) -> env.Member | None:
         if not user_id:
@@ -393,36 +415,83 @@ class DispatchTranslator:
     # ----------------------------------------------------------------- recalls
 
     def _on_message_delete(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        return self._recalls(data, [to_int(data.get("id"))], now)
+        return self._recalls(data, [to_int(data.get("id"))], now, bulk=False)
 
     def _on_message_delete_bulk(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        return self._recalls(data, [to_int(i) for i in data.get("ids") or ()], now)
+        return self._recalls(data, [to_int(i) for i in data.get("ids") or ()], now, bulk=True)
 
-    def _recalls(self, data: Mapping[str, Any], ids: list[int], now: float) -> list[env.Event]:
+    def _recalls(self, data: Mapping[str, Any], ids: list[int], now: float, *, bulk: bool) -> list[env.Event]:
         channel_id = to_int(data.get("channel_id"))
         guild_id = to_int(data.get("guild_id"))
-        group: env.Group | None = None
         if guild_id:
-            group = self.entities.group_for_channel(channel_id, guild_id)
-            if group is None:
+            if self.entities.group_for_channel(channel_id, guild_id) is None:
                 return []
+        elif not self.cache.dm_partner(channel_id):
+            log.debug("recall in unknown DM channel %s skipped: its user is unknown", channel_id)
+            return []
+        audit_visible = guild_id and self._sees_audit_log(guild_id)
+        events: list[env.Event] = []
+        for message_id in ids:
+            if not message_id:
+                continue
+            author_id = self._author_of(message_id) or 0
+            recall = PendingRecall(
+                guild_id=guild_id,
+                channel_id=channel_id,
+                message_id=message_id,
+                author_id=author_id,
+                bulk=bulk,
+                deadline=now + AUDIT_WAIT,
+            )
+            if self.own.take_recalled(message_id):
+                events.append(self._recall_event(recall, BOT_OPERATOR, now))
+                continue
+            if not guild_id or not author_id:
+                # a DM (only its author or the bot deletes there), or a message no framework got an id for
+                events.append(self._recall_event(recall, author_id, now))
+                continue
+            operator_id = self.recalls.operator_from_entry(channel_id, author_id, bulk=bulk, now=now)
+            if operator_id is not None:
+                events.append(self._recall_event(recall, operator_id, now))
+            elif audit_visible:
+                for overflow in self.recalls.wait(recall):  # its audit-log entry may still come
+                    events.append(self._recall_event(overflow, overflow.author_id, now))
+            else:
+                events.append(self._recall_event(recall, author_id, now))  # a self-deletion
+        return events
+
+    def tick(self, now: float) -> list[env.Event]:
+        """Recalls whose audit-log entry did not come within ``recalls.AUDIT_WAIT``: self-deletions (call it a few
+        times a second while ``recalls.waiting``)."""
+        return [self._recall_event(recall, recall.author_id, now) for recall in self.recalls.due(now)]
+
+    def _sees_audit_log(self, guild_id: int) -> bool:
+        """The bot may view this guild's audit log, so GUILD_AUDIT_LOG_ENTRY_CREATE reaches it (discord.md §6.1)."""
+        guild = self.cache.guilds.get(guild_id)
+        if guild is None:
+            return False
+        bot = guild.bot_member or CachedMember(self.cache.bot_id)
+        return bool(guild.base_permissions(bot) & VIEW_AUDIT_LOG)
+
+    def _recall_event(self, recall: PendingRecall, operator_id: int, now: float) -> env.MessageRecalled:
+        """The envelope recall; ``operator_id`` the bot (:data:`BOT_OPERATOR`, or the bot's own id) → no operator."""
+        group: env.Group | None = None
+        operator: env.Member | None = None
+        if recall.guild_id:
+            group = self.entities.group_for_channel(recall.channel_id, recall.guild_id)
+            if group is not None and operator_id not in (BOT_OPERATOR, self.cache.bot_id):
+                operator = self._operator(recall.guild_id, operator_id, group, now)
+        if group is not None:
             conversation = env.ConversationRef.group(group.id)
         else:
-            partner = self.cache.dm_partner(channel_id)
-            if not partner:
-                log.debug("recall in unknown DM channel %s skipped: its user is unknown", channel_id)
-                return []
-            conversation = env.ConversationRef.private(partner)
-        return [
-            env.MessageRecalled(
-                ref=env.MessageRef(conversation=conversation, platform_id=message_id, channel_id=channel_id),
-                author_id=0,
-                time=int(now),
-                group=group,
-            )
-            for message_id in ids
-            if message_id
-        ]
+            conversation = env.ConversationRef.private(self.cache.dm_partner(recall.channel_id))
+        return env.MessageRecalled(
+            ref=env.MessageRef(conversation=conversation, platform_id=recall.message_id, channel_id=recall.channel_id),
+            author_id=recall.author_id,
+            time=int(now),
+            group=group,
+            operator=operator,
+        )
 
     _handlers: ClassVar[dict[str, _Handler]] = {}
 
@@ -533,6 +602,13 @@ class GatewayListener:
         """Translate and publish one dispatch, never held (what the back-fill hands back in its order)."""
         for item in self._on_dispatch(event.name, event.data, self._clock()):
             self._publish(item)
+
+    def tick(self) -> None:
+        """Publish what waited for a deadline (recalls whose audit-log entry did not come); cheap when nothing
+        waits. Call it a few times a second."""
+        if self.translator.recalls.waiting:
+            for item in self.translator.tick(self._clock()):
+                self._publish(item)
 
 
 def gateway_listener(

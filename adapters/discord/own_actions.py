@@ -2,7 +2,8 @@
 
 :mod:`~adapters.discord.commands_out` writes it as it acts: the nonce of a message about to be sent and the
 id of a message sent (their MESSAGE_CREATE is an echo and is dropped: no loops), a member being kicked or
-banned (their removal is a kick, not a quit), a guild being left (its GUILD_DELETE is not a kick).
+banned (their removal is a kick, not a quit), a guild being left (its GUILD_DELETE is not a kick), a message
+being deleted (its recall's operator is the bot).
 :mod:`~adapters.discord.events_in` reads it, and notes the kicks Discord announces before a removal arrives
 (GUILD_BAN_ADD, audit-log entries; discord.md §6.1).
 
@@ -31,6 +32,7 @@ class OwnActions:
         #: (guild, user) → operator user id (0 = unknown / the bridge)
         self._kicks: collections.OrderedDict[tuple[int, int], int] = collections.OrderedDict()
         self._left_guilds: set[int] = set()
+        self._recalled: collections.OrderedDict[int, None] = collections.OrderedDict()
 
     # ----------------------------------------------------------------- written by the outbound side
 
@@ -57,6 +59,14 @@ class OwnActions:
         """The kick noted with :meth:`note_kicked` failed: a later removal is a quit again."""
         self._kicks.pop((guild_id, user_id), None)
 
+    def note_recalled(self, message_id: int) -> None:
+        """The bridge is deleting this message (RecallMessage): its MESSAGE_DELETE is the bot's recall."""
+        _remember(self._recalled, message_id)
+
+    def forget_recalled(self, message_id: int) -> None:
+        """The delete noted with :meth:`note_recalled` failed."""
+        self._recalled.pop(message_id, None)
+
     def note_left_guild(self, guild_id: int) -> None:
         """The bridge itself is leaving this guild (LeaveGroup): the GUILD_DELETE is not a kick."""
         self._left_guilds.add(guild_id)
@@ -79,6 +89,10 @@ class OwnActions:
         """The operator of the kick/ban noted for this member (0: the bridge or unknown), forgetting it; None
         when none was noted (the member left by themselves)."""
         return self._kicks.pop((guild_id, user_id), None)
+
+    def take_recalled(self, message_id: int) -> bool:
+        """True (once) when the bridge itself deleted this message."""
+        return self._recalled.pop(message_id, 1) is None
 
     def take_left_guild(self, guild_id: int) -> bool:
         """True (once) when the bridge itself left this guild."""
