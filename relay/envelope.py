@@ -469,9 +469,12 @@ class GetGroupConfig:
 
 @attrs.frozen(kw_only=True)
 class UpdateGroupConfig:
+    """What to change (None: leave it); a value equal to the current one changes nothing."""
+
     group_id: int
     name: str | None = None
     mute_all: bool | None = None
+    allow_member_invite: bool | None = None  #: members may create invites to the group
 
 
 @attrs.frozen(kw_only=True)

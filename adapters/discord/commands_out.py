@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol
 
-from adapters.discord.cache import SEND_MESSAGES, CachedChannel, Overwrite
+from adapters.discord.cache import ADMINISTRATOR, SEND_MESSAGES, CachedChannel, CachedGuild, Overwrite
 from adapters.discord.entities import EntityFactory
 from adapters.discord.markup import MAX_CONTENT, allowed_mentions, build_message_bodies, render_segments
 from adapters.discord.media import default_name, guess_content_type, parse_media_id, url_filename
@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 # SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | CREATE_PUBLIC_THREADS | CREATE_PRIVATE_THREADS | ADD_REACTIONS.
 MUTE_ALL_DENY: Final = SEND_MESSAGES | (1 << 38) | (1 << 35) | (1 << 36) | (1 << 6)
 assert MUTE_ALL_DENY == 377957124160  # the value discord.md §9 gives
+
+# discord.md §9.2: members may create invites (mirai's allowMemberInvite), per channel through the @everyone overwrite
+CREATE_INSTANT_INVITE: Final = 1 << 0
 
 # discord.md §9 (mute row): Discord timeouts last at most 28 days
 MAX_TIMEOUT_SECONDS = 28 * 24 * 3600
@@ -93,6 +96,33 @@ def mute_all_overwrite(existing: Overwrite | None, muted: bool) -> tuple[int, in
     if allow == 0 and deny == 0:
         return None
     return allow, deny
+
+
+def everyone_overwrite(existing: Overwrite | None, bits: int, *, allow: bool) -> tuple[int, int] | None:
+    """The @everyone overwrite ``(allow, deny)`` with ``bits`` explicitly allowed (or denied), every other bit kept;
+    None: delete it (it holds no bit any more)."""
+    allowed = existing.allow if existing is not None else 0
+    denied = existing.deny if existing is not None else 0
+    if allow:
+        allowed, denied = allowed | bits, denied & ~bits
+    else:
+        allowed, denied = allowed & ~bits, denied | bits
+    if allowed == 0 and denied == 0:
+        return None
+    return allowed, denied
+
+
+def members_may_invite(guild: CachedGuild | None, channel: CachedChannel) -> bool:
+    """mirai's ``allowMemberInvite`` for a channel: what @everyone may do there (its role, then its overwrite)."""
+    everyone = guild.roles.get(guild.id) if guild is not None else None
+    allowed = bool(everyone is not None and everyone.permissions & (CREATE_INSTANT_INVITE | ADMINISTRATOR))
+    overwrite = channel.overwrites.get(channel.guild_id)
+    if overwrite is not None:
+        if overwrite.deny & CREATE_INSTANT_INVITE:
+            allowed = False
+        if overwrite.allow & CREATE_INSTANT_INVITE:
+            allowed = True
+    return allowed
 
 
 def timeout_until(now: float, seconds: int) -> tuple[str, int]:
@@ -630,7 +660,10 @@ class DiscordCommandExecutor:
     async def _get_group_config(self, command: env.GetGroupConfig) -> env.GroupConfig:
         channel = await self._group_channel(command.group_id)
         fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
-        return env.GroupConfig(name=fresh.name, mute_all=fresh.muted_all)
+        guild = self.cache.guilds.get(channel.guild_id)
+        return env.GroupConfig(
+            name=fresh.name, mute_all=fresh.muted_all, allow_member_invite=members_may_invite(guild, fresh)
+        )
 
     async def _update_group_config(self, command: env.UpdateGroupConfig) -> env.Done:
         channel = await self._group_channel(command.group_id)
@@ -642,7 +675,24 @@ class DiscordCommandExecutor:
                 self.cache.upsert_channel(data, channel.guild_id)
         if command.mute_all is not None:
             await self._apply_mute_all(channel, command.mute_all)
+        if command.allow_member_invite is not None:
+            await self._apply_member_invite(channel, command.allow_member_invite)
         return env.Done()
+
+    async def _apply_member_invite(self, channel: CachedChannel, allowed: bool) -> None:
+        # read-modify-write of the @everyone overwrite, like mute all; nothing when it already is as asked
+        fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
+        if members_may_invite(self.cache.guilds.get(channel.guild_id), fresh) == allowed:
+            return
+        everyone = channel.guild_id
+        wanted = everyone_overwrite(fresh.overwrites.get(everyone), CREATE_INSTANT_INVITE, allow=allowed)
+        if wanted is None:
+            await self.rest.delete_channel_permission(channel.id, everyone)
+            return
+        allow, deny = wanted
+        await self.rest.edit_channel_permissions(
+            channel.id, everyone, allow=allow, deny=deny, type=EVERYONE_OVERWRITE_TYPE
+        )
 
     async def _update_member(self, command: env.UpdateMember) -> env.Done:
         if command.special_title:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import attrs
 
@@ -173,13 +174,27 @@ def _cmd_group_config(sub: str, content: Mapping[str, object], ids: IdPresenter)
     if sub == "get":
         return env.GetGroupConfig(group_id=group_id)
     config = fields.mapping(content.get("config"), "config")
+    for key, why in _NO_DISCORD_GROUP_SETTING.items():
+        # groupConfig get reports these false: false asks for no change, true for one Discord cannot make
+        if config.get(key) is not None and fields.boolean(config, key, None):
+            raise fields.unsupported(f"{key} cannot be turned on: {why}")
     name = config.get("name")
     mute_all = config.get("muteAll")
+    invite = config.get("allowMemberInvite")
     return env.UpdateGroupConfig(
         group_id=group_id,
         name=None if name is None else fields.string(config, "name", None),
         mute_all=None if mute_all is None else fields.boolean(config, "muteAll", None),
+        allow_member_invite=None if invite is None else fields.boolean(config, "allowMemberInvite", None),
     )
+
+
+#: groupConfig fields with no Discord setting (results_out answers them false): why, for the code-6 answer
+_NO_DISCORD_GROUP_SETTING: Final[Mapping[str, str]] = {
+    "confessTalk": "Discord channels have no confession chat (坦白说)",
+    "autoApprove": "Discord has no join requests to approve (members join the server, not a channel)",
+    "anonymousChat": "Discord has no anonymous chat",
+}
 
 
 def _cmd_member_info(sub: str, content: Mapping[str, object], ids: IdPresenter) -> env.Command:

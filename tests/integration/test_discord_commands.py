@@ -621,6 +621,24 @@ async def test_group_config_get_and_update(autojump_clock: trio.abc.Clock) -> No
             assert "50035" in failure.message
 
 
+async def test_group_config_allow_member_invite_maps_to_the_everyone_overwrite(autojump_clock: trio.abc.Clock) -> None:
+    # issue 15: mirai applies allowMemberInvite; on Discord it is @everyone's CREATE_INSTANT_INVITE in the channel
+    invite = 1 << 0
+    with trio.fail_after(30):
+        async with running() as env:
+            assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is False
+            assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=True)) == Done()
+            (overwrite,) = env.fake.channels[GENERAL]["permission_overwrites"]
+            assert int(overwrite["allow"]) & invite and not int(overwrite["deny"]) & invite
+            assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is True
+            puts = len(env.fake.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}"))
+            # asking for what already is changes nothing
+            assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=True)) == Done()
+            assert len(env.fake.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}")) == puts
+            assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=False)) == Done()
+            assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is False
+
+
 async def test_update_member_nick_and_special_title(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:

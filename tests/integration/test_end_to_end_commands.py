@@ -152,6 +152,14 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
             await m.expect("groupConfig", {"target": CHANNEL, "config": {"name": "renamed"}}, 0, sub="update")
             assert rest.channels[CHANNEL]["name"] == "renamed"
             await m.expect("groupConfig", {"target": UNKNOWN, "config": {"name": "x"}}, 5, sub="update")
+            # issue 15: what maps is applied, "no change" is ignored, a change Discord cannot make is refused
+            await m.expect(
+                "groupConfig",
+                {"target": CHANNEL, "config": {"allowMemberInvite": True, "confessTalk": False}},
+                0,
+                sub="update",
+            )
+            await m.expect("groupConfig", {"target": CHANNEL, "config": {"anonymousChat": True}}, 6, sub="update")
             await m.expect("muteAll", {"target": CHANNEL}, 0)
             await m.expect("muteAll", {"target": UNKNOWN}, 5)
             await m.expect("unmuteAll", {"target": CHANNEL}, 0)

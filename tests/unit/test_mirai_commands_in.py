@@ -152,8 +152,15 @@ COMMAND_CASES: list[tuple[str, str | None, object, object]] = [
     (
         "groupConfig",
         "update",
-        {"target": 222, "config": {"name": "new", "muteAll": True, "confessTalk": True}},
+        # issue 15: confessTalk true is refused (below); false asks for no change and is ignored
+        {"target": 222, "config": {"name": "new", "muteAll": True, "confessTalk": False, "autoApprove": False}},
         UpdateGroupConfig(group_id=222, name="new", mute_all=True),
+    ),
+    (
+        "groupConfig",
+        "update",
+        {"target": 222, "config": {"allowMemberInvite": True, "anonymousChat": False}},
+        UpdateGroupConfig(group_id=222, allow_member_invite=True),
     ),
     ("groupConfig", "update", {"target": 222, "config": {}}, UpdateGroupConfig(group_id=222)),
     ("memberInfo", "get", {"target": 222, "memberId": 111}, GetMember(group_id=222, user_id=111)),
@@ -440,3 +447,12 @@ def test_http_query_parameters_decode_like_json_content(
     """Nothing here is websocket-only: the http adapter's GET parameters are all strings (mirai-api-http.md §11.2),
     and the route ``/file/list`` is the command ``file_list``."""
     assert decode_command(command, sub, query) == decode_command(command, sub, typed)
+
+
+@pytest.mark.parametrize("field", ["confessTalk", "autoApprove", "anonymousChat"])
+def test_group_config_refuses_a_change_discord_cannot_make_naming_the_field(field: str) -> None:
+    # issue 15: these used to be ignored silently and answered code 0
+    answer = decode_command("groupConfig", "update", {"target": 222, "config": {"name": "new", field: True}})
+    assert isinstance(answer, LocalAnswer)
+    assert answer.data["code"] == 6
+    assert field in str(answer.data["msg"])
