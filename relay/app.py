@@ -32,7 +32,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -79,6 +79,7 @@ from relay.observe import SPECS, Observed, read_metrics
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
 from relay.storage import guard as store_guard
+from relay.storage.contacts import DmContacts
 from relay.storage.flushers import STORE_FLUSH_INTERVAL, Wakeup, make_room, serve_flusher
 from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
@@ -209,6 +210,30 @@ async def _serve_listener_timers(listener: GatewayListener) -> None:
     while True:
         await trio.sleep(LISTENER_TICK)
         listener.tick()
+
+
+@contextlib.contextmanager
+def _open_contacts(store_path: str, outbox: Outbox) -> Iterator[DmContacts]:
+    """The DM contacts (mirai's friends) in the store's file, written under its one write lock (the outbox's)."""
+    contacts = DmContacts.open(store_path, write_lock=outbox.write_lock)
+    try:
+        yield contacts
+    finally:
+        contacts.close()
+
+
+def _keep_contacts(cache: DiscordCache, contacts: DmContacts) -> None:
+    """Load the DM contacts of earlier runs into the cache, and persist each new one the cache learns."""
+    for channel_id, user_id in contacts.load(cache.dm_partners.limit):
+        cache.note_dm_channel(channel_id, user_id)
+
+    def remember(channel_id: int, user_id: int) -> None:
+        try:
+            contacts.remember(channel_id, user_id, time.time())
+        except StoreError as exc:  # the message that taught it still flows; friendList forgets it at a restart
+            log.error("%s", exc)
+
+    cache.on_new_dm_channel = remember
 
 
 def _known_to(store: MessageStore) -> Callable[[int], bool]:
@@ -534,6 +559,7 @@ async def serve_bridge(
         with (
             Outbox(store_path, config.outbox) as outbox,
             open_ids(config, store_path, outbox) as ids,
+            _open_contacts(store_path, outbox) as contacts,
             contextlib.ExitStack() as stack,  # the robots' queue and the webhooks' dead letters, when configured
         ):
             rest_proxy = egress.choice(config.discord.api_base_url).proxy
@@ -557,6 +583,7 @@ async def serve_bridge(
                     )
                 core = compose_core(config, store=store, outbox=outbox, rest=rest, ids=ids, uploads=uploads)
                 cache, translator, bridge = core.cache, core.translator, core.bridge
+                _keep_contacts(cache, contacts)
                 identity, admission, handler = core.identity, core.admission, core.handler
                 observed = Observed(
                     config=config,

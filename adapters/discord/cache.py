@@ -24,7 +24,7 @@ Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) ar
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -250,6 +250,8 @@ class DiscordCache:
         self.media_urls: _BoundedMap = _BoundedMap(max_media_ids)
         #: DM channel id → the other user's id (DM channels are not kept in ``channels``)
         self.dm_partners: _BoundedMap = _BoundedMap(max_dm_channels)
+        #: called with (channel id, user id) when a DM channel's user is learned or changes (to persist contacts)
+        self.on_new_dm_channel: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_config(cls, config: DiscordCacheConfig) -> DiscordCache:
@@ -418,6 +420,8 @@ class DiscordCache:
     def note_dm_channel(self, channel_id: int, user_id: int) -> None:
         """Remember whose DM channel this is (from a DM message, a DM channel object, or opening one)."""
         if user_id:
+            if self.on_new_dm_channel is not None and self.dm_partners.get(channel_id) != user_id:
+                self.on_new_dm_channel(channel_id, user_id)
             self.dm_partners.put(channel_id, user_id)
 
     def dm_partner(self, channel_id: int) -> int:

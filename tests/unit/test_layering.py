@@ -154,6 +154,7 @@ NO_TRIO_MODULES = (
     "relay/storage/salvage.py",
     "relay/storage/guard.py",
     "relay/storage/repair.py",
+    "relay/storage/contacts.py",
     "relay/web/metrics.py",  # reads /proc through prometheus-client's process collector
     "relay/sandbox/emulator/db.py",
     "relay/sandbox/emulator/world.py",
