@@ -15,8 +15,11 @@ Per connection:
   their turn, none is dropped);
 * the **writer** (started once the framework is verified) first replays every outbox frame after the
   connection's cursor, then keeps sending new outbox frames and queued responses. A frame counts as delivered
-  once ``send_messages`` returned on this verified connection (see :mod:`relay.storage.outbox`); the cursor moves only
-  then;
+  (see :mod:`relay.storage.outbox`) once the framework's TCP acknowledged its last byte, when the transport can tell
+  (:class:`AcknowledgingTransport`: plain TCP under Linux; the **acknowledgement watcher** looks every
+  :data:`ACK_POLL` while frames wait for it, also while a write waits for the framework's window), else once
+  ``send_messages`` returned (wss). The cursor moves only then, so when the connection drops the frames still
+  queued in the kernel are sent again on the next one;
 * the **expirer** answers commands that outlive ``command_timeout`` with a code-500 response
   (:class:`~adapters.mirai.correlator.CommandCorrelator`), so every command gets exactly one response.
 
@@ -32,7 +35,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -72,6 +75,8 @@ LATE_COMPLETION_GRACE: Final = 5.0
 WRITE_COALESCE_DELAY: Final = 0.001
 #: a wake-up sooner than this after the last write means events arrive faster than one per pause: a burst
 BURST_GAP: Final = 0.0005
+#: seconds between looks at the peer's acknowledgements while written frames wait for one (one ioctl each)
+ACK_POLL: Final = 0.005
 #: bad frames of one connection logged each at WARNING; after that one line per REJECTED_LOG_EVERY (a framework
 #: stuck sending garbage must not flood the log; every frame is still answered)
 REJECTED_LOGGED: Final = 10
@@ -88,6 +93,22 @@ class MessageTransport(Protocol):
     async def get_message(self) -> str | bytes: ...
 
     async def send_messages(self, messages: list[str]) -> None: ...
+
+
+@runtime_checkable
+class AcknowledgingTransport(Protocol):
+    """A transport that can also say which of its bytes the peer's TCP acknowledged
+    (:class:`relay.wire.connection.WebSocketConnection` on plain TCP under Linux: ``ack_tracking``)."""
+
+    @property
+    def ack_tracking(self) -> bool: ...
+
+    @property
+    def bytes_sent(self) -> int: ...
+
+    def acknowledged_bytes(self) -> int | None: ...
+
+    async def send_messages_counted(self, messages: list[str], placed: Callable[[list[int]], None]) -> None: ...
 
 
 @attrs.define
@@ -156,6 +177,11 @@ class FrameworkConnection:
         self.expiry = trio.CancelScope()
         self.writing = False  #: the writer runs (after verify); before that the reader sends replies itself
         self._on_session_closed: Callable[[], None] | None = None
+        #: the transport, when it tells what the peer's TCP acknowledged: the cursor then follows that, not writes
+        self._acks = transport if isinstance(transport, AcknowledgingTransport) and transport.ack_tracking else None
+        #: (byte offset at which a written frame ends, its seq), oldest first, not acknowledged yet
+        self._unacknowledged: collections.deque[tuple[int, int]] = collections.deque()
+        self._acknowledgement_wanted = trio.Event()
         self.rejected = 0  #: frames answered with the bare 400 (each is logged up to REJECTED_LOGGED)
 
     @property
@@ -171,6 +197,8 @@ class FrameworkConnection:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._expire_commands)
+                if self._acks is not None:
+                    nursery.start_soon(self._watch_acknowledgements)
                 if self.verified:
                     self._start_writing(nursery)
                 while True:
@@ -315,9 +343,11 @@ class FrameworkConnection:
         their own responses once verified; the transport's send lock keeps frames whole)."""
         outbox = self.outbox
         name = self.cursor
-        cursor = outbox.cursor(name)
+        cursor = outbox.cursor(name)  # the last frame written (read on from here); the outbox's cursor may lag
         outbox.add_append_listener(self._wake_writer)
         last_write_at = float("-inf")
+        acks = self._acks
+        unacknowledged = self._unacknowledged
         try:
             while True:
                 self.wake = trio.Event()
@@ -334,7 +364,10 @@ class FrameworkConnection:
                     texts.extend([frame for _, frame in batch if not frame.startswith(online) and keep(frame)])
                 if not texts and batch:  # nothing for this connection in it (another channel's; a BotOnlineEvent)
                     cursor = batch[-1][0]
-                    outbox.ack(name, cursor)
+                    if acks is not None and unacknowledged:
+                        unacknowledged.append((acks.bytes_sent, cursor))  # delivered once what precedes it is
+                    else:
+                        outbox.ack(name, cursor)
                     continue
                 if not texts:
                     await self.wake.wait()
@@ -345,16 +378,64 @@ class FrameworkConnection:
                         # A lone event, or a command response, goes out at once: a pause would only add latency.
                         await trio.sleep(WRITE_COALESCE_DELAY)
                     continue
-                await self.transport.send_messages(texts)  # one socket write for the whole batch
+                if acks is None:
+                    await self.transport.send_messages(texts)  # one socket write for the whole batch
+                else:
+                    seqs = [
+                        seq for seq, frame in batch if not frame.startswith(online) and (keep is None or keep(frame))
+                    ]
+                    last = batch[-1][0] if batch else 0
+
+                    def placed(
+                        ends: list[int], answered: int = answered, seqs: list[int] = seqs, last: int = last
+                    ) -> None:
+                        # each event frame is delivered once the framework's TCP acknowledged its last byte
+                        unacknowledged.extend(zip(ends[answered:], seqs, strict=True))
+                        if last and (not seqs or seqs[-1] != last):
+                            unacknowledged.append((ends[-1], last))  # a skipped frame closes the batch
+                        if unacknowledged:
+                            self._acknowledgement_wanted.set()
+
+                    await acks.send_messages_counted(texts, placed)
                 last_write_at = trio.current_time()
                 for _ in range(answered):
                     self.unanswered.release()
                 if batch:
                     cursor = batch[-1][0]
-                    outbox.ack(name, cursor)  # delivered: written to a verified connection's socket
-                    self.counters.frames_delivered += len(batch)
+                    if acks is None:
+                        outbox.ack(name, cursor)  # delivered: written to a verified connection's socket (wss)
+                    else:
+                        self._ack_acknowledged()  # delivered: acknowledged by the framework's TCP
+                    self.counters.frames_delivered += len(batch)  # written (the cursor follows the acknowledgements)
         finally:
+            # a last look: frames acknowledged since the last one count; the rest stay after the cursor and are
+            # sent again on the next connection (after a reset the kernel's queue proves nothing: not trusted)
+            self._ack_acknowledged()
             outbox.remove_append_listener(self._wake_writer)
+
+    async def _watch_acknowledgements(self) -> None:
+        """While written frames wait for the framework's acknowledgement, look every :data:`ACK_POLL` (also while
+        the writer itself waits for the framework's window to open)."""
+        while True:
+            if not self._unacknowledged:
+                self._acknowledgement_wanted = trio.Event()
+                await self._acknowledgement_wanted.wait()
+            await trio.sleep(ACK_POLL)
+            self._ack_acknowledged()
+
+    def _ack_acknowledged(self) -> None:
+        """Move the outbox cursor over the written frames the peer's TCP has acknowledged."""
+        unacknowledged = self._unacknowledged
+        if self._acks is None or not unacknowledged:
+            return
+        acknowledged = self._acks.acknowledged_bytes()
+        if acknowledged is None:
+            return  # not established any more: what is not acknowledged yet is replayed
+        seq = 0
+        while unacknowledged and unacknowledged[0][0] <= acknowledged:
+            seq = unacknowledged.popleft()[1]
+        if seq:
+            self.outbox.ack(self.cursor, seq)
 
 
 def new_session(config: MiraiConfig, rng: random.Random, registry: SessionRegistry | None = None) -> MiraiSession:

@@ -4,10 +4,11 @@ DESIGN.md §5: no event is lost while a framework is down or slow. The app appen
 frame (``{"syncId":"-1","data":{...}}``) with :meth:`Outbox.append`; every reverse-ws destination reads the
 frames after its cursor with :meth:`Outbox.read_after` and acknowledges them with :meth:`Outbox.ack`.
 
-**Delivered** means: written to the socket of a *verified* connection (the websocket ``send_message`` call
-returned). A destination's cursor only moves after that write succeeded, so after a reconnect + verify it
-replays, in order, everything after its cursor. Whether the framework processed the frame is unknowable at
-this layer (mirai has no event acks), so a frame lost in the kernel buffer of a dying connection is lost.
+**Delivered** means: acknowledged by the TCP of a *verified* connection's peer (on plain TCP under Linux the
+connection reads its socket's unacknowledged bytes, see :mod:`adapters.mirai.connection`; over wss, written to the
+socket). A destination's cursor only moves over delivered frames, so after a reconnect + verify it replays, in
+order, everything after its cursor — also the frames still queued in the kernel of a connection that died.
+Whether the framework *processed* a frame is unknowable at this layer (mirai has no event acks).
 
 Durability and cost:
 

@@ -28,6 +28,13 @@ One task may read while others send or close; sends are serialized by a lock, so
 At TRACE (``-vv``) every message in and out is logged (``peer ← …`` / ``peer → …``), shortened by
 :func:`relay.logs.shorten_payload` and redacted by the log handler like every line. Whether TRACE is on is read
 once, when the connection is made, so the event path pays one boolean test per read and per write.
+
+**What the peer has received.** On a plain TCP socket under Linux a connection also counts the bytes it wrote
+(:attr:`WebSocketConnection.bytes_sent`) and says how many of them the peer's TCP has acknowledged
+(:meth:`WebSocketConnection.acknowledged_bytes`: the written bytes minus the socket's send queue, ``TIOCOUTQ``), so
+an owner can tell which messages reached the other host rather than only the local socket buffer. Elsewhere (TLS,
+whose records hide the byte counts; other systems) that is unknown and the owner keeps counting a message
+delivered once it was written.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Iterable
+import socket
+import struct
+from collections.abc import Callable, Iterable
 from typing import Final
 
 import trio
@@ -50,6 +59,29 @@ log = logging.getLogger(__name__)
 
 #: bytes per socket read: a busy stream delivers hundreds of ~1 KB frames per read, parsed in one go
 RECEIVE_BYTES: Final = 256 * 1024
+
+try:  # Linux: the bytes of a TCP socket's send queue not yet acknowledged by the peer
+    import fcntl
+    import termios
+
+    _TIOCOUTQ: int | None = termios.TIOCOUTQ
+    _TCP_INFO: int | None = socket.TCP_INFO
+except (ImportError, AttributeError):  # pragma: no cover - other systems: acknowledgements stay unknown
+    _TIOCOUTQ = _TCP_INFO = None
+#: tcpi_state values (linux/tcp_states.h) in which the send queue is still the kernel's account of what the peer
+#: lacks; after a reset the kernel drops the queue, so an empty queue then proves nothing
+_TCP_ESTABLISHED: Final = 1
+_TCP_CLOSE_WAIT: Final = 8
+
+
+def _tracked_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket whose acknowledgements can be read: a plain TCP stream on Linux, else None."""
+    if _TIOCOUTQ is None or not isinstance(stream, trio.SocketStream):
+        return None
+    sock = stream.socket
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    return sock
 
 
 def fresh_masking_keys(frame_count: int) -> bytes:
@@ -89,6 +121,8 @@ class WebSocketConnection:
         self._early = early  # frames that came with the upgrade, not parsed yet
         self._refused: FrameTooLarge | None = None  # a too-large message, raised once the deque is empty
         self._trace = log.isEnabledFor(TRACE)  # read once: the hot path tests a boolean
+        self._bytes_sent = 0
+        self._tracked = _tracked_socket(stream)
 
     @property
     def closed(self) -> WebSocketClosed | None:
@@ -156,6 +190,46 @@ class WebSocketConnection:
             data = frames.encode_frame(frames.OP_BINARY, message, self._masking_keys(1))
         await self._send_bytes(data)
 
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes this connection has written to its stream so far (frames only; not the upgrade)."""
+        return self._bytes_sent
+
+    @property
+    def ack_tracking(self) -> bool:
+        """:meth:`acknowledged_bytes` can answer (a plain TCP socket on Linux)."""
+        return self._tracked is not None
+
+    def acknowledged_bytes(self) -> int | None:
+        """How many of :attr:`bytes_sent` the peer's TCP has acknowledged (one ``ioctl`` and one ``getsockopt``);
+        None when that is unknown: no :attr:`ack_tracking`, or the connection is no longer established."""
+        sock = self._tracked
+        if sock is None or _TIOCOUTQ is None or _TCP_INFO is None:
+            return None
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0"))[0]
+            state = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0]  # tcpi_state, asked after the queue
+        except OSError:
+            return None
+        if state not in (_TCP_ESTABLISHED, _TCP_CLOSE_WAIT):
+            return None
+        return self._bytes_sent - int(queued)
+
+    async def send_messages_counted(self, messages: list[str], placed: Callable[[list[int]], None]) -> None:
+        """:meth:`send_messages`, telling ``placed`` where each message will end in :attr:`bytes_sent` (compare
+        with :meth:`acknowledged_bytes`) once its place in the stream is fixed, before it is written: a write that
+        waits for the peer's window can be followed while it waits."""
+        self._raise_unless_open()
+        if self._trace:
+            self._trace_messages("→", messages)
+        ends: list[int] = []
+        data = frames.encode_text_frames(messages, self._masking_keys(len(messages)), ends)
+        async with self._send_lock:
+            self._raise_unless_open()
+            start = self._bytes_sent
+            placed([start + end for end in ends])
+            await self._send_all_locked(data)
+
     async def send_messages(self, messages: list[str]) -> None:
         """Write ``messages`` as text frames with one socket write; when this returns, all were written.
 
@@ -217,8 +291,21 @@ class WebSocketConnection:
     async def _send_all_locked(self, data: bytes) -> None:
         """Write ``data``; the caller holds ``_send_lock``."""
         try:
-            await self._stream.send_all(data)
+            sock = self._tracked
+            if sock is None:
+                await self._stream.send_all(data)
+                self._bytes_sent += len(data)
+                return
+            # counted as the kernel takes it, so a write still blocked on a full window is counted exactly
+            with memoryview(data) as view:
+                total = 0
+                while total < len(view):
+                    sent = await sock.send(view[total:])
+                    total += sent
+                    self._bytes_sent += sent
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WebSocketClosed(self.peer, None, f"connection lost while sending ({exc})") from None
+        except OSError as exc:  # the raw socket's own errors (a reset peer)
             raise WebSocketClosed(self.peer, None, f"connection lost while sending ({exc})") from None
 
     def _lost(self, why: str) -> WebSocketClosed:

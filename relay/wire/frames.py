@@ -307,27 +307,33 @@ def encode_frame(opcode: int, payload: bytes, masking_key: bytes | None) -> byte
     return frame_header(FIN_BIT | opcode, len(payload), masked=True) + masking_key + mask_payload(payload, masking_key)
 
 
-def encode_text_frames(texts: Sequence[str], masking_keys: bytes | None) -> bytes:
+def encode_text_frames(texts: Sequence[str], masking_keys: bytes | None, ends: list[int] | None = None) -> bytes:
     """Each text as one whole text frame (RFC 6455 §5.2), all concatenated in order.
 
     A client passes :data:`MASKING_KEY_BYTES` fresh random bytes per text, in order (frame ``i`` uses
     ``masking_keys[4*i : 4*i+4]``), e.g. ``os.urandom(MASKING_KEY_BYTES * len(texts))``; a server passes None.
+    ``ends``, if given, receives where each frame ends in the result (a byte offset), in order.
     Raises :class:`LocalProtocolError` when the keys do not match the texts, or a text cannot be encoded as
     UTF-8 (a lone surrogate; §5.6 requires valid UTF-8).
     """
     parts: list[bytes] = []
     append = parts.append
     index = 0
+    end = 0
     try:
         if masking_keys is None:
             headers = _SHORT_TEXT_HEADERS[False]
             for index, text in enumerate(texts):  # noqa: B007 (index names the failing frame below)
                 payload = text.encode("utf-8")
                 size = len(payload)
-                append(
+                header = (
                     headers[size] if size <= MAX_7BIT_PAYLOAD_LENGTH else frame_header(_FIN_TEXT, size, masked=False)
                 )
+                append(header)
                 append(payload)
+                if ends is not None:
+                    end += len(header) + size
+                    ends.append(end)
         else:
             _check_keys(masking_keys, len(texts))
             offset = 0
@@ -335,9 +341,13 @@ def encode_text_frames(texts: Sequence[str], masking_keys: bytes | None) -> byte
                 payload = text.encode("utf-8")
                 key = masking_keys[offset : offset + MASKING_KEY_BYTES]
                 offset += MASKING_KEY_BYTES
-                append(frame_header(_FIN_TEXT, len(payload), masked=True))
+                header = frame_header(_FIN_TEXT, len(payload), masked=True)
+                append(header)
                 append(key)
                 append(mask_payload(payload, key))
+                if ends is not None:
+                    end += len(header) + MASKING_KEY_BYTES + len(payload)
+                    ends.append(end)
     except UnicodeEncodeError as exc:
         raise LocalProtocolError(
             f"text frame {index} is not valid UTF-8 ({exc.reason} at character {exc.start}); RFC 6455 §5.6 "

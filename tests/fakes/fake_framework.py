@@ -32,9 +32,13 @@ whose per-message task hand-off made the fake slower than the bridge it measures
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import socket
 import ssl
+import struct
+import termios
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -108,6 +112,8 @@ class FakeConnection:
     _ids: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
     _send_lock: trio.StrictFIFOLock = attrs.Factory(trio.StrictFIFOLock)
     _pongs: dict[bytes, trio.Event] = attrs.Factory(dict)
+    _text_parts: list[str] = attrs.Factory(list)  #: a text message arriving in fragments
+    _byte_parts: list[bytes] = attrs.Factory(list)
 
     # ---------------------------------------------------------------- sending
 
@@ -168,6 +174,41 @@ class FakeConnection:
             await self._send_event(wse.CloseConnection(code=code, reason=reason))
 
     # ---------------------------------------------------------------- waiting
+
+    async def drop_after_peek(self) -> int:
+        """While reading is paused (:meth:`FakeFramework.pause_reading`): take as received what this host's TCP
+        already holds — peeked, so the receive window stays closed and nothing more arrives — then drop the
+        connection with a reset, unread data and all (a framework process killed while stuck). Returns the bytes
+        peeked. What the bridge's TCP still had queued never reached this host."""
+        sock = self.stream.socket  # type: ignore[attr-defined]
+        waiting = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        data = await sock.recv(waiting, socket.MSG_PEEK) if waiting else b""
+        self._feed(data)
+        for event in self.ws.events():
+            self._message_event(event)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # SO_LINGER 0: a reset, not a close handshake
+        self.framework._changes.notify()
+        return len(data)
+
+    def _feed(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+
+    def _message_event(self, event: wse.Event) -> bool:
+        """Record a (fragment of a) message; False for any other event."""
+        if isinstance(event, wse.TextMessage):
+            self._text_parts.append(event.data)
+            if event.message_finished:
+                self._record("".join(self._text_parts))
+                self._text_parts.clear()
+            return True
+        if isinstance(event, wse.BytesMessage):
+            self._byte_parts.append(bytes(event.data))
+            if event.message_finished:
+                self._record(b"".join(self._byte_parts))
+                self._byte_parts.clear()
+            return True
+        return False
 
     async def wait_response(self, sync_id: str) -> dict[str, object]:
         await self.framework._changes.wait_for(lambda: sync_id in self.responses)
@@ -366,8 +407,6 @@ class FakeFramework:
 
     async def _receive_loop(self, conn: FakeConnection) -> None:
         ws = conn.ws
-        text_parts: list[str] = []
-        byte_parts: list[bytes] = []
         while True:
             if not self._reading.is_set():
                 await self._reading.wait()
@@ -376,16 +415,8 @@ class FakeFramework:
                 return
             ws.receive_data(data)
             for event in ws.events():
-                if isinstance(event, wse.TextMessage):
-                    text_parts.append(event.data)
-                    if event.message_finished:
-                        conn._record("".join(text_parts))
-                        text_parts.clear()
-                elif isinstance(event, wse.BytesMessage):
-                    byte_parts.append(bytes(event.data))
-                    if event.message_finished:
-                        conn._record(b"".join(byte_parts))
-                        byte_parts.clear()
+                if conn._message_event(event):
+                    pass
                 elif isinstance(event, wse.Ping):
                     async with conn._send_lock:
                         await conn.stream.send_all(ws.send(event.response()))

@@ -408,6 +408,9 @@ async def test_framework_down_while_10000_events_arrive_gets_all_in_order_once(o
             await fw.start()
             await fw.wait_events(2 + 1 + 10_000)  # + the BotOnlineEvent of the new connection
             assert group_messages(fw) == [-1, *range(10_000)]
+            # delivered = acknowledged by the framework's TCP (issue 15), which the bridge sees a moment later
+            while client.statistics()[0].delivered_seq != outbox.last_seq:
+                await trio.sleep(0.01)
             (stats,) = client.statistics()
             assert stats.delivered_seq == outbox.last_seq and stats.backlog == 0
 
@@ -489,6 +492,9 @@ async def test_one_destination_down_does_not_affect_the_other(outbox: Outbox) ->
                 for i in range(20):
                     outbox.append(event_frame(i))
                 await up.wait_events(21)
+                # delivered = acknowledged by the framework's TCP (issue 15), which the bridge sees a moment later
+                while client.statistics()[1].backlog:
+                    await trio.sleep(0.01)
                 down_stats, up_stats = client.statistics()
                 assert not down_stats.connected and down_stats.backlog == 20
                 assert up_stats.verified and up_stats.backlog == 0
