@@ -30,6 +30,7 @@ reader stops reading (TCP back-pressure to the framework).
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import math
@@ -179,8 +180,9 @@ class FrameworkConnection:
         self._on_session_closed: Callable[[], None] | None = None
         #: the transport, when it tells what the peer's TCP acknowledged: the cursor then follows that, not writes
         self._acks = transport if isinstance(transport, AcknowledgingTransport) and transport.ack_tracking else None
-        #: (byte offset at which a written frame ends, its seq), oldest first, not acknowledged yet
-        self._unacknowledged: collections.deque[tuple[int, int]] = collections.deque()
+        #: per written batch, oldest first: where each of its event frames ends in the byte stream, and their seqs
+        #: (not acknowledged yet); one entry a batch keeps the event path free of per-frame bookkeeping
+        self._unacknowledged: collections.deque[tuple[list[int], list[int]]] = collections.deque()
         self._acknowledgement_wanted = trio.Event()
         self.rejected = 0  #: frames answered with the bare 400 (each is logged up to REJECTED_LOGGED)
 
@@ -358,14 +360,18 @@ class FrameworkConnection:
                 batch = outbox.read_after(cursor, WRITE_BATCH)
                 online = self._online_prefix
                 keep = self.keep_frame
-                if keep is None:
+                seqs: list[int] = []
+                if acks is None and keep is None:
                     texts.extend([frame for _, frame in batch if not frame.startswith(online)])
                 else:
-                    texts.extend([frame for _, frame in batch if not frame.startswith(online) and keep(frame)])
+                    for seq, frame in batch:
+                        if not frame.startswith(online) and (keep is None or keep(frame)):
+                            texts.append(frame)
+                            seqs.append(seq)
                 if not texts and batch:  # nothing for this connection in it (another channel's; a BotOnlineEvent)
                     cursor = batch[-1][0]
                     if acks is not None and unacknowledged:
-                        unacknowledged.append((acks.bytes_sent, cursor))  # delivered once what precedes it is
+                        unacknowledged.append(([acks.bytes_sent], [cursor]))  # delivered once what precedes is
                     else:
                         outbox.ack(name, cursor)
                     continue
@@ -381,19 +387,18 @@ class FrameworkConnection:
                 if acks is None:
                     await self.transport.send_messages(texts)  # one socket write for the whole batch
                 else:
-                    seqs = [
-                        seq for seq, frame in batch if not frame.startswith(online) and (keep is None or keep(frame))
-                    ]
                     last = batch[-1][0] if batch else 0
 
                     def placed(
                         ends: list[int], answered: int = answered, seqs: list[int] = seqs, last: int = last
                     ) -> None:
                         # each event frame is delivered once the framework's TCP acknowledged its last byte
-                        unacknowledged.extend(zip(ends[answered:], seqs, strict=True))
+                        frame_ends = ends[answered:]
                         if last and (not seqs or seqs[-1] != last):
-                            unacknowledged.append((ends[-1], last))  # a skipped frame closes the batch
-                        if unacknowledged:
+                            frame_ends.append(ends[-1])  # a skipped frame closes the batch
+                            seqs.append(last)
+                        if seqs:
+                            unacknowledged.append((frame_ends, seqs))
                             self._acknowledgement_wanted.set()
 
                     await acks.send_messages_counted(texts, placed)
@@ -432,8 +437,17 @@ class FrameworkConnection:
         if acknowledged is None:
             return  # not established any more: what is not acknowledged yet is replayed
         seq = 0
-        while unacknowledged and unacknowledged[0][0] <= acknowledged:
-            seq = unacknowledged.popleft()[1]
+        while unacknowledged:
+            ends, seqs = unacknowledged[0]
+            if ends[-1] <= acknowledged:
+                seq = seqs[-1]
+                unacknowledged.popleft()
+                continue
+            done = bisect.bisect_right(ends, acknowledged)
+            if done:
+                seq = seqs[done - 1]
+                unacknowledged[0] = (ends[done:], seqs[done:])
+            break
         if seq:
             self.outbox.ack(self.cursor, seq)
 
