@@ -124,6 +124,8 @@ class Backfill:
         self._rounds: dict[int, _GuildRound] = {}
         self._round_ids = 0
         self._jobs: collections.deque[Gap] = collections.deque()
+        #: shard id → the message ids of a replay across a restart, while it lasts
+        self.replaying: dict[int, list[int]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -142,9 +144,37 @@ class Backfill:
         for guild_id in guild_ids:
             self._awaiting[guild_id] = (shard_id, after_restart, lost_at)
 
-    def session_resumed(self, shard_id: int) -> None:
-        """A RESUMED: the session went on, nothing to read back (also a resume across a restart)."""
+    def resuming(self, shard_id: int) -> None:
+        """A connection opened to resume: the dispatches until RESUMED are a replay. The first resume of this
+        process is one across a restart, whose first replayed messages may have been delivered before it."""
+        if shard_id not in self._sessions_seen:
+            self.replaying[shard_id] = []
+
+    def replayed(self, shard_id: int, data: object) -> None:
+        """A MESSAGE_CREATE of a replay across a restart (only called while :attr:`replaying` holds the shard)."""
+        found = self.replaying.get(shard_id)
+        message_id = parse_snowflake(data.get("id")) if found is not None and isinstance(data, dict) else None
+        if found is not None and message_id is not None:
+            found.append(message_id)
+
+    def session_resumed(self, shard_id: int, replayed: int) -> str | None:
+        """A RESUMED: the session went on, nothing to read back. After a restart, the line that says so: how many
+        dispatches were replayed and how many of their messages may have reached a framework before the restart
+        (those within one flush interval of the first: the last ones the previous run delivered before saving)."""
         self._sessions_seen.add(shard_id)
+        messages = self.replaying.pop(shard_id, None)
+        if messages is None:
+            return None
+        duplicates = 0
+        if messages:
+            first = snowflake_time(min(messages))
+            limit = first + self._flush_interval + DELIVERY_SLACK
+            duplicates = sum(1 for m in messages if snowflake_time(m) <= limit)
+        return (
+            f"shard {shard_id}: resumed the session of the previous run; {replayed} dispatches replayed "
+            f"({len(messages)} messages), up to {duplicates} of which (one store flush interval) may have reached "
+            "a framework before the restart too"
+        )
 
     def guild_available(self, guild_id: int) -> None:
         """Its GUILD_CREATE was handled (the cache knows its channels): open a gap per bridged channel, hold their

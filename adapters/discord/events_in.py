@@ -35,7 +35,14 @@ from typing import Any, ClassVar, Final
 from adapters.discord.backfill import Backfill
 from adapters.discord.cache import VIEW_AUDIT_LOG, is_obfuscated
 from adapters.discord.entities import EntityFactory
-from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ShardDisconnected, ShardReady, ShardResumed
+from adapters.discord.gateway.events import (
+    DispatchReceived,
+    GatewayEvent,
+    ShardConnected,
+    ShardDisconnected,
+    ShardReady,
+    ShardResumed,
+)
 from adapters.discord.member_requests import MemberRequests
 from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
@@ -578,6 +585,8 @@ class GatewayListener:
                 return
             if backfill.holds(event):
                 return
+            if backfill.replaying and event.name == "MESSAGE_CREATE":
+                backfill.replayed(event.shard_id, event.data)
             self.deliver(event)
             if event.name == "GUILD_CREATE" and isinstance(event.data, dict) and not event.data.get("unavailable"):
                 guild_id = parse_snowflake(event.data.get("id"))
@@ -596,7 +605,11 @@ class GatewayListener:
         elif isinstance(event, ShardResumed):
             self._lost_at.pop(event.shard_id, None)
             if backfill is not None:
-                backfill.session_resumed(event.shard_id)
+                line = backfill.session_resumed(event.shard_id, event.replayed)
+                if line is not None:
+                    log.info("%s", line)
+        elif isinstance(event, ShardConnected) and backfill is not None and event.resuming:
+            backfill.resuming(event.shard_id)
 
     def deliver(self, event: DispatchReceived) -> None:
         """Translate and publish one dispatch, never held (what the back-fill hands back in its order)."""

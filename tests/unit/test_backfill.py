@@ -67,7 +67,7 @@ def test_only_guilds_of_a_new_session_are_read_back_and_their_channels_held() ->
     assert world.wakes == 1
     assert backfill.holds(live(1)) and backfill.holds(live(2, RANDOM, "MESSAGE_DELETE"))
     assert not backfill.holds(live(3, 99))  # another channel flows on
-    backfill.session_resumed(0)
+    backfill.session_resumed(0, 0)
     backfill.guild_available(GUILD)
     assert backfill.take_gaps() == []  # a resume replays: nothing to read back
 
@@ -158,3 +158,18 @@ def test_disabled_by_either_bound() -> None:
         world.backfill.session_started(0, [GUILD], lost_at=None)
         world.backfill.guild_available(GUILD)
         assert world.backfill.take_gaps() == []
+
+
+def test_a_resume_across_a_restart_says_what_was_replayed_and_what_may_be_twice() -> None:
+    world = World()
+    backfill = world.backfill
+    backfill.resuming(0)  # the first connection of this process resumes the saved session
+    for n, seconds in enumerate([0.0, 0.1, 0.2, 1.0, 2.0]):
+        backfill.replayed(0, message(message_id(seconds, n)))
+    line = backfill.session_resumed(0, replayed=7)
+    assert line is not None
+    assert "resumed the session of the previous run; 7 dispatches replayed (5 messages)" in line
+    assert "up to 3 of which (one store flush interval)" in line  # those within 0.25 s of the first
+    backfill.resuming(0)  # a later resume of the same process: nothing to say, no tracking
+    assert not backfill.replaying
+    assert backfill.session_resumed(0, replayed=3) is None
