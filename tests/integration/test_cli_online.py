@@ -357,3 +357,25 @@ async def test_a_proxy_that_refuses_the_password(tmp_path: Path, capsys: pytest.
             "refused authentication"
         ) in out
         assert "wrong-password" not in out
+
+
+async def test_check_online_very_verbose_never_shows_an_extra_parameter_value(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # issue 15: -vv logged a credential given in extra_parameters (the dial's request target carries it)
+    secret = "param-secret/value x"
+    async with (
+        open_fake_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+    ):
+        give_bot_every_permission(discord.rest)
+        extra = f'extra_parameters = {{ access = "{secret}" }}'
+        path = write_config(tmp_path, discord.api, [destination(framework, extra=extra)])
+        code: int = await trio.to_thread.run_sync(
+            functools.partial(main, ["-vv", "check", "--online", "-c", str(path)], env=ENV)
+        )
+        captured = capfd.readouterr()
+    assert code == 0, captured.out
+    for shown in ("param-secret", "param-secret%2Fvalue", "value+x"):
+        assert shown not in captured.out + captured.err
+    assert framework.connections[0].params["access"] == secret  # it was sent, only never shown
