@@ -58,7 +58,11 @@ async def serve_backfill(
         async with limiter:
             history = await read_gap(backfill, gap, rest, newest_known, clock)
         # no checkpoint from here on: the history and what was held go out before any newer live dispatch
-        done = backfill.finish(gap, history, deliver)
+        try:
+            done = backfill.finish(gap, history, deliver)
+        except Exception:  # a bug: this gap is lost (said here), the bridge and the other gaps carry on
+            log.exception("shard %d: back-filling channel %d failed", gap.shard_id, gap.channel_id)
+            return
         if done is not None:
             line, warning = done
             log.log(logging.WARNING if warning else logging.INFO, "%s", line)

@@ -620,7 +620,12 @@ class GatewayListener:
         """Publish what waited for a deadline (recalls whose audit-log entry did not come); cheap when nothing
         waits. Call it a few times a second."""
         if self.translator.recalls.waiting:
-            for item in self.translator.tick(self._clock()):
+            try:
+                items = self.translator.tick(self._clock())
+            except Exception:  # a bug: the waiting recalls are lost (said here), nothing else is
+                log.exception("releasing the recalls that waited for their audit-log entry failed")
+                return
+            for item in items:
                 self._publish(item)
 
 
