@@ -44,12 +44,13 @@ from adapters.discord.backfill_task import serve_backfill
 from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
-from adapters.discord.events_in import DispatchTranslator, GatewayListener, gateway_listener
+from adapters.discord.events_in import DispatchTranslator
 from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
 from adapters.discord.gateway.members import GatewayMemberLoader
 from adapters.discord.gateway.resume import RESUME_WINDOW, hydrate_cache
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
+from adapters.discord.listener import GatewayListener, gateway_listener
 from adapters.discord.member_requests import MemberRequests
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client

@@ -32,25 +32,16 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
-from adapters.discord.backfill import Backfill
 from adapters.discord.cache import VIEW_AUDIT_LOG, is_obfuscated
 from adapters.discord.entities import EntityFactory
-from adapters.discord.gateway.events import (
-    DispatchReceived,
-    GatewayEvent,
-    ShardConnected,
-    ShardDisconnected,
-    ShardReady,
-    ShardResumed,
-)
 from adapters.discord.member_requests import MemberRequests
 from adapters.discord.members import CachedMember
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.recalls import AUDIT_WAIT, PendingRecall, RecallOperators
-from adapters.discord.snowflakes import parse_snowflake, to_int
+from adapters.discord.snowflakes import to_int
 from relay import envelope as env
 from relay.errors import InvalidSnowflake
-from relay.ports import EventSink, MessageFactory
+from relay.ports import MessageFactory
 
 log = logging.getLogger(__name__)
 
@@ -545,95 +536,3 @@ DispatchTranslator._handlers = {
     "MESSAGE_DELETE": DispatchTranslator._on_message_delete,
     "MESSAGE_DELETE_BULK": DispatchTranslator._on_message_delete_bulk,
 }
-
-
-class GatewayListener:
-    """The gateway reader's ``on_event``: translate each dispatch and hand its envelope events to ``sink``.
-
-    The shard calls it synchronously for every event it reads, so it never awaits (heartbeat ACKs keep being
-    read behind it). ``clock`` gives the wall-clock time a dispatch is stamped with (``time.time`` in the app).
-
-    With a :class:`~adapters.discord.backfill.Backfill` it also tells that when sessions start (READY), resume
-    and become available per guild (GUILD_CREATE), and keeps back the dispatches of a channel being read back;
-    :meth:`deliver` is the path those take once their turn comes.
-    """
-
-    def __init__(
-        self,
-        translator: DispatchTranslator,
-        sink: EventSink,
-        clock: Callable[[], float],
-        backfill: Backfill | None = None,
-    ) -> None:
-        self.translator = translator
-        self.backfill = backfill
-        self._on_dispatch = translator.on_dispatch
-        self._publish = sink.publish_nowait
-        self._clock = clock
-        #: shard id → when its session stopped delivering (the first disconnect since it last was live)
-        self._lost_at: dict[int, float] = {}
-        #: when the previous run of the bridge last saved its state (epoch seconds): where the first session's
-        #: gaps start for channels whose store knows no message; set by the composition root
-        self.previous_run_saved_at: float | None = None
-
-    def __call__(self, event: GatewayEvent) -> None:
-        backfill = self.backfill
-        if type(event) is DispatchReceived:
-            if backfill is None:
-                for item in self._on_dispatch(event.name, event.data, self._clock()):
-                    self._publish(item)
-                return
-            if backfill.holds(event):
-                return
-            if backfill.replaying and event.name == "MESSAGE_CREATE":
-                backfill.replayed(event.shard_id, event.data)
-            self.deliver(event)
-            if event.name == "GUILD_CREATE" and isinstance(event.data, dict) and not event.data.get("unavailable"):
-                guild_id = parse_snowflake(event.data.get("id"))
-                if guild_id is not None:
-                    backfill.guild_available(guild_id)
-        elif isinstance(event, ShardDisconnected):
-            self._lost_at.setdefault(event.shard_id, self._clock())
-            for item in self.translator.connection_lost():
-                self._publish(item)
-        elif isinstance(event, ShardReady):
-            lost_at = self._lost_at.pop(event.shard_id, None)
-            if backfill is not None:
-                if lost_at is None:
-                    lost_at = self.previous_run_saved_at
-                backfill.session_started(event.shard_id, event.guild_ids, lost_at=lost_at)
-        elif isinstance(event, ShardResumed):
-            self._lost_at.pop(event.shard_id, None)
-            if backfill is not None:
-                line = backfill.session_resumed(event.shard_id, event.replayed)
-                if line is not None:
-                    log.info("%s", line)
-        elif isinstance(event, ShardConnected) and backfill is not None and event.resuming:
-            backfill.resuming(event.shard_id)
-
-    def deliver(self, event: DispatchReceived) -> None:
-        """Translate and publish one dispatch, never held (what the back-fill hands back in its order)."""
-        for item in self._on_dispatch(event.name, event.data, self._clock()):
-            self._publish(item)
-
-    def tick(self) -> None:
-        """Publish what waited for a deadline (recalls whose audit-log entry did not come); cheap when nothing
-        waits. Call it a few times a second."""
-        if self.translator.recalls.waiting:
-            try:
-                items = self.translator.tick(self._clock())
-            except Exception:  # a bug: the waiting recalls are lost (said here), nothing else is
-                log.exception("releasing the recalls that waited for their audit-log entry failed")
-                return
-            for item in items:
-                self._publish(item)
-
-
-def gateway_listener(
-    translator: DispatchTranslator,
-    sink: EventSink,
-    clock: Callable[[], float],
-    backfill: Backfill | None = None,
-) -> GatewayListener:
-    """The gateway reader's ``on_event`` (see :class:`GatewayListener`)."""
-    return GatewayListener(translator, sink, clock, backfill)

@@ -44,6 +44,8 @@ DISCORD_PURE_MODULES = (
     "adapters/discord/own_actions.py",
     "adapters/discord/events_in.py",
     "adapters/discord/backfill.py",
+    "adapters/discord/recalls.py",
+    "adapters/discord/listener.py",
 )
 
 #: Modules that must stay sans-I/O.
