@@ -624,7 +624,8 @@ async def serve_bridge(
                 for name in ("server", *(section for section in ("mirai.ws", "mirai.http") if mirai.runs(section[6:]))):
                     observed.expect_listener(name)
                 # saved with the last flush before the bridge stopped, cleanly or not
-                sessions = resumable_sessions(load_gateway_sessions(store_path), now=time.time())
+                saved = load_gateway_sessions(store_path)
+                sessions = resumable_sessions(saved, now=time.time())
                 if sessions and not await hydrate_cache(rest, cache):
                     sessions = {}
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()
@@ -637,6 +638,8 @@ async def serve_bridge(
                     flush_interval=STORE_FLUSH_INTERVAL,
                 )
                 listener = gateway_listener(translator, bridge, time.time, backfill)
+                # where a back-fill after this start reads channels the store knows no message of from
+                listener.previous_run_saved_at = saved.saved_at or None
                 async with trio.open_nursery() as nursery:
                     # message ids, outbox frames and the gateway session: one flush, one transaction
                     flusher = await nursery.start(
