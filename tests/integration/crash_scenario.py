@@ -223,5 +223,5 @@ async def run_crash_scenario(
         resumes=len(world.gateway.resumes),
         resumed=text.count("resumed session"),
         backfill_lines=tuple(line for line in text.splitlines() if "back-filled" in line),
-        resume_lines=tuple(line for line in text.splitlines() if "resumed session" in line),
+        resume_lines=tuple(line for line in text.splitlines() if "resumed" in line and "session" in line),
     )
