@@ -411,7 +411,8 @@ class FrameworkConnection:
                         outbox.ack(name, cursor)  # delivered: written to a verified connection's socket (wss)
                     else:
                         self._ack_acknowledged()  # delivered: acknowledged by the framework's TCP
-                    self.counters.frames_delivered += len(batch)  # written (the cursor follows the acknowledgements)
+                    # written (the cursor follows the acknowledgements); a frame this connection skips is not counted
+                    self.counters.frames_delivered += len(texts) - answered
         finally:
             # a last look: frames acknowledged since the last one count; the rest stay after the cursor and are
             # sent again on the next connection (after a reset the kernel's queue proves nothing: not trusted)

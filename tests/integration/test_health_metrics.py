@@ -129,7 +129,8 @@ async def test_metrics_count_what_went_through_the_bridge(tmp_path: Path) -> Non
             samples = await wait_metric(
                 port, lambda s: (value(s, "relay_store_written_rows_total", table="messages") or 0) >= 6
             )
-            # one BotOnlineEvent is the connection's own greeting after verify (the other, READY's, is a frame)
+            # the one BotOnlineEvent is the connection's own greeting after verify; READY's is published but not
+            # sent again on a connection whose verify already said it (issue 15: one BotOnlineEvent per verify)
             delivered = len(framework.events) - 1
 
     assert value(samples, "relay_discord_dispatches_total", shard="0", event="MESSAGE_CREATE") == 3
@@ -140,7 +141,7 @@ async def test_metrics_count_what_went_through_the_bridge(tmp_path: Path) -> Non
     assert value(samples, "relay_discord_gateway_connected", shard="0") == 1
 
     # every frame the bridge published reached the framework, and the metrics agree with what it received
-    assert value(samples, "relay_events_total", result="published") == delivered
+    assert value(samples, "relay_events_total", result="published") == delivered + 1  # + READY's BotOnlineEvent
     assert value(samples, "relay_frames_delivered_total", adapter="reverse-ws", destination="fw") == delivered
     assert value(samples, "relay_framework_connected", adapter="reverse-ws", destination="fw") == 1
     assert value(samples, "relay_framework_connections_total", adapter="reverse-ws", destination="fw") == 1
