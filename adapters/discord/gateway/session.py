@@ -509,7 +509,7 @@ class ShardSession:
             self.malformed_dispatches += 1
             return []
         # ``d`` is passed on as it is: whether its shape is right is the consumer's business (SESSIONS_REPLACE's
-        # is a list, RESUMED's null); only READY's is read here
+        # is a list, RESUMED's null); only READY's, and the ids of the guilds loading after it, are read here
         data = payload.get("d")
         names = self._dispatch_names  # one dict update per dispatch: the metrics' "events in, by kind"
         count = names.get(name)
@@ -538,7 +538,7 @@ class ShardSession:
             if not self._guilds_pending and not self.guilds_loaded:
                 events.extend(self._guilds_done())  # resumed a session this process never saw READY of
             self._guilds_deadline = now + GUILD_LOAD_TIMEOUT
-        elif self._guilds_pending and name in ("GUILD_CREATE", "GUILD_DELETE"):
+        elif self._guilds_pending and name in ("GUILD_CREATE", "GUILD_DELETE") and isinstance(data, dict):
             guild_id = parse_snowflake(data.get("id"))
             if guild_id in self._guilds_pending:
                 self._guilds_pending.discard(guild_id)
