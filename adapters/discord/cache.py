@@ -333,11 +333,10 @@ class DiscordCache:
         members = data.get("members")
         if isinstance(members, list):
             evicted = guild.members_evicted
-            for member in members:
-                if isinstance(member, dict):
-                    self._load_member(guild, member)
-            # under the large threshold GUILD_CREATE lists every member (with GUILD_MEMBERS; discord.md §6.4)
-            if guild.member_count and len(members) >= guild.member_count and guild.members_evicted == evicted:
+            loaded = sum(1 for member in members if isinstance(member, dict) and self._load_member(guild, member))
+            # under the large threshold GUILD_CREATE lists every member (with GUILD_MEMBERS; discord.md §6.4); one
+            # listed without its user object (a deviant server) is not cached, so the list is not complete then
+            if guild.member_count and loaded >= guild.member_count and guild.members_evicted == evicted:
                 guild.members_complete = True
         return guild
 
@@ -499,15 +498,16 @@ class DiscordCache:
             self._members.touch(member)
         return previous, member
 
-    def _load_member(self, guild: CachedGuild, data: Mapping[str, Any]) -> None:
-        """:meth:`upsert_member` without the previous copy (GUILD_CREATE, member chunks, REST listings)."""
+    def _load_member(self, guild: CachedGuild, data: Mapping[str, Any]) -> bool:
+        """:meth:`upsert_member` without the previous copy (GUILD_CREATE, member chunks, REST listings); False for
+        an entry without its user object (some Discord-compatible servers send those), which cannot be cached."""
         raw_user = data.get("user")
         if not isinstance(raw_user, dict):
-            return
+            return False
         user_id = to_int(raw_user.get("id"))
         if self.bot_user is not None and user_id == self.bot_user.id:
             self.upsert_member(guild.id, data)
-            return
+            return True
         member = guild.members.get(user_id)
         if member is None:
             member = CachedMember(user_id)
@@ -516,15 +516,19 @@ class DiscordCache:
         else:
             member.update(data)
             self._members.touch(member)
+        return True
 
-    def load_members(self, guild_id: int, members: Sequence[Any]) -> None:
-        """Members of a guild in bulk (a GUILD_MEMBERS_CHUNK): cached, no copies made."""
+    def load_members(self, guild_id: int, members: Sequence[Any]) -> int:
+        """Members of a guild in bulk (a GUILD_MEMBERS_CHUNK): cached, no copies made. Returns how many entries
+        could not be cached (not objects, or without their user object)."""
         guild = self.guilds.get(guild_id)
         if guild is None:
-            return
+            return 0
+        unreadable = 0
         for data in members:
-            if isinstance(data, dict):
-                self._load_member(guild, data)
+            if not (isinstance(data, dict) and self._load_member(guild, data)):
+                unreadable += 1
+        return unreadable
 
     def upsert_all_members(self, guild_id: int, members: Sequence[Mapping[str, Any]]) -> list[CachedMember]:
         """Every member of a guild (a full REST listing): each is cached, and the guild's member list counts as

@@ -276,10 +276,11 @@ class DispatchTranslator:
     def _on_members_chunk(self, data: dict[str, Any], now: float) -> list[env.Event]:
         """GUILD_MEMBERS_CHUNK (answers to op 8, discord.md §6.4): cache only, never events."""
         members = data.get("members")
+        unreadable = 0
         if isinstance(members, list):
-            self.cache.load_members(to_int(data.get("guild_id")), members)
+            unreadable = self.cache.load_members(to_int(data.get("guild_id")), members)
         if self.member_requests is not None:
-            self.member_requests.on_chunk(data, now)
+            self.member_requests.on_chunk(data, now, unreadable=unreadable)
         return []
 
     def _on_rate_limited(self, data: dict[str, Any], now: float) -> list[env.Event]:

@@ -13,6 +13,7 @@ for and not complete in the cache, never for every guild at start-up (the trap d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -21,6 +22,8 @@ import attrs
 from adapters.discord.cache import DiscordCache
 from adapters.discord.gateway.payloads import Op
 from adapters.discord.snowflakes import to_int
+
+log = logging.getLogger(__name__)
 
 #: Discord answers at most one whole-guild request per guild per this many seconds (discord.md §3)
 WHOLE_GUILD_INTERVAL: Final = 30.0
@@ -39,6 +42,7 @@ class _Request:
     chunk_count: int | None = None
     chunks_seen: set[int] = attrs.field(factory=set)
     members: int = 0
+    unreadable: int = 0  #: entries the cache could not take (without their user object: a deviant server)
 
 
 class MemberRequests:
@@ -84,8 +88,8 @@ class MemberRequests:
         self._pending.pop(guild_id, None)
         self._last_request.pop(guild_id, None)
 
-    def on_chunk(self, data: Mapping[str, Any], now: float) -> None:
-        """A GUILD_MEMBERS_CHUNK whose members the cache has just taken in."""
+    def on_chunk(self, data: Mapping[str, Any], now: float, *, unreadable: int = 0) -> None:
+        """A GUILD_MEMBERS_CHUNK whose members the cache has just taken in (all but ``unreadable`` of them)."""
         guild_id = to_int(data.get("guild_id"))
         request = self._pending.get(guild_id)
         if request is None or data.get("nonce") != request.nonce:
@@ -95,12 +99,22 @@ class MemberRequests:
         request.chunks_seen.add(to_int(data.get("chunk_index")))
         members = data.get("members")
         request.members += len(members) if isinstance(members, list) else 0
+        request.unreadable += unreadable
         if len(request.chunks_seen) >= request.chunk_count:
             guild = self.cache.guilds.get(guild_id)
+            if request.unreadable:
+                log.warning(
+                    "guild %d: %d of the %d members Discord sent came without their user object and cannot be named; "
+                    "the member list is not complete",
+                    guild_id,
+                    request.unreadable,
+                    request.members,
+                )
             complete = (
                 guild is not None
                 and guild.members_evicted == request.evictions_at_start
                 and request.members <= self.cache.max_members_per_guild
+                and not request.unreadable
             )
             if guild is not None:
                 guild.members_complete = complete

@@ -30,7 +30,7 @@ class _RestMembers(Mapping[int, list[dict[str, Any]]]):
     def __getitem__(self, guild_id: int) -> list[dict[str, Any]]:
         if guild_id not in self.rest.guilds:
             raise KeyError(guild_id)
-        return [dict(m) for (g, _u), m in self.rest.members.items() if g == guild_id]
+        return [self.rest.listed_member(g, u) for (g, u) in self.rest.members if g == guild_id]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.rest.guilds)
@@ -81,7 +81,7 @@ class DiscordWorld:
             for c in self.rest.channels.values()
             if c.get("guild_id") == str(guild_id)
         ]
-        guild["members"] = [dict(m) for (g, _u), m in self.rest.members.items() if g == guild_id]
+        guild["members"] = [self.rest.listed_member(g, u) for (g, u) in self.rest.members if g == guild_id]
         guild.update(
             joined_at=self.rest.now_iso(),
             large=False,

@@ -223,7 +223,8 @@ class FakeDiscordRest:
         self.bans: dict[int, set[int]] = {}
         self.dm_channels: dict[int, int] = {}  #: user id → DM channel id
         self.files: dict[str, tuple[bytes, str]] = {}  #: path → (bytes, content type) served by GET
-        #: (guild, user) pairs whose entry GET /guilds/{id}/members lists without its ``user`` (a deviant server)
+        #: (guild, user) pairs whose entry member lists show without its ``user`` (a deviant server): REST listings,
+        #: and through DiscordWorld the GUILD_CREATE and op 8 chunks
         self.members_listed_without_user: set[tuple[int, int]] = set()
         self._closed_dms: set[int] = set()
         self._nonces: dict[tuple[int, str], int] = {}
@@ -1008,12 +1009,14 @@ class FakeDiscordRest:
         after = int(r.query.get("after", "0"))
         guild_id = int(p["guild_id"])
         ids = sorted(u for (g, u) in self.members if g == guild_id and u > after)[:limit]
-        return 200, [self._listed_member(guild_id, u) for u in ids]
+        return 200, [self.listed_member(guild_id, u) for u in ids]
 
-    def _listed_member(self, guild_id: int, user_id: int) -> JSON:
-        member = self.members[(guild_id, user_id)]
+    def listed_member(self, guild_id: int, user_id: int) -> JSON:
+        """A member as a list shows it (REST listing, GUILD_CREATE, op 8 chunks): without ``user`` for the pairs of
+        :attr:`members_listed_without_user` (a deviant server)."""
+        member = dict(self.members[(guild_id, user_id)])
         if (guild_id, user_id) in self.members_listed_without_user:
-            return {k: v for k, v in member.items() if k != "user"}  # a deviant server's listing
+            del member["user"]
         return member
 
     def ep_get_member(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
