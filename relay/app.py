@@ -1,5 +1,5 @@
 """The composition root: one trio nursery runs the store, the outbox, the Discord shard(s) and every
-reverse-ws destination (DESIGN.md §1). Only this module (and the CLI) imports adapters.
+reverse-ws destination (docs/architecture.md §1). Only this module (and the CLI) imports adapters.
 
 Lifecycle:
 

@@ -15,8 +15,9 @@ from typing import Final
 
 import attrs
 
-# Discord gateway intents (discord.md §5). The default set is what the bridge needs to map every event of
-# DESIGN.md §3: GUILDS | GUILD_MEMBERS | GUILD_MODERATION | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT.
+# Discord gateway intents (docs/discord.md §5). The default set is what the bridge needs to map every event of
+# docs/architecture.md §3: GUILDS | GUILD_MEMBERS | GUILD_MODERATION | GUILD_MESSAGES | DIRECT_MESSAGES |
+# MESSAGE_CONTENT.
 INTENT_BITS: dict[str, int] = {
     "GUILDS": 1 << 0,
     "GUILD_MEMBERS": 1 << 1,
@@ -71,7 +72,7 @@ class BackoffConfig:
 
 
 class PresenceStatus(enum.Enum):
-    """The status shown next to the bot (discord.md §2.5: identify ``presence.status``)."""
+    """The status shown next to the bot (docs/discord.md §2.5: identify ``presence.status``)."""
 
     ONLINE = "online"
     IDLE = "idle"
@@ -251,7 +252,7 @@ class IdMode(enum.Enum):
 # --- end [mirai] ids
 # --------------------------------------------------------------------------- webhooks out (issue 14)
 
-#: every mirai event type name (mirai-api-http.md §9): what ``[[mirai.webhook.destinations]] events`` may list
+#: every mirai event type name (docs/mirai-api-http.md §9): what ``[[mirai.webhook.destinations]] events`` may list
 MIRAI_EVENT_TYPES: tuple[str, ...] = (
     "FriendMessage",
     "GroupMessage",
@@ -341,14 +342,14 @@ class WebhookConfig:
 # --------------------------------------------------------------------------- end of webhooks out
 # ------------------------------------------------------------------ mirai-api-http adapters (issue 13)
 
-#: mirai-api-http's adapters the bridge can run, as ``[mirai] adapters`` names them (mirai-api-http.md §1).
+#: mirai-api-http's adapters the bridge can run, as ``[mirai] adapters`` names them (docs/mirai-api-http.md §1).
 #: ``webhook`` joins this list with the webhook adapter.
 MIRAI_ADAPTERS: tuple[str, ...] = ("reverse-ws", "ws", "http")
 
 
 @attrs.frozen(kw_only=True)
 class WsServerConfig:
-    """mirai-api-http's ``ws`` adapter: the bridge as a websocket server (mirai-api-http.md §4.1)."""
+    """mirai-api-http's ``ws`` adapter: the bridge as a websocket server (docs/mirai-api-http.md §4.1)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -356,7 +357,7 @@ class WsServerConfig:
 
 @attrs.frozen(kw_only=True)
 class HttpServerConfig:
-    """mirai-api-http's ``http`` adapter: commands as HTTP requests, events polled (mirai-api-http.md §11.1)."""
+    """mirai-api-http's ``http`` adapter: commands as HTTP requests, events polled (docs/mirai-api-http.md §11.1)."""
 
     host: str = "127.0.0.1"
     port: int = 8080

@@ -457,7 +457,7 @@ _PROXY_EXPECTED: Final = (
     '"" (the environment\'s HTTPS_PROXY / ALL_PROXY) or "none"'
 )
 
-#: hosts whose streaming URLs Discord shows (discord.md §2.5: "Only https://twitch.tv/ and https://youtube.com/")
+#: hosts whose streaming URLs Discord shows (docs/discord.md §2.5: "Only https://twitch.tv/ and https://youtube.com/")
 _STREAMING_HOSTS: Final = ("twitch.tv", "youtube.com")
 
 
@@ -618,7 +618,7 @@ def _secret_not_here(value: object) -> object:
 
 
 def _event_types(value: object) -> object:
-    """mirai event type names (exact case, mirai-api-http.md §9); unknown ones are refused with a did-you-mean."""
+    """mirai event type names (exact case, docs/mirai-api-http.md §9); unknown ones are refused with a did-you-mean."""
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _Invalid('a list of mirai event type names, e.g. ["GroupMessage"]; [] = all')
     unknown = [
@@ -700,11 +700,11 @@ _RULES: Final[dict[tuple[type, str], Rule]] = {
     (PresenceConfig, "url"): _streaming_url,
     (BackfillConfig, "max_age_seconds"): _int_range(0, 14 * 86_400),  # Discord keeps history; 2 weeks is plenty
     (BackfillConfig, "max_messages"): _int_range(0, 100_000),
-    (DiscordConfig, "large_threshold"): _int_range(50, 250),  # discord.md §5 (IDENTIFY: 50–250)
+    (DiscordConfig, "large_threshold"): _int_range(50, 250),  # docs/discord.md §5 (IDENTIFY: 50–250)
     (DiscordConfig, "max_message_bytes"): _POSITIVE_INT,
     (DiscordConfig, "global_rate_limit"): _POSITIVE_INT,
     (DiscordConfig, "max_upload_bytes"): _POSITIVE_INT,
-    # discord.md: Cloudflare bans an IP after 10,000 invalid requests in 10 minutes
+    # docs/discord.md: Cloudflare bans an IP after 10,000 invalid requests in 10 minutes
     (DiscordConfig, "invalid_request_warn"): _int_range(1, 10_000),
     (DiscordConfig, "invalid_request_refuse"): _int_range(1, 10_000),
     (DiscordCacheConfig, "max_members"): _POSITIVE_INT,
@@ -1099,7 +1099,7 @@ def _kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-#: mirai-api-http's own setting names (its setting.yml: mirai-api-http.md §3.1, §4, §10, §11) where someone used to
+#: mirai-api-http's own setting names (its setting.yml: docs/mirai-api-http.md §3.1, §4, §10, §11) where someone used to
 #: it writes them, keyed by (table path without indexes, key), with where the same job is done here
 _MIRAI_API_HTTP_KEYS: Final[dict[tuple[str, str], str]] = {
     **{

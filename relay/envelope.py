@@ -1,4 +1,4 @@
-"""The common envelope: the neutral model both adapters speak (DESIGN.md §2).
+"""The common envelope: the neutral model both adapters speak (docs/architecture.md §2).
 
 Neither Discord's nor mirai's JSON appears here. Ids are plain ints:
 

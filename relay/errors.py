@@ -67,7 +67,7 @@ class FrameTooLarge(RemoteProtocolError):
 
 
 class InvalidSnowflake(RemoteProtocolError, ValueError):
-    """Discord sent an id outside ``0 < id < 2**63`` (discord.md §10), or a non-integral number where an id goes.
+    """Discord sent an id outside ``0 < id < 2**63`` (docs/discord.md §10), or a non-integral number where an id goes.
 
     A :class:`ValueError` too, so the lenient readers that skip a malformed dispatch skip this one as well.
     """

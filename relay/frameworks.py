@@ -34,7 +34,7 @@ FRAMEWORKS: Final[dict[str, Framework]] = {
         # Ariadne's WebsocketServerConfig() serves path "/" (graia/ariadne/connection/config.py) on the ASGI/HTTP
         # server service Ariadne adds when none is given: graia-amnesia's AiohttpServerService(host="127.0.0.1",
         # port=8000) (graia/amnesia/builtins/aiohttp.py; its uvicorn service has the same defaults). It sends
-        # verify with its account as qq, so single mode stays off (mirai-api-http.md §3.3, §3.7).
+        # verify with its account as qq, so single mode stays off (docs/mirai-api-http.md §3.3, §3.7).
         Framework(
             name="ariadne",
             title="Graia Ariadne",
@@ -44,7 +44,7 @@ FRAMEWORKS: Final[dict[str, Framework]] = {
             source="Graia Ariadne: WebsocketServerConfig() on its default server, 127.0.0.1:8000, path /",
             framework_side="Ariadne(config(BOT_ID, VERIFY_KEY, WebsocketServerConfig()))",
         ),
-        # mirai-api-http's own Destination defaults (mirai-api-http.md §3.1): what a framework written against
+        # mirai-api-http's own Destination defaults (docs/mirai-api-http.md §3.1): what a framework written against
         # its documented reverse-ws example most likely listens on
         Framework(
             name="other",

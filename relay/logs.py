@@ -33,14 +33,14 @@ __all__ = [
     "utc_timestamp",
 ]
 
-#: Below DEBUG: raw payloads (models-to-learn-from.md §11 rule 12).
+#: Below DEBUG: raw payloads, both ways, redacted like everything else.
 TRACE: Final = 5
 logging.addLevelName(TRACE, "TRACE")
 
 MASK: Final = "***"
 
 # An Authorization value in any text: "Bot <token>" or "Bearer <token>". Discord tokens are base64url
-# pieces joined by dots, far longer than 20 characters (discord.md §1).
+# pieces joined by dots, far longer than 20 characters (docs/discord.md §1).
 _AUTH_VALUE = re.compile(r"\b(Bot|Bearer)\s+[A-Za-z0-9_\-.]{20,}")
 
 #: Third-party libraries whose INFO lines (httpx: one per request) and DEBUG lines (httpcore, hpack, h11,

@@ -85,7 +85,7 @@ class Permission:
     used_for: str
 
 
-#: Every permission the bridge uses (discord.md §9.2), the same list as the README's "Permissions" table (a test
+#: Every permission the bridge uses (docs/discord.md §9.2), the same list as the README's "Permissions" table (a test
 #: compares them). The invite URL asks for all of them.
 BRIDGE_PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission("View Channels", 1 << 10, True, "see the channels and receive their messages"),
@@ -206,7 +206,7 @@ class _Rest:
 
 
 async def _probe_token(rest: _Rest, discord: DiscordConfig) -> tuple[Probe, int]:
-    """GET /users/@me (discord.md §9, "get bot profile"): the token, and the bot's user id."""
+    """GET /users/@me (docs/discord.md §9, "get bot profile"): the token, and the bot's user id."""
     answer = await rest.get("/users/@me")
     if answer.status == 401:
         return (
@@ -291,7 +291,8 @@ async def _probe_guilds(rest: _Rest, user_id: int, client_id: int) -> Probe:
 
 async def _guild_permissions(rest: _Rest, guild: dict[str, Any], user_id: int) -> int:
     """The bot's guild-level permissions: the ``permissions`` field Discord includes, else computed from the
-    guild's roles and the bot's member object (discord.md §9.2: owner → all; @everyone | its roles; admin → all)."""
+    guild's roles and the bot's member object (docs/discord.md §9.2: owner → all; @everyone | its roles;
+    admin → all)."""
     if guild.get("owner"):
         return ALL_PERMISSIONS
     if "permissions" in guild:

@@ -1,6 +1,6 @@
 """The interfaces adapters and the relay meet at (no trio here: these are only shapes).
 
-Data flow (DESIGN.md §1):
+Data flow (docs/architecture.md §1):
 
 * Discord adapter → ``EventSink.publish_nowait(event)``: never blocks (the gateway reader must keep
   answering heartbeats). The relay allocates message ids in the store, encodes the event for the

@@ -52,7 +52,7 @@ GUILD_ID = 910000000000000001
 CHANNEL_ID = 920000000000000001
 AUTHOR_ID = 930000000000000001
 HEARTBEAT_MS = 41250
-#: seconds between timed commands: 40/s, under the 50/s global REST limit (discord.md §8.3)
+#: seconds between timed commands: 40/s, under the 50/s global REST limit (docs/discord.md §8.3)
 COMMAND_SPACING = 0.025
 LATENCY_RE = re.compile(rb"bench (\d+) (\d+) ")
 ZLIB_SUFFIX = b"\x00\x00\xff\xff"
@@ -212,7 +212,7 @@ def guild_create() -> dict[str, Any]:
 SCALE_GUILD_BASE = 940000000000000000
 SCALE_CHANNEL_BASE = 950000000000000000
 SCALE_USER_BASE = 960000000000000000
-#: GUILD_MEMBERS_CHUNK size (discord.md §6.4)
+#: GUILD_MEMBERS_CHUNK size (docs/discord.md §6.4)
 CHUNK_SIZE = 1000
 #: authors of the scale stream walk the G x M members with this stride (a prime), so consecutive messages come
 #: from different guilds and members, as in a bot that lives in many guilds
@@ -607,7 +607,7 @@ def run_peer(params: dict[str, Any]) -> None:
             identified.set()
 
         async def answer_member_request(d: dict[str, Any]) -> None:
-            """op 8 for a whole guild: its members in GUILD_MEMBERS_CHUNKs of 1,000 (discord.md §6.4)."""
+            """op 8 for a whole guild: its members in GUILD_MEMBERS_CHUNKs of 1,000 (docs/discord.md §6.4)."""
             result["member_requests"] = result.get("member_requests", 0) + 1
             guild = int(d["guild_id"]) - SCALE_GUILD_BASE
             chunks = member_chunks[guild] if 0 <= guild < len(member_chunks) else [b"[]"]
@@ -749,7 +749,7 @@ def run_peer(params: dict[str, Any]) -> None:
             return 200, guild_create()["roles"]
         m = re.search(r"/guilds/(\d+)/members$", path)
         if m and member_chunks:
-            # pages of 1,000 after the highest user id so far (discord.md §6.4); the chunks are the pages
+            # pages of 1,000 after the highest user id so far (docs/discord.md §6.4); the chunks are the pages
             guild = int(m.group(1)) - SCALE_GUILD_BASE
             after = int(dict(re.findall(r"(\w+)=(\d+)", query)).get("after", 0))
             start = max(0, after - (SCALE_USER_BASE + guild * n_members) + 1) if after else 0
@@ -848,7 +848,7 @@ def run_peer(params: dict[str, Any]) -> None:
         frame = json.loads(raw)
         pending: dict[str, trio.MemorySendChannel[tuple[float, Any]]] = sink_state["pending"]
         if frame.get("syncId") in ("#", "") and isinstance(frame.get("data"), dict) and "session" in frame["data"]:
-            sink_verified.set()  # reverse-ws: the verify answer; ws: the handshake's (mirai-api-http.md §4.2)
+            sink_verified.set()  # reverse-ws: the verify answer; ws: the handshake's (docs/mirai-api-http.md §4.2)
         elif frame.get("syncId") in pending:
             pending.pop(frame["syncId"]).send_nowait((time.perf_counter(), frame.get("data")))
 

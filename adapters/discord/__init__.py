@@ -16,5 +16,5 @@ from typing import Final
 
 from relay import __version__
 
-#: discord.md §8.1: Discord requires a User-Agent of this shape (Cloudflare may block others, error 40333).
+#: docs/discord.md §8.1: Discord requires a User-Agent of this shape (Cloudflare may block others, error 40333).
 USER_AGENT: Final = f"DiscordBot (https://github.com/discord-mirai-relay/discord-mirai-relay, {__version__})"

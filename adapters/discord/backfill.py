@@ -1,5 +1,5 @@
 """Back-fill after a lost gateway session: which channels to read back, holding their live messages meanwhile, and
-delivering the missed ones first, in order, each once (issue 15; discord.md §2.7, §2.9, §9 "history").
+delivering the missed ones first, in order, each once (issue 15; docs/discord.md §2.7, §2.9, §9 "history").
 
 A resume replays what Discord sent while the bridge was away. When there is no resume — the bridge crashed and
 its saved session was refused or too old, Discord invalidated the session (op 9), or a server never resumes —
@@ -259,7 +259,7 @@ class Backfill:
                 already += 1
                 continue
             data = dict(message)
-            data.setdefault("guild_id", str(gap.guild_id))  # REST messages carry none (discord.md §6.2)
+            data.setdefault("guild_id", str(gap.guild_id))  # REST messages carry none (docs/discord.md §6.2)
             deliver(DispatchReceived(shard_id=gap.shard_id, name="MESSAGE_CREATE", seq=None, data=data))
             delivered += 1
             created = snowflake_time(message_id)

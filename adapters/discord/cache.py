@@ -1,4 +1,4 @@
-"""A bounded cache of the Discord state both directions need (issue 3, last bullet; discord.md §6).
+"""A bounded cache of the Discord state both directions need (issue 3, last bullet; docs/discord.md §6).
 
 Pure: no trio, no clock, no I/O. Fed by the dispatches of the gateway (through
 :class:`adapters.discord.events_in.DispatchTranslator`) and by REST answers (through
@@ -11,14 +11,14 @@ What it holds:
 * guilds: name, owner, system channel, roles (name, permissions, position), the bot's own member;
 * channels (guild channels, threads, DM channels): name, type, parent, overwrites, guild;
 * members "as far as seen or fetched", as compact records under a per-guild and a global bound, least recently
-  used evicted first (:mod:`adapters.discord.members`; discord.md §6.4: caching every member of large guilds is
+  used evicted first (:mod:`adapters.discord.members`; docs/discord.md §6.4: caching every member of large guilds is
   what costs discord.py users gigabytes), plus a small LRU of users. A guild's list counts as complete when a
   GUILD_CREATE listed everyone, or a whole-list request (op 8) or REST listing fit, until an eviction;
 * the bridge's image ids → attachment URLs (so a framework can send back an image it received).
 
 The bounds are ``[discord.cache]`` (:class:`relay.config.DiscordCacheConfig`, :meth:`DiscordCache.from_config`).
 
-Obfuscated channels (name ``___hidden___``, flag ``1<<17``; discord.md §2.5) are never cached.
+Obfuscated channels (name ``___hidden___``, flag ``1<<17``; docs/discord.md §2.5) are never cached.
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ MAX_MEDIA_IDS = _DEFAULTS.max_media_ids
 
 # --------------------------------------------------------------------------- Discord constants
 
-# discord.md §6.3 channel types
+# docs/discord.md §6.3 channel types
 TEXT_CHANNEL_TYPES = frozenset({0, 5})  # GUILD_TEXT, GUILD_ANNOUNCEMENT
 THREAD_CHANNEL_TYPES = frozenset({10, 11, 12})  # ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD
 DM_CHANNEL_TYPE = 1
-# discord.md §2.5 (channel obfuscation, discord-api-docs PR #8454)
+# docs/discord.md §2.5 (channel obfuscation, discord-api-docs PR #8454)
 OBFUSCATED_CHANNEL_NAME = "___hidden___"
 CHANNEL_FLAG_OBFUSCATED = 1 << 17
 
-# discord.md §9.2 permission bits
+# docs/discord.md §9.2 permission bits
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
 SEND_MESSAGES = 1 << 11
@@ -82,7 +82,7 @@ class CachedRole:
 
 @attrs.frozen
 class Overwrite:
-    """A channel permission overwrite (discord.md §6.3): ``type`` 0 = role, 1 = member."""
+    """A channel permission overwrite (docs/discord.md §6.3): ``type`` 0 = role, 1 = member."""
 
     id: int
     type: int
@@ -120,7 +120,7 @@ class CachedChannel:
 
     @property
     def muted_all(self) -> bool:
-        """True when the @everyone overwrite (id = guild id) denies SEND_MESSAGES (discord.md §9, mute all)."""
+        """True when the @everyone overwrite (id = guild id) denies SEND_MESSAGES (docs/discord.md §9, mute all)."""
         overwrite = self.overwrites.get(self.guild_id)
         return overwrite is not None and bool(overwrite.deny & SEND_MESSAGES)
 
@@ -184,7 +184,8 @@ class CachedGuild:
             self.roles = {r.id: r for r in (CachedRole.from_payload(x) for x in roles if isinstance(x, dict))}
 
     def base_permissions(self, member: CachedMember) -> int:
-        """Guild-level permissions (discord.md §9.2): owner → all; @everyone | member roles; ADMINISTRATOR → all."""
+        """Guild-level permissions (docs/discord.md §9.2): owner → all; @everyone | member roles;
+        ADMINISTRATOR → all."""
         if member.user.id == self.owner_id and self.owner_id:
             return ALL_PERMISSIONS
         everyone = self.roles.get(self.id)
@@ -289,7 +290,7 @@ class DiscordCache:
                 self._ready_guild_ids.add(guild_id)
                 known = self.guilds.get(guild_id)
                 if known is not None:
-                    known.unavailable = True  # a GUILD_CREATE follows and refreshes it (discord.md §2.6)
+                    known.unavailable = True  # a GUILD_CREATE follows and refreshes it (docs/discord.md §2.6)
 
     @property
     def ready_guild_ids(self) -> frozenset[int]:
@@ -334,7 +335,7 @@ class DiscordCache:
         if isinstance(members, list):
             evicted = guild.members_evicted
             loaded = sum(1 for member in members if isinstance(member, dict) and self._load_member(guild, member))
-            # under the large threshold GUILD_CREATE lists every member (with GUILD_MEMBERS; discord.md §6.4); one
+            # under the large threshold GUILD_CREATE lists every member (with GUILD_MEMBERS; docs/discord.md §6.4); one
             # listed without its user object (a deviant server) is not cached, so the list is not complete then
             if guild.member_count and loaded >= guild.member_count and guild.members_evicted == evicted:
                 guild.members_complete = True

@@ -1,4 +1,4 @@
-"""Envelope commands → Discord REST calls (DESIGN.md §3, second table; discord.md §7, §9). No inbound code.
+"""Envelope commands → Discord REST calls (docs/architecture.md §3; docs/discord.md §7, §9). No inbound code.
 
 :class:`DiscordCommandExecutor` implements :class:`relay.ports.CommandExecutor` over the REST client. It
 builds its results with the :class:`~adapters.discord.entities.EntityFactory` (the same one the inbound side
@@ -57,33 +57,34 @@ from relay.errors import (
 
 log = logging.getLogger(__name__)
 
-# discord.md §9 (mute all row): the deny bits the bridge ORs into the @everyone overwrite for "mute all":
+# docs/discord.md §9 (mute all row): the deny bits the bridge ORs into the @everyone overwrite for "mute all":
 # SEND_MESSAGES | SEND_MESSAGES_IN_THREADS | CREATE_PUBLIC_THREADS | CREATE_PRIVATE_THREADS | ADD_REACTIONS.
 MUTE_ALL_DENY: Final = SEND_MESSAGES | (1 << 38) | (1 << 35) | (1 << 36) | (1 << 6)
-assert MUTE_ALL_DENY == 377957124160  # the value discord.md §9 gives
+assert MUTE_ALL_DENY == 377957124160  # the value docs/discord.md §9 gives
 
-# discord.md §9.2: members may create invites (mirai's allowMemberInvite), per channel through the @everyone overwrite
+# docs/discord.md §9.2: members may create invites (mirai's allowMemberInvite), per channel through the @everyone
+# overwrite
 CREATE_INSTANT_INVITE: Final = 1 << 0
 
-# discord.md §9 (mute row): Discord timeouts last at most 28 days
+# docs/discord.md §9 (mute row): Discord timeouts last at most 28 days
 MAX_TIMEOUT_SECONDS = 28 * 24 * 3600
-# discord.md §9 (history): 1–100 per page
+# docs/discord.md §9 (history): 1–100 per page
 HISTORY_PAGE = 100
 #: The most messages one GetHistory may return (each 100 costs one rate-limited request).
 MAX_HISTORY = 1000
 #: Users whose profile ListFriends may fetch in one call when they are not cached (each costs a request).
 MAX_FRIEND_FETCHES = 50
-# discord.md §8.2 error codes
+# docs/discord.md §8.2 error codes
 NOT_FOUND_CODES = frozenset({10003, 10004, 10007, 10008, 10011, 10013, 10026})
 NO_PERMISSION_CODES = frozenset({50001, 50013, 50007, 50278})
-EVERYONE_OVERWRITE_TYPE = 0  # role overwrite; the @everyone role id is the guild id (discord.md §6.3)
+EVERYONE_OVERWRITE_TYPE = 0  # role overwrite; the @everyone role id is the guild id (docs/discord.md §6.3)
 
 
 def mute_all_overwrite(existing: Overwrite | None, muted: bool) -> tuple[int, int] | None:
     """The @everyone overwrite ``(allow, deny)`` after muting/unmuting, or None: delete it (it is empty).
 
     Muting ORs the mute-all deny bits in and takes them out of ``allow`` (an allow would win over the deny,
-    discord.md §9.2); every other bit is kept. Unmuting removes those deny bits only. An overwrite with no
+    docs/discord.md §9.2); every other bit is kept. Unmuting removes those deny bits only. An overwrite with no
     bits left is equivalent to none, so it is deleted rather than stored empty.
     """
     allow = existing.allow if existing is not None else 0
@@ -133,7 +134,7 @@ def timeout_until(now: float, seconds: int) -> tuple[str, int]:
 
 
 def command_failure(exc: DiscordError, *, bot_timed_out: bool = False) -> CommandFailed:
-    """A Discord failure as a readable :class:`CommandFailed` (DESIGN.md §3, last paragraph)."""
+    """A Discord failure as a readable :class:`CommandFailed` (docs/architecture.md §3, last paragraph)."""
     if isinstance(exc, HTTPError):
         if exc.code in NOT_FOUND_CODES or (exc.status == 404 and exc.code == 0):
             return CommandFailed(FailureKind.NOT_FOUND, f"Discord does not know the target: {exc}")
@@ -359,7 +360,7 @@ class DiscordCommandExecutor:
         for index, body in enumerate(bodies):
             nonce = self.own.new_nonce()
             body["nonce"] = nonce
-            body["enforce_nonce"] = True  # a retried POST returns the first message (discord.md §7.3)
+            body["enforce_nonce"] = True  # a retried POST returns the first message (docs/discord.md §7.3)
             files = uploads if index == len(bodies) - 1 else ()
             sent = await self.rest.create_message(channel_id, body, files)
             message_id = to_int(sent.get("id"))
@@ -639,7 +640,7 @@ class DiscordCommandExecutor:
         return env.Done()
 
     async def _apply_mute_all(self, channel: CachedChannel, muted: bool) -> None:
-        # read-modify-write: PUT replaces the whole overwrite (discord.md §9, mute all row)
+        # read-modify-write: PUT replaces the whole overwrite (docs/discord.md §9, mute all row)
         fresh = self.cache.upsert_channel(await self.rest.get_channel(channel.id), channel.guild_id) or channel
         everyone = channel.guild_id
         existing = fresh.overwrites.get(everyone)

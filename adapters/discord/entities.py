@@ -15,7 +15,7 @@ Rules worth knowing (documented for the mirai side and for operators):
   channel id of that guild, else the guild's system channel when bridged, else its first bridged text
   channel (position order). Never fanned out.
 * **Roles**: the guild owner is OWNER; ADMINISTRATOR or MANAGE_GUILD, or the role ``MappingConfig.admin_role``
-  names, make an ADMINISTRATOR (discord.md §9.2).
+  names, make an ADMINISTRATOR (docs/discord.md §9.2).
 * **Webhook messages** (``webhook_id`` set): ``WebhookMessageMode.FORWARD`` makes them group messages from a
   bot member whose id is the webhook id and whose name is the webhook's display name; ``IGNORE`` drops them.
 * Only user-visible message types are forwarded (0 DEFAULT, 19 REPLY, 20/23 command responses); system
@@ -49,9 +49,9 @@ from relay.ports import MessageFactory
 
 log = logging.getLogger(__name__)
 
-# discord.md §6.2 message types forwarded as messages: DEFAULT, REPLY, CHAT_INPUT_COMMAND, CONTEXT_MENU_COMMAND
+# docs/discord.md §6.2 message types forwarded as messages: DEFAULT, REPLY, CHAT_INPUT_COMMAND, CONTEXT_MENU_COMMAND
 FORWARDED_MESSAGE_TYPES: Final = frozenset({0, 19, 20, 23})
-# discord.md §6.2 message_reference.type
+# docs/discord.md §6.2 message_reference.type
 REFERENCE_FORWARD: Final = 1
 #: Channel → group memo entries (rebuilt from the cache on demand; cleared whenever guild state changes).
 MAX_MEMO_GROUPS: Final = 10_000
@@ -320,7 +320,7 @@ class EntityFactory:
         )
         referenced = data.get("referenced_message")
         if not isinstance(referenced, dict):
-            return env.Quote(ref=ref)  # absent = not fetched, null = deleted (discord.md §6.2)
+            return env.Quote(ref=ref)  # absent = not fetched, null = deleted (docs/discord.md §6.2)
         author = referenced.get("author")
         author_id = to_int(author.get("id")) if isinstance(author, dict) else 0
         origin = self.segments_of(referenced, guild_id, ref.channel_id or channel_id, target)
@@ -386,7 +386,7 @@ class EntityFactory:
             ]
             segments.append(env.Unsupported(fallback=f"[poll] {q_text} " + " / ".join(answers), what="poll"))
         if not segments:
-            # e.g. content hidden without the MESSAGE_CONTENT intent (discord.md §5): say so, do not drop
+            # e.g. content hidden without the MESSAGE_CONTENT intent (docs/discord.md §5): say so, do not drop
             segments.append(env.Unsupported(fallback="[empty message]", what="empty"))
         return merge_text(segments)
 

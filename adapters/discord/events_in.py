@@ -1,4 +1,4 @@
-"""Discord dispatches → envelope events (DESIGN.md §3; discord.md §6, §7.1, §9.1). No REST.
+"""Discord dispatches → envelope events (docs/architecture.md §3; docs/discord.md §6, §7.1, §9.1). No REST.
 
 Pure and synchronous: no trio, no clock (``now`` is a parameter), no I/O. One :class:`DispatchTranslator` per
 bridge, shared by every shard: ``on_dispatch(name, data, now)`` first updates the
@@ -45,7 +45,7 @@ from relay.ports import MessageFactory
 
 log = logging.getLogger(__name__)
 
-# discord.md §6.1 audit-log action types
+# docs/discord.md §6.1 audit-log action types
 AUDIT_MEMBER_KICK: Final = 20
 AUDIT_MEMBER_BAN_ADD: Final = 22
 
@@ -140,7 +140,7 @@ class DispatchTranslator:
         if self._status is None:
             status = env.BotStatus.ONLINE
         elif self._status == env.BotStatus.OFFLINE_DROPPED:
-            status = env.BotStatus.RELOGIN  # re-identified after a drop (DESIGN.md §3)
+            status = env.BotStatus.RELOGIN  # re-identified after a drop (docs/architecture.md §3)
         else:
             return []  # another shard's READY: the bot is already online
         self._status = status
@@ -180,7 +180,7 @@ class DispatchTranslator:
     def _on_guild_delete(self, data: dict[str, Any], now: float) -> list[env.Event]:
         guild_id = to_int(data.get("id"))
         if data.get("unavailable"):
-            self.cache.mark_unavailable(guild_id)  # an outage, not a removal (discord.md §6.1)
+            self.cache.mark_unavailable(guild_id)  # an outage, not a removal (docs/discord.md §6.1)
             return []
         groups = self.entities.bridged_groups(guild_id)
         kicked = not self.own.take_left_guild(guild_id)
@@ -231,7 +231,7 @@ class DispatchTranslator:
         old = self.cache.channels.get(channel_id)
         old_group = self.entities.group_for_channel(channel_id) if old is not None else None
         if is_obfuscated(data):
-            # the bot lost sight of the channel (discord.md §2.5): for the framework the group is gone
+            # the bot lost sight of the channel (docs/discord.md §2.5): for the framework the group is gone
             self.cache.remove_channel(channel_id)
             self.entities.forget_groups()
             if old_group is not None and old_group.id == channel_id:
@@ -274,7 +274,7 @@ class DispatchTranslator:
     # ----------------------------------------------------------------- members
 
     def _on_members_chunk(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        """GUILD_MEMBERS_CHUNK (answers to op 8, discord.md §6.4): cache only, never events."""
+        """GUILD_MEMBERS_CHUNK (answers to op 8, docs/discord.md §6.4): cache only, never events."""
         members = data.get("members")
         unreadable = 0
         if isinstance(members, list):
@@ -284,7 +284,7 @@ class DispatchTranslator:
         return []
 
     def _on_rate_limited(self, data: dict[str, Any], now: float) -> list[env.Event]:
-        """RATE_LIMITED (discord.md §3): Discord refused a gateway request; an op 8 of ours ends incomplete."""
+        """RATE_LIMITED (docs/discord.md §3): Discord refused a gateway request; an op 8 of ours ends incomplete."""
         if self.member_requests is not None:
             self.member_requests.on_rate_limited(data)
         return []
@@ -298,7 +298,7 @@ class DispatchTranslator:
         if member.user.id == self.cache.bot_id:
             return []
         if previous is not None and previous.joined_at == member.joined_at:
-            return []  # a re-sent add for a member we know (discord.md §6.1: dedupe)
+            return []  # a re-sent add for a member we know (docs/discord.md §6.1: dedupe)
         target = self.entities.guild_event_group(guild_id)
         if target is None:
             return []
@@ -336,7 +336,7 @@ class DispatchTranslator:
         if member.user.id == self.cache.bot_id:
             return self._bot_role_events(guild_id, old_bot_role)
         if previous is None:
-            return []  # nothing to diff against (discord.md §6.1: full state, not a diff)
+            return []  # nothing to diff against (docs/discord.md §6.1: full state, not a diff)
         target = self.entities.guild_event_group(guild_id)
         if target is None:
             return []
@@ -465,7 +465,8 @@ class DispatchTranslator:
         return [self._recall_event(recall, recall.author_id, now) for recall in self.recalls.due(now)]
 
     def _sees_audit_log(self, guild_id: int) -> bool:
-        """The bot may view this guild's audit log, so GUILD_AUDIT_LOG_ENTRY_CREATE reaches it (discord.md §6.1)."""
+        """The bot may view this guild's audit log, so GUILD_AUDIT_LOG_ENTRY_CREATE reaches it
+        (docs/discord.md §6.1)."""
         guild = self.cache.guilds.get(guild_id)
         if guild is None:
             return False

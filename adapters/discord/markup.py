@@ -1,4 +1,4 @@
-"""Discord message markup ⇄ envelope segments, both directions (discord.md §7.1–§7.4).
+"""Discord message markup ⇄ envelope segments, both directions (docs/discord.md §7.1–§7.4).
 
 * inbound, :func:`parse_content`: message content → segments (user mentions, @everyone/@here and custom
   emojis as their own segments; role/channel mentions and timestamps rendered as readable text), with
@@ -38,16 +38,16 @@ from relay import envelope as env
 from relay.config import LongMessageMode, MappingConfig
 from relay.errors import CommandFailed, FailureKind
 
-# discord.md §7.3 limits
+# docs/discord.md §7.3 limits
 MAX_CONTENT: Final = 2000
 MAX_STICKERS_PER_MESSAGE: Final = 3
 MAX_EMBED_DESCRIPTION: Final = 4096
 MAX_EMBED_TITLE: Final = 256
-MAX_ALLOWED_MENTION_USERS: Final = 100  # discord.md §7.2
+MAX_ALLOWED_MENTION_USERS: Final = 100  # docs/discord.md §7.2
 
 # --------------------------------------------------------------------------- inbound
 
-# discord.md §7.1: one pass over the content for every markup token the bridge maps
+# docs/discord.md §7.1: one pass over the content for every markup token the bridge maps
 _TOKEN = re.compile(
     r"<@!?(?P<user>\d+)>"
     r"|<@&(?P<role>\d+)>"
@@ -97,7 +97,7 @@ class Names(Protocol):
 
 def parse_content(content: str, data: Mapping[str, Any], guild_id: int, names: Names) -> list[env.Segment]:
     """Message content → segments: user mentions, @everyone/@here and custom emojis become their own segments;
-    role and channel mentions and timestamps are rendered as text (discord.md §7.1). ``data`` is the message
+    role and channel mentions and timestamps are rendered as text (docs/discord.md §7.1). ``data`` is the message
     (its ``mentions`` name the users mentioned), ``names`` looks up what the message does not carry."""
     out: list[env.Segment] = []
     position = 0
@@ -204,7 +204,7 @@ class Rendered:
 
 
 def render_segments(segments: Sequence[env.Segment], *, allow_mention_all: bool) -> Rendered:
-    """Envelope segments → Discord markup (discord.md §7.1). Media are returned for upload, not rendered."""
+    """Envelope segments → Discord markup (docs/discord.md §7.1). Media are returned for upload, not rendered."""
     parts: list[str] = []
     users: list[int] = []
     everyone = False
@@ -247,7 +247,7 @@ def render_segments(segments: Sequence[env.Segment], *, allow_mention_all: bool)
 
 
 def allowed_mentions(users: Sequence[int], everyone: bool) -> dict[str, Any]:
-    """Exactly these users (and @everyone/@here only when allowed) may be pinged (discord.md §7.2)."""
+    """Exactly these users (and @everyone/@here only when allowed) may be pinged (docs/discord.md §7.2)."""
     return {
         "parse": ["everyone"] if everyone else [],
         "users": [str(u) for u in users[:MAX_ALLOWED_MENTION_USERS]],
@@ -287,7 +287,7 @@ def build_message_bodies(
     upload_names: Sequence[str],
     config: MappingConfig,
 ) -> list[dict[str, Any]]:
-    """The JSON bodies of Create Message for one SendMessage (discord.md §7.3, §7.4).
+    """The JSON bodies of Create Message for one SendMessage (docs/discord.md §7.3, §7.4).
 
     ``upload_names`` are the file names of the uploads (files[0..n]) that go with the last body.
     Raises CommandFailed(TOO_LONG) in refuse mode, CommandFailed(BAD_INPUT) when nothing would be sent.

@@ -1,5 +1,5 @@
 """Attachments: the ids the bridge issues for them, the content type and name of an upload, and how many one
-message may carry (discord.md §6.3, §7.3, §7.4).
+message may carry (docs/discord.md §6.3, §7.3, §7.4).
 
 Pure: strings in, strings out.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-#: discord.md §7.3: at most 10 attachments per message (error 30015).
+#: docs/discord.md §7.3: at most 10 attachments per message (error 30015).
 MAX_FILES_PER_MESSAGE: Final = 10
 
 _MIME_BY_EXT: Final = {
@@ -34,7 +34,7 @@ def media_id(channel_id: int, message_id: int, attachment_id: int, filename: str
     """The id the bridge issues for an attachment (mirai ``imageId``/``voiceId``).
 
     It encodes where the attachment lives so it can be re-fetched (CDN URLs are signed and expire,
-    discord.md §6.3): ``{channel}-{message}-{attachment}{.ext}``. Parse with :func:`parse_media_id`.
+    docs/discord.md §6.3): ``{channel}-{message}-{attachment}{.ext}``. Parse with :func:`parse_media_id`.
     """
     dot = filename.rfind(".")
     ext = filename[dot:].lower() if dot >= 0 and len(filename) - dot <= 6 else ""

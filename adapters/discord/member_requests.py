@@ -1,4 +1,4 @@
-"""Whole-guild member lists over the gateway: the bookkeeping of op 8 requests and their chunks (discord.md §6.4).
+"""Whole-guild member lists over the gateway: the bookkeeping of op 8 requests and their chunks (docs/discord.md §6.4).
 
 Pure: no trio, no clock (``now`` is a parameter), no I/O. :mod:`adapters.discord.gateway.members` sends the
 payloads and waits; :class:`adapters.discord.events_in.DispatchTranslator` feeds the answers (GUILD_MEMBERS_CHUNK,
@@ -7,8 +7,8 @@ and RATE_LIMITED when Discord refuses a request).
 Why op 8 and not REST paging: one gateway send asks for a whole guild, and the chunks (1,000 members each) come
 back over the connection that is already open; REST needs one round trip per 1,000 members under a per-route
 rate limit. The send budget (120 per 60 s, 3 kept for heartbeats) allows 117 guilds a minute, and Discord allows
-one whole-guild request per guild per 30 s (discord.md §3): a request is made only when a member list is asked
-for and not complete in the cache, never for every guild at start-up (the trap discord.md §6.4 describes).
+one whole-guild request per guild per 30 s (docs/discord.md §3): a request is made only when a member list is asked
+for and not complete in the cache, never for every guild at start-up (the trap docs/discord.md §6.4 describes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from adapters.discord.snowflakes import to_int
 
 log = logging.getLogger(__name__)
 
-#: Discord answers at most one whole-guild request per guild per this many seconds (discord.md §3)
+#: Discord answers at most one whole-guild request per guild per this many seconds (docs/discord.md §3)
 WHOLE_GUILD_INTERVAL: Final = 30.0
 #: a request whose chunks stopped coming for this long is given up (its connection was replaced, say)
 REQUEST_STALE_AFTER: Final = 60.0
@@ -69,7 +69,7 @@ class MemberRequests:
         return not self.in_flight(guild_id, now) and (last is None or now - last >= WHOLE_GUILD_INTERVAL)
 
     def start(self, guild_id: int, now: float) -> dict[str, Any]:
-        """Begin a request; returns the op 8 payload to send (discord.md §6.4)."""
+        """Begin a request; returns the op 8 payload to send (docs/discord.md §6.4)."""
         guild = self.cache.guilds.get(guild_id)
         self._counter += 1
         nonce = f"members-{self._counter}"
@@ -121,7 +121,7 @@ class MemberRequests:
             self._finish(guild_id, complete=complete)
 
     def on_rate_limited(self, data: Mapping[str, Any]) -> None:
-        """RATE_LIMITED for an op 8 (discord.md §3): the request ends incomplete (the caller pages REST)."""
+        """RATE_LIMITED for an op 8 (docs/discord.md §3): the request ends incomplete (the caller pages REST)."""
         if to_int(data.get("opcode"), -1) != Op.REQUEST_GUILD_MEMBERS:
             return
         meta = data.get("meta")

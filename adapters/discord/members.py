@@ -47,7 +47,7 @@ def intern_roles(raw: list[Any]) -> tuple[int, ...]:
 
 
 class CachedUser:
-    """A Discord user: what the mapping shows of one (discord.md §6.3)."""
+    """A Discord user: what the mapping shows of one (docs/discord.md §6.3)."""
 
     __slots__ = ("global_name", "id", "is_bot", "username")
 
@@ -72,7 +72,7 @@ class CachedUser:
 
     @property
     def name(self) -> str:
-        """global_name → username (discord.md §6.3)."""
+        """global_name → username (docs/discord.md §6.3)."""
         return self.global_name or self.username
 
     def update(self, data: Mapping[str, Any]) -> None:
@@ -145,7 +145,7 @@ class CachedMember(CachedUser):
 
     @property
     def display_name(self) -> str:
-        """Nick → global_name → username (discord.md §6.3)."""
+        """Nick → global_name → username (docs/discord.md §6.3)."""
         return self.nick or self.global_name or self.username
 
     def copy(self) -> CachedMember:

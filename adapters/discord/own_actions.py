@@ -5,7 +5,7 @@ id of a message sent (their MESSAGE_CREATE is an echo and is dropped: no loops),
 banned (their removal is a kick, not a quit), a guild being left (its GUILD_DELETE is not a kick), a message
 being deleted (its recall's operator is the bot).
 :mod:`~adapters.discord.events_in` reads it, and notes the kicks Discord announces before a removal arrives
-(GUILD_BAN_ADD, audit-log entries; discord.md §6.1).
+(GUILD_BAN_ADD, audit-log entries; docs/discord.md §6.1).
 
 Pure and bounded: every record is forgotten after a while (an echo arrives within seconds).
 """
@@ -37,7 +37,7 @@ class OwnActions:
     # ----------------------------------------------------------------- written by the outbound side
 
     def new_nonce(self) -> str:
-        """A nonce for a message about to be sent (discord.md §7.3), already expected as an echo."""
+        """A nonce for a message about to be sent (docs/discord.md §7.3), already expected as an echo."""
         nonce = new_nonce()
         self.expect_nonce(nonce)
         return nonce

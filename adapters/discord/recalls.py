@@ -1,7 +1,7 @@
-"""Who recalled a message: the bot, a moderator named by the audit log, or its author (issue 15; discord.md §6.1).
+"""Who recalled a message: the bot, a moderator named by the audit log, or its author (issue 15; docs/discord.md §6.1).
 
 MESSAGE_DELETE says neither who wrote the message nor who deleted it; mirai's GroupRecallEvent wants the operator
-(``null`` meaning the bot, mirai-api-http.md §9.4). So:
+(``null`` meaning the bot, docs/mirai-api-http.md §9.4). So:
 
 * the bridge's own deletes are noted by commands_out (:meth:`OwnActions.note_recalled`): operator the bot;
 * a moderator's delete of someone else's message writes an audit-log entry (MESSAGE_DELETE, type 72: ``user_id``
@@ -26,7 +26,7 @@ import attrs
 AUDIT_WAIT: Final = 2.0
 #: recalls waiting and entries unmatched, at most each (a deletion spree must not grow memory)
 MAX_WAITING: Final = 1_000
-# discord.md §6.1 audit-log action types
+# docs/discord.md §6.1 audit-log action types
 AUDIT_MESSAGE_DELETE: Final = 72
 AUDIT_MESSAGE_BULK_DELETE: Final = 73
 

@@ -1,4 +1,4 @@
-"""Discord's ids and times, the only copy (discord.md §10): the snowflake epoch, a snowflake's creation time
+"""Discord's ids and times, the only copy (docs/discord.md §10): the snowflake epoch, a snowflake's creation time
 and the smallest snowflake of a moment, lenient id parsing, ISO8601 timestamps, and message nonces.
 
 **The edge's id check.** Every id and bitfield the Discord side reads goes through :func:`to_int` (or
@@ -18,7 +18,7 @@ from typing import Final
 
 from relay.errors import InvalidSnowflake
 
-#: discord.md §10: snowflakes count milliseconds from 2015-01-01T00:00:00Z in their top 42 bits.
+#: docs/discord.md §10: snowflakes count milliseconds from 2015-01-01T00:00:00Z in their top 42 bits.
 DISCORD_EPOCH_MS: Final = 1_420_070_400_000
 #: ids and bitfields must stay below this: every real one does (a snowflake's top bit would be the year 2154),
 #: and beyond it SQLite's INTEGER and mirai's Long overflow
@@ -28,7 +28,7 @@ _MAX_DIGITS: Final = 19
 
 
 def snowflake_time(snowflake: int) -> float:
-    """Creation time of a snowflake, epoch seconds (discord.md §10)."""
+    """Creation time of a snowflake, epoch seconds (docs/discord.md §10)."""
     return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000.0
 
 
@@ -39,7 +39,7 @@ def snowflake_at(epoch_seconds: float) -> int:
 
 
 def to_int(value: object, default: int = 0) -> int:
-    """Snowflakes and permission bitfields arrive as decimal strings (discord.md §6.3, §10); integers are taken
+    """Snowflakes and permission bitfields arrive as decimal strings (docs/discord.md §6.3, §10); integers are taken
     as they are. ``default`` for what is absent or not a number at all (Discord leaves fields out or sends
     ``null``); :class:`~relay.errors.InvalidSnowflake` for a number outside ``0 <= n < 2**63`` or a float (see
     the module docstring)."""
@@ -96,5 +96,5 @@ def parse_iso_time(value: object) -> float:
 
 
 def new_nonce() -> str:
-    """A fresh message nonce: at most 25 characters (discord.md §7.3); one per logical send, reused by retries."""
+    """A fresh message nonce: at most 25 characters (docs/discord.md §7.3); one per logical send, reused by retries."""
     return secrets.token_hex(12)  # 24 hex characters

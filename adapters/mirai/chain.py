@@ -1,4 +1,4 @@
-"""The message-chain codec (pure): envelope segments ⇄ mirai message elements (mirai-api-http.md §7).
+"""The message-chain codec (pure): envelope segments ⇄ mirai message elements (docs/mirai-api-http.md §7).
 
 * **Out** (:func:`encode_chain`, :func:`encode_message_chain`): the elements of pushed events and of
   ``messageFromId``/``roamingMessages`` results, every DTO field present, nulls included.
@@ -48,7 +48,7 @@ __all__ = ["decode_chain", "encode_chain", "encode_message_chain"]
 _EMOJI_RE = re.compile(r"<(a?):([A-Za-z0-9_~]+):([0-9]{1,20})>")
 #: our own syntax for stickers, carried in ``MarketFace.name`` (Discord has no text form for stickers)
 _STICKER_RE = re.compile(r"<sticker:(.*):([0-9]{1,20})>", re.DOTALL)
-#: mirai code (mirai-api-http.md §7 ``MiraiCode``): ``[mirai:kind:args]`` with ``\`` escapes
+#: mirai code (docs/mirai-api-http.md §7 ``MiraiCode``): ``[mirai:kind:args]`` with ``\`` escapes
 _MIRAI_CODE_RE = re.compile(r"\[mirai:([A-Za-z]+)(?::((?:\\.|[^\]\\])*))?\]")
 _MIRAI_CODE_UNESCAPE_RE = re.compile(r"\\(.)")
 
@@ -57,7 +57,7 @@ _MIRAI_CODE_UNESCAPE_RE = re.compile(r"\\(.)")
 
 
 def _image_type(image: env.Image) -> str:
-    # mirai-api-http.md §7 Image.imageType ∈ PNG/BMP/JPG/GIF/APNG/UNKNOWN
+    # docs/mirai-api-http.md §7 Image.imageType ∈ PNG/BMP/JPG/GIF/APNG/UNKNOWN
     ctype = image.content_type.lower()
     name = image.filename.lower()
     if ctype == "image/png" or name.endswith(".png"):
@@ -78,7 +78,7 @@ def _encode_segment(segment: env.Segment, ids: IdPresenter) -> dict[str, object]
     if type(segment) is env.Text:
         return {"type": "Plain", "text": segment.text}
     if isinstance(segment, env.Mention):
-        # real mirai-api-http always emits display "" (mirai-api-http.md §7)
+        # real mirai-api-http always emits display "" (docs/mirai-api-http.md §7)
         return {"type": "At", "target": ids.present(segment.user_id), "display": ""}
     if isinstance(segment, env.Image):
         return {
@@ -161,7 +161,7 @@ def _quote_element(message: env.Message, *, bot_id: int, ids: IdPresenter) -> di
     if conversation.kind is env.ConversationKind.GROUP:
         group_id = target_id = ids.present(conversation.id)
     else:
-        # targetId = who received the quoted message (mirai-api-http.md §7 Quote). A private conversation has two
+        # targetId = who received the quoted message (docs/mirai-api-http.md §7 Quote). A private conversation has two
         # parties, the bot and the user whose id it bears: whoever did not write the quoted message received it.
         group_id = 0
         target_id = bot_id if quote.author_id == conversation.id else ids.present(conversation.id)
@@ -181,7 +181,7 @@ def encode_message_chain(
 ) -> list[dict[str, object]]:
     """A message's whole chain: Source, the Quote if it replies, then its segments. ``bot_id`` is the bot's
     presented id (the receiver in private quotes), ``ids`` presents the others."""
-    # Source first, Quote second: Ariadne looks for both in the first two elements (mirai-api-http.md §3.7)
+    # Source first, Quote second: Ariadne looks for both in the first two elements (docs/mirai-api-http.md §3.7)
     chain: list[dict[str, object]] = [{"type": "Source", "id": message.local_id, "time": fields.clamp32(message.time)}]
     if message.quote is not None:
         chain.append(_quote_element(message, bot_id=bot_id, ids=ids))
@@ -204,7 +204,7 @@ def _decode_image(
         return None, fields.string(element, "url", None), None
     path = element.get("path")
     if path is not None and path != "":
-        # mirai answers a missing local file with code 6 `文件不存在：<path>` (mirai-api-http.md §5.2)
+        # mirai answers a missing local file with code 6 `文件不存在：<path>` (docs/mirai-api-http.md §5.2)
         raise fields.unsupported(
             f"{codec.NO_FILE_MESSAGE}{path} ({where}.path: the bridge does not share a file system with the framework; "
             "send url or base64 instead)"
@@ -279,7 +279,7 @@ def _decode_element(element: object, where: str, ids: IdPresenter) -> list[env.S
     if kind == "AtAll":
         return [env.MentionAll()]
     if kind in ("Source", "Quote"):
-        return []  # ignored on send (mirai-api-http.md §7); the `quote` parameter makes replies
+        return []  # ignored on send (docs/mirai-api-http.md §7); the `quote` parameter makes replies
     if kind in ("Image", "FlashImage"):
         # FlashImage: Discord has no self-destructing images; it is sent as an ordinary image.
         image_id, url, data = _decode_image(element, where, "imageId")

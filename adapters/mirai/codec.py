@@ -1,7 +1,7 @@
 """mirai-api-http v2 frame codec and status codes (sans-I/O): text/bytes ⇄ frame models, and the one table of
 the status codes every transport answers with.
 
-What travels on a reverse-ws connection (mirai-api-http.md §3.3–§3.5):
+What travels on a reverse-ws connection (docs/mirai-api-http.md §3.3–§3.5):
 
 * incoming (framework → bridge): ``{"syncId": ..., "command": ..., "subCommand": ..., "content": ...}``;
 * outgoing responses: ``{"syncId": "<same, always a JSON string>", "data": {...}}``;
@@ -9,11 +9,11 @@ What travels on a reverse-ws connection (mirai-api-http.md §3.3–§3.5):
 * outgoing *raw* frames with no ``syncId`` wrapper, for pre-auth rejections and malformed input.
 
 The ``data`` objects (:func:`status_data`, :func:`restful_data`, ...) are the same on every transport: on http
-they are the whole response body (mirai-api-http.md §11.3). :class:`StatusCode` is the only place a status code
+they are the whole response body (docs/mirai-api-http.md §11.3). :class:`StatusCode` is the only place a status code
 or its standard message is written down.
 
-Frames are compact JSON, UTF-8, non-ASCII not escaped (mirai-api-http.md §2 "Frames"). Binary frames are decoded
-like text frames. Decoding is lenient as DESIGN.md §4 asks: a numeric ``syncId`` becomes its string form, a
+Frames are compact JSON, UTF-8, non-ASCII not escaped (docs/mirai-api-http.md §2 "Frames"). Binary frames are decoded
+like text frames. Decoding is lenient as docs/architecture.md §4 asks: a numeric ``syncId`` becomes its string form, a
 lowercase ``subcommand`` is accepted, ``subCommand: null`` means none, unknown keys are ignored.
 
 This module never imports trio and never reads the clock. All JSON (de)serialization of the mirai side of the
@@ -40,10 +40,10 @@ from relay.errors import FrameTooLarge, RemoteProtocolError
 
 
 class StatusCode(enum.IntEnum):
-    """mirai-api-http's ``StateCode`` (mirai-api-http.md §5.2): every code a framework can be answered with.
+    """mirai-api-http's ``StateCode`` (docs/mirai-api-http.md §5.2): every code a framework can be answered with.
 
     The names are mirai's; :attr:`message` is mirai's exact standard message. Frameworks branch on the code
-    (Ariadne raises a different exception for each, mirai-api-http.md §5.3).
+    (Ariadne raises a different exception for each, docs/mirai-api-http.md §5.3).
     """
 
     SUCCESS = 0
@@ -88,35 +88,36 @@ _STANDARD_MESSAGES: Final[dict[StatusCode, str]] = {
     StatusCode.INTERNAL_ERROR: "internal error",
 }
 
-#: mirai's ``NoFile`` message (code 6), followed by the path that does not exist (mirai-api-http.md §5.2)
+#: mirai's ``NoFile`` message (code 6), followed by the path that does not exist (docs/mirai-api-http.md §5.2)
 NO_FILE_MESSAGE: Final = "文件不存在："
 
 
 def status_data(code: StatusCode, msg: str | None = None) -> dict[str, object]:
-    """The ``{code, msg}`` shape of states and errors (mirai-api-http.md §5.3); ``msg`` defaults to the standard
+    """The ``{code, msg}`` shape of states and errors (docs/mirai-api-http.md §5.3); ``msg`` defaults to the standard
     message of ``code``."""
     return {"code": code._value_, "msg": code.message if msg is None else msg}
 
 
 def restful_data(data: object) -> dict[str, object]:
-    """A successful answer that carries ``data``: ``{"code": 0, "msg": "", "data": ...}`` (mirai-api-http.md §6.1)."""
+    """A successful answer that carries ``data``: ``{"code": 0, "msg": "", "data": ...}``
+    (docs/mirai-api-http.md §6.1)."""
     return {"code": StatusCode.SUCCESS._value_, "msg": "", "data": data}
 
 
-#: raw (unwrapped) frames, mirai-api-http.md §3.3 / §3.5
+#: raw (unwrapped) frames, docs/mirai-api-http.md §3.3 / §3.5
 AUTH_KEY_FAIL: Final = status_data(StatusCode.AUTH_KEY_FAIL)
 NO_BOT: Final = status_data(StatusCode.NO_BOT)
 INVALID_PARAMETER: Final = status_data(StatusCode.INVALID_PARAMETER)
-#: wrapped in ``data``: unknown command, or ``verify`` again after auth (mirai-api-http.md §3.5)
+#: wrapped in ``data``: unknown command, or ``verify`` again after auth (docs/mirai-api-http.md §3.5)
 NO_OPERATE_SUPPORT: Final = status_data(StatusCode.NO_OPERATE_SUPPORT)
 
 # --------------------------------------------------------------------------- protocol constants
 
 #: the version reported by ``about``: a plain dotted version, because Ariadne parses it with
-#: ``tuple(map(int, version.split(".")))`` (mirai-api-http.md §3.7)
+#: ``tuple(map(int, version.split(".")))`` (docs/mirai-api-http.md §3.7)
 MIRAI_API_HTTP_VERSION: Final = "2.10.0"
 
-#: session key in single mode (mirai-api-http.md §3.3 row c, §5.1)
+#: session key in single mode (docs/mirai-api-http.md §3.3 row c, §5.1)
 SINGLE_SESSION_KEY: Final = "SINGLE_SESSION"
 
 #: the id of a file uploaded to the bridge (``uploadImage``...): mirai's ``{UUID}.ext`` form, upper-case hex
@@ -148,7 +149,8 @@ class IncomingFrame:
 
 @attrs.frozen
 class VerifyContent:
-    """``content`` of a ``verify`` command (mirai-api-http.md §3.3, ``ReverseAuthDTO``); every key optional here."""
+    """``content`` of a ``verify`` command (docs/mirai-api-http.md §3.3, ``ReverseAuthDTO``); every key optional
+    here."""
 
     verify_key: str | None = attrs.field(default=None, repr=False)
     session_key: str | None = attrs.field(default=None, repr=False)
@@ -159,7 +161,7 @@ class VerifyContent:
 
 
 def _structure_lenient_qq(value: object, _type: object) -> int | None:
-    """``qq`` as a number or a numeric string (mirai-api-http.md §3.3: the docs show a string)."""
+    """``qq`` as a number or a numeric string (docs/mirai-api-http.md §3.3: the docs show a string)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -231,7 +233,7 @@ def decode_frame(data: str | bytes, *, max_frame_bytes: int) -> IncomingFrame:
 
     Raises :class:`FrameTooLarge` for an oversize frame and :class:`RemoteProtocolError` for anything that is
     not a command frame (not JSON, not an object, no string ``command``, a ``syncId`` that is neither string,
-    number nor null). A missing ``syncId`` key is tolerated as ``None`` (lenient, DESIGN.md §4).
+    number nor null). A missing ``syncId`` key is tolerated as ``None`` (lenient, docs/architecture.md §4).
     """
     check_frame_size(data, max_frame_bytes)
     obj = loads(data)
@@ -245,7 +247,7 @@ def decode_frame(data: str | bytes, *, max_frame_bytes: int) -> IncomingFrame:
     if raw_sync_id is None or isinstance(raw_sync_id, str):
         sync_id = raw_sync_id
     elif isinstance(raw_sync_id, int | float) and not isinstance(raw_sync_id, bool):
-        sync_id = str(raw_sync_id)  # numeric syncId 123 is answered as "123" (mirai-api-http.md §2)
+        sync_id = str(raw_sync_id)  # numeric syncId 123 is answered as "123" (docs/mirai-api-http.md §2)
     else:
         raise RemoteProtocolError(f"'syncId' must be a string or a number, got {type(raw_sync_id).__name__}")
     raw_sub = obj["subCommand"] if "subCommand" in obj else obj.get("subcommand")
@@ -270,7 +272,7 @@ def decode_verify_content(content: object) -> VerifyContent:
 
 
 def dumps(obj: object) -> str:
-    """Compact JSON, non-ASCII unescaped (mirai-api-http.md §2 "Frames").
+    """Compact JSON, non-ASCII unescaped (docs/mirai-api-http.md §2 "Frames").
 
     orjson writes the same text as ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` several times
     faster (every pushed event goes through here). What it refuses goes through the stdlib: integers beyond 64
@@ -295,7 +297,7 @@ def encode_response(sync_id: str | None, data: object) -> str:
 
 
 def encode_event(reserved_sync_id: str, data: object) -> str:
-    """A pushed event frame: ``{"syncId": "<reserved>", "data": {"type": ...}}`` (mirai-api-http.md §3.4)."""
+    """A pushed event frame: ``{"syncId": "<reserved>", "data": {"type": ...}}`` (docs/mirai-api-http.md §3.4)."""
     return dumps({"syncId": reserved_sync_id, "data": data})
 
 
@@ -305,28 +307,28 @@ def encode_raw(data: object) -> str:
 
 
 def about_data() -> dict[str, object]:
-    """``data`` of the ``about`` response (mirai-api-http.md §6.1)."""
+    """``data`` of the ``about`` response (docs/mirai-api-http.md §6.1)."""
     return restful_data({"version": MIRAI_API_HTTP_VERSION})
 
 
 def bot_list_data(bot_id: int) -> dict[str, object]:
-    """``data`` of the ``botList`` response (mirai-api-http.md §6.1); empty before Discord READY."""
+    """``data`` of the ``botList`` response (docs/mirai-api-http.md §6.1); empty before Discord READY."""
     return restful_data([bot_id] if bot_id else [])
 
 
 def verify_success_data(session_key: str) -> dict[str, object]:
-    """``data`` of a successful ``verify`` (mirai-api-http.md §3.3)."""
+    """``data`` of a successful ``verify`` (docs/mirai-api-http.md §3.3)."""
     return {"code": StatusCode.SUCCESS._value_, "session": session_key}
 
 
 def bot_online_event_data(bot_id: int) -> dict[str, object]:
-    """``BotOnlineEvent`` pushed right after verify so Ariadne becomes usable (mirai-api-http.md §3.7, §9.2)."""
+    """``BotOnlineEvent`` pushed right after verify so Ariadne becomes usable (docs/mirai-api-http.md §3.7, §9.2)."""
     return {"type": "BotOnlineEvent", "qq": bot_id}
 
 
 def bot_dropped_event_data(bot_id: int) -> dict[str, object]:
     """``BotOfflineEventDropped``: what a verify announces instead while the Discord connection is down
-    (mirai-api-http.md §9.2); any event makes Ariadne usable, and this one is true."""
+    (docs/mirai-api-http.md §9.2); any event makes Ariadne usable, and this one is true."""
     return {"type": "BotOfflineEventDropped", "qq": bot_id}
 
 
@@ -354,19 +356,19 @@ def event_of_frame(frame: str) -> dict[str, object] | None:
 
 
 def event_type(event: dict[str, object]) -> str:
-    """The mirai event type name of an event object (mirai-api-http.md §9), "" when it has none."""
+    """The mirai event type name of an event object (docs/mirai-api-http.md §9), "" when it has none."""
     kind = event.get("type")
     return kind if isinstance(kind, str) else ""
 
 
 def encode_bare_event(event: dict[str, object]) -> str:
-    """The bare event object as the webhook adapter POSTs it (mirai-api-http.md §10.2): no syncId/data wrapper."""
+    """The bare event object as the webhook adapter POSTs it (docs/mirai-api-http.md §10.2): no syncId/data wrapper."""
     return dumps(event)
 
 
 # --------------------------------------------------------------------------- reading outbox frames
 
-#: the message events of mirai-api-http.md §9.1 (the ``/message`` channel of the ws adapter, §4.2)
+#: the message events of docs/mirai-api-http.md §9.1 (the ``/message`` channel of the ws adapter, §4.2)
 MESSAGE_EVENT_TYPES: Final = frozenset(
     {
         "FriendMessage",

@@ -1,11 +1,11 @@
 """mirai commands in (pure): ``command``/``subCommand``/``content`` → an envelope command or a local answer.
 
-:func:`decode_command` turns a command (mirai-api-http.md §6) into an envelope :data:`relay.envelope.Command`, a
+:func:`decode_command` turns a command (docs/mirai-api-http.md §6) into an envelope :data:`relay.envelope.Command`, a
 :class:`BridgeQuery` the handler answers from the bot identity, or a ready :class:`LocalAnswer` (errors,
 unsupported commands, ``about``). It never raises for bad input.
 
 Transport-independent: the three arguments are all a command is, whatever carried it — a websocket frame's
-``command``/``subCommand``/``content`` (mirai-api-http.md §3.4), or on http the route with ``/`` read as ``_``
+``command``/``subCommand``/``content`` (docs/mirai-api-http.md §3.4), or on http the route with ``/`` read as ``_``
 (``/file/list`` → ``file_list``), ``get``/``update`` from the method of ``groupConfig``/``memberInfo``, and the
 query parameters or the JSON body as ``content`` (§11.2). Query parameters are strings; the lenient readers of
 :mod:`adapters.mirai.fields` accept them wherever a number or a boolean is expected (a repeated query key must
@@ -229,7 +229,7 @@ def _cmd_anno_publish(content: Mapping[str, object], ids: IdPresenter) -> env.Co
 
 _Decoder = Callable[[Mapping[str, object], IdPresenter], env.Command]
 
-#: commands that read ``content`` (mirai-api-http.md §6.1). Every id of a contact is read with fields.contact /
+#: commands that read ``content`` (docs/mirai-api-http.md §6.1). Every id of a contact is read with fields.contact /
 #: fields.resolve (through ``ids``): never with fields.long alone (test_mirai_commands_in checks it)
 _CONTENT_COMMANDS: dict[str, _Decoder] = {
     "sendGroupMessage": _cmd_send_group,

@@ -1,6 +1,6 @@
 """One framework connection, whatever carries it (trio; transport-independent).
 
-A mirai-api-http framework connection is the same conversation over every message transport (mirai-api-http.md
+A mirai-api-http framework connection is the same conversation over every message transport (docs/mirai-api-http.md
 §3.4): commands come in as frames with a ``syncId``, responses go back with the same ``syncId``, events are pushed
 with the reserved one. :class:`FrameworkConnection` runs that conversation over any :class:`MessageTransport`
 — today a websocket the reverse-ws dialer opened (:mod:`adapters.mirai.reverse_ws`); a websocket a framework
@@ -223,7 +223,8 @@ class FrameworkConnection:
             self.session.leave()
 
     def _end_with_session(self, nursery: trio.Nursery) -> None:
-        """When the session is removed elsewhere (http ``/release``), this connection ends (mirai-api-http.md §4.2)."""
+        """When the session is removed elsewhere (http ``/release``), this connection ends
+        (docs/mirai-api-http.md §4.2)."""
         session = self.session.session
         if session is None:
             return

@@ -7,7 +7,7 @@ timeout response was produced is logged and dropped.
 
 Commands are tracked by an internal ticket, not by syncId, so two in-flight commands that (wrongly) share a
 syncId are each answered once with that syncId; the duplicate is logged. mirai frameworks match responses by
-syncId (mirai-api-http.md §3.4), so this is the most useful thing to do with a reused id.
+syncId (docs/mirai-api-http.md §3.4), so this is the most useful thing to do with a reused id.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class CommandCorrelator:
                 "(the bridge gave up waiting; the action may still happen on Discord)"
             )
             log.warning("syncId %r: %s", pending.ticket.sync_id, msg)
-            # mirai-api-http.md §5.2: "anything else → 500"
+            # docs/mirai-api-http.md §5.2: "anything else → 500"
             data = codec.status_data(StatusCode.INTERNAL_ERROR, msg)
             expired.append(Response(pending.ticket.sync_id, data, Outcome.TIMED_OUT))
         return expired

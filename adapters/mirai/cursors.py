@@ -1,7 +1,7 @@
 """The outbox cursors of frameworks that connect to the bridge (ws, http): names, lifetimes, http polling.
 
-mirai-api-http drops every event while no framework is connected (mirai-api-http.md §3.6). The bridge keeps
-them in its outbox (DESIGN.md §5), and a framework that connects to the ``ws`` or ``http`` adapter has an
+mirai-api-http drops every event while no framework is connected (docs/mirai-api-http.md §3.6). The bridge keeps
+them in its outbox (docs/architecture.md §5), and a framework that connects to the ``ws`` or ``http`` adapter has an
 **identity** that keeps its outbox cursor across reconnects:
 
 * the identity is the ``client`` header or query parameter when the framework sends one (1–64 characters
@@ -47,7 +47,7 @@ __all__ = [
     "ws_cursor",
 ]
 
-#: the ws adapter's channels (mirai-api-http.md §4.2)
+#: the ws adapter's channels (docs/mirai-api-http.md §4.2)
 CHANNELS: Final = ("all", "message", "event")
 #: every cursor this module makes starts with one of these
 CURSOR_PREFIXES: Final = ("ws:", "http:")
@@ -128,7 +128,7 @@ class DynamicCursors:
 
 
 class PollQueue:
-    """The unread queue of one polling identity (mirai-api-http.md §11.5), read from its outbox cursor."""
+    """The unread queue of one polling identity (docs/mirai-api-http.md §11.5), read from its outbox cursor."""
 
     def __init__(self, outbox: Outbox, name: str, *, window: int) -> None:
         self.outbox = outbox

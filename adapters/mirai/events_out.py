@@ -1,9 +1,9 @@
 """Envelope events → mirai-api-http event objects and pushed frames (pure: no I/O, no clock, no trio).
 
 :func:`encode_event_data` builds the ``data`` object of a pushed event exactly as mirai-api-http serializes it
-(``type`` first, every DTO field present, nulls included; mirai-api-http.md §2, §8, §9) and
+(``type`` first, every DTO field present, nulls included; docs/mirai-api-http.md §2, §8, §9) and
 :func:`encode_event_frame` the whole compact frame text that goes into the outbox. Every transport pushes the
-same objects: a websocket wraps them in a frame, http polling and webhooks send them bare (mirai-api-http.md §10,
+same objects: a websocket wraps them in a frame, http polling and webhooks send them bare (docs/mirai-api-http.md §10,
 §11.5). The contact shapes (:func:`encode_group`, :func:`encode_member`, :func:`encode_friend`) and
 :func:`encode_message_event` are shared with the command results (:mod:`adapters.mirai.results_out`).
 
@@ -33,7 +33,7 @@ __all__ = [
 
 
 def encode_group(group: env.Group, ids: IdPresenter = SNOWFLAKE_IDS) -> dict[str, object]:
-    """A ``Group`` contact (mirai-api-http.md §8)."""
+    """A ``Group`` contact (docs/mirai-api-http.md §8)."""
     # _value_, not .value, here and in encode_member: the enum property is a Python-level descriptor call (~0.3 µs),
     # and these two run for every relayed message
     return {"id": ids.present(group.id), "name": group.name, "permission": group.bot_role._value_}
@@ -41,7 +41,7 @@ def encode_group(group: env.Group, ids: IdPresenter = SNOWFLAKE_IDS) -> dict[str
 
 def encode_member(member: env.Member, ids: IdPresenter = SNOWFLAKE_IDS) -> dict[str, object]:
     """A ``Member`` contact, with its group."""
-    # mirai-api-http.md §8: every field, ``active`` null outside ``memberInfo get``
+    # docs/mirai-api-http.md §8: every field, ``active`` null outside ``memberInfo get``
     return {
         "id": ids.present(member.user_id),
         "memberName": member.display_name,

@@ -2,8 +2,8 @@
 what the bridge writes.
 
 Commands arrive as JSON objects whatever the transport: the ``content`` of a websocket frame, or the query
-parameters of an http GET and the JSON body of an http POST (mirai-api-http.md §11.2), where every value of a
-query string is a string. So the readers are lenient the way mirai-api-http's kotlinx decoder is (mirai-api-http.md
+parameters of an http GET and the JSON body of an http POST (docs/mirai-api-http.md §11.2), where every value of a
+query string is a string. So the readers are lenient the way mirai-api-http's kotlinx decoder is (docs/mirai-api-http.md
 §2): a quoted number is a number, ``"true"``/``"false"`` are booleans, a number is accepted where a string is
 expected, and synonyms (``target``/``group``/``qq``) are read in order. A value that cannot be used raises
 :class:`BadContent` naming the field; :func:`adapters.mirai.commands_in.decode_command` answers it.
@@ -88,7 +88,7 @@ def unsupported(msg: str) -> BadContent:
 
 
 def as_int(value: object, field: str, low: int, high: int, kind: str) -> int:
-    """Lenient integer (mirai-api-http.md §2: quoted numbers accepted), range-checked."""
+    """Lenient integer (docs/mirai-api-http.md §2: quoted numbers accepted), range-checked."""
     if isinstance(value, bool):
         raise bad(field, f"must be an {kind}, not a boolean")
     if isinstance(value, int):
@@ -164,7 +164,7 @@ def message_id(content: Mapping[str, object], name: str = "messageId") -> int:
     value = content.get(name)
     if value is None:
         raise missing(name)
-    # mirai-api-http.md §2: message ids are Int32; out of range → 400
+    # docs/mirai-api-http.md §2: message ids are Int32; out of range → 400
     return as_int(value, name, INT32_MIN, INT32_MAX, "Int32 message id")
 
 
@@ -180,7 +180,7 @@ def epoch(content: Mapping[str, object], names: tuple[str, ...], default: int) -
     if value is None:
         return default
     if isinstance(value, float) and not value.is_integer():
-        value = int(value)  # Ariadne sends datetime.timestamp() floats (mirai-api-http.md §3.7)
+        value = int(value)  # Ariadne sends datetime.timestamp() floats (docs/mirai-api-http.md §3.7)
     return as_int(value, names[0], INT64_MIN, INT64_MAX, "epoch seconds")
 
 

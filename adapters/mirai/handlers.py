@@ -1,9 +1,9 @@
 """The mirai command handler: decode → ``CommandService.execute`` → encode, with command admission
-(mirai-api-http.md §3.4–3.5, §6). Transport-independent.
+(docs/mirai-api-http.md §3.4–3.5, §6). Transport-independent.
 
 Every transport calls :meth:`MiraiCommandHandler.dispatch` with what a command is — its name, ``subCommand`` and
 ``content`` — and sends the returned ``data`` object back its own way: the reverse-ws connection wraps it with
-the request's ``syncId``; an http adapter would send it as the response body (mirai-api-http.md §11.3). Whatever
+the request's ``syncId``; an http adapter would send it as the response body (docs/mirai-api-http.md §11.3). Whatever
 happens, ``dispatch`` returns a mirai-shaped ``data`` object: a bad command must never kill the connection. Only
 cancellation propagates.
 
@@ -48,7 +48,7 @@ __all__ = [
     "UploadResolver",
 ]
 
-#: how mirai-api-http's http adapter words a missing field (mirai-api-http.md §11.3)
+#: how mirai-api-http's http adapter words a missing field (docs/mirai-api-http.md §11.3)
 HTTP_MISSING_FIELD: Final = "参数错误，缺少字段: "
 #: how a command name the bridge does not know is counted (names come from frameworks: unbounded otherwise)
 UNKNOWN_COMMAND = "(unknown)"
@@ -162,7 +162,7 @@ class MiraiCommandHandler:
         self._session_key = session_key
         self.admission = admission if admission is not None else CommandAdmission()
         self.uploads = uploads
-        #: answers go out on the http adapter (a missing field is worded its way, mirai-api-http.md §11.3)
+        #: answers go out on the http adapter (a missing field is worded its way, docs/mirai-api-http.md §11.3)
         self.http = http
         self.counts = counts if counts is not None else CommandCounts()
 

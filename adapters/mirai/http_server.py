@@ -1,6 +1,6 @@
 """mirai-api-http's ``http`` adapter (trio shell): every command an HTTP request, events polled from the outbox.
 
-What a framework sees is mirai-api-http 2.10's http adapter (mirai-api-http.md §11):
+What a framework sees is mirai-api-http 2.10's http adapter (docs/mirai-api-http.md §11):
 
 * **auth** (§11.2): ``POST /verify {"verifyKey"}`` → ``{"code":0,"session":"<key>"}`` (an unbound session,
   180 s to bind), ``POST /bind {"sessionKey","qq"}``, ``POST /release {"sessionKey","qq"}``. Sessions live in the
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["COMMAND_ROUTES", "POLLING_ROUTES", "HttpAdapter", "mirai_answer", "session_key_of"]
 
-#: route → (method, command, subCommand) for every mirai command (mirai-api-http.md §6.1)
+#: route → (method, command, subCommand) for every mirai command (docs/mirai-api-http.md §6.1)
 COMMAND_ROUTES: Final[dict[str, tuple[tuple[str, str, str | None], ...]]] = {
     "/about": (("GET", "about", None),),
     "/botList": (("GET", "botList", None),),
@@ -101,9 +101,9 @@ COMMAND_ROUTES: Final[dict[str, tuple[tuple[str, str, str | None], ...]]] = {
     "/cmd/execute": (("POST", "cmd_execute", None),),
     "/cmd/register": (("POST", "cmd_register", None),),
 }
-#: commands answered without a session (mirai-api-http.md §11.2)
+#: commands answered without a session (docs/mirai-api-http.md §11.2)
 NO_SESSION_COMMANDS: Final = frozenset({"about", "botList"})
-#: route → the polling operation (mirai-api-http.md §11.5)
+#: route → the polling operation (docs/mirai-api-http.md §11.5)
 POLLING_ROUTES: Final = {
     "/countMessage": "count",
     "/fetchMessage": "fetch",
@@ -113,7 +113,7 @@ POLLING_ROUTES: Final = {
     "/peakMessage": "peek",  # legacy spellings
     "/peakLatestMessage": "peek_latest",
 }
-#: ``count`` when a poll does not say (mirai-api-http.md §11.5)
+#: ``count`` when a poll does not say (docs/mirai-api-http.md §11.5)
 DEFAULT_POLL_COUNT: Final = 10
 #: query parameters that are lists even when given once (the only list parameter of a GET command)
 LIST_PARAMETERS: Final = frozenset({"memberIds"})
@@ -123,7 +123,7 @@ LIST_PARAMETERS: Final = frozenset({"memberIds"})
 
 
 def mirai_answer(data: object) -> Response:
-    """The http adapter's answer: always 200, the mirai object as the JSON body (mirai-api-http.md §11.3)."""
+    """The http adapter's answer: always 200, the mirai object as the JSON body (docs/mirai-api-http.md §11.3)."""
     return Response.json(data)
 
 
@@ -132,7 +132,7 @@ def _mirai_error(code: StatusCode, msg: str | None = None) -> Response:
 
 
 def session_key_of(request: Request, fallback: str | None = None) -> str | None:
-    """The session key a request names (mirai-api-http.md §11.2): header ``sessionKey``, ``Authorization:
+    """The session key a request names (docs/mirai-api-http.md §11.2): header ``sessionKey``, ``Authorization:
     session K`` / ``sessionKey K``, then ``fallback`` (the query, JSON or form field the caller read)."""
     header = request.header("sessionkey")
     if header:

@@ -1,7 +1,7 @@
 """Envelope results and command failures → mirai-api-http response ``data`` objects (pure).
 
 :func:`encode_result` builds the ``data`` of a successful command and :func:`encode_failure` the
-``{"code", "msg"}`` of a :class:`~relay.errors.CommandFailed` (mirai-api-http.md §5.2, §6.2). The objects are the
+``{"code", "msg"}`` of a :class:`~relay.errors.CommandFailed` (docs/mirai-api-http.md §5.2, §6.2). The objects are the
 same on every transport: a websocket wraps them with the command's ``syncId``, http sends them as the body.
 Every contact id goes through ``ids.present`` (``[mirai] ids``; see :mod:`adapters.mirai.events_out`).
 """
@@ -60,7 +60,7 @@ def _announcement(announcement: env.Announcement, ids: IdPresenter) -> dict[str,
 def encode_result(
     command: str, result: env.Result, *, bot_id: int, ids: IdPresenter = SNOWFLAKE_IDS
 ) -> dict[str, object]:
-    """The response ``data`` for a successful ``command`` (mirai-api-http.md §6 shapes); ``bot_id`` is the bot's
+    """The response ``data`` for a successful ``command`` (docs/mirai-api-http.md §6 shapes); ``bot_id`` is the bot's
     presented id, ``ids`` presents the others. Ids first seen here are durable once ``ids.deferred()`` around
     the call ends (the handler does that)."""
     if isinstance(result, env.Done):
@@ -101,7 +101,7 @@ def encode_result(
 
 
 def encode_failure(failure: CommandFailed) -> dict[str, object]:
-    """``CommandFailed`` → ``{"code": N, "msg": "<mirai standard>: <why>"}`` (mirai-api-http.md §5.2)."""
+    """``CommandFailed`` → ``{"code": N, "msg": "<mirai standard>: <why>"}`` (docs/mirai-api-http.md §5.2)."""
     code = _FAILURE_CODES.get(failure.kind, StatusCode.INTERNAL_ERROR)
     standard = _FAILURE_MESSAGES.get(failure.kind, code.message)
     return codec.status_data(code, f"{standard}: {failure.message}" if failure.message else standard)

@@ -1,6 +1,6 @@
 """mirai-api-http's ``reverse-ws`` adapter (trio shell): the bridge dials each framework's websocket server.
 
-One loop per configured destination (mirai-api-http.md §3.2, §3.6), all in one nursery; a destination that is
+One loop per configured destination (docs/mirai-api-http.md §3.2, §3.6), all in one nursery; a destination that is
 down never affects the others. Each loop opens a websocket with :func:`relay.wire.client.connect_websocket` and
 serves it as a :class:`~adapters.mirai.connection.FrameworkConnection` that delivers from the destination's
 own outbox cursor (named after the destination's label). Nothing here knows about frames or mirai commands.
@@ -50,7 +50,7 @@ CLOSE_GRACE: Final = 2.0
 
 
 def merged(adapter_wide: dict[str, str], per_destination: dict[str, str]) -> dict[str, str]:
-    """Adapter-wide values, overridden by the destination's (mirai-api-http.md §3.2, documented semantics).
+    """Adapter-wide values, overridden by the destination's (docs/mirai-api-http.md §3.2, documented semantics).
 
     Keys compare case-insensitively (HTTP header names), keeping the destination's spelling.
     """
@@ -81,7 +81,7 @@ def _host_port(destination: DestinationConfig) -> str:
 
 
 def destination_url(config: MiraiConfig, destination: DestinationConfig) -> str:
-    """``{protocol}://{host}:{port}{path}`` plus the merged ``extra_parameters`` (mirai-api-http.md §3.2)."""
+    """``{protocol}://{host}:{port}{path}`` plus the merged ``extra_parameters`` (docs/mirai-api-http.md §3.2)."""
     return f"{destination.protocol.value}://{_host_port(destination)}{destination_resource(config, destination)}"
 
 
@@ -246,7 +246,7 @@ class DestinationClient:
                 )
             except* (OSError, ssl.SSLError, trio.BrokenResourceError, RelayError) as group:
                 log.warning("%s: connection failed: %s", self.label, _describe(_first(group)))
-            except* Exception:  # reconnect on ANY error (DESIGN.md §5), but show what went wrong
+            except* Exception:  # reconnect on ANY error (docs/architecture.md §5), but show what went wrong
                 log.exception("%s: unexpected error on the connection", self.label)
             finally:
                 self._connection = None

@@ -1,8 +1,8 @@
 """mirai-api-http reverse-ws session state machine (sans-I/O).
 
 The bridge dials the framework's websocket server; the framework authenticates with ``verify``. This machine
-reproduces mirai-api-http's ``handleReverseWs`` (mirai-api-http.md §3.3, §3.5), with the leniencies of
-DESIGN.md §4:
+reproduces mirai-api-http's ``handleReverseWs`` (docs/mirai-api-http.md §3.3, §3.5), with the leniencies of
+docs/architecture.md §4:
 
 ``AWAITING_VERIFY`` (the bridge never speaks first)
     * ``verify`` → the session registry decides (:meth:`~adapters.mirai.sessions.SessionRegistry.open`, shared
@@ -21,7 +21,7 @@ DESIGN.md §4:
 ``VERIFIED``
     * ``about`` / ``botList`` → answered by the session itself, exactly as before verify (a choice: they do not
       depend on Discord state beyond the bot id);
-    * ``verify`` again → wrapped code 6 (it is an unknown command once authenticated, mirai-api-http.md §3.5);
+    * ``verify`` again → wrapped code 6 (it is an unknown command once authenticated, docs/mirai-api-http.md §3.5);
     * malformed JSON / no ``command`` / oversize → the raw ``{"code":400,"msg":"无效参数"}`` frame;
     * every other command → :class:`Execute`, for the shell to dispatch concurrently.
 
@@ -199,7 +199,7 @@ class MiraiSession:
         self.bot_id = outcome.bot_id or bot_id
         return [
             SendFrame(codec.encode_response(frame.sync_id, codec.verify_success_data(outcome.key))),
-            # one event right away, or Ariadne never becomes usable (mirai-api-http.md §3.7): the truth about the
+            # one event right away, or Ariadne never becomes usable (docs/mirai-api-http.md §3.7): the truth about the
             # bot — online, or dropped while Discord is away (a BotReloginEvent follows when it is back)
             SendFrame(
                 codec.encode_event(

@@ -1,6 +1,6 @@
 """mirai-api-http's sessions, shared by every transport (sans-I/O: takes ``now``, draws keys from an injected rng).
 
-A session is what a framework authenticates into (mirai-api-http.md §5.1): a key, the bot it is bound to, and
+A session is what a framework authenticates into (docs/mirai-api-http.md §5.1): a key, the bot it is bound to, and
 the connections that hold it. MAH keeps one global store of sessions across its adapters, so a key made over
 http works on ws and reverse-ws (§3.3 rows f–h), and :class:`SessionRegistry` is that store for the bridge:
 
@@ -16,7 +16,7 @@ http works on ws and reverse-ws (§3.3 rows f–h), and :class:`SessionRegistry`
 * A session is removed when its last reference is given back, or at once by ``/release``; either way its close
   listeners are called, so a websocket using a session released over http is closed (§4.2).
 
-Leniency kept from the reverse-ws adapter (DESIGN.md §4): a ``verify`` with neither ``qq`` nor ``sessionKey``
+Leniency kept from the reverse-ws adapter (docs/architecture.md §4): a ``verify`` with neither ``qq`` nor ``sessionKey``
 binds to the bridge's one bot instead of answering 400 (§3.3 row e). The bridge has exactly one bot: a ``qq``
 that is not its id (or any ``qq`` before Discord's READY told the bridge its id) is "no such bot", code 2.
 
@@ -47,10 +47,10 @@ __all__ = [
     "keys_equal",
 ]
 
-#: mirai-api-http.md §5.1: session keys are 8 random [A-Za-z0-9] characters
+#: docs/mirai-api-http.md §5.1: session keys are 8 random [A-Za-z0-9] characters
 SESSION_KEY_ALPHABET: Final = string.ascii_letters + string.digits
 SESSION_KEY_LENGTH: Final = 8
-#: seconds an http session made by /verify lives unless /bind binds it (mirai-api-http.md §5.1)
+#: seconds an http session made by /verify lives unless /bind binds it (docs/mirai-api-http.md §5.1)
 UNBOUND_SESSION_TTL: Final = 180.0
 
 

@@ -1,6 +1,6 @@
 """mirai-api-http's multipart upload routes (trio shell), on the http adapter's port and the ws adapter's.
 
-mirai-api-http.md §11.4 (and §4.2: since 2.10 the ws server serves them too):
+docs/mirai-api-http.md §11.4 (and §4.2: since 2.10 the ws server serves them too):
 
 * ``POST /uploadImage``: ``type``, ``img`` (a file) or ``url`` → bare ``{"imageId", "url"}``;
 * ``POST /uploadVoice``: ``type``, ``voice`` or ``url`` → bare ``{"voiceId"}``;

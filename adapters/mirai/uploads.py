@@ -1,7 +1,7 @@
 """Files frameworks upload (``uploadImage``, ``uploadVoice``, ``uploadShortVideo``, ``file/upload``), kept on disk
 until a message uses them (no trio; plain file I/O, callers run it in a worker thread).
 
-mirai-api-http uploads to QQ's servers and answers an id (mirai-api-http.md §11.4); a later message chain names
+mirai-api-http uploads to QQ's servers and answers an id (docs/mirai-api-http.md §11.4); a later message chain names
 that id (``Image.imageId``, ``Voice.voiceId``, ``ShortVideo.videoId``) and QQ shows the file. Discord has no
 upload-now-send-later, so the bridge keeps each upload itself and sends its bytes as an attachment when a chain
 names it (:func:`adapters.mirai.handlers.MiraiCommandHandler` resolves the ids before the command reaches

@@ -1,7 +1,7 @@
 """The mirai ``webhook`` adapter's trio shell: every event POSTed to each destination, durably, in order.
 
 mirai-api-http POSTs each event once, to every destination, concurrently and unordered, and drops it on any
-failure (mirai-api-http.md §10.2). Here each ``[[mirai.webhook.destinations]]`` is a cursor of the durable outbox
+failure (docs/mirai-api-http.md §10.2). Here each ``[[mirai.webhook.destinations]]`` is a cursor of the durable outbox
 (registered as ``webhook:<label>``) served by a task of its own:
 
 * it reads the frames after its cursor, a few at a time (at most :data:`READ_AHEAD` held in memory), skips the

@@ -1,6 +1,6 @@
 """What one webhook POST carries and what its answer means (pure: no trio, no sockets, ``now`` passed in).
 
-mirai-api-http's ``webhook`` adapter (mirai-api-http.md §10), exactly, plus what chat platforms add:
+mirai-api-http's ``webhook`` adapter (docs/mirai-api-http.md §10), exactly, plus what chat platforms add:
 
 * **body**: the bare event object (no ``syncId``/``data`` wrapper), ``Content-Type: application/json;
   charset=UTF-8``. With batching (``batch_max_events`` > 0, off by default) the body is a JSON array of bare event
@@ -30,7 +30,7 @@ from relay.signatures import standard_headers, x_signature
 
 __all__ = ["RESPONSE_COMMANDS", "Post", "ResponseCommand", "build_post", "message_id", "response_command"]
 
-#: the commands a webhook answer may carry (mirai-api-http.md §10.3), with the subCommand each one runs with
+#: the commands a webhook answer may carry (docs/mirai-api-http.md §10.3), with the subCommand each one runs with
 RESPONSE_COMMANDS: Final[Mapping[str, tuple[str, str | None]]] = {
     **{
         name: (name, None)

@@ -1,6 +1,6 @@
 """mirai-api-http's ``ws`` adapter (trio shell): frameworks open a websocket to the bridge.
 
-What a framework sees is mirai-api-http 2.10's ws adapter (mirai-api-http.md §4):
+What a framework sees is mirai-api-http 2.10's ws adapter (docs/mirai-api-http.md §4):
 
 * three paths: ``/all`` (every event), ``/message`` (message events, §9.1, sync messages included), ``/event``
   (every other event); commands may be sent on any of them;
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["WsAdapter", "channel_filter", "credentials_of"]
 
-#: the syncId of the handshake answers (mirai-api-http.md §4.2)
+#: the syncId of the handshake answers (docs/mirai-api-http.md §4.2)
 HANDSHAKE_SYNC_ID: Final = ""
 #: seconds granted to the closing handshake
 CLOSE_GRACE: Final = 2.0
@@ -259,7 +259,7 @@ class WsAdapter:
     async def _refuse(
         self, ws: WebSocketConnection, refused: Refused, peer: str, *, detail: bool = False
     ) -> tuple[int, str]:
-        """mirai-api-http.md §4.2: the code and message with syncId "", then close 1000 with the message."""
+        """docs/mirai-api-http.md §4.2: the code and message with syncId "", then close 1000 with the message."""
         self.refused += 1
         data = refused.data()
         if detail:

@@ -19,7 +19,7 @@ from typing import Final
 
 __all__ = ["MAX_MESSAGE", "pack", "render", "split"]
 
-#: Discord's limit on a message's content, in characters (discord.md §7.3)
+#: Discord's limit on a message's content, in characters (docs/discord.md §7.3)
 MAX_MESSAGE: Final = 2000
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]])")

@@ -37,11 +37,11 @@ MESSAGES_SHOWN: Final = 100
 BODY_CHARS: Final = 2000
 #: characters of a result line
 RESULT_CHARS: Final = 160
-#: Discord's limit on a message's content (discord.md §7.2)
+#: Discord's limit on a message's content (docs/discord.md §7.2)
 MAX_CONTENT: Final = 2000
 #: longest nickname Discord accepts
 MAX_NICK: Final = 32
-#: longest timeout Discord accepts: 28 days (discord.md §9)
+#: longest timeout Discord accepts: 28 days (docs/discord.md §9)
 MAX_TIMEOUT_MINUTES: Final = 28 * 24 * 60
 #: the User-Agent the bridge's REST client sends starts with this (Discord requires the form)
 BRIDGE_USER_AGENT: Final = "DiscordBot"

@@ -116,7 +116,7 @@ async def serve_sandbox(plan: SandboxPlan, *, task_status: Any = trio.TASK_STATU
                 verify_key=verify_key,
             )
             # the emulated gateway keeps its sessions in memory: one saved by the last run would be refused (op 9)
-            # and cost the 1-5 s wait before identifying again (discord.md §2.9)
+            # and cost the 1-5 s wait before identifying again (docs/discord.md §2.9)
             session_file(config.store.path).unlink(missing_ok=True)
             bridge_done = trio.Event()
             bridge: RunningBridge = await nursery.start(_serve_bridge, config, bridge_done, nursery.cancel_scope)

@@ -69,7 +69,7 @@ READER_HOLD_STORE_BATCHES: Final = 2
 #: how often a held reader looks again (the writers finish a batch in milliseconds)
 READER_HOLD_POLL: Final = 0.002
 #: the longest one hold lasts. The reader also reads heartbeat ACKs, and one not read before the next beat makes
-#: the shard drop the connection as a zombie (discord.md §2.4): a writer that is failing rather than slow must
+#: the shard drop the connection as a zombie (docs/discord.md §2.4): a writer that is failing rather than slow must
 #: not stall Discord for that long; the outbox's own bounds (write on append, hard cap) take over instead
 READER_HOLD_MAX: Final = 0.5
 

@@ -1,6 +1,6 @@
 """The durable outbox: every event frame for the frameworks, in order, with one cursor per destination.
 
-DESIGN.md §5: no event is lost while a framework is down or slow. The app appends each already-encoded event
+docs/architecture.md §5: no event is lost while a framework is down or slow. The app appends each already-encoded event
 frame (``{"syncId":"-1","data":{...}}``) with :meth:`Outbox.append`; every reverse-ws destination reads the
 frames after its cursor with :meth:`Outbox.read_after` and acknowledges them with :meth:`Outbox.ack`.
 

@@ -1,6 +1,6 @@
-"""The message-id store (DESIGN.md §6): per-conversation Int32 ids ⇄ Discord messages, in SQLite.
+"""The message-id store (docs/architecture.md §6): per-conversation Int32 ids ⇄ Discord messages, in SQLite.
 
-mirai-api-http message ids are Int32 and unique only within one conversation (mirai-api-http.md §2), so
+mirai-api-http message ids are Int32 and unique only within one conversation (docs/mirai-api-http.md §2), so
 the bridge allocates them itself and remembers what they point at, across restarts.
 
 **Allocation.** Each conversation has a counter; ids are handed out from the store's ``first_id`` (see

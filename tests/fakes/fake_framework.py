@@ -1,6 +1,6 @@
 """A fake mirai bot framework: a loopback websocket SERVER that the bridge's reverse-ws client dials.
 
-It behaves like Graia Ariadne's ``WebsocketServerConfig`` side (mirai-api-http.md §3.3, §3.7): it only accepts
+It behaves like Graia Ariadne's ``WebsocketServerConfig`` side (docs/mirai-api-http.md §3.3, §3.7): it only accepts
 upgrades on its path whose query parameters and headers include every configured one (else it refuses the
 handshake with HTTP 403), then immediately sends
 ``{"syncId":"#","command":"verify","content":{"verifyKey":...,"sessionKey":null,"qq":...}}``.
@@ -53,7 +53,7 @@ from wsproto.connection import ConnectionState
 
 RESERVED_SYNC_ID = "-1"
 RECEIVE_BYTES = 65_536
-#: syncId Ariadne uses for its verify command (mirai-api-http.md §3.3)
+#: syncId Ariadne uses for its verify command (docs/mirai-api-http.md §3.3)
 VERIFY_SYNC_ID = "#"
 
 

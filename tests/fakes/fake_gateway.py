@@ -1,4 +1,4 @@
-"""A fake Discord gateway on 127.0.0.1 that behaves like the real one (discord.md §2–§4).
+"""A fake Discord gateway on 127.0.0.1 that behaves like the real one (docs/discord.md §2–§4).
 
 * HELLO with a configurable interval; heartbeat ACKs (``ack_heartbeats`` switches them off);
 * IDENTIFY: validates the token (4004), the shard (4010), privileged intents (4014 unless allowed),
@@ -34,14 +34,14 @@ import attrs
 import trio
 import trio_websocket
 
-#: client sends allowed per connection per 60 s before 4008 (discord.md §3)
+#: client sends allowed per connection per 60 s before 4008 (docs/discord.md §3)
 SEND_LIMIT = 120
 SEND_WINDOW = 60.0
-#: identify concurrency window (discord.md §3)
+#: identify concurrency window (docs/discord.md §3)
 IDENTIFY_WINDOW = 5.0
-#: whole-guild member requests Discord answers per guild (discord.md §3)
+#: whole-guild member requests Discord answers per guild (docs/discord.md §3)
 MEMBER_REQUEST_INTERVAL = 30.0
-#: privileged intent bits (discord.md §5)
+#: privileged intent bits (docs/discord.md §5)
 PRIVILEGED_INTENT_BITS = (1 << 1) | (1 << 8) | (1 << 15)
 #: websocket message size the fake accepts from clients (Discord: 4096-byte payloads; generous here)
 MAX_CLIENT_MESSAGE = 1 << 20
@@ -172,7 +172,7 @@ class FakeGateway:
     #: guild id → every member object: what op 8 (query "", limit 0) answers, in GUILD_MEMBERS_CHUNKs; an op 8 for
     #: a guild not in it is recorded and left unanswered
     guild_members: Mapping[int, list[dict[str, Any]]] = attrs.field(factory=dict)
-    member_chunk_size: int = 1000  #: discord.md §6.4
+    member_chunk_size: int = 1000  #: docs/discord.md §6.4
     member_requests: list[Recorded] = attrs.field(factory=list)  #: every op 8
 
     url: str = ""
@@ -404,7 +404,8 @@ class FakeGateway:
                 self._answer_member_request(conn, payload.get("d") or {}, now)
 
     def _answer_member_request(self, conn: _Connection, d: dict[str, Any], now: float) -> None:
-        """op 8 for a whole guild → GUILD_MEMBERS_CHUNKs; a second one within 30 s → RATE_LIMITED (discord.md §3)."""
+        """op 8 for a whole guild → GUILD_MEMBERS_CHUNKs; a second one within 30 s → RATE_LIMITED
+        (docs/discord.md §3)."""
         self.member_requests.append(Recorded(now, conn.shard_id, {"op": 8, "d": d}))
         guild_id = int(d.get("guild_id") or 0)
         nonce = d.get("nonce")

@@ -41,21 +41,21 @@ import trio
 
 JSON = dict[str, Any]
 
-#: discord.md §10: snowflake timestamps count from 2015-01-01T00:00:00Z.
+#: docs/discord.md §10: snowflake timestamps count from 2015-01-01T00:00:00Z.
 DISCORD_EPOCH_MS = 1_420_070_400_000
 #: trio time 0 of the fake maps to this wall-clock time (2026-09-21), so ids and timestamps look real.
 FAKE_EPOCH = 1_790_000_000.0
 #: Bot user id of the fake (a plausible snowflake).
 DEFAULT_BOT_ID = 1_100_000_000_000_000_001
-#: Largest request body the fake accepts (the real limit for bots is 25 MiB per request, discord.md §7.3).
+#: Largest request body the fake accepts (the real limit for bots is 25 MiB per request, docs/discord.md §7.3).
 MAX_BODY = 32 * 1024 * 1024
-#: discord.md §7.3 limits the fake enforces.
+#: docs/discord.md §7.3 limits the fake enforces.
 MAX_CONTENT = 2000
 MAX_NONCE = 25
 MAX_FILES = 10
 MAX_PINS = 250
 MAX_TIMEOUT_DAYS = 28
-#: A typical @everyone permission set (discord.md §9.2): add reactions, view channel, send messages, embed
+#: A typical @everyone permission set (docs/discord.md §9.2): add reactions, view channel, send messages, embed
 #: links, attach files, read history, external emojis, change nickname, send in threads.
 DEFAULT_EVERYONE_PERMISSIONS = (
     (1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 18) | (1 << 26) | (1 << 38)
@@ -114,7 +114,7 @@ class RateLimit:
 
 @attrs.frozen
 class CloudflareBan:
-    """Answer like Cloudflare's edge: an HTML page, no Discord headers (discord.md §8.3)."""
+    """Answer like Cloudflare's edge: an HTML page, no Discord headers (docs/discord.md §8.3)."""
 
     status: int = 429
     retry_after: int | None = None
@@ -166,7 +166,7 @@ def _error(status: int, code: int, message: str, errors: JSON | None = None) -> 
 
 
 def _field_error(path: str, code: str, message: str) -> _Reply:
-    """50035 with Discord's nested ``errors`` tree (discord.md §8.2); ``path`` like ``embeds.0.title``."""
+    """50035 with Discord's nested ``errors`` tree (docs/discord.md §8.2); ``path`` like ``embeds.0.title``."""
     tree: JSON = {"_errors": [{"code": code, "message": message}]}
     for key in reversed(path.split(".")):
         tree = {key: tree}
@@ -774,7 +774,7 @@ class FakeDiscordRest:
         }
 
     def bot_permissions(self, guild_id: int) -> int:
-        """The bot's guild-level permissions (discord.md §9.2): owner → all; @everyone | its roles; admin → all."""
+        """The bot's guild-level permissions (docs/discord.md §9.2): owner → all; @everyone | its roles; admin → all."""
         guild = self.guilds[guild_id]
         if guild["owner_id"] == str(self.bot_user_id):
             return ALL_PERMISSIONS
@@ -866,7 +866,7 @@ class FakeDiscordRest:
 
     def _resolve_mentions(self, message: JSON, allowed: Any) -> None:
         """Like Discord: ``mentions`` lists users named as ``<@id>`` in the content; ``mention_everyone`` is set
-        only when ``allowed_mentions`` (default: parse everything) permits it (discord.md §7.2)."""
+        only when ``allowed_mentions`` (default: parse everything) permits it (docs/discord.md §7.2)."""
         parse = ["users", "roles", "everyone"]
         explicit_users: list[str] = []
         if isinstance(allowed, dict):
@@ -1003,7 +1003,7 @@ class FakeDiscordRest:
 
     def ep_list_members(self, p: dict[str, str], r: RecordedRequest) -> tuple[int, Any]:
         self._guild(p["guild_id"])
-        limit = int(r.query.get("limit", "1"))  # discord.md §6.4: the default really is 1
+        limit = int(r.query.get("limit", "1"))  # docs/discord.md §6.4: the default really is 1
         if not 1 <= limit <= 1000:
             raise _field_error("limit", "NUMBER_TYPE_MAX", "int value should be <= 1000 and >= 1.")
         after = int(r.query.get("after", "0"))

@@ -4,7 +4,7 @@ with Ariadne's OWN interpreter ($ARIADNE_PYTHON; it pins pydantic 1):
     $ARIADNE_PYTHON tests/integration/ariadne_webhook_bot.py PORT ACCOUNT PATH HEADER_VALUE
 
 Ariadne's HTTP server (amnesia's aiohttp service on 127.0.0.1:PORT) takes POSTed events at PATH, answering 403
-unless the ``qq`` header is ACCOUNT and 401 unless ``X-Auth`` is HEADER_VALUE (mirai-api-http.md §10.2). Each
+unless the ``qq`` header is ACCOUNT and 401 unless ``X-Auth`` is HEADER_VALUE (docs/mirai-api-http.md §10.2). Each
 GroupMessage it receives is printed as one JSON line, ``ARIADNE_BOT {"group": ..., "text": ..., "source": ...}``.
 It has no client connection (no API calls): webhook mode is one-way. Runs until SIGINT/SIGTERM.
 """

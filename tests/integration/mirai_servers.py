@@ -217,7 +217,7 @@ async def command(
     await ws.send_message(json.dumps({"syncId": sync_id, "command": name, "subCommand": sub, "content": content}))
     while True:
         frame = await receive_json(ws)
-        if frame.get("syncId") == str(sync_id):  # always answered as a string (mirai-api-http.md §3.4)
+        if frame.get("syncId") == str(sync_id):  # always answered as a string (docs/mirai-api-http.md §3.4)
             data = frame["data"]
             assert isinstance(data, dict)
             return data

@@ -1,5 +1,5 @@
 """A hostile or broken framework (issue 15): whatever it sends that cannot be decoded gets mirai-api-http's bare
-400 answer (mirai-api-http.md §3.5), the connection stays, and every valid command among the garbage is answered.
+400 answer (docs/mirai-api-http.md §3.5), the connection stays, and every valid command among the garbage is answered.
 
 Through the whole bridge: fake framework → reverse-ws client → session → handlers → relay → fake Discord.
 """
@@ -66,7 +66,7 @@ def malformed_frames(rng: random.Random) -> list[str | bytes]:
 
 
 def could_be_a_command(frame: str | bytes) -> bool:
-    """A frame mirai-api-http would read a command from (mirai-api-http.md §3.4), judged without our codec."""
+    """A frame mirai-api-http would read a command from (docs/mirai-api-http.md §3.4), judged without our codec."""
     try:
         obj = json.loads(frame)
     except (ValueError, RecursionError):

@@ -19,5 +19,5 @@ async def test_oversize_message_closes_with_1009_and_reconnects(
         await fake.dispatch("GUILD_CREATE", {"id": "9", "blob": "x" * 100_000})
         while len(fake.connections) < 2:  # the shard reconnected instead of crashing
             await trio.sleep(0.01)
-    assert fake.client_closes[0][1] == 1009  # not 1000: the session stays resumable (discord.md §2.12)
+    assert fake.client_closes[0][1] == 1009  # not 1000: the session stays resumable (docs/discord.md §2.12)
     assert not collector.dispatches("GUILD_CREATE")

@@ -1,4 +1,4 @@
-"""Every mirai-api-http command (mirai-api-http.md §6.1) through the whole running bridge.
+"""Every mirai-api-http command (docs/mirai-api-http.md §6.1) through the whole running bridge.
 
 framework (fake, loopback websocket) → reverse-ws client → mirai translation → relay (store-resolved ids)
 → Discord executor → REST client → fake Discord REST (loopback HTTP), and the answer all the way back.

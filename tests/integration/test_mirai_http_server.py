@@ -1,4 +1,4 @@
-"""The http adapter over real loopback sockets (mirai-api-http.md §11): auth, every command route, the status
+"""The http adapter over real loopback sockets (docs/mirai-api-http.md §11): auth, every command route, the status
 codes and error shapes, polling order and its bound, CORS, and bad input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every pushed event adapters/mirai/events_out produces must parse in real Graia Ariadne (mirai-api-http.md §3.7).
+"""Every pushed event adapters/mirai/events_out produces must parse in real Graia Ariadne (docs/mirai-api-http.md §3.7).
 
 Ariadne lives in its own venv (/work/ariadne-venv, or $ARIADNE_PYTHON); the check runs there in a
 subprocess fed with the encoded events, so the bridge's venv needs no Ariadne. Skipped when absent.

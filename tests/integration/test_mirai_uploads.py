@@ -1,4 +1,4 @@
-"""Every upload route on the http port and the ws port (mirai-api-http.md §11.4, §4.2), what a later chain does
+"""Every upload route on the http port and the ws port (docs/mirai-api-http.md §11.4, §4.2), what a later chain does
 with the ids, and the refusals."""
 
 from __future__ import annotations

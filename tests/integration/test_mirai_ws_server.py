@@ -1,4 +1,4 @@
-"""The ws adapter over real loopback sockets (mirai-api-http.md §4): every handshake variant, the channels, the
+"""The ws adapter over real loopback sockets (docs/mirai-api-http.md §4): every handshake variant, the channels, the
 same session twice, single mode, oversized frames, and a framework that reconnects after 10,000 events."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ async def test_an_unbound_http_session_is_code_4_and_a_bound_one_works(tmp_path:
             # the http session still works for http while the websocket holds it
             profile = await client.get(f"{servers.http_base}/sessionInfo", params={"sessionKey": made})
             assert profile.json()["data"]["sessionKey"] == made
-            # released over http: the websocket is closed (mirai-api-http.md §4.2)
+            # released over http: the websocket is closed (docs/mirai-api-http.md §4.2)
             released = await client.post(f"{servers.http_base}/release", json={"sessionKey": made, "qq": BOT})
             assert released.json() == {"code": 0, "msg": "success"}
             assert await closed_with(ws) == (1000, "the session was released")

@@ -239,7 +239,7 @@ async def test_aclose_while_another_task_reads_sends_the_code_and_sees_the_reply
             await trio.sleep(0.05)
             with trio.fail_after(2):  # returns once the reader saw the reply, not after a grace period
                 await ws.aclose(4000)
-    assert codes == [4000]  # never rewritten to 1000 (discord.md §2.12)
+    assert codes == [4000]  # never rewritten to 1000 (docs/discord.md §2.12)
     assert reader_saw == [4000]
 
 

@@ -1,4 +1,4 @@
-"""The close-code table (discord.md §2.11) as a pure function."""
+"""The close-code table (docs/discord.md §2.11) as a pure function."""
 
 from __future__ import annotations
 

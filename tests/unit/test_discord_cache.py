@@ -67,7 +67,7 @@ def test_guild_channels_threads_overwrites_and_obfuscation() -> None:
     g = cache.guilds[GUILD]
     assert (g.name, g.owner_id, g.system_channel_id) == ("G", 1, 100)
     assert cache.channels[100].overwrites == {GUILD: Overwrite(GUILD, 0, 0, 2048)}
-    assert cache.channels[100].guild_id == GUILD  # filled in from the guild (discord.md §6.1)
+    assert cache.channels[100].guild_id == GUILD  # filled in from the guild (docs/discord.md §6.1)
     assert cache.channels[300].is_thread
     assert 101 not in cache.channels  # obfuscated channel never cached
     assert g.bot_member is not None

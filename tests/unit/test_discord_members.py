@@ -19,7 +19,7 @@ USER_BASE = 960000000000000000
 
 
 def member(n: int, **extra: Any) -> dict[str, Any]:
-    """A member object as GUILD_CREATE, GUILD_MEMBERS_CHUNK or REST list it (discord.md §6.3)."""
+    """A member object as GUILD_CREATE, GUILD_MEMBERS_CHUNK or REST list it (docs/discord.md §6.3)."""
     return {
         "user": {
             "username": f"user{n}",

@@ -1,4 +1,4 @@
-"""``[discord.presence]`` → the Identify ``presence`` object (discord.md §2.5)."""
+"""``[discord.presence]`` → the Identify ``presence`` object (docs/discord.md §2.5)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
 
 TOKEN = "gw-token"
 QUERY = {"v": "10", "encoding": "json"}
-BRIDGE_INTENTS = 46599  # discord.md §5: the bridge's set, privileged bits included
+BRIDGE_INTENTS = 46599  # docs/discord.md §5: the bridge's set, privileged bits included
 GUILD = 700_000_000_000_000_001
 OWNER = 700_000_000_000_000_101
 ALICE = 700_000_000_000_000_102

@@ -216,7 +216,7 @@ def test_a_reply_quotes_the_live_message_and_null_once_it_is_deleted(tmp_path: P
     actions.pin_message(CHANNEL, int(question["id"]))
     assert reply["referenced_message"]["pinned"] is True  # as REST would resolve it now
     actions.delete_message(CHANNEL, int(question["id"]))
-    assert reply["referenced_message"] is None  # discord.md §6.2: null = deleted
+    assert reply["referenced_message"] is None  # docs/discord.md §6.2: null = deleted
     world.state.close()
     again, _, _ = open_world(path)
     reloaded = again.messages[CHANNEL][int(reply["id"])]

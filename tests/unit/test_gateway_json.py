@@ -52,7 +52,7 @@ def test_what_orjson_refuses_still_decodes_like_json_loads(raw: bytes) -> None:
 
 def test_integers_beyond_64_bits_become_floats() -> None:
     # The one documented difference from json.loads: orjson reads such integers as floats. Discord sends every
-    # id and bit set as a string (discord.md §10), so no real payload has one.
+    # id and bit set as a string (docs/discord.md §10), so no real payload has one.
     decoded = PayloadDecoder(compressed=False, max_size=1 << 20).feed(b'{"op": 0, "d": {"n": 18446744073709551616}}')
     assert decoded == {"op": 0, "d": {"n": float(2**64)}}
     exact = PayloadDecoder(compressed=False, max_size=1 << 20).feed(b'{"op": 0, "d": {"n": 18446744073709551615}}')

@@ -1,4 +1,4 @@
-"""The house rules of DESIGN.md §1, checked by walking every import with ``ast``.
+"""The house rules of docs/architecture.md §1, checked by walking every import with ``ast``.
 
 1. Sans-I/O modules never import trio, trio_websocket or httpx (they take ``now`` and payloads); the SQLite
    modules (relay/storage but its flushers) never import trio. The Discord adapter's pure modules do not reach

@@ -1,4 +1,4 @@
-"""mirai commands (mirai-api-http.md §6.1) → envelope commands or local answers: every command, lenient inputs,
+"""mirai commands (docs/mirai-api-http.md §6.1) → envelope commands or local answers: every command, lenient inputs,
 bad content, every chain element."""
 
 from __future__ import annotations
@@ -444,7 +444,7 @@ QUERY_CASES = [
 def test_http_query_parameters_decode_like_json_content(
     command: str, sub: str | None, typed: dict[str, object], query: dict[str, object]
 ) -> None:
-    """Nothing here is websocket-only: the http adapter's GET parameters are all strings (mirai-api-http.md §11.2),
+    """Nothing here is websocket-only: the http adapter's GET parameters are all strings (docs/mirai-api-http.md §11.2),
     and the route ``/file/list`` is the command ``file_list``."""
     assert decode_command(command, sub, query) == decode_command(command, sub, typed)
 

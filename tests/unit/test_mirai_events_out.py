@@ -1,4 +1,4 @@
-"""Golden tests: envelope events/messages → the exact mirai-api-http JSON (mirai-api-http.md §7–§9)."""
+"""Golden tests: envelope events/messages → the exact mirai-api-http JSON (docs/mirai-api-http.md §7–§9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Envelope results / failures → the exact mirai response ``data`` shapes (mirai-api-http.md §5.2, §6.2)."""
+"""Envelope results / failures → the exact mirai response ``data`` shapes (docs/mirai-api-http.md §5.2, §6.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The session registry every transport shares (mirai-api-http.md §5.1, §3.3 rows b–h, §11.2), pure with ``now``."""
+"""The session registry every transport shares (docs/mirai-api-http.md §5.1, §3.3 rows b–h, §11.2), pure with
+``now``."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ decoders read is resolved, and an id the bridge never presented is code 5.
 
 The golden cases of the snowflake-mode tests are reused: with small ids, each output must equal the golden one
 with exactly its contact ids replaced by their presented ids (:func:`present_ids` says, independently of the
-encoders, which JSON fields hold contact ids: mirai-api-http.md §7–§9), and each command must decode to the
+encoders, which JSON fields hold contact ids: docs/mirai-api-http.md §7–§9), and each command must decode to the
 same envelope command when the framework sends the presented ids.
 """
 
@@ -43,7 +43,7 @@ from tests.unit.test_mirai_commands_in import COMMAND_CASES
 from tests.unit.test_mirai_events_out import ALICE, BOT, EVENT_CASES, GROUP, group_message
 from tests.unit.test_mirai_results_out import RESULT_CASES
 
-#: JSON keys whose integer value is a contact id wherever they appear (mirai-api-http.md §7–§9)
+#: JSON keys whose integer value is a contact id wherever they appear (docs/mirai-api-http.md §7–§9)
 ID_KEYS = frozenset({"authorId", "operator", "qq", "senderId", "targetId", "groupId", "fromId", "target"})
 #: elements whose ``id`` is not a contact (a message id, or -1)
 NOT_CONTACT_IDS = frozenset({"Source", "Quote", "MarketFace"})

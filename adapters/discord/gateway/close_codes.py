@@ -1,4 +1,4 @@
-"""Gateway close codes (discord.md §2.11, §2.12): what each one means, what to do after it (resume,
+"""Gateway close codes (docs/discord.md §2.11, §2.12): what each one means, what to do after it (resume,
 identify afresh, or stop), the code we close with ourselves, and the advice an operator reads after a fatal one.
 
 Pure: numbers in, decisions and text out.
@@ -13,10 +13,10 @@ from typing import Final
 from adapters.discord.gateway.payloads import GATEWAY_VERSION
 from relay.config import PRIVILEGED_INTENTS
 
-#: our close code when we mean to resume: any 4xxx keeps the session (discord.md §2.12; discord.py uses 4000)
+#: our close code when we mean to resume: any 4xxx keeps the session (docs/discord.md §2.12; discord.py uses 4000)
 RESUMABLE_CLOSE_CODE: Final = 4000
 
-# Close codes sent by Discord (discord.md §2.11).
+# Close codes sent by Discord (docs/discord.md §2.11).
 CLOSE_UNKNOWN_ERROR: Final = 4000
 CLOSE_UNKNOWN_OPCODE: Final = 4001
 CLOSE_DECODE_ERROR: Final = 4002
@@ -32,7 +32,7 @@ CLOSE_INVALID_API_VERSION: Final = 4012
 CLOSE_INVALID_INTENTS: Final = 4013
 CLOSE_DISALLOWED_INTENTS: Final = 4014
 
-#: codes after which reconnecting cannot help (discord.md §2.11, "reconnect: no")
+#: codes after which reconnecting cannot help (docs/discord.md §2.11, "reconnect: no")
 FATAL_CLOSE_CODES: Final = frozenset(
     {
         CLOSE_AUTHENTICATION_FAILED,
@@ -43,7 +43,7 @@ FATAL_CLOSE_CODES: Final = frozenset(
         CLOSE_DISALLOWED_INTENTS,
     }
 )
-#: codes after which the session is gone: skip the pointless resume and identify (discord.md §2.11 tip).
+#: codes after which the session is gone: skip the pointless resume and identify (docs/discord.md §2.11 tip).
 #: 4003 "not authenticated" means Discord has no session for us either.
 REIDENTIFY_CLOSE_CODES: Final = frozenset({CLOSE_NOT_AUTHENTICATED, CLOSE_INVALID_SEQ, CLOSE_SESSION_TIMED_OUT})
 
@@ -64,7 +64,7 @@ class CloseAction(enum.Enum):
 
 
 def classify_close(code: int | None, *, has_session: bool = True) -> CloseAction:
-    """Classify a close code from Discord (``None``: the socket died without a close frame). discord.md §2.11.
+    """Classify a close code from Discord (``None``: the socket died without a close frame). docs/discord.md §2.11.
 
     ``has_session``: whether there is a session to resume; without one the answer is never RESUME (the next
     connection identifies), so no log line promises a resume that cannot happen.

@@ -17,7 +17,7 @@ from relay.errors import RemoteProtocolError
 
 @attrs.frozen(kw_only=True)
 class ResumeState:
-    """What a RESUME needs (discord.md §2.7). Persist it across a quick restart to resume instead of identify."""
+    """What a RESUME needs (docs/discord.md §2.7). Persist it across a quick restart to resume instead of identify."""
 
     session_id: str
     seq: int | None

@@ -1,5 +1,5 @@
 """Whole-guild member lists through the gateway, trio side: send op 8 within the shard's send budget and wait
-for the chunks (:mod:`adapters.discord.member_requests` keeps the books; discord.md §6.4).
+for the chunks (:mod:`adapters.discord.member_requests` keeps the books; docs/discord.md §6.4).
 
 :class:`GatewayMemberLoader` is what :class:`adapters.discord.commands_out.DiscordCommandExecutor` awaits for a
 ``memberList`` whose guild is not complete in the cache. It answers False (the caller then pages through REST)
@@ -53,7 +53,7 @@ class GatewayMemberLoader:
             if not self.requests.may_request(guild_id, now):
                 return False
             payload = self.requests.start(guild_id, now)
-            shard_id = (guild_id >> 22) % self.gateway.shard_count  # discord.md §3 (sharding)
+            shard_id = (guild_id >> 22) % self.gateway.shard_count  # docs/discord.md §3 (sharding)
             try:
                 self.gateway.send_nowait(shard_id, payload)
             except (trio.WouldBlock, ConfigError) as exc:

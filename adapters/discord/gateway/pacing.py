@@ -1,4 +1,4 @@
-"""Gateway pacing (discord.md §2.5, §3): the per-connection send limiter (120 sends a minute, with room kept
+"""Gateway pacing (docs/discord.md §2.5, §3): the per-connection send limiter (120 sends a minute, with room kept
 for heartbeats) and the process-wide identify pacer (the daily budget and the ``max_concurrency`` buckets).
 
 Pure: every method takes ``now``; the shard sleeps for the delays computed here.
@@ -14,12 +14,12 @@ import attrs
 
 from relay.errors import IdentifyBudgetExhausted
 
-#: gateway sends allowed per connection per window (discord.md §3)
+#: gateway sends allowed per connection per window (docs/discord.md §3)
 SEND_LIMIT: Final = 120
 SEND_WINDOW_SECONDS: Final = 60.0
 #: sends kept free for heartbeats/identify/resume; the normal lane gets SEND_LIMIT - this (hikari uses 3, §3)
 PRIORITY_SEND_RESERVE: Final = 3
-#: at most ``max_concurrency`` identifies per this many seconds, bucketed by shard id (discord.md §3)
+#: at most ``max_concurrency`` identifies per this many seconds, bucketed by shard id (docs/discord.md §3)
 IDENTIFY_WINDOW_SECONDS: Final = 5.0
 #: Discord's identify budget window when reset_after has passed and we have not re-read /gateway/bot (§2.5)
 IDENTIFY_BUDGET_WINDOW_SECONDS: Final = 24 * 3600.0
@@ -40,7 +40,7 @@ class StartLimit(Protocol):
 
 @attrs.define
 class SendRateLimiter:
-    """Sliding-window gateway send limiter for one connection (discord.md §3).
+    """Sliding-window gateway send limiter for one connection (docs/discord.md §3).
 
     The normal lane may use ``limit - reserve`` sends per window; priority sends (heartbeat, identify,
     resume) may use all ``limit``, so a heartbeat always fits.
@@ -77,7 +77,7 @@ class SendRateLimiter:
 
 @attrs.define
 class IdentifyPacer:
-    """Identify pacing shared by all shards of a process (discord.md §2.5, §3).
+    """Identify pacing shared by all shards of a process (docs/discord.md §2.5, §3).
 
     * budget: never spend the last ``reserve`` identifies of ``session_start_limit``; when only those are
       left, wait for ``reset_after`` instead (a crash loop must not burn the budget: Discord resets the token);

@@ -1,4 +1,4 @@
-"""The gateway's wire format (discord.md §2.2, §2.3, §4): opcodes, the connect URL's query, decoding a
+"""The gateway's wire format (docs/discord.md §2.2, §2.3, §4): opcodes, the connect URL's query, decoding a
 websocket message (zlib-stream transport decompression, then JSON) into a payload, and encoding one.
 
 Pure: bytes and strings in, dicts out; no I/O.
@@ -16,16 +16,16 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from relay import fastjson
 from relay.errors import FrameTooLarge, LocalProtocolError, RemoteProtocolError
 
-#: gateway API version we speak (discord.md §2.2)
+#: gateway API version we speak (docs/discord.md §2.2)
 GATEWAY_VERSION: Final = 10
-#: Z_SYNC_FLUSH marker that ends every complete zlib-stream payload (discord.md §4.1)
+#: Z_SYNC_FLUSH marker that ends every complete zlib-stream payload (docs/discord.md §4.1)
 ZLIB_SUFFIX: Final = b"\x00\x00\xff\xff"
-#: outgoing payloads larger than this make Discord close with 4002 (discord.md §2.3)
+#: outgoing payloads larger than this make Discord close with 4002 (docs/discord.md §2.3)
 MAX_OUTGOING_PAYLOAD_BYTES: Final = 4096
 
 
 class Op(enum.IntEnum):
-    """Gateway opcodes (discord.md §2.3)."""
+    """Gateway opcodes (docs/discord.md §2.3)."""
 
     DISPATCH = 0
     HEARTBEAT = 1
@@ -41,7 +41,7 @@ class Op(enum.IntEnum):
 
 
 def gateway_connect_url(base_url: str, *, compress: bool) -> str:
-    """``base_url`` with the query Discord wants (discord.md §2.2); used for the main and the resume URL alike."""
+    """``base_url`` with the query Discord wants (docs/discord.md §2.2); used for the main and the resume URL alike."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
         raise LocalProtocolError(f"gateway URL must be ws:// or wss:// with a host, got {base_url!r}")
@@ -52,7 +52,7 @@ def gateway_connect_url(base_url: str, *, compress: bool) -> str:
 
 
 class ZlibStreamInflater:
-    """zlib-stream transport decompression: one instance per connection (discord.md §4.1).
+    """zlib-stream transport decompression: one instance per connection (docs/discord.md §4.1).
 
     Binary messages are buffered until the buffer ends with ``00 00 ff ff``; a message that is complete on its
     own (the usual case) is inflated without copying it into the buffer.
@@ -122,7 +122,7 @@ def _loads(raw: bytes | str) -> Any:
     """``json.loads(raw)``, through orjson for the usual document (~3x faster on a 1 KB dispatch). orjson is
     stricter than the stdlib (no NaN, no lone surrogate escapes, no byte order mark); whatever it refuses goes
     through json.loads itself, so results and errors are the stdlib's. One difference remains: an integer beyond
-    64 bits becomes a float. Discord sends every id and bit set as a string (discord.md §10), so no real
+    64 bits becomes a float. Discord sends every id and bit set as a string (docs/discord.md §10), so no real
     payload has one."""
     try:
         return fastjson.loads(raw)

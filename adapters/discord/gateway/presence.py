@@ -1,6 +1,6 @@
 """``[discord.presence]`` as Discord wants it in Identify (op 2) and Presence Update (op 3) (pure).
 
-discord.md §2.5: ``presence`` is ``{"since", "activities", "status", "afk"}``; a bot may set only an activity's
+docs/discord.md §2.5: ``presence`` is ``{"since", "activities", "status", "afk"}``; a bot may set only an activity's
 ``name``, ``type``, ``state`` and ``url`` (Discord's activity object notes). Activity types: 0 Playing,
 1 Streaming (``url`` shown only for Twitch and YouTube), 2 Listening, 3 Watching, 4 Custom (the text is the
 ``state``; ``name`` is still required), 5 Competing.

@@ -1,4 +1,4 @@
-"""Resuming a gateway session across a restart of the bridge (discord.md §2.7).
+"""Resuming a gateway session across a restart of the bridge (docs/discord.md §2.7).
 
 A clean shutdown saves each shard's :class:`~adapters.discord.gateway.events.ResumeState` next to the store;
 the next start loads what is recent enough and, since a resume replays only the dispatches missed meanwhile
@@ -23,7 +23,7 @@ from relay.errors import RelayError, RemoteProtocolError
 log = logging.getLogger(__name__)
 
 #: a saved Discord session is only worth resuming for this long (Discord keeps it "a few minutes",
-#: discord.md §2.7); older ones would be refused with op 9 anyway
+#: docs/discord.md §2.7); older ones would be refused with op 9 anyway
 RESUME_WINDOW: Final = 120.0
 #: resuming a saved session needs the state READY + GUILD_CREATE would have given, fetched through REST
 #: (3 requests a guild); for more guilds than this a fresh identify is cheaper
@@ -73,7 +73,7 @@ def save_sessions(path: Path, sessions: Mapping[int, ResumeState], *, now: float
 
 async def hydrate_cache(rest: RestClient, cache: DiscordCache) -> bool:
     """Rebuild the cache a resumed session will not get from READY/GUILD_CREATE (a resume replays only missed
-    dispatches, discord.md §2.7). Returns False when that is not worth it or fails: identify afresh then."""
+    dispatches, docs/discord.md §2.7). Returns False when that is not worth it or fails: identify afresh then."""
     try:
         me = await rest.get_current_user()
         guilds = await rest.iter_current_user_guilds()

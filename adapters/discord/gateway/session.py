@@ -1,4 +1,4 @@
-"""One shard's gateway session as a sans-I/O state machine (discord.md §2–§5).
+"""One shard's gateway session as a sans-I/O state machine (docs/discord.md §2–§5).
 
 Nothing here does I/O, reads the clock or touches the ``random`` module's global state: the trio shell
 (:mod:`adapters.discord.gateway.shard`) feeds decoded payloads and ``now`` in, and reads events, frames to send and
@@ -17,7 +17,7 @@ Theory of operation of :class:`ShardSession` (one instance per shard, for the li
     any connected state or CLOSING --connection_lost--> DISCONNECTED (retry after will_retry_in) or STOPPED (fatal)
 
 The machine never closes with 1000/1001 (they end the Discord session) nor 1006 (wsproto turns it into
-1000): every close it asks for uses :data:`RESUMABLE_CLOSE_CODE` (discord.md §2.12).
+1000): every close it asks for uses :data:`RESUMABLE_CLOSE_CODE` (docs/discord.md §2.12).
 """
 
 from __future__ import annotations
@@ -55,23 +55,23 @@ from relay.backoff import backoff_delay
 from relay.config import BackoffConfig
 from relay.errors import GatewayClosed, LocalProtocolError, RemoteProtocolError
 
-#: op 9: wait a random 1–5 s before the next attempt (discord.md §2.9)
+#: op 9: wait a random 1–5 s before the next attempt (docs/discord.md §2.9)
 INVALID_SESSION_DELAY: Final = (1.0, 5.0)
 #: a connection that stayed READY/RESUMED this long resets the reconnect backoff (hikari's window, §2.13)
 HEALTHY_CONNECTION_SECONDS: Final = 30.0
 #: after this many resume attempts that never reached RESUMED, resume via the main URL (tatsuworks #87, §2.7)
 RESUME_URL_FALLBACK_AFTER: Final = 3
-#: ... and after this many, give the session up and identify (buape/carbon #364, discord.md §2.7)
+#: ... and after this many, give the session up and identify (buape/carbon #364, docs/discord.md §2.7)
 RESUME_GIVE_UP_AFTER: Final = 6
 #: guilds READY listed that have not arrived when no GUILD_CREATE came for this many seconds count as unavailable
-#: (an outage keeps them away; discord.md §2.6: discord.py waits 2 s after the last GUILD_CREATE)
+#: (an outage keeps them away; docs/discord.md §2.6: discord.py waits 2 s after the last GUILD_CREATE)
 GUILD_LOAD_TIMEOUT: Final = 5.0
 #: user sends queued per shard before send_nowait refuses: ~8 minutes of the 117/min normal lane
 MAX_PENDING_SENDS: Final = 1000
 #: distinct dispatch names counted apart (Discord has about 80); any further name counts as OTHER_DISPATCHES
 MAX_DISPATCH_NAMES: Final = 256
 OTHER_DISPATCHES: Final = "(other)"
-#: default identify ``properties`` (discord.md §2.5)
+#: default identify ``properties`` (docs/discord.md §2.5)
 DEFAULT_PROPERTIES: Final[Mapping[str, str]] = {
     "os": "linux",
     "browser": "discord-mirai-relay",
@@ -267,7 +267,7 @@ class ShardSession:
         self._next_heartbeat_at = math.inf
         self._heartbeat_acked = True
         self._last_heartbeat_sent = None
-        self._limiter = SendRateLimiter()  # the limit is per connection (discord.md §3)
+        self._limiter = SendRateLimiter()  # the limit is per connection (docs/discord.md §3)
         self._priority_frames.clear()
         self._connected_since = None
         self._replayed = 0
@@ -297,7 +297,7 @@ class ShardSession:
                 self.latency = now - self._last_heartbeat_sent
             return []
         if op == Op.HEARTBEAT:
-            # answer at once, without moving the schedule (discord.md §2.4 step 5)
+            # answer at once, without moving the schedule (docs/discord.md §2.4 step 5)
             self._priority_frames.append(self._heartbeat_frame())
             return []
         if op == Op.HELLO:
@@ -317,7 +317,7 @@ class ShardSession:
                 self._drop_session()
                 self._begin_close(CloseAction.REIDENTIFY, "session invalidated (op 9 d=false)", delay=delay)
             return []
-        return []  # Discord adds opcodes; unknown ones are ignored (discord.md §8a lesson)
+        return []  # Discord adds opcodes; unknown ones are ignored (docs/discord.md §2.3)
 
     def identify_now(self, *, now: float) -> None:
         """The shell got an identify slot: queue op 2 (no-op if the connection moved on meanwhile)."""
@@ -344,7 +344,7 @@ class ShardSession:
         self.state = ShardState.AUTHENTICATING
 
     def tick(self, *, now: float) -> list[GatewayEvent]:
-        """Run timers: heartbeats and zombie detection (discord.md §2.4)."""
+        """Run timers: heartbeats and zombie detection (docs/discord.md §2.4)."""
         if self.state not in _LIVE_STATES or now < self._next_heartbeat_at:
             return []
         if not self._heartbeat_acked:
@@ -478,7 +478,7 @@ class ShardSession:
         if not isinstance(interval_ms, int | float) or isinstance(interval_ms, bool) or interval_ms <= 0:
             raise RemoteProtocolError(f"HELLO without a positive heartbeat_interval: {d!r}")
         self._heartbeat_interval = interval_ms / 1000.0
-        # first beat after interval * jitter, jitter in [0, 1) (discord.md §2.4 step 2)
+        # first beat after interval * jitter, jitter in [0, 1) (docs/discord.md §2.4 step 2)
         self._next_heartbeat_at = now + self._heartbeat_interval * self.rng.random()
         self._heartbeat_acked = True
         if self._resuming and self.session_id is not None:
@@ -499,7 +499,7 @@ class ShardSession:
         seq = payload.get("s")
         if isinstance(seq, int):
             if self.seq is not None and seq <= self.seq:
-                self._duplicates += 1  # already handed on before the resume (discord.md §2.10)
+                self._duplicates += 1  # already handed on before the resume (docs/discord.md §2.10)
                 return []
             self.seq = seq
         else:

@@ -1,10 +1,10 @@
-"""Trio shell around :class:`adapters.discord.gateway.session.ShardSession` (discord.md §1, §2.12).
+"""Trio shell around :class:`adapters.discord.gateway.session.ShardSession` (docs/discord.md §1, §2.12).
 
 Per connection there are two tasks in one nursery:
 
 * the **reader** awaits websocket messages, decodes them, feeds the state machine and hands every event to
   ``on_event`` synchronously. It never awaits the framework side, so heartbeat ACKs keep being processed even
-  when a framework is stalled (DESIGN.md §5); only ``make_room`` (below) may hold it, briefly;
+  when a framework is stalled (docs/architecture.md §5); only ``make_room`` (below) may hold it, briefly;
 * the **pump** sleeps until the machine's next deadline (or until woken), runs ``tick`` (heartbeats, zombie
   detection), sends the frames the send limiter releases, and closes the socket with the machine's resumable
   close code when it asks to.
@@ -261,7 +261,7 @@ class Shard:
                 nursery.cancel_scope.cancel(reason="connection closed")
             return closed
         finally:
-            # Always close with an explicit code: 1000 would end the Discord session (discord.md §2.12).
+            # Always close with an explicit code: 1000 would end the Discord session (docs/discord.md §2.12).
             # aclose is idempotent, so after a close handshake this only closes the stream.
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_GRACE):
                 await ws.aclose(machine.close_code or RESUMABLE_CLOSE_CODE)
@@ -280,7 +280,7 @@ class Shard:
             except WebSocketClosed as exc:
                 return exc.code, exc.reason
             except FrameTooLarge as exc:
-                # the socket already sent close 1009, which keeps the session resumable (discord.md §2.12)
+                # the socket already sent close 1009, which keeps the session resumable (docs/discord.md §2.12)
                 log.warning("shard %d: %s; raise discord.max_message_bytes", machine.shard_id, exc)
                 return (ws.closed.code if ws.closed is not None else None), ""
             # the messages of one read arrived together: they share a timestamp, taken again after each yield
@@ -346,7 +346,7 @@ class Shard:
                 return  # the reader sees the close too and ends the connection
             if self._closing:
                 with trio.move_on_after(CLOSE_GRACE):
-                    await ws.aclose(RESUMABLE_CLOSE_CODE)  # discord.md §2.12: keeps the session resumable
+                    await ws.aclose(RESUMABLE_CLOSE_CODE)  # docs/discord.md §2.12: keeps the session resumable
                 return
             if machine.close_code is not None:
                 with trio.move_on_after(CLOSE_GRACE):

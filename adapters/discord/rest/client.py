@@ -1,4 +1,4 @@
-"""Discord REST client: httpx on trio, driven by the pure rate limiter (discord.md §8, §9).
+"""Discord REST client: httpx on trio, driven by the pure rate limiter (docs/discord.md §8, §9).
 
 ``open_rest_client(config, token)`` owns one ``httpx.AsyncClient`` (connection reuse) and yields a
 :class:`RestClient` with one typed method per endpoint the bridge uses. Every request:
@@ -49,20 +49,20 @@ log = logging.getLogger(__name__)
 
 JSONObject = dict[str, Any]
 
-#: discord.md §8.1: X-Audit-Log-Reason is 1–512 characters.
+#: docs/discord.md §8.1: X-Audit-Log-Reason is 1–512 characters.
 MAX_AUDIT_LOG_REASON = 512
-#: discord.md §9: member list pages are at most 1000.
+#: docs/discord.md §9: member list pages are at most 1000.
 MEMBER_PAGE_LIMIT = 1000
-#: GET /users/@me/guilds returns at most 200 guilds a page for bots (discord.md §9)
+#: GET /users/@me/guilds returns at most 200 guilds a page for bots (docs/discord.md §9)
 GUILD_PAGE_LIMIT: Final = 200
-#: discord.md §9: history pages are 1–100 messages.
+#: docs/discord.md §9: history pages are 1–100 messages.
 MESSAGE_PAGE_LIMIT = 100
-#: discord.md §8.4: retries back off exponentially from this base up to this cap (hikari uses 2 s / 16 s).
+#: docs/discord.md §8.4: retries back off exponentially from this base up to this cap (hikari uses 2 s / 16 s).
 RETRY_BACKOFF_BASE = 0.5
 RETRY_BACKOFF_CAP = 16.0
 #: A request answered 429 this many times in a row (each wait obeyed) fails instead of looping forever.
 MAX_RATE_LIMITED_RETRIES = 10
-#: 5xx statuses worth another attempt (discord.md §8.2: 502 gateway unavailable, §8.5: 500/502/504/524).
+#: 5xx statuses worth another attempt (docs/discord.md §8.2: 502 gateway unavailable, §8.5: 500/502/504/524).
 RETRYABLE_STATUSES: Final = frozenset({500, 502, 503, 504, 520, 522, 524})
 #: Downloads are read in chunks of this size so an oversized body is refused before it is all in memory.
 DOWNLOAD_CHUNK = 64 * 1024
@@ -70,7 +70,7 @@ DOWNLOAD_CHUNK = 64 * 1024
 
 @attrs.frozen(kw_only=True)
 class SessionStartLimit:
-    """``session_start_limit`` of ``GET /gateway/bot`` (discord.md §2.1). ``reset_after`` is in seconds."""
+    """``session_start_limit`` of ``GET /gateway/bot`` (docs/discord.md §2.1). ``reset_after`` is in seconds."""
 
     total: int
     remaining: int
@@ -87,7 +87,7 @@ def _require_int(obj: Mapping[str, Any], key: str, where: str, minimum: int = 0)
 
 @attrs.frozen(kw_only=True)
 class GatewayBotInfo:
-    """What ``GET /gateway/bot`` says (discord.md §2.1)."""
+    """What ``GET /gateway/bot`` says (docs/discord.md §2.1)."""
 
     url: str
     shards: int
@@ -132,7 +132,7 @@ MISSING: Final = MissingType.MISSING
 
 @attrs.frozen
 class UploadFile:
-    """A file to attach to a message (sent as ``files[n]`` of a multipart request, discord.md §7.4)."""
+    """A file to attach to a message (sent as ``files[n]`` of a multipart request, docs/discord.md §7.4)."""
 
     filename: str
     data: bytes = attrs.field(repr=False)
@@ -162,7 +162,7 @@ class Route:
     method: str
     template: str
     params: Mapping[str, int | str] = attrs.field(factory=dict)
-    #: splits a route into Discord's hidden sub-buckets (discord.md §8.3: message deletes by message age)
+    #: splits a route into Discord's hidden sub-buckets (docs/discord.md §8.3: message deletes by message age)
     bucket_hint: str = ""
 
     @property
@@ -173,7 +173,7 @@ class Route:
 
     @property
     def major(self) -> str:
-        """discord.md §8.3: top-level ids that split one route into independent buckets."""
+        """docs/discord.md §8.3: top-level ids that split one route into independent buckets."""
         parts = [
             f"{name}={self.params[name]}" for name in ("channel_id", "guild_id", "webhook_id") if name in self.params
         ]
@@ -573,7 +573,7 @@ class RestClient:
         topic: str | MissingType | None = MISSING,
         reason: str | None = None,
     ) -> JSONObject:
-        """PATCH a channel. Discord allows only 2 name/topic edits per 10 minutes per channel (discord.md §9)."""
+        """PATCH a channel. Discord allows only 2 name/topic edits per 10 minutes per channel (docs/discord.md §9)."""
         body: JSONObject = {}
         if name is not MISSING:
             body["name"] = name
@@ -592,7 +592,7 @@ class RestClient:
         type: int,
         reason: str | None = None,
     ) -> None:
-        """PUT replaces the whole overwrite: read the channel first and merge bits (discord.md §9 mute all)."""
+        """PUT replaces the whole overwrite: read the channel first and merge bits (docs/discord.md §9 mute all)."""
         route = Route(
             "PUT",
             "/channels/{channel_id}/permissions/{overwrite_id}",
@@ -630,7 +630,7 @@ class RestClient:
         return _expect_list(await self.request(route, query=query), route.key)
 
     async def iter_all_guild_members(self, guild_id: int) -> list[JSONObject]:
-        """Every member of a guild, paging with ``after`` = the highest user id seen (discord.md §6.4).
+        """Every member of a guild, paging with ``after`` = the highest user id seen (docs/discord.md §6.4).
 
         Entries are returned as Discord sent them, also those without a ``user`` (the caller reports them); a full
         page none of whose entries has a user id cannot be paged past, so the listing ends there."""
@@ -653,7 +653,7 @@ class RestClient:
             after = highest
 
     async def iter_current_user_guilds(self) -> list[JSONObject]:
-        """Every guild the bot is in (partial guild objects), paging with ``after`` (discord.md §9: 200 a page)."""
+        """Every guild the bot is in (partial guild objects), paging with ``after`` (docs/discord.md §9: 200 a page)."""
         route = Route("GET", "/users/@me/guilds")
         guilds: list[JSONObject] = []
         after = 0
@@ -733,7 +733,7 @@ class RestClient:
         reason: str | None = None,
     ) -> None:
         route = Route("PUT", "/guilds/{guild_id}/bans/{user_id}", {"guild_id": guild_id, "user_id": user_id})
-        seconds = max(0, min(604_800, delete_message_seconds))  # discord.md §9: 0–604800
+        seconds = max(0, min(604_800, delete_message_seconds))  # docs/discord.md §9: 0–604800
         await self.request(route, json_body={"delete_message_seconds": seconds}, reason=reason)
 
     async def leave_guild(self, guild_id: int) -> None:
@@ -800,7 +800,7 @@ def tls_failure(exc: BaseException, host: str) -> str | None:
     return None
 
 
-#: discord.md §8.3: deletes of messages younger than 10 s / older than 14 days have their own hidden buckets.
+#: docs/discord.md §8.3: deletes of messages younger than 10 s / older than 14 days have their own hidden buckets.
 _YOUNG_MESSAGE_SECONDS = 10.0
 _OLD_MESSAGE_SECONDS = 14 * 24 * 3600.0
 
@@ -815,7 +815,7 @@ def _delete_age_class(message_id: int, now_epoch: float) -> str:
 
 
 def _audit_log_reason(reason: str) -> str:
-    """discord.md §8.1: URL-encoded UTF-8, at most 512 characters (cut on the decoded text)."""
+    """docs/discord.md §8.1: URL-encoded UTF-8, at most 512 characters (cut on the decoded text)."""
     return urllib.parse.quote(reason[:MAX_AUDIT_LOG_REASON], safe=" /")
 
 
@@ -824,7 +824,7 @@ def _multipart_parts(
     files: Sequence[UploadFile],
     max_upload_bytes: int,
 ) -> list[tuple[str, tuple[str | None, bytes, str]]]:
-    """``payload_json`` + ``files[n]`` (discord.md §7.4); httpx leaves the brackets unescaped."""
+    """``payload_json`` + ``files[n]`` (docs/discord.md §7.4); httpx leaves the brackets unescaped."""
     if len(files) > MAX_FILES_PER_MESSAGE:
         raise PayloadTooLarge("the message's attachment count", len(files), MAX_FILES_PER_MESSAGE, unit="files")
     for upload in files:

@@ -1,4 +1,4 @@
-"""Discord REST rate limiting as a pure state machine (discord.md §8.3–§8.6).
+"""Discord REST rate limiting as a pure state machine (docs/discord.md §8.3–§8.6).
 
 No I/O, no clock, no trio: every method takes ``now`` (seconds on any monotonic clock) and the trio shell in
 :mod:`adapters.discord.rest.client` sleeps for the delays this module computes.
@@ -118,7 +118,7 @@ class Bucket:
 
 @attrs.frozen(kw_only=True)
 class RateLimitHeaders:
-    """The rate-limit headers of one response (discord.md §8.3), parsed leniently."""
+    """The rate-limit headers of one response (docs/discord.md §8.3), parsed leniently."""
 
     limit: int | None = None
     remaining: int | None = None
@@ -315,10 +315,10 @@ class RateLimiter:
         if status in (401, 403) or (status == 429 and parsed.scope != "shared"):
             self._count_invalid(now)
         if status == 401:
-            # discord.md §8.6.8: a rejected token stays rejected; hammering with it only counts toward a ban.
+            # docs/discord.md §8.6.8: a rejected token stays rejected; hammering with it only counts toward a ban.
             self._unauthorized = reservation.route
         if status == 403 and body.strip() and not _is_json(body):
-            # discord.md §8.6.6: an HTML 403 from the edge is Cloudflare's ban page, not a Discord error.
+            # docs/discord.md §8.6.6: an HTML 403 from the edge is Cloudflare's ban page, not a Discord error.
             self._ban(reservation, 403, parsed.retry_after, now)
         if status != 429:
             self._learn(reservation, parsed, now)
@@ -391,7 +391,7 @@ class RateLimiter:
         self._rate_limited_responses += 1
         retry_after, body_global = _parse_429_body(body)
         if retry_after is None:
-            # discord.md §8.3/§8.5: an HTML (or otherwise non-JSON) 429 comes from Cloudflare, not Discord.
+            # docs/discord.md §8.3/§8.5: an HTML (or otherwise non-JSON) 429 comes from Cloudflare, not Discord.
             self._ban(reservation, 429, parsed.retry_after, now)
         if parsed.is_global or body_global or parsed.scope == "global":
             self._global_blocked_until = max(self._global_blocked_until, now + retry_after)

@@ -1,5 +1,5 @@
 """Changes to the emulated Discord as users, moderators and the bot make them, each with the gateway events
-real Discord sends for it (discord.md §6.1) and, for moderation, its audit log entry.
+real Discord sends for it (docs/discord.md §6.1) and, for moderation, its audit log entry.
 
 :class:`Actions` is what the REST handlers call for the bot, and what the chat page and tests call for
 members: post, delete, pin and unpin messages (with the "pinned a message" system message), open DMs, rename a
@@ -69,7 +69,7 @@ class Actions:
         enforce_nonce: bool = False,
     ) -> JSON:
         """Someone (default: the bot) sends a message: stored, MESSAGE_CREATE sent. With ``enforce_nonce``, a
-        nonce already used in the channel returns the first message instead (discord.md §7.3)."""
+        nonce already used in the channel returns the first message instead (docs/discord.md §7.3)."""
         existing = self.message_for_nonce(channel_id, nonce) if enforce_nonce and nonce is not None else None
         if existing is not None:
             return existing
@@ -100,7 +100,7 @@ class Actions:
 
     def _resolve_mentions(self, message: JSON, allowed: Any) -> None:
         """Like Discord: ``mentions`` lists users named as ``<@id>`` in the content; ``mention_everyone`` is set
-        only when ``allowed_mentions`` (default: parse everything) permits it (discord.md §7.2)."""
+        only when ``allowed_mentions`` (default: parse everything) permits it (docs/discord.md §7.2)."""
         parse = ["users", "roles", "everyone"]
         explicit_users: list[str] = []
         if isinstance(allowed, dict):
@@ -145,7 +145,7 @@ class Actions:
         with self.world.state.transaction():
             del self.world.messages[channel_id][message_id]
             self.world.state.delete("message", f"{channel_id}/{message_id}")
-            for reply in self.world.messages[channel_id].values():  # discord.md §6.2: null = deleted
+            for reply in self.world.messages[channel_id].values():  # docs/discord.md §6.2: null = deleted
                 if (reply.get("referenced_message") or {}).get("id") == str(message_id):
                     reply["referenced_message"] = None
                     self.world.save_message(reply)

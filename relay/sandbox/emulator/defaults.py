@@ -23,7 +23,7 @@ CAROL: Final = 1_200_000_000_000_000_303
 DAVE: Final = 1_200_000_000_000_000_304
 ERIN: Final = 1_200_000_000_000_000_305
 
-# discord.md §9.2 permission bits
+# docs/discord.md §9.2 permission bits
 KICK_MEMBERS = 1 << 1
 BAN_MEMBERS = 1 << 2
 ADMINISTRATOR = 1 << 3

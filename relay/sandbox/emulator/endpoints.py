@@ -1,4 +1,4 @@
-"""The emulated REST API v10's endpoints: Discord's input rules, error codes and answer shapes (discord.md §7–§9).
+"""The emulated REST API v10's endpoints: Discord's input rules, error codes and answer shapes (docs/discord.md §7–§9).
 
 One method per endpoint, ``(params, request) → (status, JSON or None)``; :meth:`Endpoints.table` lists them
 with their method and path template (the rate-limit route). They check what Discord checks (lengths, limits,
@@ -21,12 +21,12 @@ from relay.sandbox.emulator.gateway import Gateway
 from relay.sandbox.emulator.world import JSON, MISSING, Upload, World, members_by_id
 from relay.web.multipart import Part
 
-#: discord.md §7.3 limits
+#: docs/discord.md §7.3 limits
 MAX_CONTENT = 2000
 MAX_NONCE = 25
 MAX_FILES = 10
 MAX_TIMEOUT_DAYS = 28
-#: discord.md §9: the bots' page size of GET /users/@me/guilds
+#: docs/discord.md §9: the bots' page size of GET /users/@me/guilds
 MAX_GUILDS_PAGE = 200
 
 
@@ -49,7 +49,7 @@ class EndpointRequest:
 
     @property
     def reason(self) -> str | None:
-        """The audit log reason (``X-Audit-Log-Reason``, percent-encoded, discord.md §8.1)."""
+        """The audit log reason (``X-Audit-Log-Reason``, percent-encoded, docs/discord.md §8.1)."""
         value = self.headers.get("x-audit-log-reason")
         return urllib.parse.unquote(value) if value else None
 
@@ -337,7 +337,7 @@ class Endpoints:
     def list_members(self, p: Params, r: EndpointRequest) -> Answer:
         guild_id = int(p["guild_id"])
         self.world.guild(guild_id)
-        limit = _int_query(r, "limit", 1, 1, 1000)  # discord.md §6.4: the default really is 1
+        limit = _int_query(r, "limit", 1, 1, 1000)  # docs/discord.md §6.4: the default really is 1
         after = int(r.query.get("after", "0"))
         members = [m for m in members_by_id(self.world.members, guild_id) if int(m["user"]["id"]) > after]
         return 200, members[:limit]
@@ -409,7 +409,7 @@ class Endpoints:
 
 
 def _uploads(listed: list[Any], files: list[Part]) -> list[Upload]:
-    """The ``files[n]`` parts with their ``attachments`` metadata (``id`` = n; discord.md §7.4)."""
+    """The ``files[n]`` parts with their ``attachments`` metadata (``id`` = n; docs/discord.md §7.4)."""
     by_id = {str(a.get("id")): a for a in listed if isinstance(a, dict)}
     uploads = []
     for part in files:

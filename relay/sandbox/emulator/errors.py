@@ -1,7 +1,7 @@
 """The emulator's errors: Discord's own error answers (:class:`ApiError`) and a broken state file.
 
 An :class:`ApiError` is not a failure of the emulator: it is the answer real Discord gives to that request,
-with its HTTP status, JSON error code, message and (for 50035) the nested ``errors`` tree (discord.md §8.2).
+with its HTTP status, JSON error code, message and (for 50035) the nested ``errors`` tree (docs/discord.md §8.2).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def unknown(kind: str) -> ApiError:
     return ApiError(404, UNKNOWN_CODES[kind], f"Unknown {kind}")
 
 
-#: discord.md §8.2 JSON error codes for unknown objects
+#: docs/discord.md §8.2 JSON error codes for unknown objects
 UNKNOWN_CODES = {
     "Channel": 10003,
     "Guild": 10004,

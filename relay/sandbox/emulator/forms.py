@@ -1,4 +1,4 @@
-"""Request bodies as Discord reads them (discord.md §7.4): JSON, or multipart/form-data whose ``payload_json``
+"""Request bodies as Discord reads them (docs/discord.md §7.4): JSON, or multipart/form-data whose ``payload_json``
 part holds the JSON and whose ``files[n]`` parts are the uploads.
 
 Multipart bodies are parsed by ``relay.web.multipart`` (python-multipart); field names are kept exactly as sent

@@ -1,4 +1,4 @@
-"""The emulated Discord gateway's protocol (discord.md §2–§4), without I/O: sessions and connections.
+"""The emulated Discord gateway's protocol (docs/discord.md §2–§4), without I/O: sessions and connections.
 
 :class:`Gateway` holds every session (sequence numbers, a bounded replay buffer per session, intents, shard)
 and every live :class:`Connection`. The I/O shell feeds it what happens — a connection opened
@@ -18,7 +18,7 @@ What it does, like Discord (and like the test fake it replaces):
   then RESUMED; an unknown or expired session gets op 9 false; a ``seq`` from the future closes 4007;
 * op 8 (request guild members) answered with GUILD_MEMBERS_CHUNK; op 3/4 accepted; other opcodes 4001;
   anything but op 1/2/6 before IDENTIFY 4003; undecodable or >4096-byte payloads 4002; more than 120 client
-  payloads per 60 s per connection 4008; a client close with 1000/1001 ends the session (discord.md §2.12);
+  payloads per 60 s per connection 4008; a client close with 1000/1001 ends the session (docs/discord.md §2.12);
 * events from the world (:meth:`Gateway.publish`) go to every session of the right shard whose intents want
   them (:mod:`.intents`), with content gated without MESSAGE_CONTENT; raw :meth:`Gateway.dispatch` is for
   tests and goes to the shard's session as given (queued until one exists);
@@ -43,16 +43,16 @@ from relay.sandbox.emulator.world import Dispatch
 
 JSON = dict[str, Any]
 
-#: client sends allowed per connection per 60 s before 4008 (discord.md §3)
+#: client sends allowed per connection per 60 s before 4008 (docs/discord.md §3)
 SEND_LIMIT: Final = 120
 SEND_WINDOW: Final = 60.0
-#: identify concurrency window (discord.md §3)
+#: identify concurrency window (docs/discord.md §3)
 IDENTIFY_WINDOW: Final = 5.0
-#: largest client payload Discord accepts (discord.md §2.3); bigger closes 4002
+#: largest client payload Discord accepts (docs/discord.md §2.3); bigger closes 4002
 MAX_CLIENT_PAYLOAD: Final = 4096
-#: opcodes a client may send (discord.md §2.3)
+#: opcodes a client may send (docs/discord.md §2.3)
 CLIENT_OPCODES: Final = frozenset({1, 2, 3, 4, 6, 8, 31, 43})
-#: members per GUILD_MEMBERS_CHUNK (discord.md §6.4)
+#: members per GUILD_MEMBERS_CHUNK (docs/discord.md §6.4)
 CHUNK_SIZE: Final = 1000
 
 
@@ -241,7 +241,7 @@ class Gateway:
         self._budget_reset_at = now + self.identify_reset_after
 
     def gateway_bot_json(self, now: float | None = None) -> JSON:
-        """What ``GET /gateway/bot`` answers (discord.md §2.1)."""
+        """What ``GET /gateway/bot`` answers (docs/discord.md §2.1)."""
         if self._budget_reset_at and now is not None:
             reset_after_ms = int(max(0.0, self._budget_reset_at - now) * 1000)
         else:
@@ -319,7 +319,7 @@ class Gateway:
 
     def connection_lost(self, conn: Connection, code: int | None, now: float) -> None:
         """The connection ended: the client closed with ``code`` (None/1006: it vanished), or our close went
-        out. A client close with 1000/1001 ends the session (discord.md §2.12); any other keeps it resumable."""
+        out. A client close with 1000/1001 ends the session (docs/discord.md §2.12); any other keeps it resumable."""
         if conn.live:  # not closed by us
             conn.live = False
             self.client_closes.append((now, code))
@@ -551,7 +551,7 @@ class Gateway:
         self.on_change()
 
     def _request_members(self, session: Session, d: JSON) -> None:
-        """op 8 → GUILD_MEMBERS_CHUNK (discord.md §6.4): by ``user_ids``, or by name prefix up to ``limit``."""
+        """op 8 → GUILD_MEMBERS_CHUNK (docs/discord.md §6.4): by ``user_ids``, or by name prefix up to ``limit``."""
         if self.members_of_guild is None:
             return
         try:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: paths the gateway answers at (the connect URL and the resume URL)
 GATEWAY_PATHS: Final = ("/", "/resume")
 #: client messages above this close 1009 in relay.wire; between 4096 bytes and this the machine closes 4002
-#: (discord.md §2.3), as Discord does
+#: (docs/discord.md §2.3), as Discord does
 MAX_CLIENT_MESSAGE: Final = 64 * 1024
 #: how long a close handshake may take before the stream is closed anyway
 CLOSE_TIMEOUT: Final = 5.0

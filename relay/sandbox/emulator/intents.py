@@ -1,4 +1,4 @@
-"""Which gateway events a session receives, by its intents (discord.md §5), and MESSAGE_CONTENT gating.
+"""Which gateway events a session receives, by its intents (docs/discord.md §5), and MESSAGE_CONTENT gating.
 
 Events not in the tables (READY, RESUMED, USER_UPDATE, GUILD_MEMBERS_CHUNK, …) always arrive. A message's
 ``content``, ``embeds``, ``attachments`` and ``components`` reach a session without MESSAGE_CONTENT empty,
@@ -81,13 +81,13 @@ def receives(intents: int, name: str, data: Mapping[str, Any], *, in_guild: bool
     needed = (GUILD_EVENT_INTENTS if in_guild else DM_EVENT_INTENTS).get(name)
     if needed is None or intents & needed:
         return True
-    # discord.md §5: GUILD_MEMBER_UPDATE for the bot itself arrives even without GUILD_MEMBERS
+    # docs/discord.md §5: GUILD_MEMBER_UPDATE for the bot itself arrives even without GUILD_MEMBERS
     user = data.get("user")
     return name == "GUILD_MEMBER_UPDATE" and isinstance(user, Mapping) and user.get("id") == str(bot_id)
 
 
 def needs_content_gate(intents: int, name: str, data: Mapping[str, Any], *, bot_id: int) -> bool:
-    """Whether the message in ``data`` reaches this session with its content emptied (discord.md §5)."""
+    """Whether the message in ``data`` reaches this session with its content emptied (docs/discord.md §5)."""
     if intents & MESSAGE_CONTENT or name not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
         return False
     return _gated(data, bot_id)

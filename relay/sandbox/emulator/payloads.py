@@ -1,4 +1,4 @@
-"""Gateway payload shapes built from the world's objects (discord.md §6.1): what a dispatch's ``d`` holds.
+"""Gateway payload shapes built from the world's objects (docs/discord.md §6.1): what a dispatch's ``d`` holds.
 
 REST answers carry the stored objects as they are; the gateway adds what only it sends: ``guild_id`` and the
 author's partial ``member`` (no ``user``) on MESSAGE_CREATE, a partial ``member`` on each mention, the

@@ -1,4 +1,4 @@
-"""The emulated REST API's rate limits (discord.md §8.3), without I/O: per-route buckets per major parameter,
+"""The emulated REST API's rate limits (docs/discord.md §8.3), without I/O: per-route buckets per major parameter,
 shared bucket hashes, the global limit, and the 429 answers with Discord's headers and bodies.
 
 Every answer that passed a bucket carries ``x-ratelimit-limit/-remaining/-reset/-reset-after/-bucket``; a

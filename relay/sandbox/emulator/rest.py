@@ -1,7 +1,7 @@
 """The emulated REST API v10's request pipeline, without I/O: one ``relay.web`` Request in, an
 :class:`Outcome` out (a response, possibly late, or a dropped connection).
 
-In Discord's order (discord.md §8): uploaded files are served by path with no auth; anything else must be under
+In Discord's order (docs/discord.md §8): uploaded files are served by path with no auth; anything else must be under
 ``/api/v10`` and match a route (404 otherwise); an injected Cloudflare ban answers before auth (an HTML page
 without Discord's headers); then ``Authorization: Bot <token>`` (401), injected 429s, the global limit and the
 route's bucket (:mod:`.ratelimits`), injected failures, forbidden routes (403 50013), and the endpoint
@@ -68,7 +68,7 @@ class RateLimit:
 
 @attrs.frozen
 class CloudflareBan:
-    """Answer like Cloudflare's edge: an HTML page, no Discord headers (discord.md §8.3)."""
+    """Answer like Cloudflare's edge: an HTML page, no Discord headers (docs/discord.md §8.3)."""
 
     status: int = 429
     retry_after: int | None = None
@@ -118,7 +118,7 @@ def _compile(method: str, template: str, endpoint: EndpointFn) -> Route:
 
 
 def _major(params: dict[str, str]) -> str:
-    """discord.md §8.3: the top-level id that splits a route into independent buckets."""
+    """docs/discord.md §8.3: the top-level id that splits a route into independent buckets."""
     for name in ("channel_id", "guild_id", "webhook_id"):
         if name in params:
             return f"{name}={params[name]}"

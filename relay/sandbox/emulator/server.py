@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: methods the REST API answers (others are 405, as on Discord)
 REST_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
-#: Discord's request body limit for bots is 25 MiB (discord.md §7.3); relay.web's default (32 MiB) covers it
+#: Discord's request body limit for bots is 25 MiB (docs/discord.md §7.3); relay.web's default (32 MiB) covers it
 LIMITS: Final = ServerLimits()
 
 

@@ -1,4 +1,4 @@
-"""Snowflake ids and ISO timestamps as the emulated Discord makes them (discord.md §10).
+"""Snowflake ids and ISO timestamps as the emulated Discord makes them (docs/discord.md §10).
 
 The emulator cannot import the Discord adapter (only the composition root imports adapters), so it has its own
 copy of the epoch: it is Discord's, not the bridge's.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-#: discord.md §10: snowflake timestamps count from 2015-01-01T00:00:00Z.
+#: docs/discord.md §10: snowflake timestamps count from 2015-01-01T00:00:00Z.
 DISCORD_EPOCH_MS = 1_420_070_400_000
 #: low bits of a snowflake below the timestamp (worker, process, increment)
 INCREMENT_BITS = 22

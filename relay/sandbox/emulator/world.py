@@ -1,7 +1,7 @@
 """The emulated Discord's state: users, guilds, roles, channels, members, messages, pins, bans, DM channels,
 audit log and uploaded files, persisted, with the silent seeding calls and the lookups Discord answers 404 to.
 
-Objects are the JSON dictionaries Discord's REST API answers with (discord.md §6.2–§6.3), kept in memory and
+Objects are the JSON dictionaries Discord's REST API answers with (docs/discord.md §6.2–§6.3), kept in memory and
 written through to the state file (:mod:`.db`) in one transaction per operation, so a restart keeps history.
 The dictionaries are live: a test may read them (``world.messages[channel_id]``) exactly as it read the old
 fakes'; a test that mutates one directly changes only memory.
@@ -32,15 +32,15 @@ JSON = dict[str, Any]
 
 #: Bot user id of a new world (a plausible snowflake).
 DEFAULT_BOT_ID = 1_100_000_000_000_000_001
-#: A typical @everyone permission set (discord.md §9.2): add reactions, view channel, send messages, embed
+#: A typical @everyone permission set (docs/discord.md §9.2): add reactions, view channel, send messages, embed
 #: links, attach files, read history, external emojis, change nickname, send in threads.
 DEFAULT_EVERYONE_PERMISSIONS = (
     (1 << 6) | (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 18) | (1 << 26) | (1 << 38)
 )
-#: discord.md §9: at most 250 pins per channel (30003)
+#: docs/discord.md §9: at most 250 pins per channel (30003)
 MAX_PINS = 250
 
-# Audit log action types (Discord's audit log documentation; discord.md §6.1, §9.1).
+# Audit log action types (Discord's audit log documentation; docs/discord.md §6.1, §9.1).
 AUDIT_CHANNEL_UPDATE: Final = 11
 AUDIT_OVERWRITE_CREATE: Final = 13
 AUDIT_OVERWRITE_UPDATE: Final = 14
@@ -54,7 +54,7 @@ AUDIT_MESSAGE_DELETE: Final = 72
 AUDIT_MESSAGE_PIN: Final = 74
 AUDIT_MESSAGE_UNPIN: Final = 75
 
-# Message types (discord.md §6.2)
+# Message types (docs/discord.md §6.2)
 MESSAGE_DEFAULT: Final = 0
 MESSAGE_PINNED: Final = 6
 MESSAGE_USER_JOIN: Final = 7
@@ -267,7 +267,7 @@ class World:
         changes: list[JSON] | None = None,
         options: JSON | None = None,
     ) -> JSON:
-        """Record an audit log entry and emit GUILD_AUDIT_LOG_ENTRY_CREATE (discord.md §6.1)."""
+        """Record an audit log entry and emit GUILD_AUDIT_LOG_ENTRY_CREATE (docs/discord.md §6.1)."""
         entry: JSON = {
             "id": str(self.new_id()),
             "user_id": str(actor_id),
