@@ -204,14 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_cmd_check)
 
-    frameworks = "\n".join(f"  {f.name:<10} {f.title}: {f.host}:{f.port}, path {f.path}" for f in FRAMEWORKS.values())
+    frameworks = "\n".join(f"  {f.name:<16} {f.title}: {f.where}" for f in FRAMEWORKS.values())
     init = commands.add_parser(
         "init",
         help="write a fully commented bridge.toml",
         description=(
             "Write a configuration file listing every key with its default and a comment. It holds no\n"
             "secrets: set DISCORD_TOKEN (and MIRAI_VERIFY_KEY) in the environment instead.\n"
-            "Its destination is the default websocket server of the framework (--framework):\n"
+            "It is set up for the framework (--framework): the adapters it speaks and where it meets the bridge:\n"
             f"{frameworks}\n"
             "In a terminal, a plain `init` asks which framework, the proxy for Discord and where the\n"
             f"store goes; otherwise (or with --framework or --no-input) it writes the {DEFAULT_FRAMEWORK} defaults."
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--framework",
         choices=list(FRAMEWORKS),
         default=None,
-        help=f"point the destination at this framework's default server (default: {DEFAULT_FRAMEWORK})",
+        help=f"set the file up for this framework: its adapters, its server or receiver (default: {DEFAULT_FRAMEWORK})",
     )
     init.add_argument("--no-input", action="store_true", help="ask nothing, even in a terminal")
     init.set_defaults(handler=_cmd_init)
@@ -410,8 +410,17 @@ def _next_steps(source: str, framework: Framework, env: Mapping[str, str]) -> li
     return [
         f"wrote {source} (destination: {framework.source})",
         "next steps:",
-        f"  1. start your bot with its websocket server ({framework.framework_side});",
-        f"     if it listens elsewhere, edit [[mirai.reverse_ws.destinations]] in {source}",
+        *(
+            [
+                f"  1. start your bot with its websocket server ({framework.framework_side});",
+                f"     if it listens elsewhere, edit [[mirai.reverse_ws.destinations]] in {source}",
+            ]
+            if "reverse-ws" in framework.adapters
+            else [
+                f"  1. point your bot at the bridge ({framework.framework_side}): it listens on 127.0.0.1:8080"
+                f" once it runs ([mirai.ws] / [mirai.http] in {source})",
+            ]
+        ),
         "  2. export DISCORD_TOKEN=<bot token> MIRAI_VERIFY_KEY=<your framework's verifyKey>",
         f"  3. {PROG} check{target} --online",
         f"  4. {PROG} run{target}",

@@ -98,7 +98,7 @@ max_frame_bytes = 16777216       # largest websocket frame accepted from a frame
 #                 WebsocketClientConfig, most SDKs
 #   "http"        your framework calls the bridge's HTTP API and polls for events ([mirai.http]):
 #                 Ariadne's HttpClientConfig, NoneBot (for commands), YiriMirai
-adapters = ["reverse-ws"]
+adapters = {adapters}
 
 [mirai.reverse_ws]
 # Added to every destination; a destination's own values are added after these (same key: the
@@ -136,17 +136,7 @@ total_bytes = 536870912          # beyond this (512 MiB) the oldest uploads are 
 
 # One table per bot framework websocket server the bridge dials (it is the client). Repeat the table
 # for more. host and port are required; the rest shows the defaults.
-# This one: {framework_source}.
-[[mirai.reverse_ws.destinations]]
-name = ""                        # label in logs and in the outbox; "" = "host:port/path"
-host = {host}
-port = {port}
-path = {path}
-protocol = "ws"                  # "ws" or "wss"
-method = "GET"                   # HTTP method of the upgrade request
-extra_parameters = {{}}
-extra_headers = {{}}
-ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the system trust store
+{destination}
 
 # --- webhooks out: mirai-api-http's `webhook` adapter, durable and signed (README "Webhooks out").
 # Every event is POSTed, as the bare mirai event object, to each destination, in order; a receiver that is
@@ -156,9 +146,7 @@ ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the syste
 extra_headers = {{}}               # headers on every POST (mirai-api-http's extraHeaders); masked in logs
 
 # One table per URL; none by default. Uncomment and repeat for more. url is required.
-# [[mirai.webhook.destinations]]
-# name = ""                      # label in logs, metrics and dead letters; "" = the url
-# url = "http://127.0.0.1:9999/events"  # http:// or https://; without a scheme, http:// is assumed
+{webhook_destination}
 # extra_headers = {{}}             # added after [mirai.webhook] extra_headers (same key: this one wins)
 # timeout = 5.0                  # seconds for one POST, connecting included
 # retries = 3                    # further attempts of a failed POST, then its events go to the dead letters
@@ -223,16 +211,56 @@ def _toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _destination(framework: Framework) -> str:
+    """The reverse-ws destination table: ``framework``'s server when the bridge dials it, else mirai-api-http's
+    defaults, commented out (an example for later)."""
+    dials = "reverse-ws" in framework.adapters
+    lines = [
+        f"# This one: {framework.source}." if dials else "# For example (reverse-ws is not in adapters above):",
+        "[[mirai.reverse_ws.destinations]]",
+        'name = ""                        # label in logs and in the outbox; "" = "host:port/path"',
+        f"host = {_toml_string(framework.host if dials else 'localhost')}",
+        f"port = {framework.port if dials else 8080}",
+        f"path = {_toml_string(framework.path if dials else '/')}",
+        'protocol = "ws"                  # "ws" or "wss"',
+        'method = "GET"                   # HTTP method of the upgrade request',
+        "extra_parameters = {}",
+        "extra_headers = {}",
+        'ca_file = ""                     # extra CA bundle (PEM) for wss; "" = the system trust store',
+    ]
+    return "\n".join(lines if dials else [lines[0], *(f"# {line}" for line in lines[1:])])
+
+
+def _webhook_destination(framework: Framework) -> str:
+    """The first webhook destination: ``framework``'s receiver when it takes events by webhook, else an example."""
+    if framework.webhook_url:
+        return "\n".join(
+            [
+                f"# This one: {framework.source}.",
+                "[[mirai.webhook.destinations]]",
+                f"name = {_toml_string(framework.name)}",
+                f"url = {_toml_string(framework.webhook_url)}",
+            ]
+        )
+    return "\n".join(
+        [
+            "# [[mirai.webhook.destinations]]",
+            '# name = ""                      # label in logs, metrics and dead letters; "" = the url',
+            '# url = "http://127.0.0.1:9999/events"  # http:// or https://; without a scheme, http:// is assumed',
+        ]
+    )
+
+
 def render_template(framework: Framework | None = None, *, proxy: str = "", store_path: str = "") -> str:
-    """The commented configuration, its destination pointing at ``framework``'s default server."""
+    """The commented configuration, set up for ``framework``: the adapters it speaks, the destination of its
+    server when the bridge dials it, its webhook receiver when it takes events that way."""
     chosen = framework or FRAMEWORKS[DEFAULT_FRAMEWORK]
     return _TEMPLATE.format(
         proxy=_toml_string(proxy),
         single_mode="true" if chosen.single_mode else "false",
-        framework_source=chosen.source,
-        host=_toml_string(chosen.host),
-        port=chosen.port,
-        path=_toml_string(chosen.path),
+        adapters="[" + ", ".join(_toml_string(a) for a in chosen.adapters) + "]",
+        destination=_destination(chosen),
+        webhook_destination=_webhook_destination(chosen),
         store_path=_toml_string(store_path),
         server_port=DEFAULT_SERVER_PORT,
     )

@@ -65,15 +65,14 @@ def _ask(stdin: TextIO, stdout: TextIO, question: str, prompt: str, default: str
 def _ask_framework(stdin: TextIO, stdout: TextIO) -> Framework:
     choices = list(FRAMEWORKS.values())
     listed = "\n".join(
-        f"  {number}) {framework.title}: {framework.host}:{framework.port}, path {framework.path}"
-        for number, framework in enumerate(choices, 1)
+        f"  {number}) {framework.title}: {framework.where}" for number, framework in enumerate(choices, 1)
     )
     default = str(choices.index(FRAMEWORKS[DEFAULT_FRAMEWORK]) + 1)
     while True:
         answer = _ask(
             stdin,
             stdout,
-            f"Which bot framework will the bridge connect to (its websocket server)?\n{listed}",
+            f"Which bot framework will use the bridge?\n{listed}",
             "Framework",
             default,
         )

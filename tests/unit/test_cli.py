@@ -302,6 +302,28 @@ def test_init_framework_writes_its_default_server(
     assert f"start your bot with its websocket server ({framework.framework_side})" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["ariadne-ws", "ariadne-http", "ariadne-webhook", "nonebot"])
+def test_init_framework_for_a_framework_that_dials_the_bridge(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every framework the README's table lists has its preset: the adapters it speaks, no reverse-ws
+    destination, mirai-api-http's default port its client dials, and its webhook receiver when it has one."""
+    from relay.configload import load_config
+    from relay.frameworks import FRAMEWORKS
+
+    path = tmp_path / "bridge.toml"
+    assert main(["init", str(path), "--framework", name], env={}) == 0
+    framework = FRAMEWORKS[name]
+    config = load_config(path, env=ENV)
+    assert config.mirai.adapters == framework.adapters
+    assert config.mirai.reverse_ws.destinations == ()
+    assert (config.mirai.ws.port, config.mirai.http.port) == (8080, 8080)  # the clients' default, one port
+    webhooks = [d.url for d in config.mirai.webhook.destinations]
+    assert webhooks == ([framework.webhook_url] if framework.webhook_url else [])
+    assert f"point your bot at the bridge ({framework.framework_side})" in capsys.readouterr().out
+    assert main(["check", str(path)], env=ENV) == 0
+
+
 def test_plain_init_matches_the_readme_example(tmp_path: Path) -> None:
     """The README's Ariadne example (WebsocketServerConfig() on 127.0.0.1:8000) is what a plain init dials."""
     from relay.configload import load_config
@@ -320,7 +342,7 @@ def test_init_in_a_terminal_asks_framework_proxy_and_store(tmp_path: Path, capsy
 
     master, slave = os.openpty()
     try:
-        answers = "7\nother\nsocks4://nope\nsocks5h://alice:pw-in-file@127.0.0.1:1080\ndata/store.db\n"
+        answers = "70\nother\nsocks4://nope\nsocks5h://alice:pw-in-file@127.0.0.1:1080\ndata/store.db\n"
         os.write(master, answers.encode())
         with os.fdopen(slave, "r", encoding="utf-8", closefd=False) as terminal:
             assert terminal.isatty()
@@ -330,8 +352,10 @@ def test_init_in_a_terminal_asks_framework_proxy_and_store(tmp_path: Path, capsy
         os.close(master)
         os.close(slave)
     out = capsys.readouterr().out
-    assert "Which bot framework will the bridge connect to" in out
-    assert "Please answer a number from 1 to 2" in out  # "7" was asked again
+    from relay.frameworks import FRAMEWORKS
+
+    assert "Which bot framework will use the bridge?" in out
+    assert f"Please answer a number from 1 to {len(FRAMEWORKS)}" in out  # "7" was asked again
     assert "that proxy URL: unsupported scheme socks4://" in out  # and so was the bad proxy
     assert "the password will be written into the configuration file" in out
     assert "Framework [1]: " in out
