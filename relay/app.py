@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -45,36 +44,30 @@ from adapters.discord.cache import DiscordCache
 from adapters.discord.commands_out import DiscordCommandExecutor
 from adapters.discord.entities import EntityFactory
 from adapters.discord.events_in import DispatchTranslator
-from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
 from adapters.discord.gateway.members import GatewayMemberLoader
-from adapters.discord.gateway.resume import RESUME_WINDOW, hydrate_cache
+from adapters.discord.gateway.resume import GatewaySessions, hydrate_cache, resumable_sessions
 from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.listener import GatewayListener, gateway_listener
 from adapters.discord.member_requests import MemberRequests
 from adapters.discord.own_actions import OwnActions
 from adapters.discord.rest.client import RestClient, open_rest_client
-from adapters.mirai.cursors import DynamicCursors
 from adapters.mirai.deadletters import DeadLetters
 from adapters.mirai.events_out import encode_event_frame
 from adapters.mirai.handlers import CommandAdmission, CommandCounts, MiraiCommandHandler, PresentedIdentity
-from adapters.mirai.http_server import HttpAdapter
-from adapters.mirai.reverse_ws import ReverseWsClient, serve_reverse_ws
+from adapters.mirai.reverse_ws import ReverseWsClient
 from adapters.mirai.sessions import SessionRegistry
-from adapters.mirai.upload_routes import UploadRoutes
 from adapters.mirai.uploads import UploadStore
-from adapters.mirai.webhook import Webhooks, serve_webhooks
-from adapters.mirai.ws_server import WsAdapter
 from adapters.robots.queue import DeliveryQueue
 from adapters.robots.service import RobotService, robot_routes, serve_robots
 from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError, RemoteProtocolError, StoreError
+from relay.errors import HTTPError, RelayError, StoreError
 from relay.health import health_routes
 from relay.ids import SNOWFLAKE_IDS
-from relay.listeners import Mount, serve_listeners
+from relay.listeners import Mount
 from relay.notify import Notifier, serve_watchdog
 from relay.observe import SPECS, Observed, read_metrics
 from relay.ports import IdPresenter
@@ -84,10 +77,10 @@ from relay.storage.contacts import DmContacts
 from relay.storage.flushers import STORE_FLUSH_INTERVAL, Wakeup, make_room, serve_flusher
 from relay.storage.idmap import open_small_ids
 from relay.storage.outbox import Outbox
-from relay.storage.sessions import SavedSessions, load_gateway_sessions
+from relay.storage.sessions import load_gateway_sessions
 from relay.storage.store import MessageStore, first_id_from_clock
+from relay.transports import MiraiAdapters, serve_mirai_adapters
 from relay.web.metrics import Metrics
-from relay.web.models import ServerLimits
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +94,6 @@ GATEWAY_CLOSE_GRACE: Final = 6.0
 READY_POLL_INTERVAL: Final = 0.1
 #: seconds between looks at what the gateway listener holds until a deadline (a recall waits 2 s for its entry)
 LISTENER_TICK: Final = 0.25
-
-
-#: seconds between sweeps of unbound http sessions, forgotten framework cursors and expired uploads
-SWEEP_INTERVAL: Final = 60.0
-#: the listeners' request bodies: relay/web's default, or one upload plus room for its multipart framing
-UPLOAD_BODY_SLACK: Final = 1024 * 1024
 
 
 def _activity(bridge: Bridge, outbox: Outbox) -> Callable[[], int]:
@@ -261,19 +248,6 @@ def open_ids(config: BridgeConfig, store_path: str, outbox: Outbox) -> AbstractC
 
 
 @attrs.define(eq=False)
-class MiraiAdapters:
-    """The mirai adapters that run (issue 13): reverse-ws (empty when off), ws, http, and the listening ports."""
-
-    reverse_ws: ReverseWsClient
-    ws: WsAdapter | None = None
-    http: HttpAdapter | None = None
-    uploads: UploadStore | None = None
-    webhooks: Webhooks | None = None  #: the webhook destinations' deliveries (None without destinations)
-    #: bound port by config section ("server", "mirai.ws", "mirai.http"): useful with port 0
-    ports: dict[str, int] = attrs.field(factory=dict)
-
-
-@attrs.define(eq=False)
 class RunningBridge:
     """What :func:`serve_bridge` hands to ``task_status.started()``."""
 
@@ -318,70 +292,6 @@ def status_line(running: RunningBridge, rate: float) -> str:
     )
 
 
-@attrs.define
-class GatewaySessions:
-    """The flusher's gateway session snapshot (:data:`relay.storage.flush.SessionSnapshot`): each shard's resume
-    state as JSON text, its seq the one up to which every dispatch has been handed over, frames and all.
-
-    Once the gateway is up, ``gateway.sessions()`` (taken between two dispatches: the shard hands each dispatch
-    over whole before it reads the next). Before that — while a resume replays what was missed, or a first READY
-    arrives — what the shard's events said (:meth:`listen`), starting from ``resuming``, the sessions being
-    resumed. At shutdown, ``final``: what the closed gateway left resumable.
-    """
-
-    resuming: dict[int, ResumeState] = attrs.field(factory=dict)
-    gateway: Gateway | None = None
-    final: Mapping[int, ResumeState] | None = None
-    _seqs: dict[int, int] = attrs.field(factory=dict)
-
-    def listen(self, inner: Callable[[GatewayEvent], None]) -> Callable[[GatewayEvent], None]:
-        """``inner`` (the gateway listener), then a note of the shard's session (READY, RESUMED) or of the seq of
-        the dispatch just handed over."""
-        seqs, states = self._seqs, self.resuming
-
-        def on_event(event: GatewayEvent) -> None:
-            inner(event)
-            if type(event) is DispatchReceived:
-                if event.seq is not None:
-                    seqs[event.shard_id] = event.seq
-            elif isinstance(event, ShardReady | ShardResumed):
-                states[event.shard_id] = event.session
-                seqs.pop(event.shard_id, None)
-
-        return on_event
-
-    def __call__(self) -> dict[int, str] | None:
-        if self.final is not None:
-            states: Mapping[int, ResumeState] = self.final
-        elif self.gateway is not None:
-            states = self.gateway.sessions()
-        else:
-            seqs = self._seqs
-            states = {
-                shard: state if shard not in seqs else attrs.evolve(state, seq=seqs[shard])
-                for shard, state in self.resuming.items()
-            }
-        return {shard: json.dumps(state.to_json()) for shard, state in states.items()}
-
-
-def resumable_sessions(saved: SavedSessions, *, now: float) -> dict[int, ResumeState]:
-    """The sessions the last flush of the previous run saved in the store, if Discord still keeps them (written
-    within :data:`~adapters.discord.gateway.resume.RESUME_WINDOW`: after a clean stop or a crash alike)."""
-    if not saved.sessions:
-        return {}
-    age = saved.age(now)
-    if not 0 <= age <= RESUME_WINDOW:
-        log.info("the saved Discord session is %.0f s old: identifying afresh", age)
-        return {}
-    sessions: dict[int, ResumeState] = {}
-    for shard_id, text in saved.sessions.items():
-        try:
-            sessions[shard_id] = ResumeState.from_json(json.loads(text))
-        except (ValueError, RemoteProtocolError) as exc:
-            log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
-    return sessions
-
-
 async def _notify_when_ready(running: RunningBridge, notifier: Notifier) -> None:
     """systemd's ``READY=1`` once the bridge is first ready (the readiness ``/readyz`` answers), unless the
     shutdown began first."""
@@ -402,122 +312,6 @@ async def _log_status(running: RunningBridge, interval: float, notifier: Notifie
         previous = published
         log.info("status: %s", line)
         notifier.status(line)
-
-
-async def serve_mirai_adapters(
-    *,
-    config: BridgeConfig,
-    outbox: Outbox,
-    handler: MiraiCommandHandler,
-    identity: PresentedIdentity,
-    sessions: SessionRegistry,
-    uploads: UploadStore | None,
-    metrics: Metrics,
-    dead_letters: DeadLetters | None = None,
-    mounts: Sequence[Mount] = (),
-    bot_online: Callable[[], bool] = lambda: True,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the mirai adapters ``[mirai] adapters`` names, the webhook destinations (with ``dead_letters``) and the
-    HTTP listeners; ``started(MiraiAdapters)`` once each is dialing, posting or listening. reverse-ws dials; ws and
-    http are mounted on the listeners beside ``mounts`` (the bridge's own ``[server]``), one socket per host and
-    port."""
-    mirai = config.mirai
-    rng = random.SystemRandom()  # session keys and upload ids are secrets
-
-    def bot_id() -> int:
-        return identity.bot_id
-
-    cursors = DynamicCursors(outbox, max_idle=float(config.outbox.max_age_seconds))
-    async with trio.open_nursery() as nursery:
-        reverse_ws = ReverseWsClient(())
-        if mirai.runs("reverse-ws") and mirai.reverse_ws.destinations:
-            reverse_ws = await nursery.start(
-                functools.partial(
-                    serve_reverse_ws,
-                    config=mirai,
-                    outbox=outbox,
-                    dispatcher=handler,
-                    identity=identity,
-                    dispatcher_for_session=handler.for_session,
-                    sessions=sessions,
-                    bot_online=bot_online,
-                )
-            )
-        elif mirai.reverse_ws.destinations:
-            log.warning(
-                'mirai.reverse_ws.destinations: %d destination(s) configured but "reverse-ws" is not in '
-                "mirai.adapters: they are not dialed",
-                len(mirai.reverse_ws.destinations),
-            )
-        running = MiraiAdapters(reverse_ws=reverse_ws, uploads=uploads)
-        if dead_letters is not None:
-            running.webhooks = await nursery.start(
-                functools.partial(
-                    serve_webhooks,
-                    config=mirai.webhook,
-                    outbox=outbox,
-                    dead_letters=dead_letters,
-                    dispatcher=handler,
-                    identity=identity,
-                    metrics=metrics,
-                )
-            )
-        mounts = list(mounts)
-        upload_routes = (
-            UploadRoutes(sessions=sessions, store=uploads, handler=handler, bot_id=bot_id).routes()
-            if uploads is not None
-            else ()
-        )
-        if mirai.runs("ws"):
-            running.ws = WsAdapter(
-                config=mirai,
-                sessions=sessions,
-                handler=handler,
-                outbox=outbox,
-                cursors=cursors,
-                bot_id=bot_id,
-                rng=rng,
-                extra_routes=upload_routes,
-            )
-            mounts.append(running.ws.mount())
-        if mirai.runs("http"):
-            running.http = HttpAdapter(
-                config=mirai,
-                sessions=sessions,
-                handler=handler,
-                outbox=outbox,
-                cursors=cursors,
-                bot_id=bot_id,
-                extra_routes=upload_routes,
-            )
-            mounts.append(running.http.mount())
-        if mirai.runs("ws") or mirai.runs("http"):
-            adopted = cursors.adopt_saved(trio.current_time())
-            if adopted:
-                log.info("outbox cursors of returning frameworks kept: %s", ", ".join(adopted))
-            limits = ServerLimits(
-                max_body_bytes=max(ServerLimits().max_body_bytes, config.discord.max_upload_bytes + UPLOAD_BODY_SLACK)
-            )
-            nursery.start_soon(_sweep, sessions, cursors, running)
-        else:
-            limits = ServerLimits()
-        if mounts:
-            running.ports = await nursery.start(functools.partial(serve_listeners, mounts, limits=limits))
-        task_status.started(running)
-
-
-async def _sweep(sessions: SessionRegistry, cursors: DynamicCursors, running: MiraiAdapters) -> None:
-    """Every SWEEP_INTERVAL: unbound http sessions past 180 s, cursors of frameworks long gone, old uploads."""
-    while True:
-        await trio.sleep(SWEEP_INTERVAL)
-        now = trio.current_time()
-        sessions.expire(now)
-        forgotten = cursors.sweep(now)
-        if running.http is not None and forgotten:
-            running.http.forget_queues(forgotten)
-        if running.uploads is not None:
-            await trio.to_thread.run_sync(running.uploads.expire, time.time())
 
 
 async def _scoped(
@@ -625,7 +419,7 @@ async def serve_bridge(
                     observed.expect_listener(name)
                 # saved with the last flush before the bridge stopped, cleanly or not
                 saved = load_gateway_sessions(store_path)
-                sessions = resumable_sessions(saved, now=time.time())
+                sessions = resumable_sessions(saved.sessions, age=saved.age(time.time()))
                 if sessions and not await hydrate_cache(rest, cache):
                     sessions = {}
                 gateway_scope, gateway_done = trio.CancelScope(), trio.Event()

@@ -194,6 +194,7 @@ COMPOSITION_ROOT = (
     "relay/app.py",
     "relay/cli.py",
     "relay/online.py",  # check --online: the probes dial as run dials (relay/cli.py's half that uses trio)
+    "relay/transports.py",  # the mirai transports and the HTTP listeners, composed
     "relay/observe.py",  # readiness and metrics: reads every component's statistics (nothing on the event path)
     "relay/__main__.py",
     "relay/sandbox/run.py",  # the sandbox's: the emulator, the page, the demo bot and the bridge together

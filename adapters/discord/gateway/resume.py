@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
+import attrs
+
 from adapters.discord.cache import DiscordCache
-from adapters.discord.gateway.events import ResumeState
+from adapters.discord.gateway.events import DispatchReceived, GatewayEvent, ResumeState, ShardReady, ShardResumed
+from adapters.discord.gateway.shard import Gateway
 from adapters.discord.rest.client import RestClient
 from relay.errors import RelayError, RemoteProtocolError
 
@@ -93,3 +96,67 @@ async def hydrate_cache(rest: RestClient, cache: DiscordCache) -> bool:
         return False
     log.info("fetched the state of %d guild(s) to resume the saved Discord session", len(guilds))
     return True
+
+
+@attrs.define
+class GatewaySessions:
+    """The flusher's gateway session snapshot (:data:`relay.storage.flush.SessionSnapshot`): each shard's resume
+    state as JSON text, its seq the one up to which every dispatch has been handed over, frames and all.
+
+    Once the gateway is up, ``gateway.sessions()`` (taken between two dispatches: the shard hands each dispatch
+    over whole before it reads the next). Before that — while a resume replays what was missed, or a first READY
+    arrives — what the shard's events said (:meth:`listen`), starting from ``resuming``, the sessions being
+    resumed. At shutdown, ``final``: what the closed gateway left resumable.
+    """
+
+    resuming: dict[int, ResumeState] = attrs.field(factory=dict)
+    gateway: Gateway | None = None
+    final: Mapping[int, ResumeState] | None = None
+    _seqs: dict[int, int] = attrs.field(factory=dict)
+
+    def listen(self, inner: Callable[[GatewayEvent], None]) -> Callable[[GatewayEvent], None]:
+        """``inner`` (the gateway listener), then a note of the shard's session (READY, RESUMED) or of the seq of
+        the dispatch just handed over."""
+        seqs, states = self._seqs, self.resuming
+
+        def on_event(event: GatewayEvent) -> None:
+            inner(event)
+            if type(event) is DispatchReceived:
+                if event.seq is not None:
+                    seqs[event.shard_id] = event.seq
+            elif isinstance(event, ShardReady | ShardResumed):
+                states[event.shard_id] = event.session
+                seqs.pop(event.shard_id, None)
+
+        return on_event
+
+    def __call__(self) -> dict[int, str] | None:
+        if self.final is not None:
+            states: Mapping[int, ResumeState] = self.final
+        elif self.gateway is not None:
+            states = self.gateway.sessions()
+        else:
+            seqs = self._seqs
+            states = {
+                shard: state if shard not in seqs else attrs.evolve(state, seq=seqs[shard])
+                for shard, state in self.resuming.items()
+            }
+        return {shard: json.dumps(state.to_json()) for shard, state in states.items()}
+
+
+def resumable_sessions(saved: Mapping[int, str], *, age: float) -> dict[int, ResumeState]:
+    """The sessions the last flush of the previous run saved (each shard's :class:`GatewaySessions` text), if
+    Discord still keeps them: written ``age`` seconds ago, within :data:`RESUME_WINDOW` (after a clean stop or a
+    crash alike)."""
+    if not saved:
+        return {}
+    if not 0 <= age <= RESUME_WINDOW:
+        log.info("the saved Discord session is %.0f s old: identifying afresh", age)
+        return {}
+    sessions: dict[int, ResumeState] = {}
+    for shard_id, text in saved.items():
+        try:
+            sessions[shard_id] = ResumeState.from_json(json.loads(text))
+        except (ValueError, RemoteProtocolError) as exc:
+            log.warning("ignoring the saved session of shard %s: %s", shard_id, exc)
+    return sessions
