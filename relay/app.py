@@ -64,7 +64,7 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError, StoreError
+from relay.errors import HTTPError, RelayError, StoreError, leaves
 from relay.health import health_routes
 from relay.ids import SNOWFLAKE_IDS
 from relay.listeners import Mount
@@ -643,20 +643,10 @@ def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
     except* RelayError as group:
         # several tasks may fail together (the shards of one bot with a bad token): say it once
         seen: set[str] = set()
-        for exc in _leaves(group):
+        for exc in leaves(group):
             line = fatal_message(exc, config)
             if line not in seen:
                 seen.add(line)
                 log.error("%s", line)
         code = 1
     return code
-
-
-def _leaves(group: BaseExceptionGroup[RelayError]) -> list[RelayError]:
-    out: list[RelayError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out

@@ -361,3 +361,15 @@ class StoreError(RelayError):
 class StoreLost(StoreError):
     """The store can no longer keep its promises: its file was deleted or replaced under the running bridge, or
     damaged where the bridge cannot work around it. The bridge stops rather than issue a message id twice."""
+
+
+def leaves(group: BaseExceptionGroup[RelayError]) -> list[RelayError]:
+    """Every error in ``group`` and its nested groups, in order: trio's nurseries group what ends their tasks
+    together (the shards of one bot with a bad token fail alike), and a fatal line is said once per error."""
+    out: list[RelayError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(leaves(exc))
+        else:
+            out.append(exc)
+    return out

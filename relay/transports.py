@@ -121,28 +121,21 @@ async def serve_mirai_adapters(
             if uploads is not None
             else ()
         )
+        # what the adapters frameworks dial share (adapters/mirai/dialed.py)
+        shared: dict[str, Any] = {
+            "config": mirai,
+            "sessions": sessions,
+            "handler": handler,
+            "outbox": outbox,
+            "cursors": cursors,
+            "bot_id": bot_id,
+            "extra_routes": upload_routes,
+        }
         if mirai.runs("ws"):
-            running.ws = WsAdapter(
-                config=mirai,
-                sessions=sessions,
-                handler=handler,
-                outbox=outbox,
-                cursors=cursors,
-                bot_id=bot_id,
-                rng=rng,
-                extra_routes=upload_routes,
-            )
+            running.ws = WsAdapter(rng=rng, **shared)
             mounts.append(running.ws.mount())
         if mirai.runs("http"):
-            running.http = HttpAdapter(
-                config=mirai,
-                sessions=sessions,
-                handler=handler,
-                outbox=outbox,
-                cursors=cursors,
-                bot_id=bot_id,
-                extra_routes=upload_routes,
-            )
+            running.http = HttpAdapter(**shared)
             mounts.append(running.http.mount())
         if mirai.runs("ws") or mirai.runs("http"):
             adopted = cursors.adopt_saved(trio.current_time())

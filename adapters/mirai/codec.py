@@ -34,6 +34,7 @@ from cattrs.preconf.json import JsonConverter
 from cattrs.preconf.json import make_converter as make_json_converter
 
 from relay import fastjson
+from relay.config import MIRAI_EVENT_TYPES
 from relay.errors import FrameTooLarge, RemoteProtocolError
 
 # --------------------------------------------------------------------------- status codes
@@ -369,19 +370,7 @@ def encode_bare_event(event: dict[str, object]) -> str:
 # --------------------------------------------------------------------------- reading outbox frames
 
 #: the message events of docs/mirai-api-http.md §9.1 (the ``/message`` channel of the ws adapter, §4.2)
-MESSAGE_EVENT_TYPES: Final = frozenset(
-    {
-        "FriendMessage",
-        "GroupMessage",
-        "TempMessage",
-        "StrangerMessage",
-        "OtherClientMessage",
-        "FriendSyncMessage",
-        "GroupSyncMessage",
-        "TempSyncMessage",
-        "StrangerSyncMessage",
-    }
-)
+MESSAGE_EVENT_TYPES: Final = frozenset(name for name in MIRAI_EVENT_TYPES if name.endswith("Message"))
 
 #: what follows an event frame's syncId string: :func:`encode_event` writes ``{"syncId":"<id>","data":{...}}``
 _DATA_AFTER_SYNC_ID: Final = '","data":'

@@ -38,14 +38,13 @@ import trio
 
 from adapters.mirai import codec
 from adapters.mirai.codec import StatusCode
-from adapters.mirai.cursors import DynamicCursors, PollQueue, http_cursor, valid_client_name
-from adapters.mirai.handlers import HTTP_MISSING_FIELD, MiraiCommandHandler
-from adapters.mirai.sessions import Refused, Session, SessionRegistry
+from adapters.mirai.cursors import PollQueue, http_cursor, valid_client_name
+from adapters.mirai.dialed import DialedAdapter
+from adapters.mirai.handlers import HTTP_MISSING_FIELD
+from adapters.mirai.sessions import Refused, Session
 from relay import fastjson
-from relay.config import MiraiConfig
 from relay.errors import RemoteProtocolError
 from relay.listeners import Mount
-from relay.storage.outbox import Outbox
 from relay.web.models import Request, Response
 from relay.web.routing import Route
 
@@ -200,27 +199,12 @@ def _qq_of(value: object) -> int | None:
 # --------------------------------------------------------------------------- the adapter
 
 
-class HttpAdapter:
+class HttpAdapter(DialedAdapter):
     """The http adapter of one bridge; :meth:`mount` gives its routes to the listeners."""
 
-    def __init__(
-        self,
-        *,
-        config: MiraiConfig,
-        sessions: SessionRegistry,
-        handler: MiraiCommandHandler,
-        outbox: Outbox,
-        cursors: DynamicCursors,
-        bot_id: Callable[[], int],
-        extra_routes: tuple[Route, ...] = (),
-    ) -> None:
-        self.config = config
-        self.sessions = sessions
-        self.handler = handler
-        self.outbox = outbox
-        self.cursors = cursors
-        self.bot_id = bot_id
-        self.extra_routes = extra_routes
+    def __init__(self, **shared: Any) -> None:
+        """``shared``: :class:`~adapters.mirai.dialed.DialedAdapter`'s."""
+        super().__init__(**shared)
         self._queues: dict[str, PollQueue] = {}
         self.requests = 0  #: requests answered (a counter for metrics)
         self.polled_events = 0  #: events returned by fetch/peek
@@ -262,23 +246,13 @@ class HttpAdapter:
         return mirai_answer(codec.verify_success_data(outcome.key))
 
     async def _bind(self, request: Request) -> Response:
-        self.requests += 1
-        body = json_content(request)
-        if isinstance(body, Response):
-            return body
-        missing = [name for name in ("sessionKey", "qq") if body.get(name) is None]
-        if missing and not self.sessions.single_mode:
-            return _mirai_error(StatusCode.INVALID_PARAMETER, HTTP_MISSING_FIELD + ", ".join(missing))
-        key = body.get("sessionKey")
-        outcome = self.sessions.bind(
-            key if isinstance(key, str) else None, _qq_of(body.get("qq")), bot_id=self.bot_id(), now=self._now()
-        )
-        if isinstance(outcome, Refused):
-            log.info("http /bind refused: %s", outcome.reason)
-            return mirai_answer(outcome.data())
-        return mirai_answer(codec.status_data(StatusCode.SUCCESS))
+        return self._session_call(request, "bind")
 
     async def _release(self, request: Request) -> Response:
+        return self._session_call(request, "release")
+
+    def _session_call(self, request: Request, what: str) -> Response:
+        """``/bind`` or ``/release``: both take ``{sessionKey, qq}``, answer a state (docs/mirai-api-http.md §5.1)."""
         self.requests += 1
         body = json_content(request)
         if isinstance(body, Response):
@@ -287,8 +261,13 @@ class HttpAdapter:
         if missing and not self.sessions.single_mode:
             return _mirai_error(StatusCode.INVALID_PARAMETER, HTTP_MISSING_FIELD + ", ".join(missing))
         key = body.get("sessionKey")
-        outcome = self.sessions.release(key if isinstance(key, str) else None, _qq_of(body.get("qq")), now=self._now())
+        session_key, qq = key if isinstance(key, str) else None, _qq_of(body.get("qq"))
+        if what == "bind":
+            outcome = self.sessions.bind(session_key, qq, bot_id=self.bot_id(), now=self._now())
+        else:
+            outcome = self.sessions.release(session_key, qq, now=self._now())
         if isinstance(outcome, Refused):
+            log.info("http /%s refused: %s", what, outcome.reason)
             return mirai_answer(outcome.data())
         return mirai_answer(codec.status_data(StatusCode.SUCCESS))
 

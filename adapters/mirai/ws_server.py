@@ -33,7 +33,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import trio
@@ -41,16 +41,13 @@ import trio
 from adapters.mirai import codec
 from adapters.mirai.codec import StatusCode
 from adapters.mirai.connection import ConnectionCounters, FrameworkConnection
-from adapters.mirai.cursors import CHANNELS, DynamicCursors, valid_client_name, ws_cursor
-from adapters.mirai.handlers import MiraiCommandHandler
+from adapters.mirai.cursors import CHANNELS, valid_client_name, ws_cursor
+from adapters.mirai.dialed import DialedAdapter
 from adapters.mirai.session import MiraiSession, SessionState
-from adapters.mirai.sessions import Refused, SessionRegistry
-from relay.config import MiraiConfig
+from adapters.mirai.sessions import Refused
 from relay.errors import FrameTooLarge, RelayError, WebSocketError, WebSocketHandshakeFailed
 from relay.listeners import Mount, WebSocketRoute
-from relay.storage.outbox import Outbox
 from relay.web.models import Request
-from relay.web.routing import Route
 from relay.web.server import WebSocketUpgrade
 from relay.wire import frames
 from relay.wire.connection import WebSocketConnection
@@ -109,29 +106,13 @@ class _Live:
     replaced: bool = False
 
 
-class WsAdapter:
+class WsAdapter(DialedAdapter):
     """The ws adapter of one bridge; :meth:`mount` gives its websocket paths (and extra routes) to the listeners."""
 
-    def __init__(
-        self,
-        *,
-        config: MiraiConfig,
-        sessions: SessionRegistry,
-        handler: MiraiCommandHandler,
-        outbox: Outbox,
-        cursors: DynamicCursors,
-        bot_id: Callable[[], int],
-        rng: random.Random,
-        extra_routes: tuple[Route, ...] = (),
-    ) -> None:
-        self.config = config
-        self.sessions = sessions
-        self.handler = handler
-        self.outbox = outbox
-        self.cursors = cursors
-        self.bot_id = bot_id
+    def __init__(self, *, rng: random.Random, **shared: Any) -> None:
+        """``shared``: :class:`~adapters.mirai.dialed.DialedAdapter`'s; ``rng`` draws the session keys."""
+        super().__init__(**shared)
         self.rng = rng
-        self.extra_routes = extra_routes
         self.counters = ConnectionCounters()
         self.refused = 0  #: handshakes refused (wrong key, unknown session, ...)
         self._live: dict[tuple[str, str], _Live] = {}

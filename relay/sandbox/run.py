@@ -28,7 +28,7 @@ from adapters.discord.gateway.resume import session_file
 from relay import process
 from relay.app import RunningBridge, fatal_message, serve_bridge
 from relay.config import BridgeConfig
-from relay.errors import RelayError
+from relay.errors import RelayError, leaves
 from relay.sandbox import settings
 from relay.sandbox.chatpage import PAGE_PATH, ChatPage
 from relay.sandbox.demobot import demo_destination, serve_demo_bot
@@ -213,7 +213,7 @@ def run(plan: SandboxPlan) -> int:
         code = trio.run(_main, plan)
     except* RelayError as group:
         seen: set[str] = set()
-        for exc in _leaves(group):
+        for exc in leaves(group):
             line = fatal_message(exc, plan.config)
             if isinstance(exc, EmulatorError) and "cannot listen" in line:
                 line += f"; choose another port with --port (e.g. --port {plan.port + 1}; 0 takes any free port)"
@@ -221,13 +221,3 @@ def run(plan: SandboxPlan) -> int:
                 seen.add(line)
                 print(f"error: {line}", file=sys.stderr, flush=True)
     return code
-
-
-def _leaves(group: BaseExceptionGroup[RelayError]) -> list[RelayError]:
-    out: list[RelayError] = []
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            out.extend(_leaves(exc))
-        else:
-            out.append(exc)
-    return out
