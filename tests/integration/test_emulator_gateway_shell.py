@@ -109,6 +109,22 @@ async def test_machine_close_code_reaches_the_client(autojump_clock: trio.abc.Cl
     assert em.gateway.server_closes[-1][1] == 4004 and em.gateway.client_closes == []
 
 
+async def test_a_close_carries_its_reason(autojump_clock: trio.abc.Clock) -> None:
+    em = make()
+    with trio.fail_after(10):
+        async with connected(em) as client:
+            await next_payload(client)
+            await client.send_message(json.dumps(IDENTIFY))
+            await next_payload(client)
+            await em.close_with(4000, reason="node draining")
+            while True:
+                try:
+                    await client.get_message()
+                except WebSocketClosed as closed:
+                    assert (closed.code, closed.reason) == (4000, "node draining")
+                    break
+
+
 async def test_drop_is_a_close_without_frame_and_the_client_close_code_is_recorded(
     autojump_clock: trio.abc.Clock,
 ) -> None:

@@ -83,6 +83,13 @@ async def test_rest_gateway_and_files_on_one_port(tmp_path: Path) -> None:
                     await ws.aclose(4000)
             await em.wait_until(lambda: bool(em.gateway.client_closes))
             assert em.gateway.client_closes[-1][1] == 4000
+            # who connected: each request's and the gateway connection's peer, and the upgrade's headers
+            (connection,) = em.gateway.connections
+            assert connection.peer is not None and connection.peer.startswith("127.0.0.1:")
+            assert connection.headers["upgrade"].lower() == "websocket"
+            peers = {r.client for r in em.requests}
+            assert all(p is not None and p[0] == "127.0.0.1" for p in peers)
+            assert f"127.0.0.1:{em.requests[0].client[1]}" != connection.peer  # type: ignore[index]
     emulator.close()
 
     again = Emulator(state_path=str(tmp_path / "discord.sqlite3"), seed_default=True)

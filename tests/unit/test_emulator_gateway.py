@@ -392,3 +392,150 @@ def test_request_guild_members_op8() -> None:
     client.send({"op": 8, "d": {"guild_id": str(GUILD), "user_ids": [str(ALICE), "5"]}})
     (by_id,) = client.received()
     assert len(by_id["d"]["members"]) == 1 and by_id["d"]["not_found"] == ["5"]
+    client.send({"op": 8, "d": {"guild_id": str(GUILD), "query": "", "limit": 0, "nonce": "all"}}, 1.0)
+    (whole,) = client.received()
+    assert len(whole["d"]["members"]) == 3 and whole["d"]["nonce"] == "all"
+    assert [r.payload["d"].get("nonce") for r in em.gateway.member_requests] == ["n", None, "all"]
+
+
+def test_whole_guild_member_requests_are_rate_limited_per_guild() -> None:
+    em = make_emulator()
+    em.gateway.member_chunk_size = 2
+    client = Client(em.gateway)
+    client.identify()
+    client.received()
+    whole = {"guild_id": str(GUILD), "query": "", "limit": 0}
+    client.send({"op": 8, "d": {**whole, "nonce": "a"}}, 1.0)
+    chunks = client.received()
+    assert [(c["d"]["chunk_index"], c["d"]["chunk_count"], len(c["d"]["members"])) for c in chunks] == [
+        (0, 2, 2),
+        (1, 2, 1),
+    ]
+    client.send({"op": 8, "d": {**whole, "nonce": "b"}}, 11.0)  # docs/discord.md §3: once per guild per 30 s
+    (limited,) = client.received()
+    assert limited["t"] == "RATE_LIMITED"
+    assert limited["d"] == {"opcode": 8, "retry_after": 20.0, "meta": {"guild_id": str(GUILD), "nonce": "b"}}
+    client.send({"op": 8, "d": {"guild_id": str(GUILD), "user_ids": [str(ALICE)]}}, 12.0)  # by id: not limited
+    assert [c["t"] for c in client.received()] == ["GUILD_MEMBERS_CHUNK"]
+    client.send({"op": 8, "d": {**whole, "nonce": "c"}}, 31.0)
+    assert {c["t"] for c in client.received()} == {"GUILD_MEMBERS_CHUNK"}
+    assert len(em.gateway.member_requests) == 4
+
+
+def test_a_guild_over_the_large_threshold_lists_only_the_bot() -> None:
+    em = make_emulator()
+    for n in range(60):
+        em.world.add_member(GUILD, ALICE + 1000 + n)
+    small = Client(em.gateway)
+    small.send({"op": 2, "d": {"token": TOKEN, "intents": BRIDGE_INTENTS, "large_threshold": 250}})
+    guild = small.received()[-1]["d"]
+    assert guild["large"] is False and len(guild["members"]) == 63
+    em.gateway.drop_connection()
+    large = Client(em.gateway, 10.0)
+    large.identify(10.0)  # large_threshold left out: Discord's default, 50
+    guild = large.received()[-1]["d"]
+    assert guild["large"] is True and guild["member_count"] == 63
+    assert [m["user"]["id"] for m in guild["members"]] == [str(em.world.bot_user_id)]
+
+
+def test_members_without_user_in_guild_create_and_op8_as_a_deviant_server_lists_them() -> None:
+    em = make_emulator()
+    em.world.deviations.members_without_user.add((GUILD, ALICE))
+    client = Client(em.gateway)
+    client.identify()
+    guild = client.received()[-1]["d"]
+    assert sorted("user" in m for m in guild["members"]) == [False, True, True]
+    client.send({"op": 8, "d": {"guild_id": str(GUILD), "query": "", "limit": 0}})
+    (chunk,) = client.received()
+    assert sorted("user" in m for m in chunk["d"]["members"]) == [False, True, True]
+    client.send({"op": 8, "d": {"guild_id": str(GUILD), "query": "a", "limit": 10}})
+    assert client.received()[0]["d"]["members"] == []  # an entry without its user matches no name
+    assert em.world.members[(GUILD, ALICE)]["user"]["username"] == "alice"  # the member itself is whole
+
+
+def test_ready_carries_the_application() -> None:
+    em = Emulator(token=TOKEN, application_id=4242, application_flags=it.GATEWAY_MESSAGE_CONTENT_LIMITED)
+    em.bound(9)
+    client = Client(em.gateway)
+    client.identify(intents=it.GUILDS | it.MESSAGE_CONTENT)
+    ready = client.received()[-1]
+    assert ready["d"]["application"] == {"id": "4242", "flags": it.GATEWAY_MESSAGE_CONTENT_LIMITED}
+    refused = Client(em.gateway, 10.0)
+    refused.identify(10.0, intents=it.GUILDS | it.GUILD_MEMBERS)  # not enabled by the flags: 4014
+    refused.received()
+    assert refused.closed == 4014
+
+
+def test_connections_record_their_upgrade_headers_and_peer() -> None:
+    gateway = make_gateway()
+    gateway.connect("/", QUERY, 1.0, headers={"user-agent": "DiscordBot (x, 1)"}, peer="127.0.0.1:5000")
+    (record,) = gateway.connections
+    assert (record.path, record.headers["user-agent"], record.peer) == ("/", "DiscordBot (x, 1)", "127.0.0.1:5000")
+
+
+# ---------------------------------------------------------------------- slow, unavailable and deviant servers
+
+
+def test_hold_ready_answers_identify_only_when_released() -> None:
+    gateway = make_gateway(hold_ready=True)
+    client = Client(gateway)
+    client.identify()
+    assert names(client.received()) == [10] and gateway.live_shards() == set()
+    client.send({"op": 1, "d": None}, 1.0)
+    assert client.received() == [{"op": 11}]  # the connection is alive meanwhile
+    gone = Client(gateway, 2.0)
+    gone.identify(20.0)
+    gateway.connection_lost(gone.conn, None, 21.0)
+    gateway.release_ready()
+    assert names(client.received()) == ["READY"] and gateway.live_shards() == {0}
+    assert len(gateway.identifies) == 2 and gateway.session_of(0) is not None
+
+
+def test_an_unavailable_guild_comes_with_its_own_guild_create() -> None:
+    em = make_emulator()
+    em.gateway.unavailable_guilds.add(GUILD)
+    client = Client(em.gateway)
+    client.identify()
+    ready = client.received()[-1]
+    assert names([ready]) == ["READY"] and ready["d"]["guilds"] == [{"id": str(GUILD), "unavailable": True}]
+    em.gateway.guild_available(em.world.guild_create(GUILD))
+    (created,) = client.received()
+    assert created["t"] == "GUILD_CREATE" and created["d"]["id"] == str(GUILD)
+    assert em.gateway.unavailable_guilds == set()
+
+
+def test_a_server_that_refuses_every_resume() -> None:
+    gateway = make_gateway(refuse_resume=True)
+    client = Client(gateway)
+    client.identify()
+    session_id = client.received()[-1]["d"]["session_id"]
+    gateway.drop_connection()
+    again = Client(gateway, 5.0)
+    again.send({"op": 6, "d": {"token": TOKEN, "session_id": session_id, "seq": 1}}, 5.0)
+    assert again.received()[-1] == {"op": 9, "d": False}
+    assert gateway.invalid_sessions == [(5.0, False)]
+
+
+def test_a_server_that_closes_on_identify_with_a_reason() -> None:
+    gateway = make_gateway(close_on_identify=4014, close_on_identify_reason="intents not enabled")
+    client = Client(gateway)
+    client.identify()
+    assert client.conn.take()[-1] == Close(4014, "intents not enabled")
+    assert gateway.live_shards() == set() and gateway.server_closes == [(0.0, 4014)]
+    gateway.close_on_identify = None
+    ok = Client(gateway, 1.0)
+    ok.identify(1.0)  # its first identify did not count against the 5 s window
+    assert "READY" in names(ok.received())
+
+
+def test_close_with_a_reason_and_a_shorter_identify_window() -> None:
+    gateway = make_gateway(identify_window=1.0)
+    client = Client(gateway)
+    client.identify()
+    client.received()
+    gateway.close_with(4000, 1.0, reason="node draining")
+    outputs = client.conn.take()
+    assert outputs == [Close(4000, "node draining")]
+    second = Client(gateway, 1.5)
+    second.identify(1.5)  # 1.5 s after the last identify: fine within a 1 s window
+    assert "READY" in names(second.received())

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
+from relay.sandbox.emulator import intents as it
 from relay.sandbox.emulator.emulator import Emulator
 from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
 from relay.sandbox.emulator.rest import CloudflareBan, Drop, Fail, Outcome, RateLimit, Slow
-from relay.sandbox.emulator.world import Dispatch
+from relay.sandbox.emulator.world import ALL_PERMISSIONS, Dispatch
 from relay.web.models import Request
 
 TOKEN = "rest-token"
@@ -435,6 +436,44 @@ def test_member_list_pages_by_user_id_default_limit_one() -> None:
     assert [int(m["user"]["id"]) for m in rest] == ids[1:]
     assert answer(call(em, "GET", f"/guilds/{GUILD}/members?limit=1001"))[1]["code"] == 50035
     assert answer(call(em, "GET", f"/guilds/{GUILD}/members/{BOB}"))[1]["code"] == 10007
+
+
+def test_the_application_and_its_flags() -> None:
+    em, _ = make()
+    _, app = answer(call(em, "GET", "/applications/@me"))
+    assert app["id"] == str(em.world.bot_user_id) and app["bot"]["id"] == str(em.world.bot_user_id)
+    assert app["flags"] == it.ALL_PRIVILEGED_INTENT_FLAGS
+    other = Emulator(token=TOKEN, application_id=4242, application_flags=it.GATEWAY_MESSAGE_CONTENT_LIMITED)
+    _, app = answer(call(other, "GET", "/applications/@me"))
+    assert (app["id"], app["flags"]) == ("4242", it.GATEWAY_MESSAGE_CONTENT_LIMITED)
+
+
+def test_the_guild_list_carries_the_bots_permissions_from_its_roles() -> None:
+    em, _ = make()
+    everyone = int(em.world.guilds[GUILD]["roles"][0]["permissions"])
+
+    def listed() -> dict[str, Any]:
+        _, guilds = answer(call(em, "GET", "/users/@me/guilds"))
+        (guild,) = guilds
+        assert isinstance(guild, dict)
+        return guild
+
+    assert listed()["permissions"] == str(everyone) and listed()["owner"] is False
+    em.world.role(GUILD, ROLE)["permissions"] = str(1 << 13)
+    em.world.members[(GUILD, em.world.bot_user_id)]["roles"] = [str(ROLE)]
+    assert listed()["permissions"] == str(everyone | 1 << 13)
+    em.world.role(GUILD, ROLE)["permissions"] = str(1 << 3)  # ADMINISTRATOR: every permission
+    assert listed()["permissions"] == str(ALL_PERMISSIONS)
+    em.world.deviations.omit_guild_permissions = True  # a server that leaves them out
+    assert "permissions" not in listed()
+
+
+def test_members_listed_without_user_by_a_deviant_server() -> None:
+    em, _ = make()
+    em.world.deviations.members_without_user.add((GUILD, ALICE))
+    _, everyone = answer(call(em, "GET", f"/guilds/{GUILD}/members?limit=1000"))
+    assert sum("user" not in m for m in everyone) == 1
+    assert answer(call(em, "GET", f"/guilds/{GUILD}/members/{ALICE}"))[1]["user"]["id"] == str(ALICE)
 
 
 def test_nick_and_timeout_with_events_and_audit() -> None:

@@ -90,6 +90,7 @@ SANS_IO_MODULES = (
     "relay/sandbox/emulator/intents.py",
     "relay/sandbox/emulator/ratelimits.py",
     "relay/sandbox/emulator/gateway.py",
+    "relay/sandbox/emulator/member_chunks.py",
     "relay/signatures.py",
     "adapters/mirai/webhook_requests.py",
     "adapters/robots/payloads.py",

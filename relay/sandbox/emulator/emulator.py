@@ -10,14 +10,16 @@ Clocks: the gateway and the rate limits run on ``trio.current_time()``; the worl
 ``epoch + trio.current_time()`` when ``epoch`` is given (virtual-time tests: ids and timestamps look real and
 advance with the autojump clock), else the real clock (the sandbox, a bridge process running on wall time).
 
-Control API (the old fakes' knobs, same names): ``world`` (``add_guild/add_channel/add_member/add_user/
-add_role/add_message/add_dm_channel/add_file`` and the live ``users/guilds/channels/members/messages/pins/bans/
-dm_channels``), ``actions`` (what members and moderators do, with events), ``inject``, ``forbid``, ``allow``,
-``close_dms``, ``set_bucket``, ``global_limit``, ``requests``, ``requests_to``, ``limit_violations``,
-``gateway`` (knobs and records: ``identifies``, ``resumes``, ``heartbeats``, ``sends``, ``connections``,
-``client_closes``, ``server_closes``, ``invalid_sessions``, ``ack_heartbeats``, ``allowed_intents``, …),
-``dispatch``, ``dispatch_many``, ``send_reconnect``, ``invalidate_session``, ``close_with``,
-``drop_connection``, ``send_raw``, ``wait_until``, ``live_shards``, ``frames_sent``.
+Control API (what the project's tests use): ``world`` (``add_guild/add_channel/add_member/add_user/add_role/
+add_message/add_dm_channel/add_file`` and the live ``users/guilds/channels/members/messages/pins/bans/
+dm_channels``, ``application_flags``, ``deviations``), ``actions`` (what members and moderators do, with
+events), ``inject``, ``forbid``, ``allow``, ``close_dms``, ``set_bucket``, ``global_limit``, ``requests``,
+``requests_to``, ``limit_violations``, ``gateway`` (knobs and records: ``identifies``, ``resumes``,
+``heartbeats``, ``sends``, ``member_requests``, ``connections``, ``client_closes``, ``server_closes``,
+``invalid_sessions``, ``ack_heartbeats``, ``allowed_intents``, ``hold_ready``, ``unavailable_guilds``,
+``refuse_resume``, ``close_on_identify``, …), ``dispatch``, ``dispatch_many``, ``send_reconnect``,
+``invalidate_session``, ``close_with``, ``drop_connection``, ``send_raw``, ``release_ready``,
+``guild_available``, ``wait_until``, ``live_shards``, ``frames_sent``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import trio
 
+from relay.sandbox.emulator import intents as it
 from relay.sandbox.emulator.actions import Actions
 from relay.sandbox.emulator.db import StateFile
 from relay.sandbox.emulator.defaults import seed_default_world
@@ -52,7 +55,9 @@ def _monotonic() -> float:
 class Emulator:
     """See the module docstring. ``state_path``: the SQLite file of the world (``":memory:"``: none);
     ``seed_default``: an empty world starts as :mod:`.defaults` (one guild, channels, members, roles);
-    ``keep_requests``: bound the request log (None: keep every request, as tests want)."""
+    ``keep_requests``: bound the request log (None: keep every request, as tests want); ``application_id`` and
+    ``application_flags``: the application (``GET /applications/@me``); the gateway refuses privileged intents
+    its flags do not enable (4014)."""
 
     def __init__(
         self,
@@ -67,13 +72,22 @@ class Emulator:
         default_limit: int = 50,
         default_per: float = 1.0,
         keep_requests: int | None = None,
+        application_id: int | None = None,
+        application_flags: int = it.ALL_PRIVILEGED_INTENT_FLAGS,
     ) -> None:
         self.token = token
         self.epoch = epoch
         self.port = 0
         self._host = "127.0.0.1"
         self.state = StateFile.open(state_path)
-        self.world = World(self.state, clock=self.wall_time, bot_user_id=bot_user_id, bot_username=bot_username)
+        self.world = World(
+            self.state,
+            clock=self.wall_time,
+            bot_user_id=bot_user_id,
+            bot_username=bot_username,
+            application_id=application_id,
+            application_flags=application_flags,
+        )
         if seed_default and not self.world.guilds:
             seed_default_world(self.world)
         self.actions = Actions(self.world)
@@ -81,8 +95,10 @@ class Emulator:
             token=token,
             bot_user=self.world.bot_user,
             guilds_for_shard=self._guilds_for_shard,
-            members_of_guild=self.world.guild_members,
+            members_of_guild=self.world.listed_members,
             on_change=self._notify,
+            application={"id": str(self.world.application_id), "flags": application_flags},
+            allowed_intents=it.enabled_by(application_flags),
         )
         self.limits = RateLimits(
             global_limit=global_limit,
@@ -139,8 +155,12 @@ class Emulator:
         """Use as ``DiscordConfig.gateway_url`` (``GET /gateway/bot`` gives the same)."""
         return self.gateway.url
 
-    def _guilds_for_shard(self, shard_id: int, shard_count: int) -> list[JSON]:
-        return [self.world.guild_create(g) for g in self.world.bot_guilds() if (g >> 22) % shard_count == shard_id]
+    def _guilds_for_shard(self, shard_id: int, shard_count: int, large_threshold: int) -> list[JSON]:
+        return [
+            self.world.guild_create(g, large_threshold)
+            for g in self.world.bot_guilds()
+            if (g >> 22) % shard_count == shard_id
+        ]
 
     # ------------------------------------------------------------------ HTTP
 
@@ -213,8 +233,18 @@ class Emulator:
         self.gateway.invalidate_session(resumable, trio.current_time(), shard_id=shard_id)
         await trio.lowlevel.checkpoint()
 
-    async def close_with(self, code: int, *, shard_id: int = 0) -> None:
-        self.gateway.close_with(code, trio.current_time(), shard_id=shard_id)
+    async def close_with(self, code: int, *, shard_id: int = 0, reason: str = "") -> None:
+        self.gateway.close_with(code, trio.current_time(), shard_id=shard_id, reason=reason)
+        await trio.lowlevel.checkpoint()
+
+    async def release_ready(self) -> None:
+        """End ``gateway.hold_ready``: the clients identified meanwhile get their READY."""
+        self.gateway.release_ready()
+        await trio.lowlevel.checkpoint()
+
+    async def guild_available(self, guild_id: int) -> None:
+        """A guild of ``gateway.unavailable_guilds`` is back: its GUILD_CREATE goes out."""
+        self.gateway.guild_available(self.world.guild_create(guild_id))
         await trio.lowlevel.checkpoint()
 
     async def drop_connection(self, *, shard_id: int = 0) -> None:

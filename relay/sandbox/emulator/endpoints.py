@@ -18,7 +18,7 @@ from relay.sandbox.emulator import snowflakes as sf
 from relay.sandbox.emulator.actions import Actions
 from relay.sandbox.emulator.errors import ApiError, field_error, unknown
 from relay.sandbox.emulator.gateway import Gateway
-from relay.sandbox.emulator.world import JSON, MISSING, Upload, World, members_by_id
+from relay.sandbox.emulator.world import JSON, MISSING, Upload, World
 from relay.web.multipart import Part
 
 #: docs/discord.md §7.3 limits
@@ -82,6 +82,7 @@ class Endpoints:
         return [
             ("GET", "/gateway/bot", self.gateway_bot),
             ("GET", "/users/@me", self.current_user),
+            ("GET", "/applications/@me", self.current_application),
             ("POST", "/users/@me/channels", self.create_dm),
             ("GET", "/users/@me/guilds", self.current_user_guilds),
             ("DELETE", "/users/@me/guilds/{guild_id}", self.leave_guild),
@@ -119,6 +120,9 @@ class Endpoints:
     def current_user(self, p: Params, r: EndpointRequest) -> Answer:
         return 200, self.world.bot_user
 
+    def current_application(self, p: Params, r: EndpointRequest) -> Answer:
+        return 200, self.world.application()
+
     def get_user(self, p: Params, r: EndpointRequest) -> Answer:
         return 200, self.world.user(int(p["user_id"]))
 
@@ -128,17 +132,15 @@ class Endpoints:
         ids = [g for g in self.world.bot_guilds() if g > after][:limit]
         guilds = self.world.guilds
         owner = str(self.world.bot_user_id)
-        return 200, [
-            {
-                "id": str(g),
-                "name": guilds[g]["name"],
-                "icon": None,
-                "owner": guilds[g]["owner_id"] == owner,
-                "permissions": "0",
-                "features": [],
-            }
-            for g in ids
-        ]
+        answer = []
+        for g in ids:
+            entry: JSON = {"id": str(g), "name": guilds[g]["name"], "icon": None}
+            entry["owner"] = guilds[g]["owner_id"] == owner
+            if not self.world.deviations.omit_guild_permissions:
+                entry["permissions"] = str(self.world.bot_permissions(g))
+            entry["features"] = []
+            answer.append(entry)
+        return 200, answer
 
     def create_dm(self, p: Params, r: EndpointRequest) -> Answer:
         try:
@@ -339,8 +341,8 @@ class Endpoints:
         self.world.guild(guild_id)
         limit = _int_query(r, "limit", 1, 1, 1000)  # docs/discord.md §6.4: the default really is 1
         after = int(r.query.get("after", "0"))
-        members = [m for m in members_by_id(self.world.members, guild_id) if int(m["user"]["id"]) > after]
-        return 200, members[:limit]
+        ids = [u for u in sorted(u for (g, u) in self.world.members if g == guild_id) if u > after][:limit]
+        return 200, [self.world.listed_member(guild_id, u) for u in ids]
 
     def get_member(self, p: Params, r: EndpointRequest) -> Answer:
         return 200, self.world.member(int(p["guild_id"]), int(p["user_id"]))

@@ -11,21 +11,32 @@ What it does, like Discord (and like the test fake it replaces):
 * HELLO on every connection; ``v=10&encoding=json`` or close 4012; heartbeats ACKed (op 11) unless
   ``ack_heartbeats`` is off;
 * IDENTIFY: token (4004), shard (4010), intents (4013 unknown bits, 4014 privileged bits the "portal" has not
-  enabled: ``allowed_intents``), ``max_concurrency`` (two identifies of one bucket within 5 s → op 9 false), the
-  ``session_start_limit`` budget (none left → 4004, as Discord resets the token), a second IDENTIFY (4005);
-  READY with ``resume_gateway_url`` (path ``/resume``), then GUILD_CREATE per guild of the shard;
+  enabled: ``allowed_intents``), ``max_concurrency`` (two identifies of one bucket within ``identify_window``,
+  5 s, → op 9 false), the ``session_start_limit`` budget (none left → 4004, as Discord resets the token), a
+  second IDENTIFY (4005); READY with ``resume_gateway_url`` (path ``/resume``) and the application's id and
+  flags, then GUILD_CREATE per guild of the shard (a guild over the Identify's ``large_threshold`` lists only
+  the bot among its members, docs/discord.md §5); ``unavailable_guilds`` stay unavailable (READY lists them, no
+  GUILD_CREATE follows: an outage) until :meth:`Gateway.guild_available`; ``hold_ready`` keeps identified
+  clients waiting for READY until :meth:`Gateway.release_ready` (a slow start-up);
 * dispatches sequenced per session and kept for replay; RESUME replays everything after the client's ``seq``
   then RESUMED; an unknown or expired session gets op 9 false; a ``seq`` from the future closes 4007;
-* op 8 (request guild members) answered with GUILD_MEMBERS_CHUNK; op 3/4 accepted; other opcodes 4001;
+* op 8 (request guild members) answered with GUILD_MEMBERS_CHUNK (:mod:`.member_chunks`), a whole-guild request
+  more often than once per guild per 30 s with RATE_LIMITED (docs/discord.md §3); op 3/4 accepted; other opcodes 4001;
   anything but op 1/2/6 before IDENTIFY 4003; undecodable or >4096-byte payloads 4002; more than 120 client
   payloads per 60 s per connection 4008; a client close with 1000/1001 ends the session (docs/discord.md §2.12);
 * events from the world (:meth:`Gateway.publish`) go to every session of the right shard whose intents want
   them (:mod:`.intents`), with content gated without MESSAGE_CONTENT; raw :meth:`Gateway.dispatch` is for
   tests and goes to the shard's session as given (queued until one exists);
 * zlib-stream when asked (``compress=zlib-stream``), each payload optionally split over ``split_frames``
-  websocket messages; op 7, op 9, any close code, dropped connections and raw messages on request.
+  websocket messages; op 7, op 9, any close code (with a reason), dropped connections and raw messages on
+  request.
 
-Every client payload, identify, resume, heartbeat, connection and close is recorded with ``now``.
+Servers that deviate from Discord, for the bridge's tests of them: ``refuse_resume`` (every RESUME answered op 9
+false, as a server that never resumes) and ``close_on_identify`` (an IDENTIFY answered by a close with that code
+and ``close_on_identify_reason``).
+
+Every client payload, identify, resume, heartbeat, op 8, connection (with its upgrade headers and peer) and
+close is recorded with ``now``.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import attrs
 
 from relay import fastjson
 from relay.sandbox.emulator import intents as it
+from relay.sandbox.emulator import member_chunks, payloads
 from relay.sandbox.emulator.world import Dispatch
 
 JSON = dict[str, Any]
@@ -52,8 +64,8 @@ IDENTIFY_WINDOW: Final = 5.0
 MAX_CLIENT_PAYLOAD: Final = 4096
 #: opcodes a client may send (docs/discord.md §2.3)
 CLIENT_OPCODES: Final = frozenset({1, 2, 3, 4, 6, 8, 31, 43})
-#: members per GUILD_MEMBERS_CHUNK (docs/discord.md §6.4)
-CHUNK_SIZE: Final = 1000
+#: Identify's large_threshold range (docs/discord.md §2.5); the default is payloads.LARGE_THRESHOLD
+LARGE_THRESHOLD_RANGE: Final = (50, 250)
 
 
 @attrs.frozen
@@ -68,9 +80,10 @@ class SendBinary:
 
 @attrs.frozen
 class Close:
-    """Send a close frame with ``code`` and end the connection."""
+    """Send a close frame with ``code`` (and ``reason``) and end the connection."""
 
     code: int
+    reason: str = ""
 
 
 @attrs.frozen
@@ -95,6 +108,8 @@ class ConnectionRecord:
     time: float
     path: str
     query: Mapping[str, str]
+    headers: Mapping[str, str] = attrs.field(factory=dict)  #: the upgrade request's, names lower-cased
+    peer: str | None = None  #: "host:port" of the client
 
 
 @attrs.define(eq=False)
@@ -182,7 +197,8 @@ def _dispatch_text(name: str, seq: int, data_json: str) -> str:
     return f'{{"op":0,"t":"{name}","s":{seq},"d":{data_json}}}'
 
 
-GuildsForShard = Callable[[int, int], list[JSON]]
+#: (shard id, shard count, large threshold) → GUILD_CREATE payloads of that shard's guilds
+GuildsForShard = Callable[[int, int, int], list[JSON]]
 MembersOfGuild = Callable[[int], list[JSON]]
 
 
@@ -199,6 +215,8 @@ class Gateway:
     identify_total: int = 1000
     identify_remaining: int = 1000
     identify_reset_after: float = 24 * 3600.0  #: seconds, from start()
+    #: two identifies of one concurrency bucket within this many seconds: the second gets op 9 (Discord: 5 s)
+    identify_window: float = IDENTIFY_WINDOW
     allowed_intents: int = it.ALL  #: the "developer portal": privileged bits missing here → 4014
     enforce_send_limit: bool = True
     replay_buffer_size: int = 20_000  #: dispatches kept per session for RESUME (Discord keeps a few minutes)
@@ -206,12 +224,24 @@ class Gateway:
     bot_user: JSON = attrs.field(
         factory=lambda: {"id": "1000", "username": "relay-bot", "global_name": None, "bot": True}
     )
+    #: READY's ``application`` (id and flags); None: the bot user's id, flags 0
+    application: JSON | None = None
     #: full guild objects sent as GUILD_CREATE after READY; None: ask ``guilds_for_shard``
     ready_guilds: list[JSON] | None = None
-    #: (shard id, shard count) → GUILD_CREATE payloads of that shard's guilds (the world's)
+    #: (shard id, shard count, large threshold) → GUILD_CREATE payloads of that shard's guilds (the world's)
     guilds_for_shard: GuildsForShard | None = None
-    #: guild id → its members (op 8); None: op 8 is accepted and not answered
+    #: guild id → its members as lists show them (op 8); None: op 8 is accepted and not answered
     members_of_guild: MembersOfGuild | None = None
+    member_chunk_size: int = member_chunks.CHUNK_SIZE  #: members per GUILD_MEMBERS_CHUNK (docs/discord.md §6.4)
+    #: ids of guilds in an outage: READY lists them (unavailable), no GUILD_CREATE follows (see guild_available)
+    unavailable_guilds: set[int] = attrs.field(factory=set)
+    #: identified clients wait for READY until release_ready() (a Discord slow to start a session)
+    hold_ready: bool = False
+    #: a server that never resumes: every RESUME is answered op 9 false (some Discord-compatible servers)
+    refuse_resume: bool = False
+    #: answer IDENTIFY by closing with this code (and ``close_on_identify_reason``) instead of READY
+    close_on_identify: int | None = None
+    close_on_identify_reason: str = ""
     url: str = ""  #: ws://host:port the shell listens at (READY's resume_gateway_url is url + "/resume")
     #: called whenever something was recorded or a connection came or went (the shell's wait_until)
     on_change: Callable[[], None] = attrs.field(default=lambda: None)
@@ -224,12 +254,16 @@ class Gateway:
     client_closes: list[tuple[float, int | None]] = attrs.field(factory=list)
     server_closes: list[tuple[float, int]] = attrs.field(factory=list)
     invalid_sessions: list[tuple[float, bool]] = attrs.field(factory=list)
+    member_requests: list[Recorded] = attrs.field(factory=list)  #: every op 8
 
     _sessions: dict[str, Session] = attrs.field(factory=dict)
     _current: dict[int, Session] = attrs.field(factory=dict)  #: shard id → its latest session
     _pending: dict[int, list[tuple[str, JSON]]] = attrs.field(factory=dict)  #: raw dispatches before a session
     _live: list[Connection] = attrs.field(factory=list)
     _last_identify: dict[int, float] = attrs.field(factory=dict)
+    _last_member_request: dict[int, float] = attrs.field(factory=dict)  #: guild id → when (whole-guild op 8)
+    #: identified while hold_ready: (connection, shard id, shard count, intents, large threshold)
+    _held: list[tuple[Connection, int, int, int, int]] = attrs.field(factory=list)
     _budget_reset_at: float = 0.0
     _session_counter: int = 0
     _conn_counter: int = 0
@@ -259,8 +293,17 @@ class Gateway:
 
     # ----------------------------------------------------------------- the shell's inputs
 
-    def connect(self, path: str, query: Mapping[str, str], now: float) -> Connection:
-        """A websocket connection was accepted at ``path`` with ``query``: HELLO (or close 4012) is queued."""
+    def connect(
+        self,
+        path: str,
+        query: Mapping[str, str],
+        now: float,
+        *,
+        headers: Mapping[str, str] | None = None,
+        peer: str | None = None,
+    ) -> Connection:
+        """A websocket connection was accepted at ``path`` with ``query`` (``headers``: the upgrade request's, names
+        lower-cased; ``peer``: the client's address): HELLO (or close 4012) is queued."""
         self._conn_counter += 1
         conn = Connection(
             index=self._conn_counter,
@@ -270,7 +313,7 @@ class Gateway:
             split_frames=self.split_frames,
             max_pending=self.max_pending,
         )
-        self.connections.append(ConnectionRecord(now, path, dict(query)))
+        self.connections.append(ConnectionRecord(now, path, dict(query), dict(headers or {}), peer))
         self._live.append(conn)
         if query.get("v") != "10" or query.get("encoding") != "json":
             self._close(conn, 4012, now)
@@ -315,7 +358,7 @@ class Gateway:
         elif conn.session is None:
             self._close(conn, 4003, now)
         elif op == 8:
-            self._request_members(conn.session, d if isinstance(d, dict) else {})
+            self._request_members(conn.session, d if isinstance(d, dict) else {}, now)
 
     def connection_lost(self, conn: Connection, code: int | None, now: float) -> None:
         """The connection ended: the client closed with ``code`` (None/1006: it vanished), or our close went
@@ -396,12 +439,28 @@ class Gateway:
         conn.queue_payload(_dumps({"op": 9, "d": resumable}))
         self.on_change()
 
-    def close_with(self, code: int, now: float, *, shard_id: int = 0) -> None:
-        """Close the shard's live connection with ``code`` (4007/4009 also end the session)."""
+    def close_with(self, code: int, now: float, *, shard_id: int = 0, reason: str = "") -> None:
+        """Close the shard's live connection with ``code`` and ``reason`` (4007/4009 also end the session)."""
         conn = self._conn_for(shard_id)
         if code in (4007, 4009):
             self._forget_session(shard_id)
-        self._close(conn, code, now)
+        self._close(conn, code, now, reason)
+
+    def release_ready(self) -> None:
+        """End ``hold_ready``: the clients identified meanwhile get their READY now."""
+        self.hold_ready = False
+        held, self._held = self._held, []
+        for conn, shard_id, shard_count, intents, large_threshold in held:
+            if conn.live:
+                self._start_session(conn, shard_id, shard_count, intents, large_threshold)
+
+    def guild_available(self, guild: JSON) -> None:
+        """A guild of ``unavailable_guilds`` is back: its GUILD_CREATE (``guild``) goes to its shard's sessions."""
+        guild_id = int(guild["id"])
+        self.unavailable_guilds.discard(guild_id)
+        for session in list(self._current.values()):
+            if (guild_id >> 22) % session.shard_count == session.shard_id:
+                self._send(session, "GUILD_CREATE", [_dumps(guild)])
 
     def drop_connection(self, *, shard_id: int = 0) -> None:
         """Drop the TCP connection without a close frame (the session stays resumable)."""
@@ -446,9 +505,9 @@ class Gateway:
             conn.session.conn = None
         self.on_change()
 
-    def _close(self, conn: Connection, code: int, now: float) -> None:
+    def _close(self, conn: Connection, code: int, now: float, reason: str = "") -> None:
         self.server_closes.append((now, code))
-        conn.end(Close(code))
+        conn.end(Close(code, reason))
         self._detach(conn)
 
     def _identify(self, conn: Connection, d: JSON, now: float) -> None:
@@ -465,6 +524,9 @@ class Gateway:
             return
         if conn.identified:
             self._close(conn, 4005, now)
+            return
+        if self.close_on_identify is not None:
+            self._close(conn, self.close_on_identify, now, self.close_on_identify_reason)
             return
         if now >= self._budget_reset_at:
             self.identify_remaining = self.identify_total
@@ -486,11 +548,23 @@ class Gateway:
         bucket = shard_id % self.max_concurrency
         last = self._last_identify.get(bucket)
         self._last_identify[bucket] = now
-        if last is not None and now - last < IDENTIFY_WINDOW:
+        if last is not None and now - last < self.identify_window:
             self.invalid_sessions.append((now, False))
             conn.queue_payload('{"op":9,"d":false}')
             return
         conn.identified = True
+        large = d.get("large_threshold", payloads.LARGE_THRESHOLD)
+        low, high = LARGE_THRESHOLD_RANGE
+        large_threshold = min(max(large, low), high) if isinstance(large, int) else payloads.LARGE_THRESHOLD
+        if self.hold_ready:
+            self._held.append((conn, shard_id, shard_count, intents, large_threshold))
+            return
+        self._start_session(conn, shard_id, shard_count, intents, large_threshold)
+
+    def _start_session(
+        self, conn: Connection, shard_id: int, shard_count: int, intents: int, large_threshold: int
+    ) -> None:
+        """A new session for an identified connection: READY, GUILD_CREATEs, then dispatches queued for it."""
         self._forget_session(shard_id)
         self._session_counter += 1
         session = Session(
@@ -503,7 +577,7 @@ class Gateway:
         if self.ready_guilds is not None:
             guilds = self.ready_guilds
         elif self.guilds_for_shard is not None:
-            guilds = self.guilds_for_shard(shard_id, shard_count)
+            guilds = self.guilds_for_shard(shard_id, shard_count, large_threshold)
         else:
             guilds = []
         ready = {
@@ -513,11 +587,12 @@ class Gateway:
             "session_id": session.session_id,
             "resume_gateway_url": f"{self.url}/resume",
             "shard": [shard_id, shard_count],
-            "application": {"id": self.bot_user["id"], "flags": 0},
+            "application": self.application or {"id": self.bot_user["id"], "flags": 0},
         }
         self._send(session, "READY", [_dumps(ready)])
-        if guilds:
-            self._send(session, "GUILD_CREATE", [_dumps(g) for g in guilds])
+        available = [g for g in guilds if int(g["id"]) not in self.unavailable_guilds]
+        if available:
+            self._send(session, "GUILD_CREATE", [_dumps(g) for g in available])
         for name, data in self._pending.pop(shard_id, []):
             self._send(session, name, [_dumps(data)])
         self.on_change()
@@ -533,7 +608,7 @@ class Gateway:
         if not isinstance(seq, int):
             self._close(conn, 4002, now)
             return
-        if session is None or (session.buffer and session.buffer[0][0] > seq + 1):
+        if self.refuse_resume or session is None or (session.buffer and session.buffer[0][0] > seq + 1):
             self.invalid_sessions.append((now, False))
             conn.queue_payload('{"op":9,"d":false}')
             return
@@ -550,45 +625,23 @@ class Gateway:
         self._send(session, "RESUMED", ["null"], bounded=False)
         self.on_change()
 
-    def _request_members(self, session: Session, d: JSON) -> None:
-        """op 8 → GUILD_MEMBERS_CHUNK (docs/discord.md §6.4): by ``user_ids``, or by name prefix up to ``limit``."""
+    def _request_members(self, session: Session, d: JSON, now: float) -> None:
+        """op 8 → GUILD_MEMBERS_CHUNK (:mod:`.member_chunks`); a whole-guild request within 30 s of the last one
+        for that guild → RATE_LIMITED (docs/discord.md §3)."""
+        self.member_requests.append(Recorded(now, session.shard_id, {"op": 8, "d": d}))
+        self.on_change()
         if self.members_of_guild is None:
             return
         try:
             guild_id = int(d["guild_id"])
         except (KeyError, TypeError, ValueError):
             return
-        members = self.members_of_guild(guild_id)
-        not_found: list[str] = []
-        user_ids = d.get("user_ids")
-        if user_ids is not None:
-            wanted = [str(u) for u in (user_ids if isinstance(user_ids, list) else [user_ids])]
-            by_id = {m["user"]["id"]: m for m in members}
-            found = [by_id[u] for u in wanted if u in by_id]
-            not_found = [u for u in wanted if u not in by_id]
-        else:
-            query = str(d.get("query") or "").lower()
-            found = [
-                m
-                for m in members
-                if str(m["user"]["username"]).lower().startswith(query)
-                or str(m.get("nick") or "").lower().startswith(query)
-            ]
-            limit = d.get("limit") or 0
-            if isinstance(limit, int) and limit > 0:
-                found = found[:limit]
-        chunks = [found[i : i + CHUNK_SIZE] for i in range(0, len(found), CHUNK_SIZE)] or [[]]
-        datas = []
-        for index, chunk in enumerate(chunks):
-            data: JSON = {
-                "guild_id": str(guild_id),
-                "members": chunk,
-                "chunk_index": index,
-                "chunk_count": len(chunks),
-            }
-            if not_found and index == 0:
-                data["not_found"] = not_found
-            if d.get("nonce") is not None:
-                data["nonce"] = d["nonce"]
-            datas.append(_dumps(data))
-        self._send(session, "GUILD_MEMBERS_CHUNK", datas)
+        if member_chunks.is_whole_guild(d):
+            last = self._last_member_request.get(guild_id)
+            if last is not None and now - last < member_chunks.WHOLE_GUILD_INTERVAL:
+                limited = member_chunks.rate_limited(d, guild_id, member_chunks.WHOLE_GUILD_INTERVAL - (now - last))
+                self._send(session, "RATE_LIMITED", [_dumps(limited)])
+                return
+            self._last_member_request[guild_id] = now
+        chunks = member_chunks.answer(self.members_of_guild(guild_id), d, guild_id, self.member_chunk_size)
+        self._send(session, "GUILD_MEMBERS_CHUNK", [_dumps(c) for c in chunks])

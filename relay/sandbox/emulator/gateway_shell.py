@@ -61,7 +61,8 @@ async def serve_gateway_upgrade(
     except WebSocketHandshakeFailed as exc:
         log.debug("gateway handshake with %s failed: %s", peer, exc)
         return
-    await run_gateway_connection(gateway, ws, stream, path=parts.path, query=query)
+    names = {name.lower(): value for name, value in headers}
+    await run_gateway_connection(gateway, ws, stream, path=parts.path, query=query, headers=names, peer=peer)
 
 
 class _Wakeup:
@@ -78,11 +79,18 @@ class _Wakeup:
 
 
 async def run_gateway_connection(
-    gateway: Gateway, ws: WebSocketConnection, stream: trio.abc.Stream, *, path: str, query: dict[str, str]
+    gateway: Gateway,
+    ws: WebSocketConnection,
+    stream: trio.abc.Stream,
+    *,
+    path: str,
+    query: dict[str, str],
+    headers: dict[str, str] | None = None,
+    peer: str | None = None,
 ) -> None:
     """Drive one open websocket with the machine until either side ends it."""
     wakeup = _Wakeup()
-    conn = gateway.connect(path, query, trio.current_time())
+    conn = gateway.connect(path, query, trio.current_time(), headers=headers, peer=peer)
     conn.wake = wakeup.ring
     try:
         async with trio.open_nursery() as nursery:
@@ -132,7 +140,7 @@ async def _write(conn: Connection, ws: WebSocketConnection, stream: trio.abc.Str
                     await ws.send_message(output.data)
                 elif isinstance(output, Close):
                     with trio.move_on_after(CLOSE_TIMEOUT):
-                        await ws.aclose(output.code)
+                        await ws.aclose(output.code, output.reason)
                     await trio.aclose_forcefully(stream)
                     return
                 elif isinstance(output, Abort):

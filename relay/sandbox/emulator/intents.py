@@ -1,4 +1,5 @@
-"""Which gateway events a session receives, by its intents (docs/discord.md §5), and MESSAGE_CONTENT gating.
+"""Which gateway events a session receives, by its intents (docs/discord.md §5), and MESSAGE_CONTENT gating; which
+privileged intents an application's flags enable.
 
 Events not in the tables (READY, RESUMED, USER_UPDATE, GUILD_MEMBERS_CHUNK, …) always arrive. A message's
 ``content``, ``embeds``, ``attachments`` and ``components`` reach a session without MESSAGE_CONTENT empty,
@@ -25,6 +26,19 @@ MESSAGE_CONTENT: Final = 1 << 15
 PRIVILEGED: Final = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 #: every intent bit Discord defines today (bits above → close 4013)
 ALL: Final = (1 << 26) - 1
+
+#: application flags (Discord's application object): a privileged intent is enabled when either of its two bits
+#: is set (``_LIMITED``: the Developer Portal toggle of an app in fewer than 100 servers)
+GATEWAY_PRESENCE: Final = 1 << 12
+GATEWAY_PRESENCE_LIMITED: Final = 1 << 13
+GATEWAY_GUILD_MEMBERS: Final = 1 << 14
+GATEWAY_GUILD_MEMBERS_LIMITED: Final = 1 << 15
+GATEWAY_MESSAGE_CONTENT: Final = 1 << 18
+GATEWAY_MESSAGE_CONTENT_LIMITED: Final = 1 << 19
+#: what a new application of the emulator has: every privileged intent enabled in the "portal"
+ALL_PRIVILEGED_INTENT_FLAGS: Final = (
+    GATEWAY_PRESENCE_LIMITED | GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED
+)
 
 _MESSAGE_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE", "MESSAGE_DELETE_BULK")
 _REACTION_EVENTS = (
@@ -70,6 +84,20 @@ DM_EVENT_INTENTS: Final[Mapping[str, int]] = {
     **dict.fromkeys(_REACTION_EVENTS, DIRECT_MESSAGE_REACTIONS),
     "TYPING_START": DIRECT_MESSAGE_TYPING,
 }
+
+
+def enabled_by(application_flags: int) -> int:
+    """The intents a bot may identify with under these application flags: every unprivileged one, and each
+    privileged one whose flag (either of its two) is set; a privileged one not enabled closes 4014."""
+    enabled = ALL & ~PRIVILEGED
+    for intent, flags in (
+        (GUILD_PRESENCES, GATEWAY_PRESENCE | GATEWAY_PRESENCE_LIMITED),
+        (GUILD_MEMBERS, GATEWAY_GUILD_MEMBERS | GATEWAY_GUILD_MEMBERS_LIMITED),
+        (MESSAGE_CONTENT, GATEWAY_MESSAGE_CONTENT | GATEWAY_MESSAGE_CONTENT_LIMITED),
+    ):
+        if application_flags & flags:
+            enabled |= intent
+    return enabled
 
 
 def _emptied() -> dict[str, Any]:

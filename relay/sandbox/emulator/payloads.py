@@ -9,9 +9,12 @@ Pure functions over the world's dictionaries; they copy, never mutate.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 JSON = dict[str, Any]
+
+#: Identify's default large_threshold (docs/discord.md §2.5)
+LARGE_THRESHOLD: Final = 50
 
 
 def partial_member(member: Mapping[str, Any]) -> JSON:
@@ -42,14 +45,21 @@ def guild_create(
     channels: list[JSON],
     members: list[JSON],
     joined_at: str,
+    *,
+    large_threshold: int = LARGE_THRESHOLD,
+    own_member: JSON | None = None,
 ) -> JSON:
-    """GUILD_CREATE ``d``: the guild object with its channels (no ``guild_id`` inside), members and counts."""
+    """GUILD_CREATE ``d``: the guild object with its channels (no ``guild_id`` inside), members and counts. A guild
+    of more than ``large_threshold`` members is ``large`` and lists only the bot's ``own_member`` (docs/discord.md §5:
+    offline members are left out, and without GUILD_PRESENCES everyone but the bot and members in voice)."""
+    large = len(members) > large_threshold
+    listed = ([] if own_member is None else [own_member]) if large else members
     data = dict(guild)
     data["channels"] = [{k: v for k, v in c.items() if k != "guild_id"} for c in channels]
-    data["members"] = [dict(m) for m in members]
+    data["members"] = [dict(m) for m in listed]
     data.update(
         joined_at=joined_at,
-        large=False,
+        large=large,
         unavailable=False,
         member_count=len(members),
         threads=[],

@@ -47,6 +47,7 @@ class RecordedRequest:
     time: float  #: the clock when the request was complete
     route: str = ""  #: "METHOD /template" matched, "" when none
     status: int = 0  #: status answered (0: none, e.g. a dropped connection)
+    client: tuple[str, int] | None = None  #: the client's address (one per TCP connection)
 
 
 @attrs.frozen
@@ -199,6 +200,7 @@ class RestApi:
             json=decoded,
             parts=parts,
             time=now,
+            client=request.client,
         )
         self.requests.append(record)
         if self._keep_requests is not None and len(self.requests) > 2 * self._keep_requests:

@@ -6,6 +6,10 @@ written through to the state file (:mod:`.db`) in one transaction per operation,
 The dictionaries are live: a test may read them (``world.messages[channel_id]``) exactly as it read the old
 fakes'; a test that mutates one directly changes only memory.
 
+The application (``GET /applications/@me``, READY's ``application``) has the bot user's id unless told otherwise
+and its flags say which privileged intents its "Developer Portal" has enabled. :class:`Deviations` are the ways a
+Discord-compatible server departs from Discord, for the bridge's tests of such servers; they are all off.
+
 ``add_*`` seed the world silently (no events), like Discord state that existed before the bot connected.
 Changes as users, moderators and the bot make them, with their events, are :mod:`.actions`; they hand each
 gateway event (:class:`Dispatch`) to :meth:`World.emit`, which passes it to the listeners (the gateway).
@@ -16,11 +20,12 @@ wall-clock epoch seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import attrs
 
+from relay.sandbox.emulator import intents as it
 from relay.sandbox.emulator import payloads
 from relay.sandbox.emulator import snowflakes as sf
 from relay.sandbox.emulator.db import StateFile
@@ -39,6 +44,10 @@ DEFAULT_EVERYONE_PERMISSIONS = (
 )
 #: docs/discord.md §9: at most 250 pins per channel (30003)
 MAX_PINS = 250
+#: docs/discord.md §9.2: ADMINISTRATOR grants every permission
+ADMINISTRATOR: Final = 1 << 3
+#: every permission, as GET /users/@me/guilds shows it for an owner or administrator (the bits Discord defines)
+ALL_PERMISSIONS: Final = (1 << 53) - 1
 
 # Audit log action types (Discord's audit log documentation; docs/discord.md §6.1, §9.1).
 AUDIT_CHANNEL_UPDATE: Final = 11
@@ -82,6 +91,18 @@ class Dispatch:
     guild_id: int | None = None
 
 
+@attrs.define
+class Deviations:
+    """Where a Discord-compatible server departs from Discord (issue 15), for tests of how the bridge copes. Real
+    Discord does none of these; a new world has them all off. Changes apply to what is answered next."""
+
+    #: (guild id, user id) pairs whose entry member lists show without its ``user`` object: REST member listings,
+    #: GUILD_CREATE and op 8 chunks (the member itself is unchanged)
+    members_without_user: set[tuple[int, int]] = attrs.field(factory=set)
+    #: GET /users/@me/guilds leaves out each guild's ``permissions``
+    omit_guild_permissions: bool = False
+
+
 @attrs.frozen
 class Upload:
     """A file attached to a new message (``files[n]`` of a multipart request, or an upload from the page)."""
@@ -106,10 +127,16 @@ class World:
         bot_user_id: int = DEFAULT_BOT_ID,
         bot_username: str = "relay-bot",
         origin: str = "http://127.0.0.1",
+        application_id: int | None = None,
+        application_flags: int = it.ALL_PRIVILEGED_INTENT_FLAGS,
     ) -> None:
         self.state = state
         self.clock = clock
         self.bot_user_id = bot_user_id
+        #: the application's id (default: the bot user's, as for apps made since 2020) and flags
+        self.application_id = bot_user_id if application_id is None else application_id
+        self.application_flags = application_flags
+        self.deviations = Deviations()
         #: scheme://host:port the attachment URLs point at (the emulator's own address)
         self.origin = origin
         self.users: dict[int, JSON] = {}
@@ -150,6 +177,20 @@ class World:
     @property
     def bot_user(self) -> JSON:
         return self.users[self.bot_user_id]
+
+    def application(self) -> JSON:
+        """The application object (``GET /applications/@me``)."""
+        bot = self.bot_user
+        return {
+            "id": str(self.application_id),
+            "name": bot["username"],
+            "icon": None,
+            "description": "",
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "bot": bot,
+            "flags": self.application_flags,
+        }
 
     # ------------------------------------------------------------------ persistence
 
@@ -331,6 +372,30 @@ class World:
     def guild_members(self, guild_id: int) -> list[JSON]:
         return [m for (g, _u), m in self.members.items() if g == guild_id]
 
+    def listed_member(self, guild_id: int, user_id: int) -> JSON:
+        """A member as member lists show it (REST listings, GUILD_CREATE, op 8): itself, or without ``user`` for the
+        pairs of :attr:`Deviations.members_without_user`."""
+        member = self.members[(guild_id, user_id)]
+        if (guild_id, user_id) in self.deviations.members_without_user:
+            return {k: v for k, v in member.items() if k != "user"}
+        return member
+
+    def listed_members(self, guild_id: int) -> list[JSON]:
+        """Every member of a guild as member lists show them."""
+        return [self.listed_member(g, u) for (g, u) in self.members if g == guild_id]
+
+    def bot_permissions(self, guild_id: int) -> int:
+        """The bot's guild-level permissions (docs/discord.md §9.2): owner → all; @everyone | its roles; admin → all."""
+        guild = self.guild(guild_id)
+        if guild["owner_id"] == str(self.bot_user_id):
+            return ALL_PERMISSIONS
+        member_roles = set(self.member(guild_id, self.bot_user_id)["roles"]) | {str(guild_id)}
+        permissions = 0
+        for role in guild["roles"]:
+            if role["id"] in member_roles:
+                permissions |= int(role["permissions"])
+        return ALL_PERMISSIONS if permissions & ADMINISTRATOR else permissions
+
     def bot_guilds(self) -> list[int]:
         """Guilds the bot is a member of, in id order."""
         return sorted(g for g in self.guilds if (g, self.bot_user_id) in self.members)
@@ -342,14 +407,17 @@ class World:
     def dms_closed(self, user_id: int) -> bool:
         return user_id in self._closed_dms
 
-    def guild_create(self, guild_id: int) -> JSON:
-        """The GUILD_CREATE ``d`` for a guild as the world has it now."""
+    def guild_create(self, guild_id: int, large_threshold: int = payloads.LARGE_THRESHOLD) -> JSON:
+        """The GUILD_CREATE ``d`` for a guild as the world has it now; over ``large_threshold`` members it lists only
+        the bot's own member (docs/discord.md §5: without GUILD_PRESENCES, no one else but members in voice)."""
         bot = self.members.get((guild_id, self.bot_user_id))
         return payloads.guild_create(
             self.guild(guild_id),
             self.guild_channels(guild_id),
-            self.guild_members(guild_id),
+            self.listed_members(guild_id),
             joined_at=bot["joined_at"] if bot else self.now_iso(),
+            large_threshold=large_threshold,
+            own_member=None if bot is None else self.listed_member(guild_id, self.bot_user_id),
         )
 
     # ------------------------------------------------------------------ seeding (silent)
@@ -579,8 +647,3 @@ def _rebase_attachments(message: JSON, old: str, new: str) -> bool:
                     attachment[key] = new + value[len(old) :]
                     changed = True
     return changed
-
-
-def members_by_id(members: Mapping[tuple[int, int], JSON], guild_id: int) -> list[JSON]:
-    """The members of one guild in user id order (the order list-members pages in)."""
-    return [members[(guild_id, u)] for u in sorted(u for (g, u) in members if g == guild_id)]
