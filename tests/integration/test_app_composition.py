@@ -23,6 +23,7 @@ from relay.config import (
 )
 from relay.web.models import Request, Response
 from relay.web.server import serve_http
+from tests.emulated import BOT_ID, say
 from tests.integration.test_app_wiring import GUARD, bridge_with
 from tests.integration.test_end_to_end import ALICE, CHANNEL
 
@@ -43,7 +44,7 @@ async def test_a_robot_post_on_the_server_listener_reaches_the_channel(tmp_path:
         return attrs.evolve(config, robots=(robot,))
 
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path, with_robot) as (world, _framework, running, _stopped):
+        async with bridge_with(tmp_path, with_robot) as (discord, _framework, running, _stopped):
             port = running.mirai.ports["server"] if running.mirai else 0
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
                 answer = await client.post("/robots/ci", json={"text": "build 42 passed"})
@@ -57,7 +58,7 @@ async def test_a_robot_post_on_the_server_listener_reaches_the_channel(tmp_path:
                 assert status["status"] == "sent"
                 health = await client.get("/healthz")
                 assert health.status_code == 200  # the same listener serves health and metrics
-    (post,) = [r for r in world.rest.requests_to(MESSAGES_ROUTE) if "build 42 passed" in r.json["content"]]
+    (post,) = [r for r in discord.requests_to(MESSAGES_ROUTE) if "build 42 passed" in r.json["content"]]
     assert post.path == f"/channels/{CHANNEL}/messages"
     assert post.json["content"] == "**CI**: build 42 passed"
 
@@ -83,14 +84,14 @@ async def test_webhook_destinations_get_the_bridges_events(tmp_path: Path) -> No
             return attrs.evolve(config, mirai=mirai)
 
         with trio.fail_after(GUARD):
-            async with bridge_with(tmp_path, with_webhook) as (world, _framework, _running, _stopped):
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "to the webhook"))
+            async with bridge_with(tmp_path, with_webhook) as (discord, _framework, _running, _stopped):
+                await say(discord, CHANNEL, ALICE, "to the webhook")
                 await arrived.wait()
         nursery.cancel_scope.cancel()
     event = next(r for r in received if b"GroupMessage" in r.body)
     body = json.loads(event.body)
     assert body["type"] == "GroupMessage"  # the bare event object, as mirai-api-http's webhook adapter posts it
-    assert event.header("qq") == event.header("bot") == str(world.bot_id)
+    assert event.header("qq") == event.header("bot") == str(BOT_ID)
 
 
 async def test_the_server_listener_shares_a_port_with_the_http_adapter(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from relay.app import RunningBridge, serve_bridge
 from relay.config import ActivityType, BridgeConfig, PresenceConfig, PresenceStatus
 from relay.egress import DiscordEgress
 from relay.notify import Notifier
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 from tests.integration.pproxy_server import ENCODED_PASSWORD, USER, start_pproxy
 from tests.integration.test_end_to_end import (
@@ -41,15 +42,15 @@ async def bridge_with(
     *,
     egress_env: dict[str, str] | None = None,
     notifier: Notifier | None = None,
-) -> AsyncIterator[tuple[DiscordWorld, FakeFramework, RunningBridge, trio.Event]]:
-    world = DiscordWorld()
-    world.add_guild(
-        GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general", OTHER_CHANNEL: "random"}, members=[ALICE]
+) -> AsyncIterator[tuple[Emulator, FakeFramework, RunningBridge, trio.Event]]:
+    discord = Emulator(token=TOKEN)
+    add_guild(
+        discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general", OTHER_CHANNEL: "random"}, members=[ALICE]
     )
     async with trio.open_nursery() as nursery:
-        await world.start(nursery)
-        async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id) as framework:
-            config = change(bridge_config(world, framework, tmp_path))
+        await start_emulator(nursery, discord)
+        async with open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID) as framework:
+            config = change(bridge_config(discord, framework, tmp_path))
             egress = DiscordEgress.from_config(config.discord, egress_env or {})
             stopped = trio.Event()
 
@@ -60,7 +61,7 @@ async def bridge_with(
                     stopped.set()
 
             running: RunningBridge = await nursery.start(run)
-            yield world, framework, running, stopped
+            yield discord, framework, running, stopped
             running.shutdown()
             await stopped.wait()
         nursery.cancel_scope.cancel()
@@ -68,10 +69,10 @@ async def bridge_with(
 
 async def test_the_gateway_handshake_sends_the_same_user_agent_as_rest(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path) as (world, _framework, _running, _stopped):
-            (connection,) = world.gateway.connections
+        async with bridge_with(tmp_path) as (discord, _framework, _running, _stopped):
+            (connection,) = discord.gateway.connections
     assert connection.headers["user-agent"] == USER_AGENT
-    assert world.rest.requests[0].headers["user-agent"] == USER_AGENT
+    assert discord.requests[0].headers["user-agent"] == USER_AGENT
 
 
 async def test_the_configured_presence_is_sent_in_identify(tmp_path: Path) -> None:
@@ -81,8 +82,8 @@ async def test_the_configured_presence_is_sent_in_identify(tmp_path: Path) -> No
         return attrs.evolve(config, discord=attrs.evolve(config.discord, presence=presence))
 
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path, with_presence) as (world, _framework, _running, _stopped):
-            (identify,) = world.gateway.identifies
+        async with bridge_with(tmp_path, with_presence) as (discord, _framework, _running, _stopped):
+            (identify,) = discord.gateway.identifies
     assert identify.payload["d"]["presence"] == {
         "since": None,
         "activities": [{"name": "the bridge", "type": 3}],
@@ -102,10 +103,10 @@ async def test_rest_and_the_gateway_go_through_the_configured_proxy(tmp_path: Pa
         with trio.fail_after(GUARD):
             # the environment names another proxy that does not exist: the configured one must win
             env = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-            async with bridge_with(tmp_path, with_proxy, egress_env=env) as (world, framework, _running, _stopped):
+            async with bridge_with(tmp_path, with_proxy, egress_env=env) as (discord, framework, _running, _stopped):
                 conn = await framework.wait_connection()
                 await conn.wait_verified()
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "via the proxy"))
+                await say(discord, CHANNEL, ALICE, "via the proxy")
                 await wait_group_messages(framework, 1)
                 assert (
                     await conn.request(
@@ -114,15 +115,16 @@ async def test_rest_and_the_gateway_go_through_the_configured_proxy(tmp_path: Pa
                     )
                 )["code"] == 0
                 # a dropped gateway connection resumes through the proxy too
-                await world.gateway.drop_connection()
-                await world.gateway.wait_until(lambda: len(world.gateway.resumes) == 1)
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "after resume"))
+                await discord.drop_connection()
+                await discord.wait_until(lambda: len(discord.gateway.resumes) == 1)
+                await say(discord, CHANNEL, ALICE, "after resume")
                 await wait_group_messages(framework, 2)
         log = proxy.log()
-        rest_port = world.rest.base_url.split(":")[2].split("/")[0]
-        gateway_port = world.gateway.url.split(":")[2].split("/")[0]
-        assert f"127.0.0.1:{rest_port}" in log  # REST tunnelled
-        assert log.count(f"127.0.0.1:{gateway_port}") == 2  # the gateway websocket, then its resume, tunnelled
+        # REST and the gateway share the emulator's port: each TCP connection it accepted is one tunnel of the
+        # proxy's, and every one of them came through it: REST's, then the gateway websocket and its resume
+        rest_connections = {r.client for r in discord.requests}
+        assert len(discord.gateway.connections) == 2
+        assert log.count(f"127.0.0.1:{discord.port}") == len(rest_connections) + 2
         assert "127.0.0.1:9" not in log
     finally:
         await proxy.kill()

@@ -1,4 +1,4 @@
-"""Health, readiness and metrics of the running bridge over real loopback: the fake Discord (gateway + REST) and
+"""Health, readiness and metrics of the running bridge over real loopback: the emulated Discord (gateway + REST) and
 the fake framework drive events and commands through ``serve_bridge``; an HTTP client reads ``/healthz``,
 ``/readyz`` and ``/metrics`` from the ``[server]`` listener, and the exposition is parsed with prometheus-client's
 own parser. Waits poll a condition (no timed assertions)."""
@@ -20,9 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from relay.app import RunningBridge, serve_bridge, status_line
 from relay.config import BridgeConfig, ServerConfig
 from relay.notify import Notifier
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from relay.sandbox.emulator.rest import RateLimit
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
-from tests.fakes.fake_rest import RateLimit
 from tests.integration.test_app_wiring import bridge_with
 from tests.integration.test_end_to_end import (
     ALICE,
@@ -103,20 +104,20 @@ def requiring_frameworks(config: BridgeConfig) -> BridgeConfig:
 
 async def test_metrics_count_what_went_through_the_bridge(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path) as (world, framework, running, _stopped):
+        async with bridge_with(tmp_path) as (discord, framework, running, _stopped):
             port = running.server_port
             conn = await framework.wait_connection()
             await conn.wait_verified()
             for text in ("one", "two", "three"):
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, text))
+                await say(discord, CHANNEL, ALICE, text)
             await wait_group_messages(framework, 3)
-            world.rest.set_bucket(SEND, limit=1, per=0.2)  # the second send waits for the bucket
+            discord.set_bucket(SEND, limit=1, per=0.2)  # the second send waits for the bucket
             for text in ("a", "b"):
                 sent = await conn.request(
                     "sendGroupMessage", {"target": CHANNEL, "messageChain": [{"type": "Plain", "text": text}]}
                 )
                 assert sent["code"] == 0
-            world.rest.inject(SEND, RateLimit(retry_after=0.05))  # one 429, obeyed, then sent
+            discord.inject(SEND, RateLimit(retry_after=0.05))  # one 429, obeyed, then sent
             retried = await conn.request(
                 "sendGroupMessage", {"target": OTHER_CHANNEL, "messageChain": [{"type": "Plain", "text": "c"}]}
             )
@@ -126,14 +127,20 @@ async def test_metrics_count_what_went_through_the_bridge(tmp_path: Path) -> Non
             assert (await conn.request("sendNudge", {"target": ALICE}))["code"] == 6
 
             # the message-id rows (3 in, 3 sent) are written by the store's flusher shortly after
+            # (and the echoes of its own sends are in: Discord sends each one back)
             samples = await wait_metric(
-                port, lambda s: (value(s, "relay_store_written_rows_total", table="messages") or 0) >= 6
+                port,
+                lambda s: (
+                    (value(s, "relay_store_written_rows_total", table="messages") or 0) >= 6
+                    and (value(s, "relay_discord_dispatches_total", shard="0", event="MESSAGE_CREATE") or 0) >= 6
+                ),
             )
             # the one BotOnlineEvent is the connection's own greeting after verify; READY's is published but not
             # sent again on a connection whose verify already said it (issue 15: one BotOnlineEvent per verify)
             delivered = len(framework.events) - 1
 
-    assert value(samples, "relay_discord_dispatches_total", shard="0", event="MESSAGE_CREATE") == 3
+    # 3 received, and the 3 the bridge sent coming back as Discord sends them (dropped as its own echoes)
+    assert value(samples, "relay_discord_dispatches_total", shard="0", event="MESSAGE_CREATE") == 3 + 3
     assert value(samples, "relay_discord_dispatches_total", shard="0", event="READY") == 1
     assert value(samples, "relay_discord_dispatches_total", shard="0", event="GUILD_CREATE") == 1
     assert value(samples, "relay_discord_gateway_identifies_total", shard="0") == 1
@@ -173,20 +180,20 @@ async def test_metrics_count_what_went_through_the_bridge(tmp_path: Path) -> Non
 
 async def test_a_resume_and_a_backlog_show_in_the_metrics(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path) as (world, framework, running, _stopped):
+        async with bridge_with(tmp_path) as (discord, framework, running, _stopped):
             port = running.server_port
             conn = await framework.wait_connection()
             await conn.wait_verified()
-            await world.gateway.drop_connection()
+            await discord.drop_connection()
             await wait_metric(port, lambda s: value(s, "relay_discord_gateway_resumes_total", shard="0") == 1)
-            await world.gateway.wait_until(lambda: bool(world.gateway.resumes) and bool(world.gateway.live_shards()))
+            await discord.wait_until(lambda: bool(discord.gateway.resumes) and bool(discord.live_shards()))
 
             await framework.stop()  # the framework goes away: its events wait in the outbox
             await wait_metric(
                 port, lambda s: value(s, "relay_framework_connected", adapter="reverse-ws", destination="fw") == 0
             )
             for text in ("while", "down"):
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, text))
+                await say(discord, CHANNEL, ALICE, text)
             backlog = await wait_metric(port, lambda s: value(s, "relay_outbox_depth", cursor="fw") == 2)
             status, body = await readyz(port)  # frameworks are reported, not required by default
             assert status == 200
@@ -214,10 +221,9 @@ async def test_a_resume_and_a_backlog_show_in_the_metrics(tmp_path: Path) -> Non
 
 @attrs.frozen
 class Starting:
-    world: DiscordWorld
+    discord: Emulator  #: it holds READY (gateway.hold_ready) until release_ready()
     framework: FakeFramework
     port: int  #: the [server] listener's
-    gate: trio.Event  #: Discord answers Identify once this is set
     started: list[RunningBridge]  #: the bridge, once serve_bridge reported it running
 
     async def running(self) -> RunningBridge:
@@ -235,19 +241,18 @@ async def starting_bridge(
     framework_up: bool = True,
 ) -> AsyncIterator[Starting]:
     """A bridge started in the background, its [server] port known before it runs, its Discord holding READY
-    until ``gate`` is set, and its framework down from the start unless ``framework_up``."""
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
-    gate = trio.Event()
-    world.gateway.ready_gate = gate
+    until ``discord.release_ready()``, and its framework down from the start unless ``framework_up``."""
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    discord.gateway.hold_ready = True
     port = free_loopback_port()
     started: list[RunningBridge] = []
     async with trio.open_nursery() as nursery:
-        await world.start(nursery)
-        async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id) as framework:
+        await start_emulator(nursery, discord)
+        async with open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID) as framework:
             if not framework_up:
                 await framework.stop()  # its port stays known: start() listens on it again
-            config = change(attrs.evolve(bridge_config(world, framework, tmp_path), server=ServerConfig(port=port)))
+            config = change(attrs.evolve(bridge_config(discord, framework, tmp_path), server=ServerConfig(port=port)))
             config = attrs.evolve(config, server=attrs.evolve(config.server, port=port))
             stopped = trio.Event()
 
@@ -261,8 +266,8 @@ async def starting_bridge(
                 started.append(await nursery.start(serve))
 
             nursery.start_soon(run)
-            yield Starting(world, framework, port, gate, started)
-            gate.set()
+            yield Starting(discord, framework, port, started)
+            await discord.release_ready()
             while not started and not stopped.is_set():
                 await trio.sleep(0.02)
             if started:
@@ -285,14 +290,14 @@ async def wait_listening(port: int) -> None:
 async def test_readyz_is_503_with_reasons_before_discord_is_ready_then_200(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
         async with starting_bridge(tmp_path) as bridge:
-            port, world = bridge.port, bridge.world
+            port, discord = bridge.port, bridge.discord
             await wait_listening(port)
-            await world.gateway.wait_until(lambda: bool(world.gateway.identifies))
+            await discord.wait_until(lambda: bool(discord.gateway.identifies))
             async with http(port) as client:
                 alive = await client.get("/healthz")
                 before = await client.get("/readyz")
             early = await scrape(port)
-            bridge.gate.set()
+            await discord.release_ready()
             body = await wait_readyz(port, 200)
             line = status_line(await bridge.running(), 0.0)
 
@@ -313,7 +318,7 @@ async def test_readyz_is_503_with_reasons_before_discord_is_ready_then_200(tmp_p
 
 async def test_readyz_lists_a_framework_that_is_down_when_frameworks_are_required(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path, requiring_frameworks) as (_world, framework, running, _stopped):
+        async with bridge_with(tmp_path, requiring_frameworks) as (_discord, framework, running, _stopped):
             port = running.server_port
             conn = await framework.wait_connection()
             await conn.wait_verified()
@@ -343,14 +348,14 @@ def files_cannot_grow() -> Iterator[None]:
 
 async def test_readyz_is_503_while_the_store_cannot_write_and_200_when_it_can_again(tmp_path: Path) -> None:
     with trio.fail_after(GUARD):
-        async with bridge_with(tmp_path) as (world, framework, running, _stopped):
+        async with bridge_with(tmp_path) as (discord, framework, running, _stopped):
             port = running.server_port
             conn = await framework.wait_connection()
             await conn.wait_verified()
             await wait_readyz(port, 200)
             with files_cannot_grow():
                 # the message's id row must be written: the store's flusher fails and keeps it in memory
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "disk full"))
+                await say(discord, CHANNEL, ALICE, "disk full")
                 # the outbox's cursor update may fail first: wait for the message store's own failure
                 unwritable = await wait_readyz(port, 503)
                 while not any("message-id rows" in reason for reason in unwritable["reasons"]):
@@ -379,7 +384,7 @@ async def test_systemd_hears_ready_only_once_the_bridge_is_ready(tmp_path: Path)
         notifier = Notifier.from_environment({"NOTIFY_SOCKET": path}, pid=1)
         with trio.fail_after(GUARD):
             async with starting_bridge(tmp_path, requiring_frameworks, notifier=notifier, framework_up=False) as bridge:
-                bridge.gate.set()
+                await bridge.discord.release_ready()
                 running = await bridge.running()  # Discord is READY, the framework is down: not ready
                 framework_down = ["frameworks: reverse-ws destination fw is not connected"]
                 while (not_ready := await wait_readyz(bridge.port, 503))["reasons"] != framework_down:
