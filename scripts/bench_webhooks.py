@@ -135,7 +135,7 @@ async def inbound(posts: int, paced: int) -> dict[str, float]:
                 for k in range(8):
                     nursery.start_soon(worker, prepared[k::8])
             accepted_per_s = posts / (time.perf_counter() - started)
-            rest = env.world.rest
+            rest = env.discord
             while sum(r.json["content"].count("\n") + 1 for r in rest.requests_to(MESSAGES)) < posts:
                 await trio.sleep(0.05)  # the storm drains before the latency run
 

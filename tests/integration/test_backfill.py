@@ -1,4 +1,4 @@
-"""Back-fill after a lost gateway session (issue 15), in the whole bridge against the fake Discord.
+"""Back-fill after a lost gateway session (issue 15), in the whole bridge against the emulated Discord.
 
 A server that never resumes (every RESUME answered op 9) loses every dispatch of a reconnect; the messages among
 them are still in the channel's history. The bridge reads them back after the new session's GUILD_CREATE and
@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from relay.config import BackfillConfig
-from tests.fakes.fake_rest import Slow
+from relay.sandbox.emulator.rest import Slow
+from tests.emulated import say
 from tests.integration.test_end_to_end import ALICE, CHANNEL, OTHER_CHANNEL, plain_text, running_bridge
 
 
@@ -33,25 +34,25 @@ async def test_a_server_that_never_resumes_loses_no_message(tmp_path: Path, capl
     caplog.set_level(logging.INFO)
     with trio.fail_after(90):
         async with running_bridge(tmp_path) as env:
-            world = env.world
+            discord = env.discord
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
-            await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "before"))
+            await say(discord, CHANNEL, ALICE, "before")
             assert await wait_texts(env, 1) == ["before"]
 
-            world.gateway.refuse_resume = True
-            identifies = len(world.gateway.identifies)
-            await world.gateway.drop_connection()
+            discord.gateway.refuse_resume = True
+            identifies = len(discord.gateway.identifies)
+            await discord.drop_connection()
             # written while the bridge is away: the dead session's buffer is never replayed
             for i in range(30):
                 channel = CHANNEL if i % 3 else OTHER_CHANNEL
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(channel, ALICE, f"gap {i}"))
+                await say(discord, channel, ALICE, f"gap {i}")
             # the history answers slowly: live messages arrive while the channels are read back
-            world.rest.inject("GET /channels/{channel_id}/messages", Slow(0.5), Slow(0.5))
-            await world.gateway.wait_until(lambda: len(world.gateway.identifies) > identifies)
-            await world.gateway.wait_until(lambda: bool(world.gateway.live_shards()))
+            discord.inject("GET /channels/{channel_id}/messages", Slow(0.5), Slow(0.5))
+            await discord.wait_until(lambda: len(discord.gateway.identifies) > identifies)
+            await discord.wait_until(lambda: bool(discord.live_shards()))
             for i in range(10):
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, f"live {i}"))
+                await say(discord, CHANNEL, ALICE, f"live {i}")
             texts = await wait_texts(env, 41)
             await trio.sleep(0.3)  # anything delivered twice would be in by now
             texts = await wait_texts(env, 41)
@@ -67,7 +68,7 @@ async def test_a_server_that_never_resumes_loses_no_message(tmp_path: Path, capl
     assert "missed messages in 2 of 2 channels" in line  # the live ones may have been read back as well
     assert "after the gateway session was lost" in line
     assert "not recovered: events other than new messages" in line
-    assert not world.gateway.resumes[-1:] or world.gateway.invalid_sessions  # the resume really was refused
+    assert not discord.gateway.resumes[-1:] or discord.gateway.invalid_sessions  # the resume really was refused
 
 
 async def test_back_fill_respects_its_count_window_and_says_what_it_left(
@@ -75,22 +76,22 @@ async def test_back_fill_respects_its_count_window_and_says_what_it_left(
 ) -> None:
     caplog.set_level(logging.INFO)
 
-    def small_window(world: object) -> None:
+    def small_window(discord: object) -> None:
         pass
 
     with trio.fail_after(90):
         async with running_bridge(tmp_path, before_start=small_window, backfill=BackfillConfig(max_messages=5)) as env:
-            world = env.world
+            discord = env.discord
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
-            await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "before"))
+            await say(discord, CHANNEL, ALICE, "before")
             await wait_texts(env, 1)
-            world.gateway.refuse_resume = True
-            identifies = len(world.gateway.identifies)
-            await world.gateway.drop_connection()
+            discord.gateway.refuse_resume = True
+            identifies = len(discord.gateway.identifies)
+            await discord.drop_connection()
             for i in range(12):
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, f"gap {i}"))
-            await world.gateway.wait_until(lambda: len(world.gateway.identifies) > identifies)
+                await say(discord, CHANNEL, ALICE, f"gap {i}")
+            await discord.wait_until(lambda: len(discord.gateway.identifies) > identifies)
             texts = await wait_texts(env, 6)
             with trio.fail_after(10):
                 while not any("back-filled" in r.getMessage() for r in caplog.records):

@@ -1,4 +1,5 @@
-"""A Discord-compatible server that deviates from Discord (issue 15): each shape against the fake Discord.
+"""A Discord-compatible server that deviates from Discord (issue 15): each shape against the emulated Discord with
+that deviation switched on (its gateway's refuse/close knobs, ``world.deviations``), or as a raw dispatch.
 
 Self-hosted servers exist, and Discord itself sends surprising shapes. None of these may crash the bridge, lose
 what can be kept, or be logged as something it is not.
@@ -16,7 +17,9 @@ from adapters.discord import USER_AGENT
 from adapters.discord.gateway.close_codes import CloseAction
 from adapters.discord.gateway.events import DispatchReceived, ShardDisconnected
 from relay.config import MappingConfig
-from tests.integration.test_discord_shard import Collector, message, start_fake, start_gateway, wait_for_seq_count
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import message_create, say
+from tests.integration.test_discord_shard import Collector, message, start_discord, start_gateway, wait_for_seq_count
 from tests.integration.test_end_to_end import ALICE, CHANNEL, GUILD, OWNER, running_bridge
 
 
@@ -25,9 +28,9 @@ async def test_the_gateway_handshake_sends_the_rest_user_agent(
 ) -> None:
     # some servers refuse a handshake without a User-Agent (close 4002); REST has always sent one
     with trio.fail_after(30):
-        fake = await start_fake(nursery)
-        await start_gateway(nursery, fake, Collector(), compress=False)
-    assert fake.connections[0].headers.get("user-agent") == USER_AGENT
+        discord = await start_discord(nursery)
+        await start_gateway(nursery, discord, Collector(), compress=False)
+    assert discord.gateway.connections[0].headers.get("user-agent") == USER_AGENT
 
 
 async def test_the_server_close_reason_is_logged(
@@ -35,11 +38,11 @@ async def test_the_server_close_reason_is_logged(
 ) -> None:
     caplog.set_level(logging.INFO)
     with trio.fail_after(60):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector, compress=False)
-        await fake.close_with(4000, reason="node draining for maintenance")
-        await fake.wait_until(lambda: len(fake.resumes) == 1)
+        await start_gateway(nursery, discord, collector, compress=False)
+        await discord.close_with(4000, reason="node draining for maintenance")
+        await discord.wait_until(lambda: len(discord.gateway.resumes) == 1)
     (disconnected,) = collector.of(ShardDisconnected)
     assert "node draining for maintenance" in disconnected.reason
     assert "close code 4000" in disconnected.reason
@@ -52,9 +55,9 @@ async def test_a_fatal_close_names_the_server_reason_in_the_error(
     from relay.errors import GatewayClosed
 
     with trio.fail_after(60):
-        fake = await start_fake(nursery, close_on_identify=4014, close_on_identify_reason="intents not enabled")
+        discord = await start_discord(nursery, close_on_identify=4014, close_on_identify_reason="intents not enabled")
         with pytest.raises(GatewayClosed) as info:
-            await start_gateway(nursery, fake, Collector(), compress=False)
+            await start_gateway(nursery, discord, Collector(), compress=False)
     assert "intents not enabled" in str(info.value)
 
 
@@ -63,19 +66,19 @@ async def test_a_close_before_ready_does_not_promise_a_resume(
 ) -> None:
     caplog.set_level(logging.INFO)
     with trio.fail_after(60):
-        fake = await start_fake(nursery, close_on_identify=4000)
+        discord = await start_discord(nursery, close_on_identify=4000)
         collector = Collector()
 
         async def start() -> None:
-            await start_gateway(nursery, fake, collector, compress=False)
+            await start_gateway(nursery, discord, collector, compress=False)
 
         nursery.start_soon(start)
-        await fake.wait_until(lambda: len(fake.identifies) == 2)
-        fake.close_on_identify = None
-        await fake.wait_until(lambda: len(fake.identifies) == 3 and bool(fake.live_shards()))
+        await discord.wait_until(lambda: len(discord.gateway.identifies) == 2)
+        discord.gateway.close_on_identify = None
+        await discord.wait_until(lambda: len(discord.gateway.identifies) == 3 and bool(discord.live_shards()))
     first = collector.of(ShardDisconnected)[0]
     assert first.action is CloseAction.REIDENTIFY  # no session existed: nothing to resume
-    assert not fake.resumes
+    assert not discord.gateway.resumes
     assert "to resume" not in caplog.text
 
 
@@ -84,12 +87,12 @@ async def test_an_unknown_dispatch_whose_d_is_a_list_passes_quietly(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     with trio.fail_after(30):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector, compress=False)
-        await fake.dispatch("SESSIONS_REPLACE", [{"session_id": "x", "status": "online"}])  # type: ignore[arg-type]
-        await fake.dispatch("MESSAGE_CREATE", message(1))
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 1)
+        await start_gateway(nursery, discord, collector, compress=False)
+        await discord.dispatch("SESSIONS_REPLACE", [{"session_id": "x", "status": "online"}])  # type: ignore[arg-type]
+        await discord.dispatch("MESSAGE_CREATE", message(1))
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 1)
     (replace,) = collector.dispatches("SESSIONS_REPLACE")
     assert isinstance(replace, DispatchReceived) and replace.data == [{"session_id": "x", "status": "online"}]
     assert "malformed" not in caplog.text
@@ -102,23 +105,20 @@ async def test_member_list_entries_without_user_are_reported_never_an_empty_comp
     caplog.set_level(logging.WARNING)
     bob, carol = 6102, 6103
 
-    def seed(world: object) -> None:
-        from tests.fakes.discord_world import DiscordWorld
-
-        assert isinstance(world, DiscordWorld)
+    def seed(discord: Emulator) -> None:
         for user_id in (bob, carol):
-            world.rest.add_user(user_id, f"user{user_id}")
-            world.rest.add_member(GUILD, user_id)
-        world.rest.members_listed_without_user.update({(GUILD, bob), (GUILD, carol)})
+            discord.world.add_user(user_id, f"user{user_id}")
+            discord.world.add_member(GUILD, user_id)
+        discord.world.deviations.members_without_user.update({(GUILD, bob), (GUILD, carol)})
 
     with trio.fail_after(60):
         async with running_bridge(tmp_path, mapping=MappingConfig(), before_start=seed) as env:
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
             first = await conn.request("memberList", {"target": CHANNEL})
-            listings = len(env.world.rest.requests_to("GET /guilds/{guild_id}/members"))
+            listings = len(env.discord.requests_to("GET /guilds/{guild_id}/members"))
             second = await conn.request("memberList", {"target": CHANNEL})
-            listings_after = len(env.world.rest.requests_to("GET /guilds/{guild_id}/members"))
+            listings_after = len(env.discord.requests_to("GET /guilds/{guild_id}/members"))
     assert first["code"] == 0, first
     ids = {m["id"] for m in first["data"]}  # type: ignore[union-attr]
     assert ALICE in ids and OWNER in ids  # readable entries are kept, none silently dropped with them
@@ -139,15 +139,15 @@ async def test_out_of_range_ids_are_refused_and_the_bridge_keeps_relaying(
         async with running_bridge(tmp_path) as env:
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
-            world = env.world
-            for bad in (str(2**63), str(10**400), 2**64):
-                message_create = world.user_message(CHANNEL, ALICE, "bad id")
-                message_create["id"] = bad
-                await world.gateway.dispatch("MESSAGE_CREATE", message_create)
-                author_create = world.user_message(CHANNEL, ALICE, "bad author")
-                author_create["author"] = {**author_create["author"], "id": bad}
-                await world.gateway.dispatch("MESSAGE_CREATE", author_create)
-            await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "marker"))
+            discord = env.discord
+            for bad in (str(2**63), str(10**400), 2**64):  # hand-built: Discord never sends such ids
+                bad_id = message_create(discord, discord.world.add_message(CHANNEL, "bad id", author_id=ALICE))
+                bad_id["id"] = bad
+                await discord.dispatch("MESSAGE_CREATE", bad_id)
+                bad_author = message_create(discord, discord.world.add_message(CHANNEL, "bad author", author_id=ALICE))
+                bad_author["author"] = {**bad_author["author"], "id": bad}
+                await discord.dispatch("MESSAGE_CREATE", bad_author)
+            await say(discord, CHANNEL, ALICE, "marker")
             (event,) = await wait_group_messages(env.framework, 1)
             await trio.sleep(0.2)  # two store flushes: the refused rows would have reached the writer by now
     assert plain_text(event) == "marker"
@@ -165,13 +165,13 @@ async def test_a_consumer_error_skips_one_dispatch_and_the_reader_carries_on(
             super().__call__(event)  # type: ignore[arg-type]
 
     with trio.fail_after(30):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Failing()
-        await start_gateway(nursery, fake, collector, compress=False)
+        await start_gateway(nursery, discord, collector, compress=False)
         for i in range(3):
-            await fake.dispatch("MESSAGE_CREATE", message(i))
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
+            await discord.dispatch("MESSAGE_CREATE", message(i))
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 2)
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == ["message 0", "message 2"]
     failure = next(r for r in caplog.records if "handling MESSAGE_CREATE failed" in r.getMessage())
     assert failure.exc_info is not None
-    assert not fake.resumes  # the connection was not even dropped
+    assert not discord.gateway.resumes  # the connection was not even dropped

@@ -1,7 +1,8 @@
-"""The Discord shard against a fake gateway over real loopback websockets (127.0.0.1, port 0).
+"""The Discord shard against the emulated gateway over real loopback websockets (127.0.0.1, port 0).
 
 Time-dependent tests use trio's autojump clock: heartbeats, backoff and identify waits run in virtual time.
-Every test is wrapped in ``trio.fail_after`` so a hang fails instead of blocking.
+Every test is wrapped in ``trio.fail_after`` so a hang fails instead of blocking. These tests are about the
+gateway protocol, not what a message says: their messages are raw dispatches (``message(i)``), sent as given.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from adapters.discord.gateway.shard import READER_YIELD_EVERY, Gateway, Identify
 from adapters.discord.rest.client import GatewayBotInfo
 from relay.config import DiscordConfig
 from relay.errors import GatewayClosed
-from tests.fakes.fake_gateway import FakeGateway
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, start_emulator
 
 TOKEN = "test-token.abc.def"
+OWNER = 4_000_000_000_000_000_001  #: owns the guilds start_discord seeds
 
 
 @attrs.define
@@ -54,21 +57,30 @@ class Collector:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-async def start_fake(nursery: trio.Nursery, **kwargs: Any) -> FakeGateway:
-    fake = FakeGateway(token=TOKEN, **kwargs)
-    await nursery.start(fake.serve)
-    return fake
+async def start_discord(
+    nursery: trio.Nursery, *, token: str = TOKEN, guilds: tuple[int, ...] = (), **knobs: Any
+) -> Emulator:
+    """The emulated Discord with ``guilds`` (empty ones, the bot in each) and gateway ``knobs`` set before it
+    listens (the identify budget's window starts then)."""
+    discord = Emulator(token=token)
+    for guild_id in guilds:
+        discord.world.add_guild(guild_id, f"g{guild_id}", owner_id=OWNER)
+    for name, value in knobs.items():
+        if not hasattr(discord.gateway, name):
+            raise AttributeError(f"the emulated gateway has no knob {name!r}")
+        setattr(discord.gateway, name, value)
+    return await start_emulator(nursery, discord)
 
 
 async def start_gateway(
     nursery: trio.Nursery,
-    fake: FakeGateway,
+    discord: Emulator,
     collector: Collector,
     initial_sessions: dict[int, ResumeState] | None = None,
     make_room: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint,
     **config: Any,
 ) -> Gateway:
-    info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+    info = GatewayBotInfo.from_json(discord.gateway.gateway_bot_json(trio.current_time()))
 
     async def fetch() -> GatewayBotInfo:
         return info
@@ -89,7 +101,7 @@ async def start_gateway(
     return gateway
 
 
-async def wait_for_seq_count(fake: FakeGateway, collector: Collector, name: str, count: int) -> None:
+async def wait_for_seq_count(discord: Emulator, collector: Collector, name: str, count: int) -> None:
     while len(collector.dispatches(name)) < count:
         await trio.sleep(0.01)
 
@@ -106,23 +118,23 @@ def assert_exactly_once_in_order(collector: Collector, shard_id: int = 0) -> Non
 
 async def test_identify_ready_then_messages_in_order(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        fake = await start_fake(nursery, ready_guilds=[{"id": "555", "name": "g"}])
+        discord = await start_discord(nursery, guilds=(555,))
         collector = Collector()
-        gateway = await start_gateway(nursery, fake, collector)
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(50)])
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 50)
+        gateway = await start_gateway(nursery, discord, collector)
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(50)])
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 50)
 
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(50)]
     names = [e.name for e in collector.dispatches()]
     assert names[:2] == ["READY", "GUILD_CREATE"]
     ready = collector.of(ShardReady)[0]
     assert ready.guild_ids == (555,)
-    assert ready.user["id"] == "1000"
+    assert ready.user["id"] == str(BOT_ID)
     assert ready.session.resume_url.endswith("/resume")
     # the connect URL and the identify payload
-    assert fake.connections[0].path == "/"
-    assert fake.connections[0].query == {"v": "10", "encoding": "json", "compress": "zlib-stream"}
-    d = fake.identifies[0].payload["d"]
+    assert discord.gateway.connections[0].path == "/"
+    assert discord.gateway.connections[0].query == {"v": "10", "encoding": "json", "compress": "zlib-stream"}
+    d = discord.gateway.identifies[0].payload["d"]
     cfg = DiscordConfig()
     assert d["token"] == TOKEN
     assert d["intents"] == cfg.intents_value
@@ -139,42 +151,42 @@ async def test_heartbeats_carry_last_seq_and_first_is_jittered(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock
 ) -> None:
     with trio.fail_after(600):
-        fake = await start_fake(nursery, heartbeat_interval=10.0)
+        discord = await start_discord(nursery, heartbeat_interval=10.0)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        connected_at = fake.connections[0].time
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(3)])
-        await fake.wait_until(lambda: len(fake.heartbeats) >= 3)
-    first = fake.heartbeats[0].time - connected_at
+        await start_gateway(nursery, discord, collector)
+        connected_at = discord.gateway.connections[0].time
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(3)])
+        await discord.wait_until(lambda: len(discord.gateway.heartbeats) >= 3)
+    first = discord.gateway.heartbeats[0].time - connected_at
     assert 0 <= first < 10.0
-    gaps = [b.time - a.time for a, b in zip(fake.heartbeats, fake.heartbeats[1:], strict=False)]
+    gaps = [b.time - a.time for a, b in zip(discord.gateway.heartbeats, discord.gateway.heartbeats[1:], strict=False)]
     assert all(abs(gap - 10.0) < 0.5 for gap in gaps)
-    assert fake.heartbeats[-1].payload["d"] == collector.dispatches()[-1].seq
+    assert discord.gateway.heartbeats[-1].payload["d"] == collector.dispatches()[-1].seq
 
 
 async def test_zombie_connection_is_dropped_and_resumed(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(600):
-        fake = await start_fake(nursery, heartbeat_interval=5.0)
+        discord = await start_discord(nursery, heartbeat_interval=5.0)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5)])
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 5)
-        fake.ack_heartbeats = False
-        await fake.wait_until(lambda: len(fake.client_closes) >= 1)
-        fake.ack_heartbeats = True
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5, 10)])
-        await fake.wait_until(lambda: len(fake.resumes) >= 1)
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 10)
+        await start_gateway(nursery, discord, collector)
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5)])
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 5)
+        discord.gateway.ack_heartbeats = False
+        await discord.wait_until(lambda: len(discord.gateway.client_closes) >= 1)
+        discord.gateway.ack_heartbeats = True
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(5, 10)])
+        await discord.wait_until(lambda: len(discord.gateway.resumes) >= 1)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 10)
         while not collector.of(ShardResumed):
             await trio.sleep(0.1)
 
-    assert fake.client_closes[0][1] == 4000  # resumable close, never 1000/1001
-    assert len(fake.identifies) == 1
+    assert discord.gateway.client_closes[0][1] == 4000  # resumable close, never 1000/1001
+    assert len(discord.gateway.identifies) == 1
     disconnected = collector.of(ShardDisconnected)[0]
     assert "zombie" in disconnected.reason
     assert disconnected.action is CloseAction.RESUME
-    assert fake.connections[-1].path == "/resume"
-    assert fake.connections[-1].query["compress"] == "zlib-stream"
+    assert discord.gateway.connections[-1].path == "/resume"
+    assert discord.gateway.connections[-1].query["compress"] == "zlib-stream"
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(10)]
     assert_exactly_once_in_order(collector)
 
@@ -184,75 +196,77 @@ async def test_three_socket_drops_mid_stream_deliver_everything_exactly_once(
 ) -> None:
     total = 0
     with trio.fail_after(600):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
+        await start_gateway(nursery, discord, collector)
         for round_ in range(3):
-            await fake.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(100)])
+            await discord.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(100)])
             total += 100
             await trio.sleep(0)  # part of the batch is on the wire, part still queued
-            await fake.drop_connection()
+            await discord.drop_connection()
             # dispatched while the shard is away: must come back through the resume replay
-            await fake.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(20)])
+            await discord.dispatch_many("MESSAGE_CREATE", [message(total + i) for i in range(20)])
             total += 20
-            await fake.wait_until(lambda r=round_: len(fake.resumes) >= r + 1 and bool(fake.live_shards()))
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", total)
+            await discord.wait_until(
+                lambda r=round_: len(discord.gateway.resumes) >= r + 1 and bool(discord.live_shards())
+            )
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", total)
         await trio.sleep(1)
 
     contents = [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")]
     assert contents == [f"message {i}" for i in range(total)]
-    assert len(fake.identifies) == 1
-    assert len(fake.resumes) == 3
+    assert len(discord.gateway.identifies) == 1
+    assert len(discord.gateway.resumes) == 3
     assert len(collector.of(ShardResumed)) == 3
     assert_exactly_once_in_order(collector)
 
 
 async def test_op7_reconnect_resumes(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.dispatch("MESSAGE_CREATE", message(0))
-        await fake.send_reconnect()
-        await fake.dispatch("MESSAGE_CREATE", message(1))
-        await fake.wait_until(lambda: len(fake.resumes) == 1)
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
-    assert fake.client_closes[0][1] == 4000
-    assert fake.resumes[0].payload["d"]["session_id"] == collector.of(ShardReady)[0].session.session_id
-    assert len(fake.identifies) == 1
+        await start_gateway(nursery, discord, collector)
+        await discord.dispatch("MESSAGE_CREATE", message(0))
+        await discord.send_reconnect()
+        await discord.dispatch("MESSAGE_CREATE", message(1))
+        await discord.wait_until(lambda: len(discord.gateway.resumes) == 1)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 2)
+    assert discord.gateway.client_closes[0][1] == 4000
+    assert discord.gateway.resumes[0].payload["d"]["session_id"] == collector.of(ShardReady)[0].session.session_id
+    assert len(discord.gateway.identifies) == 1
     assert_exactly_once_in_order(collector)
 
 
 async def test_op9_resumable_resumes_after_a_pause(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.invalidate_session(True)
+        await start_gateway(nursery, discord, collector)
+        await discord.invalidate_session(True)
         sent_at = trio.current_time()
-        await fake.wait_until(lambda: len(fake.resumes) == 1)
-    assert 1.0 <= fake.resumes[0].time - sent_at <= 5.5
-    assert len(fake.identifies) == 1
+        await discord.wait_until(lambda: len(discord.gateway.resumes) == 1)
+    assert 1.0 <= discord.gateway.resumes[0].time - sent_at <= 5.5
+    assert len(discord.gateway.identifies) == 1
 
 
 async def test_op9_not_resumable_identifies_again_on_main_url(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock
 ) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.dispatch("MESSAGE_CREATE", message(0))
-        await fake.invalidate_session(False)
+        await start_gateway(nursery, discord, collector)
+        await discord.dispatch("MESSAGE_CREATE", message(0))
+        await discord.invalidate_session(False)
         sent_at = trio.current_time()
-        await fake.wait_until(lambda: len(fake.identifies) == 2)
+        await discord.wait_until(lambda: len(discord.gateway.identifies) == 2)
         while len(collector.of(ShardReady)) < 2:
             await trio.sleep(0.1)
-        await fake.dispatch("MESSAGE_CREATE", message(1))
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
-    assert 1.0 <= fake.identifies[1].time - sent_at <= 5.5
-    assert fake.resumes == []
-    assert fake.connections[-1].path == "/"
+        await discord.dispatch("MESSAGE_CREATE", message(1))
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 2)
+    assert 1.0 <= discord.gateway.identifies[1].time - sent_at <= 5.5
+    assert discord.gateway.resumes == []
+    assert discord.gateway.connections[-1].path == "/"
     first, second = collector.of(ShardReady)
     assert first.session.session_id != second.session.session_id
     # the new session's sequence starts again at 1 and its events are not taken for duplicates
@@ -267,24 +281,27 @@ async def test_recoverable_close_codes(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock, code: int, expect_identifies: int, expect_resumes: int
 ) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.close_with(code)
-        await fake.wait_until(lambda: len(fake.identifies) + len(fake.resumes) >= 2 and bool(fake.live_shards()))
+        await start_gateway(nursery, discord, collector)
+        await discord.close_with(code)
+        gateway = discord.gateway
+        await discord.wait_until(
+            lambda: len(gateway.identifies) + len(gateway.resumes) >= 2 and bool(discord.live_shards())
+        )
         await trio.sleep(1)
-    assert len(fake.identifies) == expect_identifies
-    assert len(fake.resumes) == expect_resumes
+    assert len(discord.gateway.identifies) == expect_identifies
+    assert len(discord.gateway.resumes) == expect_resumes
     disconnected = collector.of(ShardDisconnected)[0]
     assert disconnected.code == code
     assert disconnected.will_retry_in is not None
 
 
 async def run_until_fatal(
-    fake: FakeGateway, collector: Collector, after_ready: Callable[[], Awaitable[None]] | None = None
+    discord: Emulator, collector: Collector, after_ready: Callable[[], Awaitable[None]] | None = None
 ) -> GatewayClosed:
     """Run serve_gateway in this task until it raises GatewayClosed; ``after_ready`` runs once a shard is live."""
-    info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+    info = GatewayBotInfo.from_json(discord.gateway.gateway_bot_json(trio.current_time()))
 
     async def fetch() -> GatewayBotInfo:
         return info
@@ -293,7 +310,7 @@ async def run_until_fatal(
         if after_ready is not None:
 
             async def act() -> None:
-                await fake.wait_until(lambda: bool(fake.live_shards()))
+                await discord.wait_until(lambda: bool(discord.live_shards()))
                 await after_ready()
 
             helper.start_soon(act)
@@ -311,14 +328,14 @@ async def test_fatal_close_codes_stop_with_advice(
 ) -> None:
     collector = Collector()
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
-        error = await run_until_fatal(fake, collector, partial(fake.close_with, code))
+        discord = await start_discord(nursery)
+        error = await run_until_fatal(discord, collector, partial(discord.close_with, code))
     assert error.fatal
     assert error.code == code
     assert error.advice
     assert TOKEN not in str(error)
-    assert len(fake.identifies) == 1  # no reconnect loop
-    assert len(fake.connections) == 1
+    assert len(discord.gateway.identifies) == 1  # no reconnect loop
+    assert len(discord.gateway.connections) == 1
     disconnected = collector.of(ShardDisconnected)[-1]
     assert disconnected.action is CloseAction.FATAL
     assert disconnected.will_retry_in is None
@@ -330,8 +347,8 @@ async def test_fatal_close_codes_stop_with_advice(
 
 async def test_disallowed_intents_on_identify_is_fatal(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        fake = await start_fake(nursery, allowed_intents=1 << 1)  # members allowed, message content not
-        error = await run_until_fatal(fake, Collector())
+        discord = await start_discord(nursery, allowed_intents=1 << 1)  # members allowed, message content not
+        error = await run_until_fatal(discord, Collector())
     assert error.code == 4014
     assert "Message Content Intent (MESSAGE_CONTENT)" in error.advice
 
@@ -341,61 +358,60 @@ async def test_bad_token_is_fatal_and_not_logged(
 ) -> None:
     caplog.set_level("DEBUG")
     with trio.fail_after(60):
-        fake = FakeGateway(token="the-right-token")
-        await nursery.start(fake.serve)
-        error = await run_until_fatal(fake, Collector())
+        discord = await start_discord(nursery, token="the-right-token")
+        error = await run_until_fatal(discord, Collector())
     assert error.code == 4004
     assert "Reset Token" in error.advice
-    assert len(fake.identifies) == 1
+    assert len(discord.gateway.identifies) == 1
     assert TOKEN not in caplog.text
     assert TOKEN not in repr(error)
 
 
 async def test_identify_budget_exhausted_waits_for_reset(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(600):
-        fake = await start_fake(nursery, identify_remaining=0, identify_reset_after=120.0)
+        discord = await start_discord(nursery, identify_remaining=0, identify_reset_after=120.0)
         started = trio.current_time()
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-    assert len(fake.identifies) == 1
-    assert fake.identifies[0].time - started >= 120.0
-    assert fake.server_closes == []  # the fake would have closed 4004 for an identify over budget
+        await start_gateway(nursery, discord, collector)
+    assert len(discord.gateway.identifies) == 1
+    assert discord.gateway.identifies[0].time - started >= 120.0
+    assert discord.gateway.server_closes == []  # Discord would have closed 4004 for an identify over budget
 
 
 async def test_send_burst_is_spread_over_the_window(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(900):
-        fake = await start_fake(nursery, heartbeat_interval=20.0)
+        discord = await start_discord(nursery, heartbeat_interval=20.0)
         collector = Collector()
-        gateway = await start_gateway(nursery, fake, collector)
+        gateway = await start_gateway(nursery, discord, collector)
         for i in range(200):
             gateway.send_nowait(
                 0, {"op": 3, "d": {"since": None, "activities": [], "status": "online", "afk": i % 2 == 0}}
             )
-        await fake.wait_until(lambda: sum(1 for s in fake.sends if s.payload["op"] == 3) >= 200)
+        await discord.wait_until(lambda: sum(1 for s in discord.gateway.sends if s.payload["op"] == 3) >= 200)
         await trio.sleep(30)
-    times = [s.time for s in fake.sends]
+    times = [s.time for s in discord.gateway.sends]
     for i, start in enumerate(times):
         in_window = sum(1 for t in times[i:] if t < start + 60.0)
         assert in_window <= 120
-    assert fake.server_closes == []  # no 4008
-    assert len(fake.heartbeats) >= 4  # heartbeats kept flowing during the burst
-    assert len(fake.resumes) == 0
+    assert discord.gateway.server_closes == []  # no 4008
+    assert len(discord.gateway.heartbeats) >= 4  # heartbeats kept flowing during the burst
+    assert len(discord.gateway.resumes) == 0
 
 
 async def test_two_shards_identify_in_separate_buckets(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery, shards=2, max_concurrency=1)
+        discord = await start_discord(nursery, shards=2, max_concurrency=1)
         collector = Collector()
-        gateway = await start_gateway(nursery, fake, collector)
-        await fake.dispatch("MESSAGE_CREATE", message(0), shard_id=0)
-        await fake.dispatch("MESSAGE_CREATE", message(1), shard_id=1)
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
-    shard_ids = sorted(i.payload["d"]["shard"][0] for i in fake.identifies)
+        gateway = await start_gateway(nursery, discord, collector)
+        await discord.dispatch("MESSAGE_CREATE", message(0), shard_id=0)
+        await discord.dispatch("MESSAGE_CREATE", message(1), shard_id=1)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 2)
+    shard_ids = sorted(i.payload["d"]["shard"][0] for i in discord.gateway.identifies)
     assert shard_ids == [0, 1]
-    assert all(i.payload["d"]["shard"][1] == 2 for i in fake.identifies)
+    assert all(i.payload["d"]["shard"][1] == 2 for i in discord.gateway.identifies)
     # max_concurrency 1: one bucket, so the identifies are at least 5 s apart and Discord never said op 9
-    assert abs(fake.identifies[1].time - fake.identifies[0].time) >= 5.0
-    assert fake.invalid_sessions == []
+    assert abs(discord.gateway.identifies[1].time - discord.gateway.identifies[0].time) >= 5.0
+    assert discord.gateway.invalid_sessions == []
     assert set(gateway.sessions()) == {0, 1}
     assert [e.shard_id for e in collector.dispatches("MESSAGE_CREATE")] in ([0, 1], [1, 0])
 
@@ -404,29 +420,29 @@ async def test_two_shards_with_max_concurrency_two_identify_together(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock
 ) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery, shards=2, max_concurrency=2)
-        await start_gateway(nursery, fake, Collector())
-    assert len(fake.identifies) == 2
-    assert abs(fake.identifies[1].time - fake.identifies[0].time) < 5.0
-    assert fake.invalid_sessions == []
+        discord = await start_discord(nursery, shards=2, max_concurrency=2)
+        await start_gateway(nursery, discord, Collector())
+    assert len(discord.gateway.identifies) == 2
+    assert abs(discord.gateway.identifies[1].time - discord.gateway.identifies[0].time) < 5.0
+    assert discord.gateway.invalid_sessions == []
 
 
 async def test_fixed_shard_subset(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        fake = await start_fake(nursery, shards=1)
-        gateway = await start_gateway(nursery, fake, Collector(), shard_count=3, shard_ids=(2,))
-    assert [i.payload["d"]["shard"] for i in fake.identifies] == [[2, 3]]
+        discord = await start_discord(nursery, shards=1)
+        gateway = await start_gateway(nursery, discord, Collector(), shard_count=3, shard_ids=(2,))
+    assert [i.payload["d"]["shard"] for i in discord.gateway.identifies] == [[2, 3]]
     assert set(gateway.sessions()) == {2}
 
 
 async def test_zlib_payload_split_over_several_frames(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        fake = await start_fake(nursery, split_frames=5)
+        discord = await start_discord(nursery, split_frames=5)
         collector = Collector()
-        await start_gateway(nursery, fake, collector)
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(20)])
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 20)
-        frames = fake.frames_sent()
+        await start_gateway(nursery, discord, collector)
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(20)])
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 20)
+        frames = discord.frames_sent()
     assert frames >= 5 * 20
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(20)]
 
@@ -439,38 +455,38 @@ async def test_message_larger_than_one_mib(
     # incompressible text, so the message is > 1 MiB on the wire with and without zlib
     big = "".join(rng.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(1_600_000))
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector, compress=compress)
-        await fake.dispatch("GUILD_CREATE", {"id": "9", "blob": big})
-        await fake.dispatch("MESSAGE_CREATE", message(0))
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 1)
+        await start_gateway(nursery, discord, collector, compress=compress)
+        await discord.dispatch("GUILD_CREATE", {"id": "9", "blob": big})
+        await discord.dispatch("MESSAGE_CREATE", message(0))
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 1)
     assert collector.dispatches("GUILD_CREATE")[0].data["blob"] == big
-    assert fake.connections[0].query.get("compress") == ("zlib-stream" if compress else None)
-    assert len(fake.connections) == 1  # no 1009 close and reconnect
+    assert discord.gateway.connections[0].query.get("compress") == ("zlib-stream" if compress else None)
+    assert len(discord.gateway.connections) == 1  # no 1009 close and reconnect
 
 
 async def test_shutdown_closes_resumably_and_a_restart_resumes(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock
 ) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         first = Collector()
         async with trio.open_nursery() as inner:
-            gateway = await start_gateway(inner, fake, first)
-            await fake.dispatch("MESSAGE_CREATE", message(0))
-            await wait_for_seq_count(fake, first, "MESSAGE_CREATE", 1)
+            gateway = await start_gateway(inner, discord, first)
+            await discord.dispatch("MESSAGE_CREATE", message(0))
+            await wait_for_seq_count(discord, first, "MESSAGE_CREATE", 1)
             saved = gateway.sessions()
             inner.cancel_scope.cancel()  # Ctrl-C
-        await fake.wait_until(lambda: len(fake.client_closes) == 1)
-        assert fake.client_closes[0][1] == 4000  # never 1000: the session stays resumable
-        await fake.dispatch("MESSAGE_CREATE", message(1))  # happens while the bridge is down
+        await discord.wait_until(lambda: len(discord.gateway.client_closes) == 1)
+        assert discord.gateway.client_closes[0][1] == 4000  # never 1000: the session stays resumable
+        await discord.dispatch("MESSAGE_CREATE", message(1))  # happens while the bridge is down
 
         second = Collector()
-        await start_gateway(nursery, fake, second, initial_sessions=saved)
-        await wait_for_seq_count(fake, second, "MESSAGE_CREATE", 1)
-    assert len(fake.identifies) == 1
-    assert len(fake.resumes) == 1
+        await start_gateway(nursery, discord, second, initial_sessions=saved)
+        await wait_for_seq_count(discord, second, "MESSAGE_CREATE", 1)
+    assert len(discord.gateway.identifies) == 1
+    assert len(discord.gateway.resumes) == 1
     assert [e.data["content"] for e in second.dispatches("MESSAGE_CREATE")] == ["message 1"]
     assert second.of(ShardResumed)[0].replayed == 1
 
@@ -510,23 +526,23 @@ async def test_garbage_from_the_gateway_reconnects_and_loses_nothing(
     nursery: trio.Nursery, autojump_clock: trio.abc.Clock, compress: bool, garbage: str | bytes
 ) -> None:
     with trio.fail_after(120):
-        fake = await start_fake(nursery)
+        discord = await start_discord(nursery)
         collector = Collector()
-        await start_gateway(nursery, fake, collector, compress=compress)
-        await fake.dispatch("MESSAGE_CREATE", message(0))
-        await fake.send_raw(garbage)
-        await fake.dispatch("MESSAGE_CREATE", message(1))
-        await fake.wait_until(lambda: len(fake.resumes) == 1)
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 2)
-    assert fake.client_closes[0][1] == 4000
+        await start_gateway(nursery, discord, collector, compress=compress)
+        await discord.dispatch("MESSAGE_CREATE", message(0))
+        await discord.send_raw(garbage)
+        await discord.dispatch("MESSAGE_CREATE", message(1))
+        await discord.wait_until(lambda: len(discord.gateway.resumes) == 1)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 2)
+    assert discord.gateway.client_closes[0][1] == 4000
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == ["message 0", "message 1"]
     assert_exactly_once_in_order(collector)
 
 
 async def test_serve_shard_alone(nursery: trio.Nursery, autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        fake = await start_fake(nursery, shards=2)
-        info = GatewayBotInfo.from_json(fake.gateway_bot_json())
+        discord = await start_discord(nursery, shards=2)
+        info = GatewayBotInfo.from_json(discord.gateway.gateway_bot_json(trio.current_time()))
         collector = Collector()
         shard: Shard = await nursery.start(
             partial(
@@ -541,13 +557,13 @@ async def test_serve_shard_alone(nursery: trio.Nursery, autojump_clock: trio.abc
                 rng=random.Random(4),
             )
         )
-        await fake.dispatch("MESSAGE_CREATE", message(0), shard_id=1)
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", 1)
+        await discord.dispatch("MESSAGE_CREATE", message(0), shard_id=1)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", 1)
     assert shard.shard_id == 1
     assert shard.session() is not None
     assert shard.statistics().dispatches == 2
-    assert fake.identifies[0].payload["d"]["shard"] == [1, 2]
-    assert "compress" not in fake.connections[0].query
+    assert discord.gateway.identifies[0].payload["d"]["shard"] == [1, 2]
+    assert "compress" not in discord.gateway.connections[0].query
     with pytest.raises(trio.WouldBlock):
         for _ in range(MAX_PENDING_SENDS + 1):
             shard.send_nowait({"op": 3, "d": None})
@@ -570,11 +586,11 @@ async def test_a_consumer_without_room_holds_the_reader_and_loses_nothing(
 
     total = 3 * READER_YIELD_EVERY
     with trio.fail_after(600):
-        fake = await start_fake(nursery, heartbeat_interval=30.0)
+        discord = await start_discord(nursery, heartbeat_interval=30.0)
         collector = Collector()
-        await start_gateway(nursery, fake, collector, make_room=make_room)
+        await start_gateway(nursery, discord, collector, make_room=make_room)
         holding = True
-        await fake.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(total)])
+        await discord.dispatch_many("MESSAGE_CREATE", [message(i) for i in range(total)])
         while asked == 0:
             await trio.sleep(0.01)
         held = len(collector.dispatches("MESSAGE_CREATE"))
@@ -583,8 +599,8 @@ async def test_a_consumer_without_room_holds_the_reader_and_loses_nothing(
         assert len(collector.dispatches("MESSAGE_CREATE")) == held  # ...and stays stopped while there is no room
         holding = False
         released.set()
-        await wait_for_seq_count(fake, collector, "MESSAGE_CREATE", total)
+        await wait_for_seq_count(discord, collector, "MESSAGE_CREATE", total)
     assert [e.data["content"] for e in collector.dispatches("MESSAGE_CREATE")] == [f"message {i}" for i in range(total)]
     assert asked >= total // READER_YIELD_EVERY
-    assert len(fake.connections) == 1  # held, not dropped
+    assert len(discord.gateway.connections) == 1  # held, not dropped
     assert_exactly_once_in_order(collector)

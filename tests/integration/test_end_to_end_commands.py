@@ -1,7 +1,7 @@
 """Every mirai-api-http command (docs/mirai-api-http.md §6.1) through the whole running bridge.
 
 framework (fake, loopback websocket) → reverse-ws client → mirai translation → relay (store-resolved ids)
-→ Discord executor → REST client → fake Discord REST (loopback HTTP), and the answer all the way back.
+→ Discord executor → REST client → the emulated Discord's REST API (loopback HTTP), and the answer all the way back.
 Each command runs once where it succeeds and once where it must fail with the mirai code a framework
 expects; commands with no Discord meaning must answer code 6 with a reason. A command missing anywhere in
 the chain fails this test.
@@ -16,7 +16,8 @@ import attrs
 import trio
 
 from relay.config import MappingConfig
-from tests.fakes.fake_rest import DEFAULT_BOT_ID
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID
 from tests.integration.test_end_to_end import ALICE, CHANNEL, GUILD, OTHER_CHANNEL, running_bridge
 
 UNKNOWN = 4_242_424_242  # no channel, user or member has this id
@@ -76,13 +77,13 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
         async with running_bridge(tmp_path, mapping=mapping, before_start=_seed_admin_role) as env:
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
-            rest = env.world.rest
+            discord, world = env.discord, env.discord.world
             m = Matrix(conn)
             text = [{"type": "Plain", "text": "hello"}]
 
             # --- bridge-local answers (no failure mode exists for these)
             assert (await m.expect("about", {}, 0))["data"] == {"version": "2.10.0"}
-            assert (await m.expect("botList", {}, 0))["data"] == [DEFAULT_BOT_ID]
+            assert (await m.expect("botList", {}, 0))["data"] == [BOT_ID]
             await m.expect("sessionInfo", {}, 0)
             await m.expect("groupList", {}, 0)
             await m.expect("botProfile", {}, 0, bare=True)
@@ -92,7 +93,7 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
             await m.expect("sendGroupMessage", {"target": UNKNOWN, "messageChain": text}, 5)
             await m.expect("sendGroupMessage", {"target": CHANNEL, "messageChain": "not a chain"}, 400)
             await m.expect("sendFriendMessage", {"target": ALICE, "messageChain": text}, 0)
-            rest.close_dms(ALICE)
+            discord.close_dms(ALICE)
             await m.expect("sendFriendMessage", {"target": ALICE, "messageChain": text}, 10)
             await m.expect("sendTempMessage", {"qq": ALICE, "group": CHANNEL, "messageChain": text}, 10)  # DMs closed
             await m.expect("sendTempMessage", {"qq": UNKNOWN, "group": CHANNEL, "messageChain": text}, 5)
@@ -116,7 +117,7 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
             assert any(e["messageChain"][0]["id"] == message_id for e in history["data"])
             await m.expect("roamingMessages", {**roaming, "target": UNKNOWN}, 5)
             await m.expect("setEssence", {"target": CHANNEL, "messageId": message_id}, 0)
-            assert rest.pins[CHANNEL], "setEssence did not pin on Discord"
+            assert world.pins[CHANNEL], "setEssence did not pin on Discord"
             await m.expect("setEssence", {"target": CHANNEL, "messageId": 77_777}, 5)
             await m.expect("recall", {"target": CHANNEL, "messageId": message_id}, 0)
             await m.expect("recall", {"target": CHANNEL, "messageId": 77_777}, 5)
@@ -132,25 +133,25 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
             await m.expect("memberInfo", {"target": CHANNEL, "memberId": UNKNOWN}, 5, sub="get")
             update = {"target": CHANNEL, "memberId": ALICE, "info": {"name": "Ally"}}
             await m.expect("memberInfo", update, 0, sub="update")
-            assert rest.members[(GUILD, ALICE)]["nick"] == "Ally"
+            assert world.members[(GUILD, ALICE)]["nick"] == "Ally"
             await m.expect("memberInfo", {**update, "memberId": UNKNOWN}, 5, sub="update")
             await m.expect("memberAdmin", {"target": CHANNEL, "memberId": ALICE, "assign": True}, 0)
-            assert str(ADMIN_ROLE) in rest.members[(GUILD, ALICE)]["roles"]
+            assert str(ADMIN_ROLE) in world.members[(GUILD, ALICE)]["roles"]
             await m.expect("memberAdmin", {"target": CHANNEL, "memberId": UNKNOWN, "assign": True}, 5)
             await m.expect("mute", {"target": CHANNEL, "memberId": ALICE, "time": 600}, 0)
-            assert rest.members[(GUILD, ALICE)]["communication_disabled_until"]
+            assert world.members[(GUILD, ALICE)]["communication_disabled_until"]
             await m.expect("unmute", {"target": CHANNEL, "memberId": ALICE}, 0)
-            assert rest.members[(GUILD, ALICE)]["communication_disabled_until"] is None
-            rest.forbid("PATCH /guilds/{guild_id}/members/{user_id}", GUILD)
+            assert world.members[(GUILD, ALICE)]["communication_disabled_until"] is None
+            discord.forbid("PATCH /guilds/{guild_id}/members/{user_id}", GUILD)
             await m.expect("mute", {"target": CHANNEL, "memberId": ALICE, "time": 600}, 10)
             await m.expect("unmute", {"target": CHANNEL, "memberId": ALICE}, 10)
-            rest.allow("PATCH /guilds/{guild_id}/members/{user_id}", GUILD)
+            discord.allow("PATCH /guilds/{guild_id}/members/{user_id}", GUILD)
 
             # --- the group
             await m.expect("groupConfig", {"target": CHANNEL}, 0, sub="get", bare=True)
             await m.expect("groupConfig", {"target": UNKNOWN}, 5, sub="get")
             await m.expect("groupConfig", {"target": CHANNEL, "config": {"name": "renamed"}}, 0, sub="update")
-            assert rest.channels[CHANNEL]["name"] == "renamed"
+            assert world.channels[CHANNEL]["name"] == "renamed"
             await m.expect("groupConfig", {"target": UNKNOWN, "config": {"name": "x"}}, 5, sub="update")
             # issue 15: what maps is applied, "no change" is ignored, a change Discord cannot make is refused
             await m.expect(
@@ -174,7 +175,7 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
 
             # --- leaving
             await m.expect("kick", {"target": CHANNEL, "memberId": ALICE, "msg": "bye"}, 0)
-            assert (GUILD, ALICE) not in rest.members
+            assert (GUILD, ALICE) not in world.members
             await m.expect("kick", {"target": CHANNEL, "memberId": UNKNOWN}, 5)
             await m.expect("quit", {"target": UNKNOWN}, 5)
             await m.expect("quit", {"target": OTHER_CHANNEL}, 0)
@@ -222,5 +223,5 @@ async def test_every_mirai_command_succeeds_and_fails_as_a_framework_expects(tmp
             assert documented <= m.seen, f"not exercised: {sorted(documented - m.seen)}"
 
 
-def _seed_admin_role(world: Any) -> None:
-    world.rest.add_role(GUILD, ADMIN_ROLE, "Admins")
+def _seed_admin_role(discord: Emulator) -> None:
+    discord.world.add_role(GUILD, ADMIN_ROLE, "Admins")

@@ -8,14 +8,14 @@ from typing import Any
 
 import trio
 
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
 from tests.integration.test_end_to_end import running_bridge
 
 CAROL = 6301
 
 
-def with_carol(world: DiscordWorld) -> None:
-    world.rest.add_user(CAROL, "carol", global_name="Carol C")
+def with_carol(discord: Emulator) -> None:
+    discord.world.add_user(CAROL, "carol", global_name="Carol C")
 
 
 async def friend_ids(env: Any) -> list[int]:
@@ -29,10 +29,9 @@ async def friend_ids(env: Any) -> list[int]:
 async def test_a_dm_contact_is_still_a_friend_after_a_restart(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with running_bridge(tmp_path, before_start=with_carol) as env:
-            world = env.world
-            dm = world.rest.add_dm_channel(CAROL)
-            message = dict(world.rest.add_message(int(dm["id"]), "hello bot", author_id=CAROL))
-            await world.gateway.dispatch("MESSAGE_CREATE", message)
+            discord = env.discord
+            dm = discord.actions.open_dm(CAROL)
+            discord.actions.post_message(int(dm["id"]), "hello bot", author_id=CAROL)
             with trio.fail_after(20):
                 while not any(e.data.get("type") == "FriendMessage" for e in env.framework.events):
                     await trio.sleep(0.02)

@@ -28,17 +28,18 @@ from adapters.mirai.webhook import serve_webhooks
 from adapters.robots.queue import DeliveryQueue
 from adapters.robots.service import RobotService, robot_member_id, robot_routes, serve_robots
 from relay.config import RobotConfig, RobotSignature, WebhookConfig, WebhookDestinationConfig
+from relay.sandbox.emulator.emulator import Emulator
 from relay.web.metrics import Metrics
 from relay.web.routing import Router
 from relay.web.server import serve_http
-from tests.fakes.discord_world import DiscordWorld
+from tests.emulated import BOT_ID, say
 from tests.fakes.webhook_receiver import Answer, WebhookReceiver
 from tests.integration.test_end_to_end import ALICE, CHANNEL, OTHER_CHANNEL, Env, running_bridge, wait_group_messages
 from tests.integration.test_robots import signed
 from tests.unit.test_robots_pure import SECRET
 
 MESSAGES = "POST /channels/{channel_id}/messages"
-#: the fake Discord's limit on one channel's messages: 5 a second (Discord's real one is 5 per 5 s)
+#: the emulated Discord's limit on one channel's messages: 5 a second (Discord's real one is 5 per 5 s)
 BUCKET = 5
 
 
@@ -56,8 +57,8 @@ def robots() -> tuple[RobotConfig, ...]:
     )
 
 
-def limit_channels(world: DiscordWorld) -> None:
-    world.rest.set_bucket(MESSAGES, limit=BUCKET, per=1.0)
+def limit_channels(discord: Emulator) -> None:
+    discord.set_bucket(MESSAGES, limit=BUCKET, per=1.0)
 
 
 @asynccontextmanager
@@ -105,7 +106,7 @@ async def test_a_500_post_storm_becomes_a_few_messages_in_order_without_a_429(tm
                 await trio.sleep(0.004)  # 500 posts in about 2 s
             for delivery_id in ids:
                 await status_of(client, "ci", delivery_id, "sent")
-            rest = env.world.rest
+            rest = env.discord
             sent = [r for r in rest.requests_to(MESSAGES) if r.path == f"/channels/{CHANNEL}/messages"]
             sent_metric = metrics.robot_deliveries.labels("ci", "sent")._value.get()
     lines = [line for request in sent for line in request.json["content"].split("\n")]
@@ -123,7 +124,7 @@ async def test_a_channel_the_bot_cannot_post_in_fails_visibly(tmp_path: Path, ca
     metrics = Metrics()
     with trio.fail_after(60), caplog.at_level(logging.WARNING, "adapters.robots.service"):
         async with running_bridge(tmp_path) as env, robots_on(env, metrics) as client:
-            env.world.rest.forbid(MESSAGES, OTHER_CHANNEL)
+            env.discord.forbid(MESSAGES, OTHER_CHANNEL)
             answer = await client.post("/robots/locked", json={"text": "anyone there?"})
             assert answer.status_code == 202
             status = await status_of(client, "locked", answer.json()["id"], "failed")
@@ -170,13 +171,13 @@ async def test_a_webhook_answer_command_is_run_on_discord(tmp_path: Path) -> Non
                         metrics=Metrics(),
                     )
                 )
-                await env.world.gateway.dispatch("MESSAGE_CREATE", env.world.user_message(CHANNEL, ALICE, "ping"))
+                await say(env.discord, CHANNEL, ALICE, "ping")
                 (posted,) = await receiver.wait_for(1)
-                rest = env.world.rest
+                rest = env.discord
                 while not any(
                     (r.json or {}).get("content") == "pong from the webhook answer" for r in rest.requests_to(MESSAGES)
                 ):
                     await trio.sleep(0.02)
                 nursery.cancel_scope.cancel()
     assert posted.json()["type"] == "GroupMessage"
-    assert posted.header("qq") == str(env.world.bot_id)
+    assert posted.header("qq") == str(BOT_ID)

@@ -539,3 +539,13 @@ def test_close_with_a_reason_and_a_shorter_identify_window() -> None:
     second = Client(gateway, 1.5)
     second.identify(1.5)  # 1.5 s after the last identify: fine within a 1 s window
     assert "READY" in names(second.received())
+
+
+def test_a_raw_dispatch_json_cannot_hold_goes_out_as_the_standard_library_writes_it() -> None:
+    gateway = make_gateway()
+    client = Client(gateway)
+    client.identify()
+    client.received()
+    gateway.dispatch("MESSAGE_CREATE", {"id": 2**64, "content": "\ud800"})  # no Discord sends these: bad-input tests
+    (message,) = client.received()
+    assert message["d"] == {"id": 2**64, "content": "\ud800"}

@@ -41,6 +41,7 @@ close is recorded with ``now``.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -190,7 +191,10 @@ class Connection:
 
 
 def _dumps(obj: object) -> str:
-    return fastjson.dumps(obj).decode()
+    try:
+        return fastjson.dumps(obj).decode()
+    except TypeError:  # what orjson does not write (an integer beyond 64 bits, a lone surrogate): a raw
+        return json.dumps(obj, separators=(",", ":"))  # dispatch of a test about malformed payloads
 
 
 def _dispatch_text(name: str, seq: int, data_json: str) -> str:
