@@ -1,8 +1,9 @@
-"""``check --online`` against loopback fakes: the fake Discord REST API and gateway, and fake frameworks that
-verify with the right key and qq, the wrong key, the wrong qq, or refuse the upgrade; through a real proxy
-process too (127.0.0.1 only).
+"""``check --online`` over loopback: the emulated Discord (REST and gateway), and fake frameworks that verify with
+the right key and qq, the wrong key, the wrong qq, or refuse the upgrade; through a real proxy process too
+(127.0.0.1 only).
 
-``main`` runs in a worker thread (it calls ``trio.run`` itself) while the fakes serve in the test's trio loop.
+``main`` runs in a worker thread (it calls ``trio.run`` itself) while the emulator and the fake frameworks serve
+in the test's trio loop.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 
 from relay.cli import main
 from relay.online import ALL_PERMISSIONS, BRIDGE_PERMISSIONS, NEEDED_PERMISSIONS, invite_url
+from relay.sandbox.emulator import intents as it
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, start_emulator
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
-from tests.fakes.fake_gateway import FakeGateway
-from tests.fakes.fake_rest import DEFAULT_BOT_ID, GATEWAY_MESSAGE_CONTENT_LIMITED, FakeDiscordRest
 from tests.integration.pproxy_server import open_pproxy
 
 TOKEN = "online-check-token-abcdefghijklmnop"
@@ -31,25 +32,13 @@ ENV = {"DISCORD_TOKEN": TOKEN, "MIRAI_VERIFY_KEY": VERIFY_KEY, "HOME": "/home/u"
 GUILD, OWNER, ROLE = 1_100_000_000_000_000_010, 1_100_000_000_000_000_500, 1_100_000_000_000_000_020
 
 
-@attrs.define
-class FakeDiscord:
-    rest: FakeDiscordRest
-    gateway: FakeGateway
-
-    @property
-    def api(self) -> str:
-        return self.rest.base_url
-
-
 @asynccontextmanager
-async def open_fake_discord(**rest_options: object) -> AsyncIterator[FakeDiscord]:
+async def open_discord(**options: object) -> AsyncIterator[Emulator]:
+    """The emulated Discord (``options``: the application's id and flags) with one guild the bot is in."""
     async with trio.open_nursery() as nursery:
-        gateway = FakeGateway(token=TOKEN)
-        url = await nursery.start(gateway.serve)
-        rest = FakeDiscordRest(token=TOKEN, gateway_url=url, **rest_options)  # type: ignore[arg-type]
-        rest.add_guild(GUILD, "Bridge Guild", owner_id=OWNER)
-        await nursery.start(rest.serve)
-        yield FakeDiscord(rest, gateway)
+        discord = Emulator(token=TOKEN, **options)  # type: ignore[arg-type]
+        discord.world.add_guild(GUILD, "Bridge Guild", owner_id=OWNER)
+        yield await start_emulator(nursery, discord)
         nursery.cancel_scope.cancel()
 
 
@@ -99,9 +88,9 @@ def destination(framework: FakeFramework, name: str = "", extra: str = "") -> st
     return f'host = "127.0.0.1"\nport = {framework.port}\npath = "/ws"{named}\n{extra}'
 
 
-def give_bot_every_permission(rest: FakeDiscordRest) -> None:
-    rest.add_role(GUILD, ROLE, "relay", permissions=ALL_PERMISSIONS)
-    rest.members[(GUILD, DEFAULT_BOT_ID)]["roles"] = [str(ROLE)]
+def give_bot_every_permission(discord: Emulator) -> None:
+    discord.world.add_role(GUILD, ROLE, "relay", permissions=ALL_PERMISSIONS)
+    discord.world.members[(GUILD, BOT_ID)]["roles"] = [str(ROLE)]
 
 
 # --------------------------------------------------------------------------- everything right
@@ -111,28 +100,28 @@ async def test_online_check_passes_with_a_complete_verify_round_trip(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with (
-        open_fake_discord() as discord,
+        open_discord() as discord,
         open_fake_framework(
             verify_key=VERIFY_KEY,
-            qq=DEFAULT_BOT_ID,
+            qq=BOT_ID,
             path="/ws",
             expected_params={"room": "a b"},
             expected_headers={"X-Common": "mine", "X-Token": "dest-secret-value"},
         ) as framework,
     ):
-        give_bot_every_permission(discord.rest)
+        give_bot_every_permission(discord)
         extra = (
             'extra_parameters = { room = "a b" }\nextra_headers = { X-Common = "mine", X-Token = "dest-secret-value" }'
         )
-        path = write_config(tmp_path, discord.api, [destination(framework, extra=extra)])
+        path = write_config(tmp_path, discord.base_url, [destination(framework, extra=extra)])
         assert await check_online(path) == 0
         out = capsys.readouterr().out
-        assert f"[ok] discord: token accepted, logged in as relay-bot (id {DEFAULT_BOT_ID})" in out
+        assert f"[ok] discord: token accepted, logged in as relay-bot (id {BOT_ID})" in out
         assert "[ok] discord: privileged intents enabled: GUILD_MEMBERS, MESSAGE_CONTENT" in out
         assert '[ok] discord: the bot has every permission the bridge uses in "Bridge Guild"' in out
-        assert f"[ok] discord gateway: {discord.gateway.url}: reached, Hello received (heartbeat every 41.25 s)" in out
+        assert f"[ok] discord gateway: {discord.gateway_url}: reached, Hello received (heartbeat every 41.25 s)" in out
         label = f"127.0.0.1:{framework.port}/ws"
-        assert f"[ok] destination {label}: verify round trip complete (verifyKey matches, qq {DEFAULT_BOT_ID})" in out
+        assert f"[ok] destination {label}: verify round trip complete (verifyKey matches, qq {BOT_ID})" in out
         conn = framework.connections[0]
         await conn.wait_closed()
         assert conn.session is not None and len(conn.session) == 8  # the bridge's verify answer, as run sends it
@@ -140,12 +129,12 @@ async def test_online_check_passes_with_a_complete_verify_round_trip(
         assert conn.close_code == 1000
         assert conn.params == {"room": "a b"}
         assert conn.headers["x-common"] == "mine"  # the destination's value wins over the adapter-wide one
-        assert conn.headers["qq"] == str(DEFAULT_BOT_ID)  # the bot id: the Discord user id when [mirai] bot_id = 0
+        assert conn.headers["qq"] == str(BOT_ID)  # the bot id: the Discord user id when [mirai] bot_id = 0
         (hello_client,) = discord.gateway.client_closes
         assert hello_client[1] == 1000
-        requests = {r.route for r in discord.rest.requests}
+        requests = {r.route for r in discord.requests}
         assert {"GET /users/@me", "GET /applications/@me", "GET /users/@me/guilds", "GET /gateway/bot"} <= requests
-        assert discord.rest.requests[0].headers["user-agent"].startswith("DiscordBot (")
+        assert discord.requests[0].headers["user-agent"].startswith("DiscordBot (")
         assert TOKEN not in out
         assert VERIFY_KEY not in out
         assert "dest-secret-value" not in out
@@ -159,14 +148,14 @@ async def test_online_check_passes_with_a_complete_verify_round_trip(
     [
         (
             "not-the-key",
-            DEFAULT_BOT_ID,
+            BOT_ID,
             "the framework's verifyKey differs from the bridge's (MIRAI_VERIFY_KEY); set the same key on both sides",
         ),
         (
             VERIFY_KEY,
             123456,
-            f"the framework verifies as qq 123456, but the bridge presents {DEFAULT_BOT_ID}; give the framework the "
-            f"account {DEFAULT_BOT_ID}, or set bot_id = 123456 under [mirai]",
+            f"the framework verifies as qq 123456, but the bridge presents {BOT_ID}; give the framework the "
+            f"account {BOT_ID}, or set bot_id = 123456 under [mirai]",
         ),
     ],
 )
@@ -174,11 +163,11 @@ async def test_a_wrong_key_or_qq_is_one_clear_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], verify_key: str, qq: int, expected: str
 ) -> None:
     async with (
-        open_fake_discord() as discord,
+        open_discord() as discord,
         open_fake_framework(verify_key=verify_key, qq=qq, path="/ws") as framework,
     ):
-        give_bot_every_permission(discord.rest)
-        path = write_config(tmp_path, discord.api, [destination(framework, "bot")])
+        give_bot_every_permission(discord)
+        path = write_config(tmp_path, discord.base_url, [destination(framework, "bot")])
         assert await check_online(path) == 1
         out = capsys.readouterr().out
         assert f"[FAIL] destination bot: {expected}" in out
@@ -193,10 +182,10 @@ async def test_a_wrong_key_or_qq_is_one_clear_line(
 
 async def test_a_framework_that_never_verifies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with (
-        open_fake_discord() as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws", auto_verify=False) as framework,
+        open_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws", auto_verify=False) as framework,
     ):
-        path = write_config(tmp_path, discord.api, [destination(framework, "silent")])
+        path = write_config(tmp_path, discord.base_url, [destination(framework, "silent")])
         code = await trio.to_thread.run_sync(functools.partial(main, ["check", "--online", str(path)], env=ENV))
         assert code == 1
         assert (
@@ -212,11 +201,11 @@ async def test_an_application_without_the_privileged_intents(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with (
-        open_fake_discord(application_flags=GATEWAY_MESSAGE_CONTENT_LIMITED) as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord(application_flags=it.GATEWAY_MESSAGE_CONTENT_LIMITED) as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
     ):
-        give_bot_every_permission(discord.rest)
-        path = write_config(tmp_path, discord.api, [destination(framework)])
+        give_bot_every_permission(discord)
+        path = write_config(tmp_path, discord.base_url, [destination(framework)])
         assert await check_online(path) == 1
         out = capsys.readouterr().out
         assert (
@@ -229,20 +218,20 @@ async def test_an_application_without_the_privileged_intents(
 
 async def test_permissions_and_the_invite_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with (
-        open_fake_discord(application_id=4242) as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord(application_id=4242) as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
     ):
         invite = invite_url(4242)
         assert invite == f"https://discord.com/oauth2/authorize?client_id=4242&scope=bot&permissions={ALL_PERMISSIONS}"
-        path = write_config(tmp_path, discord.api, [destination(framework)])
+        path = write_config(tmp_path, discord.base_url, [destination(framework)])
         # the default @everyone role lets it relay, but not moderate: ok, with what is missing and the URL
         assert await check_online(path) == 0
         out = capsys.readouterr().out
         assert '[ok] discord: the bot can relay in "Bridge Guild", but lacks Manage Messages, Pin Messages' in out
         assert invite in out
         # without the permissions it needs in any server, and computed from roles when Discord leaves them out
-        discord.rest.guilds[GUILD]["roles"][0]["permissions"] = str(NEEDED_PERMISSIONS & ~(1 << 11))
-        discord.rest.guild_permissions_field = False
+        discord.world.guilds[GUILD]["roles"][0]["permissions"] = str(NEEDED_PERMISSIONS & ~(1 << 11))
+        discord.world.deviations.omit_guild_permissions = True
         assert await check_online(path) == 1
         out = capsys.readouterr().out
         assert (
@@ -250,7 +239,7 @@ async def test_permissions_and_the_invite_url(tmp_path: Path, capsys: pytest.Cap
             f"give its role these permissions, or invite it with {invite}"
         ) in out
         # in no server at all
-        del discord.rest.members[(GUILD, DEFAULT_BOT_ID)]
+        del discord.world.members[(GUILD, BOT_ID)]
         assert await check_online(path) == 1
         assert f"[FAIL] discord: the bot is in no server; add it to yours with {invite}" in capsys.readouterr().out
 
@@ -270,20 +259,20 @@ async def test_failures_on_discord_and_destinations_each_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], closed_port: int
 ) -> None:
     async with (
-        open_fake_discord() as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
     ):
         destinations = [
             destination(framework, "good"),
             f'host = "127.0.0.1"\nport = {framework.port}\npath = "/wrong"\nname = "wrong-path"',
             f'host = "127.0.0.1"\nport = {closed_port}\nname = "nobody-home"',
         ]
-        path = write_config(tmp_path, discord.api, destinations)
+        path = write_config(tmp_path, discord.base_url, destinations)
         env = {**ENV, "DISCORD_TOKEN": "a-wrong-token-value"}
         assert await check_online(path, env) == 1
         out = capsys.readouterr().out
         assert "[FAIL] discord: the token was rejected (HTTP 401)" in out
-        assert "GET /applications/@me" not in {r.route for r in discord.rest.requests}  # no point without a token
+        assert "GET /applications/@me" not in {r.route for r in discord.requests}  # no point without a token
         assert (
             "[FAIL] destination good: the verifyKey matches, but the qq cannot be checked against an unknown bot id"
         ) in out
@@ -297,7 +286,7 @@ async def test_failures_on_discord_and_destinations_each_one_line(
 async def test_online_check_when_discord_is_unreachable(
     tmp_path: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework:
+    async with open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework:
         path = write_config(tmp_path, f"http://127.0.0.1:{closed_port}/api/v10", [destination(framework)])
         assert await check_online(path) == 1
         out = capsys.readouterr().out
@@ -306,10 +295,10 @@ async def test_online_check_when_discord_is_unreachable(
 
 async def test_online_check_on_a_non_discord_answer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async with (
-        open_fake_discord() as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
     ):
-        path = write_config(tmp_path, discord.api.replace("/api/v10", "/elsewhere"), [destination(framework)])
+        path = write_config(tmp_path, discord.base_url.replace("/api/v10", "/elsewhere"), [destination(framework)])
         assert await check_online(path) == 1
         assert "answered HTTP 404: 404: Not Found" in capsys.readouterr().out
 
@@ -321,39 +310,42 @@ async def test_online_check_goes_through_the_configured_proxy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with (
-        open_fake_discord() as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
         open_pproxy(tmp_path) as proxy,
     ):
-        give_bot_every_permission(discord.rest)
+        give_bot_every_permission(discord)
         url = proxy.url("socks5")
-        path = write_config(tmp_path, discord.api, [destination(framework)], discord=f'proxy = "{url}"')
+        path = write_config(tmp_path, discord.base_url, [destination(framework)], discord=f'proxy = "{url}"')
         assert await check_online(path) == 0
         out = capsys.readouterr().out
         shown = f"socks5://alice:***@127.0.0.1:{proxy.port}"
         assert f"proxy:          {shown} (from [discord] proxy)" in out
-        assert f"[ok] discord gateway: {discord.gateway.url}: reached through {shown}, Hello received" in out
+        assert f"[ok] discord gateway: {discord.gateway_url}: reached through {shown}, Hello received" in out
         log = proxy.log()
-        assert f"127.0.0.1:{discord.rest.port}" in log  # REST went through the proxy
-        assert f"127.0.0.1:{discord.gateway.url.rsplit(':', 1)[1]}" in log  # and so did the gateway
+        # REST and the gateway share the emulator's port: every TCP connection it accepted, REST's (one per
+        # client address) and the gateway's, is one tunnel of the proxy's
+        assert discord.gateway.connections
+        tunnels = len({r.client for r in discord.requests}) + len(discord.gateway.connections)
+        assert log.count(f"127.0.0.1:{discord.port}") == tunnels
         assert f"127.0.0.1:{framework.port}" not in log  # frameworks never do
         assert "s3cret" not in out
 
 
 async def test_a_proxy_that_refuses_the_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    async with open_fake_discord() as discord, open_pproxy(tmp_path) as proxy:
+    async with open_discord() as discord, open_pproxy(tmp_path) as proxy:
         url = proxy.url("socks5", password="wrong-password")
         path = write_config(
             tmp_path,
-            discord.api,
+            discord.base_url,
             ['host = "127.0.0.1"\nport = 1'],
-            discord=f'proxy = "{url}"\ngateway_url = "{discord.gateway.url}"',
+            discord=f'proxy = "{url}"\ngateway_url = "{discord.gateway_url}"',
         )
         assert await check_online(path) == 1
         out = capsys.readouterr().out
-        assert f"[FAIL] discord: cannot reach {discord.api}/users/@me" in out
+        assert f"[FAIL] discord: cannot reach {discord.base_url}/users/@me" in out
         assert (
-            f"[FAIL] discord gateway: {discord.gateway.url}: the proxy socks5://alice:***@127.0.0.1:{proxy.port} "
+            f"[FAIL] discord gateway: {discord.gateway_url}: the proxy socks5://alice:***@127.0.0.1:{proxy.port} "
             "refused authentication"
         ) in out
         assert "wrong-password" not in out
@@ -365,12 +357,12 @@ async def test_check_online_very_verbose_never_shows_an_extra_parameter_value(
     # issue 15: -vv logged a credential given in extra_parameters (the dial's request target carries it)
     secret = "param-secret/value x"
     async with (
-        open_fake_discord() as discord,
-        open_fake_framework(verify_key=VERIFY_KEY, qq=DEFAULT_BOT_ID, path="/ws") as framework,
+        open_discord() as discord,
+        open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID, path="/ws") as framework,
     ):
-        give_bot_every_permission(discord.rest)
+        give_bot_every_permission(discord)
         extra = f'extra_parameters = {{ access = "{secret}" }}'
-        path = write_config(tmp_path, discord.api, [destination(framework, extra=extra)])
+        path = write_config(tmp_path, discord.base_url, [destination(framework, extra=extra)])
         code: int = await trio.to_thread.run_sync(
             functools.partial(main, ["-vv", "check", "--online", "-c", str(path)], env=ENV)
         )

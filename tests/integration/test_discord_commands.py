@@ -1,4 +1,4 @@
-"""Every envelope command end to end: DiscordCommandExecutor → real RestClient → fake Discord on 127.0.0.1.
+"""Every envelope command end to end: DiscordCommandExecutor → real RestClient → the emulated Discord on 127.0.0.1.
 
 Each command has a success test and at least one failure test; ``test_every_command_is_exercised`` fails when
 a command of ``relay.envelope.Command`` is added without a test here.
@@ -6,7 +6,6 @@ a command of ``relay.envelope.Command`` is added without a test here.
 
 from __future__ import annotations
 
-import copy
 import pathlib
 import socket
 import typing
@@ -84,10 +83,13 @@ from relay.envelope import (
     User,
 )
 from relay.errors import CommandFailed, FailureKind
-from tests.fakes.fake_rest import DEFAULT_BOT_ID, FAKE_EPOCH, Fail, FakeDiscordRest
+from relay.sandbox.emulator.emulator import Emulator
+from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
+from relay.sandbox.emulator.rest import Fail
+from tests.emulated import BOT_ID, message_create, start_emulator
 
 TOKEN = "test-token-for-commands"
-BOT = DEFAULT_BOT_ID
+BOT = BOT_ID
 GUILD = 900_000_000_000_000_001
 OWNER = 900_000_000_000_000_101
 ALICE = 900_000_000_000_000_102
@@ -102,41 +104,41 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 OGG = b"OggS" + b"\x00" * 60
 
 
-def make_fake() -> FakeDiscordRest:
-    fake = FakeDiscordRest(token=TOKEN)
-    fake.add_guild(GUILD, "Guild", owner_id=OWNER)
-    fake.add_role(GUILD, MODS, "Moderators", permissions=0, position=1)
-    fake.add_channel(GENERAL, "general", guild_id=GUILD)
-    fake.add_channel(RANDOM, "random", guild_id=GUILD)
-    fake.add_channel(VOICE, "voice", guild_id=GUILD, type=2)
-    fake.add_member(GUILD, ALICE, nick="Alice", username="alice")
-    fake.add_member(GUILD, BOB, username="bob")
-    fake.add_user(CAROL, "carol")
-    return fake
+def make_discord() -> Emulator:
+    """The emulated Discord on the virtual clock (its wall time is FAKE_EPOCH + trio time)."""
+    discord = Emulator(token=TOKEN, epoch=FAKE_EPOCH)
+    world = discord.world
+    world.add_guild(GUILD, "Guild", owner_id=OWNER)
+    world.add_role(GUILD, MODS, "Moderators", permissions=0, position=1)
+    world.add_channel(GENERAL, "general", guild_id=GUILD)
+    world.add_channel(RANDOM, "random", guild_id=GUILD)
+    world.add_channel(VOICE, "voice", guild_id=GUILD, type=2)
+    world.add_member(GUILD, ALICE, nick="Alice", username="alice")
+    world.add_member(GUILD, BOB, username="bob")
+    world.add_user(CAROL, "carol")
+    return discord
 
 
 def fake_now() -> float:
     return FAKE_EPOCH + trio.current_time()
 
 
-def sync_cache(fake: FakeDiscordRest, translator: DispatchTranslator) -> None:
-    """What READY + GUILD_CREATE would have told the translator about the fake's state."""
+def sync_cache(discord: Emulator, translator: DispatchTranslator) -> None:
+    """What READY + GUILD_CREATE tell the translator about the emulated Discord's state (no gateway here)."""
     now = fake_now()
+    world = discord.world
     translator.on_dispatch(
         "READY",
-        {"user": fake.users[BOT], "guilds": [{"id": str(g), "unavailable": True} for g in fake.guilds]},
+        {"user": world.bot_user, "guilds": [{"id": str(g), "unavailable": True} for g in world.bot_guilds()]},
         now,
     )
-    for guild_id, guild in fake.guilds.items():
-        data = copy.deepcopy(guild)
-        data["channels"] = [copy.deepcopy(c) for c in fake.channels.values() if c.get("guild_id") == str(guild_id)]
-        data["members"] = [copy.deepcopy(m) for (g, _), m in fake.members.items() if g == guild_id]
-        translator.on_dispatch("GUILD_CREATE", data, now)
+    for guild_id in world.bot_guilds():
+        translator.on_dispatch("GUILD_CREATE", world.guild_create(guild_id), now)
 
 
 @attrs.define
 class Env:
-    fake: FakeDiscordRest
+    discord: Emulator
     executor: DiscordCommandExecutor
     translator: DispatchTranslator
     cache: DiscordCache
@@ -152,23 +154,23 @@ class Env:
         return caught.value
 
     def bodies(self, route: str = "POST /channels/{channel_id}/messages") -> list[Any]:
-        return [r.json for r in self.fake.requests_to(route)]
+        return [r.json for r in self.discord.requests_to(route)]
 
 
 @asynccontextmanager
-async def running(mapping: MappingConfig | None = None, fake: FakeDiscordRest | None = None) -> AsyncIterator[Env]:
-    fake = fake or make_fake()
+async def running(mapping: MappingConfig | None = None, discord: Emulator | None = None) -> AsyncIterator[Env]:
+    discord = discord or make_discord()
     mapping = mapping or MappingConfig()
     async with trio.open_nursery() as nursery:
-        await nursery.start(fake.serve)
-        config = BridgeConfig(discord=DiscordConfig(api_base_url=fake.base_url, max_retries=1), mapping=mapping)
+        await start_emulator(nursery, discord)
+        config = BridgeConfig(discord=DiscordConfig(api_base_url=discord.base_url, max_retries=1), mapping=mapping)
         async with open_rest_client(config.discord, TOKEN) as rest:
             cache = DiscordCache()
             entities, own = EntityFactory(cache, mapping), OwnActions()
             translator = DispatchTranslator(entities, own)
-            sync_cache(fake, translator)
+            sync_cache(discord, translator)
             executor = DiscordCommandExecutor(rest, entities, own, config, clock=fake_now)
-            yield Env(fake, executor, translator, cache)
+            yield Env(discord, executor, translator, cache)
         nursery.cancel_scope.cancel()
 
 
@@ -185,7 +187,7 @@ def group_of(channel: int = GENERAL, name: str = "general") -> Group:
 async def test_send_message_text_mention_emoji_quote(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
-            earlier = env.fake.add_message(GENERAL, "earlier", author_id=ALICE)
+            earlier = env.discord.world.add_message(GENERAL, "earlier", author_id=ALICE)
             result = await env.run(
                 SendMessage(
                     conversation=G,
@@ -203,11 +205,11 @@ async def test_send_message_text_mention_emoji_quote(autojump_clock: trio.abc.Cl
                 "message_reference": {"message_id": earlier["id"], "fail_if_not_exists": False},
                 "enforce_nonce": True,
             }
-            sent_id = max(env.fake.messages[GENERAL])
+            sent_id = max(env.discord.world.messages[GENERAL])
             assert result.ref == MessageRef(conversation=G, platform_id=sent_id, channel_id=GENERAL)
             assert result.extra == ()
             # the echo of our own send is not pushed back to the frameworks
-            echo = dict(env.fake.messages[GENERAL][sent_id], guild_id=str(GUILD))
+            echo = message_create(env.discord, env.discord.world.messages[GENERAL][sent_id])
             assert env.translator.on_dispatch("MESSAGE_CREATE", echo, fake_now()) == []
 
 
@@ -225,9 +227,9 @@ async def test_send_message_failures(autojump_clock: trio.abc.Clock) -> None:
                 SendMessage(conversation=G, segments=(Text("x"),), quote=MessageRef(conversation=G)),
                 FailureKind.NOT_FOUND,
             )
-            env.fake.forbid("POST /channels/{channel_id}/messages", GENERAL)
+            env.discord.forbid("POST /channels/{channel_id}/messages", GENERAL)
             await env.fails(SendMessage(conversation=G, segments=(Text("x"),)), FailureKind.NO_PERMISSION)
-            assert env.fake.messages[GENERAL] == {}
+            assert env.discord.world.messages[GENERAL] == {}
 
 
 @pytest.mark.parametrize("allowed", [False, True])
@@ -246,31 +248,31 @@ async def test_send_images_by_data_url_and_issued_id(autojump_clock: trio.abc.Cl
             # base64 / raw data → multipart upload
             first = await env.run(SendMessage(conversation=G, segments=(Text("pic"), Image(data=PNG))))
             assert isinstance(first, MessageSent)
-            request = env.fake.requests_to("POST /channels/{channel_id}/messages")[-1]
+            request = env.discord.requests_to("POST /channels/{channel_id}/messages")[-1]
             assert [p.name for p in request.parts] == ["payload_json", "files[0]"]
             assert request.parts[1].data == PNG
             assert request.parts[1].content_type == "image/png"
             assert request.json["attachments"] == [{"id": 0, "filename": "image.png"}]
             assert request.json["content"] == "pic"
             # by URL → downloaded, then uploaded
-            url = env.fake.add_file("/cdn/voice.ogg", OGG, "audio/ogg")
+            url = env.discord.world.add_file("/cdn/voice.ogg", OGG, "audio/ogg")
             await env.run(SendMessage(conversation=G, segments=(Audio(url=url),)))
-            request = env.fake.requests_to("POST /channels/{channel_id}/messages")[-1]
+            request = env.discord.requests_to("POST /channels/{channel_id}/messages")[-1]
             assert request.parts[1].data == OGG
             assert request.json["attachments"] == [{"id": 0, "filename": "voice.ogg"}]
             assert "content" not in request.json
             # an id this bridge issued for a received attachment (the cache has forgotten it): re-fetched
-            stored = env.fake.messages[GENERAL][first.ref.platform_id or 0]
+            stored = env.discord.world.messages[GENERAL][first.ref.platform_id or 0]
             attachment = stored["attachments"][0]
             issued = media_id(GENERAL, int(stored["id"]), int(attachment["id"]), attachment["filename"])
             await env.run(SendMessage(conversation=ConversationRef.group(RANDOM), segments=(Image(id=issued),)))
-            request = env.fake.requests_to("POST /channels/{channel_id}/messages")[-1]
+            request = env.discord.requests_to("POST /channels/{channel_id}/messages")[-1]
             assert request.parts[1].data == PNG
             assert request.json["attachments"] == [{"id": 0, "filename": "image.png"}]
             # failures: an id from elsewhere, a dead URL, too large data
             await env.fails(SendMessage(conversation=G, segments=(Image(id="{0000-AAAA}.jpg"),)), FailureKind.NOT_FOUND)
             await env.fails(
-                SendMessage(conversation=G, segments=(Image(url=env.fake.origin + "/cdn/none.png"),)),
+                SendMessage(conversation=G, segments=(Image(url=env.discord.origin + "/cdn/none.png"),)),
                 FailureKind.NOT_FOUND,
             )
             big = b"\x89PNG" + b"\x00" * (10 * 1024 * 1024)
@@ -322,7 +324,7 @@ async def test_send_long_text_split_or_refused(autojump_clock: trio.abc.Clock) -
             assert [len(c) for c in contents] == [1999, 1999, 500]
             assert "\n".join(contents) == text  # split at line ends; nothing lost
             assert len(result.extra) == 2
-            ids = sorted(env.fake.messages[GENERAL])
+            ids = sorted(env.discord.world.messages[GENERAL])
             assert [result.ref.platform_id, *(r.platform_id for r in result.extra)] == ids
         async with running(MappingConfig(long_messages=LongMessageMode.REFUSE)) as env:
             await env.fails(SendMessage(conversation=G, segments=(Text(text),)), FailureKind.TOO_LONG)
@@ -334,11 +336,11 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
         async with running() as env:
             result = await env.run(SendMessage(conversation=ConversationRef.private(ALICE), segments=(Text("hey"),)))
             assert isinstance(result, MessageSent)
-            dm = env.fake.dm_channels[ALICE]
+            dm = env.discord.world.dm_channels[ALICE]
             assert result.ref.channel_id == dm
-            assert env.fake.messages[dm][result.ref.platform_id or 0]["content"] == "hey"
+            assert env.discord.world.messages[dm][result.ref.platform_id or 0]["content"] == "hey"
             assert env.cache.dm_partner(dm) == ALICE
-            env.fake.add_message(dm, "thanks", author_id=ALICE)
+            env.discord.world.add_message(dm, "thanks", author_id=ALICE)
             history = await env.run(GetHistory(conversation=ConversationRef.private(ALICE)))
             assert isinstance(history, MessageList)
             mine, theirs = history.messages
@@ -361,7 +363,7 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
                 SendMessage(conversation=ConversationRef.private(CAROL), segments=(Text("t"),), via_group=GENERAL),
                 FailureKind.NOT_FOUND,
             )
-            env.fake.close_dms(BOB)
+            env.discord.close_dms(BOB)
             await env.fails(
                 SendMessage(conversation=ConversationRef.private(BOB), segments=(Text("x"),)), FailureKind.NO_PERMISSION
             )
@@ -376,10 +378,10 @@ async def test_send_private_message_opens_dm(autojump_clock: trio.abc.Clock) -> 
 async def test_recall_message(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
-            message = env.fake.add_message(GENERAL, "oops", author_id=ALICE)
+            message = env.discord.world.add_message(GENERAL, "oops", author_id=ALICE)
             ref = MessageRef(conversation=G, platform_id=int(message["id"]), channel_id=GENERAL)
             assert await env.run(RecallMessage(ref=ref)) == Done()
-            assert int(message["id"]) not in env.fake.messages[GENERAL]
+            assert int(message["id"]) not in env.discord.world.messages[GENERAL]
             await env.fails(RecallMessage(ref=ref), FailureKind.NOT_FOUND)
             await env.fails(RecallMessage(ref=MessageRef(conversation=G)), FailureKind.NOT_FOUND)
 
@@ -387,8 +389,9 @@ async def test_recall_message(autojump_clock: trio.abc.Clock) -> None:
 async def test_get_message(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
-            original = env.fake.add_message(GENERAL, "first", author_id=BOB)
-            reply = env.fake.add_message(GENERAL, f"yes <@{BOB}>", author_id=ALICE, reply_to=int(original["id"]))
+            world = env.discord.world
+            original = world.add_message(GENERAL, "first", author_id=BOB)
+            reply = world.add_message(GENERAL, f"yes <@{BOB}>", author_id=ALICE, reply_to=int(original["id"]))
             ref = MessageRef(conversation=G, platform_id=int(reply["id"]))  # no channel id: from the conversation
             found = await env.run(GetMessage(ref=ref))
             assert isinstance(found, MessageFound)
@@ -410,7 +413,7 @@ async def test_get_history_between_bounds_oldest_first(autojump_clock: trio.abc.
         async with running() as env:
             stamps = []
             for i in range(5):
-                env.fake.add_message(GENERAL, f"m{i}", author_id=ALICE)
+                env.discord.world.add_message(GENERAL, f"m{i}", author_id=ALICE)
                 stamps.append(int(fake_now()))
                 await trio.sleep(10)
             found = await env.run(GetHistory(conversation=G, time_start=stamps[1], time_end=stamps[3]))
@@ -428,7 +431,7 @@ async def test_get_history_between_bounds_oldest_first(autojump_clock: trio.abc.
 async def test_pin_message(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
-            message = env.fake.add_message(GENERAL, "essence", author_id=ALICE)
+            message = env.discord.world.add_message(GENERAL, "essence", author_id=ALICE)
             assert await env.run(PinMessage(ref=MessageRef(conversation=G, platform_id=int(message["id"])))) == Done()
             assert message["pinned"] is True
             await env.fails(PinMessage(ref=MessageRef(conversation=G, platform_id=UNKNOWN)), FailureKind.NOT_FOUND)
@@ -449,16 +452,15 @@ async def test_list_friends_and_list_groups(autojump_clock: trio.abc.Clock) -> N
             assert groups == GroupList(groups=(group_of(),))  # RANDOM filtered out, VOICE not text
             # failure: Discord down while fetching an unknown friend's profile
             env.cache.users.clear()
-            env.fake.inject("GET /users/{user_id}", Fail(500), Fail(500), Fail(500))
+            env.discord.inject("GET /users/{user_id}", Fail(500), Fail(500), Fail(500))
             failure = await env.fails(ListFriends(), FailureKind.INTERNAL)
             assert "500" in failure.message
 
 
 async def test_list_groups_empty_when_no_guild(autojump_clock: trio.abc.Clock) -> None:
     # ListGroups has no failure mode of its own (it answers from the cache); no guild means no groups
-    fake = FakeDiscordRest(token=TOKEN)
     with trio.fail_after(30):
-        async with running(fake=fake) as env:
+        async with running(discord=Emulator(token=TOKEN, epoch=FAKE_EPOCH)) as env:
             assert await env.run(ListGroups()) == GroupList(groups=())
 
 
@@ -474,16 +476,16 @@ async def test_list_members_cache_fresh_and_ids(autojump_clock: trio.abc.Clock) 
                 BOB: ("bob", Role.MEMBER),
             }  # the bot itself is left out
             assert all(m.group == group_of() for m in fresh.members)
-            requests = len(env.fake.requests)
+            requests = len(env.discord.requests)
             cached = await env.run(ListMembers(group_id=GENERAL))
             assert isinstance(cached, MemberList)
             assert {m.user_id for m in cached.members} == set(names)
-            assert len(env.fake.requests) == requests  # answered from the (complete) cache
+            assert len(env.discord.requests) == requests  # answered from the (complete) cache
             some = await env.run(ListMembers(group_id=GENERAL, user_ids=(ALICE, CAROL)))
             assert isinstance(some, MemberList)
             assert [m.user_id for m in some.members] == [ALICE]
             await env.fails(ListMembers(group_id=UNKNOWN), FailureKind.NOT_FOUND)
-            env.fake.forbid("GET /guilds/{guild_id}/members")
+            env.discord.forbid("GET /guilds/{guild_id}/members")
             await env.fails(ListMembers(group_id=GENERAL, fresh=True), FailureKind.NO_PERMISSION)
 
 
@@ -503,7 +505,7 @@ async def test_profiles(autojump_clock: trio.abc.Clock) -> None:
             assert await env.run(GetBotProfile()) == ProfileFound(profile=Profile(nickname="relay-bot"))
             assert await env.run(GetUserProfile(user_id=CAROL)) == ProfileFound(profile=Profile(nickname="carol"))
             await env.fails(GetUserProfile(user_id=UNKNOWN), FailureKind.NOT_FOUND)
-            env.fake.inject("GET /users/@me", Fail(502), Fail(502), Fail(502))
+            env.discord.inject("GET /users/@me", Fail(502), Fail(502), Fail(502))
             await env.fails(GetBotProfile(), FailureKind.INTERNAL)
 
 
@@ -521,13 +523,13 @@ async def test_mute_clamped_and_unmute(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
             assert await env.run(MuteMember(group_id=GENERAL, user_id=ALICE, seconds=40 * 86400)) == Done()
-            until = parse_iso_time(env.fake.members[(GUILD, ALICE)]["communication_disabled_until"])
+            until = parse_iso_time(env.discord.world.members[(GUILD, ALICE)]["communication_disabled_until"])
             assert until == pytest.approx(fake_now() + 28 * 86400, abs=2)
             assert await env.run(UnmuteMember(group_id=GENERAL, user_id=ALICE)) == Done()
-            assert env.fake.members[(GUILD, ALICE)]["communication_disabled_until"] is None
+            assert env.discord.world.members[(GUILD, ALICE)]["communication_disabled_until"] is None
             await env.fails(MuteMember(group_id=GENERAL, user_id=ALICE, seconds=0), FailureKind.BAD_INPUT)
             await env.fails(UnmuteMember(group_id=GENERAL, user_id=CAROL), FailureKind.NOT_FOUND)
-            env.fake.forbid("PATCH /guilds/{guild_id}/members/{user_id}")
+            env.discord.forbid("PATCH /guilds/{guild_id}/members/{user_id}")
             await env.fails(MuteMember(group_id=GENERAL, user_id=ALICE, seconds=60), FailureKind.NO_PERMISSION)
             # when the bot itself is timed out, Discord's 50013 means "bot muted"
             bot = env.cache.guilds[GUILD].bot_member
@@ -540,21 +542,21 @@ async def test_kick_and_ban(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running() as env:
             assert await env.run(KickMember(group_id=GENERAL, user_id=ALICE, reason="spam")) == Done()
-            assert (GUILD, ALICE) not in env.fake.members
-            kick = env.fake.requests_to("DELETE /guilds/{guild_id}/members/{user_id}")[-1]
+            assert (GUILD, ALICE) not in env.discord.world.members
+            kick = env.discord.requests_to("DELETE /guilds/{guild_id}/members/{user_id}")[-1]
             assert kick.headers["x-audit-log-reason"] == "spam"
             removed = env.translator.on_dispatch(
-                "GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": env.fake.users[ALICE]}, fake_now()
+                "GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": env.discord.world.users[ALICE]}, fake_now()
             )
             assert len(removed) == 1
             assert isinstance(removed[0], MemberLeft)
             assert removed[0].kicked is True
             assert await env.run(KickMember(group_id=GENERAL, user_id=BOB, ban=True)) == Done()
-            assert BOB in env.fake.bans[GUILD]
+            assert BOB in env.discord.world.bans[GUILD]
             await env.fails(KickMember(group_id=GENERAL, user_id=CAROL), FailureKind.NOT_FOUND)
             # the failed kick is not remembered: a later removal of that user is a quit
             quit_ = env.translator.on_dispatch(
-                "GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": env.fake.users[CAROL]}, fake_now()
+                "GUILD_MEMBER_REMOVE", {"guild_id": str(GUILD), "user": env.discord.world.users[CAROL]}, fake_now()
             )
             assert isinstance(quit_[0], MemberLeft)
             assert quit_[0].kicked is False
@@ -565,7 +567,7 @@ async def test_leave_group(autojump_clock: trio.abc.Clock) -> None:
         async with running() as env:
             await env.fails(LeaveGroup(group_id=UNKNOWN), FailureKind.NOT_FOUND)
             assert await env.run(LeaveGroup(group_id=GENERAL)) == Done()
-            assert GUILD not in env.fake.guilds
+            assert GUILD not in env.discord.world.guilds
             left = env.translator.on_dispatch("GUILD_DELETE", {"id": str(GUILD)}, fake_now())
             assert left
             assert all(not e.kicked for e in left)  # type: ignore[union-attr]
@@ -576,11 +578,11 @@ async def test_set_mute_all_read_modify_write(autojump_clock: trio.abc.Clock) ->
     with trio.fail_after(30):
         async with running() as env:
             # GENERAL has an @everyone overwrite with other bits: they survive mute and unmute
-            env.fake.channels[GENERAL]["permission_overwrites"] = [
+            env.discord.world.channels[GENERAL]["permission_overwrites"] = [
                 {"id": str(GUILD), "type": 0, "allow": str(embed_links | (1 << 11)), "deny": str(attach_files)}
             ]
             assert await env.run(SetMuteAll(group_id=GENERAL, muted=True)) == Done()
-            (overwrite,) = env.fake.channels[GENERAL]["permission_overwrites"]
+            (overwrite,) = env.discord.world.channels[GENERAL]["permission_overwrites"]
             assert overwrite == {
                 "id": str(GUILD),
                 "type": 0,
@@ -590,16 +592,16 @@ async def test_set_mute_all_read_modify_write(autojump_clock: trio.abc.Clock) ->
             config = await env.run(GetGroupConfig(group_id=GENERAL))
             assert config == GroupConfig(name="general", mute_all=True)
             assert await env.run(SetMuteAll(group_id=GENERAL, muted=False)) == Done()
-            (overwrite,) = env.fake.channels[GENERAL]["permission_overwrites"]
+            (overwrite,) = env.discord.world.channels[GENERAL]["permission_overwrites"]
             assert (overwrite["allow"], overwrite["deny"]) == (str(embed_links), str(attach_files))
             # RANDOM had no overwrite: mute creates one, unmute deletes it again
             await env.run(SetMuteAll(group_id=RANDOM, muted=True))
-            assert env.fake.channels[RANDOM]["permission_overwrites"] == [
+            assert env.discord.world.channels[RANDOM]["permission_overwrites"] == [
                 {"id": str(GUILD), "type": 0, "allow": "0", "deny": str(MUTE_ALL_DENY)}
             ]
             await env.run(SetMuteAll(group_id=RANDOM, muted=False))
-            assert env.fake.channels[RANDOM]["permission_overwrites"] == []
-            env.fake.forbid("PUT /channels/{channel_id}/permissions/{overwrite_id}")
+            assert env.discord.world.channels[RANDOM]["permission_overwrites"] == []
+            env.discord.forbid("PUT /channels/{channel_id}/permissions/{overwrite_id}")
             await env.fails(SetMuteAll(group_id=RANDOM, muted=True), FailureKind.NO_PERMISSION)
 
 
@@ -612,11 +614,11 @@ async def test_group_config_get_and_update(autojump_clock: trio.abc.Clock) -> No
             assert await env.run(GetGroupConfig(group_id=GENERAL)) == GroupConfig(name="general", mute_all=False)
             await env.fails(GetGroupConfig(group_id=UNKNOWN), FailureKind.NOT_FOUND)
             assert await env.run(UpdateGroupConfig(group_id=GENERAL, name="lounge", mute_all=True)) == Done()
-            assert env.fake.channels[GENERAL]["name"] == "lounge"
+            assert env.discord.world.channels[GENERAL]["name"] == "lounge"
             assert await env.run(GetGroupConfig(group_id=GENERAL)) == GroupConfig(name="lounge", mute_all=True)
             await env.fails(UpdateGroupConfig(group_id=GENERAL, name="x" * 101), FailureKind.BAD_INPUT)
             # Discord's own 50035 (with field errors) is a BAD_INPUT too
-            env.fake.inject("PATCH /channels/{channel_id}", Fail(400, 50035, "Invalid Form Body"))
+            env.discord.inject("PATCH /channels/{channel_id}", Fail(400, 50035, "Invalid Form Body"))
             failure = await env.fails(UpdateGroupConfig(group_id=GENERAL, name="ok"), FailureKind.BAD_INPUT)
             assert "50035" in failure.message
 
@@ -628,13 +630,13 @@ async def test_group_config_allow_member_invite_maps_to_the_everyone_overwrite(a
         async with running() as env:
             assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is False
             assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=True)) == Done()
-            (overwrite,) = env.fake.channels[GENERAL]["permission_overwrites"]
+            (overwrite,) = env.discord.world.channels[GENERAL]["permission_overwrites"]
             assert int(overwrite["allow"]) & invite and not int(overwrite["deny"]) & invite
             assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is True
-            puts = len(env.fake.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}"))
+            puts = len(env.discord.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}"))
             # asking for what already is changes nothing
             assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=True)) == Done()
-            assert len(env.fake.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}")) == puts
+            assert len(env.discord.requests_to("PUT /channels/{channel_id}/permissions/{overwrite_id}")) == puts
             assert await env.run(UpdateGroupConfig(group_id=GENERAL, allow_member_invite=False)) == Done()
             assert (await env.run(GetGroupConfig(group_id=GENERAL))).allow_member_invite is False
 
@@ -643,9 +645,9 @@ async def test_update_member_nick_and_special_title(autojump_clock: trio.abc.Clo
     with trio.fail_after(30):
         async with running() as env:
             assert await env.run(UpdateMember(group_id=GENERAL, user_id=BOB, nickname="Bobby")) == Done()
-            assert env.fake.members[(GUILD, BOB)]["nick"] == "Bobby"
+            assert env.discord.world.members[(GUILD, BOB)]["nick"] == "Bobby"
             assert await env.run(UpdateMember(group_id=GENERAL, user_id=BOB, nickname="")) == Done()
-            assert env.fake.members[(GUILD, BOB)]["nick"] is None
+            assert env.discord.world.members[(GUILD, BOB)]["nick"] is None
             failure = await env.fails(
                 UpdateMember(group_id=GENERAL, user_id=BOB, special_title="Elder"), FailureKind.UNSUPPORTED
             )
@@ -657,9 +659,9 @@ async def test_set_member_admin(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(30):
         async with running(MappingConfig(admin_role="Moderators")) as env:
             assert await env.run(SetMemberAdmin(group_id=GENERAL, user_id=ALICE, admin=True)) == Done()
-            assert env.fake.members[(GUILD, ALICE)]["roles"] == [str(MODS)]
+            assert env.discord.world.members[(GUILD, ALICE)]["roles"] == [str(MODS)]
             assert await env.run(SetMemberAdmin(group_id=GENERAL, user_id=ALICE, admin=False)) == Done()
-            assert env.fake.members[(GUILD, ALICE)]["roles"] == []
+            assert env.discord.world.members[(GUILD, ALICE)]["roles"] == []
             await env.fails(SetMemberAdmin(group_id=GENERAL, user_id=CAROL, admin=True), FailureKind.NOT_FOUND)
         async with running(MappingConfig(admin_role="Nope")) as env:
             await env.fails(SetMemberAdmin(group_id=GENERAL, user_id=ALICE, admin=True), FailureKind.NOT_FOUND)

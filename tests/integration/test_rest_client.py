@@ -1,4 +1,4 @@
-"""RestClient against the fake Discord REST server over real loopback HTTP (tests/fakes/fake_rest.py).
+"""RestClient against the emulated Discord's REST API over real loopback HTTP (relay/sandbox/emulator).
 
 Virtual time (``autojump_clock``) drives every wait; client and server share the clock, so elapsed-time
 assertions are about the rate limits, never about the machine's speed.
@@ -20,7 +20,10 @@ import trio.testing
 from adapters.discord.rest.client import MISSING, RestClient, UploadFile, open_rest_client
 from relay.config import DiscordConfig
 from relay.errors import CloudflareBanned, DiscordUnreachable, HTTPError, InvalidRequestGuard, PayloadTooLarge
-from tests.fakes.fake_rest import CloudflareBan, Drop, Fail, FakeDiscordRest, RateLimit, Slow
+from relay.sandbox.emulator.emulator import Emulator
+from relay.sandbox.emulator.ratelimits import FAKE_EPOCH
+from relay.sandbox.emulator.rest import CloudflareBan, Drop, Fail, RateLimit, Slow
+from tests.emulated import start_emulator
 
 TOKEN = "secret-token-abc.def.ghi"
 GUILD = 800_000_000_000_000_001
@@ -31,27 +34,28 @@ OTHER_CHANNEL = 800_000_000_000_000_202
 SEND = "POST /channels/{channel_id}/messages"
 
 
-def make_fake(**kwargs: object) -> FakeDiscordRest:
-    fake = FakeDiscordRest(token=TOKEN, **kwargs)  # type: ignore[arg-type]
-    fake.add_guild(GUILD, "Guild", owner_id=OWNER)
-    fake.add_channel(CHANNEL, "general", guild_id=GUILD)
-    fake.add_channel(OTHER_CHANNEL, "random", guild_id=GUILD)
-    fake.add_member(GUILD, ALICE, nick="Alice", username="alice")
-    return fake
+def make_discord(**kwargs: object) -> Emulator:
+    """The emulated Discord on the virtual clock (its wall time is FAKE_EPOCH + trio time)."""
+    discord = Emulator(token=TOKEN, epoch=FAKE_EPOCH, **kwargs)  # type: ignore[arg-type]
+    discord.world.add_guild(GUILD, "Guild", owner_id=OWNER)
+    discord.world.add_channel(CHANNEL, "general", guild_id=GUILD)
+    discord.world.add_channel(OTHER_CHANNEL, "random", guild_id=GUILD)
+    discord.world.add_member(GUILD, ALICE, nick="Alice", username="alice")
+    return discord
 
 
 @asynccontextmanager
-async def running(fake: FakeDiscordRest, *, token: str = TOKEN, **config: object) -> AsyncIterator[RestClient]:
+async def running(discord: Emulator, *, token: str = TOKEN, **config: object) -> AsyncIterator[RestClient]:
     async with trio.open_nursery() as nursery:
-        await nursery.start(fake.serve)
-        cfg = attrs.evolve(DiscordConfig(), api_base_url=fake.base_url, **config)
+        await start_emulator(nursery, discord)
+        cfg = attrs.evolve(DiscordConfig(), api_base_url=discord.base_url, **config)
         async with open_rest_client(cfg, token) as client:
             yield client
         nursery.cancel_scope.cancel()
 
 
-def contents(fake: FakeDiscordRest, route: str = SEND) -> list[str]:
-    return [r.json["content"] for r in fake.requests_to(route) if r.status == 200]
+def contents(discord: Emulator, route: str = SEND) -> list[str]:
+    return [r.json["content"] for r in discord.requests_to(route) if r.status == 200]
 
 
 def max_in_window(times: Sequence[float], window: float) -> int:
@@ -66,71 +70,71 @@ def max_in_window(times: Sequence[float], window: float) -> int:
 
 
 async def test_burst_of_50_sends_respects_a_5_per_5s_bucket_in_order(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.set_bucket(SEND, limit=5, per=5.0)
+    discord = make_discord()
+    discord.set_bucket(SEND, limit=5, per=5.0)
     with trio.fail_after(600):
-        async with running(fake) as client, trio.open_nursery() as nursery:
+        async with running(discord) as client, trio.open_nursery() as nursery:
             start = trio.current_time()
             for i in range(50):
                 nursery.start_soon(client.create_message, CHANNEL, {"content": f"m{i}"})
                 # Let task i queue up before task i+1 exists, so "in order" has a meaning.
                 await trio.testing.wait_all_tasks_blocked()
         elapsed = trio.current_time() - start
-    assert fake.limit_violations == 0
-    assert all(r.status == 200 for r in fake.requests_to(SEND))
-    assert contents(fake) == [f"m{i}" for i in range(50)]
-    assert [m["content"] for m in fake.messages[CHANNEL].values()] == [f"m{i}" for i in range(50)]
+    assert discord.limit_violations == 0
+    assert all(r.status == 200 for r in discord.requests_to(SEND))
+    assert contents(discord) == [f"m{i}" for i in range(50)]
+    assert [m["content"] for m in discord.world.messages[CHANNEL].values()] == [f"m{i}" for i in range(50)]
     # 10 windows of 5: the last batch starts 45 s after the first.
     assert 45.0 <= elapsed < 50.0
-    assert max_in_window([r.time for r in fake.requests_to(SEND)], 5.0) == 5
+    assert max_in_window([r.time for r in discord.requests_to(SEND)], 5.0) == 5
     assert client.statistics().rate_limited_waits > 0
 
 
 async def test_two_channels_are_not_serialized_behind_each_other(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.set_bucket(SEND, limit=5, per=5.0)
+    discord = make_discord()
+    discord.set_bucket(SEND, limit=5, per=5.0)
     with trio.fail_after(600):
-        async with running(fake) as client, trio.open_nursery() as nursery:
+        async with running(discord) as client, trio.open_nursery() as nursery:
             start = trio.current_time()
             for i in range(10):
                 nursery.start_soon(client.create_message, CHANNEL, {"content": f"a{i}"})
                 nursery.start_soon(client.create_message, OTHER_CHANNEL, {"content": f"b{i}"})
         elapsed = trio.current_time() - start
-    assert fake.limit_violations == 0
-    assert len(fake.messages[CHANNEL]) == 10 and len(fake.messages[OTHER_CHANNEL]) == 10
+    assert discord.limit_violations == 0
+    assert len(discord.world.messages[CHANNEL]) == 10 and len(discord.world.messages[OTHER_CHANNEL]) == 10
     # Each channel needs 2 windows; serialized they would need 4.
     assert 5.0 <= elapsed < 10.0
-    first_b = min(r.time for r in fake.requests_to(SEND) if r.path == f"/channels/{OTHER_CHANNEL}/messages")
-    last_a = max(r.time for r in fake.requests_to(SEND) if r.path == f"/channels/{CHANNEL}/messages")
+    first_b = min(r.time for r in discord.requests_to(SEND) if r.path == f"/channels/{OTHER_CHANNEL}/messages")
+    last_a = max(r.time for r in discord.requests_to(SEND) if r.path == f"/channels/{CHANNEL}/messages")
     assert first_b < last_a
 
 
 async def test_global_limit_caps_the_total(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake(global_limit=5)
+    discord = make_discord(global_limit=5)
     channels = [CHANNEL + 1000 + i for i in range(20)]
     for channel_id in channels:
-        fake.add_channel(channel_id, f"c{channel_id}", guild_id=GUILD)
+        discord.world.add_channel(channel_id, f"c{channel_id}", guild_id=GUILD)
     with trio.fail_after(600):
-        async with running(fake, global_rate_limit=5) as client, trio.open_nursery() as nursery:
+        async with running(discord, global_rate_limit=5) as client, trio.open_nursery() as nursery:
             start = trio.current_time()
             for channel_id in channels:  # 20 different buckets: only the global limit applies
                 nursery.start_soon(client.get_channel, channel_id)
         elapsed = trio.current_time() - start
-    assert fake.limit_violations == 0
-    times = [r.time for r in fake.requests_to("GET /channels/{channel_id}")]
+    assert discord.limit_violations == 0
+    times = [r.time for r in discord.requests_to("GET /channels/{channel_id}")]
     assert len(times) == 20
     assert max_in_window(times, 1.0) <= 5
     assert elapsed >= 3.0
 
 
 async def test_bucket_429_retry_after_is_obeyed_and_retried(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject(SEND, RateLimit(retry_after=2.5, scope="user"))
+    discord = make_discord()
+    discord.inject(SEND, RateLimit(retry_after=2.5, scope="user"))
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             message = await client.create_message(CHANNEL, {"content": "hello"})
             stats = client.statistics()
-    sends = fake.requests_to(SEND)
+    sends = discord.requests_to(SEND)
     assert [r.status for r in sends] == [429, 200]
     assert sends[1].time - sends[0].time >= 2.5
     assert message["content"] == "hello"
@@ -139,44 +143,44 @@ async def test_bucket_429_retry_after_is_obeyed_and_retried(autojump_clock: trio
 
 
 async def test_global_429_pauses_every_route(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /users/@me", RateLimit(retry_after=3.0, scope="global"))
+    discord = make_discord()
+    discord.inject("GET /users/@me", RateLimit(retry_after=3.0, scope="global"))
     with trio.fail_after(60):
-        async with running(fake) as client, trio.open_nursery() as nursery:
+        async with running(discord) as client, trio.open_nursery() as nursery:
             nursery.start_soon(client.get_current_user)
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(client.get_guild, GUILD)
-    me = fake.requests_to("GET /users/@me")
-    guild = fake.requests_to("GET /guilds/{guild_id}")
+    me = discord.requests_to("GET /users/@me")
+    guild = discord.requests_to("GET /guilds/{guild_id}")
     assert [r.status for r in me] == [429, 200]
     assert me[1].time - me[0].time >= 3.0
     assert guild[0].status == 200 and guild[0].time >= me[0].time + 3.0
-    assert fake.limit_violations == 0
+    assert discord.limit_violations == 0
 
 
 async def test_non_json_429_stops_all_requests(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = make_fake()
-    fake.inject(SEND, CloudflareBan())
+    discord = make_discord()
+    discord.inject(SEND, CloudflareBan())
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             with pytest.raises(CloudflareBanned):
                 await client.create_message(CHANNEL, {"content": "x"})
-            sent = len(fake.requests)
+            sent = len(discord.requests)
             with pytest.raises(CloudflareBanned):
                 await client.get_current_user()
-            assert len(fake.requests) == sent  # nothing more reached Discord
+            assert len(discord.requests) == sent  # nothing more reached Discord
             assert client.statistics().cloudflare_banned
     assert any(rec.levelno == logging.ERROR for rec in caplog.records)
 
 
 async def test_shared_bucket_hash_means_one_limit(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.set_bucket("GET /channels/{channel_id}", limit=2, per=3.0, bucket_hash="shared-hash")
-    fake.set_bucket("GET /channels/{channel_id}/messages", limit=2, per=3.0, bucket_hash="shared-hash")
+    discord = make_discord()
+    discord.set_bucket("GET /channels/{channel_id}", limit=2, per=3.0, bucket_hash="shared-hash")
+    discord.set_bucket("GET /channels/{channel_id}/messages", limit=2, per=3.0, bucket_hash="shared-hash")
     with trio.fail_after(120):
-        async with running(fake) as client:
+        async with running(discord) as client:
             # One call on each route teaches the client that both report the same hash.
             await client.get_channel(CHANNEL)
             await client.get_channel_messages(CHANNEL)
@@ -184,10 +188,10 @@ async def test_shared_bucket_hash_means_one_limit(autojump_clock: trio.abc.Clock
                 for _ in range(3):
                     nursery.start_soon(client.get_channel, CHANNEL)
                     nursery.start_soon(client.get_channel_messages, CHANNEL)
-    assert fake.limit_violations == 0
+    assert discord.limit_violations == 0
     times = [
         r.time
-        for r in fake.requests
+        for r in discord.requests
         if r.route in ("GET /channels/{channel_id}", "GET /channels/{channel_id}/messages")
     ]
     assert len(times) == 8
@@ -198,73 +202,73 @@ async def test_shared_bucket_hash_means_one_limit(autojump_clock: trio.abc.Clock
 
 
 async def test_500_then_200_is_retried_once(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /users/@me", Fail(500))
+    discord = make_discord()
+    discord.inject("GET /users/@me", Fail(500))
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             me = await client.get_current_user()
             stats = client.statistics()
-    assert me["id"] == str(fake.bot_user_id)
-    assert [r.status for r in fake.requests_to("GET /users/@me")] == [500, 200]
+    assert me["id"] == str(discord.world.bot_user_id)
+    assert [r.status for r in discord.requests_to("GET /users/@me")] == [500, 200]
     assert stats.retries == 1
 
 
 async def test_persistent_5xx_gives_up_after_max_retries(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /users/@me", *[Fail(502, message="Bad Gateway")] * 5)
+    discord = make_discord()
+    discord.inject("GET /users/@me", *[Fail(502, message="Bad Gateway")] * 5)
     with trio.fail_after(120):
-        async with running(fake, max_retries=2) as client:
+        async with running(discord, max_retries=2) as client:
             with pytest.raises(HTTPError) as info:
                 await client.get_current_user()
     assert info.value.status == 502
-    assert len(fake.requests_to("GET /users/@me")) == 3
+    assert len(discord.requests_to("GET /users/@me")) == 3
 
 
 async def test_send_retried_after_timeout_does_not_duplicate(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject(SEND, Slow(delay=60.0))
+    discord = make_discord()
+    discord.inject(SEND, Slow(delay=60.0))
     with trio.fail_after(300):
-        async with running(fake, request_timeout=5.0) as client:
+        async with running(discord, request_timeout=5.0) as client:
             message = await client.create_message(CHANNEL, {"content": "only once"})
             assert client.statistics().retries == 1
-    sends = fake.requests_to(SEND)
+    sends = discord.requests_to(SEND)
     assert len(sends) == 2
     assert sends[0].json["nonce"] == sends[1].json["nonce"]
     assert sends[0].json["enforce_nonce"] is True
     assert len(sends[0].json["nonce"]) <= 25
-    assert [m["content"] for m in fake.messages[CHANNEL].values()] == ["only once"]
-    assert message["id"] == next(iter(fake.messages[CHANNEL].values()))["id"]
+    assert [m["content"] for m in discord.world.messages[CHANNEL].values()] == ["only once"]
+    assert message["id"] == next(iter(discord.world.messages[CHANNEL].values()))["id"]
 
 
 async def test_each_logical_send_gets_its_own_nonce(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             await client.create_message(CHANNEL, {"content": "same"})
             await client.create_message(CHANNEL, {"content": "same"})
-    assert len(fake.messages[CHANNEL]) == 2
-    nonces = {r.json["nonce"] for r in fake.requests_to(SEND)}
+    assert len(discord.world.messages[CHANNEL]) == 2
+    nonces = {r.json["nonce"] for r in discord.requests_to(SEND)}
     assert len(nonces) == 2
 
 
 async def test_delete_whose_answer_was_lost_counts_as_done(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    message = fake.add_message(CHANNEL, "bye", author_id=ALICE)
-    fake.inject("DELETE /channels/{channel_id}/messages/{message_id}", Drop(after_handling=True))
+    discord = make_discord()
+    message = discord.world.add_message(CHANNEL, "bye", author_id=ALICE)
+    discord.inject("DELETE /channels/{channel_id}/messages/{message_id}", Drop(after_handling=True))
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             await client.delete_message(CHANNEL, int(message["id"]))
-    assert [r.status for r in fake.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")] == [0, 404]
-    assert int(message["id"]) not in fake.messages[CHANNEL]
+    assert [r.status for r in discord.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")] == [0, 404]
+    assert int(message["id"]) not in discord.world.messages[CHANNEL]
 
 
 # ---------------------------------------------------------------------- errors
 
 
 async def test_400_field_errors_are_flattened(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             with pytest.raises(HTTPError) as info:
                 await client.create_message(CHANNEL, {"content": "x" * 2001})
     error = info.value
@@ -275,20 +279,20 @@ async def test_400_field_errors_are_flattened(autojump_clock: trio.abc.Clock) ->
 
 
 async def test_403_missing_permissions(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.forbid("DELETE /guilds/{guild_id}/members/{user_id}", GUILD)
+    discord = make_discord()
+    discord.forbid("DELETE /guilds/{guild_id}/members/{user_id}", GUILD)
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             with pytest.raises(HTTPError) as info:
                 await client.remove_guild_member(GUILD, ALICE)
     assert (info.value.status, info.value.code, info.value.message) == (403, 50013, "Missing Permissions")
-    assert (GUILD, ALICE) in fake.members
+    assert (GUILD, ALICE) in discord.world.members
 
 
 async def test_404_unknown_message_channel_member(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             with pytest.raises(HTTPError) as message_error:
                 await client.get_message(CHANNEL, 123)
             with pytest.raises(HTTPError) as channel_error:
@@ -306,27 +310,27 @@ async def test_404_unknown_message_channel_member(autojump_clock: trio.abc.Clock
 async def test_invalid_request_guard_refuses_before_the_limit(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = make_fake()
-    fake.forbid("GET /guilds/{guild_id}")
+    discord = make_discord()
+    discord.forbid("GET /guilds/{guild_id}")
     with trio.fail_after(60):
-        async with running(fake, invalid_request_warn=3, invalid_request_refuse=5) as client:
+        async with running(discord, invalid_request_warn=3, invalid_request_refuse=5) as client:
             for _ in range(5):
                 with pytest.raises(HTTPError):
                     await client.get_guild(GUILD)
             with pytest.raises(InvalidRequestGuard):
                 await client.get_guild(GUILD)
             assert client.statistics().invalid_requests_window == 5
-    assert len(fake.requests_to("GET /guilds/{guild_id}")) == 5
+    assert len(discord.requests_to("GET /guilds/{guild_id}")) == 5
     assert any("invalid" in rec.getMessage() and rec.levelno == logging.WARNING for rec in caplog.records)
 
 
 async def test_token_never_appears_in_repr_errors_or_logs(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = make_fake()
+    discord = make_discord()
     caplog.set_level(logging.DEBUG)
     with trio.fail_after(60):
-        async with running(fake, token="wrong-" + TOKEN) as client:
+        async with running(discord, token="wrong-" + TOKEN) as client:
             assert TOKEN not in repr(client)
             with pytest.raises(HTTPError) as first:
                 await client.get_current_user()
@@ -334,10 +338,10 @@ async def test_token_never_appears_in_repr_errors_or_logs(
                 await client.get_guild(GUILD)
     assert first.value.status == 401
     assert second.value.status == 401
-    assert len(fake.requests) == 1
+    assert len(discord.requests) == 1
     for text in (str(first.value), repr(first.value), str(second.value), caplog.text):
         assert TOKEN not in text
-    assert fake.requests[0].headers["authorization"] == "Bot wrong-" + TOKEN
+    assert discord.requests[0].headers["authorization"] == "Bot wrong-" + TOKEN
     assert "data" not in repr(UploadFile("a.png", b"\x89PNG"))
 
 
@@ -346,9 +350,9 @@ async def test_a_token_refused_earlier_names_the_request_discord_rejected(autoju
     from relay.app import fatal_message
     from relay.config import BridgeConfig
 
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake, token="wrong-" + TOKEN) as client:
+        async with running(discord, token="wrong-" + TOKEN) as client:
             with pytest.raises(HTTPError):
                 await client.get_current_user()
             with pytest.raises(HTTPError) as refused:
@@ -362,13 +366,13 @@ async def test_a_token_refused_earlier_names_the_request_discord_rejected(autoju
 
 
 async def test_headers_and_audit_log_reason(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     reason = "spam & flooding / 刷屏 " + "x" * 600
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             await client.remove_guild_member(GUILD, ALICE, reason=reason)
             await client.get_current_user()
-    kick, me = fake.requests
+    kick, me = discord.requests
     assert kick.headers["user-agent"].startswith(
         "DiscordBot (https://github.com/discord-mirai-relay/discord-mirai-relay, "
     )
@@ -377,22 +381,22 @@ async def test_headers_and_audit_log_reason(autojump_clock: trio.abc.Clock) -> N
     assert urllib.parse.unquote(encoded) == reason[:512]
     assert encoded.isascii()
     assert "x-audit-log-reason" not in me.headers
-    assert (GUILD, ALICE) not in fake.members
+    assert (GUILD, ALICE) not in discord.world.members
 
 
 async def test_multipart_upload_arrives_intact(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     image = bytes(range(256)) * 40
     text = "héllo\r\n--boundary-looking\r\n".encode()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             message = await client.create_message(
                 CHANNEL,
                 {"content": "files!"},
                 files=[UploadFile("a.png", image, "image/png", "alt text"), UploadFile("note.txt", text, "text/plain")],
             )
             downloaded, content_type = await client.download(message["attachments"][0]["url"], max_bytes=1 << 20)
-    request = fake.requests_to(SEND)[0]
+    request = discord.requests_to(SEND)[0]
     assert request.headers["content-type"].startswith("multipart/form-data")
     assert [p.name for p in request.parts] == ["payload_json", "files[0]", "files[1]"]
     assert request.parts[0].content_type == "application/json"
@@ -408,33 +412,33 @@ async def test_multipart_upload_arrives_intact(autojump_clock: trio.abc.Clock) -
     assert [a["size"] for a in message["attachments"]] == [len(image), len(text)]
     assert downloaded == image and content_type == "image/png"
     # The media download went without the bot token.
-    download_request = fake.requests[-1]
+    download_request = discord.requests[-1]
     assert "authorization" not in download_request.headers
 
 
 async def test_upload_limits_are_checked_before_sending(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake, max_upload_bytes=1000) as client:
+        async with running(discord, max_upload_bytes=1000) as client:
             with pytest.raises(PayloadTooLarge) as too_big:
                 await client.create_message(CHANNEL, {}, files=[UploadFile("big.bin", b"x" * 1001)])
             with pytest.raises(PayloadTooLarge) as too_many:
                 await client.create_message(CHANNEL, {}, files=[UploadFile(f"{i}.txt", b"x") for i in range(11)])
     assert too_big.value.size == 1001 and too_big.value.limit == 1000
     assert too_many.value.size == 11 and too_many.value.unit == "files"
-    assert fake.requests == []
+    assert discord.requests == []
 
 
 async def test_download_refuses_oversized_media(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
-            url = fake.add_file("/cdn/big.bin", b"z" * 5000, "application/octet-stream")
+        async with running(discord) as client:
+            url = discord.world.add_file("/cdn/big.bin", b"z" * 5000, "application/octet-stream")
             with pytest.raises(PayloadTooLarge):
                 await client.download(url, max_bytes=4999)
             data, _ = await client.download(url, max_bytes=5000)
             with pytest.raises(HTTPError) as missing:
-                await client.download(fake.origin + "/cdn/nothing.png", max_bytes=10)
+                await client.download(discord.origin + "/cdn/nothing.png", max_bytes=10)
     assert len(data) == 5000
     assert missing.value.status == 404
 
@@ -443,10 +447,10 @@ async def test_download_refuses_oversized_media(autojump_clock: trio.abc.Clock) 
 
 
 async def test_messages_history_and_pins(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    first = fake.add_message(CHANNEL, "first", author_id=ALICE)
+    discord = make_discord()
+    first = discord.world.add_message(CHANNEL, "first", author_id=ALICE)
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             reply = await client.create_message(
                 CHANNEL,
                 {"content": "re", "message_reference": {"message_id": first["id"], "fail_if_not_exists": False}},
@@ -465,7 +469,7 @@ async def test_messages_history_and_pins(autojump_clock: trio.abc.Clock) -> None
             with pytest.raises(HTTPError) as gone:
                 await client.get_message(CHANNEL, int(third["id"]))
     assert reply["type"] == 19 and reply["message_reference"]["message_id"] == first["id"]
-    assert reply["author"]["id"] == str(fake.bot_user_id)
+    assert reply["author"]["id"] == str(discord.world.bot_user_id)
     assert [m["content"] for m in history] == ["third", "re"]
     assert [m["content"] for m in older] == ["first"]
     assert fetched["content"] == "first"
@@ -476,29 +480,29 @@ async def test_messages_history_and_pins(autojump_clock: trio.abc.Clock) -> None
 
 
 async def test_dm_channels_are_cached(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             channel_id = await client.dm_channel_id(ALICE)
             again = await client.dm_channel_id(ALICE)
             await client.create_message(channel_id, {"content": "hi there"})
             cached = client.cached_dm_users()
-            fake.close_dms(ALICE)
+            discord.close_dms(ALICE)
             with pytest.raises(HTTPError) as closed:
                 await client.create_message(channel_id, {"content": "blocked"})
-    assert channel_id == again == fake.dm_channels[ALICE]
+    assert channel_id == again == discord.world.dm_channels[ALICE]
     assert cached == {ALICE: channel_id}
-    assert len(fake.requests_to("POST /users/@me/channels")) == 1
+    assert len(discord.requests_to("POST /users/@me/channels")) == 1
     assert closed.value.code == 50007
 
 
 async def test_guild_members_roles_and_moderation(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.add_role(GUILD, GUILD + 5, "admin", permissions=1 << 3, position=2)
+    discord = make_discord()
+    discord.world.add_role(GUILD, GUILD + 5, "admin", permissions=1 << 3, position=2)
     for i in range(2100):
-        fake.add_member(GUILD, 900_000_000_000_000_000 + i)
+        discord.world.add_member(GUILD, 900_000_000_000_000_000 + i)
     with trio.fail_after(120):
-        async with running(fake) as client:
+        async with running(discord) as client:
             guild = await client.get_guild(GUILD)
             channels = await client.get_guild_channels(GUILD)
             roles = await client.get_guild_roles(GUILD)
@@ -526,26 +530,26 @@ async def test_guild_members_roles_and_moderation(autojump_clock: trio.abc.Clock
     assert len(page) == 10
     assert len(everyone) == 2100 + 3  # + bot, owner, Alice
     assert len({m["user"]["id"] for m in everyone}) == len(everyone)
-    assert len(fake.requests_to("GET /guilds/{guild_id}/members")) == 1 + 3
+    assert len(discord.requests_to("GET /guilds/{guild_id}/members")) == 1 + 3
     assert member["nick"] == "Card"
     assert muted["communication_disabled_until"] == "2026-09-22T00:00:00+00:00"
     assert too_long.value.code == 50035 and "communication_disabled_until" in too_long.value.field_errors[0]
     assert unmuted["communication_disabled_until"] is None
     assert str(GUILD + 5) in with_role["roles"] and str(GUILD + 5) not in without_role["roles"]
-    assert 900_000_000_000_000_001 in fake.bans[GUILD]
-    assert fake.requests_to("PUT /guilds/{guild_id}/bans/{user_id}")[0].json == {"delete_message_seconds": 60}
+    assert 900_000_000_000_000_001 in discord.world.bans[GUILD]
+    assert discord.requests_to("PUT /guilds/{guild_id}/bans/{user_id}")[0].json == {"delete_message_seconds": 60}
     assert user["username"] == "alice"
     assert left.value.code == 10004
-    patch = fake.requests_to("PATCH /guilds/{guild_id}/members/{user_id}")
+    patch = discord.requests_to("PATCH /guilds/{guild_id}/members/{user_id}")
     assert patch[0].json == {"nick": "Card"}
     assert patch[-1].json == {"communication_disabled_until": None}
 
 
 async def test_channel_edits_and_permission_overwrites(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     deny = 2048 | 64
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             renamed = await client.modify_channel(CHANNEL, name="renamed", reason="group name")
             topic = await client.modify_channel(CHANNEL, topic=None)
             await client.edit_channel_permissions(CHANNEL, GUILD, allow=0, deny=deny, type=0, reason="mute all")
@@ -557,18 +561,18 @@ async def test_channel_edits_and_permission_overwrites(autojump_clock: trio.abc.
             info = await client.get_gateway_bot()
     assert renamed["name"] == "renamed"
     assert topic["topic"] is None
-    assert fake.requests_to("PATCH /channels/{channel_id}")[1].json == {"topic": None}
+    assert discord.requests_to("PATCH /channels/{channel_id}")[1].json == {"topic": None}
     assert channel["permission_overwrites"] == [{"id": str(GUILD), "type": 0, "allow": "0", "deny": str(deny)}]
     assert cleared["permission_overwrites"] == []
     assert bad_name.value.field_errors and bad_name.value.field_errors[0].startswith("name:")
-    assert info.shards == 1 and info.url == fake.gateway_url
+    assert info.shards == 1 and info.url == discord.gateway_url
     assert MISSING is not None
 
 
 async def test_mentions_follow_allowed_mentions(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
+    discord = make_discord()
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             loud = await client.create_message(CHANNEL, {"content": f"<@{ALICE}> @everyone"})
             quiet = await client.create_message(
                 CHANNEL, {"content": f"<@{ALICE}> @everyone", "allowed_mentions": {"parse": [], "users": [str(ALICE)]}}
@@ -578,36 +582,36 @@ async def test_mentions_follow_allowed_mentions(autojump_clock: trio.abc.Clock) 
 
 
 async def test_repeated_429s_fail_instead_of_looping(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /users/@me", *[RateLimit(retry_after=0.5, scope="shared")] * 20)
+    discord = make_discord()
+    discord.inject("GET /users/@me", *[RateLimit(retry_after=0.5, scope="shared")] * 20)
     with trio.fail_after(120):
-        async with running(fake) as client:
+        async with running(discord) as client:
             with pytest.raises(HTTPError) as info:
                 await client.get_current_user()
             assert client.statistics().invalid_requests_window == 0  # scope=shared is not counted
     assert info.value.status == 429
-    assert len(fake.requests_to("GET /users/@me")) == 11
+    assert len(discord.requests_to("GET /users/@me")) == 11
 
 
 async def test_dropped_connections_are_retried(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /guilds/{guild_id}", Drop())
-    fake.inject(SEND, Drop(after_handling=True))
+    discord = make_discord()
+    discord.inject("GET /guilds/{guild_id}", Drop())
+    discord.inject(SEND, Drop(after_handling=True))
     with trio.fail_after(60):
-        async with running(fake) as client:
+        async with running(discord) as client:
             guild = await client.get_guild(GUILD)
             message = await client.create_message(CHANNEL, {"content": "reset after create"})
             assert client.statistics().retries == 2
     assert guild["id"] == str(GUILD)
-    assert [r.status for r in fake.requests_to(SEND)] == [0, 200]
-    assert [m["id"] for m in fake.messages[CHANNEL].values()] == [message["id"]]
+    assert [r.status for r in discord.requests_to(SEND)] == [0, 200]
+    assert [m["id"] for m in discord.world.messages[CHANNEL].values()] == [message["id"]]
 
 
 async def test_network_errors_give_up_with_a_typed_error(autojump_clock: trio.abc.Clock) -> None:
-    fake = make_fake()
-    fake.inject("GET /users/@me", Drop(), Drop(), Drop())
+    discord = make_discord()
+    discord.inject("GET /users/@me", Drop(), Drop(), Drop())
     with trio.fail_after(60):
-        async with running(fake, max_retries=2) as client:
+        async with running(discord, max_retries=2) as client:
             with pytest.raises(DiscordUnreachable) as info:
                 await client.get_current_user()
     assert info.value.attempts == 3
