@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """kill -9 during a message stream, restarted at once: the figures of the README's Reliability section.
 
-    python scripts/crash_restart.py                     # both fakes: one that resumes, one that refuses to
+    python scripts/crash_restart.py                     # both gateways: one that resumes, one that refuses to
     python scripts/crash_restart.py --rate 500 --crashes 2 --repeat 3
 
-Runs tests/integration/crash_scenario.py: the real bridge process (``python -m relay run``) against the fake
+Runs tests/integration/crash_scenario.py: the real bridge process (``python -m relay run``) against the emulated
 Discord and a fake framework on loopback, SIGKILL ``--crashes`` times during a ``--rate`` messages/s stream, each
 time started again at once, and reports per run: messages sent, missing, duplicates, identifies and resumes, and
 the bridge's own log lines about what it resumed or back-filled.
@@ -29,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second (default 500)")
     parser.add_argument("--crashes", type=int, default=2, help="kill -9 this many times (default 2)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per fake (default 1)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per gateway behaviour (default 1)")
     parser.add_argument("--verbose", action="store_true", help="also print the bridge's recovery lines")
     args = parser.parse_args()
     worst = 0

@@ -2,15 +2,15 @@
 and how many it gets twice. Used by test_crash_restart.py (with assertions) and scripts/crash_restart.py (figures
 for the README's Reliability section).
 
-The real bridge process (``python -m relay run bridge.toml``) runs against the fake Discord (REST and gateway,
-tests/fakes) and a fake framework, all in this process on loopback. A stream task posts messages at ``rate`` per
-second: each is stored in the fake REST state (so it is in the channel's history) and dispatched by the fake
-gateway (buffered for a resume while no connection is up). The bridge is killed with SIGKILL ``crashes`` times
-and started again at once; at the end every message's text must have reached the framework.
+The real bridge process (``python -m relay run bridge.toml``) runs against the emulated Discord (REST and gateway,
+relay/sandbox/emulator) and a fake framework, all in this process on loopback. A stream task has a user post
+messages at ``rate`` per second: each is in the channel's history and its MESSAGE_CREATE goes to the gateway
+session (buffered for a resume while no connection is up), as on Discord. The bridge is killed with SIGKILL
+``crashes`` times and started again at once; at the end every message's text must have reached the framework.
 
-With ``refuse_resume`` the fake gateway answers every RESUME with op 9 (a server that never resumes, or a resume
-that came too late): the messages of the restart gap are then only in the channels' history, and the bridge's
-back-fill must find them.
+With ``refuse_resume`` the emulated gateway answers every RESUME with op 9 (a server that never resumes, or a
+resume that came too late): the messages of the restart gap are then only in the channels' history, and the
+bridge's back-fill must find them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pathlib import Path
 import attrs
 import trio
 
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, start_emulator
 from tests.fakes.fake_framework import FakeFramework, open_fake_framework
 
 GUILD = 7100
@@ -63,13 +64,13 @@ class CrashResult:
         )
 
 
-def _config(tmp_path: Path, world: DiscordWorld, framework_port: int) -> Path:
+def _config(tmp_path: Path, discord: Emulator, framework_port: int) -> Path:
     path = tmp_path / "bridge.toml"
     path.write_text(
         f"""
 [discord]
-api_base_url = "{world.rest.base_url}"
-gateway_url = "{world.gateway.url}"
+api_base_url = "{discord.base_url}"
+gateway_url = "{discord.gateway_url}"
 
 [[mirai.reverse_ws.destinations]]
 name = "framework"
@@ -160,33 +161,33 @@ async def run_crash_scenario(
     """See the module docstring. Each bridge runs ``run_for`` seconds after it recovered from the last crash (its
     log says it resumed or back-filled) and is then killed; the last one is stopped with SIGINT once the stream
     has ended and every message arrived (``settle``: a hang guard; the result says what arrived)."""
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Crash", owner_id=ALICE, channels={CHANNEL: "general"}, members=[ALICE])
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Crash", owner_id=ALICE, channels={CHANNEL: "general"}, members=[ALICE])
     log = bytearray()
     sent = 0
     sent_at_start = sent_at_end = 0.0
     stop_stream = trio.Event()
     async with trio.open_nursery() as nursery:
-        await world.start(nursery)
-        world.gateway.refuse_resume = refuse_resume
-        world.gateway.identify_window = 1.0  # Discord's 5 s only makes each restart slower, not lossier
-        async with open_fake_framework(verify_key=VERIFY_KEY, qq=world.bot_id) as framework:
-            config = _config(tmp_path, world, framework.port)
+        await start_emulator(nursery, discord)
+        discord.gateway.refuse_resume = refuse_resume
+        discord.gateway.identify_window = 1.0  # Discord's 5 s only makes each restart slower, not lossier
+        async with open_fake_framework(verify_key=VERIFY_KEY, qq=BOT_ID) as framework:
+            config = _config(tmp_path, discord, framework.port)
 
             async def stream() -> None:
                 nonlocal sent, sent_at_start, sent_at_end
                 batch = 5  # 5 messages every 10 ms: 500/s without a task switch per message
                 sent_at_start = trio.current_time()
                 while not stop_stream.is_set():
-                    datas = [world.user_message(CHANNEL, ALICE, f"crash-stream {sent + i}") for i in range(batch)]
+                    for i in range(batch):
+                        discord.actions.post_message(CHANNEL, f"crash-stream {sent + i}", author_id=ALICE)
                     sent += batch
-                    await world.gateway.dispatch_many("MESSAGE_CREATE", datas)
                     await trio.sleep_until(sent_at_start + sent / rate)
                 sent_at_end = trio.current_time()
 
             for run in range(crashes + 1):
                 recovered_before = sum(log.decode("utf-8", "replace").count(m) for m in _RECOVERED)
-                async with _bridge(config, world.token, log) as process:
+                async with _bridge(config, discord.token, log) as process:
                     if run == 0:
                         connection = await framework.wait_connection()
                         await connection.wait_verified()
@@ -219,8 +220,8 @@ async def run_crash_scenario(
         duplicates=sum(n - 1 for n in counts.values()),
         crashes=crashes,
         rate=sent / max(sent_at_end - sent_at_start, 1e-9),
-        identifies=len(world.gateway.identifies),
-        resumes=len(world.gateway.resumes),
+        identifies=len(discord.gateway.identifies),
+        resumes=len(discord.gateway.resumes),
         resumed=text.count("resumed session"),
         backfill_lines=tuple(line for line in text.splitlines() if "back-filled" in line),
         resume_lines=tuple(line for line in text.splitlines() if "resumed" in line and "session" in line),

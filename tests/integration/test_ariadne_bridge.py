@@ -1,9 +1,9 @@
-"""The whole bridge between a real framework and (fake) Discord: nothing of ours is stood in for.
+"""The whole bridge between a real framework and (emulated) Discord: nothing of ours is stood in for.
 
 Graia Ariadne (its own venv, $ARIADNE_PYTHON, as a subprocess) runs its reverse-ws server; the bridge
 (``serve_bridge``: store, outbox, Discord shard, REST client, reverse-ws client) connects to it and to the
-loopback fake Discord. A user's message in a channel reaches Ariadne as a GroupMessage; Ariadne's handler
-replies with ``sendGroupMessage`` quoting it; the fake Discord receives a reply to the original message,
+loopback emulated Discord. A user's message in a channel reaches Ariadne as a GroupMessage; Ariadne's handler
+replies with ``sendGroupMessage`` quoting it; the emulated Discord receives a reply to the original message,
 and Ariadne receives the bridge's Int32 messageId for it.
 """
 
@@ -27,7 +27,8 @@ from relay.config import (
     ServerConfig,
     StoreConfig,
 )
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.integration.test_ariadne import ARIADNE_PYTHON, BOT_SCRIPT, GUARD, free_loopback_port, read_report
 
 pytestmark = pytest.mark.ariadne
@@ -41,22 +42,22 @@ KEY = "ariadne-bridge-verify-key"
 
 @pytest.mark.skipif(not ARIADNE_PYTHON, reason="ARIADNE_PYTHON is unset (.ci/run creates Ariadne's venv and sets it)")
 async def test_ariadne_answers_a_discord_message_through_the_whole_bridge(tmp_path: Path) -> None:
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
     port = free_loopback_port()
     stderr_path = tmp_path / "ariadne.stderr"
     with stderr_path.open("wb") as stderr, trio.fail_after(GUARD):
         process = await trio.lowlevel.open_process(
-            [ARIADNE_PYTHON, str(BOT_SCRIPT), str(port), str(world.bot_id), KEY, "/ws", "tok", "hdr"],
+            [ARIADNE_PYTHON, str(BOT_SCRIPT), str(port), str(BOT_ID), KEY, "/ws", "tok", "hdr"],
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
         try:
             async with trio.open_nursery() as nursery:
-                await world.start(nursery)
+                await start_emulator(nursery, discord)
                 config = BridgeConfig(
                     discord=DiscordConfig(
-                        token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url
+                        token=discord.token, api_base_url=discord.base_url, gateway_url=discord.gateway_url
                     ),
                     mirai=MiraiConfig(
                         verify_key=KEY,
@@ -79,8 +80,7 @@ async def test_ariadne_answers_a_discord_message_through_the_whole_bridge(tmp_pa
                     server=ServerConfig(port=0),
                 )
                 running: RunningBridge = await nursery.start(serve_bridge, config)
-                message = world.user_message(CHANNEL, ALICE, "ping")
-                await world.gateway.dispatch("MESSAGE_CREATE", message)
+                message = await say(discord, CHANNEL, ALICE, "ping")
                 report = await read_report(process, stderr_path)
                 running.shutdown()
                 await trio.sleep(0)
@@ -96,7 +96,7 @@ async def test_ariadne_answers_a_discord_message_through_the_whole_bridge(tmp_pa
     assert report["group"] == CHANNEL
     assert report["text"] == "ping"
     assert isinstance(report["quoted"], int) and report["quoted"] > 0  # the Source.id the bridge allocated
-    replies = world.rest.requests_to("POST /channels/{channel_id}/messages")
+    replies = discord.requests_to("POST /channels/{channel_id}/messages")
     assert len(replies) == 1
     body = replies[0].json
     assert body is not None

@@ -4,10 +4,10 @@
 session) and ``HttpClientConfig`` alone (the http adapter: verify/bind, commands over HTTP, events polled with
 fetchMessage). Ariadne runs from its own venv ($ARIADNE_PYTHON, skipped when unset) as a subprocess
 (tests/integration/ariadne_client_bot.py); the bridge is ``serve_bridge`` with the store, the outbox, the Discord
-shard and REST client against the loopback fake Discord, and its ws and http adapters on one port.
+shard and REST client against the loopback emulated Discord, and its ws and http adapters on one port.
 
 A user's "ping" in a channel reaches Ariadne as a GroupMessage; Ariadne replies quoting it, lists the group's
-members, recalls its reply, uploads a PNG and sends it. The fake Discord must see exactly that: a reply to the
+members, recalls its reply, uploads a PNG and sends it. The emulated Discord must see exactly that: a reply to the
 original message, a DELETE of the reply, and a message with the PNG attached.
 """
 
@@ -32,7 +32,8 @@ from relay.config import (
     StoreConfig,
     WsServerConfig,
 )
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.integration.test_ariadne import ARIADNE_PYTHON, GUARD, stderr_tail
 
 pytestmark = pytest.mark.ariadne
@@ -81,15 +82,15 @@ async def connected(running: RunningBridge, mode: str, bot_id: int) -> None:
 @pytest.mark.skipif(not ARIADNE_PYTHON, reason="ARIADNE_PYTHON is unset (.ci/run creates Ariadne's venv and sets it)")
 @pytest.mark.parametrize("mode", ["ws", "http"])
 async def test_ariadne_client_modes_through_the_whole_bridge(tmp_path: Path, mode: str) -> None:
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
     stderr_path = tmp_path / "ariadne.stderr"
     with stderr_path.open("wb") as stderr, trio.fail_after(GUARD):
         async with trio.open_nursery() as nursery:
-            await world.start(nursery)
+            await start_emulator(nursery, discord)
             config = BridgeConfig(
                 discord=DiscordConfig(
-                    token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url
+                    token=discord.token, api_base_url=discord.base_url, gateway_url=discord.gateway_url
                 ),
                 mirai=MiraiConfig(
                     verify_key=KEY,
@@ -105,14 +106,13 @@ async def test_ariadne_client_modes_through_the_whole_bridge(tmp_path: Path, mod
             port = running.mirai.ports["mirai.ws"]
             assert running.mirai.ports["mirai.http"] == port  # one port for both, as in mirai-api-http
             process = await trio.lowlevel.open_process(
-                [ARIADNE_PYTHON, str(BOT_SCRIPT), mode, f"http://127.0.0.1:{port}", str(world.bot_id), KEY],
+                [ARIADNE_PYTHON, str(BOT_SCRIPT), mode, f"http://127.0.0.1:{port}", str(BOT_ID), KEY],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
             )
             try:
-                await connected(running, mode, world.bot_id)
-                message = world.user_message(CHANNEL, ALICE, "ping")
-                await world.gateway.dispatch("MESSAGE_CREATE", message)
+                await connected(running, mode, BOT_ID)
+                message = await say(discord, CHANNEL, ALICE, "ping")
                 steps = await read_steps(process, stderr_path)
             finally:
                 process.send_signal(signal.SIGINT)
@@ -133,14 +133,14 @@ async def test_ariadne_client_modes_through_the_whole_bridge(tmp_path: Path, mod
     assert steps["recalled"]["message_id"] == reply["reply_message_id"]
     assert steps["uploaded"]["image_id"].startswith("{")
 
-    posts = world.rest.requests_to("POST /channels/{channel_id}/messages")
+    posts = discord.requests_to("POST /channels/{channel_id}/messages")
     assert len(posts) == 2
     answer, picture = posts
     assert answer.json["content"] == "pong: ping"
     assert answer.json["message_reference"]["message_id"] == message["id"]  # the quote became a Discord reply
-    (deleted,) = world.rest.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")
+    (deleted,) = discord.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")
     assert deleted.status == 204
-    left = [m["content"] for m in world.rest.messages[CHANNEL].values()]
+    left = [m["content"] for m in discord.world.messages[CHANNEL].values()]
     assert left == ["ping", "a picture"]  # the reply was the message recalled
     assert picture.json["content"] == "a picture"
     (attachment,) = [part for part in picture.parts if part.name.startswith("files[")]

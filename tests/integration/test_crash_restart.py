@@ -1,5 +1,5 @@
 """kill -9 twice during a 500 messages/s stream, restarted at once (issue 15): no message is missing, against a
-fake gateway that honours resume and against one that refuses every resume (the back-fill recovers the gap), and
+gateway that honours resume and against one that refuses every resume (the back-fill recovers the gap), and
 duplicates stay within one store flush interval's worth per crash. The scenario is tests/integration/
 crash_scenario.py; scripts/crash_restart.py prints the same figures for the README.
 """

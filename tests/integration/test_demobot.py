@@ -6,7 +6,7 @@ qq configured), answers the success frame, pushes events, and checks and answers
 "Nothing was sent" is shown without a clock: after the event under test the test pushes ``echo <marker>`` and
 the next command the bot sends must be that echo.
 
-The last test runs the demo bot behind the whole bridge against the fake Discord.
+The last test runs the demo bot behind the whole bridge against the emulated Discord.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from relay.config import BridgeConfig, DiscordConfig, MiraiConfig, ReverseWsConf
 from relay.errors import WebSocketClosed, WebSocketHandshakeFailed
 from relay.sandbox.demobot import DEFAULT_PATH, demo_destination, serve_demo_bot
 from relay.sandbox.demobot_logic import HELP_TEXT, RECALL_HINT
+from relay.sandbox.emulator.emulator import Emulator
 from relay.wire.client import connect_websocket
 from relay.wire.connection import WebSocketConnection
-from tests.fakes.discord_world import DiscordWorld
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.integration.webclient import RawClient
 
 GUARD = 10  # seconds: a failure guard only, never a measurement
@@ -431,37 +432,34 @@ CHANNEL = 7001
 OWNER = 7100
 
 
-async def test_echo_and_recall_through_the_bridge_and_the_fake_discord(tmp_path: Path) -> None:
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
-    messages = world.rest.messages[CHANNEL]
+async def test_echo_and_recall_through_the_bridge_and_the_emulated_discord(tmp_path: Path) -> None:
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    messages = discord.world.messages[CHANNEL]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            await world.start(nursery)
+            await start_emulator(nursery, discord)
             port = await nursery.start(partial(serve_demo_bot, port=0, verify_key=KEY))
             config = BridgeConfig(
                 discord=DiscordConfig(
-                    token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url
+                    token=discord.token, api_base_url=discord.base_url, gateway_url=discord.gateway_url
                 ),
                 mirai=MiraiConfig(verify_key=KEY, reverse_ws=ReverseWsConfig(destinations=(demo_destination(port),))),
                 store=StoreConfig(path=str(tmp_path / "bridge.sqlite3")),
                 server=ServerConfig(port=0),
             )
             running = await nursery.start(serve_bridge, config)
-            asked = world.user_message(CHANNEL, ALICE, "echo hi")
             # the bridge may still be dialing the demo bot: the outbox keeps the message until it is verified
-            await world.gateway.dispatch("MESSAGE_CREATE", asked)
+            asked = await say(discord, CHANNEL, ALICE, "echo hi")
             while not (replies := [m for m in messages.values() if m["content"] == "hi"]):
                 await trio.sleep(0.02)
             (reply,) = replies
             # Alice answers the bot's message with "recall": the bot recalls it through the bridge
-            await world.gateway.dispatch(
-                "MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "recall", reply_to=int(reply["id"]))
-            )
+            await say(discord, CHANNEL, ALICE, "recall", reply_to=int(reply["id"]))
             while int(reply["id"]) in messages:
                 await trio.sleep(0.02)
             running.shutdown()
             nursery.cancel_scope.cancel()
-    assert reply["author"]["id"] == str(world.bot_id)
+    assert reply["author"]["id"] == str(BOT_ID)
     assert reply["message_reference"]["message_id"] == asked["id"]
     assert [m["content"] for m in messages.values()] == ["echo hi", "recall"]

@@ -2,10 +2,10 @@
 never dropped, and a marker message sent after them arrives.
 
 Hypothesis (seeded: ``derandomize=True``) mutates real-shaped dispatches — the rich MESSAGE_CREATE of
-tests/fixtures/discord, and the fake Discord's own shapes of the events in docs/discord.md §6.1 — by replacing one
-to four values anywhere in them (or ``d`` itself) with random JSON: huge and negative integers, digit strings up to
-400 digits, floats, NaN, strings, nulls, small lists and objects. They go from the fake gateway over a real
-websocket to the bridge's shard, translator, store, outbox and on to a fake framework.
+tests/fixtures/discord, and the emulated Discord's own shapes of the events in docs/discord.md §6.1 — by replacing
+one to four values anywhere in them (or ``d`` itself) with random JSON: huge and negative integers, digit strings up
+to 400 digits, floats, NaN, strings, nulls, small lists and objects. They go as raw dispatches from the emulated
+gateway over a real websocket to the bridge's shard, translator, store, outbox and on to a fake framework.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator import payloads
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, message_create, say
 from tests.integration.test_end_to_end import ALICE, CHANNEL, GUILD, OTHER_CHANNEL, OWNER, plain_text, running_bridge
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "discord"
@@ -45,14 +47,16 @@ _pick = st.integers(0, 2**16)
 _count = st.integers(1, 4)
 
 
-def real_dispatches(world: DiscordWorld) -> list[tuple[str, Any]]:
-    """Real-shaped dispatches for the fake world's guild (the marker channel itself is left alone)."""
+def real_dispatches(discord: Emulator) -> list[tuple[str, Any]]:
+    """Real-shaped dispatches for the emulated world's guild (the marker channel itself is left alone): payloads
+    of objects seeded silently, to be mutated and sent raw."""
+    world = discord.world
     rich = json.loads((FIXTURES / "message_create_rich.json").read_text("utf-8"))
     text = json.dumps(rich).replace("1100000000000000010", str(GUILD)).replace("1100000000000000100", str(CHANNEL))
-    other = dict(world.rest.channels[OTHER_CHANNEL])
+    other = dict(world.channels[OTHER_CHANNEL])
     role = {"id": str(GUILD + 77), "name": "Mods", "permissions": "8", "position": 1}
-    member = {**world.member_add(GUILD, 6900, "fuzzed"), "guild_id": str(GUILD)}
-    message = world.user_message(CHANNEL, ALICE, "a message to mutate")
+    member = payloads.member_event(GUILD, world.add_member(GUILD, 6900, username="fuzzed"))
+    message = message_create(discord, world.add_message(CHANNEL, "a message to mutate", author_id=ALICE))
     return [
         ("MESSAGE_CREATE", json.loads(text)),
         ("MESSAGE_CREATE", message),
@@ -82,7 +86,7 @@ def real_dispatches(world: DiscordWorld) -> list[tuple[str, Any]]:
                 "options": {"channel_id": str(CHANNEL), "count": "1"},
             },
         ),
-        ("USER_UPDATE", {"id": str(world.bot_id), "username": "relay-bot"}),
+        ("USER_UPDATE", {"id": str(BOT_ID), "username": "relay-bot"}),
         ("TYPING_START", {"channel_id": str(CHANNEL), "user_id": str(ALICE), "timestamp": 1}),
         ("SESSIONS_REPLACE", [{"session_id": "x", "status": "online"}]),
     ]
@@ -139,16 +143,16 @@ async def test_10000_mutated_dispatches_crash_nothing_and_a_marker_still_arrives
     caplog.set_level(logging.WARNING)
     with trio.fail_after(180):
         async with running_bridge(tmp_path) as env:
-            world = env.world
+            discord = env.discord
             conn = await env.framework.wait_connection()
             await conn.wait_verified()
-            dispatches = mutated_dispatches(real_dispatches(world), DISPATCHES)
+            dispatches = mutated_dispatches(real_dispatches(discord), DISPATCHES)
             assert len(dispatches) == DISPATCHES
             for start in range(0, DISPATCHES, 500):
                 for name, data in dispatches[start : start + 500]:
-                    await world.gateway.dispatch(name, data)
+                    await discord.dispatch(name, data)
                 await trio.sleep(0)
-            await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "marker after the fuzz"))
+            await say(discord, CHANNEL, ALICE, "marker after the fuzz")
             with trio.fail_after(120):
                 while not any(
                     e.data.get("type") == "GroupMessage" and plain_text(e.data) == "marker after the fuzz"
@@ -159,5 +163,5 @@ async def test_10000_mutated_dispatches_crash_nothing_and_a_marker_still_arrives
     malformed = sum("skipping malformed" in r.getMessage() for r in caplog.records)
     contained = sum("handling it failed" in r.getMessage() for r in caplog.records)
     print(f"{DISPATCHES} mutated dispatches: {refused} refused ids, {malformed} malformed, {contained} contained")
-    assert len(world.gateway.identifies) == 1 and not world.gateway.resumes  # the connection never dropped
+    assert len(discord.gateway.identifies) == 1 and not discord.gateway.resumes  # the connection never dropped
     assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]

@@ -16,9 +16,9 @@ import trio
 from relay.app import serve_bridge
 from relay.config import IdMode
 from relay.ids import IdMap
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.fakes.fake_framework import FakeConnection, FakeFramework, open_fake_framework
-from tests.fakes.fake_rest import FakeDiscordRest
 from tests.integration.test_end_to_end import VERIFY_KEY, bridge_config, plain_text
 
 # Snowflakes of 2024 (~2**60). A double cannot hold any of them: the framework would corrupt each one.
@@ -44,10 +44,10 @@ async def wait_group_messages(framework: FakeFramework, count: int) -> list[dict
     return group_messages(framework)
 
 
-def posts_to(rest: FakeDiscordRest, channel: int) -> list[dict[str, object]]:
+def posts_to(discord: Emulator, channel: int) -> list[dict[str, object]]:
     return [
         r.json
-        for r in rest.requests
+        for r in discord.requests
         if r.method == "POST" and r.path.endswith(f"/channels/{channel}/messages") and r.json
     ]
 
@@ -84,33 +84,33 @@ async def test_a_snowflake_round_trips_through_a_53_bit_framework_across_a_resta
     for snowflake in (CHANNEL, ALICE):
         assert framework_sees(snowflake) != snowflake  # the simulation does corrupt real ids
 
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
     # the bot's presented id is a function of its snowflake (relay/ids.py): the framework is configured with it
     # as `discord-mirai-relay ids` would print it, before the bridge ever ran
-    bot_qq = IdMap().preview(world.bot_id)
+    bot_qq = IdMap().preview(BOT_ID)
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
-            await world.start(nursery)
+            await start_emulator(nursery, discord)
             async with open_fake_framework(verify_key=VERIFY_KEY, qq=bot_qq, doubles=True) as framework:
-                base = bridge_config(world, framework, tmp_path)
+                base = bridge_config(discord, framework, tmp_path)
                 config = attrs.evolve(base, mirai=attrs.evolve(base.mirai, ids=IdMode.SMALL))
 
                 # --- first run: Alice writes, the framework answers her with the ids it was shown
                 running = await nursery.start(serve_bridge, config)
                 conn = await framework.wait_connection()
                 await conn.wait_verified()
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "hello"))
+                await say(discord, CHANNEL, ALICE, "hello")
                 (first,) = await wait_group_messages(framework, 1)
                 shown = shown_in(first)
                 assert shown.group < 2**53 and shown.sender < 2**53  # kept exactly by a double
 
                 answer = await reply(conn, shown, " hi")
                 assert answer["code"] == 0
-                (post,) = posts_to(world.rest, CHANNEL)  # the right channel, not a corrupted one
+                (post,) = posts_to(discord, CHANNEL)  # the right channel, not a corrupted one
                 assert post["content"] == f"<@{ALICE}> hi"
                 assert post["allowed_mentions"]["users"] == [str(ALICE)]  # type: ignore[index]
-                original = next(m for m in world.rest.messages[CHANNEL].values() if m["content"] == "hello")
+                original = next(m for m in discord.world.messages[CHANNEL].values() if m["content"] == "hello")
                 assert post["message_reference"]["message_id"] == original["id"]  # type: ignore[index]
 
                 running.shutdown()
@@ -123,13 +123,13 @@ async def test_a_snowflake_round_trips_through_a_53_bit_framework_across_a_resta
                 await conn.wait_verified()  # the bot's presented id did not change either
                 answer = await reply(conn, shown, " again")
                 assert answer["code"] == 0
-                assert [p["content"] for p in posts_to(world.rest, CHANNEL)] == [f"<@{ALICE}> hi", f"<@{ALICE}> again"]
+                assert [p["content"] for p in posts_to(discord, CHANNEL)] == [f"<@{ALICE}> hi", f"<@{ALICE}> again"]
 
                 members = await conn.request("memberList", {"target": shown.group})
                 assert members["code"] == 0
                 assert shown.sender in [m["id"] for m in members["data"]]  # type: ignore[union-attr]
 
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "still me"))
+                await say(discord, CHANNEL, ALICE, "still me")
                 later = (await wait_group_messages(framework, 2))[1]
                 assert plain_text(later) == "still me"
                 assert (shown_in(later).group, shown_in(later).sender) == (shown.group, shown.sender)
@@ -145,7 +145,7 @@ async def test_a_snowflake_round_trips_through_a_53_bit_framework_across_a_resta
                     "sendGroupMessage", {"target": CHANNEL, "messageChain": [{"type": "Plain", "text": "lost"}]}
                 )
                 assert raw["code"] == 5  # the snowflake itself (corrupted on the way) is refused too
-                assert len(posts_to(world.rest, CHANNEL)) == 2
+                assert len(posts_to(discord, CHANNEL)) == 2
 
                 running.shutdown()
                 with trio.fail_after(15):

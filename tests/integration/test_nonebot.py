@@ -6,7 +6,7 @@ port, as mirai-api-http does. NoneBot runs from its own venv ($NONEBOT_PYTHON: `
 ``nonebot-adapter-mirai``; skipped when unset) as a subprocess (tests/integration/nonebot_bot.py).
 
 A user's "ping" reaches NoneBot as a GroupMessage; it replies quoting it, lists the group's members, recalls its
-reply, uploads a PNG and sends it; the fake Discord must see exactly that.
+reply, uploads a PNG and sends it; the emulated Discord must see exactly that.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from relay.config import (
     StoreConfig,
     WsServerConfig,
 )
-from tests.fakes.discord_world import DiscordWorld
+from relay.sandbox.emulator.emulator import Emulator
+from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
 from tests.integration.test_ariadne import GUARD, stderr_tail
 
 NONEBOT_PYTHON = os.environ.get("NONEBOT_PYTHON", "")
@@ -75,15 +76,15 @@ async def connected(running: RunningBridge) -> None:
 
 @pytest.mark.skipif(not NONEBOT_PYTHON, reason="NONEBOT_PYTHON is unset (.ci/run creates NoneBot's venv and sets it)")
 async def test_nonebot_through_the_whole_bridge(tmp_path: Path) -> None:
-    world = DiscordWorld()
-    world.add_guild(GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
+    discord = Emulator(token=TOKEN)
+    add_guild(discord, GUILD, "Dev", owner_id=OWNER, channels={CHANNEL: "general"}, members=[ALICE])
     stderr_path = tmp_path / "nonebot.stderr"
     with stderr_path.open("wb") as stderr, trio.fail_after(GUARD):
         async with trio.open_nursery() as nursery:
-            await world.start(nursery)
+            await start_emulator(nursery, discord)
             config = BridgeConfig(
                 discord=DiscordConfig(
-                    token=world.token, api_base_url=world.rest.base_url, gateway_url=world.gateway.url
+                    token=discord.token, api_base_url=discord.base_url, gateway_url=discord.gateway_url
                 ),
                 mirai=MiraiConfig(
                     verify_key=KEY,
@@ -99,14 +100,13 @@ async def test_nonebot_through_the_whole_bridge(tmp_path: Path) -> None:
             port = running.mirai.ports["mirai.ws"]
             assert running.mirai.ports["mirai.http"] == port  # one port for both, as in mirai-api-http
             process = await trio.lowlevel.open_process(
-                [NONEBOT_PYTHON, str(BOT_SCRIPT), "127.0.0.1", str(port), str(world.bot_id), KEY],
+                [NONEBOT_PYTHON, str(BOT_SCRIPT), "127.0.0.1", str(port), str(BOT_ID), KEY],
                 stdout=subprocess.PIPE,
                 stderr=stderr,
             )
             try:
                 await connected(running)
-                message = world.user_message(CHANNEL, ALICE, "ping")
-                await world.gateway.dispatch("MESSAGE_CREATE", message)
+                message = await say(discord, CHANNEL, ALICE, "ping")
                 steps = await read_steps(process, stderr_path)
             finally:
                 process.send_signal(signal.SIGINT)
@@ -129,14 +129,14 @@ async def test_nonebot_through_the_whole_bridge(tmp_path: Path) -> None:
     # every command went over http with the ws session (NoneBot's default), none over the websocket
     assert running.mirai is not None and running.mirai.http is not None and running.mirai.http.requests >= 5
 
-    posts = world.rest.requests_to("POST /channels/{channel_id}/messages")
+    posts = discord.requests_to("POST /channels/{channel_id}/messages")
     assert len(posts) == 2
     answer, picture = posts
     assert answer.json["content"] == "pong: ping"
     assert answer.json["message_reference"]["message_id"] == message["id"]  # the quote became a Discord reply
-    (deleted,) = world.rest.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")
+    (deleted,) = discord.requests_to("DELETE /channels/{channel_id}/messages/{message_id}")
     assert deleted.status == 204
-    left = [m["content"] for m in world.rest.messages[CHANNEL].values()]
+    left = [m["content"] for m in discord.world.messages[CHANNEL].values()]
     assert left == ["ping", "a picture"]  # the reply was the message recalled
     assert picture.json["content"] == "a picture"
     (attachment,) = [part for part in picture.parts if part.name.startswith("files[")]

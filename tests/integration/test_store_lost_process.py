@@ -1,5 +1,5 @@
-"""The store deleted under the running bridge (the real CLI in a subprocess, fake Discord and framework over
-loopback): it stops with one clear line naming the file, and the store that replaces it issues none of its ids."""
+"""The store deleted under the running bridge (the real CLI in a subprocess, the emulated Discord and a fake framework
+over loopback): it stops with one clear line naming the file, and the store that replaces it issues none of its ids."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import trio
 
+from tests.emulated import say
 from tests.integration.test_end_to_end_process import (
     ALICE,
     CHANNEL,
     bridge_process,
-    world_and_framework,
+    discord_and_framework,
 )
 
 
@@ -27,10 +28,10 @@ def message_ids(framework: object) -> list[int]:
 async def test_a_deleted_store_stops_the_bridge_and_no_id_is_issued_twice(tmp_path: Path) -> None:
     store = tmp_path / "bridge.sqlite3"
     with trio.fail_after(90):
-        async with world_and_framework(tmp_path) as (world, framework, config):
-            async with bridge_process(config, token=world.token) as bridge:
+        async with discord_and_framework(tmp_path) as (discord, framework, config):
+            async with bridge_process(config, token=discord.token) as bridge:
                 await (await framework.wait_connection()).wait_verified()
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "first"))
+                await say(discord, CHANNEL, ALICE, "first")
                 while not message_ids(framework):
                     await trio.sleep(0.05)
                 for name in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
@@ -42,9 +43,9 @@ async def test_a_deleted_store_stops_the_bridge_and_no_id_is_issued_twice(tmp_pa
             assert len(errors) == 1 and f"the store file {store}" in errors[0] and "was deleted" in errors[0], errors
             (first_id,) = message_ids(framework)
 
-            async with bridge_process(config, token=world.token) as bridge:  # a new store in its place
+            async with bridge_process(config, token=discord.token) as bridge:  # a new store in its place
                 await (await framework.wait_connection(1)).wait_verified()
-                await world.gateway.dispatch("MESSAGE_CREATE", world.user_message(CHANNEL, ALICE, "second"))
+                await say(discord, CHANNEL, ALICE, "second")
                 while len(message_ids(framework)) < 2:
                     await trio.sleep(0.05)
                 bridge.process.terminate()
