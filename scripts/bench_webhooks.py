@@ -7,10 +7,10 @@ JSON object). Everything on 127.0.0.1:
   N events are appended at once; deliveries/s = N / the time until the destination's backlog is empty. Batching
   off (one event per POST, mirai-api-http's way) and on (up to 100 events or 20 ms per POST), signed with
   Standard Webhooks in both.
-* **inbound**: the whole bridge against the fake Discord (tests/integration/test_end_to_end.py's harness) with
+* **inbound**: the whole bridge against the emulated Discord (tests/integration/test_end_to_end.py's harness) with
   the robots' routes on relay/web; all in this process. Accepted/s: 8 clients POST pre-signed posts as fast as
   they are answered 202. Latency: posts paced at 20/s (under the channel's rate limit, so no coalescing wait),
-  from the POST to the fake Discord receiving the message that holds it (p50/p99).
+  from the POST to the emulated Discord receiving the message that holds it (p50/p99).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A hostile or broken framework (issue 15): whatever it sends that cannot be decoded gets mirai-api-http's bare
 400 answer (docs/mirai-api-http.md §3.5), the connection stays, and every valid command among the garbage is answered.
 
-Through the whole bridge: fake framework → reverse-ws client → session → handlers → relay → fake Discord.
+Through the whole bridge: fake framework → reverse-ws client → session → handlers → relay → emulated Discord.
 """
 
 from __future__ import annotations

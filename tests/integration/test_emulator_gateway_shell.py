@@ -113,16 +113,14 @@ async def test_a_close_carries_its_reason(autojump_clock: trio.abc.Clock) -> Non
     em = make()
     with trio.fail_after(10):
         async with connected(em) as client:
-            await next_payload(client)
+            assert (await next_payload(client))["op"] == 10
             await client.send_message(json.dumps(IDENTIFY))
-            await next_payload(client)
+            assert (await next_payload(client))["t"] == "READY"
             await em.close_with(4000, reason="node draining")
-            while True:
-                try:
-                    await client.get_message()
-                except WebSocketClosed as closed:
-                    assert (closed.code, closed.reason) == (4000, "node draining")
-                    break
+            with pytest.raises(WebSocketClosed) as closed:
+                while True:
+                    await client.get_message()  # GUILD_CREATE, then the close
+    assert (closed.value.code, closed.value.reason) == (4000, "node draining")
 
 
 async def test_drop_is_a_close_without_frame_and_the_client_close_code_is_recorded(

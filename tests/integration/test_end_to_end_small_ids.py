@@ -2,7 +2,7 @@
 JavaScript one, simulated by the fake framework's ``doubles`` mode) talks to channels and users with real 64-bit
 snowflakes, across a restart of the bridge.
 
-fake Discord (loopback gateway + REST) ⇄ bridge (reverse-ws) ⇄ fake framework parsing every JSON number as a
+emulated Discord (loopback gateway + REST) ⇄ bridge (reverse-ws) ⇄ fake framework parsing every JSON number as a
 double and sending back what it parsed.
 """
 

@@ -272,7 +272,7 @@ async def starting_bridge(
                 await trio.sleep(0.02)
             if started:
                 started[0].shutdown()
-                await stopped.wait()  # the graceful shutdown finishes while the fakes are still there
+                await stopped.wait()  # the graceful shutdown finishes while Discord and the framework are still there
         nursery.cancel_scope.cancel()
 
 

@@ -1,5 +1,5 @@
 """TRACE logging of the Discord REST client: request and response bodies, redacted like every line; nothing of
-them below TRACE. Against the fake Discord REST API on 127.0.0.1."""
+them below TRACE. Against the emulated Discord REST API on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from relay.logs import MASK, setup_logging
-from tests.integration.test_rest_client import CHANNEL, TOKEN, make_fake, running
+from tests.integration.test_rest_client import CHANNEL, TOKEN, make_discord, running
 
 SECRET = "a-verify-key-that-leaked-into-a-message"
 
@@ -19,7 +19,7 @@ async def test_rest_bodies_at_trace_only(level: str, logged: bool) -> None:
     buffer = io.StringIO()
     handler = setup_logging(level, "text", [TOKEN, SECRET], stream=buffer)
     try:
-        async with running(make_fake()) as rest:
+        async with running(make_discord()) as rest:
             await rest.create_message(CHANNEL, {"content": f"hello {SECRET}"})
     finally:
         logging.getLogger().removeHandler(handler)

@@ -1,11 +1,11 @@
-"""Both webhook directions through the whole bridge against the fake Discord (REST + gateway on 127.0.0.1).
+"""Both webhook directions through the whole bridge against the emulated Discord (REST + gateway on 127.0.0.1).
 
 * robots: 500 posts in 2 s into one channel arrive on Discord, in order, in a few messages, with no 429 from the
   fake (its channel bucket set to Discord's kind of limit); a robot whose channel the bot may not post in reports
   ``failed`` with Discord's error, in metrics and in one log line; a robot with ``forward_to_frameworks`` is seen
   by the framework as a GroupMessage;
 * webhooks out: a Discord message becomes a POST to the receiver, whose answer carries ``sendGroupMessage``, which
-  the bridge runs: the fake Discord receives it.
+  the bridge runs: the emulated Discord receives it.
 """
 
 from __future__ import annotations

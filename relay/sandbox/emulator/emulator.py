@@ -4,7 +4,7 @@
 :mod:`.rest` over :mod:`.endpoints` and :mod:`.ratelimits`, :mod:`.gateway`) and is their trio side: it reads
 the clocks, answers HTTP requests in the contract's handler shape (:meth:`Emulator.handle_http`: sleeping for an
 injected slow answer; for a dropped one raising :class:`relay.web.models.DropConnection`, which relay.web
-closes unanswered) and wraps the gateway's control calls as awaitables, like the old test fakes.
+closes unanswered) and wraps the gateway's control calls as awaitables for the project's tests.
 
 Clocks: the gateway and the rate limits run on ``trio.current_time()``; the world's wall clock is
 ``epoch + trio.current_time()`` when ``epoch`` is given (virtual-time tests: ids and timestamps look real and

@@ -18,9 +18,6 @@ from relay.web.multipart import Part, find_part, parse_multipart
 #: parts read from one multipart body: ten files and payload_json, with room to answer 30015 for more files
 MAX_PARTS: Final = 64
 
-#: the old fakes' name for a part (tests read ``.name``, ``.filename``, ``.content_type``, ``.data``)
-MultipartPart = Part
-
 
 def decode_body(request: Request) -> tuple[Any, tuple[Part, ...]]:
     """(decoded JSON or None, multipart parts in order)."""

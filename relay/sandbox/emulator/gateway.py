@@ -6,7 +6,7 @@ and every live :class:`Connection`. The I/O shell feeds it what happens — a co
 (:meth:`Gateway.connection_lost`) — each with ``now``, and sends what :meth:`Connection.take` returns:
 text or binary websocket messages, a close frame with a code, or an abort (TCP dropped, no close frame).
 
-What it does, like Discord (and like the test fake it replaces):
+What it does, like Discord:
 
 * HELLO on every connection; ``v=10&encoding=json`` or close 4012; heartbeats ACKed (op 11) unless
   ``ack_heartbeats`` is off;

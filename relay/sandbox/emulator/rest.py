@@ -7,7 +7,7 @@ without Discord's headers); then ``Authorization: Bot <token>`` (401), injected 
 route's bucket (:mod:`.ratelimits`), injected failures, forbidden routes (403 50013), and the endpoint
 (:mod:`.endpoints`). Every answer after the bucket carries its rate-limit headers, errors included.
 
-Knobs for tests (the old fake's): :meth:`RestApi.inject` (:class:`Fail`, :class:`RateLimit`,
+Knobs for tests: :meth:`RestApi.inject` (:class:`Fail`, :class:`RateLimit`,
 :class:`CloudflareBan`, :class:`Slow`, :class:`Drop`, one per request, per route or ``"*"``),
 :meth:`RestApi.forbid`/:meth:`RestApi.allow`; every request is recorded in :attr:`RestApi.requests`
 (:class:`RecordedRequest`) with the status answered.

@@ -3,8 +3,8 @@ audit log and uploaded files, persisted, with the silent seeding calls and the l
 
 Objects are the JSON dictionaries Discord's REST API answers with (docs/discord.md §6.2–§6.3), kept in memory and
 written through to the state file (:mod:`.db`) in one transaction per operation, so a restart keeps history.
-The dictionaries are live: a test may read them (``world.messages[channel_id]``) exactly as it read the old
-fakes'; a test that mutates one directly changes only memory.
+The dictionaries are live: a test may read them (``world.messages[channel_id]``); a test that mutates one
+directly changes only memory.
 
 The application (``GET /applications/@me``, READY's ``application``) has the bot user's id unless told otherwise
 and its flags say which privileged intents its "Developer Portal" has enabled. :class:`Deviations` are the ways a
