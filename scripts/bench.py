@@ -635,6 +635,10 @@ def run_peer(params: dict[str, Any]) -> None:
             result["first_send"] = time.monotonic()
             if mode in ("saturate", "backlog"):
                 bodies = [json.dumps(message_payload(i, 0), separators=(",", ":")).encode() for i in range(count)]
+                if mode == "saturate":
+                    # the orchestrator reads the client's CPU time now, and again once the stream is consumed
+                    print(json.dumps({"stream_start": True}), flush=True)
+                    await trio.sleep(0.2)
                 result["first_send"] = time.monotonic()
                 batch: list[bytes] = []
                 for body in bodies:
@@ -1776,13 +1780,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{'client':10} {'mode':9} {'zlib':4} {'recv':>7} {'events/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU s':>6} {'peer CPU':>8} {'peak RSS MB':>11}"
+        f"{'CPU s':>6} {'µs/ev':>6} {'peer CPU':>8} {'peak RSS MB':>11}"
     )
     for row in rows:
         print(
             f"{row['client']:10} {row['mode']:9} {'on' if row['compress'] else 'off':4} {row['received']:>7} "
             f"{fmt(row.get('events_per_s'), 0):>10} {fmt(row.get('lat_p50_ms'), 2):>7} "
-            f"{fmt(row.get('lat_p99_ms'), 2):>7} {fmt(row.get('cpu_s'), 2):>6} {fmt(row.get('peer_cpu_s'), 2):>8} "
+            f"{fmt(row.get('lat_p99_ms'), 2):>7} {fmt(row.get('cpu_s'), 2):>6} "
+            f"{fmt(row.get('cpu_us_per_event'), 1):>6} {fmt(row.get('peer_cpu_s'), 2):>8} "
             f"{fmt(row.get('peak_rss_mb')):>11}"
         )
     for row in rows:
@@ -1798,7 +1803,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"WARNING: {row['client']} {row['mode']}: {'; '.join(problems)}", file=sys.stderr)
     if args.repeat > 1 and "saturate" not in skip:
         print(f"\nsaturation, {args.repeat} interleaved runs each: median (min-max)")
-        print(f"{'client':10} {'zlib':4} {'events/s':>24} {'CPU s':>6} {'peak RSS MB':>11}")
+        print(f"{'client':10} {'zlib':4} {'events/s':>24} {'CPU s':>6} {'CPU µs/event':>20} {'peak RSS MB':>11}")
         for compress in modes:
             for kind in clients:
                 runs = [r for r in rows if (r["client"], r["mode"], r["compress"]) == (kind, "saturate", compress)]
@@ -1806,9 +1811,13 @@ def main(argv: list[str] | None = None) -> int:
                 if not rates:
                     continue
                 spread = f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+                per_event = [r["cpu_us_per_event"] for r in runs if r.get("cpu_us_per_event")]
+                cpu_spread = "-"
+                if per_event:
+                    cpu_spread = f"{statistics.median(per_event):.1f} ({min(per_event):.1f}-{max(per_event):.1f})"
                 print(
                     f"{kind:10} {'on' if compress else 'off':4} {spread:>24} "
-                    f"{fmt(statistics.median(r['cpu_s'] for r in runs), 2):>6} "
+                    f"{fmt(statistics.median(r['cpu_s'] for r in runs), 2):>6} {cpu_spread:>20} "
                     f"{fmt(statistics.median(r['peak_rss_mb'] for r in runs)):>11}"
                 )
     ratios: dict[str, Any] = {}
