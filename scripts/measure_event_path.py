@@ -17,7 +17,9 @@ back-fill, the session snapshot, a real store and outbox in a temporary file):
     python scripts/measure_event_path.py                 # 20,000 events, zlib off, best of 5
     python scripts/measure_event_path.py --zlib --repeat 7
     python scripts/measure_event_path.py --guilds 1000 --members 100   # authors walk a large world
-    valgrind --tool=callgrind python scripts/measure_event_path.py --events 2000 --repeat 1   # instructions
+    # instructions per event, steadier than time on a shared machine: divide the total by --events
+    valgrind --tool=callgrind --toggle-collect=sys_call_tracing --callgrind-out-file=/dev/null \
+        python scripts/measure_event_path.py --events 5000 --repeat 1
 
 The figures are CPU time of this thread (``time.thread_time_ns``) per event, the best of ``--repeat`` runs, each on
 a fresh bridge. They leave out what only sockets and trio add: system calls, the scheduler, the acknowledgement
@@ -256,15 +258,21 @@ async def run_once(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         gc.collect()
         gc.freeze()  # as the app does once the guilds are loaded
         pipe.totals = dict.fromkeys(STAGES, 0)
-        events = 0
-        next_flush = FLUSH_EVERY
-        for data in reads:
-            events += pipe.read(data, time.monotonic())
-            pipe.write()
-            if events >= next_flush or pipe.flush_wanted.raised:
-                next_flush = events + FLUSH_EVERY
-                pipe.flush()
-        pipe.flush()
+
+        def stream() -> None:
+            events = 0
+            next_flush = FLUSH_EVERY
+            for data in reads:
+                events += pipe.read(data, time.monotonic())
+                pipe.write()
+                if events >= next_flush or pipe.flush_wanted.raised:
+                    next_flush = events + FLUSH_EVERY
+                    pipe.flush()
+            pipe.flush()
+
+        # through a C function nothing else here calls, so callgrind can count the stream alone (the module
+        # docstring); call_tracing only saves and restores the (unused) tracing state around the call
+        sys.call_tracing(stream, ())
         outbox = pipe.outbox
         if outbox.cursor("framework") != outbox.last_seq:
             raise SystemExit(f"measure: {outbox.last_seq - outbox.cursor('framework')} frames were not delivered")
