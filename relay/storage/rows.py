@@ -121,7 +121,7 @@ def _check_fields(cls: type, expected: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-#: every Message field, copied by name in relay.storage.store._recorded (attrs.evolve re-reads the class per call)
+#: every Message field, named in relay.storage.store.MessageStore.record (attrs.evolve re-reads the class per call)
 MESSAGE_FIELDS = _check_fields(
     Message,
     (
