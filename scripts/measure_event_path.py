@@ -6,9 +6,10 @@ same ~1 KB ``MESSAGE_CREATE`` stream as the bench (its own payload builders), 64
 read", through the objects ``relay.app`` wires (:func:`relay.app.compose_core`, the gateway listener with its
 back-fill, the session snapshot, a real store and outbox in a temporary file):
 
-* ``read``: the websocket parser (:class:`relay.wire.frames.FrameParser`), the payload decoder (zlib-stream when
-  ``--zlib``) and the shard's state machine, as ``Shard._read`` runs them;
-* ``relay``: the listener → translator → store id → mirai frame → outbox append (``on_event``);
+* ``read``: the websocket parser (:class:`relay.wire.frames.FrameParser`) on one socket read's bytes;
+* ``relay``: for each message, the payload decoder (zlib-stream when ``--zlib``) and the shard's state machine,
+  as ``Shard._read`` runs them, then the listener → translator → store id → mirai frame → outbox append
+  (``on_event``);
 * ``write``: what a framework connection's writer does per batch (``Outbox.read_after``, the masked frames of
   :func:`relay.wire.frames.encode_text_frames`, ``Outbox.ack``), without the socket;
 * ``flush``: the flusher's work on the event loop (:func:`relay.storage.flush.take`, every 1,000 events as at
@@ -21,9 +22,9 @@ back-fill, the session snapshot, a real store and outbox in a temporary file):
     valgrind --tool=callgrind --toggle-collect=sys_call_tracing --callgrind-out-file=/dev/null \
         python scripts/measure_event_path.py --events 5000 --repeat 1
 
-The figures are CPU time of this thread (``time.thread_time_ns``) per event, the best of ``--repeat`` runs, each on
-a fresh bridge. They leave out what only sockets and trio add: system calls, the scheduler, the acknowledgement
-bookkeeping of ``adapters/mirai/connection.py``.
+The figures are CPU time of this thread (``time.thread_time_ns``, read a few times per socket read: it is a system
+call) per event, the best of ``--repeat`` runs, each on a fresh bridge. They leave out what only sockets and trio
+add: system calls, the scheduler, the acknowledgement bookkeeping of ``adapters/mirai/connection.py``.
 """
 
 from __future__ import annotations
@@ -179,18 +180,15 @@ class Pipeline:
         self.parser.feed(data, self.messages)
         batch = list(self.messages)
         self.messages.clear()
-        totals["read"] += clock() - t0
+        t1 = clock()
         for message in batch:  # one payload alive at a time, as in the shard (the collector sees as many)
-            t0 = clock()
             payload = decoder.feed(message)
             if payload is None:
                 continue
-            events = machine.receive(payload, now=now)
-            t1 = clock()
-            for event in events:
+            for event in machine.receive(payload, now=now):
                 on_event(event)
-            totals["read"] += t1 - t0
-            totals["relay"] += clock() - t1
+        totals["read"] += t1 - t0
+        totals["relay"] += clock() - t1
         if machine.identify_pending:
             machine.identify_now(now=now)
             machine.frames_to_send(now=now)
