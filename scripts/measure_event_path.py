@@ -19,7 +19,7 @@ back-fill, the session snapshot, a real store and outbox in a temporary file):
     python scripts/measure_event_path.py --zlib --repeat 7
     python scripts/measure_event_path.py --guilds 1000 --members 100   # authors walk a large world
     # instructions per event, steadier than time on a shared machine: divide the total by --events
-    valgrind --tool=callgrind --toggle-collect=sys_call_tracing --callgrind-out-file=/dev/null \
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --toggle-collect=sys_call_tracing --callgrind-out-file=/dev/null \
         python scripts/measure_event_path.py --events 5000 --repeat 1
 
 The figures are CPU time of this thread (``time.thread_time_ns``, read a few times per socket read: it is a system
@@ -34,7 +34,6 @@ import collections
 import contextlib
 import gc
 import json
-import os
 import random
 import sys
 import tempfile
@@ -312,5 +311,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     main()
