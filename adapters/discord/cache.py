@@ -186,7 +186,7 @@ class CachedGuild:
     def base_permissions(self, member: CachedMember) -> int:
         """Guild-level permissions (docs/discord.md §9.2): owner → all; @everyone | member roles;
         ADMINISTRATOR → all."""
-        if member.user.id == self.owner_id and self.owner_id:
+        if member.id == self.owner_id and self.owner_id:
             return ALL_PERMISSIONS
         everyone = self.roles.get(self.id)
         perms = everyone.permissions if everyone else 0

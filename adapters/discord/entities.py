@@ -89,7 +89,7 @@ class EntityFactory:
 
     def member_role(self, guild: CachedGuild, member: CachedMember) -> env.Role:
         """Owner → OWNER; ADMINISTRATOR/MANAGE_GUILD or the configured admin role → ADMINISTRATOR (§9.2)."""
-        if guild.owner_id and member.user.id == guild.owner_id:
+        if guild.owner_id and member.id == guild.owner_id:
             return env.Role.OWNER
         perms = guild.base_permissions(member)
         if perms == ALL_PERMISSIONS or perms & (ADMINISTRATOR | MANAGE_GUILD):
@@ -112,15 +112,17 @@ class EntityFactory:
         guild = self.cache.guilds.get(guild_id)
         role = self.member_role(guild, member) if guild is not None else env.Role.MEMBER
         remaining = member.timeout_until - now
+        # ``member.id`` rather than ``member.user.id``: a cached member is its user (the property costs a call on
+        # every relayed message)
         return env.Member(
-            user_id=member.user.id,
+            user_id=member.id,
             display_name=member.display_name,
             role=role,
             group=group,
             joined_at=int(member.joined_at),
             last_spoke_at=int(member.last_spoke_at),
             mute_remaining=math.ceil(remaining) if remaining > 0 else 0,
-            is_bot=member.user.is_bot,
+            is_bot=member.is_bot,
         )
 
     def is_bridged_text_channel(self, channel: CachedChannel) -> bool:

@@ -65,7 +65,8 @@ class GatewayListener:
                 return
             if backfill.replaying and event.name == "MESSAGE_CREATE":
                 backfill.replayed(event.shard_id, event.data)
-            self.deliver(event)
+            for item in self._on_dispatch(event.name, event.data, self._clock()):  # deliver(), inlined: hot path
+                self._publish(item)
             if event.name == "GUILD_CREATE" and isinstance(event.data, dict) and not event.data.get("unavailable"):
                 guild_id = parse_snowflake(event.data.get("id"))
                 if guild_id is not None:
