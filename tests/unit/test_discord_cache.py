@@ -170,6 +170,24 @@ def test_helpers_snowflakes_times_ints() -> None:
     assert to_int(None) == 0
 
 
+def test_remembered_timestamps_answer_as_a_fresh_parse_and_stay_bounded() -> None:
+    from adapters.discord import snowflakes
+
+    texts = [f"2025-01-01T00:00:{second:02d}.000000+02:00" for second in range(60)]
+    first = [parse_iso_time(text) for text in texts]
+    again = [parse_iso_time(text) for text in texts]
+    assert first == again == [1735682400.0 + second for second in range(60)]
+    assert parse_iso_time("2025-01-01T00:00:00") == 1735689600.0  # no offset: UTC, whatever the local zone
+    for day in range(1, 29):
+        for hour in range(24):
+            for minute in range(0, 60, 30):
+                parse_iso_time(f"2025-02-{day:02d}T{hour:02d}:{minute:02d}:00Z")
+    info = snowflakes._parse_iso_text.cache_info()
+    assert info.maxsize == snowflakes.ISO_TIMES_REMEMBERED
+    assert info.currsize <= snowflakes.ISO_TIMES_REMEMBERED
+    assert parse_iso_time("garbage") == 0.0 and parse_iso_time("") == 0.0
+
+
 def test_known_guilds_tell_a_join_from_a_guild_create_of_a_guild_already_in() -> None:
     cache = ready_cache()
     other = GUILD + 1
