@@ -1260,7 +1260,7 @@ def run_bare(params: dict[str, Any]) -> None:
 # =========================================================================== discord.py client (own venv)
 
 DISCORDPY_CLIENT = r"""
-import asyncio, json, re, sys, time
+import asyncio, json, re, resource, sys, time
 import discord, yarl
 from discord.gateway import DiscordWebSocket
 params = json.loads(sys.argv[1])
@@ -1291,8 +1291,12 @@ async def on_message(message):
         lat = sorted(state["lat"])
         def pct(p):
             return lat[min(len(lat) - 1, round(p / 100 * (len(lat) - 1)))] / 1e6 if lat else None
+        # its own CPU and peak RSS once it has handled the last event: the peer reports when it has *sent* the
+        # stream, and discord.py may still be reading it then (or have exited)
         print(json.dumps({"dpy": {"count": state["n"], "first": state["first"], "last": state["last"],
-                                  "lat_p50_ms": pct(50), "lat_p99_ms": pct(99)}}), flush=True)
+                                  "lat_p50_ms": pct(50), "lat_p99_ms": pct(99), "cpu_s": time.process_time(),
+                                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}),
+              flush=True)
         if params["mode"] == "scale":
             await asyncio.sleep(3600)  # stay alive with the caches filled: the bench reads the RSS, then stops us
         await client.close()
@@ -1492,6 +1496,13 @@ def run_scenario(
                 if not dpy:
                     dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
                 result["sink"] = {**dpy}
+                if "cpu_s" in dpy:
+                    # read by discord.py itself after its last event; /proc above may have been read mid-stream
+                    stats["cpu_s"] = dpy["cpu_s"]
+                    seen = stats["peak_rss_mb"]
+                    stats["peak_rss_mb"] = dpy["peak_rss_mb"] if math.isnan(seen) else max(seen, dpy["peak_rss_mb"])
+                    if stream_cpu:
+                        stats["cpu_us_per_event"] = (dpy["cpu_s"] - stream_cpu[0]) / max(1, events - 1) * 1e6
         finally:
             stop(client)
             stop(peer, grace=2.0)
