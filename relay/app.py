@@ -9,7 +9,7 @@ Lifecycle:
   not hold up startup: its events wait in the outbox). The ``[server]`` listener (health, readiness, metrics)
   starts before Discord, so ``/readyz`` answers from the first second; systemd hears ``READY=1`` when
   :func:`relay.observe.readiness` first holds (the definition ``/readyz`` and the status line use too).
-* Shutdown (:meth:`RunningBridge.shutdown`, or SIGINT/SIGTERM under :func:`run`): new commands are refused,
+* Shutdown (:meth:`RunningBridge.shutdown`, or SIGINT/SIGTERM under :func:`relay.main.run`): new commands are refused,
   in-flight ones get :data:`COMMAND_GRACE` seconds to finish (each still gets a response), the Discord
   connection closes with a resumable code, then the outbox and the store are flushed (with the session, so a
   quick restart resumes instead of identifying) and closed. A second signal exits at once.
@@ -18,8 +18,8 @@ Lifecycle:
   sessions while Discord still keeps them (:func:`resumable_sessions`), and Discord replays exactly what the
   store lacks.
 * A store deleted, replaced or damaged beyond repair stops the bridge (:class:`~relay.errors.StoreLost`).
-* A fatal Discord error (bad token, disallowed intents) ends :func:`run` with exit code 1 and one line that
-  says what to do.
+* A fatal Discord error (bad token, disallowed intents) ends :func:`relay.main.run` with exit code 1 and one line
+  that says what to do; the process around the bridge (signals, exit codes) is :mod:`relay.main`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import functools
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -46,7 +45,6 @@ from adapters.discord.entities import EntityFactory
 from adapters.discord.events_in import DispatchTranslator
 from adapters.discord.gateway.members import GatewayMemberLoader
 from adapters.discord.gateway.resume import GatewaySessions, hydrate_cache, resumable_sessions
-from adapters.discord.gateway.session import ShardState
 from adapters.discord.gateway.shard import Gateway, serve_gateway
 from adapters.discord.listener import GatewayListener, gateway_listener
 from adapters.discord.member_requests import MemberRequests
@@ -64,12 +62,12 @@ from relay import process
 from relay.bridge import Bridge
 from relay.config import BridgeConfig, IdMode
 from relay.egress import DiscordEgress
-from relay.errors import HTTPError, RelayError, StoreError, leaves
+from relay.errors import StoreError
 from relay.health import health_routes
 from relay.ids import SNOWFLAKE_IDS
 from relay.listeners import Mount
 from relay.notify import Notifier, serve_watchdog
-from relay.observe import SPECS, Observed, read_metrics
+from relay.observe import SPECS, Observed, read_metrics, status_line
 from relay.ports import IdPresenter
 from relay.proxy import proxied_stream_opener
 from relay.storage import guard as store_guard
@@ -86,8 +84,6 @@ log = logging.getLogger(__name__)
 
 #: seconds in-flight commands get to finish at shutdown before their connection is closed
 COMMAND_GRACE: Final = 5.0
-#: seconds after start-up (guilds loaded) before the objects alive are frozen out of the collector
-FREEZE_AFTER: Final = 0.1
 #: seconds the gateway gets to close with its resumable code (the shard itself caps its close at 5 s)
 GATEWAY_CLOSE_GRACE: Final = 6.0
 #: how often startup looks again whether the bridge is ready, for systemd's READY=1 (only until it is)
@@ -274,24 +270,6 @@ class RunningBridge:
         self.shutdown_requested.set()
 
 
-def status_line(running: RunningBridge, rate: float) -> str:
-    """The one-line summary logged every ``[logging] status_interval`` and sent to systemd as ``STATUS=``; it ends
-    with the readiness verdict (``ready``, or ``not ready: <reasons>``), as ``/readyz`` gives it."""
-    bridge = running.bridge.statistics()
-    shards = running.gateway.statistics()
-    ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
-    destinations = running.reverse_ws.statistics()
-    verified = sum(1 for d in destinations if d.verified)
-    outbox = running.outbox.statistics()
-    cache = running.cache.statistics()
-    return (
-        f"shards {ready}/{len(shards)} up, guilds {cache.get('guilds', 0)}, destinations {verified}/"
-        f"{len(destinations)} verified, outbox {outbox.retained} retained ({outbox.dropped} dropped), "
-        f"{rate:.1f} events/s, commands {bridge.commands} ({bridge.commands_failed} failed); "
-        f"{running.observed.readiness().describe()}"
-    )
-
-
 async def _notify_when_ready(running: RunningBridge, notifier: Notifier) -> None:
     """systemd's ``READY=1`` once the bridge is first ready (the readiness ``/readyz`` answers), unless the
     shutdown began first."""
@@ -300,7 +278,7 @@ async def _notify_when_ready(running: RunningBridge, notifier: Notifier) -> None
             return
         await trio.sleep(READY_POLL_INTERVAL)
     if not running.shutdown_requested.is_set():
-        notifier.ready(status_line(running, 0.0))
+        notifier.ready(status_line(running.observed, 0.0))
 
 
 async def _log_status(running: RunningBridge, interval: float, notifier: Notifier) -> None:
@@ -308,7 +286,7 @@ async def _log_status(running: RunningBridge, interval: float, notifier: Notifie
     while True:
         await trio.sleep(interval)
         published = running.bridge.statistics().events_published
-        line = status_line(running, (published - previous) / interval)
+        line = status_line(running.observed, (published - previous) / interval)
         previous = published
         log.info("status: %s", line)
         notifier.status(line)
@@ -538,7 +516,7 @@ async def serve_bridge(
                     # systemd (Type=notify): READY=1 once the bridge is ready (relay.observe.readiness, as /readyz
                     # answers), at once when it already is; the watchdog is fed meanwhile
                     if observed.readiness().ready:
-                        notifier.ready(status_line(running, 0.0))
+                        notifier.ready(status_line(running.observed, 0.0))
                     else:
                         nursery.start_soon(_notify_when_ready, running, notifier)
                     await nursery.start(serve_watchdog, notifier)
@@ -570,83 +548,3 @@ async def serve_bridge(
     finally:
         store.close()
     log.info("bridge stopped")
-
-
-# --------------------------------------------------------------------------- process entry point
-
-
-async def _main(config: BridgeConfig, egress: DiscordEgress | None) -> int:
-    interrupted = False
-    async with trio.open_nursery() as nursery:
-        running: RunningBridge | None = None
-        #: cancelled by a first signal that arrives before startup finished (Discord not READY yet)
-        startup = trio.CancelScope()
-
-        async def bridge_task(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            await serve_bridge(config, egress=egress, task_status=task_status)
-            nursery.cancel_scope.cancel(reason="bridge stopped")
-
-        async def watch_signals() -> None:
-            nonlocal interrupted
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    name = signal.Signals(signum).name
-                    if startup.cancel_called or (running is not None and running.shutdown_requested.is_set()):
-                        log.warning("received %s again: exiting now", name)
-                        interrupted = True
-                        nursery.cancel_scope.cancel(reason="second signal")
-                        return
-                    if running is None:
-                        # nothing to drain yet: stop starting (the store and outbox are still flushed and closed)
-                        log.info("received %s before startup finished: stopping (again to exit at once)", name)
-                        startup.cancel(reason=f"{name} during startup")
-                        continue
-                    log.info("received %s: shutting down gracefully (again to exit at once)", name)
-                    running.shutdown()
-
-        nursery.start_soon(watch_signals)
-        with startup:
-            # while the bridge starts it runs inside this scope (trio's nursery.start), so cancelling the scope
-            # stops the start-up cleanly; a bridge that did start lives in the nursery, outside it
-            running = await nursery.start(bridge_task)
-        if running is None:
-            nursery.cancel_scope.cancel(reason="stopped before startup finished")
-        else:
-            # the first events after the guilds loaded go out before the collection the freeze runs
-            await trio.sleep(FREEZE_AFTER)
-            process.freeze_startup_objects()
-    return 130 if interrupted else 0
-
-
-def fatal_message(exc: RelayError, config: BridgeConfig) -> str:
-    """One line that says what went wrong and what to do about it."""
-    if isinstance(exc, HTTPError) and exc.status == 401:
-        source = f"the {config.discord.token_env} environment variable" if config.discord.token_env else "[discord]"
-        where = f"HTTP 401 on {exc.method} {exc.route}" if exc.method else "HTTP 401"
-        return (
-            f"Discord rejected the bot token ({where}): copy the token from the "
-            f"Developer Portal (Bot → Reset Token) into {source}"
-        )
-    return str(exc)
-
-
-def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
-    """Run the bridge until SIGINT/SIGTERM. Exit code: 0 clean stop, 1 fatal error, 130 forced stop.
-
-    ``egress``: the proxy decision ``check`` printed (the CLI builds it once); default: from the environment."""
-    code = 0
-    store_guard.private_umask()  # the store, session data and uploads hold message text
-    if process.limit_malloc_arenas():
-        log.debug("malloc arenas limited to %d", process.MALLOC_ARENA_LIMIT)
-    try:
-        code = trio.run(_main, config, egress)
-    except* RelayError as group:
-        # several tasks may fail together (the shards of one bot with a bad token): say it once
-        seen: set[str] = set()
-        for exc in leaves(group):
-            line = fatal_message(exc, config)
-            if line not in seen:
-                seen.add(line)
-                log.error("%s", line)
-        code = 1
-    return code

@@ -1,7 +1,7 @@
 """The ``discord-mirai-relay`` command: ``run``, ``check``, ``init``, ``sandbox`` and the offline ``ids``,
 ``webhooks`` and ``store check|repair`` commands.
 
-A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.app.run`.
+A composition root: it loads the configuration, sets up logging, and hands over to :func:`relay.main.run`.
 :func:`main` is testable in-process (``main(["check", path], env={...}) -> exit code``);
 :func:`console_main` is the console-script entry point.
 
@@ -33,7 +33,7 @@ from relay.template import render_template
 from relay.wizard import InitAnswers, ask_init_questions
 
 # relay.online (trio, httpx, the adapters) is imported by `check --online` only: `--version`, `init` and an offline
-# `check` start without them, and `run` gets what it needs from relay.app.
+# `check` start without them, and `run` gets what it needs from relay.main.
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str], TextIO], int]
 
@@ -498,13 +498,13 @@ def _cmd_run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO) ->
     log.info("%s %s starting with %s", PROG, __version__, source)
     # The composition root is imported late, so `check` and `init` work without loading any adapter.
     try:
-        app = importlib.import_module("relay.app")
+        entry = importlib.import_module("relay.main")
     except ModuleNotFoundError as exc:
-        if exc.name != "relay.app":
+        if exc.name not in ("relay.main", "relay.app"):
             raise
-        log.error("this installation has no relay.app module; reinstall %s", PROG)
+        log.error("this installation has no %s module; reinstall %s", exc.name, PROG)
         return EXIT_FAILURE
-    run_bridge: Callable[[BridgeConfig, DiscordEgress], int] = app.run
+    run_bridge: Callable[[BridgeConfig, DiscordEgress], int] = entry.run
     return run_bridge(config, egress)
 
 

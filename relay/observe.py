@@ -1,5 +1,6 @@
 """What the running bridge tells its operator (composition: it reads every component's own counters): the one
-readiness definition, and the Prometheus metrics read from the components' ``statistics()`` at scrape time.
+readiness definition, the status line, and the Prometheus metrics read from the components' ``statistics()`` at
+scrape time.
 
 **Readiness** (:func:`readiness`) is the only definition of "ready": ``/readyz``, the status line and systemd's
 ``READY=1`` all call it. Ready means the bridge is not shutting down, and every required component is:
@@ -46,7 +47,7 @@ from relay.storage.sqlite import WriteCounts
 from relay.storage.store import MessageStore
 from relay.web.metrics import MetricKind, MetricSpec, Reading, Samples
 
-__all__ = ["SPECS", "Observed", "read_metrics", "readiness"]
+__all__ = ["SPECS", "Observed", "read_metrics", "readiness", "status_line"]
 
 COUNTER: Final = MetricKind.COUNTER
 GAUGE: Final = MetricKind.GAUGE
@@ -82,6 +83,28 @@ class Observed:
 
     def readiness(self) -> Verdict:
         return readiness(self)
+
+
+# --------------------------------------------------------------------------- the status line
+
+
+def status_line(observed: Observed, rate: float) -> str:
+    """The one-line summary logged every ``[logging] status_interval`` and sent to systemd as ``STATUS=``: shards,
+    guilds, frameworks, the outbox, ``rate`` (events/s) and commands; it ends with the readiness verdict
+    (``ready``, or ``not ready: <reasons>``), as ``/readyz`` gives it."""
+    bridge = observed.bridge.statistics()
+    shards = observed.gateway.statistics() if observed.gateway is not None else {}
+    ready = sum(1 for s in shards.values() if s.state is ShardState.CONNECTED)
+    destinations = observed.reverse_ws.statistics() if observed.reverse_ws is not None else []
+    verified = sum(1 for d in destinations if d.verified)
+    outbox = observed.outbox.statistics()
+    cache = observed.cache.statistics()
+    return (
+        f"shards {ready}/{len(shards)} up, guilds {cache.get('guilds', 0)}, destinations {verified}/"
+        f"{len(destinations)} verified, outbox {outbox.retained} retained ({outbox.dropped} dropped), "
+        f"{rate:.1f} events/s, commands {bridge.commands} ({bridge.commands_failed} failed); "
+        f"{observed.readiness().describe()}"
+    )
 
 
 # --------------------------------------------------------------------------- readiness: the one definition

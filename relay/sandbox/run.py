@@ -26,9 +26,10 @@ import trio
 
 from adapters.discord.gateway.resume import session_file
 from relay import process
-from relay.app import RunningBridge, fatal_message, serve_bridge
+from relay.app import RunningBridge, serve_bridge
 from relay.config import BridgeConfig
 from relay.errors import RelayError, leaves
+from relay.main import fatal_message
 from relay.sandbox import settings
 from relay.sandbox.chatpage import PAGE_PATH, ChatPage
 from relay.sandbox.demobot import demo_destination, serve_demo_bot

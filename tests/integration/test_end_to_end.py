@@ -18,7 +18,7 @@ import attrs
 import pytest
 import trio
 
-from relay.app import RunningBridge, run, serve_bridge
+from relay.app import RunningBridge, serve_bridge
 from relay.config import (
     BackfillConfig,
     BridgeConfig,
@@ -31,6 +31,7 @@ from relay.config import (
     ServerConfig,
     StoreConfig,
 )
+from relay.main import run
 from relay.sandbox.emulator.emulator import Emulator
 from relay.storage.sessions import load_gateway_sessions
 from tests.emulated import BOT_ID, TOKEN, add_guild, say, sent_dispatches, start_emulator

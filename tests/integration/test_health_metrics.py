@@ -17,9 +17,10 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.app import RunningBridge, serve_bridge, status_line
+from relay.app import RunningBridge, serve_bridge
 from relay.config import BridgeConfig, ServerConfig
 from relay.notify import Notifier
+from relay.observe import status_line
 from relay.sandbox.emulator.emulator import Emulator
 from relay.sandbox.emulator.rest import RateLimit
 from tests.emulated import BOT_ID, TOKEN, add_guild, say, start_emulator
@@ -299,7 +300,7 @@ async def test_readyz_is_503_with_reasons_before_discord_is_ready_then_200(tmp_p
             early = await scrape(port)
             await discord.release_ready()
             body = await wait_readyz(port, 200)
-            line = status_line(await bridge.running(), 0.0)
+            line = status_line((await bridge.running()).observed, 0.0)
 
     assert alive.status_code == 200
     assert alive.json()["status"] == "alive" and alive.json()["uptime_seconds"] >= 0
@@ -325,7 +326,7 @@ async def test_readyz_lists_a_framework_that_is_down_when_frameworks_are_require
             await wait_readyz(port, 200)
             await framework.stop()
             down = await wait_readyz(port, 503)
-            line = status_line(running, 0.0)
+            line = status_line(running.observed, 0.0)
             await framework.start()
             up = await wait_readyz(port, 200)
 

@@ -347,8 +347,8 @@ async def test_token_never_appears_in_repr_errors_or_logs(
 
 async def test_a_token_refused_earlier_names_the_request_discord_rejected(autojump_clock: trio.abc.Clock) -> None:
     # issue 15: the exit message of a poisoned REST client said "HTTP 401 on  " (no method, no route)
-    from relay.app import fatal_message
     from relay.config import BridgeConfig
+    from relay.main import fatal_message
 
     discord = make_discord()
     with trio.fail_after(60):
