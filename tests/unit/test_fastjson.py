@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import sys
@@ -66,20 +65,3 @@ def test_both_refuse_the_same_things_with_the_same_types(use_orjson: bool, witho
 
 def test_the_fallback_reports_itself(without_orjson: ModuleType) -> None:
     assert without_orjson.HAVE_ORJSON is False
-
-
-def test_only_fastjson_imports_orjson() -> None:
-    # the zipapp has no orjson: any other module importing it directly would break `run` there
-    offenders = []
-    for path in [*ROOT.glob("relay/**/*.py"), *ROOT.glob("adapters/**/*.py")]:
-        if path == ROOT / "relay" / "fastjson.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(name.split(".")[0] == "orjson" for name in names):
-                offenders.append(str(path.relative_to(ROOT)))
-    assert offenders == []

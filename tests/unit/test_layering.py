@@ -178,6 +178,10 @@ WRAPPED_LIBRARIES: dict[str, tuple[str, ...]] = {
     "python_multipart": ("relay/web/multipart.py",),
     "prometheus_client": ("relay/web/metrics.py",),
     "standardwebhooks": ("relay/signatures.py",),
+    # optional accelerators: the zipapp has neither, so one module decides and falls back (relay/fastjson.py to the
+    # stdlib json, relay/wire/frames.py to the Python masking)
+    "orjson": ("relay/fastjson.py",),
+    "websockets": ("relay/wire/frames.py",),
 }
 
 #: The one module of relay/storage that drives the others from trio (the flushers); every other module there is

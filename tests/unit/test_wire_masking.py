@@ -3,7 +3,6 @@ same bytes either way (RFC 6455 §5.3)."""
 
 from __future__ import annotations
 
-import ast
 import os
 import random
 from pathlib import Path
@@ -44,20 +43,3 @@ def test_masked_frames_are_the_same_with_either_form(monkeypatch: pytest.MonkeyP
     fast = frames.encode_text_frames(texts, keys)
     monkeypatch.setattr(frames, "mask_payload", mask_payload_portable)
     assert frames.encode_text_frames(texts, keys) == fast
-
-
-def test_only_the_frame_codec_imports_websockets() -> None:
-    # one place decides whether the compiled helper is there (the zipapp has none); the bridge is not built on it
-    offenders = []
-    for path in [*ROOT.glob("relay/**/*.py"), *ROOT.glob("adapters/**/*.py")]:
-        if path == ROOT / "relay" / "wire" / "frames.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if any(name.split(".")[0] == "websockets" for name in names):
-                offenders.append(str(path.relative_to(ROOT)))
-    assert offenders == []
