@@ -307,8 +307,6 @@ try:
     from websockets.speedups import apply_mask as mask_payload
 except ImportError:  # pragma: no cover - the zipapp, or a websockets without its compiled speedups
     mask_payload = mask_payload_portable
-#: the C helper masks (False in the zipapp)
-FAST_MASKING: Final = mask_payload is not mask_payload_portable
 
 
 def encode_frame(opcode: int, payload: bytes, masking_key: bytes | None) -> bytes:

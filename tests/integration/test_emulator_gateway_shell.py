@@ -70,13 +70,18 @@ async def next_payload(client: WebSocketConnection, inflater: Any = None) -> dic
             return json.loads(inflater.decompress(buffer))  # type: ignore[no-any-return]
 
 
+async def identify(client: WebSocketConnection) -> None:
+    """HELLO, IDENTIFY, READY: a session on the wire."""
+    assert (await next_payload(client))["op"] == 10
+    await client.send_message(json.dumps(IDENTIFY))
+    assert (await next_payload(client))["t"] == "READY"
+
+
 async def test_identify_then_world_events_on_the_wire(autojump_clock: trio.abc.Clock) -> None:
     em = make()
     with trio.fail_after(10):
         async with connected(em) as client:
-            assert (await next_payload(client))["op"] == 10
-            await client.send_message(json.dumps(IDENTIFY))
-            assert (await next_payload(client))["t"] == "READY"
+            await identify(client)
             assert (await next_payload(client))["t"] == "GUILD_CREATE"
             em.actions.post_message(CHANNEL, "hello", author_id=OWNER)
             message = await next_payload(client)
@@ -113,9 +118,7 @@ async def test_a_close_carries_its_reason(autojump_clock: trio.abc.Clock) -> Non
     em = make()
     with trio.fail_after(10):
         async with connected(em) as client:
-            assert (await next_payload(client))["op"] == 10
-            await client.send_message(json.dumps(IDENTIFY))
-            assert (await next_payload(client))["t"] == "READY"
+            await identify(client)
             await em.close_with(4000, reason="node draining")
             with pytest.raises(WebSocketClosed) as closed:
                 while True:
