@@ -407,6 +407,7 @@ async def serve_bridge(
                     config.discord.backfill,
                     channels_of=functools.partial(channels_to_read, translator.entities),
                     known=_known_to(store),
+                    conversation_known=store.knows_conversation,
                     flush_interval=STORE_FLUSH_INTERVAL,
                 )
                 listener = gateway_listener(translator, bridge, time.time, backfill)

@@ -99,7 +99,9 @@ class Backfill:
     """The back-fill's state (see the module docstring). Fed by the gateway listener; finished by the shell.
 
     ``channels_of(guild_id)`` lists the bridged channels (and threads) of a guild as (conversation, channel);
-    ``known(message_id)`` says whether the store has recorded a message; ``wake()`` tells the shell gaps wait.
+    ``known(message_id)`` says whether the store has recorded a message; ``conversation_known(conversation_id)``
+    whether it has recorded any message of a conversation (a cheap look in memory); ``wake()`` tells the shell
+    gaps wait.
     """
 
     def __init__(
@@ -108,12 +110,14 @@ class Backfill:
         *,
         channels_of: Callable[[int], list[ChannelKey]],
         known: Callable[[int], bool],
+        conversation_known: Callable[[int], bool] = lambda _conversation_id: True,
         wake: Callable[[], None] = lambda: None,
         flush_interval: float = 0.05,
     ) -> None:
         self.config = config
         self._channels_of = channels_of
         self._known = known
+        self._conversation_known = conversation_known
         self.wake = wake
         self._flush_interval = flush_interval
         #: guild id → shard id: listed by a READY, back-filled when its GUILD_CREATE arrives
@@ -184,6 +188,13 @@ class Backfill:
             return  # a guild the bot just joined, or one after a resume: nothing was missed
         shard_id, after_restart, lost_at = awaited
         channels = self._channels_of(guild_id)
+        if lost_at is None:
+            # No time the session was lost at (a first start, or a previous run that never saved one): a channel
+            # is read back only after the newest message the store knows of it, so one of a conversation the
+            # store knows nothing of has nothing to read. Leaving it out here, rather than in the shell's read,
+            # spares its live messages a hold behind a worker-thread look at the file: on a first start every
+            # channel's first messages waited for one (issue 18: READY → the first message relayed, 1 guild)
+            channels = [channel for channel in channels if self._conversation_known(channel[0])]
         if not channels:
             return
         self._round_ids += 1

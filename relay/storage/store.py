@@ -855,6 +855,13 @@ class MessageStore:
                 raise StoreError(f"message store lookup failed: {exc}") from exc
         return None if row is None else ConversationRef(ConversationKind(row[0]), conversation_id)
 
+    def knows_conversation(self, conversation_id: int) -> bool:
+        """Whether the store has recorded any message of the conversation (in memory: every row's conversation has
+        a counter, loaded at open and set when an id is issued; ``store repair`` restores one a damaged page lost).
+        Safe in any thread."""
+        with self._mem:
+            return conversation_id in self._counters
+
     def newest_in_channel(self, conversation_id: int, channel_id: int) -> int | None:
         """The newest Discord message id recorded in ``channel_id`` (of ``conversation_id``), or None: where a
         back-fill after a lost gateway session starts reading the channel's history (adapters/discord/backfill.py).

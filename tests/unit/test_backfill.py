@@ -29,14 +29,17 @@ def live(mid: int, channel: int = GENERAL, name: str = "MESSAGE_CREATE") -> Disp
 
 
 class World:
-    def __init__(self, config: BackfillConfig | None = None) -> None:
+    def __init__(self, config: BackfillConfig | None = None, conversations: set[int] | None = None) -> None:
         self.known: set[int] = set()
+        #: the conversations the store has recorded a message of
+        self.conversations = {GENERAL, RANDOM} if conversations is None else conversations
         self.delivered: list[DispatchReceived] = []
         self.wakes = 0
         self.backfill = Backfill(
             config or BackfillConfig(),
             channels_of=lambda guild: [(GENERAL, GENERAL), (RANDOM, RANDOM)] if guild == GUILD else [],
             known=self.known.__contains__,
+            conversation_known=self.conversations.__contains__,
             wake=self.wake,
         )
 
@@ -70,6 +73,33 @@ def test_only_guilds_of_a_new_session_are_read_back_and_their_channels_held() ->
     backfill.session_resumed(0, 0)
     backfill.guild_available(GUILD)
     assert backfill.take_gaps() == []  # a resume replays: nothing to read back
+
+
+def test_without_a_lost_time_only_conversations_the_store_knows_are_read_back() -> None:
+    # a first start: the store knows nothing, so nothing is read back and nothing is held (no wait for the shell)
+    world = World(conversations=set())
+    backfill = world.backfill
+    backfill.session_started(0, [GUILD], lost_at=None)
+    backfill.guild_available(GUILD)
+    assert backfill.take_gaps() == [] and world.wakes == 0
+    assert not backfill.holds(live(1)) and not backfill.holds(live(2, RANDOM))
+    # a store that knows one of the two conversations: that channel alone is read back after its newest message
+    world = World(conversations={RANDOM})
+    backfill = world.backfill
+    backfill.session_started(0, [GUILD], lost_at=None)
+    backfill.guild_available(GUILD)
+    assert [(g.conversation_id, g.channel_id) for g in backfill.take_gaps()] == [(RANDOM, RANDOM)]
+    assert not backfill.holds(live(1)) and backfill.holds(live(2, RANDOM))
+
+
+def test_a_session_lost_at_a_known_time_reads_back_every_channel() -> None:
+    # channels silent until the gap are read from the time the session was lost, known to the store or not
+    world = World(conversations=set())
+    backfill = world.backfill
+    backfill.session_started(0, [GUILD], lost_at=T0)
+    backfill.guild_available(GUILD)
+    assert [g.channel_id for g in backfill.take_gaps()] == [GENERAL, RANDOM]
+    assert backfill.holds(live(1)) and backfill.holds(live(2, RANDOM))
 
 
 def test_history_first_then_held_each_message_once_in_order() -> None:

@@ -54,6 +54,19 @@ def test_first_id_applies_only_to_conversations_without_a_counter(tmp_path: Path
         MessageStore.open(":memory:", first_id=0)
 
 
+def test_knows_conversation_follows_the_ids_issued_and_what_the_file_holds(tmp_path: Path) -> None:
+    # what the back-fill asks on a first start: whether a conversation could have anything to read back
+    path = str(tmp_path / "bridge.sqlite3")
+    store = MessageStore.open(path)
+    assert not store.knows_conversation(G.id) and not store.knows_conversation(DM.id)
+    store.record(msg(1))
+    assert store.knows_conversation(G.id) and not store.knows_conversation(DM.id)  # pending, not written yet
+    store.close()
+    reopened = MessageStore.open(path)
+    assert reopened.knows_conversation(G.id) and not reopened.knows_conversation(DM.id)
+    reopened.close()
+
+
 @pytest.mark.parametrize(
     "field",
     ["platform_id", "author", "conversation", "channel_id", "time"],
