@@ -564,22 +564,37 @@ def run_peer(params: dict[str, Any]) -> None:
 
         await conn.send_raw(encode({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_MS}}))
 
+        #: set while a pre-encoded stream is being sent: its frames already advanced the zlib stream, so any other
+        #: frame encoded now would reach the client out of order (its inflater would fail); replies wait for it
+        stream_sent = trio.Event()
+        stream_sent.set()
+
+        def encode_stream(bodies: list[bytes]) -> list[bytes]:
+            """The MESSAGE_CREATE stream, compressed and framed before the clock starts, in socket writes of 64
+            frames: the peer shares the machine's two cores with the client under test, and encoding at send
+            time cost it ~15 µs an event (zlib and wsproto) taken from the client's second core."""
+            nonlocal stream_sent
+            stream_sent = trio.Event()
+            frames = [dispatch("MESSAGE_CREATE", body) for body in bodies]
+            return [b"".join(frames[i : i + 64]) for i in range(0, len(frames), 64)]
+
+        async def send_stream(writes: list[bytes]) -> None:
+            try:
+                for data in writes:
+                    await conn.send_raw(data)
+            finally:
+                stream_sent.set()
+
         async def scale_streamer() -> None:
             await identified.wait()
             await probe_seen.wait()
             await trio.sleep(settle)
+            writes = encode_stream(scale_bodies[1:])
             # the orchestrator reads the client's CPU time now, and again once the stream is consumed
             print(json.dumps({"stream_start": True}), flush=True)
             await trio.sleep(0.2)
             result["first_send"] = time.monotonic()
-            batch: list[bytes] = []
-            for body in scale_bodies[1:]:
-                batch.append(dispatch("MESSAGE_CREATE", body))
-                if len(batch) >= 64:
-                    await conn.send_raw(b"".join(batch))
-                    batch = []
-            if batch:
-                await conn.send_raw(b"".join(batch))
+            await send_stream(writes)
             result["last_send"] = time.monotonic()
             result["sent"] = count
 
@@ -634,20 +649,15 @@ def run_peer(params: dict[str, Any]) -> None:
                 return
             result["first_send"] = time.monotonic()
             if mode in ("saturate", "backlog"):
-                bodies = [json.dumps(message_payload(i, 0), separators=(",", ":")).encode() for i in range(count)]
+                writes = encode_stream(
+                    [json.dumps(message_payload(i, 0), separators=(",", ":")).encode() for i in range(count)]
+                )
                 if mode == "saturate":
                     # the orchestrator reads the client's CPU time now, and again once the stream is consumed
                     print(json.dumps({"stream_start": True}), flush=True)
                     await trio.sleep(0.2)
                 result["first_send"] = time.monotonic()
-                batch: list[bytes] = []
-                for body in bodies:
-                    batch.append(dispatch("MESSAGE_CREATE", body))
-                    if len(batch) >= 64:
-                        await conn.send_raw(b"".join(batch))
-                        batch = []
-                if batch:
-                    await conn.send_raw(b"".join(batch))
+                await send_stream(writes)
             else:  # paced: encode at send time so the embedded timestamp is the real send time
                 interval = 1.0 / rate
                 start = trio.current_time()
@@ -663,6 +673,7 @@ def run_peer(params: dict[str, Any]) -> None:
             async for message in conn.messages():
                 payload = json.loads(message)
                 op = payload.get("op")
+                await stream_sent.wait()
                 if op == 1:
                     await conn.send_raw(encode({"op": 11}))
                 elif op == 3:
@@ -1341,9 +1352,12 @@ def read_peer_result(peer: subprocess.Popen[str], timeout: float, on_line: Any =
 BRIDGE_KINDS = ("bridge", "bridge-ws", "bridge-http")
 
 
-def bridge_config(workdir: Path, ports: dict[str, int], compress: bool, kind: str = "bridge", port: int = 0) -> Path:
+def bridge_config(
+    workdir: Path, ports: dict[str, int], compress: bool, kind: str = "bridge", port: int = 0, server_port: int = 0
+) -> Path:
     """The bench bridge's configuration: reverse-ws to the sink (``bridge``), or the ws and http adapters on
-    ``port`` for a sink that dials it (``bridge-ws``, ``bridge-http``)."""
+    ``port`` for a sink that dials it (``bridge-ws``, ``bridge-http``); ``[server]`` (its ``/metrics``) on
+    ``server_port``."""
     path = workdir / "bench-bridge.toml"
     if kind == "bridge":
         adapters = f"""
@@ -1379,9 +1393,39 @@ level = "WARNING"
 status_interval = 3600
 
 [server]
-port = 0
+port = {server_port}
 """)
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+#: the bridge's /metrics lines the bench reads after a stream: what its SQLite writer did
+DISK_METRICS_RE = re.compile(
+    rb'^relay_store_(written_rows|write_batches)(?:_total)?\{table="(outbox|messages)"\} ([0-9.e+]+)$', re.M
+)
+
+
+def disk_writes(server_port: int) -> dict[str, float]:
+    """The bridge's SQLite writes so far, from its /metrics: outbox frames and message-id rows written, and
+    transactions (``{}`` when it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server_port}/metrics", timeout=5) as answer:
+            text = answer.read()
+    except OSError:
+        return {}
+    found = {f"{table.decode()}_{name.decode()}": float(value) for name, table, value in DISK_METRICS_RE.findall(text)}
+    return {
+        "disk_frames": found.get("outbox_written_rows", math.nan),
+        "disk_rows": found.get("messages_written_rows", math.nan),
+        "disk_commits": found.get("outbox_write_batches", math.nan),
+    }
 
 
 def launch_client(
@@ -1395,7 +1439,9 @@ def launch_client(
         "sink_port": ports["sink"],
     }
     if kind in BRIDGE_KINDS:
-        cfg = bridge_config(workdir, ports, bool(params["compress"]), kind, int(params.get("bridge_port", 0)))
+        cfg = bridge_config(
+            workdir, ports, bool(params["compress"]), kind, int(params.get("bridge_port", 0)), params["server_port"]
+        )
         argv = [sys.executable, "-m", "relay", "-q", "run", str(cfg)]
         if params.get("profile"):
             argv = [
@@ -1453,10 +1499,10 @@ def run_scenario(
     }
     if kind in ("bridge-ws", "bridge-http"):
         # the sink is a framework that dials the bridge's ws (or http) adapter on a port chosen here
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            params["bridge_port"] = probe.getsockname()[1]
+        params["bridge_port"] = free_port()
         params.setdefault("sink", kind.removeprefix("bridge-"))
+    if kind in BRIDGE_KINDS:
+        params["server_port"] = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         peer, ports = start_peer(params)
@@ -1486,6 +1532,10 @@ def run_scenario(
                 assert client.stdout is not None
                 dpy = json.loads(client.stdout.readline() or "{}").get("dpy", {})
             stats = proc_stats(client.pid)
+            if kind in BRIDGE_KINDS and mode == "saturate":
+                # what the stream cost on disk: frames still undelivered when a flush was taken are written (and
+                # deleted by a later one); every relayed message has its id row
+                stats.update(disk_writes(params["server_port"]))
             if stream_cpu:
                 # CPU per event of the stream alone: steadier than events/s on a machine shared with others
                 stats["cpu_us_per_event"] = (stats["cpu_s"] - stream_cpu[0]) / max(1, events - 1) * 1e6
@@ -1826,10 +1876,18 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_spread = "-"
                 if per_event:
                     cpu_spread = f"{statistics.median(per_event):.1f} ({min(per_event):.1f}-{max(per_event):.1f})"
+                written = [r["disk_frames"] / r["events"] for r in runs if r.get("disk_frames", math.nan) >= 0]
+                commits = [r["disk_commits"] for r in runs if r.get("disk_commits", math.nan) >= 0]
                 print(
                     f"{kind:10} {'on' if compress else 'off':4} {spread:>24} "
                     f"{fmt(statistics.median(r['cpu_s'] for r in runs), 2):>6} {cpu_spread:>20} "
                     f"{fmt(statistics.median(r['peak_rss_mb'] for r in runs)):>11}"
+                    + (
+                        f"  outbox frames written per event {statistics.median(written):.2f} "
+                        f"({min(written):.2f}-{max(written):.2f}), {statistics.median(commits):.0f} commits"
+                        if written and commits
+                        else ""
+                    )
                 )
     ratios: dict[str, Any] = {}
     ratio_ranges: dict[str, Any] = {}
