@@ -189,6 +189,9 @@ async def test_a_resume_and_a_backlog_show_in_the_metrics(tmp_path: Path) -> Non
             await wait_metric(port, lambda s: value(s, "relay_discord_gateway_resumes_total", shard="0") == 1)
             await discord.wait_until(lambda: bool(discord.gateway.resumes) and bool(discord.live_shards()))
 
+            # the framework has everything so far (its TCP acknowledged it): a frame still in flight when it goes
+            # away would wait in the outbox too (rightly: it is replayed), and the backlog below would not be exact
+            await wait_metric(port, lambda s: value(s, "relay_outbox_depth", cursor="fw") == 0)
             await framework.stop()  # the framework goes away: its events wait in the outbox
             await wait_metric(
                 port, lambda s: value(s, "relay_framework_connected", adapter="reverse-ws", destination="fw") == 0
