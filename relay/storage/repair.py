@@ -31,7 +31,7 @@ from typing import Final
 import attrs
 
 from relay.storage import guard, salvage, sqlite
-from relay.storage.store import restore_missing_counters
+from relay.storage.store import restore_missing_counters, restore_newest
 
 Out = Callable[[str], None]
 
@@ -265,4 +265,8 @@ def _copy(
         restored = restore_missing_counters(target)
         if restored:
             out(f"messages_counter: {restored} lost counter(s) rebuilt from the highest id of their messages")
+    if {"messages_map", "messages_newest"} <= copied:
+        # an entry lost with a damaged page would make the back-fill start from the time of loss, not the channel's
+        # newest message; the recovered rows say where each channel stands
+        restore_newest(target)
     return reports

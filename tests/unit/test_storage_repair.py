@@ -121,3 +121,17 @@ def test_nothing_to_check_or_repair(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert repair.check(missing) == 1 and repair.repair(missing) == 1
     assert not os.path.exists(missing)
     assert "no store at" in capsys.readouterr().out
+
+
+def test_a_lost_newest_message_entry_is_rebuilt_from_the_messages(tmp_path: Path) -> None:
+    path = str(tmp_path / "bridge.sqlite3")
+    store = MessageStore.open(path)
+    for n in range(1, 5):
+        store.record(msg(n))
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM messages_newest")  # as if its page had been lost
+    db.commit()
+    db.close()
+    assert repair.repair(path, out=print) == 0
+    assert rows(path, "SELECT platform_id FROM messages_newest") == [(4,)]

@@ -266,7 +266,7 @@ def test_wal_mode_and_table_prefix(db_path: str) -> None:
     db = sqlite3.connect(db_path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"messages_map", "messages_counter"}
+    assert tables == {"messages_map", "messages_counter", "messages_newest"}
 
 
 def test_full_batch_calls_the_hook_instead_of_flushing_inline(db_path: str) -> None:
@@ -361,7 +361,8 @@ def test_a_flush_runs_the_same_few_statements_whatever_the_batch_size(db_path: s
         assert store.flush() == size
         store._conn.set_trace_callback(None)
         counts.append(len(statements))
-    assert counts[0] == counts[1] == 4  # BEGIN, map rows, counters, COMMIT
+    # BEGIN, the map's last rowid, map rows, the channels' newest messages, counters, COMMIT
+    assert counts[0] == counts[1] == 6
     assert counts[2] == counts[1] + 3  # one statement per chunk of rows
     assert counts[3] == counts[1] + 2  # the 3 rows past a chunk: a 2-row and a 1-row statement
     store.close()
@@ -552,8 +553,10 @@ def test_a_store_of_the_without_rowid_layout_is_moved_to_the_rowid_table_once(db
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("ALTER TABLE messages_map RENAME TO newer")
     db.execute("DROP INDEX messages_map_platform")
-    db.execute("DROP INDEX messages_map_time")
+    db.execute("DROP TABLE messages_newest")  # that layout had a time index instead
     db.executescript(old_layout)
+    db.execute("DROP TABLE messages_newest")
+    db.execute("CREATE INDEX messages_map_time ON messages_map (conversation_id, time)")
     db.execute("INSERT INTO messages_map SELECT * FROM newer")
     db.execute("DROP TABLE newer")
     assert "WITHOUT ROWID" in db.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_map'").fetchone()[0]
@@ -567,7 +570,78 @@ def test_a_store_of_the_without_rowid_layout_is_moved_to_the_rowid_table_once(db
     found = reopened.lookup_platform(702)
     assert found is not None and found.conversation == DM
     assert [m.platform_id for m in reopened.history(G, 0, T0 + 1, 10)] == [700, 701, 703]
+    assert reopened.newest_in_channel(G.id, 222) == 703
+    assert reopened.newest_in_channel(DM.id, 777) == 702
+    assert not reopened._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_map_time'").fetchall()
     reopened.close()
     again = MessageStore.open(db_path)  # once: nothing left to move
     assert again.lookup_local(G, 3) is not None
     again.close()
+
+
+def test_a_channels_newest_message_is_known_pending_written_and_after_reopening(db_path: str) -> None:
+    """Where a back-fill starts reading (adapters/discord/backfill_task.py): the largest Discord id of the channel."""
+    store = MessageStore.open(db_path, batch_size=10**9)
+    for platform_id in (5, 9, 7):
+        store.record(msg(platform_id))
+    store.record(msg(3, conversation=DM))
+    assert store.newest_in_channel(G.id, 222) == 9  # pending
+    store.flush()
+    assert store.newest_in_channel(G.id, 222) == 9  # written
+    store.record(msg(8))  # older than the newest: it stays 9
+    store.flush()
+    assert store.newest_in_channel(G.id, 222) == 9
+    store.record(msg(12))
+    assert store.newest_in_channel(G.id, 222) == 12
+    store.close()
+    reopened = MessageStore.open(db_path)
+    assert reopened.newest_in_channel(G.id, 222) == 12
+    assert reopened.newest_in_channel(DM.id, 777) == 3
+    assert reopened.newest_in_channel(G.id, 333) is None  # a channel with no message
+    assert reopened.newest_in_channel(G.id, 2**64) is None  # beyond SQLite's integers
+    newest = reopened.lookup_platform(12)
+    assert newest is not None
+    assert reopened.forget(G, newest.local_id)
+    assert reopened.newest_in_channel(G.id, 222) == 12  # still a sound place to read on from
+    reopened.close()
+
+
+def test_the_retention_prunes_a_channels_newest_message_with_its_rows(db_path: str) -> None:
+    store = MessageStore.open(db_path, retention_days=7)
+    store.record(msg(1, time=T0))
+    store.record(msg(2, conversation=DM, time=T0 + 10 * DAY))
+    store.flush()
+    assert store.prune(T0 + 8 * DAY) == 1
+    assert store.newest_in_channel(G.id, 222) is None  # every row of the channel went
+    assert store.newest_in_channel(DM.id, 777) == 2
+    store.close()
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["upgrade", "upgrade-after-a-rollback"])
+def test_a_file_of_the_previous_version_gets_its_newest_messages_indexed_once(db_path: str, kept: bool) -> None:
+    """The previous version kept a (conversation_id, time) index and no messages_newest; one that ran after this
+    one put the index back and left messages_newest as it was (``kept``: stale). Either way the table is filled
+    from the rows at open and the index goes."""
+    store = MessageStore.open(db_path)
+    store.record(msg(700))
+    store.record(msg(701, conversation=DM))
+    store.close()
+    db = sqlite3.connect(db_path, isolation_level=None)
+    if not kept:
+        db.execute("DROP TABLE messages_newest")
+    db.execute("CREATE INDEX messages_map_time ON messages_map (conversation_id, time)")
+    # a row that version wrote (local id 2 of the group, its counter too)
+    db.execute(
+        "INSERT INTO messages_map SELECT conversation_id, 2, conversation_kind, channel_id, 705, author_id, time, "
+        "payload FROM messages_map WHERE platform_id = 700"
+    )
+    db.execute("UPDATE messages_counter SET last_id = 2 WHERE conversation_id = ?", (G.id,))
+    db.close()
+
+    reopened = MessageStore.open(db_path)
+    assert reopened.newest_in_channel(G.id, 222) == 705
+    assert reopened.newest_in_channel(DM.id, 777) == 701
+    names = {row[0] for row in reopened._conn.execute("SELECT name FROM sqlite_master")}
+    assert "messages_map_time" not in names and "messages_newest" in names
+    assert reopened.record(msg(706)).local_id == 3
+    reopened.close()
