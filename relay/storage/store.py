@@ -194,7 +194,8 @@ _UPSERT_COUNTERS_BULK = (
 )
 # A batch's rows are the ones after the table's largest rowid before the batch (a rowid table appends; a REPLACE
 # deletes the old row and appends the new one), so this reads only them. For the max() aggregate SQLite takes the
-# bare column ``time`` from the row whose platform_id is the largest (SQLite docs, "SELECT" §2.5, bare columns).
+# bare column ``time`` from the row whose platform_id is the largest (SQLite docs, lang_select.html, "Bare columns in
+# an aggregate query").
 _UPSERT_NEWEST = (
     "INSERT INTO messages_newest (channel_id, platform_id, time) "
     "SELECT channel_id, MAX(platform_id), time FROM messages_map WHERE rowid > ? GROUP BY channel_id "

@@ -609,11 +609,12 @@ def test_a_channels_newest_message_is_known_pending_written_and_after_reopening(
 def test_the_retention_prunes_a_channels_newest_message_with_its_rows(db_path: str) -> None:
     store = MessageStore.open(db_path, retention_days=7)
     store.record(msg(1, time=T0))
-    store.record(msg(2, conversation=DM, time=T0 + 10 * DAY))
+    store.record(msg(2, conversation=DM, time=T0))
+    store.record(msg(3, conversation=DM, time=T0 + 10 * DAY))  # the same batch: the entry takes this row's time
     store.flush()
-    assert store.prune(T0 + 8 * DAY) == 1
+    assert store.prune(T0 + 8 * DAY) == 2
     assert store.newest_in_channel(G.id, 222) is None  # every row of the channel went
-    assert store.newest_in_channel(DM.id, 777) == 2
+    assert store.newest_in_channel(DM.id, 777) == 3
     store.close()
 
 
