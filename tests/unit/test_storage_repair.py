@@ -101,19 +101,29 @@ def test_repair_salvages_every_readable_row_and_keeps_the_damaged_file(
     store.close()
 
 
-def test_a_lost_counter_is_rebuilt_from_the_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("table", "query", "said"),
+    [
+        ("messages_counter", "SELECT conversation_id, last_id FROM messages_counter", "1 lost counter(s) rebuilt"),
+        # the back-fill's starting point (relay/storage/store.py newest_in_channel): the channel's largest id
+        ("messages_newest", "SELECT channel_id, platform_id FROM messages_newest", ""),
+    ],
+)
+def test_a_lost_counter_or_newest_message_is_rebuilt_from_the_messages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, query: str, said: str
+) -> None:
     path = str(tmp_path / "bridge.sqlite3")
     store = MessageStore.open(path)
     for n in range(1, 5):
         store.record(msg(n))
     store.close()
     db = sqlite3.connect(path)
-    db.execute("DELETE FROM messages_counter")  # as if its page had been lost
+    db.execute(f"DELETE FROM {table}")  # as if its page had been lost
     db.commit()
     db.close()
     assert repair.repair(path, out=print) == 0
-    assert "1 lost counter(s) rebuilt" in capsys.readouterr().out
-    assert rows(path, "SELECT conversation_id, last_id FROM messages_counter") == [(G.id, 4)]
+    assert said in capsys.readouterr().out
+    assert rows(path, query) == [(G.id, 4)]  # the group's channel is the conversation; its id 4, its newest 4
 
 
 def test_nothing_to_check_or_repair(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,17 +131,3 @@ def test_nothing_to_check_or_repair(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert repair.check(missing) == 1 and repair.repair(missing) == 1
     assert not os.path.exists(missing)
     assert "no store at" in capsys.readouterr().out
-
-
-def test_a_lost_newest_message_entry_is_rebuilt_from_the_messages(tmp_path: Path) -> None:
-    path = str(tmp_path / "bridge.sqlite3")
-    store = MessageStore.open(path)
-    for n in range(1, 5):
-        store.record(msg(n))
-    store.close()
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM messages_newest")  # as if its page had been lost
-    db.commit()
-    db.close()
-    assert repair.repair(path, out=print) == 0
-    assert rows(path, "SELECT platform_id FROM messages_newest") == [(4,)]
