@@ -12,7 +12,7 @@ each with tables of its own, and each opens two connections with :func:`connect`
 * **Files at rest** hold message text: :func:`connect` creates a missing file with :data:`FILE_MODE` (0600), and
   SQLite gives its ``-wal`` and ``-shm`` files the database file's mode (:mod:`relay.storage.guard` makes the
   folder 0700 and tightens files that exist).
-* **Page caches** are bounded per connection (the ``*_CACHE_KIB`` constants: 9.75 MiB for the four, where
+* **Page caches** are bounded per connection (the ``*_CACHE_KIB`` constants: 3.75 MiB for the four, where
   SQLite's default would allow ~8 MB each), sized to what each connection's access pattern keeps reusing; the
   outbox's writer now runs only its close and its rare emergency writes, so its cache mostly stays empty.
 * **The write lock.** SQLite lets one connection of a file write at a time; another waits in its busy handler,
@@ -64,14 +64,15 @@ MAX_VARIABLES: Final = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 
 
 # Page caches (KiB), one per connection.
 #: the store's writer, which also runs the outbox's statements of a flush (relay.storage.flush: one transaction).
-#: Rows are appended at the right edge of the table and of its snowflake index, but each batch's entries of the
-#: (conversation_id, local_id) index go to one leaf page per conversation it has: with 1,000 busy guilds that
-#: index's working set is ~1,000 leaf pages (4 MB), which 2 MB could not hold (every such insert read its page
-#: back from the file). 8 MB holds it, plus the outbox writer's working set (below), which its own connection now
-#: rarely needs; pages are allocated only as they are touched, so a bridge of a few guilds uses far less. The
-#: writer thread's SQLite time per relayed message, 1,000 guilds (scripts/measure_event_path.py --zlib --events
-#: 100000 --guilds 1000): 9.7-10.0 µs with 2 MB, 8.5-8.9 with 8 MB, 8.5-9.0 with 16 MB
-STORE_WRITER_CACHE_KIB: Final = 8_192
+#: Rows are appended at the right edge of the table and of its snowflake index, so a batch's working set is its new
+#: pages plus the paths down to them (~1,000 rows of ~0.7 KB are ~200 leaf pages), and the outbox writer's working
+#: set (below), which its own connection now rarely needs. The (conversation_id, local_id) index is the exception:
+#: a batch's entries go to one leaf page per conversation in it, ~1,000 pages (4 MB) with 1,000 busy guilds, which
+#: this does not hold. 8 MB would: the writer thread's SQLite time per relayed message at 1,000 guilds
+#: (scripts/measure_event_path.py --zlib --events 100000 --guilds 1000) fell from 9.7-10.0 to 8.5-8.9 µs, but
+#: every busy bridge then kept 6 MB more (appended pages fill any cache: 64-65 → 70-71 MB peak RSS at 1 guild) for
+#: no gain with a few guilds; not kept
+STORE_WRITER_CACHE_KIB: Final = 2_048
 #: the store's lookups: point lookups by key or snowflake, a few pages each
 STORE_READER_CACHE_KIB: Final = 512
 #: the outbox's writer: inserts touch only the right edge of one B-tree and deletes the left edge, so a

@@ -139,8 +139,8 @@ def first_id_from_clock(now: float) -> int:
 # The unique index is needed (lookups by id); a second one, (conversation_id, time), served only the back-fill's
 # "newest message of a channel". That answer now has its own small table, messages_newest (one row a channel,
 # upserted once a batch from the batch's rows, pruned with them), and the index is gone. The writer thread's
-# SQLite time per relayed message over 100,000 events, scripts/measure_event_path.py --zlib --events 100000:
-# 1,000 guilds 16.3 → 8.2 µs (with the larger page cache and WAL below), 1 guild 3.8 → 3.1 µs.
+# SQLite time per relayed message over 100,000 events (scripts/measure_event_path.py --zlib --events 100000, the
+# two layouts interleaved, two runs each): 1,000 guilds 13.6-14.0 → 8.0-8.7 µs; 1 guild 2.9-3.2 → 2.8-3.4 µs.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages_map (
     conversation_id INTEGER NOT NULL,
