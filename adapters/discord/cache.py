@@ -24,6 +24,7 @@ Obfuscated channels (name ``___hidden___``, flag ``1<<17``; docs/discord.md §2.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -151,6 +152,15 @@ def channel_from_payload(data: Mapping[str, Any], guild_id: int = 0) -> CachedCh
     )
 
 
+#: versions of guilds' roles (and owners), unique across guild objects: a member's remembered role is valid only
+#: while its guild's version is the one it was derived from (see CachedMember.role_memo)
+_roles_versions = itertools.count(1)
+
+
+def next_roles_version() -> int:
+    return next(_roles_versions)
+
+
 @attrs.define(slots=True)
 class CachedGuild:
     id: int
@@ -171,17 +181,21 @@ class CachedGuild:
     members_evicted: int = 0
     #: GUILD_CREATE's ``member_count`` (the bot included); 0 when unknown
     member_count: int = 0
+    #: changes whenever ``roles`` or ``owner_id`` may have (see next_roles_version)
+    roles_version: int = attrs.field(factory=next_roles_version)
 
     def update(self, data: Mapping[str, Any]) -> None:
         if "name" in data:
             self.name = str(data.get("name") or "")
         if "owner_id" in data:
             self.owner_id = to_int(data.get("owner_id"))
+            self.roles_version = next_roles_version()
         if "system_channel_id" in data:
             self.system_channel_id = to_int(data.get("system_channel_id"))
         roles = data.get("roles")
         if isinstance(roles, list):
             self.roles = {r.id: r for r in (CachedRole.from_payload(x) for x in roles if isinstance(x, dict))}
+            self.roles_version = next_roles_version()
 
     def base_permissions(self, member: CachedMember) -> int:
         """Guild-level permissions (docs/discord.md §9.2): owner → all; @everyone | member roles;
@@ -377,6 +391,7 @@ class DiscordCache:
         if guild is not None:
             role = CachedRole.from_payload(data)
             guild.roles[role.id] = role
+            guild.roles_version = next_roles_version()
 
     def role_name(self, guild_id: int, role_id: int) -> str | None:
         """A role's name; None when the guild or the role is unknown."""
@@ -388,6 +403,7 @@ class DiscordCache:
         guild = self.guilds.get(guild_id)
         if guild is not None:
             guild.roles.pop(role_id, None)
+            guild.roles_version = next_roles_version()
 
     # ---------------------------------------------------------------- channels
 

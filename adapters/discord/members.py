@@ -99,7 +99,17 @@ class CachedUser:
 class CachedMember(CachedUser):
     """A guild member, user fields included (``member.user`` is the member itself)."""
 
-    __slots__ = ("_newer", "_older", "_owner", "joined_at", "last_spoke_at", "nick", "roles", "timeout_until")
+    __slots__ = (
+        "_newer",
+        "_older",
+        "_owner",
+        "joined_at",
+        "last_spoke_at",
+        "nick",
+        "role_memo",
+        "roles",
+        "timeout_until",
+    )
 
     def __init__(
         self,
@@ -121,6 +131,9 @@ class CachedMember(CachedUser):
         #: epoch seconds; 0 = never timed out
         self.timeout_until = timeout_until
         self.last_spoke_at = last_spoke_at
+        #: the mapping's role for this member, remembered by adapters/discord/entities.py with the version of its
+        #: guild's roles it was derived from; 0 = none. Reset here whenever ``roles`` changes
+        self.role_memo = 0
         # the global recency list (see MemberTable); None while not in a table
         self._older: CachedMember | None = None
         self._newer: CachedMember | None = None
@@ -162,6 +175,11 @@ class CachedMember(CachedUser):
             last_spoke_at=self.last_spoke_at,
         )
 
+    def _set_roles(self, roles: tuple[int, ...]) -> None:
+        if roles is not self.roles:  # interned: the same roles are the same tuple (or, after a reset, only equal)
+            self.roles = roles
+            self.role_memo = 0
+
     def update(self, data: Mapping[str, Any]) -> None:
         """Apply a (possibly partial) member payload; fields absent from it are kept. Its ``user``, if any,
         updates the user fields."""
@@ -174,7 +192,7 @@ class CachedMember(CachedUser):
                 self.nick = nick
         roles = data.get("roles")
         if isinstance(roles, list):
-            self.roles = intern_roles(roles)
+            self._set_roles(intern_roles(roles))
         if "joined_at" in data:
             self.joined_at = parse_iso_time(data["joined_at"])
         if "communication_disabled_until" in data:
@@ -189,7 +207,10 @@ class CachedMember(CachedUser):
                 self.nick = nick
         roles = member.get("roles")
         if isinstance(roles, list):
-            self.roles = intern_roles(roles)
+            interned = intern_roles(roles)
+            if interned is not self.roles:  # inlined _set_roles: the hot path
+                self.roles = interned
+                self.role_memo = 0
         joined = member.get("joined_at")
         if joined is not None:
             self.joined_at = parse_iso_time(joined)

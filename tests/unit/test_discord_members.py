@@ -213,3 +213,51 @@ def test_a_detached_copy_is_equal_but_outside_the_table() -> None:
     assert isinstance(copy, CachedMember)
     cache._members.touch(copy)  # not in a table: nothing happens
     assert ids(cache, 100) == [1]
+
+
+def test_a_remembered_role_follows_every_change_it_depends_on() -> None:
+    """EntityFactory.member_role remembers the role on the member (CachedMember.role_memo) with the version of its
+    guild's roles: a role update or deletion, a new owner, or the member's own roles changing (a GUILD_MEMBER_UPDATE
+    or a message's partial member) must each give the role afresh."""
+    cache = cache_with(1)
+    cache.upsert_guild(
+        {
+            "id": "100",
+            "owner_id": str(BOT),
+            "roles": [
+                {"id": "100", "name": "@everyone", "permissions": "0", "position": 0},
+                {"id": "5", "name": "mods", "permissions": "0", "position": 1},
+            ],
+        }
+    )
+    entities = EntityFactory(cache, MappingConfig())
+    cache.upsert_member(100, member(2, roles=["5"]))
+    guild, record = cache.guilds[100], cache.guilds[100].members[USER_BASE + 2]
+
+    def role() -> env.Role:
+        return entities.member_role(guild, record)
+
+    assert role() == env.Role.MEMBER and record.role_memo  # remembered
+    assert role() == env.Role.MEMBER
+    cache.upsert_role(100, {"id": "5", "name": "mods", "permissions": str(1 << 5), "position": 1})  # MANAGE_GUILD
+    assert role() == env.Role.ADMINISTRATOR
+    cache.remove_role(100, 5)
+    assert role() == env.Role.MEMBER
+    cache.upsert_role(100, {"id": "6", "name": "admins", "permissions": str(1 << 3), "position": 2})
+    assert role() == env.Role.MEMBER  # not the member's role yet
+    record.refresh_from_message({"roles": ["6"]})  # a message's partial member says it is now
+    assert role() == env.Role.ADMINISTRATOR
+    cache.upsert_member(100, member(2, roles=[]))  # GUILD_MEMBER_UPDATE: the role was taken away
+    assert role() == env.Role.MEMBER
+    cache.upsert_guild({"id": "100", "owner_id": str(USER_BASE + 2)})  # ownership moves to the member
+    assert role() == env.Role.OWNER
+    cache.upsert_guild({"id": "100", "owner_id": str(BOT)})
+    assert role() == env.Role.MEMBER
+    # with admin_role configured the role depends on the factory's configuration too: never remembered
+    configured = EntityFactory(cache, MappingConfig(admin_role="admins"))
+    record.role_memo = 0
+    record.refresh_from_message({"roles": ["6"]})
+    assert configured.member_role(guild, record) == env.Role.ADMINISTRATOR and not record.role_memo
+    cache.upsert_role(100, {"id": "6", "name": "admins", "permissions": "0", "position": 2})
+    assert configured.member_role(guild, record) == env.Role.ADMINISTRATOR  # by name: the configured admin role
+    assert entities.member_role(guild, record) == env.Role.MEMBER  # the other factory: by permissions only
