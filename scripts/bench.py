@@ -2005,16 +2005,44 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fmt(point['bridge_load_s'], 2) + ' / ' + fmt(point['discordpy_load_s'], 2):>18} "
                     f"{fmt(point['bridge_cpu_us_per_event']) + ' / ' + fmt(point['discordpy_cpu_us_per_event']):>21}"
                 )
+        flatness: list[dict[str, Any]] = []
         for compress in modes:
             base = [p for p in scale_report if (p["guilds"], p["members"], p["zlib"]) == (1, 100, compress)]
             wide = [p for p in scale_report if (p["guilds"], p["members"], p["zlib"]) == (1000, 100, compress)]
-            if base and wide:
-                print(
-                    f"bridge 1,000-guild / 1-guild rate, zlib {'on' if compress else 'off'}: "
-                    f"{wide[0]['bridge_events_per_s'] / base[0]['bridge_events_per_s']:.2f}"
-                    f" (discord.py {wide[0]['discordpy_events_per_s'] / base[0]['discordpy_events_per_s']:.2f})"
+            if not (base and wide):
+                continue
+            entry: dict[str, Any] = {"zlib": compress}
+            parts = []
+            for kind in ("bridge", "discordpy"):
+                # each repetition runs every point once, one after the other: a 1,000-guild run over the 1-guild
+                # run of the same repetition is steadier against the machine's drift than the medians' ratio
+                paired = []
+                for repetition in range(args.scale_repeat):
+
+                    def rate(g: int, r: int = repetition, k: str = kind, z: bool = compress) -> float | None:
+                        found = [
+                            row.get("events_per_s")
+                            for row in scale_rows
+                            if (row["client"], row["guilds"], row["members"], row["compress"], row["repetition"])
+                            == (k, g, 100, z, r)
+                        ]
+                        return found[0] if found and found[0] else None
+
+                    one, thousand = rate(1), rate(1000)
+                    if one and thousand:
+                        paired.append(thousand / one)
+                of_medians = wide[0][f"{kind}_events_per_s"] / base[0][f"{kind}_events_per_s"]
+                entry[kind] = {"of_medians": of_medians, "paired": paired}
+                spread = (
+                    f", paired runs {statistics.median(paired):.2f} ({min(paired):.2f}-{max(paired):.2f})"
+                    if paired
+                    else ""
                 )
+                parts.append(f"{'bridge' if kind == 'bridge' else 'discord.py'} {of_medians:.2f}{spread}")
+            flatness.append(entry)
+            print(f"1,000-guild / 1-guild rate, zlib {'on' if compress else 'off'}: " + "; ".join(parts))
         extras["scale"] = scale_report
+        extras["scale_flatness"] = flatness
     if extras.get("members"):
         m = extras["members"]
         print(
