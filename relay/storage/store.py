@@ -196,19 +196,15 @@ _UPSERT_COUNTERS_BULK = (
 # deletes the old row and appends the new one), so this reads only them. For the max() aggregate SQLite takes the
 # bare column ``time`` from the row whose platform_id is the largest (SQLite docs, lang_select.html, "Bare columns in
 # an aggregate query").
-_UPSERT_NEWEST = (
+_UPSERT_NEWEST_OF = (
     "INSERT INTO messages_newest (channel_id, platform_id, time) "
-    "SELECT channel_id, MAX(platform_id), time FROM messages_map WHERE rowid > ? GROUP BY channel_id "
+    "SELECT channel_id, MAX(platform_id), time FROM messages_map WHERE {rows} GROUP BY channel_id "
     "ON CONFLICT(channel_id) DO UPDATE SET platform_id = excluded.platform_id, time = excluded.time "
     "WHERE excluded.platform_id > messages_newest.platform_id"
 )
+_UPSERT_NEWEST = _UPSERT_NEWEST_OF.format(rows="rowid > ?")
 #: every channel's newest message, from the whole map ("WHERE true": the upsert-on-SELECT ambiguity, see above)
-_UPSERT_NEWEST_ALL = (
-    "INSERT INTO messages_newest (channel_id, platform_id, time) "
-    "SELECT channel_id, MAX(platform_id), time FROM messages_map WHERE true GROUP BY channel_id "
-    "ON CONFLICT(channel_id) DO UPDATE SET platform_id = excluded.platform_id, time = excluded.time "
-    "WHERE excluded.platform_id > messages_newest.platform_id"
-)
+_UPSERT_NEWEST_ALL = _UPSERT_NEWEST_OF.format(rows="true")
 #: rows per statement: bounds one chunk's memory (~1.5 KB a row) while keeping statements few. A power of two,
 #: so every batch is written with statements of a few fixed sizes (see relay.storage.sqlite.fixed_chunks)
 CHUNK_ROWS = 512
@@ -232,7 +228,7 @@ def _migrate_without_rowid(db: sqlite3.Connection) -> bool:
             if statement.strip():
                 db.execute(statement)
         db.execute(f"INSERT INTO messages_map ({COLUMNS}) SELECT {COLUMNS} FROM messages_map_old ORDER BY time")
-        db.execute(_UPSERT_NEWEST_ALL)
+        restore_newest(db)
         db.execute("DROP TABLE messages_map_old")
         db.execute("COMMIT")
     except BaseException:
@@ -256,7 +252,7 @@ def _index_newest(db: sqlite3.Connection, names_before: set[str]) -> None:
     with sqlite.Transaction(db):
         db.execute("DROP INDEX IF EXISTS messages_map_time")
         db.execute("DELETE FROM messages_newest")
-        db.execute(_UPSERT_NEWEST_ALL)
+        restore_newest(db)
 
 
 def _write_rows(db: sqlite3.Connection, batch: StoreBatch, counters: list[tuple[int, int]]) -> None:
