@@ -677,7 +677,10 @@ def run_peer(params: dict[str, Any]) -> None:
                 if op == 1:
                     await conn.send_raw(encode({"op": 11}))
                 elif op == 3:
-                    probe_seen.set()  # discord.py's client says it handled the probe (see DISCORDPY_CLIENT)
+                    # discord.py's client says it handled the probe (see DISCORDPY_CLIENT): the first thing it
+                    # sends after the guilds, as the bridge's first relayed message is for the sink
+                    result.setdefault("probe_reply_at", time.monotonic())
+                    probe_seen.set()
                 elif op == 8:
                     await answer_member_request(payload.get("d") or {})
                 elif op == 2 and scale:
@@ -1565,8 +1568,15 @@ def run_scenario(
     if mode == "scale":
         out.update(guilds=params["guilds"], members=params["members"], received=sink.get("count", 0))
         if sink.get("first") and result.get("ready_sent"):
-            # READY sent → the probe (right behind the last GUILD_CREATE) handled: every guild processed
+            # READY sent → the probe (right behind the last GUILD_CREATE) handled: every guild processed. The
+            # bridge's end is the sink receiving the probe's GroupMessage; discord.py's is its on_message, in its
+            # own process (the same monotonic clock), so discord.py's figure has no hop back to the peer
             out["load_s"] = sink["first"] - result["ready_sent"]
+            # the same, both ends seen by the peer: the probe's GroupMessage at the sink (bridge), the op 3 that
+            # discord.py's on_message sends at the gateway (discord.py); each includes one hop to the peer
+            reply = sink["first"] if kind in BRIDGE_KINDS else result.get("probe_reply_at")
+            if reply:
+                out["load_at_peer_s"] = reply - result["ready_sent"]
         if sink.get("last") and result.get("first_send"):
             out["events_per_s"] = (events - 1) / max(1e-9, sink["last"] - result["first_send"])
         if sink.get("disorder"):
@@ -1752,7 +1762,8 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                         print(
                             f"  {kind:9} zlib={'on ' if compress else 'off'} scale {guilds}x{members}: "
-                            f"{fmt(row.get('events_per_s'), 0)} ev/s, guilds loaded in {fmt(row.get('load_s'), 2)} s, "
+                            f"{fmt(row.get('events_per_s'), 0)} ev/s, guilds loaded in {fmt(row.get('load_s'), 4)} s "
+                            f"({fmt(row.get('load_at_peer_s'), 4)} s seen by the peer), "
                             f"RSS {fmt(row.get('rss_mb'))} MB",
                             file=sys.stderr,
                         )
@@ -1961,7 +1972,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nscale grid: 20,000-event stream over G guilds x M members after loading them; medians of runs")
         print(
             f"{'G x M':>12} {'zlib':4} {'bridge ev/s':>11} {'dpy ev/s':>9} {'ratio':>6} "
-            f"{'RSS MB bridge/dpy':>18} {'load s bridge/dpy':>18} {'CPU us/ev bridge/dpy':>21}"
+            f"{'RSS MB bridge/dpy':>18} {'load ms bridge/dpy':>18} {'at the peer':>16} {'CPU us/ev bridge/dpy':>21}"
         )
         scale_report: list[dict[str, Any]] = []
         for guilds, members in scale_points:
@@ -1982,7 +1993,7 @@ def main(argv: list[str] | None = None) -> int:
                     **{
                         f"{kind}_{key}": median_of(kind, key)
                         for kind in ("bridge", "discordpy")
-                        for key in ("events_per_s", "rss_mb", "load_s", "cpu_us_per_event")
+                        for key in ("events_per_s", "rss_mb", "load_s", "load_at_peer_s", "cpu_us_per_event")
                     },
                 }
                 paired = []
@@ -1997,12 +2008,16 @@ def main(argv: list[str] | None = None) -> int:
                         paired.append(pair["bridge"] / pair["discordpy"])
                 point["ratio"] = statistics.median(paired) if paired else float("nan")
                 scale_report.append(point)
+
+                def load_ms(key: str, p: dict[str, Any] = point) -> str:
+                    return fmt(p[f"bridge_{key}"] * 1e3, 1) + " / " + fmt(p[f"discordpy_{key}"] * 1e3, 1)
+
                 print(
                     f"{f'{guilds:,} x {members:,}':>12} {'on' if compress else 'off':4} "
                     f"{fmt(point['bridge_events_per_s'], 0):>11} {fmt(point['discordpy_events_per_s'], 0):>9} "
                     f"{fmt(point['ratio'], 2):>6} "
                     f"{fmt(point['bridge_rss_mb'], 0) + ' / ' + fmt(point['discordpy_rss_mb'], 0):>18} "
-                    f"{fmt(point['bridge_load_s'], 2) + ' / ' + fmt(point['discordpy_load_s'], 2):>18} "
+                    f"{load_ms('load_s'):>18} {load_ms('load_at_peer_s'):>16} "
                     f"{fmt(point['bridge_cpu_us_per_event']) + ' / ' + fmt(point['discordpy_cpu_us_per_event']):>21}"
                 )
         flatness: list[dict[str, Any]] = []
