@@ -511,6 +511,33 @@ def test_zlib_stream_corrupt_and_oversized() -> None:
         ZlibStreamInflater(max_size=10).feed(b"x" * 11)  # never-ending buffer
 
 
+def test_zlib_stream_inflates_as_a_zlib_inflater_would() -> None:
+    """Raw deflate after the header (no Adler-32 kept): the same bytes as the stdlib's zlib inflater, message by
+    message, whatever window the sender chose."""
+    payloads = [json.dumps({"op": 0, "s": n, "d": {"content": "x" * (n * 37 % 900)}}).encode() for n in range(300)]
+    for wbits in (9, 12, 15):
+        comp = zlib.compressobj(wbits=wbits)
+        messages = [comp.compress(p) + comp.flush(zlib.Z_SYNC_FLUSH) for p in payloads]
+        reference = zlib.decompressobj()
+        inflater = ZlibStreamInflater(max_size=1 << 20)
+        assert [inflater.feed(m) for m in messages] == [reference.decompress(m) for m in messages] == payloads
+
+
+def test_zlib_stream_header_must_be_deflate_without_a_preset_dictionary() -> None:
+    with_dictionary = zlib.compressobj(zdict=b'{"op":')
+    message = with_dictionary.compress(b'{"op":11}') + with_dictionary.flush(zlib.Z_SYNC_FLUSH)
+    with pytest.raises(RemoteProtocolError, match="zlib header"):
+        ZlibStreamInflater(max_size=1000).feed(message)
+    (good,) = compress_stream([b'{"op":11}'])
+    with pytest.raises(RemoteProtocolError, match="zlib header"):
+        ZlibStreamInflater(max_size=1000).feed(bytes([good[0], good[1] ^ 1]) + good[2:])  # check bits wrong
+    with pytest.raises(RemoteProtocolError, match="zlib header"):
+        ZlibStreamInflater(max_size=1000).feed(b"\x00\x00\xff\xff")  # the marker alone
+    split = ZlibStreamInflater(max_size=1000)  # a first payload split across messages: the header is in the first
+    assert split.feed(good[:1]) is None
+    assert split.feed(good[1:]) == b'{"op":11}'
+
+
 def test_payload_decoder() -> None:
     plain = PayloadDecoder(compressed=False, max_size=1000)
     assert plain.feed('{"op":11}') == {"op": 11}

@@ -51,17 +51,36 @@ def gateway_connect_url(base_url: str, *, compress: bool) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", urlencode(query), ""))
 
 
+#: zlib's header (RFC 1950 §2.2): CMF names the method, 8 = deflate, in its low nibble; FLG's bit 5, FDICT, asks
+#: for a preset dictionary; CMF * 256 + FLG is a multiple of 31
+_ZLIB_HEADER_BYTES: Final = 2
+_DEFLATE: Final = 8
+_FDICT: Final = 0x20
+
+
+def _zlib_header_ok(header: bytes) -> bool:
+    """Whether ``header`` opens a zlib stream of deflate data without a preset dictionary (RFC 1950 §2.2)."""
+    cmf, flg = header[0], header[1]
+    return cmf & 0x0F == _DEFLATE and cmf >> 4 <= 7 and not flg & _FDICT and (cmf << 8 | flg) % 31 == 0
+
+
 class ZlibStreamInflater:
     """zlib-stream transport decompression: one instance per connection (docs/discord.md §4.1).
 
     Binary messages are buffered until the buffer ends with ``00 00 ff ff``; a message that is complete on its
     own (the usual case) is inflated without copying it into the buffer.
+
+    The stream is inflated as raw deflate after its 2-byte zlib header: a zlib inflater also keeps the Adler-32
+    checksum of everything it inflated, to compare with the stream's trailer (RFC 1950 §2.2), and a zlib-stream
+    never ends, so the comparison never comes. Leaving it out takes ~40 % of the inflate's time off a 1 KB dispatch
+    (0.77 → 0.45 µs). A header that is not deflate without a preset dictionary is refused like corrupt data.
     """
 
-    __slots__ = ("_buffer", "_inflater", "_max_size")
+    __slots__ = ("_buffer", "_header_seen", "_inflater", "_max_size")
 
     def __init__(self, *, max_size: int) -> None:
-        self._inflater = zlib.decompressobj()
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._header_seen = False
         self._buffer = bytearray()
         self._max_size = max_size
 
@@ -81,6 +100,12 @@ class ZlibStreamInflater:
         return self._inflate(chunk)
 
     def _inflate(self, data: bytes) -> bytes:
+        if not self._header_seen:
+            # the first payload is at least the 4-byte marker, so it holds the whole header
+            if not _zlib_header_ok(data):
+                raise RemoteProtocolError("corrupt zlib-stream data from the gateway: not a zlib header for deflate")
+            self._header_seen = True
+            data = data[_ZLIB_HEADER_BYTES:]
         try:
             out = self._inflater.decompress(data, self._max_size + 1)
         except zlib.error as exc:
