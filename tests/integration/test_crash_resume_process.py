@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -27,22 +29,18 @@ CRASHES = 2
 BURST = 10
 
 
+def chain_text(data: Mapping[str, Any]) -> str:
+    """The text of an event's message chain."""
+    return "".join(str(part.get("text", "")) for part in data.get("messageChain", []))
+
+
 def texts(framework: FakeFramework) -> list[str]:
-    return [
-        "".join(str(part.get("text", "")) for part in e.data["messageChain"])  # type: ignore[union-attr]
-        for e in framework.events
-        if e.data.get("type") == "GroupMessage"
-    ]
+    return [chain_text(e.data) for e in framework.events if e.data.get("type") == "GroupMessage"]
 
 
 def saved_seq(store: Path) -> int:
     sessions = load_gateway_sessions(str(store)).sessions
     return int(json.loads(sessions[0])["seq"] or 0) if 0 in sessions else 0
-
-
-def frame_text(frame: str) -> str:
-    data = json.loads(frame)["data"]
-    return "".join(str(part.get("text", "")) for part in data.get("messageChain", []))
 
 
 def undelivered_on_disk(store: Path) -> set[int]:
@@ -53,7 +51,8 @@ def undelivered_on_disk(store: Path) -> set[int]:
         frames = db.execute("SELECT frame FROM outbox_events WHERE seq > ?", (min(cursors, default=0),)).fetchall()
     finally:
         db.close()
-    return {int(text[1:]) for text in map(frame_text, (frame for (frame,) in frames)) if text.startswith("m")}
+    texts_on_disk = (chain_text(json.loads(frame)["data"]) for (frame,) in frames)
+    return {int(text[1:]) for text in texts_on_disk if text.startswith("m")}
 
 
 async def test_kill_9_twice_mid_stream_resumes_each_time_and_misses_nothing(tmp_path: Path) -> None:
