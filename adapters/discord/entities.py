@@ -72,7 +72,10 @@ class EntityFactory:
         self._groups: dict[int, env.Group | None] = {}
         #: group id → its ConversationRef (immutable, so never stale; one per message was measurable)
         self._conversations: dict[int, env.ConversationRef] = {}
-        self._admin_roles: dict[int, int] = {}
+        #: guild id → (its roles_version when looked up, the configured admin role's id there or 0). Checked against
+        #: the guild's roles_version, so a role added behind the dispatches' back (memberAdmin fetching the guild's
+        #: roles over REST) is found at once, not after the next dispatch that calls forget_groups
+        self._admin_roles: dict[int, tuple[int, int]] = {}
 
     def forget_groups(self) -> None:
         """Guild state changed (channels, roles, members): groups and roles are computed afresh."""
@@ -128,9 +131,10 @@ class EntityFactory:
         if not self.config.admin_role:
             return 0
         found = self._admin_roles.get(guild.id)
-        if found is None:
-            found = self._admin_roles[guild.id] = guild.role_id_by_name_or_id(self.config.admin_role)
-        return found
+        version = guild.roles_version
+        if found is None or found[0] != version:
+            found = self._admin_roles[guild.id] = (version, guild.role_id_by_name_or_id(self.config.admin_role))
+        return found[1]
 
     def member_of(self, guild_id: int, member: CachedMember, group: env.Group, now: float) -> env.Member:
         guild = self.cache.guilds.get(guild_id)

@@ -261,3 +261,22 @@ def test_a_remembered_role_follows_every_change_it_depends_on() -> None:
     cache.upsert_role(100, {"id": "6", "name": "admins", "permissions": "0", "position": 2})
     assert configured.member_role(guild, record) == env.Role.ADMINISTRATOR  # by name: the configured admin role
     assert entities.member_role(guild, record) == env.Role.MEMBER  # the other factory: by permissions only
+
+
+def test_the_configured_admin_role_is_found_once_the_cache_learns_it_without_a_dispatch() -> None:
+    """memberAdmin fetches a guild's roles over REST when the configured admin role is not cached, and upserts them
+    into the cache without a dispatch (nothing calls forget_groups): the factory's remembered "no such role" must
+    not outlive that, or a member holding the role reads as a plain MEMBER until some later dispatch."""
+    cache = cache_with(1)
+    cache.upsert_guild({"id": "100", "roles": [{"id": "100", "name": "@everyone", "permissions": "0", "position": 0}]})
+    cache.upsert_member(100, member(2, roles=["6"]))  # holds a role the cache does not know yet
+    guild, record = cache.guilds[100], cache.guilds[100].members[USER_BASE + 2]
+    configured = EntityFactory(cache, MappingConfig(admin_role="admins"))
+    assert configured.admin_role_id(guild) == 0
+    assert configured.member_role(guild, record) == env.Role.MEMBER
+    cache.upsert_role(100, {"id": "6", "name": "admins", "permissions": "0", "position": 1})  # the REST answer
+    assert configured.admin_role_id(guild) == 6
+    assert configured.member_role(guild, record) == env.Role.ADMINISTRATOR
+    cache.remove_role(100, 6)
+    assert configured.admin_role_id(guild) == 0
+    assert configured.member_role(guild, record) == env.Role.MEMBER
