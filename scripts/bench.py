@@ -40,8 +40,9 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".bench-venv"
@@ -56,6 +57,8 @@ HEARTBEAT_MS = 41250
 COMMAND_SPACING = 0.025
 LATENCY_RE = re.compile(rb"bench (\d+) (\d+) ")
 ZLIB_SUFFIX = b"\x00\x00\xff\xff"
+#: a websocket message's payload, text or binary: wsproto's Message is generic over one of the two, not a union
+_Payload = TypeVar("_Payload", str, bytes)
 
 
 # =========================================================================== payloads
@@ -507,7 +510,7 @@ def run_peer(params: dict[str, Any]) -> None:
                     return
             raise trio.BrokenResourceError
 
-        async def messages(self):  # type: ignore[no-untyped-def]
+        async def messages(self) -> AsyncIterator[bytes]:
             """Whole text or binary messages (bytes); answers pings and the close handshake."""
             client = self.ws.client
             reader = ClientFrameReader(masked=not client)
@@ -536,7 +539,7 @@ def run_peer(params: dict[str, Any]) -> None:
             async with self.send_lock:
                 await self.stream.send_all(data)
 
-        def frame(self, payload: str | bytes) -> bytes:
+        def frame(self, payload: _Payload) -> bytes:
             return self.ws.send(wse.Message(data=payload))
 
     # ------------------------------------------------------------------ gateway
@@ -1221,6 +1224,7 @@ def run_bare(params: dict[str, Any]) -> None:
                 while True:
                     message = await gateway.get_message()
                     if compress:
+                        assert isinstance(message, bytes)  # a zlib-stream comes in binary messages
                         buffer.extend(message)
                         if buffer[-4:] != ZLIB_SUFFIX:
                             continue
@@ -2004,8 +2008,9 @@ def main(argv: list[str] | None = None) -> int:
                         if (r["guilds"], r["members"], r["compress"], r["repetition"])
                         == (guilds, members, compress, repetition)
                     }
-                    if pair.get("bridge") and pair.get("discordpy"):
-                        paired.append(pair["bridge"] / pair["discordpy"])
+                    bridge, discordpy = pair.get("bridge"), pair.get("discordpy")
+                    if bridge and discordpy:
+                        paired.append(bridge / discordpy)
                 point["ratio"] = statistics.median(paired) if paired else float("nan")
                 scale_report.append(point)
 

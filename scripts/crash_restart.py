@@ -13,6 +13,7 @@ the bridge's own log lines about what it resumed or back-filled.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -38,8 +39,8 @@ def main() -> int:
         for run in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 result = trio.run(
-                    lambda tmp=tmp, refuse=refuse: run_crash_scenario(
-                        Path(tmp), refuse_resume=refuse, rate=args.rate, crashes=args.crashes
+                    functools.partial(
+                        run_crash_scenario, Path(tmp), refuse_resume=refuse, rate=args.rate, crashes=args.crashes
                     )
                 )
             print(f"{name}, run {run + 1}: {result.summary()}")

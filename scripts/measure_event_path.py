@@ -61,6 +61,7 @@ from adapters.mirai import codec
 from relay.app import Core, compose_core
 from relay.config import BridgeConfig, DiscordConfig, MiraiConfig, OutboxConfig
 from relay.storage import flush
+from relay.storage.flushers import FLUSH_AT_ONCE, FLUSH_CHECK_EVERY
 from relay.storage.outbox import Outbox
 from relay.storage.store import MessageStore
 from relay.wire import frames
@@ -167,8 +168,14 @@ class Pipeline:
         self.messages: collections.deque[str | bytes] = collections.deque()
         # what listens to appends in the app: a framework writer's wake-up and the flusher's burst check
         writer_wake = trio.Event()
+        flusher_wake = trio.Event()
+
+        def wake_on_burst(seq: int) -> None:
+            if not seq % FLUSH_CHECK_EVERY and outbox.waiting_writes >= FLUSH_AT_ONCE:
+                flusher_wake.set()
+
         outbox.add_append_listener(lambda seq: writer_wake.set())
-        outbox.add_append_listener(lambda seq: not seq % 64 and outbox.waiting_writes >= 256)
+        outbox.add_append_listener(wake_on_burst)
 
     def read(self, data: bytes, now: float) -> int:
         """One socket read through the shard's reader (timed as ``read`` and ``relay``); the messages it held."""

@@ -355,7 +355,7 @@ class FakeFramework:
                 data = await stream.receive_some(RECEIVE_BYTES)
                 if not data:
                     return
-                ws.receive_data(data)
+                ws.receive_data(bytes(data))  # a trio.abc.Stream may read a bytearray; wsproto takes bytes
                 for event in ws.events():
                     if isinstance(event, wse.Request):
                         conn = await self._accept_or_reject(stream, ws, event)
@@ -413,7 +413,7 @@ class FakeFramework:
             data = await conn.stream.receive_some(RECEIVE_BYTES)
             if not data:
                 return
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))  # as in _handle
             for event in ws.events():
                 if conn._message_event(event):
                     pass

@@ -146,7 +146,9 @@ async def test_a_forwarding_robot_reaches_the_frameworks_as_a_group_message(tmp_
     assert isinstance(sender, dict)
     assert (sender["id"], sender["memberName"]) == (robot_member_id("alerts"), "Alerts")
     assert sender["group"]["id"] == CHANNEL
-    assert event["messageChain"][1] == {"type": "Plain", "text": "**Alerts**: pager!"}
+    chain = event["messageChain"]
+    assert isinstance(chain, list)
+    assert chain[1] == {"type": "Plain", "text": "**Alerts**: pager!"}
 
 
 async def test_a_webhook_answer_command_is_run_on_discord(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from adapters.robots.auth import verify_request
 from adapters.robots.payloads import read_post
 from relay.config import RobotConfig, RobotSignature
 from relay.signatures import SignatureRejected
-from relay.web.models import Request, RequestRejected
+from relay.web.models import Headers, Request, RequestRejected
 
 NOW = 1_800_000_000.0
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -30,7 +30,7 @@ def request(
     content_type: str | None = "application/json",
     *,
     query: str = "",
-    headers: tuple[tuple[str, str], ...] = (),
+    headers: Headers = (),
 ) -> Request:
     data = body.encode() if isinstance(body, str) else body
     all_headers = (("content-type", content_type),) if content_type else ()
@@ -112,7 +112,7 @@ def robot(signature: RobotSignature = RobotSignature.ANY, secret: str = SECRET) 
     return RobotConfig(name="ci", group=5001, secret=secret, signature=signature)
 
 
-def standard_signed(body: bytes, *, msg_id: str = "msg_abc", at: float = NOW, secret: str = SECRET) -> tuple:
+def standard_signed(body: bytes, *, msg_id: str = "msg_abc", at: float = NOW, secret: str = SECRET) -> Headers:
     signature = Webhook(secret).sign(msg_id, dt.datetime.fromtimestamp(at, tz=dt.UTC), body)
     return (("webhook-id", msg_id), ("webhook-timestamp", str(int(at))), ("webhook-signature", signature))
 
@@ -145,7 +145,7 @@ def test_standard_webhooks_signature_made_by_the_reference_library_is_accepted()
         ((("webhook-signature", "v1,AAAA"),), 401),  # an incomplete set of headers
     ],
 )
-def test_bad_standard_signatures(headers: tuple, status: int) -> None:
+def test_bad_standard_signatures(headers: Headers, status: int) -> None:
     with pytest.raises(SignatureRejected) as caught:
         verify_request(robot(), request(b'{"text": "hi"}', headers=headers), {}, now=NOW)
     assert caught.value.status == status
