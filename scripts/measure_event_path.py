@@ -187,6 +187,7 @@ class Pipeline:
         batch = list(self.messages)
         self.messages.clear()
         t1 = clock()
+        decoder.prepare(batch)  # as the shard does: with zlib-stream, one inflate for the read
         for message in batch:  # one payload alive at a time, as in the shard (the collector sees as many)
             payload = decoder.feed(message)
             if payload is None:
