@@ -41,6 +41,14 @@ def dispatch(n: int, content: str = "hello") -> bytes:
     ).encode()
 
 
+def outcome(decoder: PayloadDecoder, message: bytes) -> Outcome:
+    """What the decoder makes of one message: its payload (or None), or the error's type and text."""
+    try:
+        return ("payload", decoder.feed(message))
+    except RelayError as exc:
+        return (type(exc).__name__, str(exc))
+
+
 def outcomes(reads: Sequence[Sequence[bytes]], *, prepared: bool, max_size: int = 1 << 20) -> list[Outcome]:
     """What the decoder makes of every message, read by read, with or without preparing each read."""
     decoder = PayloadDecoder(compressed=True, max_size=max_size)
@@ -48,11 +56,7 @@ def outcomes(reads: Sequence[Sequence[bytes]], *, prepared: bool, max_size: int 
     for read in reads:
         if prepared:
             decoder.prepare(read)
-        for message in read:
-            try:
-                seen.append(("payload", decoder.feed(message)))
-            except RelayError as exc:
-                seen.append((type(exc).__name__, str(exc)))
+        seen += [outcome(decoder, message) for message in read]
     return seen
 
 
@@ -217,11 +221,7 @@ def test_a_read_left_half_handed_out_leaves_the_stream_where_one_by_one_feeding_
         for batch, fed in ((read, read[:2]), (later, later)):
             if prepared:
                 decoder.prepare(batch)
-            for message in fed:
-                try:
-                    seen.append(("payload", decoder.feed(message)))
-                except RelayError as exc:
-                    seen.append((type(exc).__name__, str(exc)))
+            seen += [outcome(decoder, message) for message in fed]
         return seen
 
     assert run(prepared=True) == run(prepared=False)
