@@ -10,7 +10,7 @@ import enum
 import json
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from relay import fastjson
@@ -174,6 +174,11 @@ class _PreparedRead:
         self.before: _Decompress | None = None  #: the inflater's state before the chunk (restore)
 
 
+def _is_payload(value: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether a parsed document is a gateway payload: an object with an integer op (docs/discord.md §2.3)."""
+    return isinstance(value, dict) and isinstance(value.get("op"), int)
+
+
 def _payloads(inflated: bytes, count: int) -> list[dict[str, Any] | None] | None:
     """``inflated`` cut at every '}{"' into ``count`` payloads (JSON objects with an integer op); None unless it
     cuts into exactly that many and each parses as one."""
@@ -187,7 +192,7 @@ def _payloads(inflated: bytes, count: int) -> list[dict[str, Any] | None] | None
             payload = fastjson.loads(inflated[start:end])
         except ValueError:
             return None
-        if type(payload) is not dict or type(payload.get("op")) is not int:
+        if not _is_payload(payload):
             return None
         found.append(payload)
         if cut < 0:
@@ -293,7 +298,7 @@ class PayloadDecoder:
             if len(raw) > self._max_size:
                 raise FrameTooLarge(len(raw), self._max_size)
         payload = _loads(raw)
-        if not isinstance(payload, dict) or not isinstance(payload.get("op"), int):
+        if not _is_payload(payload):
             raise RemoteProtocolError("gateway payload is not an object with an integer 'op'")
         return payload
 
