@@ -187,7 +187,7 @@ class Pipeline:
         batch = list(self.messages)
         self.messages.clear()
         t1 = clock()
-        decoder.prepare(batch)  # as the shard does: with zlib-stream, one inflate for the read
+        decoder.prepare(batch)  # as the shard does: with zlib-stream, 64 messages an inflate
         for message in batch:  # one payload alive at a time, as in the shard (the collector sees as many)
             payload = decoder.feed(message)
             if payload is None:

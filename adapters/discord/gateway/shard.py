@@ -285,7 +285,7 @@ class Shard:
                 return (ws.closed.code if ws.closed is not None else None), ""
             # the messages of one read arrived together: they share a timestamp, taken again after each yield
             now = trio.current_time()
-            decoder.prepare(batch)  # with zlib-stream: one inflate for the whole read (see PayloadDecoder)
+            decoder.prepare(batch)  # with zlib-stream: a busy read inflated 64 messages a call (see PayloadDecoder)
             for message in batch:
                 until_yield -= 1
                 if not until_yield:
