@@ -58,6 +58,7 @@ from adapters.discord.gateway.session import ShardSession
 from adapters.discord.listener import gateway_listener
 from adapters.discord.rest.client import open_rest_client
 from adapters.mirai import codec
+from relay import process
 from relay.app import Core, compose_core
 from relay.config import BridgeConfig, DiscordConfig, MiraiConfig, OutboxConfig
 from relay.storage import flush
@@ -297,6 +298,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print the runs as JSON too")
     args = parser.parse_args()
+    process.collect_young_less_often()  # as the app does (relay/main.py)
     runs: list[dict[str, float]] = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="measure-") as tmp:

@@ -1,8 +1,10 @@
-"""The process-memory helpers (relay.process: glibc malloc arena cap and trim)."""
+"""The process-memory helpers (relay.process: glibc malloc arena cap and trim, the garbage collector's thresholds)."""
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -61,3 +63,37 @@ async def test_without_glibc_the_trim_task_ends_after_starting(monkeypatch: pyte
 
     await process.serve_memory_trim(activity)  # returns instead of looping: there is nothing to trim with
     assert calls == []
+
+
+@pytest.fixture
+def collector_settings() -> Iterator[None]:
+    """Whatever a test does to the collector, this test process gets its settings back."""
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        (gc.enable if enabled else gc.disable)()
+
+
+@pytest.mark.usefixtures("collector_settings")
+def test_young_collections_come_less_often_keeping_the_older_thresholds() -> None:
+    gc.set_threshold(700, 10, 10)  # CPython's defaults
+    assert process.collect_young_less_often() is True
+    assert gc.get_threshold() == (process.YOUNG_COLLECTION_THRESHOLD, 10, 10)
+    assert process.collect_young_less_often() is False  # once is enough: already there
+
+
+@pytest.mark.usefixtures("collector_settings")
+def test_a_collector_switched_off_or_tuned_higher_is_left_alone() -> None:
+    gc.set_threshold(50_000, 20, 5)
+    assert process.collect_young_less_often() is False
+    assert gc.get_threshold() == (50_000, 20, 5)
+    gc.set_threshold(0, 10, 10)  # threshold 0: no automatic collection at all
+    assert process.collect_young_less_often() is False
+    assert gc.get_threshold() == (0, 10, 10)
+    gc.set_threshold(700, 10, 10)
+    gc.disable()
+    assert process.collect_young_less_often() is False
+    assert gc.get_threshold() == (700, 10, 10)
+    assert not gc.isenabled()
