@@ -298,18 +298,30 @@ class WebSocketConnection:
             self._send_lock.release()
 
     async def _take_send_lock(self) -> None:
-        """Take ``_send_lock``: at once when it is free, else in turn.
+        """Take ``_send_lock``: at once when it is free, else in turn; raises ``Cancelled`` (the lock left free)
+        when the caller is cancelled.
 
         trio's ``acquire`` lets every other runnable task run before it returns, even when the lock was free, so a
         frame ready to go waited behind whatever else was runnable: at start-up, the first message after the
         guilds loaded waited ~0.3 ms behind the task reporting readiness (issue 18's READY → first message at one
-        guild). Taken at once, the write itself is the schedule point: the socket send checks for cancellation
-        before it writes and lets the other tasks run after.
+        guild). Taken at once, the write itself is the schedule point: the socket send lets the other tasks run
+        after it wrote.
+
+        The cancellation check comes after the lock is held and before the caller goes on: nothing yields between
+        it and the socket send's own check, so a caller that places its frames in the byte stream
+        (:meth:`send_messages_counted`) only does so for bytes that will be written. (With ``acquire``, a
+        cancellation that came while it yielded was raised by the send, after the frames were placed.)
         """
+        lock = self._send_lock
         try:
-            self._send_lock.acquire_nowait()
+            lock.acquire_nowait()
         except trio.WouldBlock:
-            await self._send_lock.acquire()
+            await lock.acquire()
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()  # yields only to raise
+        except BaseException:
+            lock.release()
+            raise
 
     async def _send_all_locked(self, data: bytes) -> None:
         """Write ``data``; the caller holds ``_send_lock``."""

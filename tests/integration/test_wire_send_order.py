@@ -109,3 +109,21 @@ async def test_a_busy_send_lock_still_takes_turns_in_order() -> None:
         assert received[:2] == b"\x81\x7f"
         assert received[10 : 10 + size] == b"a" * size
         assert received[10 + size :] == b"\x81\x01b"
+
+
+async def test_a_cancelled_send_places_nothing_writes_nothing_and_leaves_the_lock_free() -> None:
+    """A frame placed in the byte stream (``send_messages_counted``) must be one that is written: a later write
+    would otherwise carry the byte count past a frame never sent, and it would count as acknowledged."""
+    async with tcp_pair() as (stream, peer):
+        conn = WebSocketConnection(stream, client=False, max_message_size=1 << 16, peer="test")
+        placed: list[list[int]] = []
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await conn.send_messages_counted(["never"], placed.append)
+        assert scope.cancelled_caught
+        assert placed == []
+        assert conn.bytes_sent == 0
+        assert arrived(peer) == b""
+        await conn.send_messages_counted(["b"], placed.append)  # the lock was left free
+        assert placed == [[3]]
+        assert arrived(peer) == b"\x81\x01b"
