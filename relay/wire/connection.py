@@ -84,6 +84,45 @@ def _tracked_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return sock
 
 
+class _PromptLock:
+    """A first-come-first-served lock (``async with``) that is taken at once when free, and raises ``Cancelled``
+    (left free) when its taker is cancelled.
+
+    trio's ``Lock.acquire`` lets every other runnable task run before it returns, even when the lock was free, so a
+    frame ready to go waited behind whatever else was runnable: at start-up, the first message after the guilds
+    loaded waited ~0.3 ms behind the task reporting readiness (issue 18's READY → first message at one guild).
+    Taken at once, the write under it is the schedule point: a socket send lets the other tasks run after it wrote.
+
+    The cancellation check comes once the lock is held and before the block runs: nothing yields between it and the
+    socket send's own check, so a sender that places its frames in the byte stream before writing
+    (:meth:`WebSocketConnection.send_messages_counted`) only does so for bytes that will be written. (With
+    ``acquire``, a cancellation that came while it yielded was raised by the send, after the frames were placed.)
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = trio.StrictFIFOLock()
+
+    async def __aenter__(self) -> None:
+        lock = self._lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()  # yields only to raise
+        except BaseException:
+            lock.release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
 def fresh_masking_keys(frame_count: int) -> bytes:
     """One 4-byte masking key per frame, from a strong source of entropy (RFC 6455 §5.3: unpredictable keys);
     one ``os.urandom`` call for a whole batch."""
@@ -111,7 +150,7 @@ class WebSocketConnection:
         self.peer = peer
         # a server reads masked client frames; a client reads unmasked server frames (RFC 6455 §5.1)
         self._parser = frames.FrameParser(max_message_size=max_message_size, masked=not client)
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = _PromptLock()
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._close_sent = False
         # held while a task reads the socket: aclose lets that task read the peer's close reply
@@ -224,14 +263,11 @@ class WebSocketConnection:
             self._trace_messages("→", messages)
         ends: list[int] = []
         data = frames.encode_text_frames(messages, self._masking_keys(len(messages)), ends)
-        await self._take_send_lock()
-        try:
+        async with self._send_lock:
             self._raise_unless_open()
             start = self._bytes_sent
             placed([start + end for end in ends])
             await self._send_all_locked(data)
-        finally:
-            self._send_lock.release()
 
     async def send_messages(self, messages: list[str]) -> None:
         """Write ``messages`` as text frames with one socket write; when this returns, all were written.
@@ -244,12 +280,9 @@ class WebSocketConnection:
         if self._trace:
             self._trace_messages("→", messages)
         data = frames.encode_text_frames(messages, self._masking_keys(len(messages)))
-        await self._take_send_lock()
-        try:
+        async with self._send_lock:
             self._raise_unless_open()
             await self._send_all_locked(data)
-        finally:
-            self._send_lock.release()
 
     def _raise_unless_open(self) -> None:
         if self._close_sent or self._closed is not None:
@@ -291,37 +324,8 @@ class WebSocketConnection:
             await self._send_bytes(frames.encode_frame(frames.OP_CLOSE, payload, self._masking_keys(1)))
 
     async def _send_bytes(self, data: bytes) -> None:
-        await self._take_send_lock()
-        try:
+        async with self._send_lock:
             await self._send_all_locked(data)
-        finally:
-            self._send_lock.release()
-
-    async def _take_send_lock(self) -> None:
-        """Take ``_send_lock``: at once when it is free, else in turn; raises ``Cancelled`` (the lock left free)
-        when the caller is cancelled.
-
-        trio's ``acquire`` lets every other runnable task run before it returns, even when the lock was free, so a
-        frame ready to go waited behind whatever else was runnable: at start-up, the first message after the
-        guilds loaded waited ~0.3 ms behind the task reporting readiness (issue 18's READY → first message at one
-        guild). Taken at once, the write itself is the schedule point: the socket send lets the other tasks run
-        after it wrote.
-
-        The cancellation check comes after the lock is held and before the caller goes on: nothing yields between
-        it and the socket send's own check, so a caller that places its frames in the byte stream
-        (:meth:`send_messages_counted`) only does so for bytes that will be written. (With ``acquire``, a
-        cancellation that came while it yielded was raised by the send, after the frames were placed.)
-        """
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()  # yields only to raise
-        except BaseException:
-            lock.release()
-            raise
 
     async def _send_all_locked(self, data: bytes) -> None:
         """Write ``data``; the caller holds ``_send_lock``."""
