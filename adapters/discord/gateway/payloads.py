@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeGuard, cast
@@ -155,8 +156,11 @@ PREPARE_MIN_MESSAGES: Final = 8
 #: alive together (64 of the ~1 KB a message: ~0.3 MB)
 PREPARED_CHUNK: Final = 64
 #: where one payload ends and the next begins in the inflated payloads of several messages: every gateway payload
-#: is a JSON object that opens with a key (docs/discord.md §2.3), so it begins with '{"' and ends with '}'
-_PAYLOAD_BOUNDARY: Final = b'}{"'
+#: is a JSON object that opens with a key (docs/discord.md §2.3), so it begins with '{"' and ends with '}'. A
+#: compiled pattern rather than ``bytes.find``: the regular expression engine looks for the rare '}' first, where
+#: ``find`` stops at every '"' of the text (the needle's last byte); 0.35 against 0.70 µs a ~1 KB payload (timeit,
+#: 64 bench payloads), about 1.4 % of the instructions an event costs (callgrind, scripts/measure_event_path.py)
+_PAYLOAD_BOUNDARY: Final = re.compile(rb'\}\{"')
 
 
 class _PreparedRead:
@@ -183,22 +187,30 @@ def _payloads(inflated: bytes, count: int) -> list[dict[str, Any] | None] | None
     """``inflated`` cut at every '}{"' into ``count`` payloads (JSON objects with an integer op); None unless it
     cuts into exactly that many and each parses as one."""
     found: list[dict[str, Any] | None] = []
-    find = inflated.find
-    start = end = 0
-    while len(found) < count:
-        cut = find(_PAYLOAD_BOUNDARY, start)
-        end = cut + 1 if cut >= 0 else len(inflated)
-        try:
-            payload = fastjson.loads(inflated[start:end])
-        except ValueError:
-            return None
-        if not _is_payload(payload):
+    start = 0
+    for boundary in _PAYLOAD_BOUNDARY.finditer(inflated):
+        if len(found) == count - 1:
+            return None  # more pieces than messages
+        end = boundary.start() + 1
+        payload = _piece(inflated[start:end])
+        if payload is None:
             return None
         found.append(payload)
-        if cut < 0:
-            break
         start = end
-    return found if len(found) == count and end == len(inflated) else None
+    payload = _piece(inflated[start:])
+    if payload is None:
+        return None
+    found.append(payload)
+    return found if len(found) == count else None
+
+
+def _piece(data: bytes) -> dict[str, Any] | None:
+    """One piece of :func:`_payloads`' cut, parsed; None unless it is a payload."""
+    try:
+        payload = fastjson.loads(data)
+    except ValueError:
+        return None
+    return payload if _is_payload(payload) else None
 
 
 class PayloadDecoder:
