@@ -57,6 +57,8 @@ _ROLES: tuple[env.Role, ...] = (env.Role.MEMBER, env.Role.MEMBER, env.Role.ADMIN
 FORWARDED_MESSAGE_TYPES: Final = frozenset({0, 19, 20, 23})
 # docs/discord.md §6.2 message_reference.type
 REFERENCE_FORWARD: Final = 1
+#: distinct role sets a guild's role memo holds (EntityFactory._role_codes); past this it starts afresh
+MAX_ROLE_SETS_A_GUILD: Final = 1024
 #: Channel → group memo entries (rebuilt from the cache on demand; cleared whenever guild state changes).
 MAX_MEMO_GROUPS: Final = 10_000
 
@@ -76,11 +78,16 @@ class EntityFactory:
         #: the guild's roles_version, so a role added behind the dispatches' back (memberAdmin fetching the guild's
         #: roles over REST) is found at once, not after the next dispatch that calls forget_groups
         self._admin_roles: dict[int, tuple[int, int]] = {}
+        #: guild id → (its roles_version, a member's role set → its role code there): a member who is not the
+        #: owner has the role its roles give under the guild's roles and this factory's configuration, shared by
+        #: every member with the same roles (see _role_code)
+        self._role_codes: dict[int, tuple[int, dict[tuple[int, ...], int]]] = {}
 
     def forget_groups(self) -> None:
         """Guild state changed (channels, roles, members): groups and roles are computed afresh."""
         self._groups.clear()
         self._admin_roles.clear()
+        self._role_codes.clear()
 
     # ----------------------------------------------------------------- roles, members, groups
 
@@ -115,9 +122,31 @@ class EntityFactory:
         return _ROLES[code]
 
     def _role_code(self, guild: CachedGuild, member: CachedMember) -> int:
-        """The member's role as its index in _ROLES (an int: hashing an Enum is a Python-level call)."""
-        if guild.owner_id and member.id == guild.owner_id:
+        """The member's role as its index in _ROLES (an int: hashing an Enum is a Python-level call).
+
+        Apart from the owner, it follows from the member's roles alone (under the guild's roles, the same for all its
+        members, and this factory's configuration), so it is derived once per role set and guild version. In a
+        bot that lives in many guilds most authors are new to the per-member memo (member_role), and deriving each
+        one's role touched the guild's role table and role objects, cold by then: scripts/measure_event_path.py at
+        1,000 guilds x 100 members, where every author is new, spent 2-4 us of ~24 an event on it."""
+        owner_id = guild.owner_id
+        if owner_id and member.id == owner_id:
             return _OWNER
+        version = guild.roles_version
+        known = self._role_codes.get(guild.id)
+        if known is None or known[0] != version:
+            known = self._role_codes[guild.id] = (version, {})
+        codes = known[1]
+        roles = member.roles
+        code = codes.get(roles)
+        if code is None:
+            if len(codes) >= MAX_ROLE_SETS_A_GUILD:
+                codes.clear()  # a guild whose members hold ever more distinct role sets cannot grow the memo
+            code = codes[roles] = self._roles_code(guild, member)
+        return code
+
+    def _roles_code(self, guild: CachedGuild, member: CachedMember) -> int:
+        """_role_code's derivation for a member who is not the owner (docs/discord.md §9.2)."""
         perms = guild.base_permissions(member)
         if perms == ALL_PERMISSIONS or perms & (ADMINISTRATOR | MANAGE_GUILD):
             return _ADMINISTRATOR

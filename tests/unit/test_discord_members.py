@@ -8,7 +8,7 @@ import tracemalloc
 from typing import Any
 
 from adapters.discord.cache import DiscordCache
-from adapters.discord.entities import EntityFactory
+from adapters.discord.entities import MAX_ROLE_SETS_A_GUILD, EntityFactory
 from adapters.discord.members import CachedMember, intern_roles
 from adapters.discord.snowflakes import parse_iso_time
 from relay import envelope as env
@@ -280,3 +280,51 @@ def test_the_configured_admin_role_is_found_once_the_cache_learns_it_without_a_d
     cache.remove_role(100, 6)
     assert configured.admin_role_id(guild) == 0
     assert configured.member_role(guild, record) == env.Role.MEMBER
+
+
+def test_members_with_the_same_roles_share_one_derived_role_and_the_owner_keeps_its_own() -> None:
+    """EntityFactory derives a role once per role set and version of the guild's roles (its _role_codes): members
+    holding the same roles get the same answer, the owner holding them too is still the OWNER, a change to the
+    guild's roles gives every role set afresh, and a guild whose members hold more role sets than the memo keeps is
+    still answered right."""
+    cache = cache_with(1)
+    cache.upsert_guild(
+        {
+            "id": "100",
+            "owner_id": str(USER_BASE + 3),
+            "roles": [
+                {"id": "100", "name": "@everyone", "permissions": "0", "position": 0},
+                {"id": "5", "name": "mods", "permissions": str(1 << 5), "position": 1},  # MANAGE_GUILD
+                {"id": "6", "name": "helpers", "permissions": "0", "position": 2},
+            ],
+        }
+    )
+    for n, roles in ((1, ["5"]), (2, ["5"]), (3, ["5"]), (4, ["6"]), (5, [])):
+        cache.upsert_member(100, member(n, roles=roles))
+    guild = cache.guilds[100]
+    for admin_role in ("", "helpers"):  # the memo also holds for roles derived with admin_role configured
+        entities = EntityFactory(cache, MappingConfig(admin_role=admin_role))
+
+        def role(n: int, entities: EntityFactory = entities) -> env.Role:
+            return entities.member_role(guild, guild.members[USER_BASE + n])
+
+        helper = env.Role.ADMINISTRATOR if admin_role else env.Role.MEMBER
+        assert [role(n) for n in (1, 2, 3, 4, 5)] == [
+            env.Role.ADMINISTRATOR,
+            env.Role.ADMINISTRATOR,
+            env.Role.OWNER,
+            helper,
+            env.Role.MEMBER,
+        ]
+        cache.upsert_role(100, {"id": "5", "name": "mods", "permissions": "0", "position": 1})
+        assert [role(n) for n in (1, 2, 3)] == [env.Role.MEMBER, env.Role.MEMBER, env.Role.OWNER]
+        cache.upsert_role(100, {"id": "5", "name": "mods", "permissions": str(1 << 5), "position": 1})
+        assert role(2) == env.Role.ADMINISTRATOR
+    # more distinct role sets than the memo keeps: each still derived from the roles it holds
+    entities = EntityFactory(cache, MappingConfig())
+    many = MAX_ROLE_SETS_A_GUILD + 100
+    expected = [(CachedMember(USER_BASE + 10 + i, roles=(6, 10_000 + i)), env.Role.MEMBER) for i in range(many)]
+    expected += [
+        (CachedMember(USER_BASE + 10 + many + i, roles=(5, 10_000 + i)), env.Role.ADMINISTRATOR) for i in range(50)
+    ]
+    assert [entities.member_role(guild, record) for record, _ in expected] == [want for _, want in expected]
