@@ -52,6 +52,16 @@ def ids(cache: DiscordCache, guild_id: int) -> list[int]:
     return [user_id - USER_BASE for user_id in cache.guilds[guild_id].members]
 
 
+def upsert_guild_with_roles(cache: DiscordCache, owner: int, *roles: tuple[str, str, int]) -> None:
+    """Guild 100 owned by ``owner``, with @everyone (no permissions) and ``roles`` as (id, name, permissions)."""
+    everyone = {"id": "100", "name": "@everyone", "permissions": "0", "position": 0}
+    listed = [
+        {"id": role_id, "name": name, "permissions": str(permissions), "position": position}
+        for position, (role_id, name, permissions) in enumerate(roles, start=1)
+    ]
+    cache.upsert_guild({"id": "100", "owner_id": str(owner), "roles": [everyone, *listed]})
+
+
 def test_the_least_recently_used_member_goes_first_per_guild_and_overall() -> None:
     cache = cache_with(2, max_members_per_guild=3, max_members_total=5)
     for n in range(3):
@@ -107,16 +117,7 @@ def test_a_member_record_is_one_object_with_only_what_the_mapping_needs() -> Non
 def test_compact_records_give_the_envelope_the_values_of_the_payload() -> None:
     """memberList / events see exactly what the payload says: name order, role, times, bot flag."""
     cache = cache_with(1)
-    cache.upsert_guild(
-        {
-            "id": "100",
-            "owner_id": str(USER_BASE + 1),
-            "roles": [
-                {"id": "100", "name": "@everyone", "permissions": "0", "position": 0},
-                {"id": "5", "name": "mods", "permissions": str(1 << 5), "position": 1},
-            ],
-        }
-    )
+    upsert_guild_with_roles(cache, USER_BASE + 1, ("5", "mods", 1 << 5))
     entities = EntityFactory(cache, MappingConfig())
     group = env.Group(id=200, name="general", bot_role=env.Role.MEMBER, guild_id=100)
     payloads = [
@@ -220,16 +221,7 @@ def test_a_remembered_role_follows_every_change_it_depends_on() -> None:
     guild's roles: a role update or deletion, a new owner, or the member's own roles changing (a GUILD_MEMBER_UPDATE
     or a message's partial member) must each give the role afresh."""
     cache = cache_with(1)
-    cache.upsert_guild(
-        {
-            "id": "100",
-            "owner_id": str(BOT),
-            "roles": [
-                {"id": "100", "name": "@everyone", "permissions": "0", "position": 0},
-                {"id": "5", "name": "mods", "permissions": "0", "position": 1},
-            ],
-        }
-    )
+    upsert_guild_with_roles(cache, BOT, ("5", "mods", 0))
     entities = EntityFactory(cache, MappingConfig())
     cache.upsert_member(100, member(2, roles=["5"]))
     guild, record = cache.guilds[100], cache.guilds[100].members[USER_BASE + 2]
@@ -288,17 +280,7 @@ def test_members_with_the_same_roles_share_one_derived_role_and_the_owner_keeps_
     guild's roles gives every role set afresh, and a guild whose members hold more role sets than the memo keeps is
     still answered right."""
     cache = cache_with(1)
-    cache.upsert_guild(
-        {
-            "id": "100",
-            "owner_id": str(USER_BASE + 3),
-            "roles": [
-                {"id": "100", "name": "@everyone", "permissions": "0", "position": 0},
-                {"id": "5", "name": "mods", "permissions": str(1 << 5), "position": 1},  # MANAGE_GUILD
-                {"id": "6", "name": "helpers", "permissions": "0", "position": 2},
-            ],
-        }
-    )
+    upsert_guild_with_roles(cache, USER_BASE + 3, ("5", "mods", 1 << 5), ("6", "helpers", 0))  # 1 << 5: MANAGE_GUILD
     for n, roles in ((1, ["5"]), (2, ["5"]), (3, ["5"]), (4, ["6"]), (5, [])):
         cache.upsert_member(100, member(n, roles=roles))
     guild = cache.guilds[100]
