@@ -94,11 +94,11 @@ def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
     store_guard.private_umask()  # the store, session data and uploads hold message text
     if process.limit_malloc_arenas():
         log.debug("malloc arenas limited to %d", process.MALLOC_ARENA_LIMIT)
+    if process.collect_young_less_often():
+        log.debug("young garbage collections every %d new objects", process.YOUNG_COLLECTION_THRESHOLD)
     # once now (the modules, the configuration), once the guilds are loaded (see _main): without this first
     # freeze, the young generations still held start-up's objects when the first GUILD_CREATE arrived, and a
     # collection there took 1.2 ms of the 1-guild READY → first-message time (bench scale grid, issue 18)
-    if process.collect_young_less_often():
-        log.debug("young garbage collections every %d new objects", process.YOUNG_COLLECTION_THRESHOLD)
     process.freeze_startup_objects()
     try:
         code = trio.run(_main, config, egress)

@@ -143,10 +143,10 @@ class EntityFactory:
         if code is None:
             if len(codes) >= MAX_ROLE_SETS_A_GUILD:
                 codes.clear()  # a guild whose members hold ever more distinct role sets cannot grow the memo
-            code = codes[roles] = self._roles_code(guild, member)
+            code = codes[roles] = self._derive_role_code(guild, member)
         return code
 
-    def _roles_code(self, guild: CachedGuild, member: CachedMember) -> int:
+    def _derive_role_code(self, guild: CachedGuild, member: CachedMember) -> int:
         """_role_code's derivation for a member who is not the owner (docs/discord.md §9.2)."""
         perms = guild.base_permissions(member)
         if perms == ALL_PERMISSIONS or perms & (ADMINISTRATOR | MANAGE_GUILD):

@@ -119,9 +119,6 @@ class _PromptLock:
     async def __aexit__(self, *exc_info: object) -> None:
         self._lock.release()
 
-    def locked(self) -> bool:
-        return self._lock.locked()
-
 
 def fresh_masking_keys(frame_count: int) -> bytes:
     """One 4-byte masking key per frame, from a strong source of entropy (RFC 6455 §5.3: unpredictable keys);
