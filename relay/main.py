@@ -96,6 +96,8 @@ def run(config: BridgeConfig, egress: DiscordEgress | None = None) -> int:
         log.debug("malloc arenas limited to %d", process.MALLOC_ARENA_LIMIT)
     if process.collect_young_less_often():
         log.debug("young garbage collections every %d new objects", process.YOUNG_COLLECTION_THRESHOLD)
+    if process.hand_over_the_gil_sooner():
+        log.debug("threads waiting for the GIL ask for it after %.1f ms", process.GIL_SWITCH_INTERVAL * 1000)
     # once now (the modules, the configuration), once the guilds are loaded (see _main): without this first
     # freeze, the young generations still held start-up's objects when the first GUILD_CREATE arrived, and a
     # collection there took 1.2 ms of the 1-guild READY → first-message time (bench scale grid, issue 18)

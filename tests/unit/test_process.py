@@ -1,9 +1,11 @@
-"""The process-memory helpers (relay.process: glibc malloc arena cap and trim, the garbage collector's thresholds)."""
+"""The process-wide helpers (relay.process: glibc malloc arena cap and trim, the garbage collector's thresholds, the
+GIL's switch interval)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -97,3 +99,29 @@ def test_a_collector_switched_off_or_tuned_higher_is_left_alone() -> None:
     assert process.collect_young_less_often() is False
     assert gc.get_threshold() == (700, 10, 10)
     assert not gc.isenabled()
+
+
+@pytest.fixture
+def switch_interval() -> Iterator[None]:
+    """Whatever a test does to the GIL's switch interval, this test process gets its own back."""
+    before = sys.getswitchinterval()
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("switch_interval")
+def test_threads_waiting_for_the_gil_ask_for_it_sooner_than_cpythons_default() -> None:
+    sys.setswitchinterval(process.CPYTHON_SWITCH_INTERVAL)
+    assert process.hand_over_the_gil_sooner() is True
+    assert sys.getswitchinterval() == pytest.approx(process.GIL_SWITCH_INTERVAL)
+    assert process.hand_over_the_gil_sooner() is False  # once is enough: already there
+    assert sys.getswitchinterval() == pytest.approx(process.GIL_SWITCH_INTERVAL)
+
+
+@pytest.mark.usefixtures("switch_interval")
+def test_an_interval_the_embedding_program_chose_is_left_alone() -> None:
+    sys.setswitchinterval(0.002)
+    assert process.hand_over_the_gil_sooner() is False
+    assert sys.getswitchinterval() == pytest.approx(0.002)
