@@ -9,8 +9,9 @@ threads' turns at the GIL.
 * :func:`hand_over_the_gil_sooner` shortens how long the store's writer thread waits for the GIL between its
   SQLite statements.
 
-Each is a no-op where it does not apply (another C library, an operator's own setting). The composition root
-(:mod:`relay.app`) calls them; nothing here knows the bridge.
+Each is a no-op where it does not apply (another C library, an operator's own setting). The process's entry
+(:func:`relay.main.run`) calls them before the event loop starts, and the composition root (:mod:`relay.app`) starts
+:func:`serve_memory_trim`; nothing here knows the bridge.
 """
 
 from __future__ import annotations
