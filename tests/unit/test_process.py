@@ -47,7 +47,7 @@ def test_without_glibc_both_helpers_are_no_ops(monkeypatch: pytest.MonkeyPatch) 
     def not_glibc(name: str) -> str | None:
         raise ValueError(f"unrecognized configuration name {name!r}")  # what macOS and Windows builds do
 
-    monkeypatch.setattr(process.os, "confstr", not_glibc, raising=False)
+    monkeypatch.setattr(os, "confstr", not_glibc, raising=False)  # the module relay.process reads it from
     assert process.limit_malloc_arenas(env={}) is False
     assert process.malloc_trimmer() is None
 
@@ -56,7 +56,7 @@ async def test_without_glibc_the_trim_task_ends_after_starting(monkeypatch: pyte
     def not_glibc(name: str) -> str | None:
         raise ValueError(f"unrecognized configuration name {name!r}")
 
-    monkeypatch.setattr(process.os, "confstr", not_glibc, raising=False)
+    monkeypatch.setattr(os, "confstr", not_glibc, raising=False)  # the module relay.process reads it from
     calls: list[int] = []
 
     def activity() -> int:
