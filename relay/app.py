@@ -410,7 +410,11 @@ async def serve_bridge(
                     conversation_known=store.knows_conversation,
                     flush_interval=STORE_FLUSH_INTERVAL,
                 )
-                listener = gateway_listener(translator, bridge, time.time, backfill)
+                # the reverse-ws dial and the webhooks wait for the bot id: woken when a Discord session starts
+                identity_changed = trio.lowlevel.ParkingLot()
+                listener = gateway_listener(
+                    translator, bridge, time.time, backfill, on_session=identity_changed.unpark_all
+                )
                 # where a back-fill after this start reads channels the store knows no message of from
                 listener.previous_run_saved_at = saved.saved_at or None
                 async with trio.open_nursery() as nursery:
@@ -455,6 +459,7 @@ async def serve_bridge(
                             mounts=(server_mount,),
                             # a verify announces the bot online only while Discord is (else: dropped)
                             bot_online=lambda: translator.online,
+                            identity_changed=identity_changed.park,
                         ),
                     )
                     observed.reverse_ws = adapters.reverse_ws

@@ -13,8 +13,9 @@ Data flow (docs/architecture.md §1):
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from relay.envelope import Command, ConversationRef, Event, Group, Member, Message, Quote, Result, Segment, User
 
@@ -64,6 +65,12 @@ class BotIdentity(Protocol):
 
     @property
     def bot_name(self) -> str: ...
+
+
+#: Returns once the bot's identity may have changed (a Discord session started: READY or RESUMED), so a task that
+#: needs the bot id looks again then instead of polling. The composition root passes a
+#: ``trio.lowlevel.ParkingLot``'s ``park``, which the gateway listener unparks (relay/app.py).
+IdentityChanged: TypeAlias = Callable[[], Awaitable[object]]
 
 
 class IdPresenter(Protocol):

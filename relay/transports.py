@@ -31,6 +31,7 @@ from adapters.mirai.webhook import Webhooks, serve_webhooks
 from adapters.mirai.ws_server import WsAdapter
 from relay.config import BridgeConfig
 from relay.listeners import Mount, serve_listeners
+from relay.ports import IdentityChanged
 from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
 from relay.web.models import ServerLimits
@@ -68,12 +69,14 @@ async def serve_mirai_adapters(
     dead_letters: DeadLetters | None = None,
     mounts: Sequence[Mount] = (),
     bot_online: Callable[[], bool] = lambda: True,
+    identity_changed: IdentityChanged | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the mirai adapters ``[mirai] adapters`` names, the webhook destinations (with ``dead_letters``) and the
     HTTP listeners; ``started(MiraiAdapters)`` once each is dialing, posting or listening. reverse-ws dials; ws and
     http are mounted on the listeners beside ``mounts`` (the bridge's own ``[server]``), one socket per host and
-    port."""
+    port. reverse-ws and the webhooks wait for the bot id, looking again each time ``identity_changed`` returns
+    (:data:`relay.ports.IdentityChanged`)."""
     mirai = config.mirai
     rng = random.SystemRandom()  # session keys and upload ids are secrets
 
@@ -94,6 +97,7 @@ async def serve_mirai_adapters(
                     dispatcher_for_session=handler.for_session,
                     sessions=sessions,
                     bot_online=bot_online,
+                    identity_changed=identity_changed,
                 )
             )
         elif mirai.reverse_ws.destinations:
@@ -113,6 +117,7 @@ async def serve_mirai_adapters(
                     dispatcher=handler,
                     identity=identity,
                     metrics=metrics,
+                    identity_changed=identity_changed,
                 )
             )
         mounts = list(mounts)

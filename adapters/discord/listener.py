@@ -33,7 +33,9 @@ class GatewayListener:
 
     With a :class:`~adapters.discord.backfill.Backfill` it also tells that when sessions start (READY), resume
     and become available per guild (GUILD_CREATE), and keeps back the dispatches of a channel being read back;
-    :meth:`deliver` is the path those take once their turn comes.
+    :meth:`deliver` is the path those take once their turn comes. ``on_session`` is called whenever a shard's
+    session starts or resumes, once the READY before it was translated (so the Discord cache knows the bot): the
+    app wakes what waits for the bot id with it (:data:`relay.ports.IdentityChanged`).
     """
 
     def __init__(
@@ -42,9 +44,11 @@ class GatewayListener:
         sink: EventSink,
         clock: Callable[[], float],
         backfill: Backfill | None = None,
+        on_session: Callable[[], object] | None = None,
     ) -> None:
         self.translator = translator
         self.backfill = backfill
+        self._on_session = on_session
         self._on_dispatch = translator.on_dispatch
         self._publish = sink.publish_nowait
         self._clock = clock
@@ -81,12 +85,16 @@ class GatewayListener:
                 if lost_at is None:
                     lost_at = self.previous_run_saved_at
                 backfill.session_started(event.shard_id, event.guild_ids, lost_at=lost_at)
+            if self._on_session is not None:
+                self._on_session()
         elif isinstance(event, ShardResumed):
             self._lost_at.pop(event.shard_id, None)
             if backfill is not None:
                 line = backfill.session_resumed(event.shard_id, event.replayed)
                 if line is not None:
                     log.info("%s", line)
+            if self._on_session is not None:
+                self._on_session()
         elif isinstance(event, ShardConnected) and backfill is not None and event.resuming:
             backfill.resuming(event.shard_id)
 
@@ -113,6 +121,7 @@ def gateway_listener(
     sink: EventSink,
     clock: Callable[[], float],
     backfill: Backfill | None = None,
+    on_session: Callable[[], object] | None = None,
 ) -> GatewayListener:
     """The gateway reader's ``on_event`` (see :class:`GatewayListener`)."""
-    return GatewayListener(translator, sink, clock, backfill)
+    return GatewayListener(translator, sink, clock, backfill, on_session)

@@ -12,11 +12,13 @@ Any error — refused connection, refused handshake, TLS failure, dropped socket
 destination reconnects forever with exponential backoff, full jitter and a cap (``[mirai.reverse_ws.reconnect]``;
 mirai-api-http itself gives up on several of these, §3.6), logging one sentence that names the destination and
 the cause. The dial waits until the bot id is known (Discord READY, or ``mirai.bot_id``), because a framework
-binds to that id when it verifies.
+binds to that id when it verifies; it looks again whenever ``identity_changed`` returns (the app: when a Discord
+session starts), so the framework is dialed as soon as READY is read.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import ssl
@@ -33,14 +35,15 @@ from adapters.mirai.sessions import SessionRegistry
 from relay.backoff import backoff_delay
 from relay.config import DestinationConfig, MiraiConfig, Protocol
 from relay.errors import FrameTooLarge, RelayError, WebSocketClosed, WebSocketHandshakeFailed
-from relay.ports import BotIdentity
+from relay.ports import BotIdentity, IdentityChanged
 from relay.storage.outbox import Outbox
 from relay.wire import frames
 from relay.wire.client import Endpoint, connect_websocket, verifying_context
 
 log = logging.getLogger(__name__)
 
-#: how often to look again whether Discord READY told us the bot id, before dialing
+#: without an ``identity_changed`` signal (a library caller's choice): how often to look again whether Discord
+#: READY told us the bot id, before dialing
 BOT_ID_POLL_INTERVAL: Final = 0.1
 #: seconds granted to the closing handshake when a connection ends
 CLOSE_GRACE: Final = 2.0
@@ -170,8 +173,10 @@ class DestinationClient:
         dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
         sessions: SessionRegistry | None = None,
         bot_online: Callable[[], bool] = lambda: True,
+        identity_changed: IdentityChanged | None = None,
     ) -> None:
         self.destination = destination
+        self.identity_changed = identity_changed or functools.partial(trio.sleep, BOT_ID_POLL_INTERVAL)
         self.sessions = sessions
         self.bot_online = bot_online
         self.dispatcher_for_session = dispatcher_for_session
@@ -262,7 +267,7 @@ class DestinationClient:
             return
         log.info("%s: waiting for the Discord bot id (READY) before dialing the framework", self.label)
         while not self.bot_id():
-            await trio.sleep(BOT_ID_POLL_INTERVAL)
+            await self.identity_changed()
 
     async def _connect_and_serve(self) -> None:
         config = self.config
@@ -339,6 +344,7 @@ async def serve_reverse_ws(
     dispatcher_for_session: Callable[[str], CommandDispatcher] | None = None,
     sessions: SessionRegistry | None = None,
     bot_online: Callable[[], bool] = lambda: True,
+    identity_changed: IdentityChanged | None = None,
     task_status: trio.TaskStatus[ReverseWsClient] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run every destination of ``config.reverse_ws`` forever; ``started(ReverseWsClient)`` once all cursors exist.
@@ -348,7 +354,9 @@ async def serve_reverse_ws(
     can report the key: ``dispatcher_for_session=handler.for_session``). ``sessions`` is the bridge's session
     registry, shared with the ws and http adapters (a session key made over http verifies here too; each
     connection gets a private one when None). ``bot_online`` says whether the bot's Discord connection is up: a
-    verify announces BotOnlineEvent then, else BotOfflineEventDropped. ``rng`` (session keys, backoff jitter)
+    verify announces BotOnlineEvent then, else BotOfflineEventDropped. A destination waits for the bot id before
+    it dials, looking again each time ``identity_changed`` returns (:data:`relay.ports.IdentityChanged`; every
+    :data:`BOT_ID_POLL_INTERVAL` without it). ``rng`` (session keys, backoff jitter)
     defaults to a fresh ``random.Random()``. The caller runs ``outbox``'s flusher
     (:func:`relay.storage.flushers.serve_outbox_flusher`) and closes it after this ends.
     """
@@ -366,6 +374,7 @@ async def serve_reverse_ws(
                 dispatcher_for_session=dispatcher_for_session,
                 sessions=sessions,
                 bot_online=bot_online,
+                identity_changed=identity_changed,
             )
             clients.append(await nursery.start(_serve_client, client))
         task_status.started(ReverseWsClient(tuple(clients)))

@@ -45,7 +45,7 @@ from adapters.mirai.session import CommandDispatcher
 from relay.backoff import backoff_delay
 from relay.config import WebhookConfig, WebhookDestinationConfig
 from relay.errors import StoreError
-from relay.ports import BotIdentity
+from relay.ports import BotIdentity, IdentityChanged
 from relay.proxy import httpx_proxy_options
 from relay.storage.outbox import Outbox
 from relay.web.metrics import Metrics
@@ -75,7 +75,8 @@ MAX_RESPONSE_BYTES: Final = 64 * 1024
 COMMANDS_IN_FLIGHT: Final = 8
 #: dead letters are logged at most this often per destination (seconds); the rest are counted in the next line
 DEAD_LETTER_LOG_INTERVAL: Final = 60.0
-#: seconds between looks for the bot id before the first READY (the headers carry it)
+#: without an ``identity_changed`` signal (a library caller's choice): seconds between looks for the bot id before
+#: the first READY (the headers carry it)
 BOT_ID_POLL_INTERVAL: Final = 0.5
 
 
@@ -161,6 +162,8 @@ class WebhookDestination:
     client: httpx.AsyncClient
     rng: random.Random = attrs.field(factory=random.Random)
     clock: Callable[[], float] = time.time
+    #: returns when the bot id may have changed (see relay.ports.IdentityChanged); None: poll
+    identity_changed: IdentityChanged | None = None
     wakeup: _Wakeup = attrs.field(factory=_Wakeup)
     ahead: collections.deque[tuple[int, str]] = attrs.field(factory=collections.deque)
     posts: int = 0
@@ -214,7 +217,10 @@ class WebhookDestination:
 
     async def _wait_for_bot_id(self) -> None:
         while not self.identity.bot_id:
-            await trio.sleep(BOT_ID_POLL_INTERVAL)
+            if self.identity_changed is None:
+                await trio.sleep(BOT_ID_POLL_INTERVAL)
+            else:
+                await self.identity_changed()
 
     def _read(self, after: int) -> tuple[int, str] | None:
         if not self.ahead:
@@ -447,12 +453,15 @@ async def serve_webhooks(
     write_lock: threading.Lock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     rng: random.Random | None = None,
+    identity_changed: IdentityChanged | None = None,
     task_status: trio.TaskStatus[Webhooks] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """POST the outbox's events to every ``[[mirai.webhook.destinations]]`` until cancelled.
 
     ``identity.bot_id`` is the id in the ``qq``/``bot`` headers (``[mirai] bot_id`` or the Discord bot user id: pass
-    the presented identity). ``dispatcher`` runs the commands webhook answers carry (``DrainingDispatcher`` in the
+    the presented identity); no event is POSTed before it is known, and it is looked at again each time
+    ``identity_changed`` returns (:data:`relay.ports.IdentityChanged`; every :data:`BOT_ID_POLL_INTERVAL` without
+    it). ``dispatcher`` runs the commands webhook answers carry (``DrainingDispatcher`` in the
     app). ``write_lock`` is the outbox's (``outbox.write_lock`` when None): dead letters are written in the same
     SQLite file. ``transport`` replaces httpx's (tests). The outbox's flusher must run beside this (the
     composition root's job). Started once every destination's cursor is registered.
@@ -477,6 +486,7 @@ async def serve_webhooks(
                     metrics=metrics,
                     client=client,
                     rng=random.Random(random_source.random()),
+                    identity_changed=identity_changed,
                 )
                 destinations.append(await nursery.start(served.serve))
             if destinations:

@@ -642,6 +642,29 @@ async def test_dialing_waits_for_the_bot_id(outbox: Outbox) -> None:
             assert conn.headers["qq"] == str(BOT)
 
 
+async def test_dialing_starts_when_told_the_identity_changed_not_on_a_poll(outbox: Outbox) -> None:
+    """The app wakes the dial when a Discord session starts (relay.ports.IdentityChanged): the destination parks on
+    that signal (no timer), and dials once it is woken with the bot id known."""
+    identity = LateIdentity()
+    changed = trio.lowlevel.ParkingLot()
+    with trio.fail_after(GUARD):
+        async with (
+            open_fake_framework(verify_key=KEY, qq=BOT) as fw,
+            running_bridge(mirai_config(fw.port), outbox, identity=identity, identity_changed=changed.park),
+        ):
+            while changed.statistics().tasks_waiting != 1:
+                await trio.sleep(0.01)
+            changed.unpark_all()  # woken, but READY has not told the bot id yet: it parks again
+            while changed.statistics().tasks_waiting != 1:
+                await trio.sleep(0.01)
+            assert fw.connections == []
+            identity.bot_id = BOT
+            assert len(changed.unpark_all()) == 1
+            conn = await fw.wait_connection()
+            await conn.wait_verified()
+            assert conn.headers["qq"] == str(BOT)
+
+
 async def test_configured_bot_id_overrides_the_discord_one(outbox: Outbox) -> None:
     with trio.fail_after(GUARD):
         async with (

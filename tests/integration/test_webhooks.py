@@ -94,7 +94,11 @@ class Env:
 
 @asynccontextmanager
 async def webhooks_running(
-    path: Path, *destinations: WebhookDestinationConfig, extra_headers: dict[str, str] | None = None
+    path: Path,
+    *destinations: WebhookDestinationConfig,
+    extra_headers: dict[str, str] | None = None,
+    identity: Any = None,
+    identity_changed: Any = None,
 ) -> AsyncIterator[Env]:
     store = str(path / "bridge.sqlite3")
     metrics, dispatcher = Metrics(), RecordingDispatcher()
@@ -108,8 +112,9 @@ async def webhooks_running(
                     outbox=outbox,
                     dead_letters=dead_letters,
                     dispatcher=dispatcher,
-                    identity=FixedIdentity(),
+                    identity=identity or FixedIdentity(),
                     metrics=metrics,
+                    identity_changed=identity_changed,
                 )
             )
             yield Env(outbox, webhooks, dead_letters, metrics, dispatcher)
@@ -152,6 +157,37 @@ async def test_bare_events_in_order_with_mirai_headers_and_a_standard_webhooks_s
         assert post.header("x-common") == "c"
         assert verifier.verify(post.body, post.headers) == event(i)  # the reference library's own check
         assert post.header("webhook-id") == f"msg_{i + 1}"
+
+
+@attrs.define
+class LateIdentity:
+    """Discord READY has not arrived yet: the bot id is 0 until the test sets it."""
+
+    bot_id: int = 0
+    bot_name: str = ""
+
+
+async def test_nothing_is_posted_before_the_bot_id_is_known_and_everything_once_told_it_is(tmp_path: Path) -> None:
+    """The qq/bot headers need the bot id: events wait in the outbox until the app says a Discord session started
+    (relay.ports.IdentityChanged), then go out in order; the destination parks on that signal, not on a timer."""
+    receiver = WebhookReceiver()
+    identity = LateIdentity()
+    changed = trio.lowlevel.ParkingLot()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(receiver.serve)
+            hook = destination(f"http://127.0.0.1:{port}/hook")
+            async with webhooks_running(tmp_path, hook, identity=identity, identity_changed=changed.park) as env:
+                for i in range(3):
+                    env.outbox.append(frame(i))
+                await wait_until(lambda: changed.statistics().tasks_waiting == 1)
+                assert receiver.received == []
+                identity.bot_id = BOT
+                changed.unpark_all()
+                received = await receiver.wait_for(3)
+            nursery.cancel_scope.cancel()
+    assert [post.json() for post in received] == [event(0), event(1), event(2)]
+    assert all(post.header("qq") == str(BOT) for post in received)
 
 
 async def test_x_signature_is_the_hex_hmac_of_the_raw_body(tmp_path: Path) -> None:
