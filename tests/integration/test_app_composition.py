@@ -10,8 +10,10 @@ from pathlib import Path
 
 import attrs
 import httpx
+import pytest
 import trio
 
+from adapters.mirai import webhook
 from relay.config import (
     BridgeConfig,
     HttpServerConfig,
@@ -63,7 +65,9 @@ async def test_a_robot_post_on_the_server_listener_reaches_the_channel(tmp_path:
     assert post.json["content"] == "**CI**: build 42 passed"
 
 
-async def test_webhook_destinations_get_the_bridges_events(tmp_path: Path) -> None:
+async def test_webhook_destinations_get_the_bridges_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the destination's fallback poll for the bot id made an hour long: it posts only if the app wakes it at READY
+    monkeypatch.setattr(webhook, "BOT_ID_POLL_INTERVAL", 3600.0)
     received: list[Request] = []
     arrived = trio.Event()
 

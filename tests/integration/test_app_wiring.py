@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import pytest
 import trio
 
 from adapters.discord import USER_AGENT
+from adapters.mirai import reverse_ws
 from relay.app import RunningBridge, serve_bridge
 from relay.config import ActivityType, BridgeConfig, PresenceConfig, PresenceStatus
 from relay.egress import DiscordEgress
@@ -73,6 +75,25 @@ async def test_the_gateway_handshake_sends_the_same_user_agent_as_rest(tmp_path:
             (connection,) = discord.gateway.connections
     assert connection.headers["user-agent"] == USER_AGENT
     assert discord.requests[0].headers["user-agent"] == USER_AGENT
+
+
+async def test_the_framework_is_dialed_when_ready_is_read_not_on_a_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway listener wakes the reverse-ws dial when READY gives the bot id (relay.ports.IdentityChanged):
+    with the destination's fallback poll made an hour long, the framework still gets its connection, verified with
+    the bot's qq, and the bridge's messages."""
+    monkeypatch.setattr(reverse_ws, "BOT_ID_POLL_INTERVAL", 3600.0)
+    with trio.fail_after(GUARD):
+        async with bridge_with(tmp_path) as (discord, framework, _running, _stopped):
+            connection = await framework.wait_connection()
+            await connection.wait_verified()
+            await say(discord, CHANNEL, ALICE, "dialed at READY")
+            (event,) = await wait_group_messages(framework, 1)
+    assert connection.headers["qq"] == str(BOT_ID)
+    chain = event["messageChain"]
+    assert isinstance(chain, list) and chain[0]["type"] == "Source"
+    assert chain[1:] == [{"type": "Plain", "text": "dialed at READY"}]
 
 
 async def test_the_configured_presence_is_sent_in_identify(tmp_path: Path) -> None:
