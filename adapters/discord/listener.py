@@ -44,7 +44,7 @@ class GatewayListener:
         sink: EventSink,
         clock: Callable[[], float],
         backfill: Backfill | None = None,
-        on_session: Callable[[], object] | None = None,
+        on_session: Callable[[], object] = lambda: None,
     ) -> None:
         self.translator = translator
         self.backfill = backfill
@@ -85,16 +85,14 @@ class GatewayListener:
                 if lost_at is None:
                     lost_at = self.previous_run_saved_at
                 backfill.session_started(event.shard_id, event.guild_ids, lost_at=lost_at)
-            if self._on_session is not None:
-                self._on_session()
+            self._on_session()
         elif isinstance(event, ShardResumed):
             self._lost_at.pop(event.shard_id, None)
             if backfill is not None:
                 line = backfill.session_resumed(event.shard_id, event.replayed)
                 if line is not None:
                     log.info("%s", line)
-            if self._on_session is not None:
-                self._on_session()
+            self._on_session()
         elif isinstance(event, ShardConnected) and backfill is not None and event.resuming:
             backfill.resuming(event.shard_id)
 
@@ -121,7 +119,7 @@ def gateway_listener(
     sink: EventSink,
     clock: Callable[[], float],
     backfill: Backfill | None = None,
-    on_session: Callable[[], object] | None = None,
+    on_session: Callable[[], object] = lambda: None,
 ) -> GatewayListener:
     """The gateway reader's ``on_event`` (see :class:`GatewayListener`)."""
     return GatewayListener(translator, sink, clock, backfill, on_session)

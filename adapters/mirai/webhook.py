@@ -28,6 +28,7 @@ one batch; what it has not taken stays in the outbox (on disk once the flusher w
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import threading
@@ -216,11 +217,9 @@ class WebhookDestination:
             self.metrics.webhook_queue_depth.remove(self.label)
 
     async def _wait_for_bot_id(self) -> None:
+        identity_changed = self.identity_changed or functools.partial(trio.sleep, BOT_ID_POLL_INTERVAL)
         while not self.identity.bot_id:
-            if self.identity_changed is None:
-                await trio.sleep(BOT_ID_POLL_INTERVAL)
-            else:
-                await self.identity_changed()
+            await identity_changed()
 
     def _read(self, after: int) -> tuple[int, str] | None:
         if not self.ahead:
