@@ -15,9 +15,10 @@ back-fill, the session snapshot, a real store and outbox in a temporary file):
 * ``flush``: the flusher's work on the event loop (:func:`relay.storage.flush.take`, every 1,000 events as at
   20,000 events/s with its 50 ms interval) and, apart, the SQLite transaction its worker thread runs.
 
-    python scripts/measure_event_path.py                 # 20,000 events, zlib off, best of 5
+    python scripts/measure_event_path.py                 # 20,000 events, zlib off, best of 5; one author
     python scripts/measure_event_path.py --zlib --repeat 7
     python scripts/measure_event_path.py --guilds 1000 --members 100   # authors walk a large world
+    python scripts/measure_event_path.py --guilds 1 --members 99      # one guild, 99 authors walked as in the grid
     # instructions per event, steadier than time on a shared machine: divide the total by --events
     PYTHONHASHSEED=0 valgrind --tool=callgrind --toggle-collect=sys_call_tracing --callgrind-out-file=/dev/null \
         python scripts/measure_event_path.py --events 5000 --repeat 1
