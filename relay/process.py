@@ -136,7 +136,7 @@ def collect_young_less_often(threshold: int = YOUNG_COLLECTION_THRESHOLD) -> boo
     came every ~120 events of a stream and walked those objects of the events in flight, which then moved to the
     middle generation and were walked again there, and enough of them outlived that too to set off full
     collections. Past 10,000 most of them are gone before a collection comes. Measured in the bench's scale runs
-    with gc callbacks (100,000 events; the README's Performance section has the figures and the command): the
+    with gc callbacks (100,000 events; docs/performance.md has the figures and the command): the
     collector's time fell from 104-200 to 36-62 ms at 1 guild × 100 members and from 336-345 to
     110-209 ms at 1,000 × 100; at 2,500 × 100 (20,000 events, the load included) from 868-893 to 435-464 ms,
     the longest pause from 68-70 ms (a full collection) to 28-32 ms, and no full collection ran. Peak RSS did
@@ -178,7 +178,7 @@ def hand_over_the_gil_sooner(interval: float = GIL_SWITCH_INTERVAL) -> bool:
     and takes the GIL straight back, so with 5 ms the writer waited for a race it mostly lost. Its flushes took
     longer, and while one is in flight the frames and rows behind it wait, and the gateway reader is held at their
     marks (:func:`relay.storage.flushers.make_room`). Measured at one guild with zlib-stream (150,000-event
-    streams; the README's Performance section has the commands): a flush's wall time 22.9-24.9 ms (median) with 5 ms,
+    streams; docs/performance.md has the commands): a flush's wall time 22.9-24.9 ms (median) with 5 ms,
     16.7-17.2 ms with 0.5; events/s +3.7 % (median of 16 interleaved pairs, 13 faster) for ~0.4 µs more CPU an
     event; at 1,000 guilds +2 % (six pairs). The event loop's thread alone never switches: only a waiting thread
     asks.

@@ -13,9 +13,9 @@ long before their batch is written, and frames every framework already has are n
 loss may lose the last commits of the file; a lost pair is then derived again, equal, on the next sight of its
 snowflake (relay/ids.py), and until then a command naming it is answered "not found" — never a wrong target.
 
-**Cost.** A first sight costs one small transaction on the event loop (measured in the README's performance
-section): it takes the file's write lock (:attr:`relay.storage.outbox.Outbox.write_lock`), so it may wait for a
-flusher's batch in flight (milliseconds). Ids already seen cost one dict lookup and no I/O.
+**Cost.** A first sight costs one small transaction on the event loop (measured in docs/performance.md, "Where
+the time goes on one guild"): it takes the file's write lock (:attr:`relay.storage.outbox.Outbox.write_lock`), so
+it may wait for a flusher's batch in flight (milliseconds). Ids already seen cost one dict lookup and no I/O.
 """
 
 from __future__ import annotations

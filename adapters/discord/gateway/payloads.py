@@ -220,7 +220,7 @@ class PayloadDecoder:
     zlib call each. Each call into zlib lets go of the GIL, and while the store's writer thread waits for it every
     let-go wakes that thread: a futex wake, about a tenth of the event loop's CPU in a saturation stream (``perf
     record`` of its thread). One call per 64 messages instead of one per message took ~4 µs of CPU off each event
-    there (README, Performance).
+    there (docs/performance.md, "The optimisations").
 
     The 64 payloads come out joined. They are cut at each '}{"' and used only when that gives as many pieces as
     messages and every piece parses as a payload (a JSON object with an integer op), checked before the first is
