@@ -295,6 +295,22 @@ def percentile(values: list[float], pct: float) -> float:
 # =========================================================================== process stats (Linux /proc)
 
 
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds each thread of a process has run on a CPU (``/proc/<pid>/task/<tid>/schedstat``'s first field),
+    by thread id; the main thread's id is the process's. Empty where the kernel does not keep it."""
+    times: dict[int, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return times
+    for tid in tids:
+        try:
+            times[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return times
+
+
 def proc_stats(pid: int) -> dict[str, float]:
     """CPU seconds (user+sys) and peak/current RSS (MiB) of one process, including its threads."""
     try:
@@ -1527,10 +1543,12 @@ def run_scenario(
                     samples.append(proc_stats(client.pid)["rss_mb"])
                     time.sleep(0.1)
             stream_cpu: list[float] = []
+            stream_threads: list[dict[int, int]] = []
 
             def at_stream_start(obj: dict[str, Any]) -> None:
                 if obj.get("stream_start"):
                     stream_cpu.append(proc_stats(client.pid)["cpu_s"])
+                    stream_threads.append(thread_cpu_ns(client.pid))
 
             result = read_peer_result(peer, float(params.get("deadline", 120)) + 30, at_stream_start)
             dpy: dict[str, Any] = {}
@@ -1546,6 +1564,13 @@ def run_scenario(
             if stream_cpu:
                 # CPU per event of the stream alone: steadier than events/s on a machine shared with others
                 stats["cpu_us_per_event"] = (stats["cpu_s"] - stream_cpu[0]) / max(1, events - 1) * 1e6
+            if stream_threads and kind in BRIDGE_KINDS:
+                # the bridge's event loop runs on its main thread; the rest of its CPU is the store's writer (and
+                # any other worker thread), which runs beside it on the other core: the loop's share is what paces
+                # the stream (read now, after the sink has every event; discord.py's is read by itself, below)
+                start, end = stream_threads[0], thread_cpu_ns(client.pid)
+                if client.pid in start and client.pid in end:
+                    stats["loop_us_per_event"] = (end[client.pid] - start[client.pid]) / max(1, events - 1) / 1e3
             # the peer (gateway + REST + sink on one core) must not be the bottleneck: report its CPU too
             stats["peer_cpu_s"] = proc_stats(peer.pid)["cpu_s"]
             if kind == "discordpy":
@@ -1856,14 +1881,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{'client':10} {'mode':9} {'zlib':4} {'recv':>7} {'events/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU s':>6} {'µs/ev':>6} {'peer CPU':>8} {'peak RSS MB':>11}"
+        f"{'CPU s':>6} {'µs/ev':>6} {'loop':>5} {'peer CPU':>8} {'peak RSS MB':>11}"
     )
     for row in rows:
         print(
             f"{row['client']:10} {row['mode']:9} {'on' if row['compress'] else 'off':4} {row['received']:>7} "
             f"{fmt(row.get('events_per_s'), 0):>10} {fmt(row.get('lat_p50_ms'), 2):>7} "
             f"{fmt(row.get('lat_p99_ms'), 2):>7} {fmt(row.get('cpu_s'), 2):>6} "
-            f"{fmt(row.get('cpu_us_per_event'), 1):>6} {fmt(row.get('peer_cpu_s'), 2):>8} "
+            f"{fmt(row.get('cpu_us_per_event'), 1):>6} {fmt(row.get('loop_us_per_event'), 1):>5} "
+            f"{fmt(row.get('peer_cpu_s'), 2):>8} "
             f"{fmt(row.get('peak_rss_mb')):>11}"
         )
     for row in rows:
@@ -1891,6 +1917,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_spread = "-"
                 if per_event:
                     cpu_spread = f"{statistics.median(per_event):.1f} ({min(per_event):.1f}-{max(per_event):.1f})"
+                loop = [r["loop_us_per_event"] for r in runs if r.get("loop_us_per_event")]
                 written = [r["disk_frames"] / r["events"] for r in runs if r.get("disk_frames", math.nan) >= 0]
                 commits = [r["disk_commits"] for r in runs if r.get("disk_commits", math.nan) >= 0]
                 print(
@@ -1901,6 +1928,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"  outbox frames written per event {statistics.median(written):.2f} "
                         f"({min(written):.2f}-{max(written):.2f}), {statistics.median(commits):.0f} commits"
                         if written and commits
+                        else ""
+                    )
+                    + (
+                        f"; event loop {statistics.median(loop):.1f} ({min(loop):.1f}-{max(loop):.1f}) µs/event"
+                        if loop
                         else ""
                     )
                 )
@@ -1976,7 +2008,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nscale grid: 20,000-event stream over G guilds x M members after loading them; medians of runs")
         print(
             f"{'G x M':>12} {'zlib':4} {'bridge ev/s':>11} {'dpy ev/s':>9} {'ratio':>6} "
-            f"{'RSS MB bridge/dpy':>18} {'load ms bridge/dpy':>18} {'at the peer':>16} {'CPU us/ev bridge/dpy':>21}"
+            f"{'RSS MB bridge/dpy':>18} {'load ms bridge/dpy':>18} {'at the peer':>16} {'CPU us/ev bridge/dpy':>21} "
+            f"{'bridge loop us/ev':>17}"
         )
         scale_report: list[dict[str, Any]] = []
         for guilds, members in scale_points:
@@ -1999,6 +2032,7 @@ def main(argv: list[str] | None = None) -> int:
                         for kind in ("bridge", "discordpy")
                         for key in ("events_per_s", "rss_mb", "load_s", "load_at_peer_s", "cpu_us_per_event")
                     },
+                    "bridge_loop_us_per_event": median_of("bridge", "loop_us_per_event"),
                 }
                 paired = []
                 for repetition in range(args.scale_repeat):
@@ -2023,7 +2057,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fmt(point['ratio'], 2):>6} "
                     f"{fmt(point['bridge_rss_mb'], 0) + ' / ' + fmt(point['discordpy_rss_mb'], 0):>18} "
                     f"{load_ms('load_s'):>18} {load_ms('load_at_peer_s'):>16} "
-                    f"{fmt(point['bridge_cpu_us_per_event']) + ' / ' + fmt(point['discordpy_cpu_us_per_event']):>21}"
+                    f"{fmt(point['bridge_cpu_us_per_event']) + ' / ' + fmt(point['discordpy_cpu_us_per_event']):>21} "
+                    f"{fmt(point['bridge_loop_us_per_event'], 1):>17}"
                 )
         flatness: list[dict[str, Any]] = []
         for compress in modes:
