@@ -1567,7 +1567,7 @@ def run_scenario(
             if stream_threads and kind in BRIDGE_KINDS:
                 # the bridge's event loop runs on its main thread; the rest of its CPU is the store's writer (and
                 # any other worker thread), which runs beside it on the other core: the loop's share is what paces
-                # the stream (read now, after the sink has every event; discord.py's is read by itself, below)
+                # the stream (read now, after the sink has every event; not for discord.py, read too early here)
                 start, end = stream_threads[0], thread_cpu_ns(client.pid)
                 if client.pid in start and client.pid in end:
                     stats["loop_us_per_event"] = (end[client.pid] - start[client.pid]) / max(1, events - 1) / 1e3
